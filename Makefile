@@ -1,0 +1,34 @@
+# crpy: the commands of the README.  `make test` is what CI runs.
+PY ?= python3
+export PYTHONDONTWRITEBYTECODE=1
+
+.PHONY: deps build install test unit zdtm demo bench clean
+
+deps:            ## system packages, Python packages and sysctls crpy needs (run as root)
+	sh tools/install-deps.sh
+
+build:           ## generate the protobuf modules, the blobs and the cffi module in place
+	$(PY) -m tools.build_protos crpy/images/pb
+	$(PY) -m tools.build_blobs crpy/blobs
+	$(PY) crpy/kernel/_build_ffi.py
+
+install: deps    ## install crpy (the `crpy` command) into this Python
+	$(PY) -m pip install -q .
+
+unit: build
+	$(PY) -m pytest -q tests/unit
+
+zdtm: build      ## every zdtm test, one and three dump/restore iterations
+	$(PY) -m tests.zdtm.run --all
+
+test: build      ## unit tests and the whole zdtm set
+	$(PY) -m pytest -q tests
+
+demo: install    ## start a counter, dump it, show it gone, restore it, watch it count on
+	sh tools/demo.sh
+
+bench: build     ## page dump/restore speed against a process_vm_readv baseline
+	$(PY) -m bench.run
+
+clean:
+	rm -rf build dist *.egg-info crpy/kernel/_sys.* crpy/images/pb/*_pb2.py crpy/blobs/_*.py tests/zdtm/bin

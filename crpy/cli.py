@@ -1,0 +1,124 @@
+"""The crpy command line: dump, restore, check, show.
+
+Options are spelled as criu spells them, so scripts written for criu run unchanged.  An option of
+criu's that crpy does not implement yet is refused by name, never silently ignored.  Every crpy
+error ends as one line on stderr and a non-zero exit; tracebacks are for bugs only.
+"""
+
+import argparse
+import sys
+
+# criu options that crpy knows of but does not implement yet: refused with a clear message.
+_NOT_YET = {
+    "dump": ["--tcp-established", "--ext-unix-sk", "--file-locks", "--link-remap", "--manage-cgroups",
+             "--track-mem", "--prev-images-dir", "--page-server", "--address", "--port",
+             "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
+             "--ghost-limit", "--network-lock", "--skip-in-flight", "--tcp-close", "--timeout",
+             "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
+    "restore": ["--tcp-established", "--ext-unix-sk", "--file-locks", "--link-remap",
+                "--manage-cgroups", "--root", "--inherit-fd", "--external", "--auto-dedup",
+                "--lazy-pages", "--restore-sibling", "--leave-stopped", "--tcp-close", "--stream",
+                "--page-server", "--address", "--port"],
+}
+
+
+def _verbosity(argv):
+    """criu's -v, -vv, -v4 and --verbosity=N; returns (level or None, argv without them)."""
+    level, rest = None, []
+    for arg in argv:
+        if arg == "-v" or (arg.startswith("-v") and set(arg[1:]) == {"v"}):
+            level = (level if level and level > 2 else 2) + arg.count("v")
+        elif arg.startswith("-v") and arg[2:].isdigit():
+            level = int(arg[2:])
+        elif arg.startswith("--verbosity="):
+            level = int(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return level, rest
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="crpy", description="checkpoint/restore of Linux process trees")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("dump", help="checkpoint a process tree")
+    d.add_argument("-t", "--tree", type=int, required=True, metavar="PID")
+    d.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    d.add_argument("-o", "--log-file", metavar="FILE")
+    d.add_argument("-R", "--leave-running", action="store_true")
+    d.add_argument("-j", "--shell-job", action="store_true")
+
+    r = sub.add_parser("restore", help="restore a process tree")
+    r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    r.add_argument("-d", "--restore-detached", action="store_true")
+    r.add_argument("--pidfile", metavar="FILE")
+    r.add_argument("-o", "--log-file", metavar="FILE")
+    r.add_argument("-j", "--shell-job", action="store_true")
+
+    sub.add_parser("check", help="check that this kernel has what crpy needs")
+
+    s = sub.add_parser("show", help="print images as JSON (like crit decode)")
+    s.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    s.add_argument("--pretty", action="store_true", help="indent the JSON")
+    return p
+
+
+def _refuse_not_yet(command, argv):
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if name in _NOT_YET.get(command, ()):
+            from crpy.errors import OptionError
+
+            raise OptionError(f"option {name} of criu is not implemented by crpy yet",
+                              "leave it out, or use a crpy version that has it")
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbosity, argv = _verbosity(argv)
+    from crpy.errors import CrpyError
+
+    try:
+        if argv:
+            _refuse_not_yet(argv[0], argv[1:])
+        args = _parser().parse_args(argv)
+        return _run(args, 2 if verbosity is None else verbosity)
+    except CrpyError as e:
+        print(f"crpy: error: {e.one_line()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("crpy: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args, verbosity):
+    from crpy import log
+
+    if args.command == "dump":
+        from crpy.options import DumpOptions
+        from crpy.dump.pipeline import run_dump
+
+        opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, leave_running=args.leave_running,
+                           shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity)
+        run_dump(opts)
+        return 0
+    if args.command == "restore":
+        from crpy.options import RestoreOptions
+        from crpy.restore.pipeline import run_restore
+
+        opts = RestoreOptions(images_dir=args.images_dir, detach=args.restore_detached,
+                              pidfile=args.pidfile, shell_job=args.shell_job, log_file=args.log_file,
+                              verbosity=verbosity)
+        result = run_restore(opts)
+        return 0 if args.restore_detached else result
+    if args.command == "check":
+        from crpy.check import run_check
+
+        log.setup(verbosity)
+        return run_check()
+    if args.command == "show":
+        from crpy.images.show import show
+
+        return show(args.paths, pretty=args.pretty)
+    _parser().print_help(sys.stderr)
+    return 1

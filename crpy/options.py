@@ -1,0 +1,29 @@
+"""Options of a dump and of a restore, named as criu names them.
+
+One frozen dataclass per direction; the CLI and the Python API both build these, and the pipelines
+read nothing else.  `fault` is a test-only hook: the name of a point where the dump stops on purpose
+(see crpy.faults), so tests can prove a failed dump leaves the task as it was.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    pid: int
+    images_dir: str
+    leave_running: bool = False
+    shell_job: bool = False
+    log_file: Optional[str] = None
+    verbosity: int = 2
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    images_dir: str
+    detach: bool = False
+    pidfile: Optional[str] = None
+    shell_job: bool = False
+    log_file: Optional[str] = None
+    verbosity: int = 2

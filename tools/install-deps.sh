@@ -1,0 +1,19 @@
+#!/bin/sh
+# Install what crpy needs on a fresh Debian machine of the project's kind (run as root):
+# gcc and make for the blobs and the cffi module, protoc for the image formats, Debian's criu for
+# its `crit` decoder (the differential tests), the Python packages, and a pipe size limit large
+# enough for the page pipe.
+set -e
+need=""
+for pair in gcc:gcc make:make protoc:protobuf-compiler crit:criu; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
+done
+if [ -n "$need" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+${PY:-python3} -m pip install -q --disable-pip-version-check "cffi>=1.16" "protobuf>=4.21" "pyelftools>=0.30" "pytest>=7"
+# Pipes above 1 MiB need this raised (root lacks CAP_SYS_RESOURCE here).
+cur=$(cat /proc/sys/fs/pipe-max-size)
+[ "$cur" -ge 67108864 ] || sysctl -q -w fs.pipe-max-size=67108864
