@@ -1,0 +1,107 @@
+"""`crpy show FILE|DIR ...`: print images as JSON, the way `crit decode` does.
+
+One file prints {"magic": "CORE", "entries": [...]}; several files (or a directory, whose
+image files are taken in name order) print one JSON object keyed by path.  Raw page images
+print their size and page count, payload images (pipes-data) the payload length of each entry.
+Enums print as names, bytes as base64, everything else as plain JSON numbers and strings.
+"""
+
+import base64
+import json
+import os
+import sys
+
+from crpy.errors import ImageError
+from crpy.images import framing, magic
+
+PAGE_SIZE = 4096
+
+
+def message_to_dict(msg):
+    """A protobuf message as a dict of its set fields (crit's layout: field names as keys)."""
+    out = {}
+    for field, value in msg.ListFields():
+        if field.is_repeated:
+            out[field.name] = [_value(field, v) for v in value]
+        else:
+            out[field.name] = _value(field, value)
+    return out
+
+
+def _value(field, value):
+    if field.type == field.TYPE_MESSAGE:
+        return message_to_dict(value)
+    if field.type == field.TYPE_ENUM:
+        named = field.enum_type.values_by_number.get(value)
+        return named.name if named is not None else value
+    if field.type == field.TYPE_BYTES:
+        return base64.b64encode(value).decode()
+    return value
+
+
+def decode_file(path):
+    """The JSON-ready dict of one image file."""
+    kind = magic.kind_by_filename(os.path.basename(path))
+    if kind is not None and kind.magic is None:
+        return _raw_summary(path, kind)
+    k, _, messages, payloads = framing.read_any(path)
+    entries = [message_to_dict(m) for m in messages]
+    if payloads is not None:
+        for entry, payload in zip(entries, payloads):
+            entry["payload_len"] = len(payload)
+    return {"magic": magic.CRIT_NAMES.get(k.name, k.name.upper()), "entries": entries}
+
+
+def _raw_summary(path, kind):
+    try:
+        size = os.stat(path).st_size
+    except OSError as e:
+        raise ImageError(path, f"cannot stat image: {os.strerror(e.errno)}") from None
+    return {"magic": magic.CRIT_NAMES[kind.name], "size": size, "pages": size // PAGE_SIZE}
+
+
+def _image_files(directory):
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:
+        raise ImageError(directory, f"cannot list directory: {os.strerror(e.errno)}") from None
+    return [os.path.join(directory, n) for n in names
+            if os.path.isfile(os.path.join(directory, n))
+            and (n.endswith(".img") or magic.kind_by_filename(n) is not None)]
+
+
+def _decode_in_dir(path):
+    """Like decode_file, but an image kind crpy cannot decode is reported, not fatal."""
+    try:
+        return decode_file(path)
+    except framing.UnknownImageKind as e:
+        return {"magic": "UNKNOWN", "error": e.one_line()}
+
+
+def collect(paths):
+    """{path: decoded dict} for the given files and the image files of the given directories."""
+    result = {}
+    for path in paths:
+        if os.path.isdir(path):
+            files = _image_files(path)
+            if not files:
+                raise ImageError(path, "no image files in this directory",
+                                 hint="is this the -D directory of a dump?")
+            for f in files:
+                result[f] = _decode_in_dir(f)
+        else:
+            result[path] = decode_file(path)
+    return result
+
+
+def show(paths, pretty=False, out=None):
+    """Print the images as JSON; returns the exit code (0).  Errors raise ImageError."""
+    out = sys.stdout if out is None else out
+    result = collect(paths)
+    doc = next(iter(result.values())) if len(paths) == 1 and not os.path.isdir(paths[0]) else result
+    try:
+        out.write(json.dumps(doc, indent=4 if pretty else None) + "\n")
+        out.flush()
+    except BrokenPipeError:  # `crpy show DIR | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    return 0

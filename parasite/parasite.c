@@ -1,0 +1,375 @@
+/* parasite.c: the dump-side parasite blob (see parasite.h for the protocol).
+ *
+ * Runs inside the dumped task with every signal blocked, on its own stack.  It serves the
+ * dumper's commands over a SOCK_SEQPACKET socket and always ends the same way, whether the
+ * dumper said FINISH or vanished: close every fd it created, then jump to the vDSO gadget G
+ * with rax = munmap(its own mapping) and rsp = the emergency rt_sigframe, so that G's `ret`
+ * lands on an rt_sigreturn restorer that brings the task's registers, FPU state and signal
+ * mask back.  Nothing runs from the blob after the munmap.
+ *
+ * Blocking waits use ppoll, never poll/nanosleep: those would overwrite the task's
+ * restart_block, which the normal cure relies on to restart the task's own interrupted syscall.
+ */
+#include "parasite.h"
+
+asm(".section .text.entry,\"ax\"\n"
+    ".globl parasite_start\n"
+    "parasite_start:\n"
+    "    and $-16, %rsp\n"
+    "    call parasite_main\n"
+    "    ud2\n"
+    ".previous\n");
+
+#define PR_GET_PDEATHSIG 2
+#define PR_GET_DUMPABLE 3
+#define PR_GET_KEEPCAPS 7
+#define PR_GET_NAME 16
+#define PR_GET_SECCOMP 21
+#define PR_GET_SECUREBITS 27
+#define PR_GET_TIMERSLACK 30
+#define PR_GET_CHILD_SUBREAPER 37
+#define PR_GET_NO_NEW_PRIVS 39
+#define PR_GET_TID_ADDRESS 40
+#define PR_GET_THP_DISABLE 42
+#define UIO_MAXIOV 1024
+
+static struct parasite_args *args;
+static int sock = -1;
+static int owned[PAR_OWNED_FDS];
+static int n_owned;
+static u8 cmdbuf[PAR_CMD_BUF] BLOB_ALIGNED(16);
+static u8 reply_data[4096] BLOB_ALIGNED(16);
+static u8 ctlbuf[16 + 4 * PAR_MAX_FDS + 8] BLOB_ALIGNED(16);
+
+/* ---- owned fds ---- */
+
+static int own_fd(int fd)
+{
+    if (n_owned == PAR_OWNED_FDS) {
+        sys1(__NR_close, fd);
+        return -EMSGSIZE;
+    }
+    owned[n_owned++] = fd;
+    return fd;
+}
+
+static int is_owned(int fd)
+{
+    for (int i = 0; i < n_owned; i++)
+        if (owned[i] == fd)
+            return i;
+    return -1;
+}
+
+static long close_owned(int fd)
+{
+    int i = is_owned(fd);
+    if (i < 0)
+        return -EBADF;
+    owned[i] = owned[--n_owned];
+    return sys1(__NR_close, fd);
+}
+
+static void close_all_owned(void)
+{
+    while (n_owned)
+        sys1(__NR_close, owned[--n_owned]);
+    if (sock >= 0)
+        sys1(__NR_close, sock);
+    sock = -1;
+}
+
+/* ---- the one way out ---- */
+
+static BLOB_NORETURN void cure(int err)
+{
+    args->state = PST_CURING;
+    args->last_err = err;
+    close_all_owned();
+    /* Everything after the loads runs from registers only: the munmap takes the stack away.
+     * rdi/rsi = the mapping, rsp = the frame (G's `ret` pops R), rcx = G. */
+    asm volatile("mov 8(%%rax), %%rdi\n"
+                 "mov 16(%%rax), %%rsi\n"
+                 "mov 32(%%rax), %%rcx\n"
+                 "mov 24(%%rax), %%rsp\n"
+                 "mov $11, %%eax\n"  /* __NR_munmap */
+                 "jmp *%%rcx\n"
+                 : : "a"(args) : "memory");
+    __builtin_unreachable();
+}
+
+/* ---- waiting ---- */
+
+/* Wait until fd has `events` or the dumper is gone: 0, or -EPIPE (dumper gone) / -ETIMEDOUT. */
+static long wait_for(int fd, short events)
+{
+    struct blob_pollfd p[2] = {
+        { .fd = sock, .events = POLLRDHUP },
+        { .fd = fd, .events = events },
+    };
+    struct blob_timespec ts = { args->idle_ms / 1000, (args->idle_ms % 1000) * 1000000L };
+    long n = fd == sock ? 1 : 2;
+    if (fd == sock)
+        p[0].events |= events;
+    for (;;) {
+        long r = sys5(__NR_ppoll, (long)p, n, args->idle_ms > 0 ? (long)&ts : 0, 0, 8);
+        if (r == -EINTR)
+            continue;
+        if (r < 0)
+            return r;
+        if (r == 0)
+            return -ETIMEDOUT;
+        if (p[0].revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL))
+            if (fd != sock || !(p[0].revents & POLLIN))
+                return -EPIPE;
+        if (n == 2 && (p[1].revents & (POLLERR | POLLNVAL)))
+            return -EPIPE;
+        if ((fd == sock ? p[0].revents : p[1].revents) & events)
+            return 0;
+    }
+}
+
+/* ---- replies ---- */
+
+static void reply(u32 op, long ret, const void *data, u32 len, const int *fds, int nfds)
+{
+    struct parasite_reply h = { .ret = ret, .len = len, .op = op };
+    struct blob_iovec iov[2] = { { &h, sizeof(h) }, { (void *)data, len } };
+    struct blob_msghdr m = { .iov = iov, .iovlen = len ? 2 : 1 };
+    long r;
+
+    if (nfds) {
+        struct blob_cmsghdr *c = (struct blob_cmsghdr *)ctlbuf;
+        c->len = sizeof(*c) + 4 * (size_t)nfds;
+        c->level = SOL_SOCKET;
+        c->type = SCM_RIGHTS;
+        memcpy(c + 1, fds, 4 * (size_t)nfds);
+        m.control = ctlbuf;
+        m.controllen = (c->len + 7) & ~7UL;
+    }
+    do
+        r = sys3(__NR_sendmsg, sock, (long)&m, MSG_NOSIGNAL);
+    while (r == -EINTR);
+    if (r < 0)
+        cure((int)-r);
+}
+
+/* ---- commands ---- */
+
+static long do_dump(int pipe_fd, struct blob_iovec *iov, long n)
+{
+    long total = 0;
+
+    if (is_owned(pipe_fd) < 0)
+        return -EBADF;
+    while (n > 0) {
+        long cnt = n > UIO_MAXIOV ? UIO_MAXIOV : n;
+        long r = sys4(__NR_vmsplice, pipe_fd, (long)iov, cnt, SPLICE_F_NONBLOCK);
+        if (r == -EAGAIN) {
+            r = wait_for(pipe_fd, POLLOUT);
+            if (r == -EPIPE)
+                cure(EPIPE);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (r == -EINTR)
+            continue;
+        if (r < 0)
+            return r;
+        total += r;
+        while (n > 0 && (u64)r >= iov->len) {  /* drop the iovecs done, trim a partial one */
+            r -= (long)iov->len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->base = (u8 *)iov->base + r;
+            iov->len -= (u64)r;
+        }
+    }
+    return total;
+}
+
+static void do_sigacts(void)
+{
+    struct blob_ksigaction *k = (struct blob_ksigaction *)reply_data;
+    for (int s = 1; s <= 64; s++)
+        if (sys4(__NR_rt_sigaction, s, 0, (long)&k[s - 1], 8) < 0)
+            memset(&k[s - 1], 0, sizeof(*k));
+    reply(PAR_SIGACTS, 64, k, 64 * sizeof(*k), 0, 0);
+}
+
+static void do_misc(void)
+{
+    struct parasite_misc *m = (struct parasite_misc *)reply_data;
+    u32 ids[3];
+    long r;
+
+    memset(m, 0, sizeof(*m));
+    m->pid = sys0(__NR_getpid);
+    m->tid = sys0(__NR_gettid);
+    m->ppid = sys0(__NR_getppid);
+    m->pgid = sys1(__NR_getpgid, 0);
+    m->sid = sys1(__NR_getsid, 0);
+    m->umask = sys1(__NR_umask, 0);
+    sys1(__NR_umask, m->umask);
+    m->personality = sys1(__NR_personality, 0xffffffff);
+    m->dumpable = sys5(__NR_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0);
+    m->no_new_privs = sys5(__NR_prctl, PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+    m->pdeathsig = sys2(__NR_prctl, PR_GET_PDEATHSIG, (long)&ids[0]);
+    if (m->pdeathsig == 0)
+        m->pdeathsig = (s32)ids[0];
+    m->child_subreaper = sys2(__NR_prctl, PR_GET_CHILD_SUBREAPER, (long)&ids[0]);
+    if (m->child_subreaper == 0)
+        m->child_subreaper = (s32)ids[0];
+    m->timerslack = sys5(__NR_prctl, PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    m->thp_disable = sys5(__NR_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0);
+    m->seccomp = sys5(__NR_prctl, PR_GET_SECCOMP, 0, 0, 0, 0);
+    m->securebits = sys5(__NR_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0);
+    m->keepcaps = sys5(__NR_prctl, PR_GET_KEEPCAPS, 0, 0, 0, 0);
+    m->brk = sys1(__NR_brk, 0);
+    m->tid_address_ret = sys2(__NR_prctl, PR_GET_TID_ADDRESS, (long)&m->tid_address);
+    r = sys3(__NR_getresuid, (long)&ids[0], (long)&ids[1], (long)&ids[2]);
+    m->ruid = r ? r : ids[0], m->euid = r ? r : ids[1], m->suid = r ? r : ids[2];
+    r = sys3(__NR_getresgid, (long)&ids[0], (long)&ids[1], (long)&ids[2]);
+    m->rgid = r ? r : ids[0], m->egid = r ? r : ids[1], m->sgid = r ? r : ids[2];
+    m->fsuid = sys1(__NR_setfsuid, -1);  /* -1 is never valid: a pure query */
+    m->fsgid = sys1(__NR_setfsgid, -1);
+    m->altstack_ret = sys2(__NR_sigaltstack, 0, (long)&m->altstack);
+    for (int i = 0; i < 3; i++)
+        m->itimer_ret[i] = sys2(__NR_getitimer, i, (long)m->itimers[i]);
+    for (int i = 0; i < 16; i++)
+        m->rlimit_ret[i] = sys4(__NR_prlimit64, 0, i, 0, (long)&m->rlimits[i]);
+    sys2(__NR_prctl, PR_GET_NAME, (long)m->name);
+    reply(PAR_MISC, 0, m, sizeof(*m), 0, 0);
+}
+
+static void do_drain(const s32 *fds, u32 len)
+{
+    u32 n = len / 4;
+    if (n == 0 || n > PAR_MAX_FDS || len % 4)
+        return reply(PAR_DRAIN_FDS, -EINVAL, 0, 0, 0, 0);
+    /* A bad fd makes sendmsg fail with EBADF; say so in a reply without fds. */
+    struct parasite_reply h = { .ret = n, .len = 0, .op = PAR_DRAIN_FDS };
+    struct blob_iovec iov = { &h, sizeof(h) };
+    struct blob_cmsghdr *c = (struct blob_cmsghdr *)ctlbuf;
+    struct blob_msghdr m = { .iov = &iov, .iovlen = 1, .control = ctlbuf };
+    long r;
+
+    c->len = sizeof(*c) + 4 * (size_t)n;
+    c->level = SOL_SOCKET;
+    c->type = SCM_RIGHTS;
+    memcpy(c + 1, fds, 4 * (size_t)n);
+    m.controllen = (c->len + 7) & ~7UL;
+    do
+        r = sys3(__NR_sendmsg, sock, (long)&m, MSG_NOSIGNAL);
+    while (r == -EINTR);
+    if (r == -EBADF || r == -EINVAL)
+        return reply(PAR_DRAIN_FDS, r, 0, 0, 0, 0);
+    if (r < 0)
+        cure((int)-r);
+}
+
+/* Track fds that came with a command; returns the first or -ENOENT. */
+static long take_fds(struct blob_msghdr *m)
+{
+    long first = -ENOENT;
+    u8 *p = m->control, *end = p + m->controllen;
+    while (p + sizeof(struct blob_cmsghdr) <= end) {
+        struct blob_cmsghdr *c = (struct blob_cmsghdr *)p;
+        if (c->len < sizeof(*c) || p + c->len > end)
+            break;
+        if (c->level == SOL_SOCKET && c->type == SCM_RIGHTS) {
+            int *fd = (int *)(c + 1);
+            for (size_t i = 0; i < (c->len - sizeof(*c)) / 4; i++) {
+                long r = own_fd(fd[i]);
+                if (first < 0)
+                    first = r;
+            }
+        }
+        p += (c->len + 7) & ~7UL;
+    }
+    return first;
+}
+
+static void serve(struct parasite_cmd *cmd, long got_fd)
+{
+    u8 *data = (u8 *)(cmd + 1);
+    long r;
+
+    switch (cmd->op) {
+    case PAR_PING:
+        return reply(cmd->op, (long)cmd->a[0] + 1, 0, 0, 0, 0);
+    case PAR_OPEN:
+        if (cmd->len == 0 || data[cmd->len - 1] != 0)
+            return reply(cmd->op, -EINVAL, 0, 0, 0, 0);
+        r = sys4(__NR_openat, -100 /* AT_FDCWD */, (long)data, (long)cmd->a[0] | O_CLOEXEC, (long)cmd->a[1]);
+        return reply(cmd->op, r < 0 ? r : own_fd((int)r), 0, 0, 0, 0);
+    case PAR_CLOSE:
+        return reply(cmd->op, close_owned((int)cmd->a[0]), 0, 0, 0, 0);
+    case PAR_RECVFD:
+        return reply(cmd->op, got_fd, 0, 0, 0, 0);
+    case PAR_DUMP:
+        if (cmd->len % sizeof(struct blob_iovec))
+            return reply(cmd->op, -EINVAL, 0, 0, 0, 0);
+        r = do_dump((int)cmd->a[0], (struct blob_iovec *)data, cmd->len / sizeof(struct blob_iovec));
+        return reply(cmd->op, r, 0, 0, 0, 0);
+    case PAR_SIGACTS:
+        return do_sigacts();
+    case PAR_MISC:
+        return do_misc();
+    case PAR_DRAIN_FDS:
+        return do_drain((const s32 *)data, cmd->len);
+    case PAR_FINISH:
+        reply(cmd->op, 0, 0, 0, 0, 0);
+        cure(0);
+    default:
+        return reply(cmd->op, -EINVAL, 0, 0, 0, 0);
+    }
+}
+
+static void serve_forever(void)
+{
+    for (;;) {
+        struct blob_iovec iov = { cmdbuf, sizeof(cmdbuf) };
+        struct blob_msghdr m = { .iov = &iov, .iovlen = 1, .control = ctlbuf, .controllen = sizeof(ctlbuf) };
+        struct parasite_cmd *cmd = (struct parasite_cmd *)cmdbuf;
+        long r = wait_for(sock, POLLIN), fd;
+
+        if (r < 0)
+            cure((int)-r);
+        r = sys3(__NR_recvmsg, sock, (long)&m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (r == -EINTR || r == -EAGAIN)
+            continue;
+        if (r <= 0)
+            cure(r == 0 ? EPIPE : (int)-r);  /* EOF: the dumper is gone */
+        fd = m.controllen ? take_fds(&m) : -ENOENT;
+        if ((size_t)r < sizeof(*cmd) || (size_t)r != sizeof(*cmd) + cmd->len || (m.flags & MSG_TRUNC)) {
+            reply(0, -EBADMSG, 0, 0, 0, 0);
+            continue;
+        }
+        serve(cmd, fd);
+    }
+}
+
+BLOB_EXPORT BLOB_NORETURN void parasite_main(struct parasite_args *a)
+{
+    long r;
+
+    args = a;
+    a->state = PST_STARTED;
+    if (a->magic != PARASITE_MAGIC)
+        cure(EINVAL);
+    r = sys3(__NR_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (r < 0)
+        cure((int)-r);
+    sock = (int)r;
+    do
+        r = sys3(__NR_connect, sock, (long)&a->addr, a->addr_len);
+    while (r == -EINTR);
+    if (r < 0)
+        cure((int)-r);
+    a->state = PST_SERVING;
+    serve_forever();
+}

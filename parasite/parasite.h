@@ -1,0 +1,82 @@
+/* parasite.h: the contract between the dump-side parasite blob and crpy/dump/infect_*.py.
+ *
+ * The dumper maps [blob image + bss | args page | stack] in the task, fills the args page,
+ * and starts parasite_start with rdi = args.  The parasite connects to the dumper's abstract
+ * AF_UNIX SOCK_SEQPACKET address and serves commands until FINISH, EOF, an error or the idle
+ * timeout; then it closes its fds and cures itself: munmap of its mapping from the gadget G
+ * (syscall; xors; ret) with rsp at the emergency rt_sigframe, whose rt_sigreturn puts the task
+ * back.  Python mirrors every number and layout here (crpy/dump/infect_channel.py).
+ */
+#ifndef CRPY_PARASITE_H
+#define CRPY_PARASITE_H
+
+#include "lib.h"
+
+#define PARASITE_MAGIC 0x7261702d79707263ULL /* "crpy-par" */
+
+/* Filled by the dumper (offsets are fixed: Python packs this). */
+struct parasite_args {
+    u64 magic;
+    u64 map_base;   /* the whole parasite mapping, unmapped at the end */
+    u64 map_len;
+    u64 frame;      /* emergency rt_sigframe on the task's stack: rsp for G's ret */
+    u64 gadget;     /* G: syscall; xor...; ret */
+    s32 addr_len;   /* sockaddr length (family + '\0' + name) */
+    s32 idle_ms;    /* longest wait for a command (and for pipe room); <= 0: forever */
+    struct blob_sockaddr_un addr;
+    u8 _pad[2];
+    /* written by the parasite, for post-mortem debugging */
+    s32 state;
+    s32 last_err;
+};
+
+enum parasite_state { PST_STARTED = 1, PST_CONNECTED, PST_SERVING, PST_CURING };
+
+/* Command: header, then `len` bytes of data (possibly with SCM_RIGHTS). */
+struct parasite_cmd {
+    u32 op;
+    u32 len;
+    u64 a[4];
+};
+
+/* Reply: header, then `len` bytes of data (DRAIN_FDS: plus SCM_RIGHTS). */
+struct parasite_reply {
+    s64 ret;        /* >= 0 or -errno */
+    u32 len;
+    u32 op;
+};
+
+enum parasite_op {
+    PAR_PING = 1,       /* ret = a0 + 1 */
+    PAR_OPEN = 2,       /* data = path\0, a0 = flags, a1 = mode; ret = fd (owned by the parasite) */
+    PAR_CLOSE = 3,      /* a0 = fd that OPEN/RECVFD gave */
+    PAR_RECVFD = 4,     /* fds arrive with the command; ret = first fd (owned) */
+    PAR_DUMP = 5,       /* a0 = pipe fd (owned); data = {u64 base, u64 len}[]; ret = bytes spliced */
+    PAR_SIGACTS = 6,    /* data = struct blob_ksigaction[64] for signals 1..64; ret = 64 */
+    PAR_MISC = 7,       /* data = struct parasite_misc */
+    PAR_DRAIN_FDS = 8,  /* data = s32 fds[] (<= PAR_MAX_FDS); reply carries them; ret = count */
+    PAR_FINISH = 9,     /* ret = 0, then the parasite cures itself */
+};
+
+#define PAR_MAX_FDS 253          /* SCM_MAX_FD: one message carries at most this many */
+#define PAR_CMD_BUF (256 * 1024) /* largest command (header + data) */
+#define PAR_OWNED_FDS 16
+
+/* Everything only the task itself can tell; each field is the raw result (-errno on error). */
+struct parasite_misc {
+    s64 pid, tid, ppid, pgid, sid;
+    s64 umask, personality;
+    s64 dumpable, no_new_privs, pdeathsig, child_subreaper, timerslack, thp_disable;
+    s64 seccomp, securebits, keepcaps;
+    s64 brk, tid_address, tid_address_ret;
+    s64 ruid, euid, suid, rgid, egid, sgid, fsuid, fsgid;
+    s64 altstack_ret;
+    struct blob_stack altstack;
+    s64 itimer_ret[3];
+    s64 itimers[3][4];          /* ITIMER_REAL/VIRTUAL/PROF: interval sec,usec, value sec,usec */
+    struct blob_rlimit rlimits[16];
+    s64 rlimit_ret[16];
+    char name[16];
+};
+
+#endif

@@ -1,0 +1,77 @@
+"""Debian's crit (criu 3.17) reads every image crpy writes, and sees the values crpy wrote.
+
+crit only knows the 3.17 schema: it drops the 4.x fields (they are listed in
+test_images_samples.NEWER_THAN_CRIT), and shows pagemap field 2 under the name nr_pages."""
+
+import importlib.util
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from crpy.images import framing, magic, show
+
+
+def _samples():
+    spec = importlib.util.spec_from_file_location("crpy_test_image_samples",
+                                                  pathlib.Path(__file__).with_name("test_images_samples.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+S = _samples()
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    d = tmp_path_factory.mktemp("crit")
+    return d, S.write_all(d)
+
+
+@pytest.mark.parametrize("kind", sorted(S.samples()))
+def test_crit_decodes_what_crpy_writes(written, kind):
+    _, paths = written
+    crit = S.crit_decode(paths[kind])
+    ours = show.decode_file(paths[kind])
+    assert crit["magic"] == ours["magic"] == magic.CRIT_NAMES[kind]
+    assert len(crit["entries"]) == len(ours["entries"]) == len(S.samples()[kind])
+    S.assert_matches_crit(crit, ours, kind, ours["magic"])
+
+
+def test_crit_sees_the_registers_and_vmas(written):
+    _, paths = written
+    core = S.crit_decode(paths["core"])["entries"][0]
+    ti = core["thread_info"]
+    assert ti["gpregs"]["orig_ax"] == 230 and ti["gpregs"]["cs"] == 0x33
+    assert len(ti["fpregs"]["xmm_space"]) == 64 and len(ti["fpregs"]["xsave"]["ymmh_space"]) == 64
+    assert core["tc"]["comm"] == "counter" and len(core["tc"]["sigactions"]) == 62
+    assert core["thread_core"]["rseq_entry"]["signature"] == 0x53053053
+    mm = S.crit_decode(paths["mm"])["entries"][0]
+    assert [v["start"] for v in mm["vmas"]] == [v.start for v in S.mm_entry().vmas]
+    assert mm["vmas"][0]["fd"] == -1
+    pm = S.crit_decode(paths["pagemap"])["entries"]
+    assert pm[0] == {"pages_id": 1} and [e["nr_pages"] for e in pm[1:]] == [1, 33, 1024, 2]
+    files = S.crit_decode(paths["files"])["entries"]
+    assert files[1]["reg"]["name"] == "/tmp/log.txt" and files[1]["reg"]["pos"] == 1234
+
+
+def test_crit_show_pretty(written):
+    _, paths = written
+    crit = shutil.which("crit")
+    assert crit, "crit (Debian package criu) is not installed"
+    res = subprocess.run([crit, "show", paths["core"]], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert '"magic": "CORE"' in res.stdout and '"comm": "counter"' in res.stdout
+
+
+def test_crit_reads_a_directory_listing(written):
+    d, _ = written
+    child = S.core_entry()
+    child.tc.comm = "child"
+    framing.write_image(framing.image_path(d, "core", S.PID + 1), "core", [child])
+    crit = shutil.which("crit")
+    res = subprocess.run([crit, "x", str(d), "ps"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert str(S.PID) in res.stdout and str(S.PID + 1) in res.stdout and "child" in res.stdout

@@ -1,0 +1,279 @@
+"""Realistic sample entries for every image kind crpy writes, shared by the image tests.
+
+The contents mirror what a dump of a small single-threaded daemon holds (values shaped like the
+CRIU 4.2 fixtures).  test_images_framing.py and test_crit_compat.py load this file by path
+(samples()); the tests below only check that every sample is complete enough to serialize.
+"""
+
+import copy
+import functools
+import importlib.util
+import pathlib
+import struct
+
+from crpy.images import framing, magic
+
+PID = 4242
+
+
+def load():
+    """This module, loaded by path (tests/unit is not a package)."""
+    spec = importlib.util.spec_from_file_location("crpy_test_image_samples", pathlib.Path(__file__))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cls(dotted):
+    return framing.message_class(dotted)
+
+
+def sample_xsave_raw(layout):
+    """Synthetic but valid standard-format XSAVE bytes for the given layout."""
+    end = max(off + size for off, size in layout.values())
+    raw = bytearray(max(end, 576))
+    struct.pack_into("<HHHHQQII", raw, 0, 0x37F, 0, 0, 0, 0, 0, 0x1F80, 0xFFFF)
+    for i in range(32, 416):
+        raw[i] = (i * 13 + 1) & 0xFF
+    bv = 0
+    for comp, (off, size) in layout.items():
+        bv |= 1 << comp
+        if comp >= 2:
+            for i in range(off, off + size):
+                raw[i] = (i * 7 + comp) & 0xFF
+    struct.pack_into("<QQ", raw, 512, bv, 0)
+    return bytes(raw)
+
+
+def core_entry(layout=None):
+    from crpy.images import xsave
+    from crpy.kernel import cpuid
+
+    layout = cpuid.xsave_layout() if layout is None else layout
+    core = _cls("core_pb2.core_entry")()
+    core.mtype = core.X86_64
+    ti = core.thread_info
+    ti.clear_tid_addr = 0x7F0012345A10
+    regs = dict(r15=1, r14=2, r13=3, r12=0, bp=3, bx=0x7FFD1000, r11=0x202, r10=0, r9=9, r8=7,
+                ax=(1 << 64) - 4, cx=0x7F0012300003, dx=0x7FFD1010, si=0, di=0, orig_ax=230,
+                ip=0x7F0012300003, cs=0x33, flags=0x202, sp=0x7FFD0FE8, ss=0x2B,
+                fs_base=0x7F0012345740, gs_base=0, ds=0, es=0, fs=0, gs=0)
+    for name, value in regs.items():
+        setattr(ti.gpregs, name, value)
+    ti.gpregs.mode = 1
+    ti.fpregs.CopyFrom(xsave.from_raw(sample_xsave_raw(layout), layout))
+    tc = core.tc
+    tc.task_state, tc.exit_code, tc.personality, tc.flags = 1, 0, 0, 0x400000
+    tc.blk_sigset, tc.comm, tc.loginuid, tc.oom_score_adj = 0, "counter", 0xFFFFFFFF, 0
+    for kind in ("real", "virt", "prof"):
+        getattr(tc.timers, kind).SetInParent()
+        getattr(tc.timers, kind).isec = 0
+        getattr(tc.timers, kind).iusec = 0
+        getattr(tc.timers, kind).vsec = 0
+        getattr(tc.timers, kind).vusec = 0
+    for i in range(16):
+        tc.rlimits.rlimits.add(cur=(1 << 64) - 1 if i != 7 else 1024, max=(1 << 64) - 1)
+    for sig in range(1, 65):
+        if sig in (9, 19):
+            continue
+        handler = 0x55550000 + sig if sig in (10, 12) else 0
+        tc.sigactions.add(sigaction=handler, flags=0x04000000 if handler else 0,
+                          restorer=0x7F0012200050 if handler else 0, mask=1 << 14, compat_sigaction=False)
+    tc.child_subreaper = False
+    th = core.thread_core
+    th.futex_rla, th.futex_rla_len = 0x7F0012345A20, 24
+    th.sched_nice, th.sched_policy = 0, 0
+    th.blk_sigset = 1 << 9
+    th.sas.ss_sp, th.sas.ss_size, th.sas.ss_flags = 0, 0, 2
+    th.comm = "counter"
+    cr = th.creds
+    for name in ("uid", "gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid", "secbits"):
+        setattr(cr, name, 0)
+    cr.cap_inh.extend([0, 0])
+    cr.cap_prm.extend([0xFEFFFFFF, 0x1FF])
+    cr.cap_eff.extend([0xFEFFFFFF, 0x1FF])
+    cr.cap_bnd.extend([0xFEFFFFFF, 0x1FF])
+    cr.cap_amb.extend([0, 0])
+    cr.no_new_privs = 0
+    th.rseq_entry.rseq_abi_pointer, th.rseq_entry.rseq_abi_size = 0x7F0012345FE0, 32
+    th.rseq_entry.signature = 0x53053053
+    th.cg_set = 1
+    return core
+
+
+def kobj_ids():
+    return _cls("core_pb2.task_kobj_ids_entry")(vm_id=1, files_id=1, fs_id=1, sighand_id=1,
+                                                 pid_ns_id=1, net_ns_id=2, ipc_ns_id=3, uts_ns_id=4,
+                                                 mnt_ns_id=6, user_ns_id=7, cgroup_ns_id=8, time_ns_id=5)
+
+
+def mm_entry():
+    mm = _cls("mm_pb2.mm_entry")(
+        mm_start_code=0x555555554000, mm_end_code=0x5555555552D5, mm_start_data=0x555555557DD0,
+        mm_end_data=0x555555558058, mm_start_stack=0x7FFFFFFFE540, mm_start_brk=0x555555559000,
+        mm_brk=0x55555557A000, mm_arg_start=0x7FFFFFFFE8A2, mm_arg_end=0x7FFFFFFFE8DE,
+        mm_env_start=0x7FFFFFFFE8DE, mm_env_end=0x7FFFFFFFEFDD, exe_file_id=1, dumpable=1)
+    mm.mm_saved_auxv.extend([33, 0x7FFFF7FC1000, 6, 4096, 3, 0x555555554040, 9, 0x5555555550E0, 0, 0])
+    vmas = [
+        (0x555555554000, 0x555555555000, 0, 1, 1, 0x2, 0x41, -1),       # exe text, private file
+        (0x555555555000, 0x555555556000, 0x1000, 1, 5, 0x2, 0x41, -1),
+        (0x555555559000, 0x55555557A000, 0, 0, 3, 0x22, 0x221, -1),      # heap
+        (0x7FFFF7A00000, 0x7FFFF7E00000, 0, 0, 3, 0x22, 0x201, -1),      # 4 MiB anon
+        (0x7FFFF7FB0000, 0x7FFFF7FB1000, 0, 20062, 3, 0x21, 0x301, -1),  # shared anon
+        (0x7FFFF7FBD000, 0x7FFFF7FC1000, 0, 0, 1, 0x22, 0x1101, -1),     # [vvar]
+        (0x7FFFF7FC1000, 0x7FFFF7FC3000, 0, 0, 5, 0x22, 0x209, -1),      # [vdso]
+        (0x7FFFFFFDE000, 0x7FFFFFFFF000, 0, 0, 3, 0x122, 0x203, -1),     # [stack]
+    ]
+    for start, end, pgoff, shmid, prot, flags, status, fd in vmas:
+        mm.vmas.add(start=start, end=end, pgoff=pgoff, shmid=shmid, prot=prot, flags=flags,
+                    status=status, fd=fd, madv=0, fdflags=0)
+    return mm
+
+
+def pagemap_entries():
+    head = _cls("pagemap_pb2.pagemap_head")(pages_id=1)
+    return [head,
+            framing.new_pagemap_entry(0x555555555000, 1, 4),
+            framing.new_pagemap_entry(0x555555559000, 33, 6),
+            framing.new_pagemap_entry(0x7FFFF7A00000, 1024, 6),
+            framing.new_pagemap_entry(0x7FFFFFFFD000, 2, 6)]
+
+
+def _fown():
+    return _cls("fown_pb2.fown_entry")(uid=0, euid=0, signum=0, pid_type=0, pid=0)
+
+
+def file_entries():
+    fe, reg, pipe = _cls("fdinfo_pb2.file_entry"), _cls("regfile_pb2.reg_file_entry"), _cls("pipe_pb2.pipe_entry")
+    out = [fe(type=1, id=1, reg=reg(id=1, flags=0, pos=0, fown=_fown(), name="/opt/crpy/counter",
+                                    size=16352, mode=0o100755, build_id=[1, 2, 3, 4, 5])),
+           fe(type=1, id=2, reg=reg(id=2, flags=0o100001, pos=1234, fown=_fown(), name="/tmp/log.txt",
+                                    size=1234, mode=0o100644)),
+           fe(type=1, id=3, reg=reg(id=3, flags=0o100002, pos=0, fown=_fown(), name="/dev/null",
+                                    mode=0o20666)),
+           fe(type=2, id=4, pipe=pipe(id=4, pipe_id=2875545, flags=0, fown=_fown())),
+           fe(type=1, id=5, reg=reg(id=5, flags=0o200000, pos=0, fown=_fown(), name="/", mode=0o40755))]
+    return out
+
+
+def fdinfo_entries():
+    fd = _cls("fdinfo_pb2.fdinfo_entry")
+    return [fd(id=3, flags=0, type=1, fd=0), fd(id=2, flags=0, type=1, fd=1),
+            fd(id=2, flags=0, type=1, fd=2), fd(id=4, flags=1, type=2, fd=5)]
+
+
+def samples():
+    """{kind: entries} for every framed kind crpy writes; payload kinds map to (entry, data) pairs."""
+    pde = _cls("pipe_data_pb2.pipe_data_entry")
+    ts = _cls("timens_pb2.timespec")
+    return {
+        "inventory": [_cls("inventory_pb2.inventory_entry")(
+            img_version=magic.IMG_VERSION, fdinfo_per_id=True, root_ids=kobj_ids(), ns_per_id=True,
+            root_cg_set=1, lsmtype=0, network_lock_method=0, dump_criu_run_id="crpy-test")],
+        "pstree": [_cls("pstree_pb2.pstree_entry")(pid=PID, ppid=0, pgid=PID, sid=PID, threads=[PID]),
+                   _cls("pstree_pb2.pstree_entry")(pid=PID + 1, ppid=PID, pgid=PID + 1, sid=PID,
+                                                    threads=[PID + 1])],
+        "core": [core_entry()],
+        "ids": [kobj_ids()],
+        "mm": [mm_entry()],
+        "pagemap": pagemap_entries(),
+        "pagemap_shmem": [_cls("pagemap_pb2.pagemap_head")(pages_id=2), framing.new_pagemap_entry(0, 1, 4)],
+        "files": file_entries(),
+        "fdinfo": fdinfo_entries(),
+        "fs": [_cls("fs_pb2.fs_entry")(cwd_id=5, root_id=5, umask=0o22)],
+        "pipes_data": [(pde(pipe_id=2875545, bytes=0, size=65536), b"in flight")],
+        "fifo_data": [(pde(pipe_id=7, bytes=0, size=4096), b"\x00\x01\x02" * 100)],
+        "memfd_inode": [_cls("memfd_pb2.memfd_inode_entry")(name="/dev/zero", uid=0, gid=0, size=4096,
+                                                             shmid=20062, seals=1, inode_id=1, mode=0o100777)],
+        "seccomp": [_cls("seccomp_pb2.seccomp_entry")()],
+        "timens": [_cls("timens_pb2.timens_entry")(monotonic=ts(tv_sec=2937, tv_nsec=92620341),
+                                                    boottime=ts(tv_sec=2937, tv_nsec=92620381))],
+        "stats": [_cls("stats_pb2.stats_entry")(dump=_cls("stats_pb2.dump_stats_entry")(
+            freezing_time=123, frozen_time=7615, memdump_time=2892, memwrite_time=2072, pages_scanned=1066,
+            pages_skipped_parent=0, pages_written=1052, pages_lazy=0))],
+    }
+
+
+def write_all(directory):
+    """Write every sample image into directory; returns {kind: path}."""
+    paths = {}
+    for kind, entries in samples().items():
+        k = magic.kind(kind)
+        ident = {"stats": "dump", "pagemap_shmem": 20062}.get(kind, PID) if "{id}" in k.pattern else None
+        path = framing.image_path(directory, kind, ident)
+        if k.payload:
+            framing.write_payload_image(path, kind, entries)
+        else:
+            framing.write_image(path, kind, entries)
+        paths[kind] = path
+    return paths
+
+
+def test_every_framed_kind_has_a_sample():
+    framed = {name for name, k in magic.KINDS.items() if k.magic is not None}
+    assert framed == set(samples())
+
+
+def test_samples_serialize():
+    for kind, entries in samples().items():
+        for entry in entries:
+            msg = entry[0] if isinstance(entry, tuple) else entry
+            assert msg.IsInitialized(), (kind, msg.FindInitializationErrors())
+
+
+# ------------------------------------------------------------------- comparing with crit 3.17
+
+# Fields CRIU 4.x (and crpy) write that Debian's crit 3.17 does not know: it drops them.
+NEWER_THAN_CRIT = {"nr_pages", "compat_nr_pages", "cap_amb", "no_new_privs", "cg_set", "cet", "mode",
+                   "plugins_entry", "dump_criu_run_id", "stop_signo", "membarrier_registration_mask",
+                   "payload_len"}
+
+
+@functools.lru_cache(maxsize=None)
+def _crit_decode_cached(path):
+    return crit_decode_uncached(path)
+
+
+def crit_decode(path):
+    """What `crit decode -i path` prints, parsed (once per path: images are not rewritten)."""
+    return copy.deepcopy(_crit_decode_cached(str(path)))
+
+
+def crit_decode_uncached(path):
+    import json
+    import shutil
+    import subprocess
+
+    crit = shutil.which("crit")
+    assert crit, "crit (Debian package criu) is not installed: run tools/install-deps.sh"
+    res = subprocess.run([crit, "decode", "-i", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, f"crit decode {path} failed: {res.stderr.strip()}"
+    return json.loads(res.stdout)
+
+
+def assert_matches_crit(crit_doc, ours, where="", magic_name=None):
+    """Every value crit printed equals ours; ours has extra keys only for fields crit 3.17 lacks."""
+    import base64
+
+    if isinstance(crit_doc, dict):
+        assert isinstance(ours, dict), where
+        for key, value in crit_doc.items():
+            if key == "extra":  # crit's base64 of a payload (pipes-data); ours gives its length
+                assert len(base64.b64decode(value)) == ours["payload_len"], where
+                continue
+            mine_key = key
+            if magic_name == "PAGEMAP" and key == "nr_pages":  # crit 3.17 names field 2 nr_pages
+                mine_key = "compat_nr_pages"
+            assert mine_key in ours, f"{where}.{key}: crit has it, crpy does not"
+            assert_matches_crit(value, ours[mine_key], f"{where}.{key}", magic_name)
+        extra = set(ours) - set(crit_doc) - ({"compat_nr_pages"} if magic_name == "PAGEMAP" else set())
+        assert extra <= NEWER_THAN_CRIT, f"{where}: only crpy shows {extra - NEWER_THAN_CRIT}"
+    elif isinstance(crit_doc, list):
+        assert isinstance(ours, list) and len(ours) == len(crit_doc), where
+        for i, (a, b) in enumerate(zip(crit_doc, ours)):
+            assert_matches_crit(a, b, f"{where}[{i}]", magic_name)
+    elif isinstance(crit_doc, str) and isinstance(ours, str) and crit_doc != ours:
+        # bytes fields: crit uses base64 with line breaks, crpy without
+        assert base64.b64decode(crit_doc) == base64.b64decode(ours), where
+    else:
+        assert crit_doc == ours, f"{where}: crit {crit_doc!r} != crpy {ours!r}"
