@@ -200,7 +200,8 @@ static void do_sigacts(void)
     reply(PAR_SIGACTS, 64, k, 64 * sizeof(*k), 0, 0);
 }
 
-static void do_misc(void)
+/* noinline: tests break it on purpose to exercise the fault path */
+static BLOB_EXPORT void do_misc(void)
 {
     struct parasite_misc *m = (struct parasite_misc *)reply_data;
     u32 ids[3];

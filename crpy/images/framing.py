@@ -32,7 +32,7 @@ _HINT_CORRUPT = "the image is corrupted, or was written by an incompatible tool"
 def image_path(images_dir, kind, id=None):
     """Path of an image: images_dir + CRIU's file name of kind (e.g. core-PID.img)."""
     k = magic.kind(kind)
-    if "{id}" in k.pattern:
+    if "{id" in k.pattern:
         if id is None:
             raise ValueError(f"image kind {kind} needs an id (pid, files id, pages id ...)")
         return os.path.join(os.fspath(images_dir), k.pattern.format(id=id))
@@ -102,13 +102,20 @@ def write_image(path, kind, entries):
 def write_payload_image(path, kind, items):
     """Write (entry, data) pairs of a payload kind (pipes_data): each entry, then its bytes.
 
-    The entry's payload field (e.g. pipe_data_entry.bytes) is set to len(data)."""
+    The entry's payload field (e.g. pipe_data_entry.bytes) is set to len(data).  For a kind
+    with a head (ghost_file) the first pair is (head, data): data is the whole file in tail
+    mode (head.chunks unset, no more pairs), else empty, and chunk pairs follow."""
     k = magic.kind(kind)
     if not k.payload:
         raise ValueError(f"{kind} images carry no payload")
     chunks = [_prologue(k)]
     for i, (entry, data) in enumerate(items):
-        setattr(entry, k.payload, len(data))
+        if k.head and i == 0:
+            tail = k.tail and not getattr(entry, "chunks", False)
+            if (data and not tail) or (tail and len(items) > 1):
+                raise ValueError(f"{kind}: raw data follows the head only when chunks is unset")
+        else:
+            setattr(entry, k.payload, len(data))
         body = _serialize(path, k, i, entry)
         chunks += (_U32.pack(len(body)), body, bytes(data))
     return _write_all(path, chunks)
@@ -202,7 +209,9 @@ def _frame_spans(path, data, off):
 
 
 def _parse_with_payload(path, data, off, k):
-    """Entries each followed by raw bytes whose length the entry's payload field gives."""
+    """Entries each followed by raw bytes whose length the entry's payload field gives.
+
+    A head (ghost files) carries no payload, except in tail mode, where all the rest is its."""
     cls, messages, payloads, index = message_class(k.entry), [], [], 0
     while off < len(data):
         size = _u32_at(path, data, off, f"size of entry {index}")
@@ -210,16 +219,23 @@ def _parse_with_payload(path, data, off, k):
         if start + size > len(data):
             raise ImageError(path, f"entry {index} needs {size} bytes, only {len(data) - start} left",
                              start, _HINT_TRUNCATED)
-        msg = _decode(path, cls, data[start:start + size], index, start)
+        is_head = bool(k.head) and index == 0
+        msg = _decode(path, message_class(k.head) if is_head else cls, data[start:start + size], index, start)
         off = start + size
+        messages.append(msg)
+        index += 1
+        if is_head:
+            if k.tail and not getattr(msg, "chunks", False):
+                payloads.append(data[off:])
+                break
+            payloads.append(b"")
+            continue
         length = getattr(msg, k.payload)
         if off + length > len(data):
-            raise ImageError(path, f"payload of entry {index} needs {length} bytes, only "
+            raise ImageError(path, f"payload of entry {index - 1} needs {length} bytes, only "
                              f"{len(data) - off} left", off, _HINT_TRUNCATED)
-        messages.append(msg)
         payloads.append(data[off:off + length])
         off += length
-        index += 1
     return messages, payloads
 
 

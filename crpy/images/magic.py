@@ -16,17 +16,20 @@ HEADER_SERVICE = 0x55105940
 IMG_VERSION = 2
 
 # name        : key used by framing.write_image/read_image and crpy show
-# pattern     : file name, with {id} for the per-object number (pid, files id, pages id ...)
+# pattern     : file name, with {id} for the per-object number (pid, files id, pages id ...);
+#               {id:x} where CRIU prints it in hex
 # magic       : type magic, None for raw images
 # header      : HEADER_COMMON, HEADER_SERVICE or None
 # entry       : "module.message" of every entry (after the head, if any)
 # head        : "module.message" of a first entry of another type (pagemap), or None
 # payload     : name of the entry field giving the length of raw bytes after each entry, or None
-Kind = namedtuple("Kind", "name pattern magic header entry head payload")
+# tail        : the head may instead be followed by raw data up to the end of the file (ghost files
+#               whose head has chunks unset)
+Kind = namedtuple("Kind", "name pattern magic header entry head payload tail")
 
 
-def _k(name, pattern, magic, entry, header=HEADER_COMMON, head=None, payload=None):
-    return Kind(name, pattern, magic, header, entry, head, payload)
+def _k(name, pattern, magic, entry, header=HEADER_COMMON, head=None, payload=None, tail=False):
+    return Kind(name, pattern, magic, header, entry, head, payload, tail)
 
 
 KINDS = {k.name: k for k in (
@@ -49,6 +52,12 @@ KINDS = {k.name: k for k in (
     _k("seccomp", "seccomp.img", 0x64413049, "seccomp_pb2.seccomp_entry"),
     _k("timens", "timens-{id}.img", 0x43114433, "timens_pb2.timens_entry"),
     _k("stats", "stats-{id}", 0x57093306, "stats_pb2.stats_entry", header=HEADER_SERVICE),
+    _k("remap_fpath", "remap-fpath.img", 0x59133954, "remap_file_path_pb2.remap_file_path_entry"),
+    _k("tty_info", "tty-info.img", 0x59453036, "tty_pb2.tty_info_entry"),
+    _k("tty_data", "tty-data.img", 0x59413026, "tty_pb2.tty_data_entry"),
+    _k("ghost_file", "ghost-file-{id:x}.img", 0x52583605, "ghost_file_pb2.ghost_chunk_entry",
+       head="ghost_file_pb2.ghost_file_entry", payload="len", tail=True),
+    _k("sk_queues", "sk-queues.img", 0x56264026, "sk_packet_pb2.sk_packet_entry", payload="length"),
 )}
 
 # The names crit prints as "magic" for each kind
@@ -57,6 +66,7 @@ CRIT_NAMES = {
     "pagemap": "PAGEMAP", "pagemap_shmem": "PAGEMAP", "pages": "PAGES", "files": "FILES",
     "fdinfo": "FDINFO", "fs": "FS", "pipes_data": "PIPES_DATA", "fifo_data": "FIFO_DATA",
     "memfd_inode": "MEMFD_INODE", "seccomp": "SECCOMP", "timens": "TIMENS", "stats": "STATS",
+    "remap_fpath": "REMAP_FPATH", "ghost_file": "GHOST_FILE", "tty_info": "TTY_INFO", "tty_data": "TTY_DATA", "sk_queues": "SK_QUEUES",
 }
 
 # Type magics of CRIU images crpy cannot decode yet: only to say what a file is.
@@ -66,16 +76,16 @@ OTHER_MAGICS = {
     0x61404013: "CPUINFO", 0x54023547: "CREDS", 0x44523722: "EVENTFD_FILE",
     0x45023858: "EVENTPOLL_FILE", 0x44433746: "EVENTPOLL_TFD", 0x59255641: "EXT_FILES",
     0x55096122: "FANOTIFY_FILE", 0x56506035: "FANOTIFY_MARK", 0x58364939: "FIFO",
-    0x54323616: "FILE_LOCKS", 0x52583605: "GHOST_FILE", 0x56443851: "INETSK",
+    0x54323616: "FILE_LOCKS", 0x56443851: "INETSK",
     0x48424431: "INOTIFY_FILE", 0x54562009: "INOTIFY_WD", 0x55453737: "IPCNS_MSG",
     0x59573019: "IPCNS_SEM", 0x46283044: "IPCNS_SHM", 0x53115007: "IPC_VAR",
     0x57004059: "IRMAP_CACHE", 0x57464056: "ITIMERS", 0x57023458: "KDAT",
     0x55563928: "MNTS", 0x57373951: "NETDEV", 0x58005614: "NETLINK_SK", 0x55933752: "NETNS",
     0x61394011: "NS_FILES", 0x60454618: "PACKETSK", 0x61157326: "PIDNS", 0x56513555: "PIPES",
-    0x52603957: "POSIX_TIMERS", 0x50363636: "REG_FILES", 0x59133954: "REMAP_FPATH",
+    0x52603957: "POSIX_TIMERS", 0x50363636: "REG_FILES",
     0x57113925: "RLIMIT", 0x55344201: "SIGACT", 0x59255647: "SIGNAL", 0x57323820: "SIGNALFD",
-    0x56264026: "SK_QUEUES", 0x51465506: "TCP_STREAM", 0x50493712: "TIMERFD",
-    0x59413026: "TTY_DATA", 0x59433025: "TTY_FILES", 0x59453036: "TTY_INFO",
+    0x51465506: "TCP_STREAM", 0x50493712: "TIMERFD",
+    0x59433025: "TTY_FILES",
     0x57143751: "TUNFILE", 0x54373943: "UNIXSK", 0x55474906: "USERNS", 0x54473203: "UTSNS",
     0x54123737: "VMAS",
 }
@@ -116,7 +126,8 @@ def kind_by_filename(filename):
     import re
 
     for k in KINDS.values():
-        regex = "^" + re.escape(k.pattern).replace(r"\{id\}", r"[0-9A-Za-z_]+") + "$"
+        regex = re.escape(k.pattern).replace(r"\{id\}", "[0-9A-Za-z_]+").replace(r"\{id:x\}", "[0-9a-f]+")
+        regex = "^" + regex + "$"
         if re.match(regex, filename):
             return k
     return None

@@ -31,7 +31,9 @@ def cpuid(leaf, subleaf=0):
 
 @functools.lru_cache(maxsize=None)
 def xcr0():
-    """XCR0: the XSAVE components enabled for user space."""
+    """XCR0: the XSAVE components enabled for user space (x87|SSE only without OSXSAVE)."""
+    if not cpuid(1)[2] & (1 << 27):  # OSXSAVE clear: xgetbv would raise #UD
+        return 0b11
     _, lib = _sys()
     return int(lib.crpy_xgetbv(0))
 

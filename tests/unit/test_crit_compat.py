@@ -66,12 +66,19 @@ def test_crit_show_pretty(written):
     assert '"magic": "CORE"' in res.stdout and '"comm": "counter"' in res.stdout
 
 
-def test_crit_reads_a_directory_listing(written):
+@pytest.mark.parametrize("what", ["ps", "fds", "mems", "rss"])
+def test_crit_explores_the_dump_directory(written, what):
+    """crit x DIR ... follows the ids between images: pstree -> core/ids -> fdinfo -> files, mm -> pagemap."""
     d, _ = written
-    child = S.core_entry()
-    child.tc.comm = "child"
-    framing.write_image(framing.image_path(d, "core", S.PID + 1), "core", [child])
     crit = shutil.which("crit")
-    res = subprocess.run([crit, "x", str(d), "ps"], capture_output=True, text=True, timeout=60)
+    assert crit, "crit (Debian package criu) is not installed"
+    res = subprocess.run([crit, "x", str(d), what], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert str(S.PID) in res.stdout and str(S.PID + 1) in res.stdout and "child" in res.stdout
+    out = res.stdout
+    assert str(S.PID) in out and str(S.PID + 1) in out
+    if what == "ps":
+        assert "counter" in out and "child" in out
+    if what == "fds":
+        assert "/tmp/log.txt" in out and "/dev/null" in out and "pipe[2875545]" in out and "cwd: /" in out
+    if what == "mems":
+        assert "/opt/crpy/counter" in out

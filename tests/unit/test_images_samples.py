@@ -119,10 +119,11 @@ def mm_entry():
         (0x555555555000, 0x555555556000, 0x1000, 1, 5, 0x2, 0x41, -1),
         (0x555555559000, 0x55555557A000, 0, 0, 3, 0x22, 0x221, -1),      # heap
         (0x7FFFF7A00000, 0x7FFFF7E00000, 0, 0, 3, 0x22, 0x201, -1),      # 4 MiB anon
-        (0x7FFFF7FB0000, 0x7FFFF7FB1000, 0, 20062, 3, 0x21, 0x301, -1),  # shared anon
+        (0x7FFFF7FB0000, 0x7FFFF7FB1000, 0, 20062, 3, 0x21, 0x101, -1),  # shared anon
         (0x7FFFF7FBD000, 0x7FFFF7FC1000, 0, 0, 1, 0x22, 0x1101, -1),     # [vvar]
         (0x7FFFF7FC1000, 0x7FFFF7FC3000, 0, 0, 5, 0x22, 0x209, -1),      # [vdso]
         (0x7FFFFFFDE000, 0x7FFFFFFFF000, 0, 0, 3, 0x122, 0x203, -1),     # [stack]
+        (0xFFFFFFFFFF600000, 0xFFFFFFFFFF601000, 0, 0, 4, 0x22, 0x204, -1),  # [vsyscall]
     ]
     for start, end, pgoff, shmid, prot, flags, status, fd in vmas:
         mm.vmas.add(start=start, end=end, pgoff=pgoff, shmid=shmid, prot=prot, flags=flags,
@@ -152,7 +153,14 @@ def file_entries():
            fe(type=1, id=3, reg=reg(id=3, flags=0o100002, pos=0, fown=_fown(), name="/dev/null",
                                     mode=0o20666)),
            fe(type=2, id=4, pipe=pipe(id=4, pipe_id=2875545, flags=0, fown=_fown())),
-           fe(type=1, id=5, reg=reg(id=5, flags=0o200000, pos=0, fown=_fown(), name="/", mode=0o40755))]
+           fe(type=1, id=5, reg=reg(id=5, flags=0o200000, pos=0, fown=_fown(), name="/", mode=0o40755)),
+           fe(type=5, id=6, usk=_cls("sk_unix_pb2.unix_sk_entry")(
+               id=6, ino=123456, type=1, state=1, flags=2, uflags=0, backlog=0, peer=123457, fown=_fown(),
+               opts=_cls("sk_opts_pb2.sk_opts_entry")(so_sndbuf=212992, so_rcvbuf=212992, so_snd_tmo_sec=0,
+                                                      so_snd_tmo_usec=0, so_rcv_tmo_sec=0, so_rcv_tmo_usec=0),
+               name=b"", shutdown=0)),
+           fe(type=6, id=7, efd=_cls("eventfd_pb2.eventfd_file_entry")(id=7, flags=2, fown=_fown(), counter=5)),
+           fe(type=11, id=8, tty=_cls("tty_pb2.tty_file_entry")(id=8, tty_info_id=1, flags=2, fown=_fown()))]
     return out
 
 
@@ -191,22 +199,60 @@ def samples():
         "stats": [_cls("stats_pb2.stats_entry")(dump=_cls("stats_pb2.dump_stats_entry")(
             freezing_time=123, frozen_time=7615, memdump_time=2892, memwrite_time=2072, pages_scanned=1066,
             pages_skipped_parent=0, pages_written=1052, pages_lazy=0))],
+        "remap_fpath": [_cls("remap_file_path_pb2.remap_file_path_entry")(orig_id=2, remap_id=9, remap_type=1)],
+        "tty_info": [tty_info()],
+        "ghost_file": ghost_chunks(),
+        "tty_data": [_cls("tty_pb2.tty_data_entry")(tty_id=1, data=b"typed ahead\n")],
+        "sk_queues": [(_cls("sk_packet_pb2.sk_packet_entry")(id_for=6, length=0), b"hello, peer"),
+                      (_cls("sk_packet_pb2.sk_packet_entry")(
+                          id_for=6, length=0, scm=[_cls("sk_packet_pb2.scm_entry")(type=1, rights=[3])]), b"fd")],
     }
 
 
+def ghost_chunks():
+    """An unlinked sparse file saved in chunks: (head, b""), then (chunk, data) pairs."""
+    head = _cls("ghost_file_pb2.ghost_file_entry")(uid=0, gid=0, mode=0o100600, dev=0x803, ino=77, size=12288,
+                                                   chunks=True)
+    chunk = _cls("ghost_file_pb2.ghost_chunk_entry")
+    return [(head, b""), (chunk(len=0, off=0), b"head of file"), (chunk(len=0, off=8192), b"\xff" * 4096)]
+
+
+def tty_info():
+    tty = _cls("tty_pb2.tty_info_entry")(id=1, type=1, locked=False, exclusive=False, packet_mode=False,
+                                          sid=PID, pgrp=PID, rdev=0x8800)
+    tty.termios.CopyFrom(_cls("tty_pb2.termios_entry")(c_iflag=0x500, c_oflag=0x5, c_cflag=0xBF, c_lflag=0x8A3B,
+                                                        c_line=0, c_ispeed=15, c_ospeed=15, c_cc=list(range(19))))
+    tty.winsize.CopyFrom(_cls("tty_pb2.winsize_entry")(ws_row=24, ws_col=80, ws_xpixel=0, ws_ypixel=0))
+    tty.pty.index = 3
+    return tty
+
+
+PER_TASK = ("core", "ids", "mm", "pagemap", "fs")
+
+
 def write_all(directory):
-    """Write every sample image into directory; returns {kind: path}."""
+    """Write every sample image into directory, as one consistent dump of a two-task tree
+    (pstree.img) whose tasks share the files table 1; returns {kind: path} (the parent's)."""
+    idents = {"stats": "dump", "pagemap_shmem": 20062, "ghost_file": 0x2A, "fdinfo": 1, "timens": 0}
     paths = {}
     for kind, entries in samples().items():
         k = magic.kind(kind)
-        ident = {"stats": "dump", "pagemap_shmem": 20062}.get(kind, PID) if "{id}" in k.pattern else None
-        path = framing.image_path(directory, kind, ident)
-        if k.payload:
-            framing.write_payload_image(path, kind, entries)
-        else:
-            framing.write_image(path, kind, entries)
-        paths[kind] = path
+        ident = idents.get(kind, PID) if "{id" in k.pattern else None
+        paths[kind] = _write(framing.image_path(directory, kind, ident), kind, entries)
+        if kind in PER_TASK:
+            if kind == "core":
+                entries = [core_entry()]
+                entries[0].tc.comm = entries[0].thread_core.comm = "child"
+            _write(framing.image_path(directory, kind, PID + 1), kind, entries)
     return paths
+
+
+def _write(path, kind, entries):
+    if magic.kind(kind).payload:
+        framing.write_payload_image(path, kind, entries)
+    else:
+        framing.write_image(path, kind, entries)
+    return path
 
 
 def test_every_framed_kind_has_a_sample():

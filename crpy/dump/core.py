@@ -1,0 +1,120 @@
+"""Step: core-PID.img, the task's CPU and kernel state: registers and XSAVE, TLS base, signal mask
+and handlers, altstack, rseq, clear_child_tid, robust list, creds, rlimits, comm, personality."""
+
+import signal
+
+from crpy.errors import DumpError
+from crpy.kernel import proc
+
+TASK_ALIVE, TASK_STOPPED = 1, 3
+SS_DISABLE = 2
+_GPREG_NAMES = {"rbp": "bp", "rbx": "bx", "rax": "ax", "rcx": "cx", "rdx": "dx", "rsi": "si",
+                "rdi": "di", "orig_rax": "orig_ax", "rip": "ip", "eflags": "flags", "rsp": "sp"}
+
+
+def gpregs_entry(regs):
+    from crpy.images.pb import core_x86_pb2
+    from crpy.kernel.ptrace import REG_NAMES
+
+    e = core_x86_pb2.user_x86_regs_entry(mode=core_x86_pb2.NATIVE)
+    for name in REG_NAMES:
+        setattr(e, _GPREG_NAMES.get(name, name), getattr(regs, name))
+    return e
+
+
+def fpregs_entry(xstate):
+    from crpy.images import xsave
+
+    try:
+        return xsave.from_raw(xstate)
+    except ValueError as e:
+        raise DumpError(f"cannot save the XSAVE state: {e}") from None
+
+
+def _tls_slots():
+    """The three GDT TLS slots, empty in a 64-bit task (CRIU writes them all the same)."""
+    from crpy.images.pb import core_x86_pb2
+
+    return [core_x86_pb2.user_desc_t(entry_number=n, base_addr=0, limit=0, seg_32bit=False,
+                                     contents_h=False, contents_l=False, read_exec_only=True,
+                                     limit_in_pages=False, seg_not_present=True, usable=False)
+            for n in (12, 13, 14)]
+
+
+def sigaction_entries(sigactions):
+    from crpy.images.pb import sa_pb2
+
+    return [sa_pb2.sa_entry(sigaction=h, flags=f, restorer=r, mask=m, compat_sigaction=False)
+            for h, f, r, m in sigactions]
+
+
+def _signal_queue(raw_siginfos):
+    from crpy.images.pb import siginfo_pb2
+
+    return siginfo_pb2.signal_queue_entry(
+        signals=[siginfo_pb2.siginfo_entry(siginfo=s) for s in raw_siginfos])
+
+
+def _timers(misc):
+    """itimers as the parasite read them: [real, virt, prof] of (isec, iusec, vsec, vusec)."""
+    from crpy.images.pb import timer_pb2
+
+    timers = list(misc.get("itimers") or [None] * 3)
+    one = lambda t: timer_pb2.itimer_entry(**dict(zip(("isec", "iusec", "vsec", "vusec"),  # noqa: E731
+                                                      t or (0, 0, 0, 0))))
+    return timer_pb2.task_timers_entry(real=one(timers[0]), virt=one(timers[1]), prof=one(timers[2]))
+
+
+def _rlimits(pid):
+    from crpy.images.pb import core_pb2, rlimit_pb2
+
+    return core_pb2.task_rlimits_entry(
+        rlimits=[rlimit_pb2.rlimit_entry(cur=s, max=h) for s, h in proc.limits(pid)])
+
+
+def task_core(facts, regs, sigactions, misc, stop_signal):
+    from crpy.images.pb import core_pb2
+
+    pid = facts.pid
+    stopped = stop_signal in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+    tc = core_pb2.task_core_entry(
+        task_state=TASK_STOPPED if stopped else TASK_ALIVE, exit_code=0,
+        personality=misc.get("personality", proc.personality(pid)), flags=facts.stat.flags,
+        blk_sigset=regs.sigmask, comm=facts.comm, timers=_timers(misc), rlimits=_rlimits(pid),
+        signals_s=_signal_queue(regs.pending_shared), loginuid=proc.loginuid(pid),
+        oom_score_adj=proc.oom_score_adj(pid), sigactions=sigaction_entries(sigactions),
+        child_subreaper=bool(misc.get("child_subreaper", False)))
+    if stopped:
+        tc.stop_signo = stop_signal
+    return tc
+
+
+def thread_core(facts, regs, misc, creds):
+    from crpy.images.pb import core_pb2, rseq_pb2
+
+    pid = facts.pid
+    rt_prio, policy = proc.sched(pid)
+    sp, flags, size = misc.get("altstack", (0, SS_DISABLE, 0))
+    head, length = regs.robust_list
+    tc = core_pb2.thread_core_entry(
+        futex_rla=head, futex_rla_len=length, sched_nice=facts.stat.nice, sched_policy=policy,
+        sched_prio=rt_prio, blk_sigset=regs.sigmask,
+        sas=core_pb2.thread_sas_entry(ss_sp=sp, ss_size=size, ss_flags=flags),
+        pdeath_sig=misc.get("pdeathsig", 0), signals_p=_signal_queue(regs.pending), creds=creds,
+        seccomp_mode=facts.status.seccomp, comm=facts.comm)
+    if regs.rseq["pointer"]:
+        tc.rseq_entry.CopyFrom(rseq_pb2.rseq_entry(rseq_abi_pointer=regs.rseq["pointer"],
+                                                   rseq_abi_size=regs.rseq["size"],
+                                                   signature=regs.rseq["signature"]))
+    return tc
+
+
+def core_entry(facts, regs, sigactions, misc, creds, stop_signal):
+    from crpy.images.pb import core_pb2, core_x86_pb2
+
+    info = core_x86_pb2.thread_info_x86(
+        clear_tid_addr=misc.get("tid_address", 0), gpregs=gpregs_entry(regs.regs),
+        fpregs=fpregs_entry(regs.xstate), tls=_tls_slots())
+    return core_pb2.core_entry(mtype=core_pb2.core_entry.X86_64, thread_info=info,
+                               tc=task_core(facts, regs, sigactions, misc, stop_signal),
+                               thread_core=thread_core(facts, regs, misc, creds))

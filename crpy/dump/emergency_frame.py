@@ -1,0 +1,76 @@
+"""The emergency rt_sigframe: the task's way back if the dumper dies with the parasite inside.
+
+Built in Python from the registers, XSAVE area and signal mask saved at seize, and written on
+the task's own stack below its red zone before anything is injected.  Every injected state
+(the mmap through gadget G, the running parasite, its self-cure) has rsp at this frame, so a
+`ret` into the rt_sigreturn restorer R returns the task to exactly where it was stopped.
+
+Layout (x86_64): pretcode | ucontext (uc_flags, uc_link, uc_stack, sigcontext, uc_sigmask) |
+siginfo = 440 bytes, 16-byte aligned minus 8 like a real signal frame; the XSAVE image follows,
+64-byte aligned, with its software-reserved bytes made into a signal frame's _fpx_sw_bytes.
+"""
+
+import struct
+
+RED_ZONE = 128
+FRAME_SIZE = 440
+UC_FLAGS = 1 | 2 | 4  # UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS
+# An invalid ss_flags: rt_sigreturn's sigaltstack restore fails with EINVAL, which it ignores,
+# so the task's own altstack is left as it is and we never need to know it.
+SS_FLAGS_INVALID = 4
+FP_XSTATE_MAGIC1 = 0x46505853
+FP_XSTATE_MAGIC2 = 0x46505845
+SW_BYTES_OFF = 464  # in the FXSAVE area; the ptrace image keeps XCR0 there
+RESTART_CODES = (-512, -513, -514, -516)  # ERESTARTSYS, NOINTR, NOHAND, RESTART_BLOCK
+
+_SIGCONTEXT_REGS = ("r8 r9 r10 r11 r12 r13 r14 r15 rdi rsi rbp rbx rdx rax rcx rsp rip eflags").split()
+
+
+class Frame:
+    """Where the frame goes: `addr` (the rsp to use), `start`/`data` (the bytes to write)."""
+
+    def __init__(self, addr, start, data):
+        self.addr, self.start, self.data = addr, start, data
+
+    @property
+    def end(self):
+        return self.start + len(self.data)
+
+
+def sigframe_xstate(xstate):
+    """The ptrace XSAVE image made valid for a signal frame (sw bytes + trailing magic2)."""
+    size = len(xstate)
+    xcr0 = struct.unpack_from("<Q", xstate, SW_BYTES_OFF)[0]
+    fp = bytearray(xstate)
+    fp[SW_BYTES_OFF:512] = bytes(512 - SW_BYTES_OFF)
+    struct.pack_into("<IIQI", fp, SW_BYTES_OFF, FP_XSTATE_MAGIC1, size + 4, xcr0, size)
+    return bytes(fp) + struct.pack("<I", FP_XSTATE_MAGIC2)
+
+
+def restart_fixup(regs):
+    """Registers as rt_sigreturn must leave them: rt_sigreturn sets orig_rax = -1, so the
+    kernel would not restart an interrupted syscall; re-issue it ourselves instead."""
+    r = regs.copy()
+    if r.signed("orig_rax") >= 0 and r.signed("rax") in RESTART_CODES:
+        r.rax = r.orig_rax
+        r.rip -= 2
+    return r
+
+
+def build(regs, xstate, sigmask, restorer):
+    """The frame for a task stopped with `regs`; rt_sigreturn through `restorer` (address R)."""
+    fpstate = sigframe_xstate(xstate)
+    fp = (regs.rsp - RED_ZONE - len(fpstate)) & ~63
+    addr = ((fp - FRAME_SIZE) & ~15) - 8
+    buf = bytearray(fp + len(fpstate) - addr)
+    r = restart_fixup(regs)
+
+    struct.pack_into("<QQQ", buf, 0, restorer, UC_FLAGS, 0)  # pretcode, uc_flags, uc_link
+    struct.pack_into("<QiiQ", buf, 24, 0, SS_FLAGS_INVALID, 0, 0)  # uc_stack
+    sc = 48
+    struct.pack_into("<18Q", buf, sc, *(getattr(r, n) & 0xFFFFFFFFFFFFFFFF for n in _SIGCONTEXT_REGS))
+    struct.pack_into("<4H", buf, sc + 144, r.cs, 0, 0, r.ss)
+    struct.pack_into("<4QQ", buf, sc + 152, 0, 0, 0, 0, fp)  # err, trapno, oldmask, cr2, fpstate
+    struct.pack_into("<Q", buf, 304, sigmask)  # uc_sigmask; the siginfo after it stays zero
+    buf[fp - addr:] = fpstate
+    return Frame(addr, addr, bytes(buf))

@@ -1,0 +1,72 @@
+"""Step: read everything /proc says about the stopped task, once, before the parasite goes in
+(its own mapping and socket must not be seen).  Unsupported fds and mappings are refused here,
+so a task crpy cannot dump is never touched."""
+
+import os
+from dataclasses import dataclass
+
+from crpy.errors import CrpyError, UnsupportedResource
+from crpy.kernel import proc
+from crpy.log import log
+
+
+@dataclass
+class TaskFacts:
+    pid: int
+    stat: proc.Stat
+    status: proc.Status
+    vmas: list
+    auxv: list
+    exe: str
+    cwd: str
+    root: str
+    exe_st: os.stat_result     # the files themselves, through the /proc links
+    cwd_st: os.stat_result
+    root_st: os.stat_result
+    fds: list                 # [crpy.resources.fdtable.FdFacts]
+    comm: str
+
+
+def collect_facts(pid, stop_signal):
+    from crpy.dump.target import check_shape
+    from crpy.resources.fdtable import collect_fds
+
+    status = proc.status(pid)
+    check_shape(pid, status, stop_signal)
+    vmas = proc.maps(pid)
+    check_vmas(pid, vmas)
+    facts = TaskFacts(pid=pid, stat=proc.stat(pid), status=status, vmas=vmas, auxv=proc.auxv(pid),
+                      exe=proc.exe(pid), cwd=proc.cwd(pid), root=proc.root(pid),
+                      exe_st=proc.stat_link(pid, "exe"), cwd_st=proc.stat_link(pid, "cwd"),
+                      root_st=proc.stat_link(pid, "root"), fds=collect_fds(pid), comm=proc.comm(pid))
+    log.info("Collected %d VMAs, %d fds of task %d (%s)", len(vmas), len(facts.fds), pid, facts.comm)
+    for v in vmas:
+        log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))
+    return facts
+
+
+def anon_shared(vma):
+    """MAP_SHARED|MAP_ANONYMOUS memory: shmem that maps shows as '/dev/zero (deleted)'."""
+    return vma.shared and vma.deleted and vma.path == "/dev/zero"
+
+
+def check_vmas(pid, vmas):
+    for v in vmas:
+        if anon_shared(v) or v.special or not v.path:
+            continue
+        if v.deleted or v.path.startswith("/memfd:"):
+            kind = "memfd mapping" if v.path.startswith("/memfd:") else "mapping of an unlinked file"
+            raise UnsupportedResource(pid, kind, target=f"{v.path} at {v.start:#x}",
+                                      hint="unlinked files come in a later crpy")
+        if v.path.startswith("SYSV"):
+            raise UnsupportedResource(pid, "SysV shared memory", target=f"at {v.start:#x}")
+        if not v.path.startswith("/"):
+            raise UnsupportedResource(pid, "mapping", target=f"{v.path} at {v.start:#x}")
+
+
+def map_file_stat(pid, vma):
+    """os.stat of the file mapped at `vma` (through map_files, so a renamed file still counts)."""
+    try:
+        return proc.stat_link(pid, f"map_files/{vma.start:x}-{vma.end:x}")
+    except CrpyError:
+        return os.stat(vma.path)

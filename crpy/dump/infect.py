@@ -1,0 +1,203 @@
+"""Getting the parasite into a seized, stopped task (parasite-recipe.md, facts 3-5).
+
+1. Save regs, XSAVE area and signal mask; find the gadgets G and R (and pop gadgets).
+2. Write the emergency rt_sigframe below the task's red zone (old bytes kept for the cure),
+   and below it the unmap chain: pop rax=11; pop rdi=A; pop rsi=len; G.
+3. Inject ONE syscall, mmap(A, blob + args page + stack, RWX, MAP_FIXED_NOREPLACE), from G
+   with rsp at the chain, stepping with PTRACE_SYSCALL twice (no int3, no single-step: a dying
+   dumper must never leave the task in a trap stop).  Should the dumper die before the blob
+   runs, the task goes on from G: the chain unmaps A, then R rt_sigreturns through the frame;
+   nothing leaks.
+4. Write the relocated blob and its args, then SETREGS(entry), SETSIGMASK(~0), CONT, in that
+   order: if the dumper dies in between, the parasite runs anyway and cures itself.
+"""
+
+import os
+import struct
+
+from crpy import blobs
+from crpy.dump import emergency_frame, infect_gadgets, infect_mem
+from crpy.dump.infect_channel import Channel, pack_args
+from crpy.errors import KernelError, ParasiteError
+from crpy.kernel import ptrace
+
+PAGE = 4096
+STACK_SIZE = 64 * 1024
+NR_MMAP, NR_MUNMAP = 9, 11
+PROT_RWX = 7
+MAP_PRIVATE_ANON = 0x02 | 0x20
+MAP_FIXED_NOREPLACE = 0x100000
+STACK_ROOM = 256 << 20  # never put the parasite closer than this below the task's stack
+USER_TOP = 1 << 47
+MINUS_ONE = (1 << 64) - 1  # -1 in a u64 register (orig_rax, fd)
+ALL_SIGNALS = MINUS_ONE
+
+
+class Saved:
+    """What the task had when it was seized, and where the infection put things."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.regs = ptrace.get_regs(pid)
+        self.xstate = ptrace.get_xstate(pid)
+        self.sigmask = ptrace.get_sigmask(pid)
+        self.fds = set(os.listdir(f"/proc/{pid}/fd"))
+        self.frame = None
+        self.stack_bytes = None  # what the frame overwrote
+        self.gadget = self.restorer = 0
+        self.pops = None
+        self.map_base = self.map_len = 0
+        self.map_addr = 0  # where the mmap goes (0: the kernel chooses)
+        self.syscall_sp = 0  # rsp of injected syscalls: the unmap chain, or the frame
+        self.injected = False  # registers were changed at least once
+
+
+def rseq_abort_fixup(pid, regs):
+    """A task stopped inside an rseq critical section restarts at its abort handler on the
+    next return to user mode (a ptrace stop is a preemption).  Running the parasite first
+    would make the kernel forget that (it clears rseq_cs once rip is outside), so do now
+    what the kernel would do: clear rseq_cs and move rip to abort_ip."""
+    try:
+        area = ptrace.get_rseq_config(pid)["pointer"]
+    except KernelError:
+        return
+    if not area:
+        return
+    try:
+        cs = struct.unpack("<Q", infect_mem.read(pid, area + 8, 8))[0]
+        if not cs:
+            return
+        _, _, start, length, abort = struct.unpack("<IIQQQ", infect_mem.read(pid, cs, 32))
+    except (KernelError, ParasiteError):
+        return  # a bad rseq_cs: the kernel will kill the task with SIGSEGV itself
+    if start <= regs.rip < start + length:
+        infect_mem.write(pid, area + 8, bytes(8))
+        regs.rip = abort
+
+
+def layout(blob):
+    """(args offset, mapping length): image+bss, one args page, then the parasite's stack."""
+    args_off = (blob.size + PAGE - 1) & ~(PAGE - 1)
+    return args_off, args_off + PAGE + STACK_SIZE
+
+
+def pick_address(maps, size, rsp):
+    """The highest free range of `size` bytes (plus a guard page each side) well below the
+    stack: the task is stopped, so it stays free until our mmap."""
+    stack = infect_mem.mapping_at(maps, rsp - 1)
+    ceiling = (stack.start if stack else rsp) - STACK_ROOM
+    best, prev_end = None, 1 << 20
+    for m in sorted(maps, key=lambda m: m.start):
+        if m.start >= USER_TOP:
+            break
+        top = min(m.start, ceiling) - PAGE
+        if top - size - PAGE >= prev_end:
+            best = (top - size) & ~(PAGE - 1)
+        prev_end = max(prev_end, m.end)
+        if m.start >= ceiling:
+            break
+    return best or 0
+
+
+def _unmap_chain(saved):
+    p = saved.pops
+    return struct.pack("<7Q", p["rax"], NR_MUNMAP, p["rdi"], saved.map_addr, p["rsi"], saved.map_len,
+                       saved.gadget)
+
+
+def place_frame(saved, maps):
+    pid = saved.pid
+    frame = emergency_frame.build(saved.regs, saved.xstate, saved.sigmask, saved.restorer)
+    if saved.pops and saved.map_addr:
+        chain = _unmap_chain(saved)
+        frame = emergency_frame.Frame(frame.addr, frame.start - len(chain), chain + frame.data)
+    stack = infect_mem.mapping_at(maps, saved.regs.rsp - 1)
+    if stack is None or frame.start < stack.start or "w" not in stack.perms:
+        raise ParasiteError(f"pid {pid}: no room for the {len(frame.data)}-byte emergency frame below "
+                            f"rsp {saved.regs.rsp:#x}", "the task's stack is too small or not writable")
+    saved.stack_bytes = infect_mem.read(pid, frame.start, len(frame.data))
+    infect_mem.write(pid, frame.start, frame.data)
+    saved.frame = frame
+    saved.syscall_sp = frame.start
+
+
+def _syscall_stop(pid, want_op):
+    """Resume to the next syscall-stop and check it is the entry/exit we expect."""
+    ptrace.syscall(pid)
+    status = ptrace.wait(pid)
+    if not ptrace.is_syscall_stop(status):
+        raise ParasiteError(f"pid {pid}: injected syscall: {ptrace.describe_status(status)}")
+    info = ptrace.get_syscall_info(pid)
+    if info.op != want_op:
+        raise ParasiteError(f"pid {pid}: injected syscall: unexpected stop {info}")
+    return info
+
+
+def inject_syscall(saved, nr, *args):
+    """Run one syscall in the task through G with rsp at the frame; returns the raw result.
+    Leaves the task at that syscall's exit-stop."""
+    pid = saved.pid
+    r = saved.regs.copy()
+    r.rip, r.rsp, r.rax, r.orig_rax = saved.gadget, saved.syscall_sp, nr, MINUS_ONE
+    a = list(args) + [0] * (6 - len(args))
+    r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9 = (x & MINUS_ONE for x in a)
+    saved.injected = True
+    ptrace.set_regs(pid, r)
+    entry = _syscall_stop(pid, ptrace.SYSCALL_INFO_ENTRY)
+    if entry.nr != nr:
+        raise ParasiteError(f"pid {pid}: injected syscall {nr} entered as {entry.nr}")
+    return _syscall_stop(pid, ptrace.SYSCALL_INFO_EXIT).rval
+
+
+def start_blob(saved, blob, channel, idle_ms):
+    """mmap, write and start the parasite; returns its args address."""
+    pid = saved.pid
+    args_off, map_len = layout(blob)
+    flags = MAP_PRIVATE_ANON | (MAP_FIXED_NOREPLACE if saved.map_addr else 0)
+    base = inject_syscall(saved, NR_MMAP, saved.map_addr, map_len, PROT_RWX, flags, -1, 0)
+    if base < 0:
+        raise ParasiteError(f"pid {pid}: mmap of the parasite failed: {os.strerror(-base)}")
+    saved.map_base = base
+    if saved.map_addr and base != saved.map_addr:
+        raise ParasiteError(f"pid {pid}: the parasite was mapped at {base:#x}, not {saved.map_addr:#x}")
+    infect_mem.write(pid, base, blob.relocated(base))
+    args = base + args_off
+    infect_mem.write(pid, args, pack_args(base, map_len, saved.frame.addr, saved.gadget, channel, idle_ms))
+    r = saved.regs.copy()
+    r.rip, r.rdi, r.rsp = base + blob.sym("parasite_start"), args, base + map_len
+    r.rax, r.orig_rax = 0, MINUS_ONE
+    ptrace.set_regs(pid, r)
+    ptrace.set_sigmask(pid, ALL_SIGNALS)
+    ptrace.cont(pid)
+    return args
+
+
+def infect(pid, idle_ms=30000):
+    """-> (saved, channel) with the parasite connected.  On any error the infection is
+    undone (forced unload) before the error propagates: the task is left as seized."""
+    saved = Saved(pid)
+    rseq_abort_fixup(pid, saved.regs)
+    maps = infect_mem.mappings(pid)
+    saved.gadget = infect_gadgets.find_syscall_ret(pid, maps)
+    saved.restorer, saved.pops = infect_gadgets.find_code_gadgets(pid, maps)
+    blob = blobs.load("parasite")
+    saved.map_len = layout(blob)[1]
+    saved.map_addr = pick_address(maps, saved.map_len, saved.regs.rsp)
+    channel = Channel(pid)
+    try:
+        place_frame(saved, maps)
+        start_blob(saved, blob, channel, idle_ms)
+        channel.accept()
+    except BaseException:
+        from crpy.dump.infect_cure import force_unload
+
+        try:
+            force_unload(saved)  # stop the task before the channel goes away
+        except Exception as e:  # keep the first error; say the second one
+            from crpy.log import log
+
+            log.error("pid %d: undoing the failed infection failed too: %s", pid, e)
+        finally:
+            channel.close()
+        raise
+    return saved, channel

@@ -1,0 +1,131 @@
+"""Getting the parasite out again, leaving the task exactly as it was seized.
+
+Normal cure (parasite-recipe.md fact 13): interrupt the idle parasite, send FINISH, follow it
+with PTRACE_SYSCALL to the exit-stop of its munmap, then INTERRUPT + CONT so the task takes an
+event-stop before returning to user mode, and put back signal mask, XSAVE area and registers
+there.  Restoring at an event-stop lets the kernel's own restart logic see the original
+orig_rax/rax, so a syscall the task was sleeping in restarts exactly.
+
+Forced unload (the parasite faulted, hung or broke the protocol, and the dumper is alive):
+take the task at whatever stop it is in, close the fds the parasite left and munmap it with
+injected syscalls through G, then restore the same way.
+"""
+
+import os
+
+from crpy.dump import infect_mem
+from crpy.dump.infect import inject_syscall
+from crpy.dump.infect_channel import FINISH
+from crpy.errors import KernelError, ParasiteError
+from crpy.kernel import ptrace
+from crpy.log import log
+
+NR_CLOSE, NR_MUNMAP = 3, 11
+_MAX_STOPS = 200
+
+
+def to_event_stop(pid):
+    """From a syscall-stop: stop again before the task returns to user mode."""
+    ptrace.interrupt(pid)
+    ptrace.cont(pid)
+    _wait_stop(pid, want_event=True)
+
+
+def _wait_stop(pid, want_event=False):
+    status = ptrace.wait(pid)
+    if want_event and not ptrace.is_event_stop(status):
+        raise ParasiteError(f"pid {pid}: expected an event-stop, got {ptrace.describe_status(status)}")
+    return status
+
+
+def restore_saved(saved):
+    """Signal mask, XSAVE area, registers and the stack bytes under the frame, as seized."""
+    pid = saved.pid
+    ptrace.set_sigmask(pid, saved.sigmask)
+    ptrace.set_xstate(pid, saved.xstate)
+    ptrace.set_regs(pid, saved.regs)
+    if saved.frame is not None and saved.stack_bytes is not None:
+        infect_mem.write(pid, saved.frame.start, saved.stack_bytes)
+
+
+def _step(pid):
+    ptrace.syscall(pid)
+    status = _wait_stop(pid)
+    if not ptrace.is_syscall_stop(status):
+        raise ParasiteError(f"pid {pid}: parasite cure: {ptrace.describe_status(status)}")
+    return ptrace.get_syscall_info(pid)
+
+
+def cure(saved, channel):
+    """The normal path; the task ends seized, at an event-stop, with its original state."""
+    pid = saved.pid
+    if _is_stopped(pid) is not None:  # a stop already reported (a fault): no normal cure
+        raise ParasiteError(f"pid {pid}: the parasite is stopped, not idle")
+    ptrace.interrupt(pid)
+    status = _wait_stop(pid)
+    if not ptrace.is_event_stop(status):
+        raise ParasiteError(f"pid {pid}: parasite stopped: {ptrace.describe_status(status)}")
+    channel.send(FINISH)
+    for _ in range(_MAX_STOPS):
+        info = _step(pid)
+        if info.op == ptrace.SYSCALL_INFO_ENTRY and info.nr == NR_MUNMAP and info.args[0] == saved.map_base:
+            break
+    else:
+        raise ParasiteError(f"pid {pid}: parasite did not unmap itself after FINISH")
+    info = _step(pid)
+    if info.op != ptrace.SYSCALL_INFO_EXIT or info.rval != 0:
+        raise ParasiteError(f"pid {pid}: parasite munmap failed: {info}")
+    saved.map_base = 0
+    to_event_stop(pid)
+    channel.receive(FINISH, timeout=5)
+    channel.close()
+    restore_saved(saved)
+
+
+def _is_stopped(pid):
+    try:
+        return ptrace.get_regs(pid)
+    except KernelError:
+        return None
+
+
+def _parasite_inside(saved, regs):
+    """Is the task still under our control (in the blob, or in a syscall injected through G
+    with rsp at the frame)?  If not, the parasite already cured itself and the task has run
+    its own code since: then its current state is the right one and must not be touched."""
+    in_blob = saved.map_base <= regs.rip < saved.map_base + saved.map_len
+    at_gadget = regs.rip == saved.gadget + 2 and regs.rsp in (saved.syscall_sp, saved.frame.addr)
+    return in_blob or at_gadget
+
+
+def _still_mapped(saved):
+    for m in infect_mem.mappings(saved.pid):
+        if m.start == saved.map_base and m.end == saved.map_base + saved.map_len:
+            return True
+    return False
+
+
+def force_unload(saved):
+    """Undo whatever the infection did, from any state the dumper can still reach; the task
+    ends seized and at an event-stop."""
+    pid = saved.pid
+    regs = _is_stopped(pid)
+    if regs is None:
+        ptrace.interrupt(pid)
+        _wait_stop(pid)
+        regs = ptrace.get_regs(pid)
+    if not saved.injected:
+        restore_saved(saved)
+        return
+    if not _parasite_inside(saved, regs):
+        log.warning("pid %d: the parasite had already cured itself; the task ran on", pid)
+        return
+    for fd in sorted(set(os.listdir(f"/proc/{pid}/fd")) - saved.fds, key=int):
+        inject_syscall(saved, NR_CLOSE, int(fd))
+    if saved.map_base and _still_mapped(saved):
+        rval = inject_syscall(saved, NR_MUNMAP, saved.map_base, saved.map_len)
+        if rval != 0:
+            raise ParasiteError(f"pid {pid}: munmap of the parasite failed: {os.strerror(-rval)}")
+    saved.map_base = 0
+    to_event_stop(pid)
+    restore_saved(saved)

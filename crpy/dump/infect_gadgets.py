@@ -1,0 +1,88 @@
+"""The two code gadgets the infection needs, found in the task's own executable memory.
+
+G: `syscall` followed only by register xors and `ret`, in the [vdso] (its fallback syscalls).
+   Any syscall issued from G returns through `ret`, i.e. into whatever rsp points at: the
+   emergency frame's pretcode.  A bare `syscall` would run on into the vdso function.
+R: an rt_sigreturn restorer (`mov $15,%rax; syscall`, glibc's __restore_rt, or musl/Go's
+   `mov $15,%eax; syscall`), which any program that ever installed a handler has.
+pop rax/rdi/rsi; ret (optional, found in libc): they let the emergency path unmap the freshly
+   injected mapping by itself (infect.py's unmap chain), so a dumper dying during the injection
+   leaks nothing.
+"""
+
+import re
+
+from crpy.dump import infect_mem
+from crpy.errors import ParasiteError
+
+_G = re.compile(br"\x0f\x05(?:[\x31\x33][\xc0-\xff]|[\x40-\x4f][\x31\x33][\xc0-\xff])*\xc3")
+_R = (b"\x48\xc7\xc0\x0f\x00\x00\x00\x0f\x05", b"\xb8\x0f\x00\x00\x00\x0f\x05")
+_SCAN_LIMIT = 64 << 20  # never read more than this much code looking for R
+
+
+def find_syscall_ret(pid, maps):
+    vdso = [m for m in maps if m.path == "[vdso]"]
+    if not vdso:
+        raise ParasiteError(f"pid {pid}: has no [vdso]", "crpy needs the vDSO's syscall gadget")
+    m = vdso[0]
+    hit = _G.search(infect_mem.read(pid, m.start, m.end - m.start))
+    if not hit:
+        raise ParasiteError(f"pid {pid}: no `syscall; ...; ret` gadget in the vDSO")
+    return m.start + hit.start()
+
+
+def _code_mappings(maps):
+    code = [m for m in maps if m.perms.startswith("r-x") and m.path and not m.path.startswith("[")]
+    # libc first: that is where __restore_rt lives in nearly every program.
+    return sorted(code, key=lambda m: 0 if "libc" in m.path else 1)
+
+
+_POPS = {"rax": b"\x58\xc3", "rdi": b"\x5f\xc3", "rsi": b"\x5e\xc3"}
+
+
+_seen = {}  # (path, size) -> {name: offset}: one scan per library, checked on every reuse
+
+
+def _cached(pid, m, patterns):
+    known = _seen.get((m.path, m.end - m.start))
+    if not known:
+        return None
+    for name, off in known.items():
+        p = patterns[name]
+        if infect_mem.read(pid, m.start + off, len(p)) != p:
+            return None
+    return {name: m.start + off for name, off in known.items()}
+
+
+def _scan(pid, maps, patterns):
+    """{name: address} of the first hit of each pattern in the task's code (libc first)."""
+    found, scanned = {}, 0
+    for m in _code_mappings(maps):
+        size = m.end - m.start
+        if scanned + size > _SCAN_LIMIT:
+            break
+        scanned += size
+        hits = _cached(pid, m, patterns)
+        if hits is None:
+            code = infect_mem.read(pid, m.start, size)
+            hits = {name: m.start + code.find(p) for name, p in patterns.items() if p in code}
+            _seen[(m.path, size)] = {name: a - m.start for name, a in hits.items()}
+        for name, addr in hits.items():
+            found.setdefault(name, addr)
+        if len(found) == len(patterns):
+            break
+    return found
+
+
+def find_code_gadgets(pid, maps):
+    """-> (R, pops): the rt_sigreturn restorer, and {'rax','rdi','rsi': `pop REG; ret`} or
+    None when one of those is missing."""
+    patterns = dict(_POPS)
+    patterns.update({("R", i): p for i, p in enumerate(_R)})
+    found = _scan(pid, maps, patterns)
+    restorers = [a for k, a in found.items() if isinstance(k, tuple)]
+    if not restorers:
+        raise ParasiteError(f"pid {pid}: no rt_sigreturn restorer in its code",
+                            "static programs that never installed a signal handler are not supported yet")
+    pops = {k: found[k] for k in _POPS if k in found}
+    return restorers[0], (pops if len(pops) == len(_POPS) else None)

@@ -1,0 +1,39 @@
+"""Steps: infect the stopped task with the parasite, and cure it again.
+
+`infected(pid)` is a context manager: whatever happens inside (an error, Ctrl-C, a fault point),
+the task is cured on the way out; cure() inside the block cures it early, once."""
+
+import contextlib
+
+from crpy import faults
+from crpy.log import log
+
+
+class Infection:
+    def __init__(self, parasite):
+        self.parasite = parasite
+        self.cured = False
+
+    def cure(self):
+        if not self.cured:
+            self.cured = True
+            self.parasite.cure()
+            log.info("Parasite cured")
+
+
+@contextlib.contextmanager
+def infected(pid):
+    from crpy.dump.parasite import Parasite
+
+    log.info("Infecting task %d", pid)
+    inf = Infection(Parasite.infect(pid))
+    try:
+        faults.point("after-infect")
+        yield inf
+    finally:
+        if not inf.cured:
+            try:
+                inf.cure()
+            except BaseException as e:        # keep the first error; this one goes to the log
+                log.error("Curing task %d failed: %s", pid, e)
+                raise

@@ -1,0 +1,20 @@
+"""Step: mm-PID.img, the address space: mm fields (prctl PR_SET_MM_MAP), auxv, exe file and every
+VMA, then the guard regions as CRIU-style VMA_AREA_GUARD entries at the end of the list."""
+
+from crpy.dump import vmas as V
+
+
+def mm_entry(facts, plans, page_plan, misc, exe_file_id):
+    from crpy.images.pb import mm_pb2
+
+    st = facts.stat
+    e = mm_pb2.mm_entry(
+        mm_start_code=st.start_code, mm_end_code=st.end_code, mm_start_data=st.start_data,
+        mm_end_data=st.end_data, mm_start_stack=st.start_stack, mm_start_brk=st.start_brk,
+        mm_brk=misc.get("brk", st.start_brk), mm_arg_start=st.arg_start, mm_arg_end=st.arg_end,
+        mm_env_start=st.env_start, mm_env_end=st.env_end, exe_file_id=exe_file_id,
+        mm_saved_auxv=facts.auxv, dumpable=misc.get("dumpable", 1),
+        thp_disabled=bool(misc.get("thp_disable", 0)))
+    e.vmas.extend(p.entry() for p in plans)
+    e.vmas.extend(V.guard_entry(s, end) for s, end in page_plan.guards)
+    return e

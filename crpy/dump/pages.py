@@ -1,0 +1,224 @@
+"""Step: the task's memory contents.
+
+Which pages: PAGEMAP_SCAN (crpy.kernel.pagemap) over the whole address space, clipped to the VMAs
+whose pages are saved (vmas.PAGES_PRIVATE).  How: the parasite vmsplices them into a pipe that is
+spliced into pages-1.img, so the data never passes through Python.  pagemap-PID.img lists the
+runs in file order.  Anonymous shared memory goes to pagemap-shmem-SHMID.img + its own pages file,
+read from the shmem object itself (/proc/PID/map_files) with sendfile, so pages only in the page
+cache are not lost.  Guard regions (MADV_GUARD_INSTALL) come from the same scan.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from crpy import faults
+from crpy.dump import vmas as V
+from crpy.log import log
+
+PAGE = 4096
+TASK_SIZE = 0x7FFFFFFFF000
+PE_LAZY, PE_PRESENT = 1 << 1, 1 << 2
+CHUNK = 256 << 20                  # bytes per parasite dump_pages call
+
+
+@dataclass
+class PagePlan:
+    runs: list = field(default_factory=list)        # [(start, end, pagemap flags, readable)]
+    shmem: dict = field(default_factory=dict)       # shmid -> [(pgoff_bytes, end_bytes)] of the object
+    guards: list = field(default_factory=list)      # [(start, end)]
+
+    @property
+    def nr_pages(self):
+        return sum(r[1] - r[0] for r in self.runs) // PAGE
+
+
+def clip_runs(runs, plans):
+    """Intersect sorted scan runs with the sorted private VMAs; one run never spans two VMAs."""
+    out, i = [], 0
+    private = [p for p in plans if p.pages == V.PAGES_PRIVATE]
+    for p in private:
+        flags = PE_PRESENT | (PE_LAZY if p.status & V.VMA_ANON_PRIVATE else 0)
+        readable = p.task_can_read
+        while i < len(runs) and runs[i][1] <= p.start:
+            i += 1
+        j = i
+        while j < len(runs) and runs[j][0] < p.end:
+            s, e = max(runs[j][0], p.start), min(runs[j][1], p.end)
+            if s < e:
+                out.append((s, e, flags, readable))
+            j += 1
+    return out
+
+
+def scan_pages(pid, plans):
+    from crpy.kernel.pagemap import Pagemap
+
+    plan = PagePlan()
+    with Pagemap(pid) as pm:
+        plan.runs = clip_runs(pm.data_runs(0, TASK_SIZE), plans)
+        plan.guards = [(s, e) for s, e, _ in pm.guard_runs(0, TASK_SIZE)]
+    for p in plans:
+        if p.pages == V.PAGES_SHMEM:
+            plan.shmem.setdefault(p.shmid, []).append((p.pgoff, p.pgoff + p.end - p.start, p))
+    log.info("Pages to dump: %d in %d runs, %d shmem objects, %d guard regions",
+             plan.nr_pages, len(plan.runs), len(plan.shmem), len(plan.guards))
+    return plan
+
+
+def _open_out(path):
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+
+
+def _chunks(runs):
+    """(readable, [(vaddr, length)]) groups in file order: at most CHUNK bytes each (a run may be
+    cut in two), never mixing pages the task can read with pages of PROT_NONE/exec-only VMAs."""
+    group, size, kind = [], 0, None
+    for s, e, _, readable in runs:
+        if group and readable != kind:
+            yield kind, group
+            group, size = [], 0
+        kind = readable
+        while s < e:
+            n = min(e - s, CHUNK - size)
+            group.append((s, n))
+            size += n
+            s += n
+            if size == CHUNK:
+                yield kind, group
+                group, size = [], 0
+    if group:
+        yield kind, group
+
+
+def _copy_unreadable(pid, group, out_fd):
+    """Pages the task itself cannot read (vmsplice would fault): /proc/PID/mem reads them
+    (FOLL_FORCE).  Rare and small, so this one path copies through the dumper."""
+    mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        done = 0
+        for addr, length in group:
+            data = os.pread(mem, length, addr)
+            if len(data) != length:
+                from crpy.errors import DumpError
+
+                raise DumpError(f"pid {pid}: read {len(data)} of {length} bytes at {addr:#x}")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out_fd, view):]
+            done += length
+        return done
+    finally:
+        os.close(mem)
+
+
+def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
+    """pages-<pages_id>.img through the parasite, then pagemap-PID.img; returns bytes written."""
+    from crpy.errors import DumpError
+    from crpy.images import framing
+
+    pages_path = framing.image_path(images_dir, "pages", pages_id)
+    fd = _open_out(pages_path)
+    written = 0
+    try:
+        for n, (readable, group) in enumerate(_chunks(plan.runs)):
+            want = sum(length for _, length in group)
+            got = parasite.dump_pages(group, fd) if readable else _copy_unreadable(pid, group, fd)
+            if got != want:
+                raise DumpError(f"pid {pid}: dumped {got} bytes of pages instead of {want}")
+            written += got
+            log.debug("Dumped %d bytes of pages (chunk %d)", got, n)
+            if n == 0:
+                faults.point("pause-in-pages")
+        _put_back_frame(fd, plan.runs, parasite)
+    finally:
+        os.close(fd)
+    from crpy.images.pb import pagemap_pb2          # only now: preloaded while pages moved
+
+    entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
+    entries += [framing.new_pagemap_entry(s, (e - s) // PAGE, f) for s, e, f, _ in plan.runs]
+    framing.write_image(framing.image_path(images_dir, "pagemap", pid), "pagemap", entries)
+    return written
+
+
+def _put_back_frame(fd, runs, parasite):
+    """The parasite keeps an emergency rt_sigframe on the task's stack while it is in; the image
+    must hold the bytes the task had there (the parasite saved them), not the frame."""
+    saved = getattr(parasite, "saved", None)
+    frame, old = getattr(saved, "frame", None), getattr(saved, "stack_bytes", None)
+    if frame is None or old is None:
+        return
+    start, end = frame.start, frame.start + len(old)
+    offset = 0
+    for s, e, _, _ in runs:
+        lo, hi = max(s, start), min(e, end)
+        if lo < hi:
+            os.pwrite(fd, old[lo - start:hi - start], offset + lo - s)
+        offset += e - s
+
+
+def _data_extents(fd, start, end):
+    """[(s, e)] data extents of a tmpfs/shmem file within [start, end) (SEEK_DATA/SEEK_HOLE)."""
+    out, pos = [], start
+    while pos < end:
+        try:
+            s = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:                     # ENXIO: no data after pos
+            break
+        if s >= end:
+            break
+        e = min(os.lseek(fd, s, os.SEEK_HOLE), end)
+        out.append((s, e))
+        pos = e
+    return out
+
+
+def _merge(ranges):
+    out = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def dump_shmem(images_dir, pid, plan, first_pages_id=2):
+    """One pagemap-shmem-SHMID.img + pages-N.img per anonymous shared object; bytes written."""
+    from crpy.images import framing
+    from crpy.images.pb import pagemap_pb2
+
+    written = 0
+    for k, (shmid, ranges) in enumerate(sorted(plan.shmem.items())):
+        pages_id = first_pages_id + k
+        vma = ranges[0][2]
+        src = os.open(f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}", os.O_RDONLY | os.O_CLOEXEC)
+        out = _open_out(framing.image_path(images_dir, "pages", pages_id))
+        entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
+        try:
+            for lo, hi in _merge((s, e) for s, e, _ in ranges):
+                for s, e in _data_extents(src, lo, hi):
+                    s, e = s & ~(PAGE - 1), (e + PAGE - 1) & ~(PAGE - 1)
+                    written += _sendfile_all(out, src, s, e - s)
+                    entries.append(framing.new_pagemap_entry(s, (e - s) // PAGE, PE_PRESENT))
+        finally:
+            os.close(src)
+            os.close(out)
+        framing.write_image(framing.image_path(images_dir, "pagemap_shmem", shmid), "pagemap_shmem", entries)
+    return written
+
+
+def _sendfile_all(out, src, offset, count):
+    done = 0
+    while done < count:
+        n = os.sendfile(out, src, offset + done, count - done)
+        if n == 0:                           # object shorter than the mapping: pad with zeros
+            os.write(out, bytes(count - done))
+            break
+        done += n
+    return count
+
+
+def dump_pages(parasite, images_dir, pid, plan):
+    """All page data of the task: private memory, then anonymous shared memory; byte counts."""
+    return {"pages_bytes": dump_private_pages(parasite, images_dir, pid, plan),
+            "shmem_bytes": dump_shmem(images_dir, pid, plan)}

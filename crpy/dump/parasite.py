@@ -1,0 +1,228 @@
+"""The dump-side parasite, as the dump pipeline uses it.
+
+    p = Parasite.infect(pid)          # task seized and stopped (crpy.kernel.ptrace.seize)
+    p.ping()
+    p.dump_pages(runs, out_fd)        # [(vaddr, length)] -> bytes written to out_fd
+    p.sigactions(), p.misc(), p.drain_fds(fds)
+    p.cure()                          # task as seized: still seized, at an event-stop
+
+Pages travel without a copy through Python: the parasite vmsplices the task's pages into a
+pipe whose both ends it received by SCM_RIGHTS (so a dead dumper can never mean EPIPE/SIGPIPE),
+and the dumper splices the pipe into the image file.  If the dumper dies at any moment, the
+parasite sees EOF and cures itself (parasite-recipe.md).
+"""
+
+import os
+import struct
+
+from crpy.dump import infect, infect_cure
+from crpy.dump import infect_channel as ch
+from crpy.errors import ParasiteError
+
+F_SETPIPE_SZ = 1031
+MAX_PIPE = 64 << 20
+MIN_PIPE = 1 << 20
+MAX_IOVS = (ch.CMD_BUF - ch.CMD.size) // 16
+PIPELINE = True
+
+MISC_FIELDS = ("pid tid ppid pgid sid umask personality dumpable no_new_privs pdeathsig child_subreaper "
+               "timerslack thp_disable seccomp securebits keepcaps brk tid_address tid_address_ret "
+               "ruid euid suid rgid egid sgid fsuid fsgid altstack_ret").split()
+_MISC = struct.Struct("<%dq QiiQ 3q 12q 32Q 16q 16s" % len(MISC_FIELDS))
+RLIMIT_NAMES = ("cpu fsize data stack core rss nproc nofile memlock as locks sigpending msgqueue nice "
+                "rtprio rttime").split()
+
+
+def pipe_size_limit():
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            return max(MIN_PIPE, min(MAX_PIPE, int(f.read())))
+    except (OSError, ValueError):
+        return MIN_PIPE
+
+
+class Parasite:
+    def __init__(self, saved, channel):
+        self.pid = saved.pid
+        self._saved, self._chan = saved, channel
+        self._pipe = None  # (read end, write end, size, fd number in the task)
+        self._busy = False  # a command may still be running in the parasite
+
+    @classmethod
+    def infect(cls, pid, idle_ms=30000):
+        """Load and start the parasite in `pid`, which must be seized and at an event-stop."""
+        saved, channel = infect.infect(pid, idle_ms)
+        return cls(saved, channel)
+
+    @property
+    def saved(self):
+        """Registers, XSAVE area and signal mask as seized (Saved.regs/.xstate/.sigmask)."""
+        return self._saved
+
+    def ping(self, value=0):
+        ret, _, _ = self._chan.call(ch.PING, (value,))
+        if ret != value + 1:
+            raise ParasiteError(f"pid {self.pid}: bad ping answer {ret}")
+
+    # ---- pages ----
+
+    def _open_pipe(self):
+        """The page pipe, both ends handed to the parasite (SCM_RIGHTS): holding the read end
+        too, the task can never get EPIPE/SIGPIPE from it, even if this process dies; and no
+        /proc access from the task is needed (a task of another user could not open ours)."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            size = _grow_pipe(w)
+            task_fd, _, _ = self._chan.call(ch.RECVFD, fds=[w, r])
+        except BaseException:
+            os.close(r)
+            os.close(w)
+            raise
+        self._pipe = (r, w, size, task_fd)
+
+    def dump_pages(self, runs, out_fd):
+        """Write the task's memory `runs` [(vaddr, length)], in order, to out_fd; -> bytes.
+
+        Pipelined: the pipe holds two half-pipe chunks, so the parasite vmsplices chunk i+1
+        while this process splices chunk i out to the file."""
+        if self._pipe is None:
+            self._open_pipe()
+        r, _, size, task_fd = self._pipe
+        chunks = _chunks(runs, size // 2 if PIPELINE else size)
+        total, pending = 0, None
+        self._busy = True  # until the end: an error leaves a DUMP in flight
+        for iovs, nbytes in chunks:
+            self._chan.send(ch.DUMP, (task_fd,), _pack_iovs(iovs))
+            if pending is not None:
+                total += self._drain(r, out_fd, pending)
+            pending = nbytes
+            if not PIPELINE:
+                total += self._drain(r, out_fd, pending)
+                pending = None
+        if pending is not None:
+            total += self._drain(r, out_fd, pending)
+        self._busy = False
+        return total
+
+    def _drain(self, pipe_r, out_fd, nbytes):
+        ret, _, _ = self._chan.receive(ch.DUMP)
+        if ret != nbytes:
+            raise ParasiteError(f"pid {self.pid}: vmsplice moved {ret} of {nbytes} bytes")
+        _splice_all(pipe_r, out_fd, nbytes)
+        return nbytes
+
+    # ---- state only the task can see ----
+
+    def sigactions(self):
+        """[(handler, flags, restorer, mask)] for signals 1..64."""
+        _, data, _ = self._chan.call(ch.SIGACTS)
+        return [struct.unpack_from("<4Q", data, 32 * i) for i in range(64)]
+
+    def misc(self):
+        _, data, _ = self._chan.call(ch.MISC)
+        return _parse_misc(data)
+
+    def drain_fds(self, fds):
+        """Copies of the task's `fds` in this process (same open files), in the same order."""
+        out = []
+        try:
+            for i in range(0, len(fds), ch.MAX_FDS):
+                batch = list(fds[i:i + ch.MAX_FDS])
+                _, _, got = self._chan.call(ch.DRAIN_FDS, (), struct.pack("<%di" % len(batch), *batch),
+                                            nfds=len(batch))
+                out += got
+                if len(got) != len(batch):
+                    raise ParasiteError(f"pid {self.pid}: asked for {len(batch)} fds, got {len(got)}")
+        except BaseException:
+            for fd in out:
+                os.close(fd)
+            raise
+        return out
+
+    # ---- the end ----
+
+    def cure(self):
+        """Unload the parasite; the task is left seized, at an event-stop, exactly as seized.
+        If the normal path fails, the parasite is removed by force (same end state)."""
+        if self._busy:  # it may be blocked on a full pipe: do not wait for it
+            return self.abort()
+        self._close_pipe()
+        try:
+            infect_cure.cure(self._saved, self._chan)
+        except ParasiteError:
+            self.abort()
+            raise
+        finally:
+            self._chan.close()
+
+    def abort(self):
+        """Forced unload without the parasite's help (after an error).  The task is stopped
+        first: closing the channel while it runs would make the parasite cure itself."""
+        try:
+            infect_cure.force_unload(self._saved)
+        finally:
+            self._close_pipe()
+            self._chan.close()
+
+    def _close_pipe(self):
+        if self._pipe is not None:
+            os.close(self._pipe[0])
+            os.close(self._pipe[1])
+            self._pipe = None
+
+
+def _grow_pipe(fd):
+    import fcntl
+
+    want = pipe_size_limit()
+    while True:
+        try:
+            return fcntl.fcntl(fd, F_SETPIPE_SZ, want)
+        except OSError:
+            if want <= MIN_PIPE:
+                return fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ: keep what we have
+            want //= 2
+
+
+def _chunks(runs, limit):
+    """Group runs into commands of at most `limit` bytes and MAX_IOVS iovecs each."""
+    iovs, nbytes = [], 0
+    for addr, length in runs:
+        while length:
+            take = min(length, limit - nbytes)
+            iovs.append((addr, take))
+            nbytes += take
+            addr += take
+            length -= take
+            if nbytes == limit or len(iovs) == MAX_IOVS:
+                yield iovs, nbytes
+                iovs, nbytes = [], 0
+    if iovs:
+        yield iovs, nbytes
+
+
+def _pack_iovs(iovs):
+    return struct.pack("<%dQ" % (2 * len(iovs)), *[x for iov in iovs for x in iov])
+
+
+def _splice_all(src, dst, nbytes):
+    while nbytes:
+        n = os.splice(src, dst, nbytes)
+        if n <= 0:
+            raise ParasiteError(f"splice from the page pipe returned {n} with {nbytes} bytes left")
+        nbytes -= n
+
+
+def _parse_misc(data):
+    v = _MISC.unpack_from(data)
+    n = len(MISC_FIELDS)
+    out = dict(zip(MISC_FIELDS, v[:n]))
+    out["altstack"] = (v[n], v[n + 1], v[n + 3])  # sp, flags, size
+    p = n + 4
+    rets, times = v[p:p + 3], v[p + 3:p + 15]
+    out["itimers"] = [None if rets[i] else tuple(times[4 * i:4 * i + 4]) for i in range(3)]
+    p += 15
+    lims, lrets = v[p:p + 32], v[p + 32:p + 48]
+    out["rlimits"] = {RLIMIT_NAMES[i]: (None if lrets[i] else (lims[2 * i], lims[2 * i + 1])) for i in range(16)}
+    out["name"] = v[p + 48].split(b"\0", 1)[0].decode(errors="replace")
+    return out

@@ -1,0 +1,38 @@
+"""Step: what ptrace tells of the stopped (and cured) task: general registers, the full XSAVE
+area, the signal mask, rseq registration, robust futex list and pending signals."""
+
+from dataclasses import dataclass
+
+from crpy.log import log
+
+
+@dataclass
+class TaskRegs:
+    regs: object              # crpy.kernel.ptrace.Regs
+    xstate: bytes             # raw XSAVE (NT_X86_XSTATE)
+    sigmask: int
+    rseq: dict                # pointer, size, signature, flags
+    robust_list: tuple        # (head, len)
+    pending: list             # raw 128-byte siginfos, private queue
+    pending_shared: list
+
+
+def robust_list(pid):
+    from crpy.kernel._sys import ffi
+    from crpy.kernel.syscalls import NR, sys_call
+
+    head, size = ffi.new("unsigned long *"), ffi.new("size_t *")
+    sys_call(NR.get_robust_list, pid, head, size, what=f"get_robust_list of pid {pid}", pid=pid)
+    return head[0], size[0]
+
+
+def dump_regs(pid):
+    from crpy.kernel import ptrace
+
+    r = TaskRegs(regs=ptrace.get_regs(pid), xstate=ptrace.get_xstate(pid),
+                 sigmask=ptrace.get_sigmask(pid), rseq=ptrace.get_rseq_config(pid),
+                 robust_list=robust_list(pid), pending=ptrace.peek_siginfo(pid),
+                 pending_shared=ptrace.peek_siginfo(pid, shared=True))
+    log.info("Registers of %d: rip %#x rsp %#x orig_rax %d, %d bytes of XSAVE, sigmask %#x",
+             pid, r.regs.rip, r.regs.rsp, r.regs.signed("orig_rax"), len(r.xstate), r.sigmask)
+    return r

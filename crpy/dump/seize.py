@@ -1,0 +1,37 @@
+"""Step: seize the task (PTRACE_SEIZE + INTERRUPT) and, on the way out, detach it exactly as
+it was, unless a later step killed it on purpose."""
+
+import contextlib
+
+from crpy.log import log
+
+
+class SeizedTask:
+    def __init__(self, pid, stop_signal):
+        self.pid = pid
+        self.stop_signal = stop_signal   # SIGTRAP, or SIGSTOP & co. when it was in a group-stop
+        self.killed = False              # set by the kill step: nothing to detach then
+
+
+@contextlib.contextmanager
+def seized(pid):
+    from crpy.kernel import ptrace
+
+    log.info("Seizing task %d", pid)
+    task = SeizedTask(pid, ptrace.seize(pid))
+    try:
+        yield task
+    finally:
+        if not task.killed:
+            _detach(pid)
+
+
+def _detach(pid):
+    from crpy.errors import CrpyError
+    from crpy.kernel import ptrace
+
+    try:
+        ptrace.detach(pid)
+        log.info("Task %d detached", pid)
+    except CrpyError as e:               # gone already: nothing left to put back
+        log.warning("Detaching %d: %s", pid, e.one_line())

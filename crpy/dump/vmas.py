@@ -1,0 +1,148 @@
+"""Classify the task's VMAs the way CRIU's images describe them (vma_entry status bits, MAP_*
+flags, madvise bits) and decide, per VMA, which of its pages the dump saves:
+anon private: present and not the zero page; file private: only COW'd pages; anon shared: its
+shmem pages (pagemap-shmem-ID.img); file shared, vDSO, vvar, vsyscall: nothing."""
+
+from dataclasses import dataclass
+
+from crpy.errors import UnsupportedResource
+from crpy.kernel import proc
+
+# vma_entry.status bits (CRIU criu/include/image.h)
+VMA_AREA_REGULAR = 1 << 0
+VMA_AREA_STACK = 1 << 1
+VMA_AREA_VSYSCALL = 1 << 2
+VMA_AREA_VDSO = 1 << 3
+VMA_AREA_HEAP = 1 << 5
+VMA_FILE_PRIVATE = 1 << 6
+VMA_FILE_SHARED = 1 << 7
+VMA_ANON_SHARED = 1 << 8
+VMA_ANON_PRIVATE = 1 << 9
+VMA_AREA_VVAR = 1 << 12
+VMA_AREA_GUARD = 1 << 16
+
+MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
+MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, MAP_HUGETLB = 0x100, 0x2000, 0x4000, 0x40000
+O_RDONLY, O_RDWR = 0, 2
+
+# smaps VmFlags -> MAP_* flag, and -> MADV_* number whose bit goes into vma_entry.madv (as CRIU)
+_MAP_OF_VMFLAG = {"gd": MAP_GROWSDOWN, "lo": MAP_LOCKED, "nr": MAP_NORESERVE, "ht": MAP_HUGETLB}
+_MADV_OF_VMFLAG = {"rr": 1, "sr": 2, "dc": 10, "mg": 12, "hg": 14, "nh": 15, "dd": 16, "wf": 18}
+
+PAGES_NONE, PAGES_PRIVATE, PAGES_SHMEM = "none", "private", "shmem"
+
+
+@dataclass
+class VmaPlan:
+    start: int
+    end: int
+    pgoff: int
+    prot: int
+    flags: int
+    status: int
+    shmid: int
+    madv: int
+    fdflags: object          # None when not a file mapping
+    pages: str               # PAGES_NONE / PAGES_PRIVATE / PAGES_SHMEM
+    name: str
+    pkey: int = 0            # memory protection key (vma_entry.crpy_pkey when the schema has it)
+
+    @property
+    def task_can_read(self):
+        """Readable by the task itself, so by a vmsplice in it: PROT_READ and no protection
+        key (whose PKRU bits could deny the access)."""
+        return bool(self.prot & 1) and self.pkey == 0
+
+    def entry(self):
+        from crpy.images.pb import vma_pb2
+
+        e = vma_pb2.vma_entry(start=self.start, end=self.end, pgoff=self.pgoff, shmid=self.shmid,
+                              prot=self.prot, flags=self.flags, status=self.status, fd=-1)
+        if self.madv:
+            e.madv = self.madv
+        if self.fdflags is not None:
+            e.fdflags = self.fdflags
+        if self.pkey and "crpy_pkey" in e.DESCRIPTOR.fields_by_name:     # extension (>= 1000)
+            e.crpy_pkey = self.pkey
+        return e
+
+
+def _madv(vma):
+    bits = 0
+    for flag in vma.vmflags:
+        if flag in _MADV_OF_VMFLAG:
+            bits |= 1 << _MADV_OF_VMFLAG[flag]
+    return bits
+
+
+def _map_flags(vma):
+    """MAP_* flags the VmFlags imply (growsdown, locked, noreserve, hugetlb)."""
+    flags = 0
+    for flag in vma.vmflags:
+        flags |= _MAP_OF_VMFLAG.get(flag, 0)
+    return flags
+
+
+def plan_vma(pid, vma, files, stat_of):
+    """One VmaPlan for one /proc VMA; `files` is the FileTable, stat_of(vma) the mapped file's stat."""
+    from crpy.dump.facts import anon_shared
+
+    base = dict(start=vma.start, end=vma.end, pgoff=vma.pgoff, prot=vma.prot, madv=_madv(vma),
+                shmid=0, fdflags=None, name=vma.path, pkey=vma.pkey)
+    special = vma.special
+    anon = MAP_PRIVATE | MAP_ANONYMOUS
+    if special == "[vsyscall]":
+        return VmaPlan(flags=anon, status=VMA_ANON_PRIVATE | VMA_AREA_VSYSCALL, pages=PAGES_NONE, **base)
+    if special == "[vdso]":
+        return VmaPlan(flags=anon, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_VDSO,
+                       pages=PAGES_NONE, **base)
+    if special in ("[vvar]", "[vvar_vclock]"):
+        return VmaPlan(flags=anon, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_VVAR,
+                       pages=PAGES_NONE, **base)
+    extra = _map_flags(vma)
+    if anon_shared(vma):
+        base["shmid"] = vma.inode
+        return VmaPlan(flags=MAP_SHARED | MAP_ANONYMOUS | extra, status=VMA_AREA_REGULAR | VMA_ANON_SHARED,
+                       pages=PAGES_SHMEM, **base)
+    if vma.is_file:
+        base["shmid"] = files.add_path(vma.path, stat_of(vma))
+        base["fdflags"] = O_RDWR if vma.shared and vma.prot & proc.PROT_WRITE else O_RDONLY
+        if vma.shared:
+            return VmaPlan(flags=MAP_SHARED | extra, status=VMA_AREA_REGULAR | VMA_FILE_SHARED,
+                           pages=PAGES_NONE, **base)
+        return VmaPlan(flags=MAP_PRIVATE | extra, status=VMA_AREA_REGULAR | VMA_FILE_PRIVATE,
+                       pages=PAGES_PRIVATE, **base)
+    if vma.shared:
+        raise UnsupportedResource(pid, "shared mapping", target=f"{vma.path or 'anon'} at {vma.start:#x}")
+    status = VMA_AREA_REGULAR | VMA_ANON_PRIVATE
+    if special == "[heap]":
+        status |= VMA_AREA_HEAP
+    elif special == "[stack]":
+        status |= VMA_AREA_STACK
+    base["pgoff"] = 0
+    return VmaPlan(flags=anon | extra, status=status, pages=PAGES_PRIVATE, **base)
+
+
+def merge_vvar(plans):
+    """[vvar] and [vvar_vclock] become one entry, as CRIU 4.x writes them."""
+    out = []
+    for p in plans:
+        if out and p.status & VMA_AREA_VVAR and out[-1].status & VMA_AREA_VVAR and out[-1].end == p.start:
+            out[-1].end = p.end
+            continue
+        out.append(p)
+    return out
+
+
+def plan_vmas(facts, files):
+    from crpy.dump.facts import map_file_stat
+
+    stat_of = lambda v: map_file_stat(facts.pid, v)  # noqa: E731
+    return merge_vvar([plan_vma(facts.pid, v, files, stat_of) for v in facts.vmas])
+
+
+def guard_entry(start, end):
+    from crpy.images.pb import vma_pb2
+
+    return vma_pb2.vma_entry(start=start, end=end, pgoff=0, shmid=0, prot=0, flags=0,
+                             status=VMA_AREA_GUARD, fd=-1)

@@ -1,0 +1,352 @@
+"""Typed parsers of /proc/PID: maps and smaps VmFlags, stat, status, auxv, links, fds, tasks.
+
+Each reader does one read of one file and returns plain values (small dataclasses); nothing is
+cached here, so callers decide when a fact is read (the dump reads everything once the task is
+stopped).  errno becomes a typed error: a vanished /proc/PID is NoSuchProcess, EPERM/EACCES is
+AccessDenied.  No policy lives here (kernel/ knows nothing of images).
+"""
+
+import errno
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+from crpy.errors import AccessDenied, KernelError, NoSuchProcess
+
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+_DELETED = " (deleted)"
+
+
+def _path(pid, name):
+    return f"/proc/{pid}/{name}"
+
+
+def _fail(pid, what, exc):
+    """Turn an OSError on /proc/PID/... into the matching typed error."""
+    err = exc.errno
+    if err in (errno.ENOENT, errno.ESRCH) and not os.path.exists(f"/proc/{pid}"):
+        return NoSuchProcess(pid)
+    if err in (errno.EPERM, errno.EACCES):
+        return AccessDenied(f"reading {what} of pid {pid}", err)
+    return KernelError(f"reading {what} of pid {pid}", err or errno.EIO)
+
+
+def read_bytes(pid, name):
+    """The whole of /proc/PID/NAME as bytes (one open, reads until EOF)."""
+    try:
+        fd = os.open(_path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _fail(pid, name, e) from None
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    except OSError as e:
+        raise _fail(pid, name, e) from None
+    finally:
+        os.close(fd)
+
+
+def read_text(pid, name):
+    return read_bytes(pid, name).decode("utf-8", "surrogateescape")
+
+
+def read_link(pid, name):
+    try:
+        return os.readlink(_path(pid, name))
+    except OSError as e:
+        raise _fail(pid, name, e) from None
+
+
+def stat_link(pid, name):
+    """os.stat of what /proc/PID/NAME (exe, cwd, root, fd/N, map_files/...) points at."""
+    try:
+        return os.stat(_path(pid, name))
+    except OSError as e:
+        raise _fail(pid, name, e) from None
+
+
+def exists(pid):
+    return os.path.exists(f"/proc/{pid}")
+
+
+# ---------------------------------------------------------------- maps / smaps
+
+@dataclass
+class Vma:
+    start: int
+    end: int
+    prot: int               # PROT_READ | PROT_WRITE | PROT_EXEC
+    shared: bool            # 's' in the perms column
+    pgoff: int              # file offset in bytes
+    dev: tuple              # (major, minor)
+    inode: int
+    path: str               # "" for anonymous, "[heap]", "/usr/lib/...", without " (deleted)"
+    deleted: bool = False
+    vmflags: frozenset = field(default_factory=frozenset)   # smaps VmFlags ("gd", "dd", "hg", ...)
+    pkey: int = 0                                            # smaps ProtectionKey
+
+    @property
+    def size(self):
+        return self.end - self.start
+
+    @property
+    def is_file(self):
+        """Backed by a file (a path and an inode), including /dev/zero shared mappings."""
+        return self.inode != 0
+
+    @property
+    def special(self):
+        """[vdso], [vvar], [vvar_vclock], [vsyscall], [heap], [stack], ... or ''."""
+        return self.path if self.path.startswith("[") and self.inode == 0 else ""
+
+    def __str__(self):
+        perms = "".join(c if self.prot & b else "-" for c, b in (("r", 1), ("w", 2), ("x", 4)))
+        perms += "s" if self.shared else "p"
+        return f"{self.start:x}-{self.end:x} {perms} {self.pgoff:08x} {self.path}"
+
+
+def _parse_maps_line(line):
+    parts = line.split(None, 5)
+    lo, hi = parts[0].split("-")
+    perms = parts[1]
+    prot = (PROT_READ if perms[0] == "r" else 0) | (PROT_WRITE if perms[1] == "w" else 0) \
+        | (PROT_EXEC if perms[2] == "x" else 0)
+    major, minor = parts[3].split(":")
+    path = parts[5] if len(parts) > 5 else ""
+    deleted = path.endswith(_DELETED)
+    if deleted:
+        path = path[: -len(_DELETED)]
+    return Vma(int(lo, 16), int(hi, 16), prot, perms[3] == "s", int(parts[2], 16),
+               (int(major, 16), int(minor, 16)), int(parts[4]), path, deleted)
+
+
+def maps(pid, vmflags=True):
+    """Every VMA of the task, in address order.  With vmflags, read /proc/PID/smaps instead
+    of maps so each VMA also carries its VmFlags and protection key (costs a page-table walk
+    per VMA)."""
+    if not vmflags:
+        return [_parse_maps_line(ln) for ln in read_text(pid, "maps").splitlines() if ln]
+    vmas = []
+    for ln in read_text(pid, "smaps").splitlines():
+        if ln.startswith("VmFlags:"):
+            vmas[-1].vmflags = frozenset(ln[8:].split())
+        elif ln.startswith("ProtectionKey:"):
+            vmas[-1].pkey = int(ln[14:])
+        elif ln and "-" in ln.split(None, 1)[0] and not ln[0].isupper():
+            vmas.append(_parse_maps_line(ln))
+    return vmas
+
+
+# ---------------------------------------------------------------- stat
+
+@dataclass
+class Stat:
+    comm: str
+    state: str
+    ppid: int
+    pgrp: int
+    session: int
+    tty_nr: int
+    flags: int
+    num_threads: int
+    start_time: int
+    start_code: int
+    end_code: int
+    start_stack: int
+    exit_signal: int
+    start_data: int
+    end_data: int
+    start_brk: int
+    arg_start: int
+    arg_end: int
+    env_start: int
+    env_end: int
+    nice: int
+
+
+def stat(pid):
+    """/proc/PID/stat; the comm may hold ')' and spaces, so split after the last ')'."""
+    text = read_text(pid, "stat")
+    lpar, rpar = text.index("("), text.rindex(")")
+    f = text[rpar + 2:].split()
+    # f[0] is field 3 (state): field n of proc(5) is f[n - 3].
+    n = lambda i: int(f[i - 3])  # noqa: E731
+    return Stat(comm=text[lpar + 1:rpar], state=f[0], ppid=n(4), pgrp=n(5), session=n(6),
+                tty_nr=n(7), flags=n(9), nice=n(19), num_threads=n(20), start_time=n(22),
+                start_code=n(26), end_code=n(27), start_stack=n(28), exit_signal=n(38),
+                start_data=n(45), end_data=n(46), start_brk=n(47), arg_start=n(48), arg_end=n(49),
+                env_start=n(50), env_end=n(51))
+
+
+# ---------------------------------------------------------------- status
+
+@dataclass
+class Status:
+    name: str
+    state: str
+    tgid: int
+    pid: int
+    ppid: int
+    tracer_pid: int
+    uids: tuple          # real, effective, saved, fs
+    gids: tuple
+    groups: tuple
+    umask: Optional[int]
+    threads: int
+    sig_pnd: int
+    shd_pnd: int
+    sig_blk: int
+    sig_ign: int
+    sig_cgt: int
+    cap_inh: int
+    cap_prm: int
+    cap_eff: int
+    cap_bnd: int
+    cap_amb: int
+    no_new_privs: int
+    seccomp: int
+    nspid: tuple
+    raw: dict
+
+
+def status(pid):
+    raw = {}
+    for ln in read_text(pid, "status").splitlines():
+        k, _, v = ln.partition(":")
+        raw[k] = v.strip()
+    hexv = lambda k: int(raw.get(k, "0"), 16)  # noqa: E731
+    ints = lambda k: tuple(int(x) for x in raw.get(k, "").split())  # noqa: E731
+    return Status(
+        name=raw.get("Name", ""), state=raw.get("State", "?")[:1], tgid=int(raw["Tgid"]),
+        pid=int(raw["Pid"]), ppid=int(raw["PPid"]), tracer_pid=int(raw["TracerPid"]),
+        uids=ints("Uid"), gids=ints("Gid"), groups=ints("Groups"),
+        umask=int(raw["Umask"], 8) if "Umask" in raw else None, threads=int(raw["Threads"]),
+        sig_pnd=hexv("SigPnd"), shd_pnd=hexv("ShdPnd"), sig_blk=hexv("SigBlk"),
+        sig_ign=hexv("SigIgn"), sig_cgt=hexv("SigCgt"), cap_inh=hexv("CapInh"),
+        cap_prm=hexv("CapPrm"), cap_eff=hexv("CapEff"), cap_bnd=hexv("CapBnd"),
+        cap_amb=hexv("CapAmb"), no_new_privs=int(raw.get("NoNewPrivs", "0")),
+        seccomp=int(raw.get("Seccomp", "0")), nspid=ints("NSpid"), raw=raw)
+
+
+# ---------------------------------------------------------------- auxv, links, tasks
+
+def auxv(pid):
+    """The saved auxiliary vector as a flat list [type, value, ...] without the AT_NULL pair."""
+    data = read_bytes(pid, "auxv")
+    words = list(struct.unpack(f"<{len(data) // 8}Q", data[: len(data) // 8 * 8]))
+    out = []
+    for i in range(0, len(words) - 1, 2):
+        if words[i] == 0:
+            break
+        out += words[i:i + 2]
+    return out
+
+
+def exe(pid):
+    return read_link(pid, "exe")
+
+
+def cwd(pid):
+    return read_link(pid, "cwd")
+
+
+def root(pid):
+    return read_link(pid, "root")
+
+
+def tasks(pid):
+    """Thread ids of the task's thread group."""
+    try:
+        return sorted(int(t) for t in os.listdir(_path(pid, "task")))
+    except OSError as e:
+        raise _fail(pid, "task", e) from None
+
+
+def children(pid):
+    """Child pids of every thread of the task (/proc/PID/task/TID/children)."""
+    kids = []
+    for tid in tasks(pid):
+        kids += [int(x) for x in read_text(pid, f"task/{tid}/children").split()]
+    return kids
+
+
+def comm(pid):
+    return read_text(pid, "comm").rstrip("\n")
+
+
+# ---------------------------------------------------------------- fds
+
+@dataclass
+class FdInfo:
+    fd: int
+    pos: int
+    flags: int           # open flags as fdinfo shows them (octal there), O_CLOEXEC included
+    mnt_id: int
+    ino: int
+    raw: dict
+
+
+def fds(pid):
+    """Open fd numbers of the task, ascending."""
+    try:
+        return sorted(int(x) for x in os.listdir(_path(pid, "fd")))
+    except OSError as e:
+        raise _fail(pid, "fd", e) from None
+
+
+def fd_target(pid, fd):
+    """What /proc/PID/fd/N points at: a path, or 'socket:[ino]', 'pipe:[ino]', 'anon_inode:...'."""
+    return read_link(pid, f"fd/{fd}")
+
+
+def fd_stat(pid, fd):
+    """os.stat of the open file itself (through the magic link)."""
+    return stat_link(pid, f"fd/{fd}")
+
+
+def fdinfo(pid, fd):
+    raw = {}
+    for ln in read_text(pid, f"fdinfo/{fd}").splitlines():
+        k, _, v = ln.partition(":")
+        raw[k] = v.strip()
+    return FdInfo(fd=fd, pos=int(raw.get("pos", "0")), flags=int(raw.get("flags", "0"), 8),
+                  mnt_id=int(raw.get("mnt_id", "0")), ino=int(raw.get("ino", "0")), raw=raw)
+
+
+# ---------------------------------------------------------------- small per-task values
+
+RLIM_INFINITY = (1 << 64) - 1
+
+
+def limits(pid):
+    """[(soft, hard)] for RLIMIT 0..15 from /proc/PID/limits (readable without CAP_SYS_RESOURCE)."""
+    out = []
+    for ln in read_text(pid, "limits").splitlines()[1:]:
+        soft, hard = ln[26:47].strip(), ln[47:68].strip()
+        out.append(tuple(RLIM_INFINITY if v == "unlimited" else int(v) for v in (soft, hard)))
+    return out
+
+
+def personality(pid):
+    return int(read_text(pid, "personality").strip(), 16)
+
+
+def loginuid(pid):
+    return int(read_text(pid, "loginuid").strip())
+
+
+def oom_score_adj(pid):
+    return int(read_text(pid, "oom_score_adj").strip())
+
+
+def sched(pid):
+    """(rt_priority, policy) from /proc/PID/stat fields 40 and 41."""
+    text = read_text(pid, "stat")
+    f = text[text.rindex(")") + 2:].split()
+    return int(f[40 - 3]), int(f[41 - 3])

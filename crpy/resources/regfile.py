@@ -1,0 +1,97 @@
+"""Regular files, directories and character devices such as /dev/null: dump and restore.
+
+As CRIU does, all of them are REG entries of files.img (reg_file_entry): path, open flags (without
+O_CLOEXEC, which lives in the fdinfo entry), offset, and size and mode so a restore can tell the
+file is still the one that was dumped.  Character devices also carry their device number (an
+extension field) so /dev/null cannot silently come back as some other device.
+"""
+
+import os
+import stat as _stat
+
+from crpy.errors import RestoreError
+
+O_CLOEXEC = 0o2000000
+O_PATH = 0o10000000
+# Flags that must not be replayed when the file is opened again.
+_NOT_REPLAYED = os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_NOCTTY | O_CLOEXEC
+_RDEV_FIELD = "crpy_rdev"          # reg_file_entry extension (>= 1000), when the schema has it
+
+
+def _fown():
+    from crpy.images.pb import fown_pb2
+
+    return fown_pb2.fown_entry(uid=0, euid=0, signum=0, pid_type=0, pid=0)
+
+
+def reg_entry(file_id, path, st, flags=0, pos=0):
+    """The reg_file_entry for `path` whose os.stat is `st`."""
+    from crpy.images.pb import regfile_pb2
+
+    e = regfile_pb2.reg_file_entry(id=file_id, flags=flags & ~O_CLOEXEC, pos=pos, fown=_fown(),
+                                   name=path, mode=st.st_mode)
+    if _stat.S_ISREG(st.st_mode):
+        e.size = st.st_size
+    if _stat.S_ISCHR(st.st_mode) and _RDEV_FIELD in e.DESCRIPTOR.fields_by_name:
+        setattr(e, _RDEV_FIELD, st.st_rdev)
+    return e
+
+
+def file_entry(file_id, path, st, flags=0, pos=0):
+    """A files.img entry (type REG) wrapping reg_entry()."""
+    from crpy.images.pb import fdinfo_pb2
+
+    return fdinfo_pb2.file_entry(type=fdinfo_pb2.REG, id=file_id,
+                                 reg=reg_entry(file_id, path, st, flags, pos))
+
+
+def dump_fd(fdfacts, file_id):
+    """files.img entry of an open fd (FdFacts of crpy.resources.fdtable)."""
+    return file_entry(file_id, fdfacts.target, fdfacts.st, fdfacts.info.flags, fdfacts.info.pos)
+
+
+# ---------------------------------------------------------------- restore side
+
+def check_same_file(reg, st):
+    """RestoreError unless the file opened now is the kind and size of the dumped one."""
+    name = reg.name
+    if reg.HasField("mode") and _stat.S_IFMT(st.st_mode) != _stat.S_IFMT(reg.mode):
+        raise RestoreError(f"{name}: is now of file type {_stat.S_IFMT(st.st_mode):o}, was "
+                           f"{_stat.S_IFMT(reg.mode):o} at dump time",
+                           "the file was replaced since the dump")
+    if reg.HasField("mode") and _stat.S_IMODE(st.st_mode) != _stat.S_IMODE(reg.mode):
+        raise RestoreError(f"{name}: mode is now {_stat.S_IMODE(st.st_mode):o}, was "
+                           f"{_stat.S_IMODE(reg.mode):o} at dump time", "the file changed since the dump")
+    if _stat.S_ISREG(st.st_mode) and reg.HasField("size") and st.st_size != reg.size:
+        raise RestoreError(f"{name}: size is now {st.st_size}, was {reg.size} at dump time",
+                           "the file changed since the dump")
+    if _stat.S_ISCHR(st.st_mode) and _RDEV_FIELD in reg.DESCRIPTOR.fields_by_name \
+            and reg.HasField(_RDEV_FIELD) and getattr(reg, _RDEV_FIELD) != st.st_rdev:
+        want = getattr(reg, _RDEV_FIELD)
+        raise RestoreError(f"{name}: is device {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, was "
+                           f"{os.major(want)}:{os.minor(want)} at dump time",
+                           "the device node was replaced since the dump")
+
+
+def open_reg(reg, flags=None):
+    """Open the file of a reg_file_entry as it was (flags, offset), checked; returns the fd
+    (close-on-exec, at whatever number the kernel picks)."""
+    flags = reg.flags if flags is None else flags
+    try:
+        fd = os.open(reg.name, (flags & ~_NOT_REPLAYED) | O_CLOEXEC)
+    except OSError as e:
+        raise RestoreError(f"cannot open {reg.name}: {e.strerror}",
+                           "the file must exist at the same path as at dump time") from None
+    try:
+        check_same_file(reg, os.fstat(fd))
+        if reg.pos and not flags & O_PATH:
+            os.lseek(fd, reg.pos, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def restore_fd(file_entry):
+    """An fd for a files.img entry of this kind (the fd table moves it into place)."""
+    return open_reg(file_entry.reg)

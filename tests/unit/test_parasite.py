@@ -1,0 +1,306 @@
+"""The dump-side parasite on real processes: infect, talk, cure, and leave no trace.
+
+Victims (test_parasite_victim.py) check their own ymm/r12-r15 registers; after the cure their
+maps, fds and signal/status fields must equal the ones before, nobody traces them, and they
+keep running and pass their register check.
+"""
+
+import os
+import shutil
+import signal
+import struct
+import time
+
+import pytest
+
+from crpy.dump import infect_mem
+from crpy.dump.parasite import Parasite
+from crpy.kernel import ptrace
+from crpy.kernel.syscalls import NR, sys_call
+
+from test_parasite_victim import Victim, build_victim, differences, snapshot, status
+
+KCMP_FILE = 0
+
+
+@pytest.fixture(scope="module")
+def victim_exe(tmp_path_factory):
+    return build_victim(str(tmp_path_factory.mktemp("victim")))
+
+
+@pytest.fixture(params=["busy", "sleep"])
+def victim(request, victim_exe):
+    v = Victim(victim_exe, request.param)
+    try:
+        v.check()
+        yield v
+    finally:
+        v.kill()
+
+
+def _sigset(hexmask):
+    return int(hexmask, 16)
+
+
+def _check_sigactions(pid, acts):
+    st = status(pid)
+    caught = ignored = 0
+    for i, (handler, flags, restorer, mask) in enumerate(acts):
+        if handler == 1:
+            ignored |= 1 << i
+        elif handler > 1:
+            caught |= 1 << i
+    assert caught == _sigset(st["SigCgt"])
+    assert ignored == _sigset(st["SigIgn"])
+    handler, flags, restorer, mask = acts[signal.SIGUSR1 - 1]
+    assert flags & 0x08000000  # SA_ONSTACK
+    assert flags & 0x04000000 and restorer  # SA_RESTORER: glibc's __restore_rt
+    assert mask == 1 << (signal.SIGINT - 1)
+
+
+def _check_misc(v, misc):
+    st = status(v.pid)
+    stat = open(f"/proc/{v.pid}/stat").read().rsplit(")", 1)[1].split()
+    assert misc["pid"] == misc["tid"] == v.pid
+    assert misc["ppid"] == int(st["PPid"]) == os.getpid()
+    assert (misc["pgid"], misc["sid"]) == (int(stat[2]), int(stat[3]))
+    assert misc["umask"] == int(st["Umask"], 8) == 0o027
+    assert misc["no_new_privs"] == int(st["NoNewPrivs"])
+    assert misc["seccomp"] == int(st["Seccomp"])
+    assert misc["altstack"] == (v.altstack, 0, 65536)
+    assert misc["name"] == "victim"
+    assert misc["dumpable"] == 1
+    brk_vma = [line for line in open(f"/proc/{v.pid}/maps") if line.endswith("[heap]\n")]
+    if brk_vma:
+        assert misc["brk"] == int(brk_vma[0].split("-")[1].split()[0], 16)
+    soft, hard = misc["rlimits"]["nofile"]
+    assert (soft, hard) == tuple(int(x) for x in _limits(v.pid, "Max open files"))
+
+
+def _limits(pid, name):
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith(name):
+            return line[len(name):].split()[:2]
+    raise AssertionError(name)
+
+
+def _check_pages(p, v, tmp_path):
+    runs = [(v.heap & ~4095, 1 << 20), ((v.heap & ~4095) + (2 << 20), 8192), (v.altstack & ~4095, 4096)]
+    out = tmp_path / "pages.img"
+    with open(out, "wb") as f:
+        n = p.dump_pages(runs, f.fileno())
+    expected = b"".join(infect_mem.read(v.pid, a, n) for a, n in runs)
+    assert n == len(expected)
+    assert out.read_bytes() == expected
+
+
+def _check_drain(p, v):
+    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{v.pid}/fd"))
+    got = p.drain_fds(fds)
+    try:
+        assert len(got) == len(fds)
+        for theirs, ours in zip(fds, got):
+            assert sys_call(NR.kcmp, v.pid, os.getpid(), KCMP_FILE, theirs, ours) == 0
+            st = os.stat(f"/proc/{v.pid}/fd/{theirs}")
+            assert (os.fstat(ours).st_ino, os.fstat(ours).st_dev) == (st.st_ino, st.st_dev)
+    finally:
+        for fd in got:
+            os.close(fd)
+
+
+def test_infect_talk_cure(victim, tmp_path):
+    v = victim
+    before = snapshot(v.pid)
+    ptrace.seize(v.pid)
+    p = Parasite.infect(v.pid)
+    try:
+        p.ping(41)
+        _check_pages(p, v, tmp_path)
+        _check_sigactions(v.pid, p.sigactions())
+        _check_misc(v, p.misc())
+        _check_drain(p, v)
+        maps_in = open(f"/proc/{v.pid}/maps").read()
+        assert maps_in != before["maps"], "the parasite mapping should be visible while it runs"
+    except BaseException:
+        p.abort()
+        raise
+    p.cure()
+    assert ptrace.get_regs(v.pid) == p.saved.regs
+    assert ptrace.get_xstate(v.pid) == p.saved.xstate
+    assert ptrace.get_sigmask(v.pid) == p.saved.sigmask
+    ptrace.detach(v.pid)
+    assert differences(before, snapshot(v.pid)) == []
+    assert status(v.pid)["TracerPid"] == "0"
+    v.check()
+
+
+def test_drain_more_fds_than_one_message(victim_exe):
+    """More than 253 fds (SCM_MAX_FD) go out in several messages."""
+    v = Victim(victim_exe, "busy")
+    try:
+        ptrace.seize(v.pid)
+        p = Parasite.infect(v.pid)
+        try:
+            got = p.drain_fds([0] * 300 + [1])
+            assert len(got) == 301
+            assert all(sys_call(NR.kcmp, v.pid, os.getpid(), KCMP_FILE, 0, fd) == 0 for fd in got[:300])
+            for fd in got:
+                os.close(fd)
+            with pytest.raises(Exception):
+                p.drain_fds([987])  # not open in the victim
+            p.ping()  # the channel survives a failed command
+        finally:
+            p.cure()
+        ptrace.detach(v.pid)
+        v.check()
+    finally:
+        v.kill()
+
+
+def test_abort_removes_parasite(victim_exe):
+    """The forced unload (error path) also leaves nothing behind."""
+    v = Victim(victim_exe, "sleep")
+    try:
+        before = snapshot(v.pid)
+        ptrace.seize(v.pid)
+        p = Parasite.infect(v.pid)
+        p.ping()
+        p.dump_pages([(v.heap & ~4095, 4096)], os.open("/dev/null", os.O_WRONLY))
+        p.abort()
+        assert ptrace.get_regs(v.pid) == p.saved.regs
+        ptrace.detach(v.pid)
+        assert differences(before, snapshot(v.pid)) == []
+        v.check()
+    finally:
+        v.kill()
+
+
+def test_victim_of_another_user(victim_exe, tmp_path):
+    """The page pipe reaches the task by SCM_RIGHTS: no /proc access from the task needed."""
+    exe = f"/tmp/crpy-victim-{os.getpid()}"
+    shutil.copy(victim_exe, exe)
+    os.chmod(exe, 0o755)
+    v = Victim(exe, "sleep", user=65534)
+    try:
+        before = snapshot(v.pid)
+        ptrace.seize(v.pid)
+        p = Parasite.infect(v.pid)
+        try:
+            assert p.misc()["euid"] == 65534
+            _check_pages(p, v, tmp_path)
+        finally:
+            p.cure()
+        ptrace.detach(v.pid)
+        assert differences(before, snapshot(v.pid)) == []
+        v.check()
+    finally:
+        v.kill()
+        os.unlink(exe)
+
+
+def test_group_stop_while_parasite_runs(victim_exe):
+    """SIGSTOP meanwhile: the parasite keeps serving; after detach the task is stopped."""
+    v = Victim(victim_exe, "busy")
+    try:
+        ptrace.seize(v.pid)
+        p = Parasite.infect(v.pid)
+        try:
+            os.kill(v.pid, signal.SIGSTOP)
+            time.sleep(0.3)  # the dumper notices the group-stop while waiting for a reply
+            p.ping()
+            p.misc()
+        finally:
+            p.cure()
+        ptrace.detach(v.pid)
+        time.sleep(0.05)
+        assert status(v.pid)["State"].startswith("T"), "the SIGSTOP must not be lost"
+        os.kill(v.pid, signal.SIGCONT)
+        v.check()
+    finally:
+        v.kill()
+
+
+def test_parasite_fault_is_recovered(victim_exe):
+    """A parasite that faults (here: ud2 written over its MISC handler) is reported as a
+    typed error and removed by force; the task is left exactly as seized."""
+    from crpy import blobs
+    from crpy.dump.infect_channel import TaskStopped
+
+    v = Victim(victim_exe, "sleep")
+    try:
+        before = snapshot(v.pid)
+        ptrace.seize(v.pid)
+        p = Parasite.infect(v.pid)
+        infect_mem.write(v.pid, p.saved.map_base + blobs.load("parasite").sym("do_misc"), b"\x0f\x0b")
+        with pytest.raises(TaskStopped, match="signal 4"):
+            p.misc()
+        p.abort()
+        assert ptrace.get_regs(v.pid) == p.saved.regs
+        ptrace.detach(v.pid)
+        assert differences(before, snapshot(v.pid)) == []
+        v.check()
+    finally:
+        v.kill()
+
+
+def test_failed_page_dump_then_cure(victim_exe):
+    """vmsplice of unmapped memory fails with a typed error; the cure still leaves no trace."""
+    from crpy.errors import ParasiteError
+
+    v = Victim(victim_exe, "busy", heap_mb=64)
+    try:
+        before = snapshot(v.pid)
+        ptrace.seize(v.pid)
+        p = Parasite.infect(v.pid)
+        runs = [(v.heap & ~4095, 48 << 20), (0x10000, 4096), (v.heap & ~4095, 48 << 20)]
+        with open(os.devnull, "wb") as out, pytest.raises(ParasiteError, match="Bad address"):
+            p.dump_pages(runs, out.fileno())
+        p.cure()
+        assert ptrace.get_regs(v.pid) == p.saved.regs
+        ptrace.detach(v.pid)
+        assert differences(before, snapshot(v.pid)) == []
+        v.check()
+    finally:
+        v.kill()
+
+
+def test_idle_timeout_cures_by_itself(victim_exe):
+    """A dumper that stays silent longer than idle_ms: the parasite leaves on its own."""
+    from crpy.errors import ParasiteError
+
+    v = Victim(victim_exe, "busy")
+    try:
+        before = snapshot(v.pid)
+        ptrace.seize(v.pid)
+        p = Parasite.infect(v.pid, idle_ms=200)
+        p.ping()
+        deadline = time.monotonic() + 5
+        while snapshot(v.pid)["maps"] != before["maps"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(ParasiteError):
+            p.ping()
+        with pytest.raises(ParasiteError):
+            p.cure()  # nothing left to cure: an error, but the task is stopped and untouched
+        ptrace.detach(v.pid)
+        assert differences(before, snapshot(v.pid)) == []
+        v.check()
+    finally:
+        v.kill()
+
+
+def test_frame_restart_fixup():
+    from crpy.dump import emergency_frame
+
+    r = ptrace.Regs()
+    r.rax, r.orig_rax, r.rip, r.rsp = (-516) & (2**64 - 1), 230, 0x1002, 0x7000
+    f = emergency_frame.restart_fixup(r)
+    assert (f.rax, f.rip) == (230, 0x1000)
+    xstate = bytearray(2440)
+    struct.pack_into("<Q", xstate, 464, 0x207)
+    frame = emergency_frame.build(r, bytes(xstate), 0x4000, 0xAAAA)
+    assert frame.addr % 16 == 8 and frame.end <= 0x7000 - 128
+    fp = struct.unpack_from("<Q", frame.data, 48 + 152 + 32)[0]
+    assert fp % 64 == 0
+    sw = struct.unpack_from("<IIQI", frame.data, fp - frame.start + 464)
+    assert sw == (0x46505853, 2444, 0x207, 2440)
+    assert struct.unpack_from("<I", frame.data, fp - frame.start + 2440)[0] == 0x46505845
