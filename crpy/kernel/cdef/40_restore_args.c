@@ -1,0 +1,1 @@
+../../../parasite/restorer.h

@@ -1,0 +1,273 @@
+"""The restored child's side of a restore, in order (runs in the clone3 child, with the saved PID).
+
+    session -> fs (cwd, umask) -> fds -> plan region -> premap memory -> sigframe -> args -> jump
+
+Any failure here is written as one line "py MESSAGE" to the report pipe and ends the child with
+exit 1; the parent turns it into a RestoreError and makes sure no process is left behind.
+"""
+
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import time
+import warnings
+
+from crpy.errors import CrpyError
+from crpy.log import log
+from crpy.restore import blob, gadgets, layout, premap, sigframe, task_state
+
+ARCH_GET_FS = 0x1003
+RSEQ_SIG = 0x53053053
+RSEQ_LEN = 32                  # glibc registers 32 bytes (its __rseq_size may say 20)
+_kept_streams = []             # old log streams: never closed, their fd numbers now belong to the task
+
+
+def run_child(task, report_fd, keep_above, parent):
+    """Become the task; never returns.  parent: crpy's pid (this child dies with it)."""
+    try:
+        _become_task(task, report_fd, keep_above, parent)
+    except CrpyError as e:
+        _report(report_fd, e.one_line())
+    except BaseException as e:  # a bug: still one line to the parent, and no Python exit handlers
+        log.debug("restored child failed", exc_info=True)
+        _flush_log()
+        _report(report_fd, f"internal error in the restored child: {type(e).__name__}: {e}")
+    os._exit(1)
+
+
+def _report(fd, message):
+    try:
+        os.write(fd, ("py " + message.replace("\n", " ") + "\n").encode())
+    except OSError:
+        pass
+
+
+def _become_task(task, report_fd, keep_above, parent):
+    t0 = time.perf_counter()
+    _block_all_signals()
+    _die_with_parent(parent)
+    warnings.simplefilter("ignore")            # fd 2 is about to be the task's stderr
+    _lift_log(keep_above)
+    log.debug("child %d running (%.1f ms)", os.getpid(), (time.perf_counter() - t0) * 1e3)
+    with _step("session, fs and fds"):
+        restore_session(task)
+        restore_fs(task)
+        restore_fds(task, keep_above)
+        exe_fd = _open_high(task.exe_path, keep_above)
+    with _step("restorer region"):
+        plan = _plan(task)
+        premap.reserve_region(plan)
+        entry = blob.install_blob(plan.blob)
+    t1 = time.perf_counter()
+    nbytes = premap.premap_all(plan.slots)
+    premap.close_pages()
+    t2 = time.perf_counter()
+    log.info("premapped %d bytes in %.3f s (%.2f GiB/s)", nbytes, t2 - t1,
+             nbytes / (1 << 30) / max(t2 - t1, 1e-9))
+    with _step("sigframe and restorer arguments"):
+        args = _build_args(task, plan, report_fd, keep_above, exe_fd)
+    with _step("task state"):
+        task_state.apply(task.state)
+        _chroot(task)
+    log.info("child ready to jump into the restorer after %.3f s", time.perf_counter() - t0)
+    _flush_log()
+    blob.jump(entry, args)
+
+
+@contextlib.contextmanager
+def _step(name):
+    t = time.perf_counter()
+    yield
+    log.debug("%s: %.1f ms", name, (time.perf_counter() - t) * 1e3)
+
+
+def _die_with_parent(parent):
+    """SIGKILL this half-built task if crpy dies before it is done (the blob then sets the
+    task's own parent-death signal)."""
+    libc = ctypes.CDLL(None)
+    libc.prctl(1, 9, 0, 0, 0)                  # PR_SET_PDEATHSIG, SIGKILL
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _block_all_signals():
+    """Every signal blocked (SIGKILL/SIGSTOP aside) from here to rt_sigreturn, which sets the
+    task's mask: a handler must not run while the address space is half Python, half task."""
+    mask = ctypes.c_uint64(~0 & (1 << 64) - 1)
+    from crpy.kernel.syscalls import NR, sys_call
+
+    sys_call(NR.rt_sigprocmask, 2, ctypes.addressof(mask), 0, 8, what="block all signals")
+
+
+# ------------------------------------------------------------------------------ task state
+
+def restore_session(task):
+    """setsid for a task that led its session, setpgid for a group leader."""
+    if task.sid == task.pid:
+        os.setsid()
+    elif task.pgid == task.pid:
+        os.setpgid(0, 0)
+    elif task.sid != os.getsid(0):
+        log.warning("pid %d was in session %d; it is restored into crpy's session %d",
+                    task.pid, task.sid, os.getsid(0))
+
+
+def restore_fs(task):
+    if task.umask is not None:
+        os.umask(task.umask)
+    if task.cwd:
+        try:
+            os.chdir(task.cwd)
+        except OSError as e:
+            from crpy.errors import RestoreError
+
+            raise RestoreError(f"cwd {task.cwd} of pid {task.pid}: {os.strerror(e.errno)}") from None
+
+
+def _chroot(task):
+    """A task with its own root gets it last: crpy opens files by host paths until here (the
+    cwd, set earlier, is the same directory either way)."""
+    if task.root and task.root != "/":
+        try:
+            os.chroot(task.root)
+        except OSError as e:
+            from crpy.errors import RestoreError
+
+            raise RestoreError(f"root {task.root} of pid {task.pid}: {os.strerror(e.errno)}") from None
+
+
+def restore_fds(task, keep_above):
+    from crpy.resources.fdtable import restore_fds as restore
+
+    restore(task.images_dir, task.pid, keep_above)
+
+
+def _open_high(path, keep_above):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, keep_above)
+    finally:
+        os.close(fd)
+
+
+def _lift_log(keep_above):
+    """Point crpy's log handlers at copies of their fds above keep_above (the fds below are
+    about to become the task's).  The old streams are kept, never closed."""
+    for h in list(log.handlers):
+        stream = getattr(h, "stream", None)
+        if stream is None or not hasattr(stream, "fileno"):
+            continue
+        stream.flush()
+        new = fcntl.fcntl(stream.fileno(), fcntl.F_DUPFD_CLOEXEC, keep_above)
+        _kept_streams.append(stream)
+        nh = logging.StreamHandler(os.fdopen(new, "w", buffering=1))
+        nh.setFormatter(h.formatter)
+        nh.setLevel(h.level)
+        log.removeHandler(h)
+        log.addHandler(nh)
+
+
+def _flush_log():
+    for h in log.handlers:
+        h.flush()
+
+
+# ------------------------------------------------------------------------------ memory plan
+
+def _self_maps():
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            s, e = (int(x, 16) for x in parts[0].split("-"))
+            out.append((s, e, parts[5].strip() if len(parts) > 5 else ""))
+    return out
+
+
+def _plan(task):
+    maps = _self_maps()
+    taken = [(s, e) for s, e, _ in maps if e <= layout.TASK_SIZE]
+    taken += [(a.start, a.end) for a in task.areas] + [(s, s + n) for s, n in task.guards]
+    movable = [a for a in task.areas if a.kind not in ("vdso", "vvar")]
+    specials = [(k, a.start, a.end) for a in task.areas for k in (a.kind,) if k in ("vdso", "vvar")]
+    scratch = sum(a.length for a in task.areas if a.kind in ("vdso", "vvar"))
+    try:
+        plan = layout.plan_region(movable, blob.blob().size, blob.args_size(), scratch, taken)
+    except ValueError as e:
+        from crpy.errors import RestoreError
+
+        raise RestoreError(f"no room for the restorer region: {e}") from None
+    plan.maps = maps
+    plan.specials = specials
+    log.debug("restorer region %#x-%#x (%d slots)", plan.start, plan.start + plan.length, len(plan.slots))
+    return plan
+
+
+def _current_rseq():
+    """(area, len, sig) of this thread's glibc rseq registration, or None."""
+    libc = ctypes.CDLL(None)
+    try:
+        size = ctypes.c_uint.in_dll(libc, "__rseq_size").value
+        offset = ctypes.c_long.in_dll(libc, "__rseq_offset").value
+    except ValueError:
+        return None
+    if not size:
+        return None
+    fs = ctypes.c_ulong()
+    from crpy.kernel.syscalls import NR, sys_call
+
+    sys_call(NR.arch_prctl, ARCH_GET_FS, ctypes.addressof(fs), what="arch_prctl(ARCH_GET_FS)")
+    return (fs.value + offset, RSEQ_LEN, RSEQ_SIG)
+
+
+def _build_args(task, plan, report_fd, keep_above, exe_fd):
+    from crpy.errors import RestoreError
+
+    cur_specials = [(n, s, e) for s, e, n in plan.maps if n in layout.SPECIAL_NAMES]
+    try:
+        pairs = layout.match_specials(cur_specials, plan.specials)
+    except ValueError as e:
+        raise RestoreError(f"cannot move the vDSO: {e}") from None
+    cur_block = (pairs[0][0], pairs[-1][0] + pairs[-1][2])
+    hop = layout.needs_hop(pairs)
+    log.debug("vdso block %#x-%#x -> %#x%s", cur_block[0], cur_block[1], pairs[0][1],
+              " (overlapping: through scratch)" if hop else "")
+    unmap = layout.unmap_list([(plan.start, plan.start + plan.length), cur_block])
+    vdso_start = next(s for s, _, n in plan.maps if n == "[vdso]")
+    frame, gadget, kind = _frame_and_gadget(task, next(p for p in pairs if p[0] == vdso_start))
+    a = blob.new_args(plan.args)
+    blob.fill_args(a, report_fd=report_fd, close_from=keep_above, region=(plan.start, plan.length),
+                   cur_rseq=_current_rseq(), unmap=unmap, specials=pairs, hop=hop,
+                   scratch=plan.scratch, moves=[(s.area.start, s.area.length, s.addr) for s in plan.slots],
+                   guards=task.guards, task=task, exe_fd=exe_fd, frame=frame, gadget=gadget,
+                   gadget_kind=kind)
+    return a
+
+
+def _frame_and_gadget(task, vdso_pair):
+    """The rt_sigframe, and the vDSO gadget that unmaps the region on the way out (if any)."""
+    from crpy.kernel._sys import lib
+
+    xsize, xcr0 = lib.crpy_xsave_user_size(), lib.crpy_xgetbv0()
+    pretcode = gadgets.task_restorer(task.sigactions) or gadgets.find_sigreturn(task.areas, _read_range)
+    gadget, kind = 0, 0
+    if pretcode:
+        vdso_cur, vdso_target, vdso_len = vdso_pair
+        found = gadgets.find_unmap_gadget(ctypes.string_at(vdso_cur, vdso_len))
+        if found:
+            gadget, kind = vdso_target + found[0], found[1]
+    if not gadget:
+        log.warning("no way to unmap the restorer region from outside it: it stays in the task's maps")
+    frame = sigframe.build_sigframe(task.regs, task.xsave, xsize, xcr0, task.sigmask, task.altstack,
+                                    pretcode)
+    log.debug("sigframe at %#x (%d bytes), fpstate at %#x, gadget %#x kind %d, pretcode %#x",
+              frame.addr, len(frame.data), frame.fpstate, gadget, kind, pretcode)
+    return frame, gadget, kind
+
+
+def _read_range(path, offset, length):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)

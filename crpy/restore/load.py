@@ -1,0 +1,398 @@
+"""Restore step 1: read and check every image of the task BEFORE anything is forked.
+
+Bad input must never leave a half-restored process, so everything the child will need is read
+here, in the parent, into one TaskImage: the pstree entry, core (registers, XSAVE, signal state,
+rseq, TLS), mm (fields, auxv, VMAs), the pagemap runs and where their bytes sit in pages-N.img,
+and the paths of the exe and of every mapped file.  Any defect is an ImageError naming the image
+(or a RestoreError for something crpy cannot restore yet).
+"""
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+from crpy.errors import ImageError, RestoreError
+from crpy.restore import task_state
+
+PAGE = 4096
+TASK_SIZE = 0x7FFFFFFFF000
+
+# vma_entry.status bits (CRIU's image ABI).
+VMA_AREA_REGULAR = 1 << 0
+VMA_AREA_STACK = 1 << 1
+VMA_AREA_VSYSCALL = 1 << 2
+VMA_AREA_VDSO = 1 << 3
+VMA_AREA_HEAP = 1 << 5
+VMA_FILE_PRIVATE = 1 << 6
+VMA_FILE_SHARED = 1 << 7
+VMA_ANON_SHARED = 1 << 8
+VMA_ANON_PRIVATE = 1 << 9
+VMA_AREA_SYSVIPC = 1 << 10
+VMA_AREA_SOCKET = 1 << 11
+VMA_AREA_VVAR = 1 << 12
+VMA_AREA_AIORING = 1 << 13
+VMA_AREA_MEMFD = 1 << 14
+VMA_AREA_GUARD = 1 << 16
+VMA_UNSUPP = 1 << 31
+
+PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
+AUXV_WORDS = 56              # the kernel's saved_auxv (PR_SET_MM_MAP takes at most 448 bytes)
+SIGKILL, SIGSTOP = 9, 19
+
+# gpregs field of user_x86_regs_entry for each user_regs_struct name.
+_GPREG_FIELDS = {"rbp": "bp", "rbx": "bx", "rax": "ax", "rcx": "cx", "rdx": "dx", "rsi": "si",
+                 "rdi": "di", "orig_rax": "orig_ax", "rip": "ip", "eflags": "flags", "rsp": "sp"}
+
+
+@dataclass
+class Area:
+    """One VMA of the task, as the restore side uses it."""
+    start: int
+    end: int
+    pgoff: int
+    prot: int
+    flags: int
+    status: int
+    madv: int
+    kind: str            # anon | anon_shared | file_private | file_shared | vdso | vvar
+    path: str = None     # mapped file (file kinds)
+    shmid: int = 0
+    runs: list = field(default_factory=list)   # [(offset in area, length, pages path, file offset)]
+    pkey: int = 0        # memory protection key (crpy extension field of vma_entry, when present)
+
+    @property
+    def length(self):
+        return self.end - self.start
+
+
+@dataclass
+class TaskImage:
+    images_dir: str
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    regs: dict
+    xsave: bytes
+    sigmask: int
+    sigactions: list           # 64 (handler, flags, restorer, mask), index sig-1
+    comm: str
+    rseq: tuple                # (pointer, size, signature) or None
+    altstack: tuple            # (ss_sp, ss_flags, ss_size)
+    tid_address: int
+    robust_list: tuple         # (head, len)
+    mm: dict                   # start_code ... env_end, brk, start_brk, start_stack
+    auxv: list
+    exe_path: str
+    areas: list                # Area, address order, vsyscall left out
+    guards: list               # (start, length) of MADV_GUARD_INSTALL regions
+    cwd: str = None
+    root: str = None
+    umask: int = None
+    state: object = None       # task_state.TaskState: the small kernel state set last
+    pages_bytes: int = 0
+
+
+def _framing():
+    from crpy.images import framing
+
+    return framing
+
+
+def _read(kind, id=None, one=False, images_dir=None):
+    framing = _framing()
+    path = framing.image_path(images_dir, kind, id)
+    return framing.read_one(path, kind) if one else framing.read_image(path, kind)
+
+
+def load_task(images_dir):
+    """Read, cross-check and return the TaskImage of the (single) task in images_dir."""
+    if not os.path.isdir(images_dir):
+        raise ImageError(images_dir, "no such images directory",
+                         hint="give the -D directory a dump wrote")
+    _read("inventory", one=True, images_dir=images_dir)
+    item = _single_task(_read("pstree", images_dir=images_dir), images_dir)
+    pid = item.pid
+    core = _read("core", pid, images_dir=images_dir)
+    if len(core) != 1:
+        raise ImageError(_framing().image_path(images_dir, "core", pid), f"{len(core)} entries, expected 1")
+    core = core[0]
+    files = _files(images_dir)
+    mm = _read("mm", pid, one=True, images_dir=images_dir)
+    task = _task_from_core(images_dir, item, core)
+    task.state = task_state.from_images(core, mm)
+    task_state.check_creds(task.pid, task.state)
+    _add_mm(task, mm, files)
+    _add_pages(task, images_dir)
+    _add_fs(task, images_dir, files)
+    return task
+
+
+def _single_task(entries, images_dir):
+    path = _framing().image_path(images_dir, "pstree")
+    if not entries:
+        raise ImageError(path, "no task in the process tree")
+    if len(entries) > 1:
+        raise RestoreError(f"{path}: {len(entries)} tasks in the tree; crpy restores one task for now")
+    item = entries[0]
+    if len(item.threads) > 1:
+        raise RestoreError(f"pid {item.pid} has {len(item.threads)} threads; crpy restores "
+                           "single-threaded tasks for now")
+    return item
+
+
+def _files(images_dir):
+    """files.img id -> reg_file_entry of every regular file (VMAs and the exe refer to them)."""
+    framing = _framing()
+    path = framing.image_path(images_dir, "files")
+    if not os.path.exists(path):
+        return {}
+    out = {}
+    for e in framing.read_image(path, "files"):
+        if e.HasField("reg"):
+            out[e.id] = e.reg
+    return out
+
+
+def _task_from_core(images_dir, item, core):
+    path = _framing().image_path(images_dir, "core", item.pid)
+    if core.mtype != 1 or not core.HasField("thread_info"):
+        raise ImageError(path, "not an x86_64 task (no thread_info)")
+    ti, tc, th = core.thread_info, core.tc, core.thread_core
+    regs = {n: getattr(ti.gpregs, _GPREG_FIELDS.get(n, n)) for n in _reg_names()}
+    if ti.gpregs.mode != 1:
+        raise RestoreError(f"pid {item.pid} is a 32-bit (compat) task; crpy restores 64-bit tasks")
+    sigmask = th.blk_sigset if th.HasField("blk_sigset") else tc.blk_sigset
+    rseq = None
+    if th.HasField("rseq_entry") and th.rseq_entry.rseq_abi_pointer:
+        r = th.rseq_entry
+        rseq = (r.rseq_abi_pointer, r.rseq_abi_size, r.signature)
+    sas = (th.sas.ss_sp, th.sas.ss_flags, th.sas.ss_size) if th.HasField("sas") else (0, 2, 0)
+    return TaskImage(
+        images_dir=images_dir, pid=item.pid, ppid=item.ppid, pgid=item.pgid, sid=item.sid,
+        regs=regs, xsave=_xsave_bytes(path, ti.fpregs), sigmask=sigmask,
+        sigactions=_sigactions(path, tc.sigactions), comm=th.comm if th.HasField("comm") else tc.comm,
+        rseq=rseq, altstack=sas, tid_address=ti.clear_tid_addr,
+        robust_list=(th.futex_rla, th.futex_rla_len), mm={}, auxv=[], exe_path=None, areas=[],
+        guards=[])
+
+
+def _reg_names():
+    from crpy.restore.sigframe import REG_NAMES
+
+    return REG_NAMES
+
+
+def _xsave_bytes(path, fpregs):
+    """The raw XSAVE image for this CPU; an image using features this CPU lacks is refused."""
+    from crpy.images import xsave
+
+    try:
+        return bytes(xsave.to_raw(fpregs))
+    except (ValueError, KeyError) as e:
+        raise ImageError(path, f"bad FPU/XSAVE state: {e}") from None
+
+
+def _sigactions(path, entries):
+    """64 (handler, flags, restorer, mask), index sig-1.  CRIU writes one entry per signal
+    1..64 without SIGKILL and SIGSTOP (62); accept 64 entries as well."""
+    sigs = [s for s in range(1, 65) if s not in (SIGKILL, SIGSTOP)]
+    if len(entries) == 64:
+        sigs = list(range(1, 65))
+    elif len(entries) not in (0, 62):
+        raise ImageError(path, f"{len(entries)} sigactions, expected 62 (CRIU) or 64")
+    out = [(0, 0, 0, 0)] * 64
+    for sig, e in zip(sigs, entries):
+        out[sig - 1] = (e.sigaction, e.flags, e.restorer, e.mask)
+    return out
+
+
+def _add_mm(task, mm, files):
+    path = _framing().image_path(task.images_dir, "mm", task.pid)
+    task.mm = dict(start_code=mm.mm_start_code, end_code=mm.mm_end_code, start_data=mm.mm_start_data,
+                   end_data=mm.mm_end_data, start_brk=mm.mm_start_brk, brk=mm.mm_brk,
+                   start_stack=mm.mm_start_stack, arg_start=mm.mm_arg_start, arg_end=mm.mm_arg_end,
+                   env_start=mm.mm_env_start, env_end=mm.mm_env_end)
+    _check_mm_fields(path, task.mm)
+    auxv = list(mm.mm_saved_auxv)
+    while len(auxv) >= 2 and auxv[-2:] == [0, 0]:       # AT_NULL is added back when restoring
+        auxv = auxv[:-2]
+    if len(auxv) > AUXV_WORDS - 2 or len(auxv) % 2:
+        raise ImageError(path, f"auxv of {len(auxv)} words (at most {AUXV_WORDS - 2}, in pairs)")
+    task.auxv = auxv
+    if mm.exe_file_id not in files:
+        raise ImageError(path, f"exe_file_id {mm.exe_file_id} is not a regular file in files.img")
+    task.exe_path = _existing_file(files[mm.exe_file_id], "the executable")
+    prev_end = 0
+    for i, v in enumerate(mm.vmas):
+        area = _area(path, i, v, files)
+        if area is None:
+            continue
+        if area.kind == "guard":
+            task.guards.append((area.start, area.length))
+            continue
+        if area.start < prev_end:
+            raise ImageError(path, f"vma {i} at {area.start:#x} overlaps the one before it")
+        prev_end = area.end
+        task.areas.append(area)
+
+
+def _check_mm_fields(path, f):
+    """What PR_SET_MM_MAP will insist on, checked now rather than after the fork."""
+    for name, value in f.items():
+        if not PAGE <= value < TASK_SIZE:
+            raise ImageError(path, f"mm field {name} = {value:#x} is outside the user address space")
+    for lo, hi, strict in (("start_code", "end_code", True), ("start_data", "end_data", False),
+                           ("start_brk", "brk", False), ("arg_start", "arg_end", False),
+                           ("env_start", "env_end", False)):
+        if f[lo] > f[hi] or (strict and f[lo] == f[hi]):
+            raise ImageError(path, f"mm field {lo} {f[lo]:#x} is above {hi} {f[hi]:#x}")
+
+
+def _area(path, i, v, files):
+    if v.start % PAGE or v.end % PAGE or v.start >= v.end:
+        raise ImageError(path, f"vma {i} [{v.start:#x}, {v.end:#x}) is not a page-aligned range")
+    if v.status & VMA_AREA_VSYSCALL:
+        return None
+    if v.end > TASK_SIZE:
+        raise ImageError(path, f"vma {i} ends at {v.end:#x}, above the user address space")
+    area = Area(v.start, v.end, v.pgoff, v.prot, v.flags, v.status, v.madv, "", shmid=v.shmid)
+    if "pkey" in v.DESCRIPTOR.fields_by_name:
+        area.pkey = v.pkey
+    s = v.status
+    if s & VMA_AREA_GUARD and not s & VMA_AREA_REGULAR:
+        area.kind = "guard"
+    elif s & VMA_AREA_VVAR:
+        area.kind = "vvar"
+    elif s & VMA_AREA_VDSO:
+        area.kind = "vdso"
+    elif s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_AREA_MEMFD | VMA_UNSUPP):
+        raise RestoreError(f"vma {i} at {v.start:#x} (status {s:#x}) is a kind crpy cannot restore yet")
+    elif s & VMA_ANON_PRIVATE:
+        area.kind = "anon"
+    elif s & VMA_ANON_SHARED:
+        area.kind = "anon_shared"
+    elif s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED):
+        area.kind = "file_private" if s & VMA_FILE_PRIVATE else "file_shared"
+        if v.shmid not in files:
+            raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, absent from files.img")
+        area.path = _existing_file(files[v.shmid], f"the file mapped at {v.start:#x}")
+    else:
+        raise ImageError(path, f"vma {i} at {v.start:#x} has an unknown status {s:#x}")
+    return area
+
+
+def _existing_file(reg, what):
+    """The path of a mapped file, once it is checked to be the file the dump saw."""
+    from crpy.resources.regfile import check_same_file
+
+    path = reg.name
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise RestoreError(f"{what} {path} is gone: {os.strerror(e.errno)}",
+                           "restore needs the same files as at dump time") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RestoreError(f"{what} {path} is no longer a regular file")
+    check_same_file(reg, st)
+    return path
+
+
+def _add_pages(task, images_dir):
+    """Attach every pagemap run to its area(s) with its place in pages-N.img; check sizes."""
+    framing = _framing()
+    mpath = framing.image_path(images_dir, "pagemap", task.pid)
+    entries = framing.read_image(mpath, "pagemap")
+    if not entries:
+        raise ImageError(mpath, "no pagemap head")
+    runs = [(e.vaddr, framing.pagemap_nr_pages(e) * PAGE, _pe_flags(e)) for e in entries[1:]]
+    ppath = framing.image_path(images_dir, "pages", entries[0].pages_id)
+    task.pages_bytes += _place_runs(task.areas, runs, ppath, mpath)
+    for area in task.areas:
+        if area.kind == "anon_shared":
+            spath = framing.image_path(images_dir, "pagemap_shmem", area.shmid)
+            if os.path.exists(spath):
+                task.pages_bytes += _add_shmem(area, framing, spath)
+
+
+def _pe_flags(e):
+    """PE_* flags of a pagemap entry (older images: in_parent, else present).  PE_LAZY only
+    says the pages could be served lazily; with PE_PRESENT they are in the pages image."""
+    if e.HasField("flags"):
+        return e.flags
+    return PE_PARENT if e.in_parent else PE_PRESENT
+
+
+def _place_runs(areas, runs, ppath, mpath):
+    """Split runs at area boundaries into area.runs; returns the bytes the pages file must have."""
+    import bisect
+
+    starts = [a.start for a in areas]
+    offset = 0
+    for n, (vaddr, length, flags) in enumerate(runs):
+        if flags & PE_PARENT or not flags & PE_PRESENT:
+            raise RestoreError(f"{mpath}: entry {n + 1} (flags {flags:#x}) has its pages in a parent "
+                               "image; crpy restores full dumps only")
+        if vaddr % PAGE or length <= 0:
+            raise ImageError(mpath, f"entry {n + 1}: bad run {vaddr:#x}+{length:#x}")
+        addr, end = vaddr, vaddr + length
+        idx = max(bisect.bisect_right(starts, addr) - 1, 0)
+        while addr < end:
+            while idx < len(areas) and areas[idx].end <= addr:
+                idx += 1
+            if idx == len(areas) or areas[idx].start > addr:
+                raise ImageError(mpath, f"entry {n + 1}: page {addr:#x} lies in no restorable VMA")
+            area = areas[idx]
+            if area.kind not in ("anon", "file_private", "vdso", "vvar"):
+                raise ImageError(mpath, f"entry {n + 1}: page {addr:#x} lies in a {area.kind} VMA")
+            piece = min(end, area.end) - addr
+            if area.kind in ("anon", "file_private"):    # CRIU also saves the vDSO: not needed
+                area.runs.append((addr - area.start, piece, ppath, offset))
+            offset += piece
+            addr += piece
+    _check_pages_size(ppath, mpath, offset)
+    return offset
+
+
+def _check_pages_size(ppath, mpath, need):
+    try:
+        have = os.stat(ppath).st_size
+    except FileNotFoundError:
+        if need == 0:
+            return
+        raise ImageError(ppath, "pages image is missing", hint=f"{mpath} lists {need} bytes of pages") from None
+    if have < need:
+        raise ImageError(ppath, f"pagemap points past the end of the pages ({have} bytes, "
+                         f"{os.path.basename(mpath)} needs {need})", have,
+                         "the pages image is truncated: an interrupted dump or a full disk?")
+    if have > need:
+        raise ImageError(ppath, f"{have - need} bytes more than {os.path.basename(mpath)} lists",
+                         need, "the pagemap and the pages image do not belong together")
+
+
+def _add_shmem(area, framing, spath):
+    entries = framing.read_image(spath, "pagemap_shmem")
+    ppath = framing.image_path(os.path.dirname(spath), "pages", entries[0].pages_id)
+    offset = 0
+    for n, e in enumerate(entries[1:]):
+        length = framing.pagemap_nr_pages(e) * PAGE
+        rel = e.vaddr - area.pgoff
+        if rel < 0 or rel + length > area.length:
+            raise ImageError(spath, f"entry {n + 1} at object offset {e.vaddr:#x} lies outside the "
+                             f"mapping at {area.start:#x}")
+        area.runs.append((rel, length, ppath, offset))
+        offset += length
+    _check_pages_size(ppath, spath, offset)
+    return offset
+
+
+def _add_fs(task, images_dir, files):
+    framing = _framing()
+    path = framing.image_path(images_dir, "fs", task.pid)
+    if not os.path.exists(path):
+        return
+    fs = framing.read_one(path, "fs")
+    cwd, root = files.get(fs.cwd_id), files.get(fs.root_id)
+    task.cwd = cwd.name if cwd else None
+    task.root = root.name if root else None
+    task.umask = fs.umask if fs.HasField("umask") else None

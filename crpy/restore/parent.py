@@ -1,0 +1,123 @@
+"""The restoring parent's side: hear how the child did, write the pidfile, detach or wait.
+
+The child reports on a pipe: one line "py MESSAGE" (Python steps) or "rst STEP ADDR ERRNO" (the
+blob) on failure, nothing on success; the blob closes its end just before rt_sigreturn, so EOF
+without a line means the task is running.  On failure the child is killed and reaped here, so no
+process is left behind, and the reason becomes one RestoreError.
+"""
+
+import os
+import select
+import signal
+
+from crpy.errors import RestoreError
+from crpy.log import log
+from crpy.restore import blob
+
+SETTLE_MS = 20          # how long a just-restored task is watched for an immediate death
+
+
+def read_report(fd):
+    chunks = []
+    while True:
+        data = os.read(fd, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(fd)
+    text = b"".join(chunks).decode(errors="replace").strip()
+    return text.splitlines()[0] if text else ""
+
+
+def check_child(pid, report_fd):
+    """Wait for the child's verdict.  RestoreError (child killed and reaped) if it failed;
+    else None while the task runs, or the wait status if it already ended for reasons of its
+    own (a signal someone sent it, its own exit) in the first moments."""
+    try:
+        line = read_report(report_fd)
+    except BaseException:
+        kill_and_reap(pid)
+        raise
+    if line:
+        kill_and_reap(pid)
+        raise RestoreError(_reason(line, None))
+    status = _died_early(pid)
+    if status is not None and _looks_like_restore_failure(status):
+        raise RestoreError(_describe_status(pid, status))
+    return status
+
+
+def _reason(line, code):
+    if line.startswith("py "):
+        return line[3:]
+    return blob.describe_exit(code, line) or line
+
+
+def _died_early(pid):
+    """The wait status if the task ended right after the jump (it is reaped then), else None."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        pidfd = None
+    try:
+        if pidfd is not None:
+            select.select([pidfd], [], [], SETTLE_MS / 1000)
+        wpid, status = os.waitpid(pid, os.WNOHANG)
+        return status if wpid == pid else None
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+_FAULTS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGSYS)
+
+
+def _looks_like_restore_failure(status):
+    """A fault signal (bad frame or memory) or one of the blob's own exit codes."""
+    if os.WIFSIGNALED(status):
+        return os.WTERMSIG(status) in _FAULTS
+    return blob.describe_exit(os.WEXITSTATUS(status)) is not None
+
+
+def _describe_status(pid, status):
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return (f"pid {pid} was killed by {signal.Signals(sig).name} right after the restore "
+                "(bad registers, frame or memory layout)")
+    code = os.WEXITSTATUS(status)
+    return blob.describe_exit(code) or f"pid {pid} exited with {code} right after the restore"
+
+
+def kill_and_reap(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def write_pidfile(path, pid):
+    if not path:
+        return
+    try:
+        with open(path, "w") as f:
+            f.write(f"{pid}\n")
+    except OSError as e:
+        raise RestoreError(f"cannot write pidfile {path}: {os.strerror(e.errno)}") from None
+
+
+def wait_task(pid, status=None):
+    """Wait for the restored task (unless its wait status is already known); its exit status,
+    or 128+N if signal N killed it (as a shell does)."""
+    while status is None or not (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        log.info("pid %d was killed by signal %d", pid, os.WTERMSIG(status))
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)

@@ -1,0 +1,202 @@
+"""Restore step (child): premap every VMA of the task into its slot of the restorer region.
+
+Each slot gets a mapping of the VMA's final kind (anonymous private or shared, growsdown for a
+stack, private or shared of the right file at the right offset), its saved pages are read in
+with preadv straight from pages-N.img (big chunks, no copy through Python objects), then it gets
+its final protection and madvise flags.  The blob then only has to mremap each slot into place;
+VMA flags, file and offset travel with the mapping.  This is the hot path of a restore.
+"""
+
+import ctypes
+import os
+
+from crpy.errors import CrpyError, RestoreError
+from crpy.kernel.syscalls import NR, sys_call
+from crpy.log import log
+
+PROT_READ, PROT_WRITE = 1, 2
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+MAP_NORESERVE, MAP_GROWSDOWN, MAP_FIXED_NOREPLACE = 0x4000, 0x0100, 0x100000
+CHUNK = 64 << 20
+IOV_MAX = 1024
+# madvise advice numbers carried in vma_entry.madv as 1 << advice; the ones that set VMA flags.
+_BEFORE_FILL = (14, 15)            # MADV_HUGEPAGE, MADV_NOHUGEPAGE: decide how pages are backed
+_AFTER_FILL = (1, 2, 10, 12, 16, 18)   # RANDOM, SEQUENTIAL, DONTFORK, MERGEABLE, DONTDUMP, WIPEONFORK
+NR_MLOCK, NR_PKEY_MPROTECT, NR_PKEY_ALLOC = 149, 329, 330
+MAP_LOCKED = 0x2000                # vma_entry.flags of an mlock()ed VMA ("lo" in smaps)
+
+
+def _syscall(nr, a1=0, a2=0, a3=0, a4=0, a5=0, a6=0, what=None):
+    """sys_call without its generality: premap issues a few syscalls per VMA, tens of
+    thousands for a big address space.  what: a callable naming the call, run on error only."""
+    from crpy.kernel._sys import ffi, lib
+
+    ret = lib.crpy_syscall6(nr, a1, a2, a3, a4, a5, a6)
+    if ret == -1:
+        from crpy.errors import from_errno
+
+        raise from_errno(ffi.errno, what())
+    return ret
+
+
+def reserve_region(plan):
+    """Map the whole region PROT_NONE at its planned place (refusing to replace anything)."""
+    addr = sys_call(NR.mmap, plan.start, plan.length, 0,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0,
+                    what=f"reserve the restorer region at {plan.start:#x}")
+    if addr != plan.start:
+        raise RestoreError(f"restorer region landed at {addr:#x}, not {plan.start:#x}")
+
+
+def premap_all(slots):
+    """Premap every slot, fill them all, then give each its final protection and advice.
+    Returns the number of page bytes read."""
+    for slot in slots:
+        _map(slot.area, slot.addr)
+    total = fill(slots)
+    for slot in slots:
+        _protect(slot.area, slot.addr)
+    return total
+
+
+def _fill_prot(area):
+    """Writable while its pages are read in.  (A private mapping made writable and then
+    read-only keeps VM_ACCOUNT, "ac" in smaps, just like the task's did; one never written is
+    left as mapped, so a huge PROT_NONE reservation is never charged as writable memory.)"""
+    return area.prot | (PROT_READ | PROT_WRITE if area.runs else 0)
+
+
+def _map(area, addr):
+    fd = -1
+    try:
+        if area.kind == "anon":
+            flags = MAP_PRIVATE | MAP_ANONYMOUS | (area.flags & (MAP_GROWSDOWN | MAP_NORESERVE))
+        elif area.kind == "anon_shared":
+            flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & MAP_NORESERVE)
+        else:
+            shared = area.kind == "file_shared"
+            mode = os.O_RDWR if shared and area.prot & PROT_WRITE else os.O_RDONLY
+            fd = _open(area.path, mode)
+            flags = MAP_SHARED if shared else MAP_PRIVATE
+        got = _syscall(NR.mmap, addr, area.length, _fill_prot(area), flags | MAP_FIXED, fd,
+                       area.pgoff if fd >= 0 else 0, what=lambda: f"premap the VMA at {area.start:#x}")
+        if got != addr:
+            raise RestoreError(f"premap of the VMA at {area.start:#x} landed at {got:#x}")
+        _madvise(area, addr, _BEFORE_FILL)
+        log.debug("premap %#x-%#x %s at %#x (%d runs, %d bytes)", area.start, area.end, area.kind, addr,
+                  len(area.runs), sum(r[1] for r in area.runs))
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _protect(area, addr):
+    if area.pkey:
+        _ensure_pkey(area.pkey)
+        _syscall(NR_PKEY_MPROTECT, addr, area.length, area.prot, area.pkey,
+                 what=lambda: f"pkey_mprotect the VMA at {area.start:#x} (key {area.pkey})")
+    elif _fill_prot(area) != area.prot:
+        _syscall(NR.mprotect, addr, area.length, area.prot, what=lambda: f"mprotect the VMA at {area.start:#x}")
+    _madvise(area, addr, _AFTER_FILL)
+    if area.flags & MAP_LOCKED:
+        sys_call(NR_MLOCK, addr, area.length, what=f"mlock the VMA at {area.start:#x}")
+
+
+_pkeys = set()
+
+
+def _ensure_pkey(key):
+    """Allocate protection keys until `key` is ours (pkey_alloc hands out the lowest free one;
+    the mm, and so the allocation, carries over to the restored task).  The task's own PKRU
+    comes back with its XSAVE state in the signal frame."""
+    while key not in _pkeys:
+        got = _syscall(NR_PKEY_ALLOC, 0, 0, what=lambda: f"pkey_alloc (for key {key})")
+        if got > key:
+            raise RestoreError(f"protection key {key} is not free (pkey_alloc gave {got})")
+        _pkeys.add(got)
+
+
+def _open(path, mode):
+    try:
+        return os.open(path, mode | os.O_CLOEXEC)
+    except OSError as e:
+        raise RestoreError(f"open {path} to map it: {os.strerror(e.errno)}") from None
+
+
+def _madvise(area, addr, advices):
+    """Advice only tunes the VMA (THP, fork, core dump, KSM): one the kernel refuses here (no KSM,
+    say) is logged, not fatal."""
+    if not area.madv:
+        return
+    for adv in advices:
+        if area.madv & (1 << adv):
+            try:
+                sys_call(NR.madvise, addr, area.length, adv, what=f"madvise({adv}) the VMA at {area.start:#x}")
+            except CrpyError as e:
+                log.warning("%s", e.one_line())
+
+
+_pages_fds = {}
+
+
+def _pages_fd(path):
+    fd = _pages_fds.get(path)
+    if fd is None:
+        fd = _pages_fds[path] = _open(path, os.O_RDONLY)
+    return fd
+
+
+def close_pages():
+    while _pages_fds:
+        os.close(_pages_fds.popitem()[1])
+
+
+def fill(slots):
+    """Read every run into place.  Runs that follow each other in a pages image are read by one
+    preadv with one iovec per run (up to CHUNK bytes and IOV_MAX iovecs), so a fragmented
+    address space costs few syscalls."""
+    total = 0
+    for path, offset, iovs in _batches(slots):
+        fd = _pages_fd(path)
+        want = sum(n for _, n in iovs)
+        got = os.preadv(fd, [(ctypes.c_char * n).from_address(a) for a, n in iovs], offset)
+        if got < want:
+            _finish_short(fd, path, offset, iovs, got)
+        total += want
+    log.debug("read %d bytes of pages", total)
+    return total
+
+
+def _batches(slots):
+    """(pages path, file offset, [(address, length)]) batches in file order."""
+    pieces = []
+    for slot in slots:
+        for rel, length, path, off in slot.area.runs:
+            for pos in range(0, length, CHUNK):
+                pieces.append((path, off + pos, slot.addr + rel + pos, min(CHUNK, length - pos)))
+    pieces.sort(key=lambda p: (p[0], p[1]))
+    batch = None
+    for path, off, addr, n in pieces:
+        if (batch and batch[0] == path and batch[1] + batch[3] == off and len(batch[2]) < IOV_MAX
+                and batch[3] + n <= CHUNK):
+            batch[2].append((addr, n))
+            batch[3] += n
+            continue
+        if batch:
+            yield batch[0], batch[1], batch[2]
+        batch = [path, off, [(addr, n)], n]
+    if batch:
+        yield batch[0], batch[1], batch[2]
+
+
+def _finish_short(fd, path, offset, iovs, got):
+    """A preadv may stop early (signals, huge requests): read the rest iovec by iovec."""
+    pos = offset
+    for addr, n in iovs:
+        done = min(max(got - (pos - offset), 0), n)
+        while done < n:
+            k = os.preadv(fd, [(ctypes.c_char * (n - done)).from_address(addr + done)], pos + done)
+            if k <= 0:
+                raise RestoreError(f"{path}: short read at offset {pos + done} (memory at {addr + done:#x})")
+            done += k
+        pos += n

@@ -1,0 +1,158 @@
+/* restorer.h: the argument block Python hands to the restorer blob (parasite/restorer.c).
+ *
+ * Declared once, here, and read by both sides: the blob includes this file after lib.h, and
+ * crpy/kernel/cdef/40_restore.cdef and 40_restore.c are symlinks to it, so cffi gives Python the
+ * very same layout (ffi.new("struct rst_args *"), ffi.offsetof).  That is why this file holds
+ * only what cffi's cdef parser accepts: comments, integer #defines and plain structs of
+ * fixed-width fields, with literal array sizes, and no include guard.
+ *
+ * Python fills every field with absolute addresses of the restored task and of the "restorer
+ * region" (blob + this block + premapped memory); the blob only executes the list.
+ */
+
+/* Steps of the blob, in order.  A failing step ends the task with exit_group(RST_EXIT_BASE +
+ * step) after writing "rst STEP ADDR ERRNO\n" (decimal) to report_fd.  Python names them. */
+#define RST_STEP_RSEQ_UNREG 1
+#define RST_STEP_UNMAP 2
+#define RST_STEP_VDSO 3
+#define RST_STEP_VMAS 4
+#define RST_STEP_GUARDS 5
+#define RST_STEP_MM_MAP 6
+#define RST_STEP_COMM 7
+#define RST_STEP_SIGACTIONS 8
+#define RST_STEP_RSEQ 9
+#define RST_STEP_TID_ADDRESS 10
+#define RST_STEP_ROBUST_LIST 11
+#define RST_STEP_FS_GS 12
+#define RST_STEP_CLOSE_FDS 13
+#define RST_STEP_SIGRETURN 14
+#define RST_STEP_PDEATHSIG 15
+#define RST_STEP_SIGQUEUE 16
+#define RST_STEP_ABI 17
+#define RST_EXIT_BASE 100
+
+/* How the final jump removes the region: see rst_args.gadget_kind. */
+#define RST_GADGET_NONE 0
+#define RST_GADGET_RET 1
+#define RST_GADGET_LEAVE_RET 2
+
+#define RST_MAX_VMAS 65536
+#define RST_MAX_UNMAP 8
+#define RST_MAX_GUARDS 4096
+#define RST_MAX_FRAME 16384
+#define RST_AUXV_WORDS 64
+#define RST_MAX_SIGINFO 64
+
+/* One memory area: `len` bytes premapped by Python at `premap` (filled, with the final prot and
+ * flags already set) that the blob moves to `start` with mremap. */
+struct rst_vma {
+    uint64_t start;
+    uint64_t len;
+    uint64_t premap;
+};
+
+struct rst_range {
+    uint64_t start;
+    uint64_t len;
+};
+
+/* One of [vvar] [vvar_vclock] [vdso]: where it is now, where it must go. */
+struct rst_special {
+    uint64_t cur;
+    uint64_t target;
+    uint64_t len;
+};
+
+/* The kernel's struct sigaction for rt_sigaction. */
+struct rst_sigaction {
+    uint64_t handler;
+    uint64_t flags;
+    uint64_t restorer;
+    uint64_t mask;
+};
+
+/* A pending signal to queue again: raw siginfo (128 bytes), to the thread or the process. */
+struct rst_siginfo {
+    uint32_t shared;
+    uint32_t pad;
+    uint8_t info[128];
+};
+
+/* struct prctl_mm_map of PR_SET_MM_MAP (104 bytes). */
+struct rst_mm_map {
+    uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+    uint64_t arg_start, arg_end, env_start, env_end;
+    uint64_t auxv;
+    uint32_t auxv_size;
+    uint32_t exe_fd;
+};
+
+struct rst_args {
+    /* Where errors go (a pipe to the restoring parent) and which fds to close at the end:
+     * every fd >= close_from (crpy's own, F_DUPFD'ed up there). */
+    int32_t report_fd;
+    uint32_t close_from;
+    /* sizeof(struct rst_args) as Python's cffi module sees it: a blob and a _sys module built
+     * from different versions of this file refuse to run together. */
+    uint64_t args_size;
+    /* Test hook (CRPY_FAULT=restorer:STEP): fail on purpose at the start of that step. */
+    uint32_t fault_step;
+    uint32_t pad2;
+
+    /* The restorer region: unmapped by the final jump when a gadget is known. */
+    uint64_t region_start;
+    uint64_t region_len;
+
+    /* Python's own rseq registration, dropped before its TLS goes away. */
+    uint64_t cur_rseq;
+    uint32_t cur_rseq_len;
+    uint32_t rseq_sig;
+
+    /* Everything to munmap first: the complement of the region and the current vDSO block. */
+    uint32_t nr_unmap;
+    uint32_t nr_special;
+    struct rst_range unmap[8];
+
+    /* The vDSO trio; hop != 0: move all three through scratch first (ranges overlap). */
+    struct rst_special special[4];
+    uint64_t special_scratch;
+    uint64_t special_hop;
+
+    uint32_t nr_vmas;
+    uint32_t nr_guards;
+    struct rst_vma vmas[65536];
+    struct rst_range guards[4096];
+
+    struct rst_mm_map mm;
+    uint64_t auxv[64];
+    char comm[16];
+
+    /* Signals 1..64 (index sig-1); 9 and 19 are skipped. */
+    struct rst_sigaction sigactions[64];
+
+    /* Task state restored by syscalls before the jump. */
+    uint64_t rseq_ptr;
+    uint32_t rseq_len;
+    uint32_t rseq_target_sig;
+    uint64_t tid_address;
+    uint64_t robust_list;
+    uint64_t robust_list_len;
+    uint64_t fs_base;
+    uint64_t gs_base;
+    uint32_t pdeath_sig;
+    uint32_t stop;               /* the task was stopped: SIGSTOP itself before returning */
+    uint32_t nr_siginfo;
+    uint32_t pad1;
+    struct rst_siginfo siginfo[64];
+
+    /* The rt_sigframe, copied to frame_addr on the restored stack; rt_sigreturn runs with
+     * rsp = frame_addr + 8.  With a gadget, munmap(region) runs first from the vDSO:
+     * RET: rsp = frame_addr, the gadget's ret pops pretcode (the task's sa_restorer);
+     * LEAVE_RET: rbp = frame_addr - 8, `leave` lands rsp on frame_addr, then the same. */
+    uint64_t frame_addr;
+    uint64_t frame_len;
+    uint64_t gadget;
+    uint32_t gadget_kind;
+    uint32_t pad0;
+    uint8_t frame[16384];
+};

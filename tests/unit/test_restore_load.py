@@ -1,0 +1,67 @@
+"""Unit tests of the restore side's image checks (crpy.restore.load): pagemap runs are split over
+the VMAs they cover and must match the pages image exactly, before anything is forked."""
+
+import pytest
+
+from crpy.errors import ImageError, RestoreError
+from crpy.restore import load
+from crpy.restore.load import PAGE, PE_PARENT, PE_PRESENT, Area
+
+LAZY = 2
+
+
+def areas():
+    return [Area(0x10000, 0x14000, 0, 3, 0x22, 0x201, 0, "anon"),
+            Area(0x14000, 0x16000, 0, 3, 0x02, 0x41, 0, "file_private", path="/bin/true"),
+            Area(0x20000, 0x22000, 0, 3, 0x01, 0x81, 0, "file_shared", path="/bin/true")]
+
+
+def pages_file(tmp_path, npages):
+    p = tmp_path / "pages-1.img"
+    p.write_bytes(b"\xaa" * npages * PAGE)
+    return str(p)
+
+
+def test_runs_split_at_vma_boundaries(tmp_path):
+    a = areas()
+    ppath = pages_file(tmp_path, 5)
+    runs = [(0x12000, 3 * PAGE, PE_PRESENT | LAZY), (0x10000, 2 * PAGE, PE_PRESENT)]
+    assert load._place_runs(a, runs, ppath, "pagemap") == 5 * PAGE
+    assert a[0].runs == [(0x2000, 2 * PAGE, ppath, 0), (0, 2 * PAGE, ppath, 3 * PAGE)]
+    assert a[1].runs == [(0, PAGE, ppath, 2 * PAGE)]
+
+
+@pytest.mark.parametrize("run,needle", [
+    ((0x17000, PAGE, PE_PRESENT), "lies in no restorable VMA"),
+    ((0x15000, 2 * PAGE, PE_PRESENT), "lies in no restorable VMA"),
+    ((0x20000, PAGE, PE_PRESENT), "lies in a file_shared VMA"),
+    ((0x10800, PAGE, PE_PRESENT), "bad run"),
+])
+def test_runs_outside_private_memory_are_refused(tmp_path, run, needle):
+    with pytest.raises(ImageError, match=needle):
+        load._place_runs(areas(), [run], pages_file(tmp_path, 2), "pagemap")
+
+
+def test_parent_pages_are_refused(tmp_path):
+    with pytest.raises(RestoreError, match="parent"):
+        load._place_runs(areas(), [(0x10000, PAGE, PE_PARENT)], pages_file(tmp_path, 1), "pagemap")
+
+
+def test_pages_image_must_match_the_pagemap(tmp_path):
+    runs = [(0x10000, 2 * PAGE, PE_PRESENT)]
+    with pytest.raises(ImageError, match="points past the end"):
+        load._place_runs(areas(), runs, pages_file(tmp_path, 1), "pagemap")
+    with pytest.raises(ImageError, match="bytes more than"):
+        load._place_runs(areas(), runs, pages_file(tmp_path, 3), "pagemap")
+    with pytest.raises(ImageError, match="missing"):
+        load._place_runs(areas(), runs, str(tmp_path / "none.img"), "pagemap")
+
+
+def test_vdso_pages_saved_by_criu_are_skipped(tmp_path):
+    """CRIU saves the vDSO's pages too; restore uses this kernel's vDSO, but the bytes still
+    take their place in the pages image."""
+    a = areas() + [Area(0x30000, 0x32000, 0, 5, 0x22, 0x209, 0, "vdso")]
+    ppath = pages_file(tmp_path, 3)
+    runs = [(0x30000, 2 * PAGE, PE_PRESENT), (0x10000, PAGE, PE_PRESENT)]
+    load._place_runs(a, runs, ppath, "pagemap")
+    assert a[3].runs == [] and a[0].runs == [(0, PAGE, ppath, 2 * PAGE)]
