@@ -1,0 +1,365 @@
+"""The zdtm harness core: start a test, dump and restore it with crpy N times, stop it, judge it.
+
+The harness makes itself a child subreaper, so that daemonized tests and tasks restored with
+`crpy restore -d` are its children: it can reap them and see how they ended.  crpy always runs as
+`sys.executable -m crpy` from the repository root.  One iteration is:
+
+    crpy dump -t PID -D DIR -v4 -o dump.log      -> PID must be gone (killed, reaped)
+    crpy restore -D DIR -d --pidfile F -v4 -o restore.log   -> the restored pid must be PID
+
+and at the end SIGTERM makes the test check itself and write PASS or FAIL as its last line.
+"""
+
+import ctypes
+import errno
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from tests.zdtm import build, procstate
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PR_SET_CHILD_SUBREAPER = 36
+START_TIMEOUT = 60
+CRPY_TIMEOUT = 300
+STOP_TIMEOUT = 60
+RUN_AFTER_RESTORE = 0.2   # seconds the restored task runs before the next step
+SETTLE = 0.1              # seconds a started test gets to reach its waiting point
+
+
+class HarnessError(Exception):
+    """A step of a zdtm run failed; the message says which and why."""
+
+
+@dataclass
+class Result:
+    name: str
+    iters: int
+    passed: bool
+    reason: str = ""
+    details: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def set_subreaper():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def crpy_command(*args):
+    """The crpy command line; ZDTM_CRPY (e.g. "criu", or a fake for the harness's own tests)
+    replaces `python3 -m crpy` when set."""
+    prefix = os.environ.get("ZDTM_CRPY")
+    return (shlex.split(prefix) if prefix else [sys.executable, "-m", "crpy"]) + [str(a) for a in args]
+
+
+def crpy_env(extra=None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra or {})
+    return env
+
+
+def run_crpy(*args, env=None, timeout=CRPY_TIMEOUT):
+    """Run crpy to completion; returns a CompletedProcess with text stdout/stderr.  The output goes
+    through files, not pipes: a task that inherits them (a broken restore) cannot hang us."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        try:
+            proc = subprocess.run(crpy_command(*args), cwd=REPO, env=crpy_env(env), stdout=out,
+                                  stderr=err, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise HarnessError(f"crpy {args[0]} did not finish in {timeout} s") from e
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+
+
+def proc_state(pid):
+    """The State letter of /proc/PID/stat, or None if there is no such task."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def reap(pid, timeout):
+    """Wait until pid is gone; returns its wait status if it was our child, or None if not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got == pid:
+                return status
+        except ChildProcessError:
+            if proc_state(pid) in (None, "Z", "X"):
+                return None
+        if time.monotonic() > deadline:
+            raise HarnessError(f"pid {pid} still alive after {timeout} s (state {proc_state(pid)})")
+        time.sleep(0.01)
+
+
+def describe_status(status):
+    if status is None:
+        return "gone (not our child)"
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with {os.WEXITSTATUS(status)}"
+
+
+def kill_and_reap(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        reap(pid, 10)
+    except HarnessError:
+        pass
+
+
+def reap_strays():
+    """Reap every finished child (subreaper duty)."""
+    while True:
+        try:
+            got, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if got == 0:
+            return
+
+
+def children_of(ppid):
+    """Pids of the live children of ppid, with their names."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        if int(fields[1]) == ppid and fields[0] not in ("Z", "X"):
+            out[int(entry)] = head.split("(", 1)[1]
+    return out
+
+
+def kill_leftovers():
+    """Kill and reap whatever child is still alive (a subreaper inherits what crpy leaves);
+    returns {pid: name} of what was found."""
+    reap_strays()
+    left = children_of(os.getpid())
+    for pid in left:
+        kill_and_reap(pid)
+    return left
+
+
+def tail(path, lines=25):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(l if len(l) <= 400 else l[:400] + " ...\n" for l in f.readlines()[-lines:])
+    except OSError as e:
+        return f"({path}: {e.strerror})"
+
+
+class ZdtmTest:
+    """One running instance of a C test, in a work directory of its own."""
+
+    def __init__(self, name, workdir, env=None):
+        self.name = name
+        self.workdir = workdir
+        self.pidfile = os.path.join(workdir, f"{name}.pid")
+        self.outfile = os.path.join(workdir, f"{name}.out")
+        self.env = env
+        self.pid = None
+
+    def start(self):
+        exe = build.build([self.name])[0]
+        cmd = [exe, f"--pidfile={self.pidfile}", f"--outfile={self.outfile}"]
+        env = dict(os.environ, **(self.env or {}))
+        try:
+            proc = subprocess.run(cmd, cwd=self.workdir, env=env, capture_output=True, text=True,
+                                  timeout=START_TIMEOUT)
+        except subprocess.TimeoutExpired as e:
+            raise HarnessError(f"{self.name} did not become ready in {START_TIMEOUT} s") from e
+        if proc.returncode != 0:
+            raise HarnessError(f"{self.name} failed to start (exit {proc.returncode}): "
+                               f"{proc.stderr.strip()} {self.verdict_line()}")
+        with open(self.pidfile) as f:
+            self.pid = int(f.read().strip())
+        # Let it get from test_daemon() to its waiting point (sigsuspend, its loop): whoever looks
+        # at it next (a dump, a snapshot) should see the steady state, not the way there.
+        time.sleep(SETTLE)
+        return self.pid
+
+    def outfile_text(self):
+        try:
+            with open(self.outfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def verdict_line(self):
+        lines = [l for l in self.outfile_text().splitlines() if l.strip()]
+        return lines[-1] if lines else ""
+
+    def stop(self):
+        """SIGTERM, wait for the exit, return (passed, reason)."""
+        os.kill(self.pid, signal.SIGTERM)
+        status = reap(self.pid, STOP_TIMEOUT)
+        self.pid = None
+        verdict = self.verdict_line()
+        if status is not None and not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            return False, f"test {describe_status(status)}; last line: {verdict!r}"
+        if verdict == "PASS":
+            return True, "PASS"
+        if verdict.startswith("FAIL"):
+            return False, verdict
+        return False, f"no verdict; last line: {verdict!r}"
+
+    def kill(self):
+        if self.pid:
+            kill_and_reap(self.pid)
+            self.pid = None
+
+
+def dump(pid, images_dir, env=None, leave_running=False):
+    """crpy dump; reaps the task as soon as crpy kills it, as a parent that waits for it would.
+    With leave_running (crpy dump -R) the task must instead run on exactly as before; the harness
+    then kills it itself, so that the images can be restored."""
+    before = procstate.snapshot(pid) if leave_running else None
+    errfile = os.path.join(images_dir, "dump.stderr")
+    argv = ["dump", "-t", pid, "-D", images_dir, "-v4", "-o", "dump.log"] + (["-R"] if leave_running else [])
+    with open(errfile, "w") as err:   # a file, not a pipe: nothing can block while we poll
+        proc = subprocess.Popen(crpy_command(*argv), cwd=REPO, env=crpy_env(env),
+                                stdout=subprocess.DEVNULL, stderr=err)
+    status, deadline = None, time.monotonic() + CRPY_TIMEOUT
+    while proc.poll() is None:
+        if status is None:
+            status = _try_reap(pid)
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise HarnessError(f"crpy dump did not finish in {CRPY_TIMEOUT} s")
+        time.sleep(0.005)
+    with open(errfile) as f:
+        stderr = f.read()
+    if proc.returncode != 0:
+        raise HarnessError(f"crpy dump exited with {proc.returncode}: {stderr.strip()}")
+    if leave_running:
+        _check_left_running(pid, before, status)
+        return
+    state = proc_state(pid) if status is None else None
+    if state not in (None, "Z", "X"):
+        raise HarnessError(f"pid {pid} still running after the dump (state {state})")
+    if status is None:
+        status = reap(pid, 10)
+    if status is not None and os.WIFEXITED(status):
+        raise HarnessError(f"pid {pid} exited by itself during the dump ({describe_status(status)})")
+
+
+def _check_left_running(pid, before, status):
+    if status is not None or proc_state(pid) in (None, "Z", "X"):
+        raise HarnessError(f"pid {pid} did not survive a --leave-running dump ({describe_status(status)})")
+    diffs = procstate.differences(before, procstate.snapshot(pid))
+    if diffs:
+        raise HarnessError(f"--leave-running changed pid {pid}: " + "; ".join(diffs))
+    kill_and_reap(pid)
+
+
+def _try_reap(pid):
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return status if got == pid else None
+
+
+def restore(images_dir, want_pid, env=None):
+    pidfile = os.path.join(images_dir, "restored.pid")
+    proc = run_crpy("restore", "-D", images_dir, "-d", "--pidfile", pidfile, "-v4", "-o",
+                    "restore.log", env=env)
+    if proc.returncode != 0:
+        raise HarnessError(f"crpy restore exited with {proc.returncode}: {proc.stderr.strip()}")
+    try:
+        with open(pidfile) as f:
+            got = int(f.read().strip())
+    except (OSError, ValueError) as e:
+        raise HarnessError(f"crpy restore wrote no usable pidfile {pidfile}: {e}") from e
+    if got != want_pid:
+        if got in children_of(os.getpid()):
+            kill_and_reap(got)
+        raise HarnessError(f"restored pid {got}, want {want_pid}")
+    time.sleep(RUN_AFTER_RESTORE)
+    state = proc_state(want_pid)
+    if state in (None, "Z", "X"):
+        status = reap(want_pid, 1)
+        raise HarnessError(f"restored task {want_pid} died right away ({describe_status(status)})")
+    if state in ("t", "T"):
+        raise HarnessError(f"restored task {want_pid} is stopped (state {state})")
+
+
+def images_root():
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, leave_running=False):
+    """Run one test with `iters` dump/restore cycles; returns a Result."""
+    started = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix=f"zdtm-{name}-")
+    test = ZdtmTest(name, workdir, env={"ZDTM_BREAK": "1"} if break_state else None)
+    result = Result(name, 0 if no_cr else iters, False)
+    images = []
+    try:
+        test.start()
+        for i in range(0 if no_cr else iters):
+            images.append(tempfile.mkdtemp(prefix=f"zdtm-{name}-img{i + 1}-", dir=images_root()))
+            step = "dump"
+            try:
+                dump(test.pid, images[-1], leave_running=leave_running)
+                step = "restore"
+                restore(images[-1], test.pid)
+            except HarnessError as e:
+                raise HarnessError(f"iteration {i + 1}: {step}: {e}") from e
+            if not keep_images and i > 0:
+                shutil.rmtree(images[-2], ignore_errors=True)
+        if no_cr:
+            time.sleep(RUN_AFTER_RESTORE)   # as a restored test would run before its SIGTERM
+        result.passed, result.reason = test.stop()
+    except HarnessError as e:
+        result.reason = str(e)
+    finally:
+        test.kill()
+        left = kill_leftovers()
+    if left and result.passed:
+        result.passed, result.reason = False, f"processes left behind (killed now): {left}"
+    if not result.passed:
+        result.details = _failure_details(test, images)
+    if keep_images:
+        result.details.append(f"images kept in {', '.join(images)}; work dir {workdir}")
+    else:
+        for d in images:
+            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _failure_details(test, images):
+    details = []
+    if images:
+        for log in ("dump.log", "restore.log"):
+            path = os.path.join(images[-1], log)
+            if os.path.exists(path):
+                details.append(f"--- tail of {log} (iteration {len(images)}) ---\n{tail(path)}")
+    details.append(f"--- outfile {test.outfile} ---\n{tail(test.outfile, 40)}")
+    return details

@@ -1,0 +1,341 @@
+/*
+ * zdtmtst.c: the zdtm protocol (daemonize, pidfile, SIGTERM, verdict) and small helpers that the
+ * C tests share.  See zdtmtst.h for the protocol.  Nothing here calls malloc, so that tests which
+ * check their heap (brk) see only their own allocations.
+ */
+#include "zdtmtst.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *zdtm_outfile;
+static const char *pidfile;
+int zdtm_break;
+volatile sig_atomic_t zdtm_stop;
+void (*zdtm_sigterm_hook)(siginfo_t *info, ucontext_t *uc);
+
+static int ready_fd = -1;
+static int nr_failed;
+static char first_failure[512];
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+static void vline(const char *prefix, const char *fmt, va_list ap, char *copy, size_t copy_size)
+{
+	char buf[1024];
+	int n = snprintf(buf, sizeof(buf), "%s", prefix);
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	if (copy)
+		snprintf(copy, copy_size, "%s", buf + strlen(prefix));
+	buf[n++] = '\n';
+	write_all(1, buf, (size_t)n);
+}
+
+void test_msg(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vline("", fmt, ap, NULL, 0);
+	va_end(ap);
+}
+
+void test_text(const char *text)
+{
+	write_all(1, text, strlen(text));
+}
+
+void fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vline("check failed: ", fmt, ap, nr_failed ? NULL : first_failure, sizeof(first_failure));
+	va_end(ap);
+	nr_failed++;
+}
+
+int test_failed(void)
+{
+	return nr_failed;
+}
+
+int test_finish(void)
+{
+	if (nr_failed)
+		test_msg("FAIL: %d check(s) failed, first: %s", nr_failed, first_failure);
+	else
+		test_msg("PASS");
+	return 0;
+}
+
+void test_abort(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vline("FAIL: setup: ", fmt, ap, NULL, 0);
+	va_end(ap);
+	_exit(1);
+}
+
+static void on_sigterm(int sig, siginfo_t *info, void *uc)
+{
+	(void)sig;
+	zdtm_stop = 1;
+	if (zdtm_sigterm_hook)
+		zdtm_sigterm_hook(info, (ucontext_t *)uc);
+}
+
+static void parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strncmp(argv[i], "--pidfile=", 10))
+			pidfile = argv[i] + 10;
+		else if (!strncmp(argv[i], "--outfile=", 10))
+			zdtm_outfile = argv[i] + 10;
+	}
+	if (!pidfile || !zdtm_outfile) {
+		fprintf(stderr, "usage: %s --pidfile=FILE --outfile=FILE\n", argv[0]);
+		exit(2);
+	}
+}
+
+/* Parent side: wait for the child's "ready" byte and then for EOF, which means the child has
+ * closed its end (so no harness can see that pipe in the child's fd table); exit 0 if ready, 1 if
+ * the child died first. */
+static void wait_ready(pid_t child, int rfd)
+{
+	char c;
+	ssize_t n;
+	int status = 0, ready = 0;
+
+	for (;;) {
+		n = read(rfd, &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		ready |= c == 'R';
+	}
+	if (ready)
+		_exit(0);
+	waitpid(child, &status, 0);
+	fprintf(stderr, "zdtm: test %d died before it was ready (status 0x%x), see %s\n", child, status,
+		zdtm_outfile);
+	_exit(1);
+}
+
+static void become_daemon(void)
+{
+	int out, null;
+
+	setsid();
+	out = open(zdtm_outfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	null = open("/dev/null", O_RDWR);
+	if (out < 0 || null < 0)
+		_exit(3);
+	dup2(null, 0);
+	dup2(out, 1);
+	dup2(out, 2);
+	if (out > 2)
+		close(out);
+	if (null > 2)
+		close(null);
+}
+
+void test_init(int argc, char **argv)
+{
+	struct sigaction sa;
+	int p[2];
+	pid_t pid;
+
+	parse_args(argc, argv);
+	zdtm_break = getenv("ZDTM_BREAK") != NULL;
+	if (pipe(p))
+		exit(3);
+	pid = fork();
+	if (pid < 0)
+		exit(3);
+	if (pid > 0) {
+		close(p[1]);
+		wait_ready(pid, p[0]);
+	}
+	close(p[0]);
+	ready_fd = p[1];
+	become_daemon();
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigterm;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL))
+		test_abort("sigaction(SIGTERM): %s", strerror(errno));
+}
+
+void test_daemon(void)
+{
+	char tmp[4096], buf[32];
+	int fd, n;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", pidfile);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		test_abort("open %s: %s", tmp, strerror(errno));
+	n = snprintf(buf, sizeof(buf), "%d\n", getpid());
+	write_all(fd, buf, (size_t)n);
+	close(fd);
+	if (rename(tmp, pidfile))
+		test_abort("rename %s: %s", tmp, strerror(errno));
+	/* The pipe to the parent must be gone before any dump: it is not part of the test's state. */
+	write_all(ready_fd, "R", 1);
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+void test_waitsig(void)
+{
+	sigset_t mask;
+
+	sigprocmask(SIG_SETMASK, NULL, &mask);
+	sigdelset(&mask, SIGTERM);
+	while (!zdtm_stop)
+		sigsuspend(&mask);
+}
+
+char *test_path(const char *suffix)
+{
+	static char slots[8][4096];
+	static int next;
+	char *p = slots[next++ % 8];
+
+	snprintf(p, 4096, "%s%s", zdtm_outfile, suffix);
+	return p;
+}
+
+long read_whole(const char *path, char *buf, size_t size)
+{
+	long total = 0;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return -1;
+	while ((size_t)total < size - 1) {
+		ssize_t n = read(fd, buf + total, size - 1 - (size_t)total);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		total += n;
+	}
+	close(fd);
+	buf[total] = 0;
+	return total;
+}
+
+uint64_t xorshift64(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *state = x;
+}
+
+void fill_pattern(void *p, size_t len, uint64_t seed)
+{
+	uint64_t st = seed | 1, *w = p;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		w[i] = xorshift64(&st);
+	for (i = len & ~7UL; i < len; i++)
+		((unsigned char *)p)[i] = (unsigned char)xorshift64(&st);
+}
+
+long check_pattern(const void *p, size_t len, uint64_t seed)
+{
+	uint64_t st = seed | 1;
+	const uint64_t *w = p;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		if (w[i] != xorshift64(&st)) {
+			for (size_t b = 0; b < 8; b++) {
+				uint64_t want = st;
+				if (((const unsigned char *)&w[i])[b] != ((unsigned char *)&want)[b])
+					return (long)(i * 8 + b);
+			}
+		}
+	for (i = len & ~7UL; i < len; i++)
+		if (((const unsigned char *)p)[i] != (unsigned char)xorshift64(&st))
+			return (long)i;
+	return -1;
+}
+
+static sigjmp_buf probe_env;
+static volatile sig_atomic_t probe_active;
+
+static void on_probe_fault(int sig)
+{
+	if (probe_active)
+		siglongjmp(probe_env, sig);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static int probe(volatile void *addr, int do_write)
+{
+	struct sigaction sa, old_segv, old_bus;
+	int sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_probe_fault;
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sigaction(SIGBUS, &sa, &old_bus);
+	sig = sigsetjmp(probe_env, 1);
+	if (!sig) {
+		probe_active = 1;
+		if (do_write)
+			*(volatile char *)addr = *(volatile char *)addr;
+		else
+			(void)*(const volatile char *)addr;
+	}
+	probe_active = 0;
+	sigaction(SIGSEGV, &old_segv, NULL);
+	sigaction(SIGBUS, &old_bus, NULL);
+	return sig;
+}
+
+int probe_read(const volatile void *addr)
+{
+	return probe((volatile void *)addr, 0);
+}
+
+int probe_write(volatile void *addr)
+{
+	return probe(addr, 1);
+}

@@ -1,0 +1,57 @@
+/*
+ * zdtmtst.h: the zdtm test protocol shared by every C test in tests/zdtm/.
+ *
+ * A test is started as `NAME --pidfile=F --outfile=F`.  test_init() forks: the parent waits until
+ * the child is ready and exits; the child becomes a daemon (setsid, stdin on /dev/null, stdout and
+ * stderr appended to the outfile) and sets up its state.  test_daemon() says "ready": it writes the
+ * pidfile and lets the parent go.  The test then waits for SIGTERM (test_waitsig() or a loop on
+ * test_go()), checks its state and ends with test_finish(), which writes `PASS` or `FAIL: reason`
+ * as the last line of the outfile.
+ *
+ * ZDTM_BREAK=1 in the environment asks a test to damage its own state on purpose just before its
+ * check, so that the harness can prove that every check is able to fail.
+ */
+#ifndef ZDTMTST_H
+#define ZDTMTST_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <ucontext.h>
+
+#define PAGE_SIZE 4096UL
+
+extern const char *zdtm_outfile;        /* absolute path given by --outfile= */
+extern int zdtm_break;                  /* ZDTM_BREAK set: break the state before checking */
+extern volatile sig_atomic_t zdtm_stop; /* SIGTERM has arrived */
+
+/* Called from the SIGTERM handler when set (signal context: async-signal-safe code only). */
+extern void (*zdtm_sigterm_hook)(siginfo_t *info, ucontext_t *uc);
+
+void test_init(int argc, char **argv);
+void test_daemon(void);
+void test_waitsig(void);
+static inline int test_go(void) { return !zdtm_stop; }
+
+void test_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void test_text(const char *text); /* raw text of any length to the outfile */
+void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int test_failed(void);
+int test_finish(void); /* writes the verdict; returns the exit code (always 0) */
+
+/* Setup failed before the test was ready: say why in the outfile and exit non-zero. */
+void test_abort(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Small helpers that do not use malloc (tests watch their heap). */
+char *test_path(const char *suffix);                 /* outfile + suffix, static storage per call slot */
+long read_whole(const char *path, char *buf, size_t size); /* -1 on error; NUL-terminated */
+uint64_t xorshift64(uint64_t *state);
+void fill_pattern(void *p, size_t len, uint64_t seed);
+/* Offset of the first byte that differs from the pattern, or -1 when all match. */
+long check_pattern(const void *p, size_t len, uint64_t seed);
+
+/* Try to touch one byte: returns 0 if it worked, SIGSEGV/SIGBUS if it faulted. */
+int probe_read(const volatile void *addr);
+int probe_write(volatile void *addr);
+
+#endif

@@ -1,0 +1,71 @@
+"""What the outside world can see of a task, to show that a failed or killed dump left it untouched.
+
+snapshot(pid) reads /proc/PID/maps, the fd table (target, pos, flags) and the signal, tracer and
+state fields of /proc/PID/status; differences(before, after) lists what changed, in words.
+"""
+
+import os
+
+STATUS_FIELDS = ("SigBlk", "SigPnd", "ShdPnd", "SigIgn", "SigCgt", "TracerPid", "Umask", "NoNewPrivs",
+                 "Seccomp")
+
+
+def _status(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def _fds(pid):
+    fds = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{name}")
+        with open(f"/proc/{pid}/fdinfo/{name}") as f:
+            info = dict(line.split(":", 1) for line in f if line.startswith(("pos", "flags")))
+        fds[int(name)] = (target, info.get("pos", "").strip(), info.get("flags", "").strip())
+    return fds
+
+
+def snapshot(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    status = _status(pid)
+    return {
+        "maps": maps,
+        "fds": _fds(pid),
+        "status": {k: status.get(k) for k in STATUS_FIELDS},
+        "state": status.get("State", "?")[:1],
+    }
+
+
+def parasite_leftovers(maps):
+    """Anonymous rwx mappings: what a parasite (or its injected mmap) would leave behind."""
+    out = []
+    for line in maps.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[1].startswith("rwx") and (len(parts) == 5 or parts[5] == ""):
+            out.append(line)
+    return out
+
+
+def differences(before, after):
+    diffs = []
+    if before["maps"] != after["maps"]:
+        old, new = set(before["maps"].splitlines()), set(after["maps"].splitlines())
+        diffs.append(f"maps changed: gone {sorted(old - new)}, new {sorted(new - old)}")
+    if before["fds"] != after["fds"]:
+        diffs.append(f"fds changed: {before['fds']} -> {after['fds']}")
+    for key, value in before["status"].items():
+        if after["status"].get(key) != value:
+            diffs.append(f"{key} changed: {value} -> {after['status'].get(key)}")
+    if after["status"].get("TracerPid") != "0":
+        diffs.append(f"still traced by {after['status'].get('TracerPid')}")
+    if after["state"] in ("t", "T", "Z", "X"):
+        diffs.append(f"state is {after['state']}")
+    leftovers = parasite_leftovers(after["maps"])
+    if leftovers:
+        diffs.append(f"anonymous rwx mappings left: {leftovers}")
+    return diffs

@@ -1,0 +1,67 @@
+"""The harness must be able to fail: it is run against fake C/R tools (ZDTM_CRPY) that misbehave
+in the ways a broken crpy could, and must report each one, with a non-zero exit."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.zdtm import harness
+
+FAKE = textwrap.dedent("""
+    import os, signal, subprocess, sys
+    args = sys.argv[1:]
+    mode = os.environ["FAKE_MODE"]
+    def opt(name):
+        return args[args.index(name) + 1]
+    if args[0] == "dump":
+        if mode == "dump-fails":
+            print("fake: cannot dump", file=sys.stderr)
+            sys.exit(1)
+        if mode != "dump-leaves-task":
+            os.kill(int(opt("-t")), signal.SIGKILL)
+        sys.exit(0)
+    if args[0] == "restore":
+        pidfile = opt("--pidfile")
+        if mode == "restore-other-pid":
+            child = subprocess.Popen(["sleep", "600"], start_new_session=True)
+            open(pidfile, "w").write(f"{child.pid}\\n")
+        sys.exit(0)
+""")
+
+
+@pytest.fixture
+def fake_crpy(tmp_path):
+    path = tmp_path / "fake_crpy.py"
+    path.write_text(FAKE)
+    return f"{sys.executable} {path}"
+
+
+def run_with(fake, mode):
+    env = dict(harness.crpy_env(), ZDTM_CRPY=fake, FAKE_MODE=mode)
+    proc = subprocess.run([sys.executable, "-m", "tests.zdtm.run", "busyloop"], cwd=harness.REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("dump-fails", "crpy dump exited with 1: fake: cannot dump"),
+    ("dump-leaves-task", "still running after the dump"),
+    ("no-pidfile", "wrote no usable pidfile"),
+    ("restore-other-pid", "want "),
+])
+def test_harness_reports_a_broken_cr_tool(fake_crpy, mode, message):
+    rc, out = run_with(fake_crpy, mode)
+    assert rc == 1, out
+    assert message in out, out
+    assert "0 passed, 1 failed" in out, out
+
+
+def test_harness_leaves_no_process(fake_crpy):
+    """After the failed runs above, nothing the fake started may be left (the harness kills it)."""
+    rc, out = run_with(fake_crpy, "restore-other-pid")
+    assert rc == 1, out
+    sleepers = subprocess.run(["pgrep", "-f", "^sleep 600$"], capture_output=True, text=True).stdout.split()
+    assert not sleepers, f"left behind: {sleepers}"

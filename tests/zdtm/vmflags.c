@@ -1,0 +1,71 @@
+/*
+ * vmflags: madvise and mlock state of mappings, as /proc/self/smaps shows it in VmFlags:
+ * MADV_DONTFORK (dc), MADV_WIPEONFORK (wf), MADV_DONTDUMP (dd), MADV_HUGEPAGE (hg),
+ * MADV_NOHUGEPAGE (nh), MADV_RANDOM (rr), MADV_SEQUENTIAL (sr), mlock (lo).  These change what
+ * a program sees (a wipe-on-fork page is how OpenSSL keeps its RNG state out of children).  After
+ * SIGTERM the VmFlags of each mapping must be as before and the data intact.
+ */
+#include "lib/zdtmtst.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define NMAPS 8
+#define LEN (4 * PAGE_SIZE)
+
+static const struct {
+	int advice;
+	const char *name;
+} advices[NMAPS] = {
+	{MADV_DONTFORK, "dontfork"}, {MADV_WIPEONFORK, "wipeonfork"}, {MADV_DONTDUMP, "dontdump"},
+	{MADV_HUGEPAGE, "hugepage"}, {MADV_NOHUGEPAGE, "nohugepage"}, {MADV_RANDOM, "random"},
+	{MADV_SEQUENTIAL, "sequential"}, {-1, "mlock"},
+};
+
+static char *maps[NMAPS];
+static char flags_before[NMAPS][256], smaps[1 << 20];
+
+static void vmflags_of(const void *addr, char *out, size_t size)
+{
+	char want[32], *l, *f;
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)addr);
+	out[0] = 0;
+	if (read_whole("/proc/self/smaps", smaps, sizeof(smaps)) < 0 || !(l = strstr(smaps, want)) ||
+	    !(f = strstr(l, "VmFlags:")))
+		return;
+	snprintf(out, size, "%.*s", (int)strcspn(f + 9, "\n"), f + 9);
+}
+
+int main(int argc, char **argv)
+{
+	char now[256];
+
+	test_init(argc, argv);
+	for (int i = 0; i < NMAPS; i++) {
+		/* one mapping each, with a PROT_NONE page after it so that none merge */
+		char *m = mmap(NULL, LEN + PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED || mprotect(m + LEN, PAGE_SIZE, PROT_NONE))
+			test_abort("mmap failed");
+		fill_pattern(m, LEN, 0x7f + (uint64_t)i);
+		if (advices[i].advice >= 0 ? madvise(m, LEN, advices[i].advice) : mlock(m, LEN))
+			test_abort("%s failed", advices[i].name);
+		maps[i] = m;
+		vmflags_of(m, flags_before[i], sizeof(flags_before[i]));
+		if (!flags_before[i][0])
+			test_abort("no VmFlags for the %s mapping", advices[i].name);
+	}
+	test_daemon();
+
+	test_waitsig();
+	if (zdtm_break)
+		madvise(maps[1], LEN, MADV_KEEPONFORK);
+	for (int i = 0; i < NMAPS; i++) {
+		vmflags_of(maps[i], now, sizeof(now));
+		if (strcmp(now, flags_before[i]))
+			fail("%s mapping: VmFlags \"%s\", was \"%s\"", advices[i].name, now, flags_before[i]);
+		if (check_pattern(maps[i], LEN, 0x7f + (uint64_t)i) >= 0)
+			fail("%s mapping lost its data", advices[i].name);
+	}
+	return test_finish();
+}
