@@ -1,6 +1,5 @@
 # crpy: the commands of the README.  `make test` is what CI runs.
 PY ?= python3
-export PYTHONDONTWRITEBYTECODE=1
 
 .PHONY: deps build install test unit zdtm demo bench clean
 

@@ -12,10 +12,28 @@
  */
 #include "parasite.h"
 
+/* Entry (rdi = args).  If the CPU and kernel have protection keys (CPUID 7: ECX.OSPKE), open
+ * them all (PKRU = 0) first: the task's PKRU may deny access to its own pages, and vmsplice
+ * from inside the task obeys it.  The task's PKRU comes back with its XSAVE state at the cure. */
 asm(".section .text.entry,\"ax\"\n"
     ".globl parasite_start\n"
     "parasite_start:\n"
     "    and $-16, %rsp\n"
+    "    mov %rdi, %r12\n"
+    "    xor %eax, %eax\n"
+    "    cpuid\n"
+    "    cmp $7, %eax\n"
+    "    jb 1f\n"
+    "    mov $7, %eax\n"
+    "    xor %ecx, %ecx\n"
+    "    cpuid\n"
+    "    test $0x10, %ecx\n"
+    "    jz 1f\n"
+    "    xor %eax, %eax\n"
+    "    xor %ecx, %ecx\n"
+    "    xor %edx, %edx\n"
+    "    wrpkru\n"
+    "1:  mov %r12, %rdi\n"
     "    call parasite_main\n"
     "    ud2\n"
     ".previous\n");

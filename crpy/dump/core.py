@@ -42,10 +42,11 @@ def _tls_slots():
 
 
 def sigaction_entries(sigactions):
+    """sa_entry for signals 1..64 except SIGKILL and SIGSTOP (62 entries, as CRIU writes them)."""
     from crpy.images.pb import sa_pb2
 
     return [sa_pb2.sa_entry(sigaction=h, flags=f, restorer=r, mask=m, compat_sigaction=False)
-            for h, f, r, m in sigactions]
+            for sig, (h, f, r, m) in enumerate(sigactions, 1) if sig not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
 def _signal_queue(raw_siginfos):

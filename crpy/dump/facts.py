@@ -39,6 +39,10 @@ def collect_facts(pid, stop_signal):
                       exe=proc.exe(pid), cwd=proc.cwd(pid), root=proc.root(pid),
                       exe_st=proc.stat_link(pid, "exe"), cwd_st=proc.stat_link(pid, "cwd"),
                       root_st=proc.stat_link(pid, "root"), fds=collect_fds(pid), comm=proc.comm(pid))
+    for name, path in (("cwd", facts.cwd), ("root", facts.root), ("executable", facts.exe)):
+        if path.endswith(" (deleted)"):
+            raise UnsupportedResource(pid, f"unlinked {name}", target=path,
+                                      hint="unlinked files come in a later crpy")
     log.info("Collected %d VMAs, %d fds of task %d (%s)", len(vmas), len(facts.fds), pid, facts.comm)
     for v in vmas:
         log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))

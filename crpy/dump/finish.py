@@ -10,7 +10,10 @@ from crpy.log import log
 
 def kill_task(task):
     pid = task.pid
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass                              # died on its own meanwhile: nothing to kill
     task.killed = True
     try:
         while True:        # as tracer we see the exit (the real parent reaps it)

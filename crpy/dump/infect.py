@@ -13,6 +13,7 @@
 """
 
 import os
+import signal
 import struct
 
 from crpy import blobs
@@ -31,6 +32,7 @@ STACK_ROOM = 256 << 20  # never put the parasite closer than this below the task
 USER_TOP = 1 << 47
 MINUS_ONE = (1 << 64) - 1  # -1 in a u64 register (orig_rax, fd)
 ALL_SIGNALS = MINUS_ONE
+GROUP_STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
 class Saved:
@@ -50,6 +52,8 @@ class Saved:
         self.map_addr = 0  # where the mmap goes (0: the kernel chooses)
         self.syscall_sp = 0  # rsp of injected syscalls: the unmap chain, or the frame
         self.injected = False  # registers were changed at least once
+        self.seccomp_suspended = False
+        self.stopped_by = 0  # the group-stop signal we broke with SIGCONT (sent again at the cure)
 
 
 def rseq_abort_fixup(pid, regs):
@@ -73,6 +77,22 @@ def rseq_abort_fixup(pid, regs):
     if start <= regs.rip < start + length:
         infect_mem.write(pid, area + 8, bytes(8))
         regs.rip = abort
+
+
+def suspend_seccomp(pid):
+    """A seccomp filter (or strict mode) would kill or refuse the parasite's syscalls: suspend it
+    for as long as we trace the task (PTRACE_O_SUSPEND_SECCOMP, needs CAP_SYS_ADMIN).  Returns
+    True if it did, so the cure can put the plain options back."""
+    with open(f"/proc/{pid}/status") as f:
+        mode = next((line.split()[1] for line in f if line.startswith("Seccomp:")), "0")
+    if mode == "0":
+        return False
+    try:
+        ptrace.set_options(pid, ptrace.O_TRACESYSGOOD | ptrace.O_SUSPEND_SECCOMP)
+    except KernelError as e:
+        raise ParasiteError(f"pid {pid} runs under seccomp and it cannot be suspended: {e}",
+                            "crpy needs CAP_SYS_ADMIN to dump a seccomp-filtered task") from e
+    return True
 
 
 def layout(blob):
@@ -121,15 +141,33 @@ def place_frame(saved, maps):
     saved.syscall_sp = frame.start
 
 
-def _syscall_stop(pid, want_op):
+def resume_to_syscall_stop(saved):
+    """PTRACE_SYSCALL to the next syscall-stop.  A task that was group-stopped when seized
+    (kill -STOP) stops again at once when resumed: break the group-stop with a SIGCONT (its
+    own delivery suppressed), and remember the stop signal: the cure sends it again."""
+    pid = saved.pid
+    for _ in range(8):
+        ptrace.syscall(pid)
+        status = ptrace.wait(pid)
+        if ptrace.is_syscall_stop(status):
+            return
+        stop = os.WSTOPSIG(status) if os.WIFSTOPPED(status) else 0
+        if ptrace.is_event_stop(status) and stop in GROUP_STOP_SIGNALS:
+            saved.stopped_by = stop
+            os.kill(pid, signal.SIGCONT)
+        elif saved.stopped_by and (ptrace.is_event_stop(status) or stop == signal.SIGCONT):
+            continue  # the SIGCONT's notification trap, or its delivery (suppressed)
+        else:
+            raise ParasiteError(f"pid {pid}: injected syscall: {ptrace.describe_status(status)}")
+    raise ParasiteError(f"pid {pid}: injected syscall: the task keeps stopping")
+
+
+def _syscall_stop(saved, want_op):
     """Resume to the next syscall-stop and check it is the entry/exit we expect."""
-    ptrace.syscall(pid)
-    status = ptrace.wait(pid)
-    if not ptrace.is_syscall_stop(status):
-        raise ParasiteError(f"pid {pid}: injected syscall: {ptrace.describe_status(status)}")
-    info = ptrace.get_syscall_info(pid)
+    resume_to_syscall_stop(saved)
+    info = ptrace.get_syscall_info(saved.pid)
     if info.op != want_op:
-        raise ParasiteError(f"pid {pid}: injected syscall: unexpected stop {info}")
+        raise ParasiteError(f"pid {saved.pid}: injected syscall: unexpected stop {info}")
     return info
 
 
@@ -143,10 +181,10 @@ def inject_syscall(saved, nr, *args):
     r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9 = (x & MINUS_ONE for x in a)
     saved.injected = True
     ptrace.set_regs(pid, r)
-    entry = _syscall_stop(pid, ptrace.SYSCALL_INFO_ENTRY)
+    entry = _syscall_stop(saved, ptrace.SYSCALL_INFO_ENTRY)
     if entry.nr != nr:
         raise ParasiteError(f"pid {pid}: injected syscall {nr} entered as {entry.nr}")
-    return _syscall_stop(pid, ptrace.SYSCALL_INFO_EXIT).rval
+    return _syscall_stop(saved, ptrace.SYSCALL_INFO_EXIT).rval
 
 
 def start_blob(saved, blob, channel, idle_ms):
@@ -176,6 +214,7 @@ def infect(pid, idle_ms=30000):
     """-> (saved, channel) with the parasite connected.  On any error the infection is
     undone (forced unload) before the error propagates: the task is left as seized."""
     saved = Saved(pid)
+    saved.seccomp_suspended = suspend_seccomp(pid)
     rseq_abort_fixup(pid, saved.regs)
     maps = infect_mem.mappings(pid)
     saved.gadget = infect_gadgets.find_syscall_ret(pid, maps)

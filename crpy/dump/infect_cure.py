@@ -14,7 +14,7 @@ injected syscalls through G, then restore the same way.
 import os
 
 from crpy.dump import infect_mem
-from crpy.dump.infect import inject_syscall
+from crpy.dump.infect import inject_syscall, resume_to_syscall_stop
 from crpy.dump.infect_channel import FINISH
 from crpy.errors import KernelError, ParasiteError
 from crpy.kernel import ptrace
@@ -41,19 +41,22 @@ def _wait_stop(pid, want_event=False):
 def restore_saved(saved):
     """Signal mask, XSAVE area, registers and the stack bytes under the frame, as seized."""
     pid = saved.pid
+    if saved.seccomp_suspended:
+        ptrace.set_options(pid, ptrace.O_TRACESYSGOOD)
+        saved.seccomp_suspended = False
     ptrace.set_sigmask(pid, saved.sigmask)
     ptrace.set_xstate(pid, saved.xstate)
     ptrace.set_regs(pid, saved.regs)
     if saved.frame is not None and saved.stack_bytes is not None:
         infect_mem.write(pid, saved.frame.start, saved.stack_bytes)
+    if saved.stopped_by:  # it was group-stopped: it stops again once let go
+        os.kill(pid, saved.stopped_by)
+        saved.stopped_by = 0
 
 
-def _step(pid):
-    ptrace.syscall(pid)
-    status = _wait_stop(pid)
-    if not ptrace.is_syscall_stop(status):
-        raise ParasiteError(f"pid {pid}: parasite cure: {ptrace.describe_status(status)}")
-    return ptrace.get_syscall_info(pid)
+def _step(saved):
+    resume_to_syscall_stop(saved)
+    return ptrace.get_syscall_info(saved.pid)
 
 
 def cure(saved, channel):
@@ -67,12 +70,12 @@ def cure(saved, channel):
         raise ParasiteError(f"pid {pid}: parasite stopped: {ptrace.describe_status(status)}")
     channel.send(FINISH)
     for _ in range(_MAX_STOPS):
-        info = _step(pid)
+        info = _step(saved)
         if info.op == ptrace.SYSCALL_INFO_ENTRY and info.nr == NR_MUNMAP and info.args[0] == saved.map_base:
             break
     else:
         raise ParasiteError(f"pid {pid}: parasite did not unmap itself after FINISH")
-    info = _step(pid)
+    info = _step(saved)
     if info.op != ptrace.SYSCALL_INFO_EXIT or info.rval != 0:
         raise ParasiteError(f"pid {pid}: parasite munmap failed: {info}")
     saved.map_base = 0

@@ -24,7 +24,7 @@ CHUNK = 256 << 20                  # bytes per parasite dump_pages call
 @dataclass
 class PagePlan:
     runs: list = field(default_factory=list)        # [(start, end, pagemap flags, readable)]
-    shmem: dict = field(default_factory=dict)       # shmid -> [(pgoff_bytes, end_bytes)] of the object
+    shmem: dict = field(default_factory=dict)       # shmid -> [(offset, end, VmaPlan)] in the object
     guards: list = field(default_factory=list)      # [(start, end)]
 
     @property

@@ -223,6 +223,7 @@ def _parse_misc(data):
     out["itimers"] = [None if rets[i] else tuple(times[4 * i:4 * i + 4]) for i in range(3)]
     p += 15
     lims, lrets = v[p:p + 32], v[p + 32:p + 48]
-    out["rlimits"] = {RLIMIT_NAMES[i]: (None if lrets[i] else (lims[2 * i], lims[2 * i + 1])) for i in range(16)}
+    out["rlimits"] = {name: (None if lrets[i] else (lims[2 * i], lims[2 * i + 1]))
+                      for i, name in enumerate(RLIMIT_NAMES)}
     out["name"] = v[p + 48].split(b"\0", 1)[0].decode(errors="replace")
     return out

@@ -34,7 +34,11 @@ def run_dump(opts):
     setup(opts.verbosity, opts.log_file, opts.images_dir)
     log.info("Dumping task %d into %s", opts.pid, opts.images_dir)
     try:
-        return _dump(opts)
+        try:
+            return _dump(opts)
+        except OSError as e:              # the task is cured and detached by now; say it in one line
+            where = f" ({e.filename})" if e.filename else ""
+            raise DumpError(f"dump of pid {opts.pid} failed: {e.strerror or e}{where}") from e
     except CrpyError as e:
         if opts.log_file:                 # on stderr the CLI prints it once, as one line
             log.error("Dump of %d failed: %s", opts.pid, e.one_line())
@@ -68,7 +72,6 @@ def _dump(opts):
     stats = {"pid": pid}
     tick = _Clock(stats)
     check_target(pid)
-    start_preload()
     with contextlib.ExitStack() as cleanup:
         task = cleanup.enter_context(seized(pid))
         facts = collect_facts(pid, task.stop_signal)
@@ -78,6 +81,7 @@ def _dump(opts):
         page_plan = scan_pages(pid, plans)
         tick("collect")
         infection = cleanup.enter_context(infected(pid))
+        start_preload()                   # imports ride along while the pages move GIL-free
         stats.update(dump_pages(infection.parasite, images_dir, pid, page_plan))
         tick("pages")
         fdinfo = dump_fds(facts, files)

@@ -45,13 +45,13 @@ class VmaPlan:
     fdflags: object          # None when not a file mapping
     pages: str               # PAGES_NONE / PAGES_PRIVATE / PAGES_SHMEM
     name: str
-    pkey: int = 0            # memory protection key (vma_entry.crpy_pkey when the schema has it)
+    pkey: int = 0            # memory protection key (vma_entry.pkey, a crpy extension)
 
     @property
     def task_can_read(self):
-        """Readable by the task itself, so by a vmsplice in it: PROT_READ and no protection
-        key (whose PKRU bits could deny the access)."""
-        return bool(self.prot & 1) and self.pkey == 0
+        """Readable by a vmsplice in the task: PROT_READ (the parasite runs with PKRU 0, so a
+        protection key does not stand in the way)."""
+        return bool(self.prot & 1)
 
     def entry(self):
         from crpy.images.pb import vma_pb2
@@ -62,8 +62,8 @@ class VmaPlan:
             e.madv = self.madv
         if self.fdflags is not None:
             e.fdflags = self.fdflags
-        if self.pkey and "crpy_pkey" in e.DESCRIPTOR.fields_by_name:     # extension (>= 1000)
-            e.crpy_pkey = self.pkey
+        if self.pkey:
+            e.pkey = self.pkey               # crpy extension (field 1000)
         return e
 
 

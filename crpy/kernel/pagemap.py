@@ -102,11 +102,6 @@ class Pagemap:
                          anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
                          return_mask=PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
 
-    def shmem_runs(self, start, end):
-        """Shared anonymous memory (shmem pages are page cache): present or swapped."""
-        return self.scan(start, end, mask=PAGE_IS_GUARD, inverted=PAGE_IS_GUARD,
-                         anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED, return_mask=PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
-
     def guard_runs(self, start, end):
         """MADV_GUARD_INSTALL regions (invisible in /proc/PID/maps)."""
         return self.scan(start, end, anyof=PAGE_IS_GUARD)

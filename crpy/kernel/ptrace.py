@@ -146,7 +146,7 @@ def wait(pid, nohang=False):
     if got == 0:
         return 0
     if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-        raise NoSuchProcess(pid, f"task died ({describe_status(status)}):")
+        raise NoSuchProcess(pid, f"task died ({describe_status(status)}), pid")
     return status
 
 

@@ -2,8 +2,8 @@
 
 As CRIU does, all of them are REG entries of files.img (reg_file_entry): path, open flags (without
 O_CLOEXEC, which lives in the fdinfo entry), offset, and size and mode so a restore can tell the
-file is still the one that was dumped.  Character devices also carry their device number (an
-extension field) so /dev/null cannot silently come back as some other device.
+file is still the one that was dumped.  Device nodes also carry their device number (crpy's
+extension field rdev, 1000) so /dev/null cannot silently come back as some other device.
 """
 
 import os
@@ -15,7 +15,6 @@ O_CLOEXEC = 0o2000000
 O_PATH = 0o10000000
 # Flags that must not be replayed when the file is opened again.
 _NOT_REPLAYED = os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_NOCTTY | O_CLOEXEC
-_RDEV_FIELD = "crpy_rdev"          # reg_file_entry extension (>= 1000), when the schema has it
 
 
 def _fown():
@@ -32,8 +31,8 @@ def reg_entry(file_id, path, st, flags=0, pos=0):
                                    name=path, mode=st.st_mode)
     if _stat.S_ISREG(st.st_mode):
         e.size = st.st_size
-    if _stat.S_ISCHR(st.st_mode) and _RDEV_FIELD in e.DESCRIPTOR.fields_by_name:
-        setattr(e, _RDEV_FIELD, st.st_rdev)
+    if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode):
+        e.rdev = st.st_rdev                  # crpy extension (field 1000)
     return e
 
 
@@ -65,9 +64,8 @@ def check_same_file(reg, st):
     if _stat.S_ISREG(st.st_mode) and reg.HasField("size") and st.st_size != reg.size:
         raise RestoreError(f"{name}: size is now {st.st_size}, was {reg.size} at dump time",
                            "the file changed since the dump")
-    if _stat.S_ISCHR(st.st_mode) and _RDEV_FIELD in reg.DESCRIPTOR.fields_by_name \
-            and reg.HasField(_RDEV_FIELD) and getattr(reg, _RDEV_FIELD) != st.st_rdev:
-        want = getattr(reg, _RDEV_FIELD)
+    if reg.HasField("rdev") and reg.rdev != st.st_rdev:
+        want = reg.rdev
         raise RestoreError(f"{name}: is device {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, was "
                            f"{os.major(want)}:{os.minor(want)} at dump time",
                            "the device node was replaced since the dump")

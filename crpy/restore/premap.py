@@ -16,7 +16,8 @@ from crpy.log import log
 
 PROT_READ, PROT_WRITE = 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
-MAP_NORESERVE, MAP_GROWSDOWN, MAP_FIXED_NOREPLACE = 0x4000, 0x0100, 0x100000
+MAP_NORESERVE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_FIXED_NOREPLACE = 0x4000, 0x0100, 0x40000, 0x100000
+_ANON_FLAGS = MAP_GROWSDOWN | MAP_NORESERVE | MAP_HUGETLB    # vma_entry.flags kept as mmap flags
 CHUNK = 64 << 20
 IOV_MAX = 1024
 # madvise advice numbers carried in vma_entry.madv as 1 << advice; the ones that set VMA flags.
@@ -70,9 +71,9 @@ def _map(area, addr):
     fd = -1
     try:
         if area.kind == "anon":
-            flags = MAP_PRIVATE | MAP_ANONYMOUS | (area.flags & (MAP_GROWSDOWN | MAP_NORESERVE))
+            flags = MAP_PRIVATE | MAP_ANONYMOUS | (area.flags & _ANON_FLAGS)
         elif area.kind == "anon_shared":
-            flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & MAP_NORESERVE)
+            flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & (MAP_NORESERVE | MAP_HUGETLB))
         else:
             shared = area.kind == "file_shared"
             mode = os.O_RDWR if shared and area.prot & PROT_WRITE else os.O_RDONLY

@@ -35,6 +35,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < 1024; i++)           /* 16 KiB: both mapped pages lie inside */
         write(fd, "0123456789abcdef", 16);
     lseek(fd, 100, SEEK_SET);
+    dup2(fd, 5);                                 /* fd 5 shares fd 3's open file description */
+    int again = open(path, O_RDONLY);            /* fd 6: the same file, opened on its own */
+    dup2(again, 6);
+    close(again);
     char *fp = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     fp[4096 + 1] = 'X';                          /* one COW'd page of two */
     (void)fp[0];

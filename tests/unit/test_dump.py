@@ -76,14 +76,17 @@ def crpy(*args, env=None):
 
 
 def read_task_memory(pid, runs):
-    """The bytes of [(vaddr, length)] of the task, read while it is seized and stopped."""
+    """The bytes of [(vaddr, length)] of the task, read while it is seized and stopped: with
+    process_vm_readv, or through /proc/PID/mem where the task itself may not read (PROT_NONE)."""
     from crpy.kernel import ptrace
 
+    readable = [(v.start, v.end) for v in proc.maps(pid, vmflags=False) if v.prot & proc.PROT_READ]
     ptrace.seize(pid)
     try:
         fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
         try:
-            return b"".join(os.pread(fd, n, a) for a, n in runs)
+            return b"".join(process_vm_read(pid, a, n) if any(s <= a < e for s, e in readable)
+                            else os.pread(fd, n, a) for a, n in runs)
         finally:
             os.close(fd)
     finally:
@@ -141,6 +144,8 @@ def test_dump_leave_running_images_match_the_task(target, tmp_path):
     assert sorted(fdinfo) == proc.fds(pid)
     assert files[fdinfo[3].id].name.endswith("data.bin") and files[fdinfo[3].id].pos == 100
     assert files[fdinfo[3].id].flags & os.O_ACCMODE == os.O_RDWR and fdinfo[3].flags == 0
+    assert fdinfo[5].id == fdinfo[3].id, "dup'ed fds share one files.img entry (kcmp)"
+    assert fdinfo[6].id != fdinfo[3].id and files[fdinfo[6].id].name == files[fdinfo[3].id].name
     log = files[fdinfo[7].id]
     assert log.flags & os.O_APPEND and fdinfo[7].flags == 1, "O_APPEND kept, close-on-exec in fdinfo"
     assert files[fdinfo[0].id].name == "/dev/null" and files[fdinfo[0].id].size == 0
@@ -172,8 +177,9 @@ def test_dump_leave_running_images_match_the_task(target, tmp_path):
     assert core.thread_info.fpregs.xsave.xstate_bv & 0x3 or core.thread_info.fpregs.mxcsr
     tc = core.tc
     assert tc.blk_sigset == 1 << (signal.SIGHUP - 1) and tc.comm == "dump_target"
-    assert len(tc.sigactions) == 64
-    assert tc.sigactions[signal.SIGUSR1 - 1].sigaction > 1 and tc.sigactions[signal.SIGUSR2 - 1].sigaction == 1
+    assert len(tc.sigactions) == 62, "signals 1..64 but SIGKILL and SIGSTOP, as CRIU"
+    acts = dict(zip([s for s in range(1, 65) if s not in (signal.SIGKILL, signal.SIGSTOP)], tc.sigactions))
+    assert acts[signal.SIGUSR1].sigaction > 1 and acts[signal.SIGUSR2].sigaction == 1
     assert core.thread_core.creds.uid == os.getuid() and core.thread_core.rseq_entry.rseq_abi_size == 32
     pstree = framing.read_image(framing.image_path(imgs, "pstree"), "pstree")[0]
     assert pstree.pid == pid and list(pstree.threads) == [pid]
@@ -320,4 +326,30 @@ def test_crpy_killed_in_pages_leaves_the_task_running(target, tmp_path):
     while proc.maps(target.pid, vmflags=False) != maps:
         assert time.monotonic() < deadline, "the parasite did not cure itself"
         time.sleep(0.02)
+    target.alive_and_clean()
+
+
+def test_unlinked_cwd_is_refused_untouched(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    p = subprocess.Popen(["sleep", "60"], cwd=gone, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        gone.rmdir()
+        r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
+        assert r.returncode == 1 and "unlinked cwd" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        st = proc.status(p.pid)
+        assert st.state in "SR" and st.tracer_pid == 0
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_image_write_failure_after_infect_is_one_line_and_task_unharmed(target, tmp_path):
+    maps = proc.maps(target.pid, vmflags=False)
+    imgs = tmp_path / "imgs"
+    (imgs / "pages-1.img").mkdir(parents=True)            # the pages image cannot be opened for writing
+    r = crpy("dump", "-t", target.pid, "-D", imgs)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "pages-1.img" in r.stderr
+    assert proc.maps(target.pid, vmflags=False) == maps
     target.alive_and_clean()

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import struct
+import subprocess
 import time
 
 import pytest
@@ -70,6 +71,9 @@ def _check_misc(v, misc):
     assert misc["altstack"] == (v.altstack, 0, 65536)
     assert misc["name"] == "victim"
     assert misc["dumpable"] == 1
+    real = misc["itimers"][0]
+    assert real[:2] == (500, 0) and 0 < real[2] <= 1000, f"ITIMER_REAL {real}"
+    assert misc["itimers"][1] == misc["itimers"][2] == (0, 0, 0, 0)
     brk_vma = [line for line in open(f"/proc/{v.pid}/maps") if line.endswith("[heap]\n")]
     if brk_vma:
         assert misc["brk"] == int(brk_vma[0].split("-")[1].split()[0], 16)
@@ -283,6 +287,122 @@ def test_idle_timeout_cures_by_itself(victim_exe):
             p.cure()  # nothing left to cure: an error, but the task is stopped and untouched
         ptrace.detach(v.pid)
         assert differences(before, snapshot(v.pid)) == []
+        v.check()
+    finally:
+        v.kill()
+
+
+PKEY_VICTIM_C = r"""
+#define _GNU_SOURCE
+#include <sys/mman.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(void)
+{
+    char *p = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(p, 0x5a, 8192);
+    int k = pkey_alloc(0, 0);
+    if (k < 0) { perror("pkey_alloc"); return 1; }
+    pkey_mprotect(p, 8192, PROT_READ | PROT_WRITE, k);
+    pkey_set(k, PKEY_DISABLE_ACCESS);  /* the task itself can no longer touch these pages */
+    printf("%p\n", p);
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+"""
+
+
+def test_pages_behind_a_denied_protection_key(tmp_path):
+    """The parasite opens every pkey (PKRU = 0) for itself; the task's PKRU comes back."""
+    if " pku " not in open("/proc/cpuinfo").read():
+        pytest.skip("this CPU has no protection keys (no pku in /proc/cpuinfo)")
+    (tmp_path / "pk.c").write_text(PKEY_VICTIM_C)
+    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "pk"), str(tmp_path / "pk.c")], check=True)
+    proc = subprocess.Popen([str(tmp_path / "pk")], stdout=subprocess.PIPE, text=True)
+    try:
+        addr = int(proc.stdout.readline(), 16)
+        ptrace.seize(proc.pid)
+        xstate = ptrace.get_xstate(proc.pid)
+        p = Parasite.infect(proc.pid)
+        try:
+            out = tmp_path / "pages"
+            with open(out, "wb") as f:
+                assert p.dump_pages([(addr, 8192)], f.fileno()) == 8192
+            assert out.read_bytes() == b"\x5a" * 8192
+        finally:
+            p.cure()
+        assert ptrace.get_xstate(proc.pid) == xstate  # PKRU included
+        ptrace.detach(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+SECCOMP_VICTIM_C = r"""
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+int main(void)
+{
+    char c;
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT);  /* from now on: read, write, exit, sigreturn */
+    write(1, "ready\n", 6);
+    while (read(0, &c, 1) == 1)
+        write(1, &c, 1);
+    return 0;
+}
+"""
+
+
+def test_seccomp_strict_task(tmp_path):
+    """Under SECCOMP_MODE_STRICT every parasite syscall but read/write would kill the task:
+    infection suspends seccomp (PTRACE_O_SUSPEND_SECCOMP) while the parasite is in."""
+    (tmp_path / "sc.c").write_text(SECCOMP_VICTIM_C)
+    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "sc"), str(tmp_path / "sc.c")], check=True)
+    proc = subprocess.Popen([str(tmp_path / "sc")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        before = snapshot(proc.pid)
+        assert before["status"]["Seccomp"] == "1"
+        ptrace.seize(proc.pid)
+        p = Parasite.infect(proc.pid)
+        try:
+            assert p.misc()["seccomp"] == 1
+            assert len(p.sigactions()) == 64
+        finally:
+            p.cure()
+        ptrace.detach(proc.pid)
+        assert differences(before, snapshot(proc.pid)) == []
+        proc.stdin.write(b"x")
+        proc.stdin.flush()
+        assert proc.stdout.read(1) == b"x", "the task must still run, under its seccomp mode"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_task_stopped_before_the_dump(victim_exe):
+    """A task already in group-stop (kill -STOP) is infected from that stop and stays stopped."""
+    v = Victim(victim_exe, "sleep")
+    try:
+        os.kill(v.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not status(v.pid)["State"].startswith("T") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before = snapshot(v.pid)
+        assert ptrace.seize(v.pid) == signal.SIGSTOP
+        p = Parasite.infect(v.pid)
+        try:
+            p.ping()
+        finally:
+            p.cure()
+        ptrace.detach(v.pid)
+        time.sleep(0.05)
+        assert status(v.pid)["State"].startswith("T")
+        assert differences(before, snapshot(v.pid)) == []
+        os.kill(v.pid, signal.SIGCONT)
         v.check()
     finally:
         v.kill()

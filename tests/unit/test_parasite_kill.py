@@ -27,8 +27,8 @@ pid, mode, heap, length, out = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), 
 if mode in ("mmap-entry", "mmap-exit"):
     import crpy.dump.infect as infect
     stop_at = infect._syscall_stop
-    def stop_and_hang(pid_, want_op):
-        info = stop_at(pid_, want_op)
+    def stop_and_hang(saved, want_op):
+        info = stop_at(saved, want_op)
         if info.op == (1 if mode == "mmap-entry" else 2):
             print("injecting", flush=True)
             time.sleep(60)
@@ -59,8 +59,9 @@ def victim_exe(tmp_path_factory):
 def _run_dumper(v, mode, out):
     heap = v.heap & ~4095
     length = (v.heap_len - 4096) & ~4095
-    return subprocess.Popen([sys.executable, "-c", DUMPER, str(v.pid), mode, str(heap), str(length), out],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    argv = [sys.executable, "-c", DUMPER, str(v.pid), mode, str(heap), str(length), out]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def _kill_and_check(v, dumper, word, before, delay):

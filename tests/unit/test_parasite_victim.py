@@ -4,7 +4,8 @@ The victim is a small C program that checks itself: it keeps known values in all
 registers and in r12..r15 across a busy loop ("busy") or a raw nanosleep syscall ("sleep"),
 and on SIGUSR1 prints "OK <rounds>" (or "FAIL ..." and exits 1 if a register changed).  It
 also holds state the parasite must report: a SIGUSR1 handler (SA_ONSTACK, mask SIGINT),
-SIGUSR2 ignored, SIGHUP blocked, umask 027, a sigaltstack, a few fds and a heap of random data.
+SIGUSR2 ignored, SIGHUP blocked, umask 027, a sigaltstack, an ITIMER_REAL (500 s interval),
+a few fds and a heap of random data.
 """
 
 import os
@@ -23,6 +24,7 @@ VICTIM_C = r"""
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -91,6 +93,8 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &hup, 0);
     umask(027);
     sigaltstack(&ss, 0);
+    struct itimerval it = { { 500, 0 }, { 1000, 0 } };  /* never fires during a test */
+    setitimer(ITIMER_REAL, &it, 0);
     open("/dev/null", O_RDONLY);
     open("/proc/self/status", O_RDONLY | O_CLOEXEC);
     pipe(p);

@@ -140,3 +140,28 @@ def test_reg_entry_of_dev_null():
         assert os.path.samestat(os.fstat(fd), os.stat("/dev/null"))
     finally:
         os.close(fd)
+
+
+def test_device_number_is_checked(tmp_path):
+    e = regfile.reg_entry(1, "/dev/null", os.stat("/dev/null"))
+    assert e.rdev == os.stat("/dev/null").st_rdev
+    e.rdev = os.stat("/dev/zero").st_rdev          # as if /dev/null had been replaced by another node
+    with pytest.raises(RestoreError) as info:
+        regfile.open_reg(e)
+    assert "is device 1:3, was 1:5" in info.value.one_line()
+
+
+def test_restore_fds_shares_one_description_between_dup_fds(tmp_path):
+    data = tmp_path / "data"
+    data.write_bytes(b"z" * 50)
+    framing.write_image(framing.image_path(tmp_path, "ids", 4245), "ids",
+                        [core_pb2.task_kobj_ids_entry(vm_id=1, files_id=1, fs_id=1, sighand_id=1)])
+    framing.write_image(framing.image_path(tmp_path, "files"), "files",
+                        [regfile.file_entry(1, str(data), os.stat(data), os.O_RDWR, 10)])
+    framing.write_image(framing.image_path(tmp_path, "fdinfo", 1), "fdinfo",
+                        [fdinfo_pb2.fdinfo_entry(id=1, flags=0, type=fdinfo_pb2.REG, fd=1),
+                         fdinfo_pb2.fdinfo_entry(id=1, flags=1, type=fdinfo_pb2.REG, fd=2)])
+    res = {int(k): v for k, v in _run_child(tmp_path, 4245).items() if int(k) < 100}
+    assert sorted(res) == [1, 2] and res[1][1] == res[2][1] == 10
+    assert (res[1][3], res[2][3]) == (0, 1), "close-on-exec is per fd"
+    assert all(v[0] == str(data) for v in res.values())

@@ -10,8 +10,6 @@ The harness makes itself a child subreaper, so that daemonized tests and tasks r
 and at the end SIGTERM makes the test check itself and write PASS or FAIL as its last line.
 """
 
-import ctypes
-import errno
 import os
 import shlex
 import shutil
@@ -23,18 +21,15 @@ import time
 from dataclasses import dataclass, field
 
 from tests.zdtm import build, procstate
+from tests.zdtm.procs import (HarnessError, children_of, describe_status, kill_and_reap, kill_leftovers,
+                              proc_state, reap)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PR_SET_CHILD_SUBREAPER = 36
 START_TIMEOUT = 60
 CRPY_TIMEOUT = 300
 STOP_TIMEOUT = 60
 RUN_AFTER_RESTORE = 0.2   # seconds the restored task runs before the next step
 SETTLE = 0.1              # seconds a started test gets to reach its waiting point
-
-
-class HarnessError(Exception):
-    """A step of a zdtm run failed; the message says which and why."""
 
 
 @dataclass
@@ -45,12 +40,6 @@ class Result:
     reason: str = ""
     details: list = field(default_factory=list)
     seconds: float = 0.0
-
-
-def set_subreaper():
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def crpy_command(*args):
@@ -79,88 +68,6 @@ def run_crpy(*args, env=None, timeout=CRPY_TIMEOUT):
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-
-
-def proc_state(pid):
-    """The State letter of /proc/PID/stat, or None if there is no such task."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-
-
-def reap(pid, timeout):
-    """Wait until pid is gone; returns its wait status if it was our child, or None if not."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got, status = os.waitpid(pid, os.WNOHANG)
-            if got == pid:
-                return status
-        except ChildProcessError:
-            if proc_state(pid) in (None, "Z", "X"):
-                return None
-        if time.monotonic() > deadline:
-            raise HarnessError(f"pid {pid} still alive after {timeout} s (state {proc_state(pid)})")
-        time.sleep(0.01)
-
-
-def describe_status(status):
-    if status is None:
-        return "gone (not our child)"
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with {os.WEXITSTATUS(status)}"
-
-
-def kill_and_reap(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        reap(pid, 10)
-    except HarnessError:
-        pass
-
-
-def reap_strays():
-    """Reap every finished child (subreaper duty)."""
-    while True:
-        try:
-            got, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if got == 0:
-            return
-
-
-def children_of(ppid):
-    """Pids of the live children of ppid, with their names."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, rest = f.read().rsplit(")", 1)
-        except OSError:
-            continue
-        fields = rest.split()
-        if int(fields[1]) == ppid and fields[0] not in ("Z", "X"):
-            out[int(entry)] = head.split("(", 1)[1]
-    return out
-
-
-def kill_leftovers():
-    """Kill and reap whatever child is still alive (a subreaper inherits what crpy leaves);
-    returns {pid: name} of what was found."""
-    reap_strays()
-    left = children_of(os.getpid())
-    for pid in left:
-        kill_and_reap(pid)
-    return left
 
 
 def tail(path, lines=25):
@@ -313,45 +220,53 @@ def images_root():
 
 
 def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, leave_running=False):
-    """Run one test with `iters` dump/restore cycles; returns a Result."""
+    """Run one test with `iters` dump/restore cycles; returns a Result.  Whatever happens (also
+    Ctrl-C or SIGTERM of the harness), the test and anything crpy left are killed and the
+    directories removed (unless keep_images)."""
     started = time.monotonic()
     workdir = tempfile.mkdtemp(prefix=f"zdtm-{name}-")
     test = ZdtmTest(name, workdir, env={"ZDTM_BREAK": "1"} if break_state else None)
     result = Result(name, 0 if no_cr else iters, False)
     images = []
     try:
-        test.start()
-        for i in range(0 if no_cr else iters):
-            images.append(tempfile.mkdtemp(prefix=f"zdtm-{name}-img{i + 1}-", dir=images_root()))
-            step = "dump"
-            try:
-                dump(test.pid, images[-1], leave_running=leave_running)
-                step = "restore"
-                restore(images[-1], test.pid)
-            except HarnessError as e:
-                raise HarnessError(f"iteration {i + 1}: {step}: {e}") from e
-            if not keep_images and i > 0:
-                shutil.rmtree(images[-2], ignore_errors=True)
-        if no_cr:
-            time.sleep(RUN_AFTER_RESTORE)   # as a restored test would run before its SIGTERM
-        result.passed, result.reason = test.stop()
-    except HarnessError as e:
-        result.reason = str(e)
+        try:
+            _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running)
+            result.passed, result.reason = test.stop()
+        except HarnessError as e:
+            result.reason = str(e)
+        finally:
+            test.kill()
+            left = kill_leftovers()
+        if left and result.passed:
+            result.passed, result.reason = False, f"processes left behind (killed now): {left}"
+        if not result.passed:
+            result.details = _failure_details(test, images)
     finally:
-        test.kill()
-        left = kill_leftovers()
-    if left and result.passed:
-        result.passed, result.reason = False, f"processes left behind (killed now): {left}"
-    if not result.passed:
-        result.details = _failure_details(test, images)
-    if keep_images:
-        result.details.append(f"images kept in {', '.join(images)}; work dir {workdir}")
-    else:
-        for d in images:
-            shutil.rmtree(d, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep_images:
+            result.details.append(f"images kept in {', '.join(images)}; work dir {workdir}")
+        else:
+            for d in images + [workdir]:
+                shutil.rmtree(d, ignore_errors=True)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _run_cycles(test, images, iters, keep_images, leave_running):
+    """Start the test and put it through `iters` dump/restore cycles (0: just let it run)."""
+    test.start()
+    for i in range(iters):
+        images.append(tempfile.mkdtemp(prefix=f"zdtm-{test.name}-img{i + 1}-", dir=images_root()))
+        step = "dump"
+        try:
+            dump(test.pid, images[-1], leave_running=leave_running)
+            step = "restore"
+            restore(images[-1], test.pid)
+        except HarnessError as e:
+            raise HarnessError(f"iteration {i + 1}: {step}: {e}") from e
+        if not keep_images and i > 0:
+            shutil.rmtree(images[-2], ignore_errors=True)
+    if not iters:
+        time.sleep(RUN_AFTER_RESTORE)   # as a restored test would run before its SIGTERM
 
 
 def _failure_details(test, images):

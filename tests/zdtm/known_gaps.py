@@ -7,9 +7,7 @@ themselves (--no-cr, --break) ignore this list.
 """
 
 GAPS = {
-    "itimers": "dump: a signal (SIGALRM) arriving during an injected syscall fails the dump",
+    "itimers": "restore: interval timers (ITIMER_REAL/PROF) are not re-armed; dump: a SIGALRM arriving "
+               "during an injected syscall sometimes fails the dump",
     "taskstate": "restore: the timer slack (PR_SET_TIMERSLACK) is not restored",
-    "pkeys": "dump: the parasite's vmsplice of a page behind an access-disabled protection key fails "
-             "(EFAULT); pkeys of VMAs are not saved",
-    "vmflags": "restore: MADV_RANDOM (rr), MADV_SEQUENTIAL (sr) and mlock (lo) are lost",
 }

@@ -16,9 +16,10 @@ Prints one line per run and a summary `N passed, M failed`; exits 0 only if ever
 """
 
 import argparse
+import signal
 import sys
 
-from tests.zdtm import build, harness
+from tests.zdtm import build, harness, procs
 from tests.zdtm.known_gaps import GAPS
 
 
@@ -77,6 +78,10 @@ def _report(result, args):
     return ok, gap
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     tests = build.all_tests()
@@ -94,16 +99,22 @@ def main(argv=None):
         print(e, file=sys.stderr)
         return 2
     iters = [1] if args.no_cr else args.iters or ([1, 3] if args.all else [1])
-    harness.set_subreaper()
+    procs.set_subreaper()
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the running test is killed and cleaned up.
+    signal.signal(signal.SIGTERM, _interrupted)
     passed = failed = gaps = 0
-    for name in names:
-        for n in iters:
-            result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
-                                     break_state=args.break_state, leave_running=args.leave_running)
-            ok, gap = _report(result, args)
-            gaps += gap
-            passed += ok and not gap
-            failed += not ok
+    try:
+        for name in names:
+            for n in iters:
+                result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
+                                         break_state=args.break_state, leave_running=args.leave_running)
+                ok, gap = _report(result, args)
+                gaps += gap
+                passed += ok and not gap
+                failed += not ok
+    except KeyboardInterrupt:
+        print(f"interrupted after {passed} passed, {failed} failed", flush=True)
+        return 130
     print(f"{passed} passed, {failed} failed" + (f", {gaps} known gaps (tests/zdtm/known_gaps.py)" if gaps else ""))
     return 0 if failed == 0 else 1
 

@@ -15,18 +15,10 @@ import subprocess
 
 import pytest
 
-from tests.zdtm import harness
+from tests.zdtm import harness, procs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def subreaper():
-    """Anything a failed restore leaves behind becomes our child, where we can see it."""
-    harness.set_subreaper()
-    yield
-    import ctypes
-
-    ctypes.CDLL(None).prctl(harness.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-    harness.reap_strays()
+pytestmark = pytest.mark.usefixtures("subreaper")
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +37,9 @@ def good_images(tmp_path_factory):
 
 
 def children():
-    """Pids whose parent is us (zombies reaped first)."""
-    harness.reap_strays()
-    me, out = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
-                        out.add(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
+    """Pids of our live children (finished ones reaped first)."""
+    procs.reap_strays()
+    return set(procs.children_of(os.getpid()))
 
 
 def assert_clean_failure(proc, extra_children=()):
@@ -72,9 +55,9 @@ def run_restore(images_dir, pid, tmp_path):
     proc = harness.run_crpy("restore", "-D", images_dir, "-d", "--pidfile", tmp_path / "restored.pid",
                             timeout=120)
     left = children() - before
-    alive = harness.proc_state(pid) not in (None, "Z", "X") if pid else False
+    alive = procs.proc_state(pid) not in (None, "Z", "X") if pid else False
     for p in left | ({pid} if alive else set()):
-        harness.kill_and_reap(p)
+        procs.kill_and_reap(p)
     assert_clean_failure(proc)
     assert not alive, f"pid {pid} of the image is alive after a failed restore"
     assert not left, f"processes left behind: {sorted(left)}"
@@ -166,7 +149,7 @@ def run_dump_cmd(argv, tmp_path):
                           timeout=120)
     left = children() - before
     for p in left:
-        harness.kill_and_reap(p)
+        procs.kill_and_reap(p)
     assert not left, f"processes left behind: {sorted(left)}"
     return proc
 

@@ -28,15 +28,7 @@ PAUSE_LINE = "crpy-fault: paused in pages"
 SELF_CURE_WAIT = 5.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def subreaper():
-    """Daemonized victims become our children, so their exit status can be checked."""
-    harness.set_subreaper()
-    yield
-    import ctypes
-
-    ctypes.CDLL(None).prctl(harness.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-    harness.reap_strays()
+pytestmark = pytest.mark.usefixtures("subreaper")
 
 
 @pytest.fixture

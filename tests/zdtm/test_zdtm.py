@@ -9,7 +9,6 @@ when the harness corrupts its memory from outside with process_vm_writev.
 """
 
 import ctypes
-import os
 import re
 import subprocess
 import sys
@@ -39,9 +38,21 @@ def verdict_word(out, name):
 
 
 def run_harness(*args, timeout=900):
-    proc = subprocess.run([sys.executable, "-m", "tests.zdtm.run", *args], cwd=harness.REPO,
-                          env=harness.crpy_env(), capture_output=True, text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
+    """Run the harness CLI; on a timeout it gets SIGTERM first, so that it cleans up after itself."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.zdtm.run", *args], cwd=harness.REPO,
+                            env=harness.crpy_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        pytest.fail(f"the harness did not finish in {timeout} s:\n{out}")
+    return proc.returncode, out
 
 
 @pytest.mark.parametrize("iters", [1, 3])
