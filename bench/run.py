@@ -7,6 +7,7 @@ alternating runs.  Run as root from the project root: python3 -m bench.run [--re
 """
 
 import argparse
+import importlib
 import os
 import shutil
 import signal
@@ -15,6 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# Further benchmarks, each a module of bench/ with run(reps) -> printed lines.
+EXTRA_BENCHES = []
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -143,6 +147,10 @@ def main():
     print(f"ratio dump/baseline {dump / base:.2f}x, restore/baseline {restore / base:.2f}x, "
           f"restore/dump {restore / dump:.2f}x")
     shutil.rmtree(workdir, ignore_errors=True)
+    for name in EXTRA_BENCHES:
+        module = importlib.import_module(f"bench.{name}")
+        for line in module.run(args.reps):
+            print(line)
 
 
 if __name__ == "__main__":
