@@ -18,7 +18,7 @@ import tempfile
 import time
 
 # Further benchmarks, each a module of bench/ with run(reps) -> printed lines.
-EXTRA_BENCHES = []
+EXTRA_BENCHES = ["tree", "threads", "files"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

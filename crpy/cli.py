@@ -10,12 +10,12 @@ import sys
 
 # criu options that crpy knows of but does not implement yet: refused with a clear message.
 _NOT_YET = {
-    "dump": ["--tcp-established", "--ext-unix-sk", "--file-locks", "--link-remap", "--manage-cgroups",
+    "dump": ["--tcp-established", "--ext-unix-sk", "--manage-cgroups",
              "--track-mem", "--prev-images-dir", "--page-server", "--address", "--port",
              "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
              "--ghost-limit", "--network-lock", "--skip-in-flight", "--tcp-close", "--timeout",
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
-    "restore": ["--tcp-established", "--ext-unix-sk", "--file-locks", "--link-remap",
+    "restore": ["--tcp-established", "--ext-unix-sk",
                 "--manage-cgroups", "--root", "--inherit-fd", "--external", "--auto-dedup",
                 "--lazy-pages", "--restore-sibling", "--leave-stopped", "--tcp-close", "--stream",
                 "--page-server", "--address", "--port"],
@@ -47,6 +47,9 @@ def _parser():
     d.add_argument("-o", "--log-file", metavar="FILE")
     d.add_argument("-R", "--leave-running", action="store_true")
     d.add_argument("-j", "--shell-job", action="store_true")
+    d.add_argument("-l", "--file-locks", action="store_true", help="dump the file locks the tree holds")
+    d.add_argument("--link-remap", action="store_true",
+                   help="keep open, unlinked files as links in their file system, not in the images")
 
     r = sub.add_parser("restore", help="restore a process tree")
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
@@ -54,6 +57,8 @@ def _parser():
     r.add_argument("--pidfile", metavar="FILE")
     r.add_argument("-o", "--log-file", metavar="FILE")
     r.add_argument("-j", "--shell-job", action="store_true")
+    r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
+    r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
 
@@ -99,7 +104,8 @@ def _run(args, verbosity):
         from crpy.dump.pipeline import run_dump
 
         opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, leave_running=args.leave_running,
-                           shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity)
+                           shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
+                           file_locks=args.file_locks, link_remap=args.link_remap)
         run_dump(opts)
         return 0
     if args.command == "restore":

@@ -17,6 +17,8 @@ class DumpOptions:
     shell_job: bool = False
     log_file: Optional[str] = None
     verbosity: int = 2
+    file_locks: bool = False          # criu --file-locks: dump held locks (else a held lock is an error)
+    link_remap: bool = False          # criu --link-remap: unlinked files linked back, not copied
 
 
 @dataclass(frozen=True)

@@ -264,6 +264,25 @@ static BLOB_EXPORT void do_misc(void)
     reply(PAR_MISC, 0, m, sizeof(*m), 0, 0);
 }
 
+#ifndef __NR_timer_getoverrun
+#define __NR_timer_getoverrun 225
+#endif
+
+static void do_timers(const s32 *ids, u32 len)
+{
+    static struct parasite_timer out[PAR_MAX_TIMERS];
+    u32 n = len / 4;
+
+    if (n > PAR_MAX_TIMERS || len % 4)
+        return reply(PAR_TIMERS, -EINVAL, 0, 0, 0, 0);
+    for (u32 i = 0; i < n; i++) {
+        struct parasite_timer *t = &out[i];
+        t->ret = sys2(__NR_timer_gettime, ids[i], (long)&t->interval_sec);
+        t->overrun = sys1(__NR_timer_getoverrun, ids[i]);
+    }
+    reply(PAR_TIMERS, n, out, n * sizeof(out[0]), 0, 0);
+}
+
 static void do_drain(const s32 *fds, u32 len)
 {
     u32 n = len / 4;
@@ -340,6 +359,8 @@ static void serve(struct parasite_cmd *cmd, long got_fd)
         return do_misc();
     case PAR_DRAIN_FDS:
         return do_drain((const s32 *)data, cmd->len);
+    case PAR_TIMERS:
+        return do_timers((const s32 *)data, cmd->len);
     case PAR_FINISH:
         reply(cmd->op, 0, 0, 0, 0, 0);
         cure(0);

@@ -56,7 +56,16 @@ enum parasite_op {
     PAR_MISC = 7,       /* data = struct parasite_misc */
     PAR_DRAIN_FDS = 8,  /* data = s32 fds[] (<= PAR_MAX_FDS); reply carries them; ret = count */
     PAR_FINISH = 9,     /* ret = 0, then the parasite cures itself */
+    PAR_TIMERS = 10,    /* data = s32 ids[] (<= PAR_MAX_TIMERS); reply = struct parasite_timer[] */
 };
+
+/* One POSIX timer as timer_gettime/timer_getoverrun see it; ret: 0 or -errno. */
+struct parasite_timer {
+    s64 ret;
+    s64 interval_sec, interval_nsec, value_sec, value_nsec;
+    s64 overrun;
+};
+#define PAR_MAX_TIMERS 128
 
 #define PAR_MAX_FDS 253          /* SCM_MAX_FD: one message carries at most this many */
 #define PAR_CMD_BUF (256 * 1024) /* largest command (header + data) */

@@ -130,15 +130,19 @@ static void place_vmas(struct rst_args *a)
 
 /* Pending signals go back into the queues; every signal is blocked until rt_sigreturn sets the
  * task's mask, so they are delivered then, to the task's own handlers. */
-static void queue_signals(struct rst_args *a)
+static void queue_signals(struct rst_args *a, u32 tid)
 {
     long pid = sys0(__NR_getpid);
 
+    /* The kernel lets only the thread itself queue a siginfo that looks like kill() or tkill()
+     * (si_code >= 0 or SI_TKILL) into its private queue: each thread queues its own. */
     for (u32 i = 0; i < a->nr_siginfo; i++) {
         struct rst_siginfo *s = &a->siginfo[i];
+        if (s->tid != tid)
+            continue;
         s32 sig = *(s32 *)s->info;
         long r = s->shared ? sys3(__NR_rt_sigqueueinfo, pid, sig, (long)s->info)
-                           : sys4(__NR_rt_tgsigqueueinfo, pid, pid, sig, (long)s->info);
+                           : sys4(__NR_rt_tgsigqueueinfo, pid, tid ? tid : pid, sig, (long)s->info);
         if (IS_ERR(r))
             fail(a, RST_STEP_SIGQUEUE, sig, r);
     }
@@ -177,7 +181,6 @@ static void restore_task_state(struct rst_args *a)
     r = sys2(__NR_prctl, PR_SET_PDEATHSIG, a->pdeath_sig);
     if (IS_ERR(r))
         fail(a, RST_STEP_PDEATHSIG, a->pdeath_sig, r);
-    queue_signals(a);
     r = sys2(__NR_arch_prctl, ARCH_SET_FS, a->fs_base);
     if (IS_ERR(r))
         fail(a, RST_STEP_FS_GS, a->fs_base, r);
@@ -186,6 +189,289 @@ static void restore_task_state(struct rst_args *a)
         if (IS_ERR(r))
             fail(a, RST_STEP_FS_GS, a->gs_base, r);
     }
+}
+
+/* ------------------------------------------------------------------ creds */
+
+#define PR_SET_DUMPABLE 4
+#define PR_CAPBSET_READ 23
+#define PR_CAPBSET_DROP 24
+#define PR_SET_SECUREBITS 28
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define SECBIT_KEEP_CAPS 0x10
+#define LINUX_CAPABILITY_VERSION_3 0x20080522
+#ifndef __NR_capset
+#define __NR_capset 126
+#endif
+#ifndef __NR_setgroups
+#define __NR_setgroups 116
+#endif
+#ifndef __NR_setresuid
+#define __NR_setresuid 117
+#endif
+#ifndef __NR_setresgid
+#define __NR_setresgid 119
+#endif
+#ifndef __NR_setfsuid
+#define __NR_setfsuid 122
+#endif
+#ifndef __NR_setfsgid
+#define __NR_setfsgid 123
+#endif
+
+struct rst_cap_header { u32 version; s32 pid; };
+struct rst_cap_data { u32 effective, permitted, inheritable; };
+
+#ifndef __NR_capget
+#define __NR_capget 125
+#endif
+
+/* The calling thread's permitted set (0 if capget fails: the capset after it fails then). */
+static u64 permitted_now(void)
+{
+    struct rst_cap_header h = { LINUX_CAPABILITY_VERSION_3, 0 };
+    struct rst_cap_data d[2];
+
+    if (IS_ERR(sys2(__NR_capget, (long)&h, (long)d)))
+        return 0;
+    return d[0].permitted | ((u64)d[1].permitted << 32);
+}
+
+static long capset3(u64 eff, u64 prm, u64 inh)
+{
+    struct rst_cap_header h = { LINUX_CAPABILITY_VERSION_3, 0 };
+    struct rst_cap_data d[2] = {
+        { (u32)eff, (u32)prm, (u32)inh },
+        { (u32)(eff >> 32), (u32)(prm >> 32), (u32)(inh >> 32) },
+    };
+    return sys2(__NR_capset, (long)&h, (long)d);
+}
+
+#define CREDS_TRY(expr, what) do { long r_ = (expr); if (IS_ERR(r_)) fail(a, RST_STEP_CREDS, (what), r_); } while (0)
+
+/* Become the task's user, calling thread only (creds are per thread).  Root's full permitted set
+ * is kept across the uid change (KEEP_CAPS) so that the bounding set, ambient set and securebits
+ * can still be set; the final capset then drops what the task did not have. */
+static void switch_creds(struct rst_args *a)
+{
+    struct rst_creds *c = &a->creds;
+    u64 full;
+
+    if (!c->set)
+        return;
+    full = permitted_now();
+    for (u32 cap = 0; cap <= c->last_cap; cap++)
+        if (!(c->cap_bnd & (1ULL << cap)) && sys5(__NR_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) == 1)
+            CREDS_TRY(sys5(__NR_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0), 1);
+    CREDS_TRY(sys2(__NR_setgroups, c->ngroups, (long)c->groups), 2);
+    CREDS_TRY(sys5(__NR_prctl, PR_SET_SECUREBITS, SECBIT_KEEP_CAPS, 0, 0, 0), 3);
+    CREDS_TRY(sys3(__NR_setresgid, c->gid, c->egid, c->sgid), 4);
+    CREDS_TRY(sys3(__NR_setresuid, c->uid, c->euid, c->suid), 5);
+    sys1(__NR_setfsgid, c->fsgid);
+    sys1(__NR_setfsuid, c->fsuid);
+    /* Effective again (the uid change cleared it), with the task's inheritable set. */
+    CREDS_TRY(capset3(full, full, c->cap_inh), 6);
+    for (u32 cap = 0; cap <= c->last_cap; cap++)
+        if (c->cap_amb & (1ULL << cap))
+            CREDS_TRY(sys5(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), 7);
+    CREDS_TRY(sys5(__NR_prctl, PR_SET_SECUREBITS, c->secbits, 0, 0, 0), 8);
+    CREDS_TRY(capset3(c->cap_eff, c->cap_prm, c->cap_inh), 9);
+    /* A creds change made the task non-dumpable and cleared its parent-death signal. */
+    if (c->dumpable >= 0)
+        sys5(__NR_prctl, PR_SET_DUMPABLE, c->dumpable, 0, 0, 0);
+    sys5(__NR_prctl, PR_SET_PDEATHSIG, a->pdeath_sig, 0, 0, 0);
+}
+
+/* ------------------------------------------------------------------ threads */
+
+#define CLONE_VM 0x100
+#define CLONE_FS 0x200
+#define CLONE_FILES 0x400
+#define CLONE_SIGHAND 0x800
+#define CLONE_THREAD 0x10000
+#define CLONE_SYSVSEM 0x40000
+#define CLONE_SETTLS 0x80000
+#define CLONE_CHILD_CLEARTID 0x200000
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_WAKE_OP 5
+#define FUTEX_OP_ADD 1
+/* FUTEX_WAKE_OP's encoded op: *uaddr2 += -1 (12-bit signed oparg), compare "== 0" (unused). */
+#define FUTEX_OP_DEC ((FUTEX_OP_ADD << 28) | (0xfff << 12))
+
+struct rst_clone_args {
+    u64 flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
+/* clone3(ca, size); the new thread calls fn(a, t) on its own stack and never returns.  fn, a
+ * and t ride in r9, r10, r8: the syscall keeps them, and the child has no stack frame yet. */
+long rst_clone3(struct rst_clone_args *ca, u64 size, void (*fn)(struct rst_args *, struct rst_thread *),
+                struct rst_args *a, struct rst_thread *t);
+asm(".text\n"
+    ".globl rst_clone3\n"
+    "rst_clone3:\n"
+    "  mov %rdx, %r9\n"
+    "  mov %rcx, %r10\n"
+    "  mov $435, %eax\n"
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jnz 1f\n"
+    "  mov %r10, %rdi\n"
+    "  mov %r8, %rsi\n"
+    "  call *%r9\n"
+    "  ud2\n"
+    "1: ret\n");
+
+static void futex_wait_while(u32 *word, u32 value)
+{
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == value)
+        sys6(__NR_futex, (long)word, FUTEX_WAIT, value, 0, 0, 0);
+}
+
+static void wait_count(u32 *word, u32 want)
+{
+    u32 v;
+
+    while ((v = __atomic_load_n(word, __ATOMIC_ACQUIRE)) != want)
+        sys6(__NR_futex, (long)word, FUTEX_WAIT, v, 0, 0, 0);
+}
+
+/* The last instructions of a thread: leave the region through the vDSO gadget, whose syscall
+ * is futex(FUTEX_WAKE_OP) taking the thread off threads_left and waking the main thread
+ * atomically in the kernel; the gadget's ret then pops the frame's pretcode (the task's
+ * rt_sigreturn trampoline).  Nothing of the region runs after the count drops. */
+static BLOB_NORETURN void thread_leave(struct rst_args *a, struct rst_thread *t)
+{
+    u64 frame = t->frame_addr;
+    u32 *left = &a->threads_left;
+    register long r10 asm("r10") = 0;
+    register long r8 asm("r8") = (long)left;
+    register long r9 asm("r9") = FUTEX_OP_DEC;
+
+    if (a->gadget_kind == RST_GADGET_RET)
+        asm volatile("mov %0, %%rsp\n jmp *%1\n"
+                     :: "r"(frame), "r"(a->gadget), "a"(__NR_futex), "D"(left), "S"(FUTEX_WAKE_OP),
+                        "d"(1), "r"(r10), "r"(r8), "r"(r9) : "memory");
+    else if (a->gadget_kind == RST_GADGET_LEAVE_RET)
+        asm volatile("mov %0, %%rbp\n jmp *%1\n"
+                     :: "r"(frame - 8), "r"(a->gadget), "a"(__NR_futex), "D"(left), "S"(FUTEX_WAKE_OP),
+                        "d"(1), "r"(r10), "r"(r8), "r"(r9) : "memory");
+    /* No gadget: the region stays mapped anyway; count down here and return directly. */
+    __atomic_fetch_sub(left, 1, __ATOMIC_RELEASE);
+    sys6(__NR_futex, (long)left, FUTEX_WAKE, 1, 0, 0, 0);
+    asm volatile("mov %0, %%rsp\n syscall\n" :: "r"(frame + 8), "a"(__NR_rt_sigreturn) : "memory");
+    __builtin_unreachable();
+}
+
+static BLOB_NORETURN void thread_main(struct rst_args *a, struct rst_thread *t)
+{
+    long r;
+
+    if (t->gs_base) {
+        r = sys2(__NR_arch_prctl, ARCH_SET_GS, t->gs_base);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_THREAD_STATE, t->tid, r);
+    }
+    if (t->rseq_ptr) {
+        r = sys4(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_THREAD_STATE, t->tid, r);
+    }
+    if (t->robust_list_len) {
+        r = sys2(__NR_set_robust_list, t->robust_list, t->robust_list_len);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_THREAD_STATE, t->tid, r);
+    }
+    if (t->comm[0])
+        sys2(__NR_prctl, PR_SET_NAME, (long)t->comm);
+    if (t->timerslack_ns)
+        sys5(__NR_prctl, 29 /* PR_SET_TIMERSLACK */, t->timerslack_ns, 0, 0, 0);
+    if (t->has_sched) {
+        /* Best effort, like the leader's (crpy only warns there): per-thread nice and policy. */
+        u32 param = t->sched_prio;
+        sys3(144 /* sched_setscheduler */, 0, t->sched_policy, (long)&param);
+        sys3(141 /* setpriority */, 0 /* PRIO_PROCESS */, 0 /* this thread */, t->nice);
+    }
+    queue_signals(a, t->tid);
+    switch_creds(a);
+    memcpy((void *)t->frame_addr, t->frame, t->frame_len);
+    __atomic_fetch_add(&a->threads_ready, 1, __ATOMIC_RELEASE);
+    sys6(__NR_futex, (long)&a->threads_ready, FUTEX_WAKE, 1, 0, 0, 0);
+    futex_wait_while(&a->threads_go, 0);
+    thread_leave(a, t);
+}
+
+/* Every other thread, with its saved TID; returns when all have set their state. */
+static void create_threads(struct rst_args *a)
+{
+    fault_point(a, RST_STEP_THREADS);
+    for (u32 i = 0; i < a->nr_threads; i++) {
+        struct rst_thread *t = &a->threads[i];
+        struct rst_clone_args ca;
+
+        memset(&ca, 0, sizeof(ca));
+        ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+                   CLONE_SETTLS | CLONE_CHILD_CLEARTID;
+        ca.child_tid = t->tid_address;
+        ca.stack = (u64)t->stack;
+        ca.stack_size = sizeof(t->stack);
+        ca.tls = t->fs_base;
+        ca.set_tid = (u64)&t->tid;
+        ca.set_tid_size = 1;
+        long r = rst_clone3(&ca, sizeof(ca), thread_main, a, t);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_THREADS, t->tid, r);
+    }
+    wait_count(&a->threads_ready, a->nr_threads);
+}
+
+/* Let the threads go and wait until the last one is out of the region. */
+static void release_threads(struct rst_args *a)
+{
+    if (!a->nr_threads)
+        return;
+    __atomic_store_n(&a->threads_left, a->nr_threads, __ATOMIC_RELEASE);
+    __atomic_store_n(&a->threads_go, 1, __ATOMIC_RELEASE);
+    sys6(__NR_futex, (long)&a->threads_go, FUTEX_WAKE, 0x7fffffff, 0, 0, 0);
+    wait_count(&a->threads_left, 0);
+}
+
+#define PR_TIMER_CREATE_RESTORE_IDS 77
+#ifndef __NR_timer_create
+#define __NR_timer_create 222
+#endif
+#ifndef __NR_timer_settime
+#define __NR_timer_settime 223
+#endif
+
+/* POSIX timers, once every thread a timer may notify exists.  With PR_TIMER_CREATE_RESTORE_IDS
+ * (Linux 6.13+) timer_create takes the wanted id from *id; older kernels hand ids out in order,
+ * which only works when the saved ids happen to follow that order: checked either way. */
+static void restore_timers(struct rst_args *a)
+{
+    long ids_on, r;
+
+    if (!a->nr_timers)
+        return;
+    fault_point(a, RST_STEP_TIMERS);
+    ids_on = sys5(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0);
+    for (u32 i = 0; i < a->nr_timers; i++) {
+        struct rst_timer *t = &a->timers[i];
+        s32 id = t->id;
+
+        r = sys3(__NR_timer_create, t->clock, (long)t->sigevent, (long)&id);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_TIMERS, (u32)t->id, r);
+        if (id != t->id)
+            fail(a, RST_STEP_TIMERS, (u32)t->id, -EINVAL);
+        r = sys4(__NR_timer_settime, id, 0, (long)t->its, 0);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_TIMERS, (u32)t->id, r);
+    }
+    if (!IS_ERR(ids_on))
+        sys5(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
 }
 
 /* Copy the frame onto the task's stack and return into the task.  With a gadget the region
@@ -227,11 +513,16 @@ BLOB_EXPORT BLOB_NORETURN void restorer_main(struct rst_args *a)
     move_vdso(a);
     place_vmas(a);
     restore_task_state(a);
+    create_threads(a);
+    restore_timers(a);
+    queue_signals(a, 0);
+    switch_creds(a);             /* late: everything above may need root */
     fault_point(a, RST_STEP_CLOSE_FDS);
     r = sys3(__NR_close_range, a->close_from, ~0U, 0);
     if (IS_ERR(r))
         fail(a, RST_STEP_CLOSE_FDS, a->close_from, r);
     if (a->stop)                 /* stops here; SIGCONT lets it go on into the task */
         sys2(__NR_kill, sys0(__NR_getpid), SIGSTOP);
+    release_threads(a);
     jump_to_task(a);
 }

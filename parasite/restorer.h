@@ -29,6 +29,10 @@
 #define RST_STEP_PDEATHSIG 15
 #define RST_STEP_SIGQUEUE 16
 #define RST_STEP_ABI 17
+#define RST_STEP_THREADS 18
+#define RST_STEP_THREAD_STATE 19
+#define RST_STEP_TIMERS 20
+#define RST_STEP_CREDS 21
 #define RST_EXIT_BASE 100
 
 /* How the final jump removes the region: see rst_args.gadget_kind. */
@@ -42,6 +46,9 @@
 #define RST_MAX_FRAME 16384
 #define RST_AUXV_WORDS 64
 #define RST_MAX_SIGINFO 64
+#define RST_MAX_THREADS 256
+#define RST_THREAD_STACK 8192
+#define RST_MAX_TIMERS 64
 
 /* One memory area: `len` bytes premapped by Python at `premap` (filled, with the final prot and
  * flags already set) that the blob moves to `start` with mremap. */
@@ -71,11 +78,62 @@ struct rst_sigaction {
     uint64_t mask;
 };
 
-/* A pending signal to queue again: raw siginfo (128 bytes), to the thread or the process. */
+/* A pending signal to queue again: raw siginfo (128 bytes), to the process (shared) or to one
+ * thread (tid; 0 = the main thread). */
 struct rst_siginfo {
     uint32_t shared;
-    uint32_t pad;
+    uint32_t tid;
     uint8_t info[128];
+};
+
+/* The task's credentials, switched to by every thread as its last step before rt_sigreturn
+ * (set = 0: crpy's own creds are the task's, nothing to do).  Capability sets are 64-bit masks;
+ * dumpable and pdeath_sig are set again afterwards (a creds change resets them). */
+struct rst_creds {
+    uint32_t set;
+    uint32_t secbits;
+    uint32_t uid, euid, suid, fsuid;
+    uint32_t gid, egid, sgid, fsgid;
+    uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+    uint32_t last_cap;
+    int32_t dumpable;            /* -1: leave as it is */
+    uint32_t ngroups;
+    uint32_t pad;
+    uint32_t groups[256];
+};
+
+/* One POSIX timer: created again with its id (PR_TIMER_CREATE_RESTORE_IDS), its clock and the
+ * raw struct sigevent Python packed, then armed with the time it had left (relative). */
+struct rst_timer {
+    int32_t id;
+    int32_t clock;
+    uint8_t sigevent[64];
+    int64_t its[4];              /* struct itimerspec: interval sec, nsec, value sec, nsec */
+};
+
+/* One thread besides the main one: created by the blob with clone3 (set_tid = tid, fs base as
+ * TLS, clear_child_tid = tid_address), it sets its own state on `stack`, copies `frame` to
+ * frame_addr (on its own stack in task memory) and leaves through its own rt_sigreturn. */
+struct rst_thread {
+    uint64_t tid;
+    uint64_t fs_base;
+    uint64_t gs_base;
+    uint64_t tid_address;
+    uint64_t robust_list;
+    uint64_t robust_list_len;
+    uint64_t rseq_ptr;
+    uint32_t rseq_len;
+    uint32_t rseq_sig;
+    char comm[16];
+    uint64_t timerslack_ns;      /* 0: leave the leader's */
+    uint32_t has_sched;          /* 1: set nice and policy (else the leader's, inherited) */
+    int32_t nice;
+    uint32_t sched_policy;
+    uint32_t sched_prio;
+    uint64_t frame_addr;
+    uint64_t frame_len;
+    uint8_t frame[16384];
+    uint8_t stack[8192];
 };
 
 /* struct prctl_mm_map of PR_SET_MM_MAP (104 bytes). */
@@ -155,4 +213,18 @@ struct rst_args {
     uint32_t gadget_kind;
     uint32_t pad0;
     uint8_t frame[16384];
+
+    /* The other threads.  threads_ready: how many have set their state (futex the main thread
+     * waits on); threads_go: set to 1 when they may leave; threads_left: how many are still in
+     * the region (each takes itself off with FUTEX_WAKE_OP from the vDSO gadget, so the main
+     * thread unmaps the region only after the last one is out). */
+    uint32_t nr_threads;
+    uint32_t threads_ready;
+    uint32_t threads_go;
+    uint32_t threads_left;
+    uint32_t nr_timers;
+    uint32_t pad3;
+    struct rst_creds creds;
+    struct rst_timer timers[64];
+    struct rst_thread threads[256];
 };

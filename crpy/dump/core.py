@@ -57,13 +57,15 @@ def _signal_queue(raw_siginfos):
 
 
 def _timers(misc):
-    """itimers as the parasite read them: [real, virt, prof] of (isec, iusec, vsec, vusec)."""
+    """itimers as the parasite read them: [real, virt, prof] of (isec, iusec, vsec, vusec), and
+    the POSIX timers (crpy.dump.timers)."""
     from crpy.images.pb import timer_pb2
 
     timers = list(misc.get("itimers") or [None] * 3)
     one = lambda t: timer_pb2.itimer_entry(**dict(zip(("isec", "iusec", "vsec", "vusec"),  # noqa: E731
                                                       t or (0, 0, 0, 0))))
-    return timer_pb2.task_timers_entry(real=one(timers[0]), virt=one(timers[1]), prof=one(timers[2]))
+    return timer_pb2.task_timers_entry(real=one(timers[0]), virt=one(timers[1]), prof=one(timers[2]),
+                                       posix=misc.get("posix_timers", []))
 
 
 def _rlimits(pid):
@@ -103,6 +105,8 @@ def thread_core(facts, regs, misc, creds):
         sas=core_pb2.thread_sas_entry(ss_sp=sp, ss_size=size, ss_flags=flags),
         pdeath_sig=misc.get("pdeathsig", 0), signals_p=_signal_queue(regs.pending), creds=creds,
         seccomp_mode=facts.status.seccomp, comm=facts.comm)
+    if misc.get("timerslack", -1) >= 0:
+        tc.timerslack_ns = misc["timerslack"]
     if regs.rseq["pointer"]:
         tc.rseq_entry.CopyFrom(rseq_pb2.rseq_entry(rseq_abi_pointer=regs.rseq["pointer"],
                                                    rseq_abi_size=regs.rseq["size"],

@@ -50,18 +50,23 @@ def collect_facts(pid, stop_signal):
 
 
 def anon_shared(vma):
-    """MAP_SHARED|MAP_ANONYMOUS memory: shmem that maps shows as '/dev/zero (deleted)'."""
-    return vma.shared and vma.deleted and vma.path == "/dev/zero"
+    """MAP_SHARED|MAP_ANONYMOUS memory: shmem that maps shows as '/dev/zero (deleted)'.  A
+    MAP_SHARED mapping of a memfd is the same kind of object and is saved the same way (its
+    contents through map_files; one object however many tasks map it)."""
+    return vma.shared and vma.deleted and (vma.path == "/dev/zero" or memfd(vma))
+
+
+def memfd(vma):
+    return vma.path.startswith("/memfd:")
 
 
 def check_vmas(pid, vmas):
     for v in vmas:
         if anon_shared(v) or v.special or not v.path:
             continue
-        if v.deleted or v.path.startswith("/memfd:"):
-            kind = "memfd mapping" if v.path.startswith("/memfd:") else "mapping of an unlinked file"
-            raise UnsupportedResource(pid, kind, target=f"{v.path} at {v.start:#x}",
-                                      hint="unlinked files come in a later crpy")
+        if v.path.startswith("/memfd:"):     # (unlinked files: ghost files, crpy.resources.ghost)
+            raise UnsupportedResource(pid, "private memfd mapping", target=f"{v.path} at {v.start:#x}",
+                                      hint="crpy restores MAP_SHARED memfd mappings only, for now")
         if v.path.startswith("SYSV"):
             raise UnsupportedResource(pid, "SysV shared memory", target=f"at {v.start:#x}")
         if not v.path.startswith("/"):

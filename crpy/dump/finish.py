@@ -26,6 +26,13 @@ def kill_task(task):
     log.info("Task %d killed", pid)
 
 
+def wait_gone_all(pids, timeout=3.0):
+    """_wait_gone for many tasks at once (a killed tree's orphans are reaped by init)."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        _wait_gone(pid, max(deadline - time.monotonic(), 0.0))
+
+
 def _wait_gone(pid, timeout=3.0):
     """Give the real parent a moment to reap it, so a restore right after finds the pid free.
     An orphan waits for init (here about 1.7 s); a zombie whose parent is another process is

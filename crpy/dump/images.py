@@ -1,17 +1,18 @@
-"""Step: write the images of the dump that are not page data: inventory, pstree, core, ids, mm,
-fs, files, fdinfo.  The ids are simple: one task, so vm/files/fs/sighand are all 1."""
+"""Step: write the images of the dump that are not page data.  Per task: core, ids, mm, fs,
+fdinfo; once per tree: inventory, pstree, files.  Each task gets its own kernel-object ids
+(its index in the tree, from 1): vm/files/fs/sighand are not shared between tasks yet."""
 
 from crpy.images import framing
 from crpy.log import log
 
 IMG_VERSION = 2           # CRIU 4.x (CRTOOLS_IMAGES_V1_1)
-FILES_ID = 1
+FILES_ID = 1              # the root's
 
 
-def ids_entry():
+def ids_entry(n=1):
     from crpy.images.pb import core_pb2
 
-    return core_pb2.task_kobj_ids_entry(vm_id=1, files_id=FILES_ID, fs_id=1, sighand_id=1)
+    return core_pb2.task_kobj_ids_entry(vm_id=n, files_id=n, fs_id=n, sighand_id=n)
 
 
 def inventory_entry():
@@ -22,23 +23,22 @@ def inventory_entry():
                                          lsmtype=inventory_pb2.NO_LSM)
 
 
-def pstree_entry(facts, misc):
-    from crpy.images.pb import pstree_pb2
-
-    return pstree_pb2.pstree_entry(pid=facts.pid, ppid=0, pgid=misc.get("pgid", facts.stat.pgrp),
-                                   sid=misc.get("sid", facts.stat.session), threads=[facts.pid])
+def _write(images_dir, kind, entries, id=None):
+    framing.write_image(framing.image_path(images_dir, kind, id), kind, entries)
 
 
-def write_images(images_dir, pid, dumped):
-    """`dumped` maps image kind -> entries (core, mm, fs, fdinfo, files, pstree)."""
-    w = lambda kind, entries, id=None: framing.write_image(  # noqa: E731
-        framing.image_path(images_dir, kind, id), kind, entries)
-    w("inventory", [inventory_entry()])
-    w("pstree", [dumped["pstree"]])
-    w("core", [dumped["core"]], pid)
-    w("ids", [ids_entry()], pid)
-    w("mm", [dumped["mm"]], pid)
-    w("fs", [dumped["fs"]], pid)
-    w("fdinfo", dumped["fdinfo"], FILES_ID)
-    w("files", dumped["files"])
+def write_task_images(images_dir, pid, n, dumped):
+    """`dumped` maps image kind -> entries (core, mm, fs, fdinfo); n: the task's ids."""
+    _write(images_dir, "core", [dumped["core"]], pid)
+    _write(images_dir, "ids", [ids_entry(n)], pid)
+    if "mm" in dumped:
+        _write(images_dir, "mm", [dumped["mm"]], pid)
+        _write(images_dir, "fs", [dumped["fs"]], pid)
+        _write(images_dir, "fdinfo", dumped["fdinfo"], n)
     log.info("Images of task %d written to %s", pid, images_dir)
+
+
+def write_tree_images(images_dir, pstree, files):
+    _write(images_dir, "inventory", [inventory_entry()])
+    _write(images_dir, "pstree", pstree)
+    _write(images_dir, "files", files)

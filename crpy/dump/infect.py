@@ -179,8 +179,11 @@ def inject_syscall(saved, nr, *args):
     r.rip, r.rsp, r.rax, r.orig_rax = saved.gadget, saved.syscall_sp, nr, MINUS_ONE
     a = list(args) + [0] * (6 - len(args))
     r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9 = (x & MINUS_ONE for x in a)
-    saved.injected = True
+    first, saved.injected = not saved.injected, True
     ptrace.set_regs(pid, r)
+    if first:  # no signal delivery (SIGALRM of an itimer...) in the middle of the injection; set
+        # only now that the regs lead into the unmap chain, whose sigreturn restores the task's mask
+        ptrace.set_sigmask(pid, ALL_SIGNALS)
     entry = _syscall_stop(saved, ptrace.SYSCALL_INFO_ENTRY)
     if entry.nr != nr:
         raise ParasiteError(f"pid {pid}: injected syscall {nr} entered as {entry.nr}")
@@ -210,9 +213,17 @@ def start_blob(saved, blob, channel, idle_ms):
     return args
 
 
+def check_same_netns(pid):
+    """The channel is an abstract unix socket: it only reaches tasks of our network namespace."""
+    if os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino:
+        raise ParasiteError(f"pid {pid} lives in another network namespace",
+                            "dumping tasks of other network namespaces is not supported yet")
+
+
 def infect(pid, idle_ms=30000):
     """-> (saved, channel) with the parasite connected.  On any error the infection is
     undone (forced unload) before the error propagates: the task is left as seized."""
+    check_same_netns(pid)
     saved = Saved(pid)
     saved.seccomp_suspended = suspend_seccomp(pid)
     rseq_abort_fixup(pid, saved.regs)

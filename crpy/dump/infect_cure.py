@@ -97,7 +97,8 @@ def _parasite_inside(saved, regs):
     with rsp at the frame)?  If not, the parasite already cured itself and the task has run
     its own code since: then its current state is the right one and must not be touched."""
     in_blob = saved.map_base <= regs.rip < saved.map_base + saved.map_len
-    at_gadget = regs.rip == saved.gadget + 2 and regs.rsp in (saved.syscall_sp, saved.frame.addr)
+    at_gadget = (regs.rip in (saved.gadget, saved.gadget + 2)
+                 and regs.rsp in (saved.syscall_sp, saved.frame.addr))
     return in_blob or at_gadget
 
 
@@ -112,16 +113,20 @@ def force_unload(saved):
     """Undo whatever the infection did, from any state the dumper can still reach; the task
     ends seized and at an event-stop."""
     pid = saved.pid
-    regs = _is_stopped(pid)
+    regs, status = _is_stopped(pid), 0
     if regs is None:
         ptrace.interrupt(pid)
-        _wait_stop(pid)
+        status = _wait_stop(pid)
         regs = ptrace.get_regs(pid)
     if not saved.injected:
         restore_saved(saved)
         return
     if not _parasite_inside(saved, regs):
         log.warning("pid %d: the parasite had already cured itself; the task ran on", pid)
+        if os.WIFSTOPPED(status) and status >> 16 == 0:  # the task's own signal: keep it
+            ptrace.interrupt(pid)
+            ptrace.cont(pid, os.WSTOPSIG(status))
+            ptrace.wait_event_stop(pid)
         return
     for fd in sorted(set(os.listdir(f"/proc/{pid}/fd")) - saved.fds, key=int):
         inject_syscall(saved, NR_CLOSE, int(fd))

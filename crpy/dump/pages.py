@@ -26,6 +26,7 @@ class PagePlan:
     runs: list = field(default_factory=list)        # [(start, end, pagemap flags, readable)]
     shmem: dict = field(default_factory=dict)       # shmid -> [(offset, end, VmaPlan)] in the object
     guards: list = field(default_factory=list)      # [(start, end)]
+    parent_runs: list = field(default_factory=list) # [(start, end, PE_PARENT, _)]: the parent's pages
 
     @property
     def nr_pages(self):
@@ -136,6 +137,7 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
 
     entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
     entries += [framing.new_pagemap_entry(s, (e - s) // PAGE, f) for s, e, f, _ in plan.runs]
+    entries += [framing.new_pagemap_entry(s, (e - s) // PAGE, f) for s, e, f, _ in plan.parent_runs]
     framing.write_image(framing.image_path(images_dir, "pagemap", pid), "pagemap", entries)
     return written
 
@@ -182,14 +184,18 @@ def _merge(ranges):
     return out
 
 
-def dump_shmem(images_dir, pid, plan, first_pages_id=2):
-    """One pagemap-shmem-SHMID.img + pages-N.img per anonymous shared object; bytes written."""
+def dump_shmem(images_dir, pid, plan, pages_ids, done):
+    """One pagemap-shmem-SHMID.img + pages-N.img per anonymous shared object not in `done`
+    (an object several tasks map is written once); bytes written."""
     from crpy.images import framing
     from crpy.images.pb import pagemap_pb2
 
     written = 0
-    for k, (shmid, ranges) in enumerate(sorted(plan.shmem.items())):
-        pages_id = first_pages_id + k
+    for shmid, ranges in sorted(plan.shmem.items()):
+        if shmid in done:
+            continue
+        done.add(shmid)
+        pages_id = next(pages_ids)
         vma = ranges[0][2]
         src = os.open(f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}", os.O_RDONLY | os.O_CLOEXEC)
         out = _open_out(framing.image_path(images_dir, "pages", pages_id))
@@ -218,7 +224,12 @@ def _sendfile_all(out, src, offset, count):
     return count
 
 
-def dump_pages(parasite, images_dir, pid, plan):
-    """All page data of the task: private memory, then anonymous shared memory; byte counts."""
-    return {"pages_bytes": dump_private_pages(parasite, images_dir, pid, plan),
-            "shmem_bytes": dump_shmem(images_dir, pid, plan)}
+def dump_pages(parasite, images_dir, pid, plan, pages_ids=None, shmem_done=None):
+    """All page data of the task: private memory, then anonymous shared memory; byte counts.
+    pages_ids: the tree's counter of pages-N.img numbers; shmem_done: shmids written already."""
+    import itertools
+
+    pages_ids = pages_ids if pages_ids is not None else itertools.count(1)
+    shmem_done = shmem_done if shmem_done is not None else set()
+    return {"pages_bytes": dump_private_pages(parasite, images_dir, pid, plan, next(pages_ids)),
+            "shmem_bytes": dump_shmem(images_dir, pid, plan, pages_ids, shmem_done)}

@@ -122,6 +122,19 @@ class Parasite:
         _, data, _ = self._chan.call(ch.MISC)
         return _parse_misc(data)
 
+    def posix_timers(self, ids):
+        """{id: (interval_ns, value_ns, overrun)} of the task's POSIX timers `ids`."""
+        out = {}
+        for i in range(0, len(ids), ch.MAX_TIMERS):
+            batch = list(ids[i:i + ch.MAX_TIMERS])
+            _, data, _ = self._chan.call(ch.TIMERS, (), struct.pack("<%di" % len(batch), *batch))
+            for k, tid in enumerate(batch):
+                ret, isec, insec, vsec, vnsec, overrun = struct.unpack_from("<6q", data, 48 * k)
+                if ret < 0:
+                    raise ParasiteError(f"pid {self.pid}: timer_gettime({tid}): {os.strerror(-ret)}")
+                out[tid] = (isec * 10**9 + insec, vsec * 10**9 + vnsec, max(overrun, 0))
+        return out
+
     def drain_fds(self, fds):
         """Copies of the task's `fds` in this process (same open files), in the same order."""
         out = []

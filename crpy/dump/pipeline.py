@@ -1,7 +1,8 @@
-"""The dump pipeline, one step per line (DESIGN.md):
+"""The dump pipeline, one step per line (DESIGN.md).  Tree steps run once, task steps per task:
 
-  seize ─► /proc facts (unsupported fds, VMAs refused here) ─► infect ─► pages, fds, sigactions,
-  misc ─► cure ─► registers, mm, creds ─► images ─► kill (or --leave-running)
+  seize_tree (every descendant, until stable) ─► for each task: /proc facts (unsupported fds,
+  VMAs refused here) ─► infect ─► pages, fds, sigactions, misc ─► cure ─► registers, mm, creds
+  ─► task images ─► pstree, inventory, files ─► kill_tree (or --leave-running)
 
 Every step lives in its own module of crpy.dump.  Cleanup is a context-manager stack: whatever
 fails after the seize (an error, Ctrl-C, a fault point), the parasite is cured and the task
@@ -9,8 +10,10 @@ detached exactly as it was.
 """
 
 import contextlib
+import itertools
 import os
 import time
+from dataclasses import dataclass
 
 from crpy.errors import CrpyError, DumpError
 from crpy.log import log, setup
@@ -24,7 +27,8 @@ class _Clock:
 
     def __call__(self, name):
         now = time.monotonic()
-        self.stats.setdefault("time", {})[name] = round(now - self.t, 6)
+        times = self.stats.setdefault("time", {})      # summed over the tasks of a tree
+        times[name] = round(times.get(name, 0.0) + now - self.t, 6)
         self.t = now
 
 
@@ -50,58 +54,120 @@ def run_dump(opts):
 
 
 def _dump(opts):
+    """The tree steps, run once: seize_tree -> dump_task per task -> tree images -> kill_tree."""
+    from crpy import resources
+    from crpy.dump.files import FileTable
+    from crpy.dump.images import write_tree_images
+    from crpy.dump.target import check_target
+    from crpy.dump.tree import kill_tree, pstree_entries, seize_tree
+
+    pid = opts.pid
+    stats = {"pid": pid}
+    tick = _Clock(stats)
+    resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job)
+    check_target(pid)
+    with contextlib.ExitStack() as cleanup:
+        tasks = cleanup.enter_context(seize_tree(pid))
+        tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir), itertools.count(1), set(), tasks)
+        tick("seize")
+        for n, task in enumerate(tasks, 1):
+            _dump_task(tree, task, n, stats, tick)
+        write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
+        tick("images")
+        if not opts.leave_running:
+            kill_tree(tasks)
+        tick("finish")
+    stats["tasks"] = len(tasks)
+    log.info("Dump of %d finished: %s", pid, stats)
+    return stats
+
+
+@dataclass
+class _TreeDump:
+    """What the tasks of one dump share: the images dir, files.img, pages-N.img numbers and
+    the anonymous shared objects written already."""
+    images_dir: str
+    files: object
+    pages_ids: object
+    shmem_done: set
+    tasks: list
+
+    def __post_init__(self):
+        self.by_pid = {t.pid: t for t in self.tasks}
+
+
+def _dump_task(tree, task, n, stats, tick):
+    """The per-task steps: facts -> vmas -> pages scan -> infect -> pages, fds, fs, sigactions,
+    misc -> cure -> regs, mm, creds, core -> task images."""
     from crpy.dump.core import core_entry
     from crpy.dump.creds import dump_creds
     from crpy.dump.facts import collect_facts
     from crpy.dump.fds import dump_fds
-    from crpy.dump.files import FileTable
-    from crpy.dump.finish import kill_task
     from crpy.dump.fs import dump_fs
-    from crpy.dump.images import pstree_entry, write_images
+    from crpy.dump.images import write_task_images
     from crpy.dump.infection import infected
     from crpy.dump.mm import mm_entry
     from crpy.dump.pages import dump_pages, scan_pages
     from crpy.dump.preload import start_preload
     from crpy.dump.regs import dump_regs
-    from crpy.dump.seize import seized
-    from crpy.dump.target import check_target
     from crpy.dump.task_state import dump_misc, dump_sigactions
+    from crpy.dump.threads import dump_threads
+    from crpy.dump.tree import zombie_core
+    from crpy.dump.tree_cow import split_cow_runs
     from crpy.dump.vmas import plan_vmas
 
-    pid, images_dir = opts.pid, opts.images_dir
-    stats = {"pid": pid}
-    tick = _Clock(stats)
-    check_target(pid)
-    with contextlib.ExitStack() as cleanup:
-        task = cleanup.enter_context(seized(pid))
-        facts = collect_facts(pid, task.stop_signal)
-        files = FileTable()
-        exe_id = files.add_path(facts.exe, facts.exe_st)
-        plans = plan_vmas(facts, files)
-        page_plan = scan_pages(pid, plans)
-        tick("collect")
-        infection = cleanup.enter_context(infected(pid))
+    pid, images_dir, files = task.pid, tree.images_dir, tree.files
+    if task.zombie:
+        write_task_images(images_dir, pid, n, {"core": zombie_core(task)})
+        return
+    facts = collect_facts(pid, task.seized.stop_signal)
+    exe_id = files.add_path(facts.exe, facts.exe_st)
+    plans = plan_vmas(facts, files)
+    page_plan = scan_pages(pid, plans)
+    parent = tree.by_pid.get(task.ppid)
+    if parent is not None and parent.plans is not None:
+        split_cow_runs(pid, parent.pid, plans, parent.plans, page_plan)
+    task.plans = plans
+    tick("collect")
+    with infected(pid) as infection:
         start_preload()                   # imports ride along while the pages move GIL-free
-        stats.update(dump_pages(infection.parasite, images_dir, pid, page_plan))
+        _add(stats, dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids,
+                               tree.shmem_done))
         tick("pages")
         fdinfo = dump_fds(facts, files)
         fs = dump_fs(facts, files)
         sigactions = dump_sigactions(infection.parasite)
         misc = dump_misc(infection.parasite)
         infection.cure()
-        regs = dump_regs(pid)
-        mm = mm_entry(facts, plans, page_plan, misc, exe_id)
-        creds = dump_creds(facts.status, misc)
-        core = core_entry(facts, regs, sigactions, misc, creds, task.stop_signal)
-        write_images(images_dir, pid, {"pstree": pstree_entry(facts, misc), "core": core, "mm": mm,
-                                       "fs": fs, "fdinfo": fdinfo, "files": files.entries})
-        tick("images")
-        if not opts.leave_running:
-            kill_task(task)
-        tick("finish")
-    stats.update(vmas=len(plans), fds=len(fdinfo), pages=page_plan.nr_pages)
-    log.info("Dump of %d finished: %s", pid, stats)
-    return stats
+    regs = dump_regs(pid)
+    _drop_stop_signal(regs, task.seized.stop_signal)
+    mm = mm_entry(facts, plans, page_plan, misc, exe_id)
+    creds = dump_creds(facts.status, misc)
+    core = core_entry(facts, regs, sigactions, misc, creds, task.seized.stop_signal)
+    task.pgid, task.sid = misc.get("pgid", facts.stat.pgrp), misc.get("sid", facts.stat.session)
+    write_task_images(images_dir, pid, n, {"core": core, "mm": mm, "fs": fs, "fdinfo": fdinfo})
+    dump_threads(images_dir, task.seized.threads, creds)
+    tick("images")
+    _add(stats, {"vmas": len(plans), "fds": len(fdinfo), "pages": page_plan.nr_pages})
+
+
+def _drop_stop_signal(regs, stop_signal):
+    """A group-stopped task shows its stop signal queued again once the parasite has run (it
+    was resumed from the stop); the stop itself is in the core (task_state, stop_signo), so the
+    queued copy is dropped: restored, it would stop the task inside the restorer."""
+    import signal
+
+    if stop_signal not in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        return
+    for name in ("pending_shared", "pending"):
+        queue = getattr(regs, name, None)
+        if queue:
+            setattr(regs, name, [s for s in queue if int.from_bytes(bytes(s[:4]), "little") != stop_signal])
+
+
+def _add(stats, counts):
+    for k, v in counts.items():
+        stats[k] = stats.get(k, 0) + v
 
 
 def _prepare_dir(images_dir):

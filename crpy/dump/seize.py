@@ -11,6 +11,7 @@ class SeizedTask:
         self.pid = pid
         self.stop_signal = stop_signal   # SIGTRAP, or SIGSTOP & co. when it was in a group-stop
         self.killed = False              # set by the kill step: nothing to detach then
+        self.threads = []                # the other threads' TIDs, seized too (crpy.dump.threads)
 
 
 @contextlib.contextmanager
@@ -18,11 +19,15 @@ def seized(pid):
     from crpy.kernel import ptrace
 
     log.info("Seizing task %d", pid)
+    from crpy.dump.threads import detach_threads, seize_threads
+
     task = SeizedTask(pid, ptrace.seize(pid))
     try:
+        seize_threads(pid, task.threads)
         yield task
     finally:
         if not task.killed:
+            detach_threads(task.threads)
             _detach(pid)
 
 

@@ -1,6 +1,6 @@
 """First step: is the pid something crpy may dump?  Refuse a missing pid, crpy itself and its
 ancestors (freezing one of them would freeze the dumper), and, once the task is stopped, any
-shape this version does not handle (threads, children)."""
+shape this version does not handle (seccomp, group-stop)."""
 
 import os
 
@@ -28,21 +28,9 @@ def check_target(pid):
 
 
 def check_shape(pid, status, stop_signal):
-    """Only a running single-threaded task without children, for now (checked while seized)."""
-    import signal
-
-    if stop_signal in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
-        raise UnsupportedResource(pid, "stopped task", target=f"(in a group-stop by signal {stop_signal})",
-                                  hint="crpy cannot dump a stopped task yet; send it SIGCONT first")
+    """What this version refuses, checked while seized (a stopped task is dumped stopped;
+    threads and children are the tree's business, crpy.dump.tree)."""
     if status.seccomp:
         mode = {1: "strict", 2: "filter"}.get(status.seccomp, str(status.seccomp))
         raise UnsupportedResource(pid, "seccomp", target=f"(mode {mode})",
                                   hint="crpy cannot dump a task under seccomp yet")
-    if status.threads > 1:
-        raise UnsupportedResource(pid, "multi-threaded task", target=f"({status.threads} threads)",
-                                  hint="crpy dumps single-threaded tasks only, for now")
-    kids = proc.children(pid)
-    if kids:
-        listed = ",".join(map(str, kids[:8])) + ("..." if len(kids) > 8 else "")
-        raise UnsupportedResource(pid, "process tree", target=f"(children {listed})",
-                                  hint="crpy dumps a single task without children, for now")

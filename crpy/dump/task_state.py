@@ -18,6 +18,12 @@ def dump_sigactions(parasite):
 
 
 def dump_misc(parasite):
+    """The parasite's misc keys, plus "posix_timers": [posix_timer_entry]."""
+    from crpy.dump.timers import dump_posix_timers
+
     misc = dict(parasite.misc())
     log.debug("Task misc: %s", misc)
+    misc["posix_timers"] = dump_posix_timers(parasite.pid, parasite)
+    if misc["posix_timers"]:
+        log.info("%d POSIX timers", len(misc["posix_timers"]))
     return misc

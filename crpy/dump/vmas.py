@@ -105,7 +105,8 @@ def plan_vma(pid, vma, files, stat_of):
         return VmaPlan(flags=MAP_SHARED | MAP_ANONYMOUS | extra, status=VMA_AREA_REGULAR | VMA_ANON_SHARED,
                        pages=PAGES_SHMEM, **base)
     if vma.is_file:
-        base["shmid"] = files.add_path(vma.path, stat_of(vma))
+        unlinked = f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}" if vma.deleted else None
+        base["shmid"] = files.add_path(vma.path, stat_of(vma), unlinked_source=unlinked)  # ghost if unlinked
         base["fdflags"] = O_RDWR if vma.shared and vma.prot & proc.PROT_WRITE else O_RDONLY
         if vma.shared:
             return VmaPlan(flags=MAP_SHARED | extra, status=VMA_AREA_REGULAR | VMA_FILE_SHARED,

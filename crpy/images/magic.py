@@ -57,6 +57,7 @@ KINDS = {k.name: k for k in (
     _k("tty_data", "tty-data.img", 0x59413026, "tty_pb2.tty_data_entry"),
     _k("ghost_file", "ghost-file-{id:x}.img", 0x52583605, "ghost_file_pb2.ghost_chunk_entry",
        head="ghost_file_pb2.ghost_file_entry", payload="len", tail=True),
+    _k("file_locks", "filelocks.img", 0x54323616, "file_lock_pb2.file_lock_entry"),
     _k("sk_queues", "sk-queues.img", 0x56264026, "sk_packet_pb2.sk_packet_entry", payload="length"),
 )}
 
@@ -67,6 +68,7 @@ CRIT_NAMES = {
     "fdinfo": "FDINFO", "fs": "FS", "pipes_data": "PIPES_DATA", "fifo_data": "FIFO_DATA",
     "memfd_inode": "MEMFD_INODE", "seccomp": "SECCOMP", "timens": "TIMENS", "stats": "STATS",
     "remap_fpath": "REMAP_FPATH", "ghost_file": "GHOST_FILE", "tty_info": "TTY_INFO", "tty_data": "TTY_DATA", "sk_queues": "SK_QUEUES",
+    "file_locks": "FILE_LOCKS",
 }
 
 # Type magics of CRIU images crpy cannot decode yet: only to say what a file is.
@@ -76,7 +78,7 @@ OTHER_MAGICS = {
     0x61404013: "CPUINFO", 0x54023547: "CREDS", 0x44523722: "EVENTFD_FILE",
     0x45023858: "EVENTPOLL_FILE", 0x44433746: "EVENTPOLL_TFD", 0x59255641: "EXT_FILES",
     0x55096122: "FANOTIFY_FILE", 0x56506035: "FANOTIFY_MARK", 0x58364939: "FIFO",
-    0x54323616: "FILE_LOCKS", 0x56443851: "INETSK",
+    0x56443851: "INETSK",
     0x48424431: "INOTIFY_FILE", 0x54562009: "INOTIFY_WD", 0x55453737: "IPCNS_MSG",
     0x59573019: "IPCNS_SEM", 0x46283044: "IPCNS_SHM", 0x53115007: "IPC_VAR",
     0x57004059: "IRMAP_CACHE", 0x57464056: "ITIMERS", 0x57023458: "KDAT",

@@ -30,13 +30,19 @@ def _syscall():
     return _libc.syscall
 
 
-def fork_with_pid(pid):
-    """Fork with PID `pid`; returns 0 in the child and `pid` in the parent.
+CLONE_PARENT = 0x8000
+
+
+def fork_with_pid(pid, flags=0):
+    """Fork with PID `pid`; returns 0 in the child and `pid` in the parent.  flags: clone
+    flags (CLONE_PARENT: the child is a sibling of the caller, as a session helper needs).
 
     RestoreError when the PID is taken (EEXIST) or clone3 fails otherwise."""
     args = (ctypes.c_uint64 * _ARGS_WORDS)()
+    args[0] = flags
     tid = (ctypes.c_int * 1)(pid)
-    args[_EXIT_SIGNAL] = signal.SIGCHLD
+    # with CLONE_PARENT the kernel wants 0: the child signals like the caller does
+    args[_EXIT_SIGNAL] = 0 if flags & CLONE_PARENT else signal.SIGCHLD
     args[_SET_TID] = ctypes.addressof(tid)
     args[_SET_TID_SIZE] = 1
     syscall = _syscall()

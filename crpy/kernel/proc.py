@@ -184,6 +184,12 @@ def stat(pid):
                 env_start=n(50), env_end=n(51))
 
 
+def exit_code(pid):
+    """Field 52 of /proc/PID/stat: the wait status a zombie leaves for its parent."""
+    text = read_text(pid, "stat")
+    return int(text[text.rindex(")") + 2:].split()[52 - 3])
+
+
 # ---------------------------------------------------------------- status
 
 @dataclass

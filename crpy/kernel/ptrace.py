@@ -132,6 +132,16 @@ def seize(pid, options=O_TRACESYSGOOD):
     return wait_event_stop(pid)
 
 
+def seize_nowait(pid, options=O_TRACESYSGOOD):
+    """SEIZE + INTERRUPT without waiting: many threads are then stopped in parallel, and each
+    one's event-stop collected with wait_event_stop(pid)."""
+    try:
+        _ptrace(SEIZE, pid, 0, options, "PTRACE_SEIZE")
+    except KernelError as e:
+        raise SeizeError(f"cannot seize pid {pid}: {e}", getattr(e, "hint", None)) from e
+    interrupt(pid)
+
+
 def interrupt(pid):
     _ptrace(INTERRUPT, pid, 0, 0, "PTRACE_INTERRUPT")
 

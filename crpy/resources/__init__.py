@@ -12,7 +12,15 @@ import stat as _stat
 # kind -> module implementing it (dump_fd / restore side)
 _MODULES = {
     "reg": "crpy.resources.regfile",     # regular files, directories, character devices (/dev/null)
+    "ghost": "crpy.resources.ghost",     # open files unlinked since (contents go into the images)
+    "pipe": "crpy.resources.pipes",      # either end of a pipe, with its bytes in flight
+    "fifo": "crpy.resources.fifo",       # named pipes, with their bytes in flight
+    "tty": "crpy.resources.tty",         # the task's terminal, with --shell-job only
+    "pty": "crpy.resources.pty",         # pseudo-terminal pairs held inside the tree
 }
+
+# kind -> fd_types name of its files.img / fdinfo entries
+_FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))
@@ -35,9 +43,9 @@ def classify(target, st):
         return _ANON_KINDS.get(name, "anon inode " + name)
     if target.startswith("/memfd:"):
         return "memfd"
-    if target.endswith(" (deleted)"):
-        return "unlinked file"
     mode = st.st_mode
+    if target.endswith(" (deleted)"):
+        return "ghost" if _stat.S_ISREG(mode) else "unlinked file"
     if _stat.S_ISFIFO(mode):
         return "fifo"
     if _stat.S_ISCHR(mode):
@@ -51,6 +59,27 @@ def classify(target, st):
 
 def supported(kind):
     return kind in _MODULES
+
+
+def fd_type(kind):
+    """fd_types name (REG, PIPE, FIFO) of the images entries of a supported kind."""
+    return _FD_TYPES[kind]
+
+
+_policy = {"file_locks": False, "link_remap": False, "shell_job": False}
+
+
+def configure_dump(file_locks=False, link_remap=False, shell_job=False):
+    """criu's --file-locks / --link-remap / --shell-job for the dump that is about to run."""
+    _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job)
+    fd_tables_seen.clear()
+
+
+fd_tables_seen = []          # pids whose fd tables this dump has collected (CLONE_FILES check)
+
+
+def allowed(what):
+    return _policy[what]
 
 
 def module(kind):

@@ -6,8 +6,11 @@ touched), give each open file description a files.img id and each fd an fdinfo e
 share one description (dup, `>log 2>&1`) are found with kcmp(KCMP_FILE) and share the id, so
 they share the offset again after a restore.
 
-Restore (restore_fds): runs in the restored child, in Python, before the restorer blob: open each
-file, seek, set flags, move it to its number, then close every other fd below keep_above.
+Restore (restore_fds): runs in the restored child, in Python, before the restorer blob: each
+kind's module makes an fd for its files.img entry (RestoreContext: objects made once, helper fds),
+the fd is moved to its number with its close-on-exec bit, every other fd below keep_above is
+closed, and last the file locks are taken again.  In a tree, what several tasks share was made
+by the root before its first fork (before_children, crpy.resources.shared) and is inherited.
 """
 
 import os
@@ -21,6 +24,7 @@ from crpy.kernel import proc
 FD_CLOEXEC = 1
 O_CLOEXEC = 0o2000000
 KCMP_FILE = 0
+KCMP_FILES = 2
 
 
 @dataclass
@@ -31,14 +35,16 @@ class FdFacts:
     st: os.stat_result
     info: proc.FdInfo
     same_as: Optional[int] = None      # a lower fd on the same open file description
+    pid: int = 0                       # the task holding it (modules reopen it through /proc)
+    locks: tuple = ()                  # (flag, type, start, len) of the locks held through it
 
 
-def _same_file(pid, fd1, fd2):
+def _same_file(pid, fd1, fd2, pid2=None):
     from crpy.errors import CrpyError
     from crpy.kernel.syscalls import NR, sys_call
 
     try:
-        return sys_call(NR.kcmp, pid, pid, KCMP_FILE, fd1, fd2, what="kcmp") == 0
+        return sys_call(NR.kcmp, pid, pid if pid2 is None else pid2, KCMP_FILE, fd1, fd2, what="kcmp") == 0
     except CrpyError:
         return False                   # no kcmp: treat them as separate descriptions
 
@@ -57,17 +63,69 @@ def _find_shared(pid, facts):
 
 def collect_fds(pid):
     """Facts of every open fd; UnsupportedResource for the first fd of a kind crpy cannot dump."""
+    _refuse_shared_table(pid)
     out = []
     for fd in proc.fds(pid):
         target = proc.fd_target(pid, fd)
         st = proc.fd_stat(pid, fd)
         kind = resources.classify(target, st)
+        if kind == "tty" and not _on_shell_terminal(pid, st):
+            kind = _pty_or_refuse(pid, fd, target, st)
         if not resources.supported(kind):
             raise UnsupportedResource(pid, kind, fd, target,
                                       "crpy cannot dump this kind of file yet; close it before the dump")
-        out.append(FdFacts(fd, kind, target, st, proc.fdinfo(pid, fd)))
+        out.append(FdFacts(fd, kind, target, st, proc.fdinfo(pid, fd), pid=pid))
+        if "lock" in out[-1].info.raw:
+            out[-1].locks = _held_locks(pid, fd, target)
     _find_shared(pid, out)
     return out
+
+
+def _refuse_shared_table(pid):
+    """Tasks sharing one fd table (clone with CLONE_FILES) would come back with two tables."""
+    from crpy.errors import CrpyError
+    from crpy.kernel.syscalls import NR, sys_call
+
+    for other in resources.fd_tables_seen:
+        try:
+            same = sys_call(NR.kcmp, other, pid, KCMP_FILES, 0, 0, what="kcmp") == 0
+        except CrpyError:
+            same = False
+        if same:
+            raise UnsupportedResource(pid, f"fd table shared with pid {other} (CLONE_FILES)", hint=
+                                      "tasks sharing their fd table are not restored yet")
+    resources.fd_tables_seen.append(pid)
+
+
+def _pty_or_refuse(pid, fd, target, st):
+    from crpy.resources import pty
+
+    stat = proc.stat(pid)
+    if pty.is_pty(st) and (stat.tty_nr != st.st_rdev or stat.session == pid):
+        return "pty"                      # (the controlling terminal of a session leader: taken again)
+    raise UnsupportedResource(pid, "tty", fd, target,
+                              "dump a task on the terminal it was started from with --shell-job; "
+                              "a pty that is the controlling terminal of a task not leading its "
+                              "session is not supported yet")
+
+
+def _on_shell_terminal(pid, st):
+    from crpy.resources import tty
+
+    return resources.allowed("shell_job") and tty.is_shell_terminal(pid, st)
+
+
+def _held_locks(pid, fd, target):
+    """Locks held through fd; without --file-locks a held lock stops the dump (as with criu)."""
+    from crpy.resources import locks
+
+    held = locks.fd_locks(pid, fd)
+    if held and not resources.allowed("file_locks"):
+        raise UnsupportedResource(pid, "held file lock on", fd, target,
+                                  "dump with --file-locks to save and take the lock again at restore")
+    if any(flag == 0 for flag, *_ in held):
+        raise UnsupportedResource(pid, "lease or delegation on", fd, target, "crpy dumps flock/POSIX/OFD locks only")
+    return tuple(held)
 
 
 def dump_fds(fdfacts, files):
@@ -78,18 +136,38 @@ def dump_fds(fdfacts, files):
     for f in fdfacts:
         if f.same_as is not None:
             file_id = ids[f.same_as]
+        elif (file_id := _held_by_another_task(f, files)) is not None:
+            pass                                  # inherited across fork: one description, one id
         else:
-            file_id = files.add(lambda fid, f=f: resources.module(f.kind).dump_fd(f, fid))
+            file_id = files.add(lambda fid, f=f: resources.module(f.kind).dump_fd(f, fid, files))
+            if f.locks:
+                _dump_locks(f, files)
         ids[f.fd] = file_id
+        files.descriptions.setdefault((f.st.st_dev, f.st.st_ino), []).append((f.pid, f.fd, file_id))
         entries.append(fdinfo_pb2.fdinfo_entry(
             id=file_id, flags=FD_CLOEXEC if f.info.flags & O_CLOEXEC else 0,
-            type=fdinfo_pb2.REG, fd=f.fd))
+            type=fdinfo_pb2.fd_types.Value(resources.fd_type(f.kind)), fd=f.fd))
     return entries
+
+
+def _held_by_another_task(f, files):
+    """files.img id of the same open file description in a task dumped earlier, or None."""
+    for pid, fd, file_id in files.descriptions.get((f.st.st_dev, f.st.st_ino), ()):
+        if pid != f.pid and _same_file(pid, fd, f.fd, f.pid):
+            return file_id
+    return None
+
+
+def _dump_locks(f, files):
+    from crpy.resources import locks
+
+    for entry in locks.lock_entries(f.pid, f.fd, f.locks):
+        files.plain("file_locks", entry)
 
 
 # ---------------------------------------------------------------- restore side
 
-def _read_fd_images(images_dir, pid):
+def read_fd_images(images_dir, pid):
     from crpy.images import framing
 
     ids = framing.read_image(framing.image_path(images_dir, "ids", pid), "ids")[0]
@@ -98,16 +176,63 @@ def _read_fd_images(images_dir, pid):
     return fdinfos, files
 
 
-def _kind_of_entry(entry):
+def kind_of_entry(entry):
     from crpy.images.pb import fdinfo_pb2
 
     return "reg" if entry.type == fdinfo_pb2.REG else fdinfo_pb2.fd_types.Name(entry.type).lower()
 
 
+class RestoreContext:
+    """What the kind modules share while one task's fds are restored: the images, the files.img
+    entries, objects made once (a pipe for both its ends, a ghost file) and helper fds held above
+    every wanted fd number until all fds are placed (then finish() closes them)."""
+
+    def __init__(self, images_dir, files, hold_from):
+        self.images_dir, self.files, self.hold_from = images_dir, files, hold_from
+        self.cache, self._held, self._cleanups = {}, [], []
+
+    def hold(self, fd):
+        """Move fd above the wanted numbers (no fd placement can clobber it); returns the new fd."""
+        import fcntl
+
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, self.hold_from)
+        os.close(fd)
+        self._held.append(high)
+        return high
+
+    def at_finish(self, fn):
+        self._cleanups.append(fn)
+
+    def run_cleanups(self):
+        for fn in self._cleanups:
+            fn()
+        self._cleanups = []
+
+    def finish(self):
+        for fd in self._held:
+            os.close(fd)
+        self._held = []
+        self.run_cleanups()
+
+
+def inherited():
+    from crpy.resources import shared
+
+    return shared.inherited()
+
+
+def before_children(images_dir, pid, child_pids, keep_above):
+    """Called by the tree restore in each task before it forks its children: the root opens
+    everything several tasks share, so they all inherit one object (crpy.resources.shared)."""
+    from crpy.resources import shared
+
+    shared.make_shared(images_dir)
+
+
 def restore_fds(images_dir, pid, keep_above):
     """Leave exactly the dumped fds of task `pid` open at their numbers, plus whatever sits at
     keep_above and above (the caller's own fds)."""
-    fdinfos, files = _read_fd_images(images_dir, pid)
+    fdinfos, files = read_fd_images(images_dir, pid)
     wanted = {}
     for e in fdinfos:
         if e.fd >= keep_above:
@@ -117,18 +242,50 @@ def restore_fds(images_dir, pid, keep_above):
             raise RestoreError(f"fd {e.fd} of pid {pid} refers to file id {e.id}, absent from files.img")
         wanted[e.fd] = e
     placed = {}                                   # file id -> fd number already holding it
+    ctx = RestoreContext(images_dir, files, max(wanted, default=0) + 1)
+    if any(f.HasField("tty") for f in files.values()):
+        from crpy.resources import tty
+
+        ctx.cache["terminal"] = tty.restore_terminal_path()   # before fds 0-2 are replaced
+    shared = inherited()
+    if shared is not None:                        # made by the root for several tasks; ours now
+        ctx.cache.update(shared.ctx.cache)
+        ctx.hold_from = max(ctx.hold_from, shared.ctx.hold_from)
+    try:
+        _place_all(wanted, files, placed, ctx, pid)
+    finally:
+        ctx.finish()
+    _close_others(set(wanted), keep_above)
+    from crpy.resources import locks       # last: closing any fd of a file drops its POSIX locks
+
+    locks.restore_locks(images_dir, pid)
+    if "terminal" in ctx.cache:
+        from crpy.resources import tty
+
+        tty.take_foreground(ctx)
+    if any(isinstance(k, tuple) and k[0] == "pty" for k in ctx.cache):
+        from crpy.resources import pty
+
+        pty.take_controlling(ctx)
+
+
+def _place_all(wanted, files, placed, ctx, pid):
     for fd in sorted(wanted):
         e = wanted[fd]
         if e.id in placed:                        # same file entry: share the open description
             _move(placed[e.id], fd, e, close=False)
             continue
+        shared = inherited()
+        if shared is not None and e.id in shared.fds:
+            _move(shared.fds[e.id], fd, e, close=False)
+            placed[e.id] = fd
+            continue
         entry = files[e.id]
-        kind = _kind_of_entry(entry)
+        kind = kind_of_entry(entry)
         if not resources.supported(kind):
             raise RestoreError(f"fd {fd} of pid {pid}: cannot restore a {kind} yet")
-        _move(resources.module(kind).restore_fd(entry), fd, e, close=True)
+        _move(resources.module(kind).restore_fd(entry, ctx), fd, e, close=True)
         placed[e.id] = fd
-    _close_others(set(wanted), keep_above)
 
 
 def _move(tmp, fd, e, close):
@@ -154,3 +311,6 @@ def _close_others(keep, keep_above):
                 os.close(fd)
             except OSError:
                 pass                               # the listdir fd itself, already gone
+
+
+_read_fd_images = read_fd_images          # the name crpy.restore.tree_preload uses

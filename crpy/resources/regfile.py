@@ -17,7 +17,7 @@ O_PATH = 0o10000000
 _NOT_REPLAYED = os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_NOCTTY | O_CLOEXEC
 
 
-def _fown():
+def fown():
     from crpy.images.pb import fown_pb2
 
     return fown_pb2.fown_entry(uid=0, euid=0, signum=0, pid_type=0, pid=0)
@@ -27,7 +27,7 @@ def reg_entry(file_id, path, st, flags=0, pos=0):
     """The reg_file_entry for `path` whose os.stat is `st`."""
     from crpy.images.pb import regfile_pb2
 
-    e = regfile_pb2.reg_file_entry(id=file_id, flags=flags & ~O_CLOEXEC, pos=pos, fown=_fown(),
+    e = regfile_pb2.reg_file_entry(id=file_id, flags=flags & ~O_CLOEXEC, pos=pos, fown=fown(),
                                    name=path, mode=st.st_mode)
     if _stat.S_ISREG(st.st_mode):
         e.size = st.st_size
@@ -44,7 +44,7 @@ def file_entry(file_id, path, st, flags=0, pos=0):
                                  reg=reg_entry(file_id, path, st, flags, pos))
 
 
-def dump_fd(fdfacts, file_id):
+def dump_fd(fdfacts, file_id, files=None):
     """files.img entry of an open fd (FdFacts of crpy.resources.fdtable)."""
     return file_entry(file_id, fdfacts.target, fdfacts.st, fdfacts.info.flags, fdfacts.info.pos)
 
@@ -71,12 +71,12 @@ def check_same_file(reg, st):
                            "the device node was replaced since the dump")
 
 
-def open_reg(reg, flags=None):
-    """Open the file of a reg_file_entry as it was (flags, offset), checked; returns the fd
-    (close-on-exec, at whatever number the kernel picks)."""
+def open_reg(reg, flags=None, path=None):
+    """Open the file of a reg_file_entry (at `path` if given) as it was (flags, offset), checked;
+    returns the fd (close-on-exec, at whatever number the kernel picks)."""
     flags = reg.flags if flags is None else flags
     try:
-        fd = os.open(reg.name, (flags & ~_NOT_REPLAYED) | O_CLOEXEC)
+        fd = os.open(path or reg.name, (flags & ~_NOT_REPLAYED) | O_CLOEXEC)
     except OSError as e:
         raise RestoreError(f"cannot open {reg.name}: {e.strerror}",
                            "the file must exist at the same path as at dump time") from None
@@ -90,6 +90,13 @@ def open_reg(reg, flags=None):
     return fd
 
 
-def restore_fd(file_entry):
-    """An fd for a files.img entry of this kind (the fd table moves it into place)."""
+def restore_fd(file_entry, ctx=None):
+    """An fd for a files.img entry of this kind (the fd table moves it into place); an entry
+    remapped to a ghost file (remap-fpath.img) is opened through the ghost."""
+    if ctx is not None:
+        from crpy.resources import ghost
+
+        path = ghost.restored_path(ctx, file_entry.id)
+        if path is not None:
+            return open_reg(file_entry.reg, path=path)
     return open_reg(file_entry.reg)

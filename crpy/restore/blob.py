@@ -14,7 +14,8 @@ PROT_RWX = 7
 STEP_NAMES = {1: "rseq-unregister", 2: "unmap", 3: "vdso", 4: "vmas", 5: "guards", 6: "mm-map",
               7: "comm", 8: "sigactions", 9: "rseq", 10: "tid-address", 11: "robust-list",
               12: "fs-gs", 13: "close-fds", 14: "sigreturn", 15: "pdeathsig", 16: "sigqueue",
-              17: "args-abi (the restorer blob and crpy.kernel._sys are from different builds: make build)"}
+              17: "args-abi (the restorer blob and crpy.kernel._sys are from different builds: make build)",
+              18: "threads", 19: "thread-state", 20: "timers", 21: "creds"}
 EXIT_BASE = 100
 
 
@@ -83,6 +84,31 @@ def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, ho
     a.frame_addr, a.frame_len = frame.addr, len(frame.data)
     ffi.memmove(a.frame, frame.data, len(frame.data))
     a.gadget, a.gadget_kind = gadget, gadget_kind
+    _fill_timers(ffi, lib, a, task.state.posix_timers)
+    from crpy.restore import creds
+
+    creds.fill(ffi, a, task.state.creds, task.state.dumpable)
+    threads = getattr(task, "threads", None)
+    if threads:
+        from crpy.restore.threads import fill_threads
+
+        fill_threads(ffi, lib, a, threads, int.from_bytes(frame.data[:8], "little"))
+
+
+def _fill_timers(ffi, lib, a, timers):
+    """struct rst_timer per POSIX timer (crpy.restore.task_state.PosixTimer)."""
+    import struct
+
+    if len(timers) > lib.RST_MAX_TIMERS:
+        raise RestoreError(f"{len(timers)} POSIX timers; the restorer takes at most {lib.RST_MAX_TIMERS}")
+    for i, t in enumerate(timers):
+        r = a.timers[i]
+        r.id, r.clock = t.id, t.clock
+        sev = struct.pack("<QiiI", t.sival, t.signo, t.notify, t.tid).ljust(64, b"\0")
+        ffi.memmove(r.sigevent, sev, 64)
+        for k, v in enumerate(t.interval + t.value):
+            r.its[k] = v
+    a.nr_timers = len(timers)
 
 
 def fault_step():

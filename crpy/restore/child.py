@@ -1,6 +1,10 @@
 """The restored child's side of a restore, in order (runs in the clone3 child, with the saved PID).
 
-    session -> fs (cwd, umask) -> fds -> plan region -> premap memory -> sigframe -> args -> jump
+    session -> plan region -> premap memory -> (tree) fork the children -> fs (cwd, umask) -> fds
+    -> sigframe -> args -> task state -> (tree) barrier -> jump
+
+The children are forked after the premap so that the pages a child shared with this task at
+the dump (copy-on-write) are inherited again, not read in twice (crpy.dump.tree_cow).
 
 Any failure here is written as one line "py MESSAGE" to the report pipe and ends the child with
 exit 1; the parent turns it into a RestoreError and makes sure no process is left behind.
@@ -24,54 +28,69 @@ RSEQ_LEN = 32                  # glibc registers 32 bytes (its __rseq_size may s
 _kept_streams = []             # old log streams: never closed, their fd numbers now belong to the task
 
 
-def run_child(task, report_fd, keep_above, parent):
-    """Become the task; never returns.  parent: crpy's pid (this child dies with it)."""
+def run_child(task, report_fd, keep_above, parent, hooks=None):
+    """Become the task; never returns.  parent: the forking pid (this child dies with it).
+    hooks (crpy.restore.fork.Hooks, for a tree): session(), take_parent_pages(task),
+    fork_children(plan) and before_jump() (the tree's barrier)."""
     try:
-        _become_task(task, report_fd, keep_above, parent)
+        _become_task(task, report_fd, keep_above, parent, hooks)
     except CrpyError as e:
-        _report(report_fd, e.one_line())
+        report_failure(report_fd, e.one_line())
     except BaseException as e:  # a bug: still one line to the parent, and no Python exit handlers
         log.debug("restored child failed", exc_info=True)
         _flush_log()
-        _report(report_fd, f"internal error in the restored child: {type(e).__name__}: {e}")
+        report_failure(report_fd, f"internal error in the restored child: {type(e).__name__}: {e}")
     os._exit(1)
 
 
-def _report(fd, message):
+def report_failure(fd, message):
     try:
         os.write(fd, ("py " + message.replace("\n", " ") + "\n").encode())
     except OSError:
         pass
 
 
-def _become_task(task, report_fd, keep_above, parent):
-    t0 = time.perf_counter()
+def prepare_process(parent):
+    """First thing in every forked task: signals blocked, dies with its parent."""
     _block_all_signals()
     _die_with_parent(parent)
+
+
+def _become_task(task, report_fd, keep_above, parent, hooks):
+    t0 = time.perf_counter()
+    prepare_process(parent)
     warnings.simplefilter("ignore")            # fd 2 is about to be the task's stderr
     _lift_log(keep_above)
     log.debug("child %d running (%.1f ms)", os.getpid(), (time.perf_counter() - t0) * 1e3)
-    with _step("session, fs and fds"):
-        restore_session(task)
-        restore_fs(task)
-        restore_fds(task, keep_above)
-        exe_fd = _open_high(task.exe_path, keep_above)
+    with _step("session"):
+        restore_session(task) if hooks is None else hooks.session()
     with _step("restorer region"):
         plan = _plan(task)
         premap.reserve_region(plan)
         entry = blob.install_blob(plan.blob)
+    if hooks:
+        hooks.take_parent_pages(task)
     t1 = time.perf_counter()
     nbytes = premap.premap_all(plan.slots)
     premap.close_pages()
     t2 = time.perf_counter()
     log.info("premapped %d bytes in %.3f s (%.2f GiB/s)", nbytes, t2 - t1,
              nbytes / (1 << 30) / max(t2 - t1, 1e-9))
+    if hooks:                  # after the premap: the children inherit this task's pages
+        with _step("children"):
+            hooks.fork_children(plan)
+    with _step("fs and fds"):
+        restore_fs(task)
+        restore_fds(task, keep_above)
+        exe_fd = _open_high(task.exe_path, keep_above)
     with _step("sigframe and restorer arguments"):
         args = _build_args(task, plan, report_fd, keep_above, exe_fd)
     with _step("task state"):
         task_state.apply(task.state)
         _chroot(task)
     log.info("child ready to jump into the restorer after %.3f s", time.perf_counter() - t0)
+    if hooks:
+        hooks.before_jump()
     _flush_log()
     blob.jump(entry, args)
 
@@ -104,7 +123,8 @@ def _block_all_signals():
 # ------------------------------------------------------------------------------ task state
 
 def restore_session(task):
-    """setsid for a task that led its session, setpgid for a group leader."""
+    """setsid for a task that led its session, setpgid for a group leader (task: anything
+    with pid, pgid, sid)."""
     if task.sid == task.pid:
         os.setsid()
     elif task.pgid == task.pid:
@@ -176,14 +196,21 @@ def _flush_log():
 
 # ------------------------------------------------------------------------------ memory plan
 
+_MAPS_LINE = None
+
+
 def _self_maps():
-    out = []
-    with open("/proc/self/maps") as f:
-        for line in f:
-            parts = line.split(None, 5)
-            s, e = (int(x, 16) for x in parts[0].split("-"))
-            out.append((s, e, parts[5].strip() if len(parts) > 5 else ""))
-    return out
+    """[(start, end, name)] of this process (one regex over the whole file: a Python process
+    has hundreds of mappings, and every task of a tree reads its own)."""
+    import re
+
+    global _MAPS_LINE
+    if _MAPS_LINE is None:
+        _MAPS_LINE = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+ *(.*)$", re.M)
+    with open("/proc/self/maps", "rb") as f:
+        data = f.read()
+    return [(int(s, 16), int(e, 16), name.strip().decode(errors="surrogateescape"))
+            for s, e, name in _MAPS_LINE.findall(data)]
 
 
 def _plan(task):

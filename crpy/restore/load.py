@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from crpy.errors import ImageError, RestoreError
 from crpy.restore import task_state
+from crpy.restore.threads import load_threads
 
 PAGE = 4096
 TASK_SIZE = 0x7FFFFFFFF000
@@ -59,6 +60,9 @@ class Area:
     shmid: int = 0
     runs: list = field(default_factory=list)   # [(offset in area, length, pages path, file offset)]
     pkey: int = 0        # memory protection key (crpy extension field of vma_entry, when present)
+    inherit: int = 0     # anon_shared object shared in the tree: its address in the inherited mapping
+    cow_runs: list = field(default_factory=list)   # [(offset in area, length)]: pages the parent holds
+    cow_src: int = 0     # where the parent's premapped copy of this area sits (set in the child)
 
     @property
     def length(self):
@@ -91,6 +95,7 @@ class TaskImage:
     umask: int = None
     state: object = None       # task_state.TaskState: the small kernel state set last
     pages_bytes: int = 0
+    threads: list = field(default_factory=list)   # crpy.restore.threads.ThreadImage, leader aside
 
 
 def _framing():
@@ -107,41 +112,48 @@ def _read(kind, id=None, one=False, images_dir=None):
 
 def load_task(images_dir):
     """Read, cross-check and return the TaskImage of the (single) task in images_dir."""
+    items = read_pstree(images_dir)
+    if len(items) > 1:
+        raise RestoreError(f"{_framing().image_path(images_dir, 'pstree')}: {len(items)} tasks in "
+                           "the tree; use crpy.restore.tree.load_tree")
+    core = read_core(images_dir, items[0].pid)
+    return load_one_task(images_dir, items[0], core, files_by_id(images_dir))
+
+
+def read_pstree(images_dir):
+    """The pstree entries (after the inventory is checked); ImageError when there is none."""
     if not os.path.isdir(images_dir):
         raise ImageError(images_dir, "no such images directory",
                          hint="give the -D directory a dump wrote")
     _read("inventory", one=True, images_dir=images_dir)
-    item = _single_task(_read("pstree", images_dir=images_dir), images_dir)
-    pid = item.pid
+    entries = _read("pstree", images_dir=images_dir)
+    if not entries:
+        raise ImageError(_framing().image_path(images_dir, "pstree"), "no task in the process tree")
+    return entries
+
+
+def read_core(images_dir, pid):
     core = _read("core", pid, images_dir=images_dir)
     if len(core) != 1:
         raise ImageError(_framing().image_path(images_dir, "core", pid), f"{len(core)} entries, expected 1")
-    core = core[0]
-    files = _files(images_dir)
-    mm = _read("mm", pid, one=True, images_dir=images_dir)
+    return core[0]
+
+
+def load_one_task(images_dir, item, core, files):
+    """The TaskImage of one live task of the tree (pstree item, its core, files.img by id)."""
+    mm = _read("mm", item.pid, one=True, images_dir=images_dir)
     task = _task_from_core(images_dir, item, core)
     task.state = task_state.from_images(core, mm)
     task_state.check_creds(task.pid, task.state)
+    task_state.check_rlimits(task.pid, task.state)
+    task.threads = load_threads(images_dir, item)
     _add_mm(task, mm, files)
     _add_pages(task, images_dir)
     _add_fs(task, images_dir, files)
     return task
 
 
-def _single_task(entries, images_dir):
-    path = _framing().image_path(images_dir, "pstree")
-    if not entries:
-        raise ImageError(path, "no task in the process tree")
-    if len(entries) > 1:
-        raise RestoreError(f"{path}: {len(entries)} tasks in the tree; crpy restores one task for now")
-    item = entries[0]
-    if len(item.threads) > 1:
-        raise RestoreError(f"pid {item.pid} has {len(item.threads)} threads; crpy restores "
-                           "single-threaded tasks for now")
-    return item
-
-
-def _files(images_dir):
+def files_by_id(images_dir):
     """files.img id -> reg_file_entry of every regular file (VMAs and the exe refer to them)."""
     framing = _framing()
     path = framing.image_path(images_dir, "files")
@@ -276,10 +288,18 @@ def _area(path, i, v, files):
         area.kind = "file_private" if s & VMA_FILE_PRIVATE else "file_shared"
         if v.shmid not in files:
             raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, absent from files.img")
-        area.path = _existing_file(files[v.shmid], f"the file mapped at {v.start:#x}")
+        area.path = (_mapped_ghost(path, v.shmid, files[v.shmid])
+                     or _existing_file(files[v.shmid], f"the file mapped at {v.start:#x}"))
     else:
         raise ImageError(path, f"vma {i} at {v.start:#x} has an unknown status {s:#x}")
     return area
+
+
+def _mapped_ghost(mm_path, file_id, reg):
+    """A mapped file unlinked at dump time: its ghost, re-created now (crpy.resources.ghost)."""
+    from crpy.resources import ghost
+
+    return ghost.mapped_path(os.path.dirname(mm_path), file_id, reg.name)
 
 
 def _existing_file(reg, what):
@@ -330,11 +350,14 @@ def _place_runs(areas, runs, ppath, mpath):
     starts = [a.start for a in areas]
     offset = 0
     for n, (vaddr, length, flags) in enumerate(runs):
-        if flags & PE_PARENT or not flags & PE_PRESENT:
-            raise RestoreError(f"{mpath}: entry {n + 1} (flags {flags:#x}) has its pages in a parent "
-                               "image; crpy restores full dumps only")
         if vaddr % PAGE or length <= 0:
             raise ImageError(mpath, f"entry {n + 1}: bad run {vaddr:#x}+{length:#x}")
+        if flags & PE_PARENT:
+            _place_cow_run(areas, starts, vaddr, length, mpath, n)
+            continue
+        if not flags & PE_PRESENT:
+            raise RestoreError(f"{mpath}: entry {n + 1} (flags {flags:#x}) has no pages; crpy restores "
+                               "full dumps only")
         addr, end = vaddr, vaddr + length
         idx = max(bisect.bisect_right(starts, addr) - 1, 0)
         while addr < end:
@@ -352,6 +375,18 @@ def _place_runs(areas, runs, ppath, mpath):
             addr += piece
     _check_pages_size(ppath, mpath, offset)
     return offset
+
+
+def _place_cow_run(areas, starts, vaddr, length, mpath, n):
+    """A PE_PARENT run: pages the task shares with its parent, inherited at restore (fork)."""
+    import bisect
+
+    idx = bisect.bisect_right(starts, vaddr) - 1
+    area = areas[idx] if idx >= 0 else None
+    if area is None or area.kind != "anon" or vaddr + length > area.end:
+        raise ImageError(mpath, f"entry {n + 1}: pages {vaddr:#x}+{length:#x} from the parent lie in "
+                         "no anonymous private VMA")
+    area.cow_runs.append((vaddr - area.start, length))
 
 
 def _check_pages_size(ppath, mpath, need):

@@ -1,9 +1,8 @@
-"""The restoring parent's side: hear how the child did, write the pidfile, detach or wait.
+"""The restoring parent's side once the tree runs: watch the root's first moments, write the
+pidfile, detach or wait.  (How the tasks report, and the barrier: crpy.restore.tree.)
 
-The child reports on a pipe: one line "py MESSAGE" (Python steps) or "rst STEP ADDR ERRNO" (the
-blob) on failure, nothing on success; the blob closes its end just before rt_sigreturn, so EOF
-without a line means the task is running.  On failure the child is killed and reaped here, so no
-process is left behind, and the reason becomes one RestoreError.
+A task reports a failure as one line, "py MESSAGE" (Python steps) or "rst STEP ADDR ERRNO" (the
+blob); reason() turns it into the message of one RestoreError.
 """
 
 import os
@@ -17,37 +16,16 @@ from crpy.restore import blob
 SETTLE_MS = 20          # how long a just-restored task is watched for an immediate death
 
 
-def read_report(fd):
-    chunks = []
-    while True:
-        data = os.read(fd, 4096)
-        if not data:
-            break
-        chunks.append(data)
-    os.close(fd)
-    text = b"".join(chunks).decode(errors="replace").strip()
-    return text.splitlines()[0] if text else ""
-
-
-def check_child(pid, report_fd):
-    """Wait for the child's verdict.  RestoreError (child killed and reaped) if it failed;
-    else None while the task runs, or the wait status if it already ended for reasons of its
-    own (a signal someone sent it, its own exit) in the first moments."""
-    try:
-        line = read_report(report_fd)
-    except BaseException:
-        kill_and_reap(pid)
-        raise
-    if line:
-        kill_and_reap(pid)
-        raise RestoreError(_reason(line, None))
+def check_settled(pid):
+    """After every task reported: None while the root runs, its wait status if it ended on its
+    own in the first moments; RestoreError if that end looks like a failed restore."""
     status = _died_early(pid)
     if status is not None and _looks_like_restore_failure(status):
         raise RestoreError(_describe_status(pid, status))
     return status
 
 
-def _reason(line, code):
+def reason(line, code):
     if line.startswith("py "):
         return line[3:]
     return blob.describe_exit(code, line) or line
@@ -86,17 +64,6 @@ def _describe_status(pid, status):
                 "(bad registers, frame or memory layout)")
     code = os.WEXITSTATUS(status)
     return blob.describe_exit(code) or f"pid {pid} exited with {code} right after the restore"
-
-
-def kill_and_reap(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def write_pidfile(path, pid):

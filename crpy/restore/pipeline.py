@@ -1,12 +1,14 @@
-"""crpy restore: read images -> fork with the saved PID -> (child) become the task -> report.
+"""crpy restore: read images -> fork the tree with the saved PIDs -> (each task) become the
+task -> barrier -> go.
 
 One named step per line; each step lives in its own module of crpy/restore:
-    load        read and check every image, before anything is forked
-    (here)      the saved PID must be free; crpy's fds in the child go above keep_above
-    clone       clone3 with set_tid (crpy.kernel.clone)
+    load, tree  read and check every image of every task, before anything is forked
+    tree        every saved PID must be free; crpy's fds in the tasks go above keep_above
+    fork        clone3 with set_tid (crpy.kernel.clone); each task forks its own children
     child       session, fs, fds, premapped memory (premap), sigframe, task_state, the
                 restorer blob (blob, parasite/restorer.c) -- never returns
-    parent      the child's verdict, the pidfile, then detach or wait
+    tree        the barrier: all tasks at their restorer, then all go (or all killed)
+    parent      the root's first moments, the pidfile, then detach or wait
 """
 
 import fcntl
@@ -34,52 +36,60 @@ def run_restore(opts):
         if log_file:
             log.error("restore failed: %s", e.one_line())
         raise
+    finally:
+        _drop_mapped_ghosts()
+
+
+def _drop_mapped_ghosts():
+    from crpy.resources import ghost
+
+    ghost.unlink_materialized()
 
 
 def _restore(opts):
-    from crpy.restore import load, parent
+    """load_tree -> check_pids_free -> fork the root (each task forks its children) ->
+    barrier (all at their restorer, then go) -> settle -> pidfile -> detach or wait."""
+    from crpy.restore import fork, parent, tree, tree_preload, tree_shmem
 
     t0 = time.perf_counter()
-    task = load.load_task(opts.images_dir)
-    log.info("read images of pid %d: %d VMAs, %d bytes of pages (%.3f s)", task.pid, len(task.areas),
-             task.pages_bytes, time.perf_counter() - t0)
-    if opts.detach and task.state.pdeath_sig:
+    nodes = tree.load_tree(opts.images_dir)
+    root = nodes[0]
+    log.info("read images of %d tasks under pid %d (%.3f s)", len(nodes), root.pid,
+             time.perf_counter() - t0)
+    if opts.detach and root.task.state.pdeath_sig:
         log.warning("pid %d had parent-death signal %d; not restored with -d (crpy, its new parent, "
-                    "exits at once)", task.pid, task.state.pdeath_sig)
-        task.state.pdeath_sig = 0
-    check_pid_free(task.pid)
+                    "exits at once)", root.pid, root.task.state.pdeath_sig)
+        root.task.state.pdeath_sig = 0
+    pids = [n.pid for n in nodes]
+    tree.check_pids_free(pids + tree.helper_pids(nodes) +
+                         [t.tid for n in nodes if n.task for t in n.task.threads])
+    tree_shmem.share_objects(nodes)
+    tree_preload.preload(nodes, opts.images_dir)
     keep_above = _keep_above()
     read_fd, write_fd = _report_pipe(keep_above)
-    pid = fork_task(task, read_fd, write_fd, keep_above)
-    ended = parent.check_child(pid, read_fd)
-    log.info("pid %d restored in %.3f s", pid, time.perf_counter() - t0)
+    go_read, go_write = _go_pipe(keep_above)
+    run = fork.TreeRun(write_fd, go_read, keep_above, nodes)
+    try:
+        pid = fork.fork_node(root, run, close_in_child=(read_fd, go_write))
+    except BaseException:
+        for fd in (read_fd, write_fd, go_read, go_write):
+            os.close(fd)
+        raise
+    os.close(write_fd)
+    os.close(go_read)
+    barrier = tree.Barrier(read_fd, go_write, pid, pids)
+    barrier.run()
+    _drop_mapped_ghosts()                  # every task has its unlinked files mapped by now
+    try:
+        ended = parent.check_settled(pid)
+    except RestoreError:
+        barrier.kill_all()
+        raise
+    log.info("%d tasks under pid %d restored in %.3f s", len(nodes), pid, time.perf_counter() - t0)
     parent.write_pidfile(opts.pidfile, pid)
     if opts.detach:
         return pid
     return parent.wait_task(pid, ended)
-
-
-ZOMBIE_WAIT = 5.0        # a just-dumped task may stay a zombie until its parent (init) reaps it
-
-
-def check_pid_free(pid):
-    """RestoreError if pid is in use; a zombie (the dumped task, not yet reaped) is waited for."""
-    deadline = time.monotonic() + ZOMBIE_WAIT
-    while _pid_state(pid) == "Z" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    state = _pid_state(pid)
-    if state is not None:
-        what = "a zombie nobody reaps" if state == "Z" else "another task"
-        raise RestoreError(f"pid {pid} is taken by {what}", f"stop the task holding pid {pid} and retry")
-
-
-def _pid_state(pid):
-    """The /proc/PID/stat state letter, or None when no task has that pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
 
 
 def _keep_above():
@@ -88,28 +98,16 @@ def _keep_above():
     return max(min(soft, 1 << 16) - 16, 64)
 
 
+def _go_pipe(keep_above):
+    """(read end above keep_above, for the tasks; write end, crpy's)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    high = fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, keep_above)
+    os.close(r)
+    return high, w
+
+
 def _report_pipe(keep_above):
     r, w = os.pipe2(os.O_CLOEXEC)
     high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, keep_above)
     os.close(w)
     return r, high
-
-
-def fork_task(task, read_fd, write_fd, keep_above):
-    from crpy.kernel.clone import fork_with_pid
-
-    parent = os.getpid()
-    try:
-        pid = fork_with_pid(task.pid)
-    except BaseException:
-        os.close(read_fd)
-        os.close(write_fd)
-        raise
-    if pid == 0:
-        os.close(read_fd)
-        from crpy.restore.child import run_child
-
-        run_child(task, write_fd, keep_above, parent)     # never returns
-    os.close(write_fd)
-    log.debug("forked pid %d", pid)
-    return pid

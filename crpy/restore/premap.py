@@ -67,7 +67,20 @@ def _fill_prot(area):
     return area.prot | (PROT_READ | PROT_WRITE if area.runs else 0)
 
 
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+
+
 def _map(area, addr):
+    if area.inherit:                 # one object for the tree (tree_shmem): map the same pages
+        got = _syscall(NR.mremap, area.inherit, 0, area.length, MREMAP_MAYMOVE | MREMAP_FIXED, addr,
+                       what=lambda: f"map the shared object of the VMA at {area.start:#x}")
+        if got != addr:
+            raise RestoreError(f"premap of the VMA at {area.start:#x} landed at {got:#x}")
+        _madvise(area, addr, _BEFORE_FILL)
+        return
+    if area.cow_src:                 # the parent's copy, inherited by fork (crpy.dump.tree_cow)
+        _map_cow(area, addr)
+        return
     fd = -1
     try:
         if area.kind == "anon":
@@ -91,12 +104,42 @@ def _map(area, addr):
             os.close(fd)
 
 
+MADV_DONTNEED = 4
+
+
+def _map_cow(area, addr):
+    """Move the parent's premapped copy of the area (COW-shared with it since the fork) to this
+    task's slot; pages the parent holds but this task had not are dropped (zero again), and the
+    pages this task changed are read over it by fill()."""
+    got = _syscall(NR.mremap, area.cow_src, area.length, area.length, MREMAP_MAYMOVE | MREMAP_FIXED,
+                   addr, what=lambda: f"take the parent's pages of the VMA at {area.start:#x}")
+    if got != addr:
+        raise RestoreError(f"premap of the VMA at {area.start:#x} landed at {got:#x}")
+    _syscall(NR.mprotect, addr, area.length, _fill_prot(area),
+             what=lambda: f"mprotect the VMA at {area.start:#x}")
+    for off, n in _gaps(area.length, [(r[0], r[1]) for r in area.runs] + area.cow_runs):
+        _syscall(NR.madvise, addr + off, n, MADV_DONTNEED, what=lambda: f"zero pages at {area.start + off:#x}")
+    _madvise(area, addr, _BEFORE_FILL)
+
+
+def _gaps(length, pieces):
+    """The parts of [0, length) no piece covers."""
+    out, pos = [], 0
+    for off, n in sorted(pieces):
+        if off > pos:
+            out.append((pos, off - pos))
+        pos = max(pos, off + n)
+    if pos < length:
+        out.append((pos, length - pos))
+    return out
+
+
 def _protect(area, addr):
     if area.pkey:
         _ensure_pkey(area.pkey)
         _syscall(NR_PKEY_MPROTECT, addr, area.length, area.prot, area.pkey,
                  what=lambda: f"pkey_mprotect the VMA at {area.start:#x} (key {area.pkey})")
-    elif _fill_prot(area) != area.prot:
+    elif _fill_prot(area) != area.prot or area.inherit or area.cow_src:
         _syscall(NR.mprotect, addr, area.length, area.prot, what=lambda: f"mprotect the VMA at {area.start:#x}")
     _madvise(area, addr, _AFTER_FILL)
     if area.flags & MAP_LOCKED:

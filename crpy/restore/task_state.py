@@ -5,8 +5,9 @@ THP-disable, child-subreaper, timer slack, no_new_privs, nice and scheduling pol
 oom_score_adj, rlimits and itimers.
 It is set last, after the memory is premapped, because some of it (a lower RLIMIT_AS, a personality
 flag) would get in the way of crpy's own work.  Signals are blocked in the child, so an itimer
-firing now stays pending until rt_sigreturn hands the task its own mask.  Creds are checked, not
-changed: crpy restores tasks of its own user (as root) only.
+firing now stays pending until rt_sigreturn hands the task its own mask.  Creds are only
+checked here (crpy.restore.creds): the restorer blob switches to them as its last step, and it
+also re-creates the POSIX timers (once the threads they may notify exist).
 """
 
 import ctypes
@@ -24,6 +25,18 @@ _ITIMERS = ("real", "virt", "prof")
 
 
 @dataclass
+class PosixTimer:
+    id: int
+    clock: int
+    signo: int
+    notify: int              # SIGEV_* (SIGEV_THREAD_ID: tid says which thread)
+    sival: int
+    tid: int
+    interval: tuple          # (sec, nsec)
+    value: tuple             # (sec, nsec) left at the dump
+
+
+@dataclass
 class TaskState:
     personality: int = 0
     dumpable: int = None
@@ -33,13 +46,15 @@ class TaskState:
     sched: tuple = None                  # (policy, rt priority)
     oom_score_adj: int = None
     rlimits: list = field(default_factory=list)     # (resource, soft, hard)
-    itimers: list = field(default_factory=list)     # (which, interval s, value s)
+    itimers: list = field(default_factory=list)     # (which, (isec, iusec), (vsec, vusec))
     pdeath_sig: int = 0
     pending: list = field(default_factory=list)     # (shared, raw 128-byte siginfo)
     stopped: bool = False
     uid: tuple = None                    # (uid, gid) of the task's creds
     no_new_privs: bool = False
     timerslack_ns: int = None            # crpy extension field of thread_core_entry, when present
+    posix_timers: list = field(default_factory=list)   # PosixTimer, re-created by the restorer blob
+    creds: object = None                 # crpy.restore.creds.Creds, switched to by the restorer blob
 
 
 def from_images(core, mm):
@@ -57,25 +72,61 @@ def from_images(core, mm):
     if tc.HasField("timers"):
         for which, name in enumerate(_ITIMERS):
             t = getattr(tc.timers, name)
-            if t.vsec or t.vusec:
-                st.itimers.append((which, t.isec + t.iusec / 1e6, t.vsec + t.vusec / 1e6))
+            interval, value = (t.isec, t.iusec), (t.vsec, t.vusec)
+            if value == (0, 0):
+                # An expired periodic timer reads 0 until its signal (pending, restored with the
+                # others) is dequeued, when the kernel re-arms it: arm it for one interval.
+                value = interval
+            if value != (0, 0):
+                st.itimers.append((which, interval, value))
+        st.posix_timers = [_posix_timer(p) for p in tc.timers.posix]
     st.pdeath_sig = th.pdeath_sig
     st.pending = [(False, bytes(s.siginfo)) for s in th.signals_p.signals]
     st.pending += [(True, bytes(s.siginfo)) for s in tc.signals_s.signals]
     st.stopped = tc.task_state == 3
     if th.HasField("creds"):
+        from crpy.restore import creds
+
         st.uid = (th.creds.uid, th.creds.gid)
         st.no_new_privs = bool(th.creds.no_new_privs)
+        st.creds = creds.from_entry(th.creds)
     if "timerslack_ns" in th.DESCRIPTOR.fields_by_name and th.HasField("timerslack_ns"):
         st.timerslack_ns = th.timerslack_ns
     return st
 
 
+_RLIMIT_NAMES = ("cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile", "memlock", "as",
+                 "locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime")
+
+
+def check_rlimits(pid, state):
+    """RestoreError (before any fork) for a hard limit above crpy's own: raising one needs
+    CAP_SYS_RESOURCE, and a task must not come back with lower limits than it had."""
+    for res, _, hard in state.rlimits:
+        if res >= len(_RLIMIT_NAMES):
+            continue
+        _, cur_hard = resource.getrlimit(res)
+        if _above(_rlim(hard), cur_hard):
+            name = "RLIMIT_" + _RLIMIT_NAMES[res].upper()
+            raise RestoreError(f"pid {pid} had {name} hard limit {_rlim(hard)}, above what crpy can set "
+                               f"({cur_hard})", f"raise crpy's own {name} hard limit (ulimit -H) first, "
+                               "or restore with CAP_SYS_RESOURCE")
+
+
+def _posix_timer(p):
+    interval, value = (p.isec, p.insec), (p.vsec, p.vnsec)
+    if value == (0, 0) and interval != (0, 0):
+        value = interval         # expired, its signal pending: the kernel would re-arm it at dequeue
+    return PosixTimer(id=p.it_id, clock=p.clock_id, signo=p.si_signo, notify=p.it_sigev_notify,
+                      sival=p.sival_ptr, tid=p.notify_thread_id if p.HasField("notify_thread_id") else 0,
+                      interval=interval, value=value)
+
+
 def check_creds(pid, state):
-    """RestoreError for a task of another user: crpy does not switch credentials yet."""
-    if state.uid is not None and state.uid != (os.getuid(), os.getgid()):
-        raise RestoreError(f"pid {pid} ran as uid/gid {state.uid[0]}/{state.uid[1]}; crpy restores "
-                           f"tasks of its own user ({os.getuid()}/{os.getgid()}) only for now")
+    """RestoreError (before any fork) for credentials crpy cannot give the task."""
+    from crpy.restore import creds
+
+    creds.check(pid, state.creds)
 
 
 def apply(state):
@@ -143,8 +194,21 @@ def _above(a, b):
 
 
 def _itimers(itimers):
-    import signal
+    """setitimer with the exact (sec, usec) pairs of the image (a float would round them up).
+    The kernel adds one tick to a CPU-time timer's value when it is set: read it back and take
+    the excess off once, so that dump/restore cycles do not push the timer further each time."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for which, interval, value in itimers:
+        want = value[0] * 1000000 + value[1]
+        got = _setitimer(libc, which, interval, want)
+        if which != 0 and want > got - want > 0:
+            _setitimer(libc, which, interval, want - (got - want))
 
-    which = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
-    for w, interval, value in itimers:
-        signal.setitimer(which[w], value, interval)
+
+def _setitimer(libc, which, interval, value_us):
+    """-> the value the kernel reports right after setting it, in microseconds."""
+    tv = (ctypes.c_long * 4)(interval[0], interval[1], value_us // 1000000, value_us % 1000000)
+    if libc.setitimer(which, ctypes.byref(tv), None) == -1:
+        raise RestoreError(f"setitimer({which}): {os.strerror(ctypes.get_errno())}")
+    libc.getitimer(which, ctypes.byref(tv))
+    return tv[2] * 1000000 + tv[3]

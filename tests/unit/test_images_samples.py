@@ -200,6 +200,8 @@ def samples():
             freezing_time=123, frozen_time=7615, memdump_time=2892, memwrite_time=2072, pages_scanned=1066,
             pages_skipped_parent=0, pages_written=1052, pages_lazy=0))],
         "remap_fpath": [_cls("remap_file_path_pb2.remap_file_path_entry")(orig_id=2, remap_id=9, remap_type=1)],
+        "file_locks": [_cls("file_lock_pb2.file_lock_entry")(flag=2, type=1, pid=42, fd=3, start=0, len=0),
+                       _cls("file_lock_pb2.file_lock_entry")(flag=1, type=0, pid=42, fd=4, start=10, len=10)],
         "tty_info": [tty_info()],
         "ghost_file": ghost_chunks(),
         "tty_data": [_cls("tty_pb2.tty_data_entry")(tty_id=1, data=b"typed ahead\n")],

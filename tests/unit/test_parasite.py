@@ -408,6 +408,24 @@ def test_task_stopped_before_the_dump(victim_exe):
         v.kill()
 
 
+def test_pick_address_finds_a_free_range_below_the_stack():
+    from crpy.dump.infect import STACK_ROOM, pick_address
+    from crpy.dump.infect_mem import Mapping
+
+    GiB = 1 << 30
+    stack_top = 0x7FFF00000000
+    maps = [Mapping(0x555500000000, 0x555500100000, "r-xp", "/bin/x"),
+            Mapping(stack_top - 10 * GiB, stack_top - 9 * GiB, "r-xp", "/lib/libc.so.6"),
+            Mapping(stack_top - 64 * 4096, stack_top, "rw-p", "[stack]"),
+            Mapping(0xFFFFFFFFFF600000, 0xFFFFFFFFFF601000, "--xp", "[vsyscall]")]
+    size = 344 * 1024
+    a = pick_address(maps, size, stack_top - 4096)
+    stack_start = stack_top - 64 * 4096
+    assert a % 4096 == 0 and a + size + 4096 <= stack_start - STACK_ROOM
+    assert all(a + size + 4096 <= m.start or a >= m.end + 4096 for m in maps)
+    assert a > stack_top - 9 * GiB, "the highest free range below the stack"
+
+
 def test_frame_restart_fixup():
     from crpy.dump import emergency_frame
 

@@ -34,8 +34,9 @@ def test_classify_kinds(tmp_path):
     finally:
         s.close()
     assert resources.classify("anon_inode:[eventfd]", os.stat("/dev/null")) == "eventfd"
-    assert resources.classify(str(f) + " (deleted)", os.stat(f)) == "unlinked file"
-    assert resources.supported("reg") and not resources.supported("pipe")
+    assert resources.classify(str(f) + " (deleted)", os.stat(f)) == "ghost"
+    assert resources.classify(str(tmp_path) + " (deleted)", os.stat(tmp_path)) == "unlinked file"
+    assert resources.supported("reg") and resources.supported("pipe") and not resources.supported("socket")
     assert resources.module("reg") is regfile
 
 

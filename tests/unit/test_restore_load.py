@@ -3,7 +3,7 @@ the VMAs they cover and must match the pages image exactly, before anything is f
 
 import pytest
 
-from crpy.errors import ImageError, RestoreError
+from crpy.errors import ImageError
 from crpy.restore import load
 from crpy.restore.load import PAGE, PE_PARENT, PE_PRESENT, Area
 
@@ -42,9 +42,13 @@ def test_runs_outside_private_memory_are_refused(tmp_path, run, needle):
         load._place_runs(areas(), [run], pages_file(tmp_path, 2), "pagemap")
 
 
-def test_parent_pages_are_refused(tmp_path):
-    with pytest.raises(RestoreError, match="parent"):
-        load._place_runs(areas(), [(0x10000, PAGE, PE_PARENT)], pages_file(tmp_path, 1), "pagemap")
+def test_parent_pages_take_no_room_and_only_in_anon_memory(tmp_path):
+    a = areas()
+    runs = [(0x11000, 2 * PAGE, PE_PARENT), (0x10000, PAGE, PE_PRESENT)]
+    assert load._place_runs(a, runs, pages_file(tmp_path, 1), "pagemap") == PAGE
+    assert a[0].cow_runs == [(0x1000, 2 * PAGE)] and len(a[0].runs) == 1
+    with pytest.raises(ImageError, match="from the parent"):
+        load._place_runs(areas(), [(0x14000, PAGE, PE_PARENT)], pages_file(tmp_path, 0), "pagemap")
 
 
 def test_pages_image_must_match_the_pagemap(tmp_path):

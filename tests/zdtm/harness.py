@@ -20,9 +20,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from tests.zdtm import build, procstate
+from tests.zdtm import build, desc, procstate
 from tests.zdtm.procs import (HarnessError, children_of, describe_status, kill_and_reap, kill_leftovers,
-                              proc_state, reap)
+                              proc_state, reap, reap_strays)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 START_TIMEOUT = 60
@@ -88,6 +88,9 @@ class ZdtmTest:
         self.outfile = os.path.join(workdir, f"{name}.out")
         self.env = env
         self.pid = None
+        self.tree = []   # every pid of a test that forks (from OUTFILE.pids), the root included
+        self.opts = desc.options(name)
+        self.details = []
 
     def start(self):
         exe = build.build([self.name])[0]
@@ -103,10 +106,18 @@ class ZdtmTest:
                                f"{proc.stderr.strip()} {self.verdict_line()}")
         with open(self.pidfile) as f:
             self.pid = int(f.read().strip())
+        self.tree = self._read_tree()
         # Let it get from test_daemon() to its waiting point (sigsuspend, its loop): whoever looks
         # at it next (a dump, a snapshot) should see the steady state, not the way there.
         time.sleep(SETTLE)
         return self.pid
+
+    def _read_tree(self):
+        try:
+            with open(self.outfile + ".pids") as f:
+                return sorted({int(l) for l in f if l.strip()} | {self.pid})
+        except FileNotFoundError:
+            return []
 
     def outfile_text(self):
         try:
@@ -121,7 +132,11 @@ class ZdtmTest:
 
     def stop(self):
         """SIGTERM, wait for the exit, return (passed, reason)."""
-        os.kill(self.pid, signal.SIGTERM)
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            self.pid = None
+            return False, f"the test was gone before its SIGTERM; last line: {self.verdict_line()!r}"
         status = reap(self.pid, STOP_TIMEOUT)
         self.pid = None
         verdict = self.verdict_line()
@@ -139,13 +154,52 @@ class ZdtmTest:
             self.pid = None
 
 
-def dump(pid, images_dir, env=None, leave_running=False):
+def check_tree_gone(tree):
+    """After a dump every pid of the tree must be gone: the subreaper (us) reaps what was reparented."""
+    deadline = time.monotonic() + 10
+    while True:
+        reap_strays()
+        alive = [p for p in tree if proc_state(p) is not None]
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            raise HarnessError(f"pids of the tree still there after the dump: "
+                               f"{[(p, proc_state(p)) for p in alive]}")
+        time.sleep(0.01)
+
+
+def check_tree_back(tree):
+    missing = [p for p in tree if proc_state(p) is None]
+    if missing:
+        raise HarnessError(f"{len(missing)} of the tree's {len(tree)} pids not back after the restore: {missing}")
+
+
+def dump_must_fail(pid, images_dir, extra=()):
+    """A dump of a task holding something crpy cannot dump: it must fail with one line on stderr and
+    leave the task exactly as it was."""
+    before = procstate.snapshot(pid)
+    proc = run_crpy("dump", "-t", pid, "-D", images_dir, "-v4", "-o", "dump.log", *extra)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    if proc.returncode == 0:
+        raise HarnessError("the dump succeeded, but it must fail for this test")
+    if len(lines) != 1:
+        raise HarnessError(f"a failed dump must print one line, printed {len(lines)}: {proc.stderr!r}")
+    if proc_state(pid) in (None, "Z", "X"):
+        raise HarnessError(f"pid {pid} did not survive the failed dump")
+    diffs = procstate.differences(before, procstate.snapshot(pid))
+    if diffs:
+        raise HarnessError(f"the failed dump changed pid {pid}: " + "; ".join(diffs))
+    return lines[0]
+
+
+def dump(pid, images_dir, env=None, leave_running=False, extra=()):
     """crpy dump; reaps the task as soon as crpy kills it, as a parent that waits for it would.
     With leave_running (crpy dump -R) the task must instead run on exactly as before; the harness
     then kills it itself, so that the images can be restored."""
     before = procstate.snapshot(pid) if leave_running else None
     errfile = os.path.join(images_dir, "dump.stderr")
-    argv = ["dump", "-t", pid, "-D", images_dir, "-v4", "-o", "dump.log"] + (["-R"] if leave_running else [])
+    argv = (["dump", "-t", pid, "-D", images_dir, "-v4", "-o", "dump.log"] + list(extra)
+            + (["-R"] if leave_running else []))
     with open(errfile, "w") as err:   # a file, not a pipe: nothing can block while we poll
         proc = subprocess.Popen(crpy_command(*argv), cwd=REPO, env=crpy_env(env),
                                 stdout=subprocess.DEVNULL, stderr=err)
@@ -191,10 +245,10 @@ def _try_reap(pid):
     return status if got == pid else None
 
 
-def restore(images_dir, want_pid, env=None):
+def restore(images_dir, want_pid, env=None, extra=()):
     pidfile = os.path.join(images_dir, "restored.pid")
     proc = run_crpy("restore", "-D", images_dir, "-d", "--pidfile", pidfile, "-v4", "-o",
-                    "restore.log", env=env)
+                    "restore.log", *extra, env=env)
     if proc.returncode != 0:
         raise HarnessError(f"crpy restore exited with {proc.returncode}: {proc.stderr.strip()}")
     try:
@@ -254,13 +308,25 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
 def _run_cycles(test, images, iters, keep_images, leave_running):
     """Start the test and put it through `iters` dump/restore cycles (0: just let it run)."""
     test.start()
+    opts = test.opts
     for i in range(iters):
         images.append(tempfile.mkdtemp(prefix=f"zdtm-{test.name}-img{i + 1}-", dir=images_root()))
         step = "dump"
         try:
-            dump(test.pid, images[-1], leave_running=leave_running)
+            if opts.get("dump_fails"):
+                test.details.append(f"iteration {i + 1}: the dump failed as it must: "
+                                    f"{dump_must_fail(test.pid, images[-1], opts.get('dump', []))}")
+                continue
+            dump(test.pid, images[-1], leave_running=leave_running, extra=opts.get("dump", []))
+            if test.tree and leave_running:   # the root was killed by dump(); the rest of the tree now
+                for pid in test.tree:
+                    kill_and_reap(pid)
+            if test.tree:
+                check_tree_gone(test.tree)
             step = "restore"
-            restore(images[-1], test.pid)
+            restore(images[-1], test.pid, extra=opts.get("restore", []))
+            if test.tree:
+                check_tree_back(test.tree)
         except HarnessError as e:
             raise HarnessError(f"iteration {i + 1}: {step}: {e}") from e
         if not keep_images and i > 0:

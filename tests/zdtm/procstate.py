@@ -22,9 +22,12 @@ def _status(pid):
 def _fds(pid):
     fds = {}
     for name in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{name}")
-        with open(f"/proc/{pid}/fdinfo/{name}") as f:
-            info = dict(line.split(":", 1) for line in f if line.startswith(("pos", "flags")))
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+            with open(f"/proc/{pid}/fdinfo/{name}") as f:
+                info = dict(line.split(":", 1) for line in f if line.startswith(("pos", "flags")))
+        except FileNotFoundError:   # closed while we looked (a parasite curing itself): not there
+            continue
         fds[int(name)] = (target, info.get("pos", "").strip(), info.get("flags", "").strip())
     return fds
 
@@ -51,6 +54,17 @@ def parasite_leftovers(maps):
     return out
 
 
+# SIGALRM, SIGVTALRM, SIGPROF: a running task's own interval timers raise them at any moment, and
+# the task takes them at its pace, so whether one is pending at a snapshot says nothing of crpy.
+_TIMER_SIGNALS = (1 << 13) | (1 << 25) | (1 << 26)
+
+
+def _comparable(key, value):
+    if key in ("SigPnd", "ShdPnd") and value:
+        return int(value, 16) & ~_TIMER_SIGNALS
+    return value
+
+
 def differences(before, after):
     diffs = []
     if before["maps"] != after["maps"]:
@@ -59,7 +73,7 @@ def differences(before, after):
     if before["fds"] != after["fds"]:
         diffs.append(f"fds changed: {before['fds']} -> {after['fds']}")
     for key, value in before["status"].items():
-        if after["status"].get(key) != value:
+        if _comparable(key, after["status"].get(key)) != _comparable(key, value):
             diffs.append(f"{key} changed: {value} -> {after['status'].get(key)}")
     if after["status"].get("TracerPid") != "0":
         diffs.append(f"still traced by {after['status'].get('TracerPid')}")

@@ -20,6 +20,12 @@ FAKE = textwrap.dedent("""
         if mode == "dump-fails":
             print("fake: cannot dump", file=sys.stderr)
             sys.exit(1)
+        if mode == "dump-fails-2-lines":
+            print("fake: cannot dump\\nfake: and a traceback", file=sys.stderr)
+            sys.exit(1)
+        if mode == "dump-echoes-args":
+            print("fake dump args:", *args, file=sys.stderr)
+            sys.exit(1)
         if mode != "dump-leaves-task":
             os.kill(int(opt("-t")), signal.SIGKILL)
         sys.exit(0)
@@ -39,9 +45,9 @@ def fake_crpy(tmp_path):
     return f"{sys.executable} {path}"
 
 
-def run_with(fake, mode):
+def run_with(fake, mode, test="busyloop"):
     env = dict(harness.crpy_env(), ZDTM_CRPY=fake, FAKE_MODE=mode)
-    proc = subprocess.run([sys.executable, "-m", "tests.zdtm.run", "busyloop"], cwd=harness.REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "tests.zdtm.run", test], cwd=harness.REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -65,3 +71,19 @@ def test_harness_leaves_no_process(fake_crpy):
     assert rc == 1, out
     sleepers = subprocess.run(["pgrep", "-f", "^sleep 600$"], capture_output=True, text=True).stdout.split()
     assert not sleepers, f"left behind: {sleepers}"
+
+
+@pytest.mark.parametrize("test, mode, message", [
+    # a tree: the fake kills only the root; the children must be found still there
+    ("shared_counter", "kill-root-only", "pids of the tree still there after the dump"),
+    # a dump that must fail: succeeding, or failing with more than one line, is reported
+    ("unsupported_fd", "kill-root-only", "the dump succeeded, but it must fail"),
+    ("unsupported_fd", "dump-fails-2-lines", "a failed dump must print one line, printed 2"),
+    # per-test options reach the C/R tool
+    ("locks", "dump-echoes-args", "--file-locks"),
+])
+def test_harness_checks_trees_failing_dumps_and_options(fake_crpy, test, mode, message):
+    rc, out = run_with(fake_crpy, mode, test)
+    assert rc == 1, out
+    assert message in out, out
+    assert "0 passed, 1 failed" in out, out

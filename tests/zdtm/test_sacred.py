@@ -1,7 +1,8 @@
 """The target is sacred (issue 2, point 9): a dump that fails or dies half way leaves the task as it was.
 
 Victims are zdtm tests (busyloop runs in user space, nanosleep sleeps in a syscall, mem256 waits in
-sigsuspend with 256 MiB to dump).  For each case the task's maps, fds and signal/tracer status are
+sigsuspend with 256 MiB to dump, vector spins with values in every ymm register, fpu sleeps with
+x87/MXCSR state: their own checks then prove the cure gave back every register).  For each case the task's maps, fds and signal/tracer status are
 taken before crpy runs and compared afterwards; no anonymous rwx mapping (a parasite's) may be left,
 and the task must still pass its own check (SIGTERM -> PASS).
 
@@ -95,7 +96,7 @@ def finish(proc, seen):
     return seen + rest
 
 
-@pytest.mark.parametrize("victim", ["busyloop", "nanosleep", "mem256"], indirect=True)
+@pytest.mark.parametrize("victim", ["busyloop", "nanosleep", "mem256", "vector", "fpu"], indirect=True)
 def test_failed_dump_after_infect(victim, tmp_path):
     before = procstate.snapshot(victim.pid)
     proc = harness.run_crpy("dump", "-t", victim.pid, "-D", tmp_path, "-v4", "-o", "dump.log",
@@ -105,7 +106,7 @@ def test_failed_dump_after_infect(victim, tmp_path):
     assert_untouched(victim, before)
 
 
-@pytest.mark.parametrize("victim", ["busyloop", "nanosleep", "mem256"], indirect=True)
+@pytest.mark.parametrize("victim", ["busyloop", "nanosleep", "mem256", "vector", "fpu"], indirect=True)
 def test_dumper_killed_in_pages(victim, tmp_path):
     before = procstate.snapshot(victim.pid)
     proc, seen = start_paused_dump(victim.pid, str(tmp_path))
@@ -116,7 +117,7 @@ def test_dumper_killed_in_pages(victim, tmp_path):
     assert_untouched(victim, before, wait=SELF_CURE_WAIT)
 
 
-@pytest.mark.parametrize("victim", ["busyloop", "mem256"], indirect=True)
+@pytest.mark.parametrize("victim", ["busyloop", "mem256", "vector"], indirect=True)
 def test_dumper_interrupted_in_pages(victim, tmp_path):
     before = procstate.snapshot(victim.pid)
     proc, seen = start_paused_dump(victim.pid, str(tmp_path))
@@ -142,7 +143,7 @@ def leave_running_dump(pid, images_dir):
                             stderr=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("victim", ["busyloop", "mem256"], indirect=True)
+@pytest.mark.parametrize("victim", ["busyloop", "mem256", "vector"], indirect=True)
 def test_dumper_killed_at_any_moment(victim, tmp_path):
     before = procstate.snapshot(victim.pid)
     started = time.monotonic()

@@ -211,6 +211,25 @@ void test_daemon(void)
 	ready_fd = -1;
 }
 
+void test_forked_child(void)
+{
+	if (ready_fd >= 0)
+		close(ready_fd);
+	ready_fd = -1;
+}
+
+void test_write_pids(const pid_t *pids, int n)
+{
+	char buf[32];
+	int fd = open(test_path(".pids"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (fd < 0)
+		test_abort("open %s: %s", test_path(".pids"), strerror(errno));
+	for (int i = 0; i < n; i++)
+		write_all(fd, buf, (size_t)snprintf(buf, sizeof(buf), "%d\n", pids[i]));
+	close(fd);
+}
+
 void test_waitsig(void)
 {
 	sigset_t mask;

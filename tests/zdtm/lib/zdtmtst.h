@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <ucontext.h>
 
 #define PAGE_SIZE 4096UL
@@ -31,6 +32,12 @@ extern void (*zdtm_sigterm_hook)(siginfo_t *info, ucontext_t *uc);
 void test_init(int argc, char **argv);
 void test_daemon(void);
 void test_waitsig(void);
+/* In a child forked before test_daemon(): drop the protocol's ready pipe, so that the harness does
+ * not wait for this child too. */
+void test_forked_child(void);
+/* A test that forks lists the pids of its tree (besides itself) in OUTFILE.pids before
+ * test_daemon(): the harness checks that they are gone after a dump and back after a restore. */
+void test_write_pids(const pid_t *pids, int n);
 static inline int test_go(void) { return !zdtm_stop; }
 
 void test_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

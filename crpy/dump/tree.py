@@ -1,0 +1,128 @@
+"""Tree steps of the dump: seize every task under the root so none escapes by forking
+(seize, re-list the children of every seized task, repeat until a pass finds nothing new),
+describe the tree for pstree.img, and kill the whole tree at the end.
+
+Zombies are not seized (ptrace cannot): they are recorded with the wait status their parent
+will collect, and dumped as a core with task_state = dead."""
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+
+from crpy.errors import CrpyError
+from crpy.kernel import proc
+from crpy.log import log
+
+
+@dataclass
+class TreeTask:
+    pid: int
+    ppid: int                         # 0 for the root
+    seized: object = None             # crpy.dump.seize.SeizedTask, None for a zombie
+    zombie: bool = False
+    exit_code: int = 0                # wait status of a zombie
+    pgid: int = 0
+    sid: int = 0
+    children: list = field(default_factory=list)
+    plans: list = None                # its VmaPlans once dumped (its children compare against them)
+    comm: str = ""                    # a zombie's name
+
+
+@contextlib.contextmanager
+def seize_tree(root):
+    """Yield the tasks of the tree under `root`, parents before children, all seized (or
+    zombies).  On the way out every task still seized is detached exactly as it was."""
+    from crpy.dump.seize import seized
+
+    with contextlib.ExitStack() as stack:
+        tasks = {root: TreeTask(root, 0, stack.enter_context(seized(root)))}
+        order = [tasks[root]]
+        while _seize_new_children(tasks, order, stack, seized):
+            pass
+        log.info("Seized a tree of %d tasks under %d", len(order), root)
+        yield order
+
+
+def _seize_new_children(tasks, order, stack, seized):
+    """One pass over every live task; True if it found a child not seen before."""
+    found = False
+    for t in list(order):
+        if t.zombie:
+            continue
+        for kid in proc.children(t.pid):
+            if kid in tasks:
+                continue
+            found = True
+            new = _seize_child(kid, t.pid, stack, seized)
+            if new is None:
+                continue              # gone meanwhile (reaped by its parent before the stop)
+            tasks[kid] = new
+            order.append(new)
+            t.children.append(kid)
+    return found
+
+
+def _seize_child(pid, ppid, stack, seized):
+    try:
+        if proc.stat(pid).state != "Z":
+            return TreeTask(pid, ppid, stack.enter_context(seized(pid)))
+    except CrpyError:
+        pass                          # it died between listing and seizing: look again
+    try:
+        st = proc.stat(pid)
+    except CrpyError:
+        return None
+    if st.state != "Z":
+        return TreeTask(pid, ppid, stack.enter_context(seized(pid)))
+    code = proc.exit_code(pid)
+    log.info("Task %d is a zombie (wait status %#x)", pid, code)
+    return TreeTask(pid, ppid, zombie=True, exit_code=code, pgid=st.pgrp, sid=st.session, comm=st.comm)
+
+
+def pstree_entries(tasks):
+    from crpy.images.pb import pstree_pb2
+
+    return [pstree_pb2.pstree_entry(pid=t.pid, ppid=t.ppid, pgid=t.pgid, sid=t.sid,
+                                    threads=[t.pid] + (t.seized.threads if t.seized else []))
+            for t in tasks]
+
+
+def zombie_core(task):
+    """core-PID.img of a zombie: only its state and the status its parent will see."""
+    from crpy.images.pb import core_pb2
+
+    TASK_DEAD = 2
+    tc = core_pb2.task_core_entry(task_state=TASK_DEAD, exit_code=task.exit_code, personality=0,
+                                  flags=0, blk_sigset=0, comm=task.comm)
+    return core_pb2.core_entry(mtype=core_pb2.core_entry.X86_64, tc=tc)
+
+
+def kill_tree(tasks):
+    """SIGKILL every live task first (none may fork or reap meanwhile), collect each exit as
+    its tracer, and give the root's parent a moment to reap it."""
+    from crpy.dump.finish import wait_gone_all
+    from crpy.dump.threads import reap_threads
+
+    live = [t.seized for t in tasks if t.seized is not None]
+    for t in live:
+        try:
+            os.kill(t.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        t.killed = True
+    for t in live:
+        reap_threads(t.threads)
+        _collect_exit(t.pid)
+    wait_gone_all([tasks[0].pid])     # the others' zombies are init's to reap: restore waits for them
+    log.info("Tree of %d tasks killed", len(tasks))
+
+
+def _collect_exit(pid):
+    try:
+        while True:
+            _, status = os.waitpid(pid, 0x40000000)   # __WALL: as tracer we see the exit
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                return
+    except ChildProcessError:
+        pass

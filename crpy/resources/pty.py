@@ -1,0 +1,264 @@
+"""Pseudo-terminal pairs held inside the tree: master (/dev/ptmx) and slave (/dev/pts/N) ends.
+
+Dump: each fd is a TTY entry of files.img (tty_file_entry) naming a tty-info.img entry (type PTY,
+pty.index N, rdev telling the master 5:2 from the slave, termios, window size, session and
+foreground group).  The bytes waiting in the pair go to tty-data.img, one tty_data_entry per
+side: what the slave wrote and the master has not read (keyed by the master's info id) and what
+was written into the master and the slave has not read (the slave's).  They are read through
+crpy's own fds on the pair (the master by pidfd_getfd, the slave by its path) with the line
+discipline made raw for the moment, and written back at once (refill mode: no echo, no editing,
+lines kept), so the task loses nothing.  Restore: the pair is made once per index (/dev/ptmx
+opened until it hands out index N), refilled, then given its termios and window size; a session
+leader whose controlling terminal was the slave takes it again (TIOCSCTTY, foreground group).
+"""
+
+import fcntl
+import os
+import struct
+import termios
+
+O_CLOEXEC = 0o2000000
+PTMX_RDEV = os.makedev(5, 2)
+TIOCSPTLCK = 0x40045431
+TIOCGPTN = 0x80045430
+
+
+def is_pty(st):
+    return st.st_rdev == PTMX_RDEV or 136 <= os.major(st.st_rdev) <= 143
+
+
+def index_of(fdfacts):
+    if fdfacts.st.st_rdev == PTMX_RDEV:
+        return int(fdfacts.info.raw["tty-index"])
+    return (os.major(fdfacts.st.st_rdev) - 136) * 256 + os.minor(fdfacts.st.st_rdev)
+
+
+def dump_fd(fdfacts, file_id, files):
+    from crpy.images.pb import fdinfo_pb2, tty_pb2
+    from crpy.resources.regfile import fown
+
+    index, master = index_of(fdfacts), fdfacts.st.st_rdev == PTMX_RDEV
+    pair = files.once(("pty", index), lambda: _dump_pair(fdfacts, index, file_id, files))
+    info_id = pair[0] if master else pair[1]
+    _note_session(fdfacts, pair[2])
+    return fdinfo_pb2.file_entry(type=fdinfo_pb2.TTY, id=file_id, tty=tty_pb2.tty_file_entry(
+        id=file_id, tty_info_id=info_id, flags=fdfacts.info.flags & ~O_CLOEXEC, fown=fown()))
+
+
+def _grab_master(pid, index):
+    """crpy's own fd on the master of pty `index` held by task pid (pidfd_getfd)."""
+    from crpy.kernel import proc
+    from crpy.kernel.syscalls import NR, sys_call
+
+    for fd in proc.fds(pid):
+        st = proc.fd_stat(pid, fd)
+        if st.st_rdev == PTMX_RDEV and int(proc.fdinfo(pid, fd).raw.get("tty-index", -1)) == index:
+            pidfd = sys_call(NR.pidfd_open, pid, 0, what="pidfd_open", pid=pid)
+            try:
+                return sys_call(NR.pidfd_getfd, pidfd, fd, 0, what="pidfd_getfd", pid=pid)
+            finally:
+                os.close(pidfd)
+    return None
+
+
+def _dump_pair(fdfacts, index, file_id, files):
+    """(master info id, slave info id) of pty `index`; its tty-info and tty-data entries."""
+    from crpy.images.pb import tty_pb2
+    from crpy.resources.tty import _termios_entry
+
+    master = _grab_master(fdfacts.pid, index)       # None: the master is in another task (no data then)
+    slave = os.open(f"/dev/pts/{index}", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | O_CLOEXEC)
+    try:
+        attrs = termios.tcgetattr(slave)
+        ws = struct.unpack("HHHH", fcntl.ioctl(slave, termios.TIOCGWINSZ, b"\0" * 8))
+        out_q, in_q = _peek_queues(master, slave, attrs)
+    finally:
+        os.close(slave)
+        if master is not None:
+            os.close(master)
+    m_id, s_id = file_id * 2 + 100000, file_id * 2 + 100001        # apart from --shell-job's ids
+    infos = []
+    for info_id, rdev in ((m_id, PTMX_RDEV), (s_id, os.makedev(136 + index // 256, index % 256))):
+        infos.append(tty_pb2.tty_info_entry(
+            id=info_id, type=tty_pb2.PTY, locked=False, exclusive=False, packet_mode=False, sid=0,
+            pgrp=0, rdev=rdev & 0xFFFFFFFF, termios=_termios_entry(attrs), pty=tty_pb2.tty_pty_entry(index=index),
+            winsize=tty_pb2.winsize_entry(ws_row=ws[0], ws_col=ws[1], ws_xpixel=ws[2], ws_ypixel=ws[3])))
+        files.plain("tty_info", infos[-1])
+    for info_id, data in ((m_id, out_q), (s_id, in_q)):
+        if data:
+            files.plain("tty_data", tty_pb2.tty_data_entry(tty_id=info_id, data=data))
+    return m_id, s_id, infos[1]
+
+
+def _note_session(fdfacts, slave_info):
+    """The slave's info names the session whose controlling terminal it is (entries are written
+    at the end, so the task that has it as its terminal can fill this in whenever it is met)."""
+    from crpy.kernel import proc
+    from crpy.resources.tty import _session_and_foreground
+
+    if proc.stat(fdfacts.pid).tty_nr == os.makedev(136 + slave_info.pty.index // 256, slave_info.pty.index % 256):
+        sid, pgrp = _session_and_foreground(fdfacts.pid)
+        slave_info.sid, slave_info.pgrp = sid, max(pgrp, 0)
+
+
+def _raw(attrs):
+    """attrs with every input/output processing, echo and line editing off; reads never wait."""
+    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attrs
+    cc = list(cc)
+    cc[termios.VMIN], cc[termios.VTIME] = 0, 0
+    return [0, oflag & ~termios.OPOST, cflag, lflag & ~(termios.ICANON | termios.ECHO | termios.ISIG |
+                                                        termios.IEXTEN | termios.ECHONL), ispeed, ospeed, cc]
+
+
+def _refill_mode(attrs):
+    """attrs for writing queued bytes back: no echo, no signals, no input/output processing and no
+    editing characters, but line mode (ICANON) as it was, so lines are split as they were."""
+    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attrs
+    cc = list(cc)
+    if lflag & termios.ICANON:
+        for i in (termios.VEOF, termios.VEOL, termios.VEOL2, termios.VERASE, termios.VWERASE,
+                  termios.VKILL, termios.VREPRINT, termios.VLNEXT):
+            cc[i] = 0 if isinstance(cc[i], int) else b"\0"
+    return [0, oflag & ~termios.OPOST, cflag, lflag & ~(termios.ECHO | termios.ECHOE | termios.ECHOK |
+                                                        termios.ECHONL | termios.ISIG | termios.IEXTEN),
+            ispeed, ospeed, cc]
+
+
+def _drain(fd):
+    out = b""
+    while True:
+        try:
+            b = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            return out
+        if not b:
+            return out
+        out += b
+
+
+def _peek_queues(master, slave, attrs):
+    """(bytes the master has to read, bytes the slave has to read), put back where they were."""
+    if master is None:
+        return b"", b""
+    termios.tcsetattr(slave, termios.TCSANOW, _raw(attrs))
+    try:
+        os.set_blocking(master, False)
+        out_q, in_q = _drain(master), _drain(slave)
+        termios.tcsetattr(slave, termios.TCSANOW, _refill_mode(attrs))
+        refill(master, slave, out_q, in_q)
+    finally:
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    return out_q, in_q
+
+
+def refill(master, slave, out_q, in_q):
+    """In refill mode: out_q into the master's input (written at the slave: output processing is
+    done in write(), and the master side is raw), in_q into the slave's input with TIOCSTI, which
+    feeds the line discipline at once (bytes written at the master are processed later, maybe
+    after the real termios is back, and would be echoed)."""
+    view, off = memoryview(out_q), 0
+    while off < len(out_q):
+        off += os.write(slave, view[off:])
+    for byte in in_q:
+        fcntl.ioctl(slave, termios.TIOCSTI, bytes([byte]))
+
+
+# ---------------------------------------------------------------- restore side
+
+def restore_fd(entry, ctx):
+    from crpy.resources import tty
+
+    info = tty._info(ctx, entry.tty.tty_info_id)
+    master, slave_path = _pair(ctx, info)
+    if info.rdev == PTMX_RDEV & 0xFFFFFFFF:
+        fd = fcntl.fcntl(master, fcntl.F_DUPFD_CLOEXEC, 0)
+        fcntl.fcntl(fd, fcntl.F_SETFL, entry.tty.flags & os.O_NONBLOCK)
+        return fd
+    flags = entry.tty.flags & (os.O_ACCMODE | os.O_NONBLOCK)
+    return os.open(slave_path, flags | os.O_NOCTTY | O_CLOEXEC)
+
+
+def _pair(ctx, info):
+    key = ("pty", info.pty.index)
+    if key not in ctx.cache:
+        master = ctx.hold(_open_ptmx_index(info.pty.index))
+        path = f"/dev/pts/{info.pty.index}"
+        slave = ctx.hold(os.open(path, os.O_RDWR | os.O_NOCTTY | O_CLOEXEC))  # kept: the pair stays whole
+        _refill_pair(ctx, master, slave, info)
+        ctx.cache[key] = (master, path)
+    return ctx.cache[key]
+
+
+def take_controlling(ctx):
+    """A session leader whose controlling terminal was a pty slave gets it back (and its
+    foreground group, when that is its own)."""
+    if os.getsid(0) != os.getpid():
+        return
+    for key, value in list(ctx.cache.items()):
+        if not (isinstance(key, tuple) and key[0] == "pty"):
+            continue
+        path = value[1]
+        info = _slave_info(ctx, key[1])
+        if info is None or info.sid != os.getpid():
+            continue
+        fd = os.open(path, os.O_RDWR | O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+            if info.pgrp == os.getpgrp():
+                os.tcsetpgrp(fd, info.pgrp)
+        finally:
+            os.close(fd)
+
+
+def _slave_info(ctx, index):
+    from crpy.resources import tty
+
+    tty._info(ctx, 0)                                   # loads tty-info.img
+    for info in ctx.cache["tty_info"].values():
+        if info.HasField("pty") and info.pty.index == index and info.rdev != PTMX_RDEV & 0xFFFFFFFF:
+            return info
+    return None
+
+
+def _open_ptmx_index(index):
+    """A new master whose slave is /dev/pts/INDEX (the kernel hands out the lowest free index)."""
+    from crpy.errors import RestoreError
+
+    extra = []
+    try:
+        for _ in range(index + 1):
+            fd = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | O_CLOEXEC)
+            got = struct.unpack("I", fcntl.ioctl(fd, TIOCGPTN, b"\0" * 4))[0]
+            if got == index:
+                fcntl.ioctl(fd, TIOCSPTLCK, struct.pack("i", 0))
+                return fd
+            extra.append(fd)
+            if got > index:
+                break
+    finally:
+        for fd in extra:
+            os.close(fd)
+    raise RestoreError(f"cannot get pseudo-terminal /dev/pts/{index} again: it is taken",
+                       "close whatever holds that pty, then restore")
+
+
+def _refill_pair(ctx, master, slave, info):
+    from crpy.resources import tty
+
+    data = _tty_data(ctx)
+    m_id, s_id = (info.id, info.id + 1) if info.rdev == PTMX_RDEV & 0xFFFFFFFF else (info.id - 1, info.id)
+    t = info.termios
+    attrs = [t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_ispeed, t.c_ospeed, list(t.c_cc)]
+    termios.tcsetattr(slave, termios.TCSANOW, _refill_mode(attrs))
+    refill(master, slave, data.get(m_id, b""), data.get(s_id, b""))
+    tty._apply(slave, info)
+
+
+def _tty_data(ctx):
+    if "tty_data" not in ctx.cache:
+        from crpy.images import framing
+
+        p = framing.image_path(ctx.images_dir, "tty_data")
+        ctx.cache["tty_data"] = ({e.tty_id: bytes(e.data) for e in framing.read_image(p, "tty_data")}
+                                 if os.path.exists(p) else {})
+    return ctx.cache["tty_data"]

@@ -1,0 +1,72 @@
+"""Files several tasks of a tree share: made once, by the root task, before its first fork.
+
+A description inherited across fork (one files.img id in the fdinfo of several tasks) and a
+pipe or FIFO whose ends live in different tasks must come back as ONE kernel object.  The tree
+restore calls fdtable.before_children in each task before it forks its children; the first
+call (in the root, the ancestor of every task) opens every shared object here and keeps it at a
+number above every fd any task wants, so all descendants inherit it.  Each task's restore_fds
+then takes its shared files from `inherited()` and closes the rest (its close-others step).
+"""
+
+_shared = None        # SharedFiles of this process tree; set in the root, inherited by fork
+
+
+class SharedFiles:
+    def __init__(self, ctx, fds):
+        self.ctx, self.fds = ctx, fds     # RestoreContext (its cache: pipes, FIFOs), file id -> fd
+
+
+def inherited():
+    return _shared
+
+
+def _tree_fd_tables(images_dir):
+    """{pid: fdinfo entries} of every task, and the files.img entries by id."""
+    from crpy.images import framing
+    from crpy.resources.fdtable import read_fd_images
+
+    tables, files = {}, {}
+    for item in framing.read_image(framing.image_path(images_dir, "pstree"), "pstree"):
+        try:
+            tables[item.pid], files = read_fd_images(images_dir, item.pid)
+        except Exception:
+            continue                      # a zombie has no fd table
+    return tables, files
+
+
+def _object_key(entry):
+    """What one kernel object a files.img entry stands for: a pipe/FIFO by pipe_id, else its id."""
+    if entry.HasField("pipe"):
+        return ("pipe", entry.pipe.pipe_id)
+    if entry.HasField("fifo"):
+        return ("fifo", entry.fifo.pipe_id)
+    if entry.HasField("tty"):                  # both sides of a pty pair: info ids 2k, 2k+1
+        return ("tty", entry.tty.tty_info_id // 2)
+    return ("id", entry.id)
+
+
+def make_shared(images_dir):
+    """In the root task, before its first fork: open what two or more tasks share."""
+    global _shared
+    if _shared is not None:
+        return
+    from crpy import resources
+    from crpy.resources.fdtable import RestoreContext, kind_of_entry
+
+    tables, files = _tree_fd_tables(images_dir)
+    users = {}
+    for pid, entries in tables.items():
+        for e in entries:
+            if e.id in files:
+                users.setdefault(_object_key(files[e.id]), set()).add(pid)
+    top = max((e.fd for entries in tables.values() for e in entries), default=0)
+    ctx = RestoreContext(images_dir, files, top + 1)
+    fds = {}
+    for pid, entries in tables.items():
+        for e in entries:
+            entry = files.get(e.id)
+            if entry is None or e.id in fds or len(users[_object_key(entry)]) < 2:
+                continue
+            fds[e.id] = ctx.hold(resources.module(kind_of_entry(entry)).restore_fd(entry, ctx))
+    ctx.run_cleanups()                    # ghosts: every shared fd is open, the names can go
+    _shared = SharedFiles(ctx, fds)

@@ -1,0 +1,182 @@
+"""Restore of a process tree, the tasks' side.  crpy forks the root with its saved PID; every
+task then, in its own process:
+
+    session (setsid / own group) -> premap its memory -> fork its children (clone3 with their
+    PIDs; each does the same, and takes the pages it shared with its parent from the parent's
+    premapped copy) -> join its process group -> the rest of its own restore
+    (crpy.restore.child) -> "ok PID" on the report pipe -> wait for crpy's go byte -> jump
+
+A zombie is a task that, after the go, exits with the saved wait status: its parent reaps it
+after the restore and sees what it would have seen.  Session leaders set up their session
+before forking, so members inherit it; group leaders make their group before forking, and a
+member whose leader is not an ancestor waits (briefly) for that group to appear.
+"""
+
+import os
+import signal
+import time
+
+from crpy.errors import CrpyError, RestoreError
+from crpy.log import log
+
+GROUP_WAIT_S = 5.0
+
+
+class TreeRun:
+    """What every task of one restore shares (inherited through fork)."""
+
+    def __init__(self, report_fd, go_fd, keep_above, nodes):
+        self.report_fd, self.go_fd, self.keep_above = report_fd, go_fd, keep_above
+        self.nodes = {n.pid: n for n in nodes}
+        self.pids = set(self.nodes)
+
+
+def fork_node(node, run, close_in_child=()):
+    """Fork `node` with its saved PID; in the child become it (never returns)."""
+    from crpy.kernel.clone import fork_with_pid
+
+    if node.helper_sid:
+        return _fork_through_helper(node, run)
+    parent = os.getpid()
+    pid = fork_with_pid(node.pid)
+    if pid == 0:
+        for fd in close_in_child:
+            os.close(fd)
+        _run_node(node, run, parent)
+    return pid
+
+
+def _fork_through_helper(node, run):
+    """A task whose session leader is gone (a daemon's setsid parent exited): a helper with the
+    leader's PID makes the session (and its group), forks the task as this process's child
+    (CLONE_PARENT) and exits; this process reaps it.  (The same way CRIU restores it.)"""
+    from crpy.kernel.clone import CLONE_PARENT, fork_with_pid
+
+    parent = os.getpid()
+    helper = fork_with_pid(node.helper_sid)
+    if helper == 0:
+        try:
+            os.setsid()
+            if fork_with_pid(node.pid, CLONE_PARENT) == 0:
+                _run_node(node, run, parent)
+        except BaseException as e:                    # noqa: BLE001 - one line to crpy, then out
+            from crpy.restore import child
+
+            child.report_failure(run.report_fd, f"session helper {node.helper_sid} of pid {node.pid}: {e}")
+            os._exit(1)
+        os._exit(0)
+    os.waitpid(helper, 0)
+    return node.pid
+
+
+def _run_node(node, run, parent):
+    from crpy.restore import child
+
+    if node.zombie:
+        try:
+            child.prepare_process(parent)
+            Hooks(node, run).after_session()
+            _ready_and_wait(node, run)
+        except CrpyError as e:
+            child.report_failure(run.report_fd, e.one_line())
+            os._exit(1)
+        except BaseException as e:
+            child.report_failure(run.report_fd, f"internal error in zombie {node.pid}: {type(e).__name__}: {e}")
+            os._exit(1)
+        _exit_as(node.exit_code, node.comm)
+    child.run_child(node.task, run.report_fd, run.keep_above, parent, Hooks(node, run))
+
+
+class Hooks:
+    """The tree's call points in crpy.restore.child.run_child."""
+
+    def __init__(self, node, run):
+        self.node, self.run = node, run
+
+    def session(self):
+        from crpy.restore.child import restore_session
+
+        restore_session(self.node)
+
+    def after_session(self):
+        """A zombie: session, children (none, usually), group; no memory of its own."""
+        self.session()
+        self.fork_children(None)
+
+    def take_parent_pages(self, task):
+        """Areas whose pages the parent holds (PE_PARENT runs) start from the parent's premapped
+        copy, inherited by fork: its address in this process."""
+        parent = self.run.nodes.get(self.node.ppid)
+        slots = getattr(parent, "slots", None) or {}
+        for area in task.areas:
+            if area.cow_runs:
+                src = slots.get((area.start, area.end))
+                if src is None:
+                    raise RestoreError(f"pid {task.pid}: pages at {area.start:#x} come from its parent "
+                                       f"{self.node.ppid}, which has no such premapped VMA")
+                area.cow_src = src
+
+    def fork_children(self, plan):
+        if plan is not None:
+            self.node.slots = {(s.area.start, s.area.end): s.addr for s in plan.slots}
+        _files_before_children(self.node, self.run)
+        for kid in self.node.children:
+            fork_node(kid, self.run)
+        join_group(self.node, self.run.pids)
+
+    def before_jump(self):
+        _ready_and_wait(self.node, self.run)
+
+
+def _files_before_children(node, run):
+    """The files' hook: objects a task shares with its children (pipes...) made here, once,
+    so the children inherit them (crpy.resources.fdtable.before_children, when it exists)."""
+    if not node.children or node.task is None:
+        return
+    from crpy.resources import fdtable
+
+    hook = getattr(fdtable, "before_children", None)
+    if hook:
+        hook(node.task.images_dir, node.pid, [k.pid for k in node.children], run.keep_above)
+
+
+def join_group(node, tree_pids):
+    """setpgid into the saved group when fork did not give it (its leader is not an ancestor)."""
+    if os.getpgid(0) == node.pgid:
+        return
+    deadline = time.monotonic() + (GROUP_WAIT_S if node.pgid in tree_pids else 0)
+    while True:
+        try:
+            os.setpgid(0, node.pgid)
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                if node.pgid in tree_pids:
+                    raise RestoreError(f"pid {node.pid} cannot join process group {node.pgid}: "
+                                       f"{os.strerror(e.errno)}") from None
+                log.warning("pid %d was in process group %d, outside the tree; it stays in %d",
+                            node.pid, node.pgid, os.getpgid(0))
+                return
+            time.sleep(0.001)
+
+
+def _ready_and_wait(node, run):
+    os.write(run.report_fd, f"ok {node.pid}\n".encode())
+    if os.read(run.go_fd, 1) != b"g":          # EOF: crpy is gone, so is the restore
+        os._exit(1)
+
+
+def _exit_as(status, comm):
+    """End this process, named `comm`, so that its parent's wait() sees `status`."""
+    import ctypes
+    import resource
+
+    ctypes.CDLL(None).prctl(15, ctypes.c_char_p(comm.encode()[:15]), 0, 0, 0)   # PR_SET_NAME
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        os.kill(os.getpid(), sig)
+        time.sleep(1)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)

@@ -1,0 +1,76 @@
+/*
+ * memfd_shared: a 1 MiB memfd mapped MAP_SHARED by the test and its child (the fd closed: only the
+ * mappings hold it).  After restore both see the data, and a write by either is seen by the other.
+ */
+#include "lib/zdtmtst.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SIZE (1UL << 20)
+
+static volatile sig_atomic_t go;
+static void on_usr1(int sig) { (void)sig; go = 1; }
+
+int main(int argc, char **argv)
+{
+	unsigned char *area;
+	sigset_t block, wait_mask;
+	int fd, status;
+	pid_t kid;
+
+	test_init(argc, argv);
+	fd = memfd_create("crpy-zdtm", 0);
+	if (fd < 0 || ftruncate(fd, SIZE))
+		test_abort("memfd: %s", strerror(errno));
+	area = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (area == MAP_FAILED)
+		test_abort("mmap: %s", strerror(errno));
+	close(fd);
+	fill_pattern(area, SIZE / 2, 0xfeed);
+	signal(SIGUSR1, on_usr1);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &wait_mask);
+	kid = fork();
+	if (kid < 0)
+		test_abort("fork: %s", strerror(errno));
+	if (kid == 0) {
+		test_forked_child();
+		while (!go)
+			sigsuspend(&wait_mask);
+		/* the parent's write must be visible here, then answer with one of ours */
+		if (check_pattern(area, SIZE / 2, 0xfeed) >= 0)
+			_exit(1);
+		if (check_pattern(area + SIZE / 2, PAGE_SIZE, 0xbeef) >= 0)
+			_exit(2);
+		fill_pattern(area + SIZE / 2 + PAGE_SIZE, PAGE_SIZE, 0xcafe);
+		_exit(0);
+	}
+	test_write_pids(&kid, 1);
+	test_daemon();
+
+	test_waitsig();
+	if (zdtm_break)
+		mmap(area + SIZE / 2, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+		     -1, 0);
+	long bad = check_pattern(area, SIZE / 2, 0xfeed);
+	if (bad >= 0)
+		fail("data differs at +%ld", bad);
+	fill_pattern(area + SIZE / 2, PAGE_SIZE, 0xbeef);
+	kill(kid, SIGUSR1);
+	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status))
+		fail("child ended with status 0x%x", status);
+	else if (WEXITSTATUS(status) == 1)
+		fail("the child sees other data");
+	else if (WEXITSTATUS(status) == 2)
+		fail("the child does not see the parent's write: not shared");
+	else if (WEXITSTATUS(status))
+		fail("child exited %d", WEXITSTATUS(status));
+	if (check_pattern(area + SIZE / 2 + PAGE_SIZE, PAGE_SIZE, 0xcafe) >= 0)
+		fail("the parent does not see the child's write: not shared");
+	return test_finish();
+}

@@ -1,0 +1,85 @@
+/*
+ * pipe_tree: a pipe between two processes of the tree: the child holds the write end and has
+ * written 200 KiB (pipe buffer 256 KiB) before the dump, the parent holds the read end.  After
+ * restore the parent reads all 200 KiB in order, then the child writes 1000 more bytes and exits;
+ * the parent reads them and then EOF (the child's end was the only writer).
+ */
+#include "lib/zdtmtst.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define INFLIGHT (200 << 10)
+
+static volatile sig_atomic_t go;
+static void on_usr1(int sig) { (void)sig; go = 1; }
+static unsigned char buf[INFLIGHT + 1000];
+
+int main(int argc, char **argv)
+{
+	sigset_t block, wait_mask;
+	int p[2], status;
+	pid_t kid;
+
+	test_init(argc, argv);
+	signal(SIGUSR1, on_usr1);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &wait_mask);
+	if (pipe(p) || fcntl(p[1], F_SETPIPE_SZ, 256 << 10) < (256 << 10))
+		test_abort("pipe: %s", strerror(errno));
+	fill_pattern(buf, sizeof(buf), 0x7777);
+	kid = fork();
+	if (kid < 0)
+		test_abort("fork: %s", strerror(errno));
+	if (kid == 0) {
+		test_forked_child();
+		close(p[0]);
+		if (write(p[1], buf, INFLIGHT) != INFLIGHT)
+			_exit(1);
+		kill(getppid(), SIGUSR1);
+		while (!go)
+			sigsuspend(&wait_mask);
+		_exit(write(p[1], buf + INFLIGHT, 1000) == 1000 ? 0 : 2);
+	}
+	close(p[1]);
+	while (!go)
+		sigsuspend(&wait_mask);
+	memset(buf, 0, sizeof(buf));
+	test_write_pids(&kid, 1);
+	test_daemon();
+
+	test_waitsig();
+	if (zdtm_break)
+		read(p[0], buf, 10);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);   /* what is in flight is all there already */
+	size_t got = 0;
+	while (got < INFLIGHT) {
+		ssize_t n = read(p[0], buf + got, INFLIGHT - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got != INFLIGHT)
+		fail("read %zu of %d bytes in flight", got, INFLIGHT);
+	fcntl(p[0], F_SETFL, 0);
+	kill(kid, SIGUSR1);
+	while (got < sizeof(buf)) {
+		ssize_t n = read(p[0], buf + got, sizeof(buf) - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	long bad = check_pattern(buf, sizeof(buf), 0x7777);
+	if (got != sizeof(buf) || bad >= 0)
+		fail("read %zu of %zu bytes, first difference at %ld", got, sizeof(buf), bad);
+	char c;
+	if (read(p[0], &c, 1) != 0)
+		fail("no EOF after the child exited: another writer holds the pipe");
+	if (waitpid(kid, &status, 0) != kid || status)
+		fail("child ended with status 0x%x", status);
+	return test_finish();
+}
