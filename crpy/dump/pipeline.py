@@ -111,6 +111,7 @@ def _dump_task(tree, task, n, stats, tick):
     from crpy.dump.preload import start_preload
     from crpy.dump.regs import dump_regs
     from crpy.dump.task_state import dump_misc, dump_sigactions
+    from crpy.dump.timers import discount_frozen_time
     from crpy.dump.threads import dump_threads
     from crpy.dump.tree import zombie_core
     from crpy.dump.tree_cow import split_cow_runs
@@ -138,6 +139,7 @@ def _dump_task(tree, task, n, stats, tick):
         fs = dump_fs(facts, files)
         sigactions = dump_sigactions(infection.parasite)
         misc = dump_misc(infection.parasite)
+        discount_frozen_time(misc, task.seized.frozen_at)
         infection.cure()
     regs = dump_regs(pid)
     _drop_stop_signal(regs, task.seized.stop_signal)

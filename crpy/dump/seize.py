@@ -2,6 +2,7 @@
 it was, unless a later step killed it on purpose."""
 
 import contextlib
+import time
 
 from crpy.log import log
 
@@ -12,6 +13,7 @@ class SeizedTask:
         self.stop_signal = stop_signal   # SIGTRAP, or SIGSTOP & co. when it was in a group-stop
         self.killed = False              # set by the kill step: nothing to detach then
         self.threads = []                # the other threads' TIDs, seized too (crpy.dump.threads)
+        self.frozen_at = time.monotonic()  # timers read later are given this time back
 
 
 @contextlib.contextmanager

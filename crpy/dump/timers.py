@@ -1,8 +1,11 @@
 """Dump: the POSIX timers of a task (timer_create).  /proc/PID/timers tells each timer's id,
 clock, signal, sigev value and how it notifies; the remaining time, the interval and the overrun
 count only the task can read (timer_gettime / timer_getoverrun, asked through the parasite).
-The remaining time is saved as it stands at the dump: the time the task then spends frozen
-does not count as elapsed."""
+The remaining time is saved as the task would see it: the time it spent frozen before the timers
+were read is given back (discount_frozen_time), and the time it then spends frozen until its
+restore does not count as elapsed either."""
+
+import time
 
 from crpy.errors import UnsupportedResource
 
@@ -59,3 +62,23 @@ def dump_posix_timers(pid, parasite):
             e.notify_thread_id = t["target"]
         out.append(e)
     return out
+
+
+# Clocks that run on while a task is frozen (CPU-time clocks stand still with it).
+_WALL_CLOCKS = {0, 1, 7, 8, 9, 11}   # REALTIME, MONOTONIC, BOOTTIME, their ALARM forms, TAI
+
+
+def discount_frozen_time(misc, frozen_at):
+    """Give back to the itimer and the POSIX timers on wall clocks the time the task stood frozen
+    between its seize and the reading of its timers (misc, as the parasite read them just now):
+    a timer armed for 2.5 s must still fire after 2.5 s of the task's own running time."""
+    lost_ns = max(int((time.monotonic() - frozen_at) * 1e9), 0)
+    itimers = misc.get("itimers")
+    if itimers and itimers[0] and (itimers[0][2] or itimers[0][3]):   # ITIMER_REAL armed
+        isec, iusec, vsec, vusec = itimers[0]
+        total_us = vsec * 10**6 + vusec + lost_ns // 1000
+        itimers[0] = (isec, iusec, total_us // 10**6, total_us % 10**6)
+    for t in misc.get("posix_timers") or []:
+        if t.clock_id in _WALL_CLOCKS and (t.vsec or t.vnsec):
+            total_ns = t.vsec * 10**9 + t.vnsec + lost_ns
+            t.vsec, t.vnsec = total_ns // 10**9, total_ns % 10**9

@@ -141,12 +141,14 @@ def _peek_queues(master, slave, attrs):
     if master is None:
         return b"", b""
     termios.tcsetattr(slave, termios.TCSANOW, _raw(attrs))
+    flags = fcntl.fcntl(master, fcntl.F_GETFL)        # the task's own description: put back after
     try:
-        os.set_blocking(master, False)
+        fcntl.fcntl(master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         out_q, in_q = _drain(master), _drain(slave)
         termios.tcsetattr(slave, termios.TCSANOW, _refill_mode(attrs))
         refill(master, slave, out_q, in_q)
     finally:
+        fcntl.fcntl(master, fcntl.F_SETFL, flags)
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
     return out_q, in_q
 
@@ -220,7 +222,24 @@ def _slave_info(ctx, index):
     return None
 
 
-def _open_ptmx_index(index):
+def _open_ptmx_index(index, wait_s=3.0):
+    """A new master whose slave is /dev/pts/INDEX, waiting a little for the index to be free (the
+    kernel releases a killed task's pty asynchronously)."""
+    import time
+
+    from crpy.errors import RestoreError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _try_ptmx_index(index)
+        except RestoreError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _try_ptmx_index(index):
     """A new master whose slave is /dev/pts/INDEX (the kernel hands out the lowest free index)."""
     from crpy.errors import RestoreError
 

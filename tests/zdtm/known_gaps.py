@@ -8,8 +8,6 @@ mode only (crpy dump -R, then restore); a plain "NAME" covers every C/R run of t
 """
 
 GAPS = {
-    "pty --leave-running": "dump -R leaves O_NONBLOCK set on the pty master's file description "
-                           "(the task must run on untouched)",
 }
 
 
