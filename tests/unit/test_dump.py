@@ -75,9 +75,10 @@ def crpy(*args, env=None):
                           text=True, timeout=60, env=env)
 
 
-def read_task_memory(pid, runs):
+def read_task_memory(pid, runs, with_rseq=False):
     """The bytes of [(vaddr, length)] of the task, read while it is seized and stopped: with
-    process_vm_readv, or through /proc/PID/mem where the task itself may not read (PROT_NONE)."""
+    process_vm_readv, or through /proc/PID/mem where the task itself may not read (PROT_NONE).
+    with_rseq: also return (address, size) of the task's rseq area."""
     from crpy.kernel import ptrace
 
     readable = [(v.start, v.end) for v in proc.maps(pid, vmflags=False) if v.prot & proc.PROT_READ]
@@ -85,12 +86,27 @@ def read_task_memory(pid, runs):
     try:
         fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
         try:
-            return b"".join(process_vm_read(pid, a, n) if any(s <= a < e for s, e in readable)
+            data = b"".join(process_vm_read(pid, a, n) if any(s <= a < e for s, e in readable)
                             else os.pread(fd, n, a) for a, n in runs)
         finally:
             os.close(fd)
+        if not with_rseq:
+            return data
+        rseq = ptrace.get_rseq_config(pid)
+        return data, (rseq["pointer"], rseq["size"])
     finally:
         ptrace.detach(pid)
+
+
+def without_range(data, runs, start, length):
+    """`data` (the concatenated bytes of `runs`) with [start, start+length) zeroed."""
+    out, pos = bytearray(data), 0
+    for vaddr, n in runs:
+        lo, hi = max(vaddr, start), min(vaddr + n, start + length)
+        if lo < hi:
+            out[pos + lo - vaddr:pos + hi - vaddr] = bytes(hi - lo)
+        pos += n
+    return bytes(out)
 
 
 def process_vm_read(pid, addr, length):
@@ -155,7 +171,9 @@ def test_dump_leave_running_images_match_the_task(target, tmp_path):
     head, runs = entries[0], [(e.vaddr, framing.pagemap_nr_pages(e) * PAGE) for e in entries[1:]]
     data = (imgs / f"pages-{head.pages_id}.img").read_bytes()
     assert len(data) == sum(n for _, n in runs)
-    assert data == read_task_memory(pid, runs)
+    live, rseq = read_task_memory(pid, runs, with_rseq=True)
+    # The kernel rewrites the rseq area (cpu_id...) whenever the running task moves to another CPU.
+    assert without_range(data, runs, *rseq) == without_range(live, runs, *rseq)
     covered = lambda a: any(s <= a < s + n for s, n in runs)  # noqa: E731
     assert covered(target.heap) and covered(target.heap + (8 << 20) - 1)
     assert covered(target.guarded + 8 * PAGE), "the PROT_NONE page with data is saved"
