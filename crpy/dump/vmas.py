@@ -6,20 +6,10 @@ shmem pages (pagemap-shmem-ID.img); file shared, vDSO, vvar, vsyscall: nothing."
 from dataclasses import dataclass
 
 from crpy.errors import UnsupportedResource
+from crpy.images.vma_status import (
+    VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_GUARD, VMA_AREA_HEAP, VMA_AREA_REGULAR, VMA_AREA_STACK,
+    VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED)
 from crpy.kernel import proc
-
-# vma_entry.status bits (CRIU criu/include/image.h)
-VMA_AREA_REGULAR = 1 << 0
-VMA_AREA_STACK = 1 << 1
-VMA_AREA_VSYSCALL = 1 << 2
-VMA_AREA_VDSO = 1 << 3
-VMA_AREA_HEAP = 1 << 5
-VMA_FILE_PRIVATE = 1 << 6
-VMA_FILE_SHARED = 1 << 7
-VMA_ANON_SHARED = 1 << 8
-VMA_ANON_PRIVATE = 1 << 9
-VMA_AREA_VVAR = 1 << 12
-VMA_AREA_GUARD = 1 << 16
 
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
 MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, MAP_HUGETLB = 0x100, 0x2000, 0x4000, 0x40000

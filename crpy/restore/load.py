@@ -12,29 +12,15 @@ import stat
 from dataclasses import dataclass, field
 
 from crpy.errors import ImageError, RestoreError
+from crpy.images.vma_status import (
+    VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_AIORING, VMA_AREA_GUARD, VMA_AREA_MEMFD, VMA_AREA_REGULAR,
+    VMA_AREA_SOCKET, VMA_AREA_SYSVIPC, VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE,
+    VMA_FILE_SHARED, VMA_UNSUPP)
 from crpy.restore import task_state
 from crpy.restore.threads import load_threads
 
 PAGE = 4096
 TASK_SIZE = 0x7FFFFFFFF000
-
-# vma_entry.status bits (CRIU's image ABI).
-VMA_AREA_REGULAR = 1 << 0
-VMA_AREA_STACK = 1 << 1
-VMA_AREA_VSYSCALL = 1 << 2
-VMA_AREA_VDSO = 1 << 3
-VMA_AREA_HEAP = 1 << 5
-VMA_FILE_PRIVATE = 1 << 6
-VMA_FILE_SHARED = 1 << 7
-VMA_ANON_SHARED = 1 << 8
-VMA_ANON_PRIVATE = 1 << 9
-VMA_AREA_SYSVIPC = 1 << 10
-VMA_AREA_SOCKET = 1 << 11
-VMA_AREA_VVAR = 1 << 12
-VMA_AREA_AIORING = 1 << 13
-VMA_AREA_MEMFD = 1 << 14
-VMA_AREA_GUARD = 1 << 16
-VMA_UNSUPP = 1 << 31
 
 PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
 AUXV_WORDS = 56              # the kernel's saved_auxv (PR_SET_MM_MAP takes at most 448 bytes)

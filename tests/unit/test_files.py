@@ -9,10 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from tests.unit.crhelpers import crpy, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = Path(__file__).with_name("files_target.c")
@@ -23,21 +23,6 @@ def target_bin(tmp_path_factory):
     out = tmp_path_factory.mktemp("files_target") / "files_target"
     subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(SRC)], check=True)
     return str(out)
-
-
-def crpy(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "crpy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _tail(path, n=25):

@@ -10,13 +10,12 @@ and, on SIGUSR1, stores its registers back, checks everything and appends "OK co
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from tests.unit.crhelpers import crpy, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET_C = r"""
@@ -177,21 +176,6 @@ def target_bin(tmp_path_factory):
     (d / "target.c").write_text(TARGET_C)
     subprocess.run(["gcc", "-O2", "-mavx2", "-o", str(d / "target"), str(d / "target.c")], check=True)
     return str(d / "target")
-
-
-def crpy(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "crpy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lines(path):

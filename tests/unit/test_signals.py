@@ -10,10 +10,9 @@ import os
 import signal
 import struct
 import subprocess
-import sys
-import time
 
 import pytest
+from tests.unit.crhelpers import crpy, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIGNALS_C = r"""
@@ -130,21 +129,6 @@ def signals_bin(tmp_path_factory):
     (d / "signals.c").write_text(SIGNALS_C)
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(d / "signals"), str(d / "signals.c")], check=True)
     return str(d / "signals")
-
-
-def crpy(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "crpy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read(path):

@@ -9,10 +9,9 @@ Creds crpy cannot give (a capability it lacks itself) are refused before anythin
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
+from tests.unit.crhelpers import crpy, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CREDS_C = r"""
@@ -97,21 +96,6 @@ def creds_bin(tmp_path_factory):
     (d / "creds.c").write_text(CREDS_C)
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(d / "creds"), str(d / "creds.c")], check=True)
     return str(d / "creds")
-
-
-def crpy(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "crpy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read(path):

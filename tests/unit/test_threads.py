@@ -12,10 +12,9 @@ and nice values must be the same and no crpy mapping may be left.
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
+from tests.unit.crhelpers import crpy, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 THREADS_C = r"""
@@ -134,21 +133,6 @@ def threads_bin(tmp_path_factory):
     (d / "threads.c").write_text(THREADS_C)
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(d / "threads"), str(d / "threads.c")], check=True)
     return str(d / "threads")
-
-
-def crpy(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "crpy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read(path):

@@ -12,10 +12,10 @@ ticks, the silent timer's remaining time, ids still valid) and writes PASS or FA
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+from tests.unit.crhelpers import crpy, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMERS_C = r"""
@@ -106,21 +106,6 @@ def timers_bin(tmp_path_factory):
     (d / "timers.c").write_text(TIMERS_C)
     subprocess.run(["gcc", "-O1", "-o", str(d / "timers"), str(d / "timers.c")], check=True)
     return str(d / "timers")
-
-
-def crpy(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "crpy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read(path):
