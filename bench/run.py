@@ -9,38 +9,14 @@ alternating runs.  Run as root from the project root: python3 -m bench.run [--re
 import argparse
 import importlib
 import os
-import shutil
 import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
+
+from bench import common
 
 # Further benchmarks, each a module of bench/ with run(reps) -> printed lines.
 EXTRA_BENCHES = ["tree", "threads", "files"]
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def build_target(workdir):
-    exe = os.path.join(workdir, "hold")
-    subprocess.run(["gcc", "-O2", "-o", exe, os.path.join(ROOT, "bench", "hold.c")], check=True)
-    return exe
-
-
-def start_target(exe, mib, workdir):
-    pidfile = os.path.join(workdir, "hold.pid")
-    if os.path.exists(pidfile):
-        os.unlink(pidfile)
-    proc = subprocess.Popen([exe, str(mib), pidfile], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (os.path.exists(pidfile) and open(pidfile).read().endswith("\n")):
-        if time.time() > deadline or proc.poll() is not None:
-            raise SystemExit("bench: the target did not start")
-        time.sleep(0.01)
-    return proc
 
 
 def heap_ranges(pid, min_len):
@@ -76,50 +52,14 @@ def baseline_pvr(pid, mib):
     return dt
 
 
-def crpy_cmd(*args):
-    return [sys.executable, "-m", "crpy", *args]
-
-
-def timed(cmd):
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(cmd[2:])} failed: {res.stderr.strip()}")
-    return dt
-
-
 def one_round(exe, mib, workdir):
-    imgs = tempfile.mkdtemp(prefix="crpy-bench-", dir="/dev/shm")
-    proc = start_target(exe, mib, workdir)
-    try:
+    pidfile = os.path.join(workdir, "hold.pid")
+    proc = common.start_target([exe, str(mib), pidfile], pidfile, "bench: the target", timeout=120,
+                               new_session=False)
+    with common.killed_after([proc.pid]), common.image_dir("crpy-bench-") as imgs:
         base = baseline_pvr(proc.pid, mib)
-        dump = timed(crpy_cmd("dump", "-t", str(proc.pid), "-D", imgs))
-        proc.wait()
-        pidfile = os.path.join(workdir, "restored.pid")
-        restore = timed(crpy_cmd("restore", "-D", imgs, "-d", "--pidfile", pidfile))
-        pid = int(open(pidfile).read())
-        os.kill(pid, signal.SIGKILL)
-        _reap(pid)
+        dump, restore = common.dump_then_restore("bench", proc, imgs)
         return base, dump, restore
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(imgs, ignore_errors=True)
-
-
-def _reap(pid):
-    # The restored task was reparented to us (we are a child subreaper) or to init.
-    for _ in range(200):
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            if not os.path.exists(f"/proc/{pid}"):
-                return
-        time.sleep(0.01)
 
 
 def report(name, times, gib):
@@ -133,12 +73,10 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--mib", type=int, default=1024)
     args = ap.parse_args()
-    import ctypes
-
-    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: restored tasks come back to us
-    workdir = tempfile.mkdtemp(prefix="crpy-bench-")
-    exe = build_target(workdir)
-    rows = [one_round(exe, args.mib, workdir) for _ in range(args.reps)]
+    with common.child_subreaper(), common.work_dir("crpy-bench-") as workdir:
+        with open(os.path.join(common.ROOT, "bench", "hold.c")) as f:
+            exe = common.build_c(workdir, "hold", f.read(), "-O2")
+        rows = [one_round(exe, args.mib, workdir) for _ in range(args.reps)]
     gib = args.mib / 1024
     print(f"crpy bench: {args.mib} MiB of touched random data, images on /dev/shm, {args.reps} rounds")
     base = report("baseline process_vm_readv", [r[0] for r in rows], gib)
@@ -146,7 +84,6 @@ def main():
     restore = report("crpy restore", [r[2] for r in rows], gib)
     print(f"ratio dump/baseline {dump / base:.2f}x, restore/baseline {restore / base:.2f}x, "
           f"restore/dump {restore / dump:.2f}x")
-    shutil.rmtree(workdir, ignore_errors=True)
     for name in EXTRA_BENCHES:
         module = importlib.import_module(f"bench.{name}")
         for line in module.run(args.reps):

@@ -1,10 +1,10 @@
 """The blob build: flat images from address 0, only RELATIVE relocations, symbols present."""
 
 import struct
-import subprocess
 
 import pytest
 
+from tests.unit.crhelpers import build_c
 from tools import build_blobs
 
 
@@ -43,19 +43,16 @@ def test_every_present_blob_loads(built):
 
 
 def test_function_pointer_table_gets_relative_relocations(tmp_path):
-    src = tmp_path / "t.c"
-    src.write_text("""
+    source = """
         static long one(void) { return 1; }
         static long two(void) { return 2; }
         long (*const table[])(void) = { one, two };
         long pick(long i) { return table[i](); }
-    """)
-    elf = tmp_path / "t.elf"
+    """
     flags = ["-Os", "-fPIE", "-nostdlib", "-ffreestanding", "-fvisibility=hidden", "-static-pie",
              "-Wl,--no-dynamic-linker", f"-Wl,-T,{build_blobs.PARASITE_DIR}/blob.lds",
              "-Wl,--build-id=none", "-Wl,-z,norelro", "-Wl,--no-warn-rwx-segments"]
-    subprocess.run(["gcc", *flags, "-o", str(elf), str(src)], check=True)
-    blob = build_blobs.elf_to_blob(str(elf))
+    blob = build_blobs.elf_to_blob(build_c(tmp_path, "t.elf", source, *flags))
     table = blob["SYMBOLS"]["table"]
     assert [off for off, _ in blob["RELATIVE"]] == [table, table + 8]
     assert sorted(a for _, a in blob["RELATIVE"]) == sorted([blob["SYMBOLS"]["one"], blob["SYMBOLS"]["two"]])

@@ -7,36 +7,30 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from crpy.dump import vmas as V
 from crpy.images import framing
 from crpy.kernel import proc
+from tests.unit.crhelpers import ROOT, build_c, crpy, read_text, start_target
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dump_target.c")
+SOURCE = Path(__file__).with_name("dump_target.c")
 PAGE = 4096
 
 
 @pytest.fixture(scope="module")
 def target_bin(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bin") / "dump_target"
-    subprocess.run(["gcc", "-O1", "-o", str(out), SOURCE], check=True, capture_output=True)
-    return str(out)
+    return build_c(tmp_path_factory.mktemp("bin"), "dump_target", SOURCE, "-O1")
 
 
 class Target:
     def __init__(self, binary, workdir, *args):
         self.dir = workdir
-        self.p = subprocess.Popen([binary, str(workdir), *args], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(workdir))
         ready = workdir / "ready"
-        deadline = time.monotonic() + 10
-        while not (ready.exists() and ready.read_text().endswith("\n")):
-            assert time.monotonic() < deadline, "target never got ready"
-            assert self.p.poll() is None, "target died"
-            time.sleep(0.01)
+        self.p = start_target([binary, workdir, *args], lambda: read_text(ready).endswith("\n"),
+                              "the target to get ready", 10, cwd=str(workdir), start_new_session=False)
         words = ready.read_text().split()
         self.heap, self.guarded, self.filemap, self.shared = (int(w, 16) for w in words[1:])
         self.pid = self.p.pid
@@ -68,11 +62,6 @@ def target(target_bin, tmp_path):
     t = Target(target_bin, work)
     yield t
     t.stop()
-
-
-def crpy(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "crpy", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env=env)
 
 
 def read_task_memory(pid, runs, with_rseq=False):

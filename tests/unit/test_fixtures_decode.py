@@ -1,7 +1,6 @@
 """crpy reads the images CRIU 4.2 wrote (../shared/fixtures/criu-4.2): every entry of every image,
 value for value as Debian's crit decodes them, plus facts we know of the two fixture programs."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -11,18 +10,11 @@ import sys
 import pytest
 
 from crpy.images import framing, magic, pages, show
+from tests.unit.crhelpers import image_samples
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "criu-4.2"
 PATTERN_LEN = 4 << 20
-
-
-def _samples():
-    spec = importlib.util.spec_from_file_location("crpy_test_image_samples",
-                                                  pathlib.Path(__file__).with_name("test_images_samples.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _fixture_dir(name):
@@ -48,10 +40,10 @@ def test_every_entry_matches_crit(path):
     if path is None:
         _fixture_dir("counter")  # fails with the message saying where they should be
     ours = show.decode_file(str(path))
-    crit = _samples().crit_decode(path)
+    crit = image_samples().crit_decode(path)
     assert crit["magic"] == ours["magic"]
     assert len(crit["entries"]) == len(ours["entries"])
-    _samples().assert_matches_crit(crit, ours, path.name, ours["magic"])
+    image_samples().assert_matches_crit(crit, ours, path.name, ours["magic"])
 
 
 def test_no_field_is_unknown_to_our_schema():

@@ -1,33 +1,19 @@
 """Framing of crpy images: round trips of every kind, and every defect named by file and offset."""
 
 import os
-import pathlib
 import struct
 
 import pytest
 
 from crpy.errors import ImageError
 from crpy.images import framing, magic
-
-SAMPLES = None
-
-
-def samples_mod():
-    global SAMPLES
-    if SAMPLES is None:
-        import importlib.util
-
-        path = pathlib.Path(__file__).with_name("test_images_samples.py")
-        spec = importlib.util.spec_from_file_location("crpy_test_image_samples", path)
-        SAMPLES = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(SAMPLES)
-    return SAMPLES
+from tests.unit.crhelpers import image_samples
 
 
 @pytest.fixture()
 def images(tmp_path):
     """tmp_path with every sample image written; returns (dir, {kind: path})."""
-    return tmp_path, samples_mod().write_all(tmp_path)
+    return tmp_path, image_samples().write_all(tmp_path)
 
 
 def _error(path, kind=None):
@@ -44,7 +30,7 @@ def _error(path, kind=None):
 
 @pytest.mark.parametrize("kind", sorted(k for k, v in magic.KINDS.items() if v.magic is not None))
 def test_round_trip_every_kind(tmp_path, kind):
-    entries = samples_mod().samples()[kind]
+    entries = image_samples().samples()[kind]
     k = magic.kind(kind)
     path = framing.image_path(tmp_path, kind, 7 if "{id" in k.pattern else None)
     if k.payload:
@@ -228,7 +214,7 @@ def test_directory_is_not_an_image(tmp_path):
 
 def test_write_into_missing_directory(tmp_path):
     path = framing.image_path(tmp_path / "nope", "fs", 1)
-    entry = samples_mod().samples()["fs"][0]
+    entry = image_samples().samples()["fs"][0]
     err = pytest.raises(ImageError, framing.write_image, path, "fs", [entry]).value
     assert path in str(err) and "cannot create image" in str(err) and err.hint
 
@@ -239,7 +225,7 @@ def test_show_directory_skips_logs_and_reports_undecodable(tmp_path):
 
     from crpy.images import show
 
-    samples_mod().write_all(tmp_path)
+    image_samples().write_all(tmp_path)
     (tmp_path / "dump.log").write_text("not an image\n")
     (tmp_path / "ipc-var.img").write_bytes(struct.pack("<III", magic.HEADER_COMMON, 0x53115007, 0))
     out = io.StringIO()

@@ -1,27 +1,17 @@
 """Realistic sample entries for every image kind crpy writes, shared by the image tests.
 
 The contents mirror what a dump of a small single-threaded daemon holds (values shaped like the
-CRIU 4.2 fixtures).  test_images_framing.py and test_crit_compat.py load this file by path
-(samples()); the tests below only check that every sample is complete enough to serialize.
+CRIU 4.2 fixtures).  The image tests load this file by path (crhelpers.image_samples(); tests/unit
+is not a package); the tests below only check that every sample is complete enough to serialize.
 """
 
 import copy
 import functools
-import importlib.util
-import pathlib
 import struct
 
 from crpy.images import framing, magic
 
 PID = 4242
-
-
-def load():
-    """This module, loaded by path (tests/unit is not a package)."""
-    spec = importlib.util.spec_from_file_location("crpy_test_image_samples", pathlib.Path(__file__))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cls(dotted):

@@ -5,7 +5,6 @@ reads NT_X86_XSTATE with ptrace, converts it to the image message and back, and 
 result back into the task with SETREGSET."""
 
 import os
-import shutil
 import struct
 import subprocess
 
@@ -13,6 +12,7 @@ import pytest
 
 from crpy.images import framing, xsave
 from crpy.kernel import cpuid
+from tests.unit.crhelpers import build_c
 
 PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_GETREGSET, PTRACE_SETREGSET = 0x4206, 0x4207, 0x4204, 0x4205
 NT_X86_XSTATE = 0x202
@@ -47,14 +47,8 @@ def _pattern(i):
 
 @pytest.fixture(scope="module")
 def spinner(tmp_path_factory):
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed to build the XSAVE test program"
-    d = tmp_path_factory.mktemp("xsave")
-    src, exe = d / "spin.c", d / "spin"
-    src.write_text(SPINNER)
     flags = [f"-DPKRU_VALUE={PKRU_VALUE:#x}"] + (["-DWITH_PKRU"] if 9 in cpuid.xsave_layout() else [])
-    subprocess.run([gcc, "-O1", "-mavx", *flags, "-o", str(exe), str(src)], check=True)
-    return str(exe)
+    return build_c(tmp_path_factory.mktemp("xsave"), "spin", SPINNER, "-O1", "-mavx", *flags)
 
 
 def _regset(lib, ffi, pid, request, data=None):

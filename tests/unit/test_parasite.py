@@ -5,6 +5,7 @@ maps, fds and signal/status fields must equal the ones before, nobody traces the
 keep running and pass their register check.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from crpy.kernel import ptrace
 from crpy.kernel.syscalls import NR, sys_call
 
 from test_parasite_victim import Victim, build_victim, differences, snapshot, status
+from tests.unit.crhelpers import build_c
 
 KCMP_FILE = 0
 
@@ -31,12 +33,21 @@ def victim_exe(tmp_path_factory):
 
 @pytest.fixture(params=["busy", "sleep"])
 def victim(request, victim_exe):
-    v = Victim(victim_exe, request.param)
-    try:
+    with Victim(victim_exe, request.param) as v:
         v.check()
         yield v
-    finally:
-        v.kill()
+
+
+@contextlib.contextmanager
+def left_as_before(v):
+    """Seize v for the test's parasite (yields v's snapshot from before); once the test is done
+    with it, detach: v must then be exactly as before and pass its own register check."""
+    before = snapshot(v.pid)
+    ptrace.seize(v.pid)
+    yield before
+    ptrace.detach(v.pid)
+    assert differences(before, snapshot(v.pid)) == []
+    v.check()
 
 
 def _sigset(hexmask):
@@ -114,34 +125,29 @@ def _check_drain(p, v):
 
 def test_infect_talk_cure(victim, tmp_path):
     v = victim
-    before = snapshot(v.pid)
-    ptrace.seize(v.pid)
-    p = Parasite.infect(v.pid)
-    try:
-        p.ping(41)
-        _check_pages(p, v, tmp_path)
-        _check_sigactions(v.pid, p.sigactions())
-        _check_misc(v, p.misc())
-        _check_drain(p, v)
-        maps_in = open(f"/proc/{v.pid}/maps").read()
-        assert maps_in != before["maps"], "the parasite mapping should be visible while it runs"
-    except BaseException:
-        p.abort()
-        raise
-    p.cure()
-    assert ptrace.get_regs(v.pid) == p.saved.regs
-    assert ptrace.get_xstate(v.pid) == p.saved.xstate
-    assert ptrace.get_sigmask(v.pid) == p.saved.sigmask
-    ptrace.detach(v.pid)
-    assert differences(before, snapshot(v.pid)) == []
+    with left_as_before(v) as before:
+        p = Parasite.infect(v.pid)
+        try:
+            p.ping(41)
+            _check_pages(p, v, tmp_path)
+            _check_sigactions(v.pid, p.sigactions())
+            _check_misc(v, p.misc())
+            _check_drain(p, v)
+            maps_in = open(f"/proc/{v.pid}/maps").read()
+            assert maps_in != before["maps"], "the parasite mapping should be visible while it runs"
+        except BaseException:
+            p.abort()
+            raise
+        p.cure()
+        assert ptrace.get_regs(v.pid) == p.saved.regs
+        assert ptrace.get_xstate(v.pid) == p.saved.xstate
+        assert ptrace.get_sigmask(v.pid) == p.saved.sigmask
     assert status(v.pid)["TracerPid"] == "0"
-    v.check()
 
 
 def test_drain_more_fds_than_one_message(victim_exe):
     """More than 253 fds (SCM_MAX_FD) go out in several messages."""
-    v = Victim(victim_exe, "busy")
-    try:
+    with Victim(victim_exe, "busy") as v:
         ptrace.seize(v.pid)
         p = Parasite.infect(v.pid)
         try:
@@ -157,26 +163,16 @@ def test_drain_more_fds_than_one_message(victim_exe):
             p.cure()
         ptrace.detach(v.pid)
         v.check()
-    finally:
-        v.kill()
 
 
 def test_abort_removes_parasite(victim_exe):
     """The forced unload (error path) also leaves nothing behind."""
-    v = Victim(victim_exe, "sleep")
-    try:
-        before = snapshot(v.pid)
-        ptrace.seize(v.pid)
+    with Victim(victim_exe, "sleep") as v, left_as_before(v):
         p = Parasite.infect(v.pid)
         p.ping()
         p.dump_pages([(v.heap & ~4095, 4096)], os.open("/dev/null", os.O_WRONLY))
         p.abort()
         assert ptrace.get_regs(v.pid) == p.saved.regs
-        ptrace.detach(v.pid)
-        assert differences(before, snapshot(v.pid)) == []
-        v.check()
-    finally:
-        v.kill()
 
 
 def test_victim_of_another_user(victim_exe, tmp_path):
@@ -184,28 +180,21 @@ def test_victim_of_another_user(victim_exe, tmp_path):
     exe = f"/tmp/crpy-victim-{os.getpid()}"
     shutil.copy(victim_exe, exe)
     os.chmod(exe, 0o755)
-    v = Victim(exe, "sleep", user=65534)
     try:
-        before = snapshot(v.pid)
-        ptrace.seize(v.pid)
-        p = Parasite.infect(v.pid)
-        try:
-            assert p.misc()["euid"] == 65534
-            _check_pages(p, v, tmp_path)
-        finally:
-            p.cure()
-        ptrace.detach(v.pid)
-        assert differences(before, snapshot(v.pid)) == []
-        v.check()
+        with Victim(exe, "sleep", user=65534) as v, left_as_before(v):
+            p = Parasite.infect(v.pid)
+            try:
+                assert p.misc()["euid"] == 65534
+                _check_pages(p, v, tmp_path)
+            finally:
+                p.cure()
     finally:
-        v.kill()
         os.unlink(exe)
 
 
 def test_group_stop_while_parasite_runs(victim_exe):
     """SIGSTOP meanwhile: the parasite keeps serving; after detach the task is stopped."""
-    v = Victim(victim_exe, "busy")
-    try:
+    with Victim(victim_exe, "busy") as v:
         ptrace.seize(v.pid)
         p = Parasite.infect(v.pid)
         try:
@@ -220,8 +209,6 @@ def test_group_stop_while_parasite_runs(victim_exe):
         assert status(v.pid)["State"].startswith("T"), "the SIGSTOP must not be lost"
         os.kill(v.pid, signal.SIGCONT)
         v.check()
-    finally:
-        v.kill()
 
 
 def test_parasite_fault_is_recovered(victim_exe):
@@ -230,52 +217,33 @@ def test_parasite_fault_is_recovered(victim_exe):
     from crpy import blobs
     from crpy.dump.infect_channel import TaskStopped
 
-    v = Victim(victim_exe, "sleep")
-    try:
-        before = snapshot(v.pid)
-        ptrace.seize(v.pid)
+    with Victim(victim_exe, "sleep") as v, left_as_before(v):
         p = Parasite.infect(v.pid)
         infect_mem.write(v.pid, p.saved.map_base + blobs.load("parasite").sym("do_misc"), b"\x0f\x0b")
         with pytest.raises(TaskStopped, match="signal 4"):
             p.misc()
         p.abort()
         assert ptrace.get_regs(v.pid) == p.saved.regs
-        ptrace.detach(v.pid)
-        assert differences(before, snapshot(v.pid)) == []
-        v.check()
-    finally:
-        v.kill()
 
 
 def test_failed_page_dump_then_cure(victim_exe):
     """vmsplice of unmapped memory fails with a typed error; the cure still leaves no trace."""
     from crpy.errors import ParasiteError
 
-    v = Victim(victim_exe, "busy", heap_mb=64)
-    try:
-        before = snapshot(v.pid)
-        ptrace.seize(v.pid)
+    with Victim(victim_exe, "busy", heap_mb=64) as v, left_as_before(v):
         p = Parasite.infect(v.pid)
         runs = [(v.heap & ~4095, 48 << 20), (0x10000, 4096), (v.heap & ~4095, 48 << 20)]
         with open(os.devnull, "wb") as out, pytest.raises(ParasiteError, match="Bad address"):
             p.dump_pages(runs, out.fileno())
         p.cure()
         assert ptrace.get_regs(v.pid) == p.saved.regs
-        ptrace.detach(v.pid)
-        assert differences(before, snapshot(v.pid)) == []
-        v.check()
-    finally:
-        v.kill()
 
 
 def test_idle_timeout_cures_by_itself(victim_exe):
     """A dumper that stays silent longer than idle_ms: the parasite leaves on its own."""
     from crpy.errors import ParasiteError
 
-    v = Victim(victim_exe, "busy")
-    try:
-        before = snapshot(v.pid)
-        ptrace.seize(v.pid)
+    with Victim(victim_exe, "busy") as v, left_as_before(v) as before:
         p = Parasite.infect(v.pid, idle_ms=200)
         p.ping()
         deadline = time.monotonic() + 5
@@ -285,11 +253,6 @@ def test_idle_timeout_cures_by_itself(victim_exe):
             p.ping()
         with pytest.raises(ParasiteError):
             p.cure()  # nothing left to cure: an error, but the task is stopped and untouched
-        ptrace.detach(v.pid)
-        assert differences(before, snapshot(v.pid)) == []
-        v.check()
-    finally:
-        v.kill()
 
 
 PKEY_VICTIM_C = r"""
@@ -318,9 +281,8 @@ def test_pages_behind_a_denied_protection_key(tmp_path):
     """The parasite opens every pkey (PKRU = 0) for itself; the task's PKRU comes back."""
     if " pku " not in open("/proc/cpuinfo").read():
         pytest.skip("this CPU has no protection keys (no pku in /proc/cpuinfo)")
-    (tmp_path / "pk.c").write_text(PKEY_VICTIM_C)
-    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "pk"), str(tmp_path / "pk.c")], check=True)
-    proc = subprocess.Popen([str(tmp_path / "pk")], stdout=subprocess.PIPE, text=True)
+    exe = build_c(tmp_path, "pk", PKEY_VICTIM_C, "-O2")
+    proc = subprocess.Popen([exe], stdout=subprocess.PIPE, text=True)
     try:
         addr = int(proc.stdout.readline(), 16)
         ptrace.seize(proc.pid)
@@ -359,9 +321,8 @@ int main(void)
 def test_seccomp_strict_task(tmp_path):
     """Under SECCOMP_MODE_STRICT every parasite syscall but read/write would kill the task:
     infection suspends seccomp (PTRACE_O_SUSPEND_SECCOMP) while the parasite is in."""
-    (tmp_path / "sc.c").write_text(SECCOMP_VICTIM_C)
-    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "sc"), str(tmp_path / "sc.c")], check=True)
-    proc = subprocess.Popen([str(tmp_path / "sc")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    exe = build_c(tmp_path, "sc", SECCOMP_VICTIM_C, "-O2")
+    proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline() == b"ready\n"
         before = snapshot(proc.pid)
@@ -385,8 +346,7 @@ def test_seccomp_strict_task(tmp_path):
 
 def test_task_stopped_before_the_dump(victim_exe):
     """A task already in group-stop (kill -STOP) is infected from that stop and stays stopped."""
-    v = Victim(victim_exe, "sleep")
-    try:
+    with Victim(victim_exe, "sleep") as v:
         os.kill(v.pid, signal.SIGSTOP)
         deadline = time.monotonic() + 5
         while not status(v.pid)["State"].startswith("T") and time.monotonic() < deadline:
@@ -404,8 +364,6 @@ def test_task_stopped_before_the_dump(victim_exe):
         assert differences(before, snapshot(v.pid)) == []
         os.kill(v.pid, signal.SIGCONT)
         v.check()
-    finally:
-        v.kill()
 
 
 def test_pick_address_finds_a_free_range_below_the_stack():

@@ -82,26 +82,20 @@ def _kill_and_check(v, dumper, word, before, delay):
 
 @pytest.mark.parametrize("mode", ["busy", "sleep"])
 def test_dumper_killed_while_parasite_idle(victim_exe, mode, tmp_path):
-    v = Victim(victim_exe, mode)
-    try:
+    with Victim(victim_exe, mode) as v:
         before = snapshot(v.pid)
         dumper = _run_dumper(v, "idle", str(tmp_path / "pages"))
         _kill_and_check(v, dumper, "infected", before, 0.05)
-    finally:
-        v.kill()
 
 
 @pytest.mark.parametrize("mode", ["busy", "sleep"])
 @pytest.mark.parametrize("where", ["mmap-entry", "mmap-exit"])
 def test_dumper_killed_while_injecting_mmap(victim_exe, mode, where, tmp_path):
     """The injected mmap ends in the unmap chain: no mapping is leaked."""
-    v = Victim(victim_exe, mode)
-    try:
+    with Victim(victim_exe, mode) as v:
         before = snapshot(v.pid)
         dumper = _run_dumper(v, where, str(tmp_path / "pages"))
         _kill_and_check(v, dumper, "injecting", before, 0.0)
-    finally:
-        v.kill()
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.013, 0.031])

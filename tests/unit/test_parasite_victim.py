@@ -15,6 +15,8 @@ import signal
 import subprocess
 import time
 
+from tests.unit.crhelpers import build_c
+
 VICTIM_C = r"""
 #define _GNU_SOURCE
 #include <signal.h>
@@ -122,16 +124,11 @@ int main(int argc, char **argv)
 
 
 def build_victim(tmpdir):
-    src = os.path.join(tmpdir, "victim.c")
-    exe = os.path.join(tmpdir, "victim")
-    with open(src, "w") as f:
-        f.write(VICTIM_C)
-    subprocess.run(["gcc", "-O2", "-mavx2", "-o", exe, src], check=True)
-    return exe
+    return build_c(tmpdir, "victim", VICTIM_C, "-O2", "-mavx2")
 
 
 class Victim:
-    """A running victim with its stdout; kill() on teardown."""
+    """A running victim with its stdout; kill() on teardown (or leave a `with Victim(...) as v:`)."""
 
     def __init__(self, exe, mode="busy", heap_mb=4, user=None):
         self.proc = subprocess.Popen([exe, mode, str(heap_mb)], stdout=subprocess.PIPE, text=True, user=user)
@@ -162,6 +159,12 @@ class Victim:
             self.proc.kill()
         self.proc.wait()
         self.proc.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
 
 
 # SigQ is left out: it counts the signals queued for the whole user, not for this task.

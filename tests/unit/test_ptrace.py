@@ -20,9 +20,8 @@ def victim_exe(tmp_path_factory):
 
 @pytest.fixture
 def sleeper(victim_exe):
-    v = Victim(victim_exe, "sleep")
-    yield v
-    v.kill()
+    with Victim(victim_exe, "sleep") as v:
+        yield v
 
 
 def test_seize_state_round_trip(sleeper):
@@ -101,8 +100,7 @@ def test_errors_are_typed(victim_exe):
 
 
 def test_seize_already_traced(victim_exe):
-    v = Victim(victim_exe, "busy")
-    try:
+    with Victim(victim_exe, "busy") as v:
         ptrace.seize(v.pid)
         helper = subprocess.run(["python3", "-c", "from crpy.kernel import ptrace\n"
                                  f"try: ptrace.seize({v.pid})\n"
@@ -114,5 +112,3 @@ def test_seize_already_traced(victim_exe):
         ptrace.detach(v.pid)
         time.sleep(0.01)
         v.check()
-    finally:
-        v.kill()

@@ -15,9 +15,9 @@ import subprocess
 import sys
 
 import pytest
-from tests.unit.crhelpers import crpy, wait_for
+from tests.unit.crhelpers import (ROOT, build_c, crpy, gone, kill_quietly, log_tail, read_text, start_target,
+                                  wait_for)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET_C = r"""
 /* restore test target: memory patterns, AVX registers, a counter, signal handling */
 #define _GNU_SOURCE
@@ -172,18 +172,16 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def target_bin(tmp_path_factory):
-    d = tmp_path_factory.mktemp("restore_target")
-    (d / "target.c").write_text(TARGET_C)
-    subprocess.run(["gcc", "-O2", "-mavx2", "-o", str(d / "target"), str(d / "target.c")], check=True)
-    return str(d / "target")
+    return build_c(tmp_path_factory.mktemp("restore_target"), "target", TARGET_C, "-O2", "-mavx2")
 
 
 def lines(path):
-    try:
-        with open(path) as f:
-            return f.read().splitlines()
-    except FileNotFoundError:
-        return []
+    return read_text(path).splitlines()
+
+
+def started(outfile):
+    """The target is ready once it has said READY in its outfile."""
+    return any(ln.startswith("READY") for ln in lines(outfile))
 
 
 def check_line(outfile, before):
@@ -208,26 +206,30 @@ def read_maps(pid):
     return re.sub(r"^(\S+ \S+ \S+ \S+ )\d+\s+(/dev/zero \(deleted\))$", r"\1INODE \2", text, flags=re.M)
 
 
-def gone(pid):
-    return not os.path.exists(f"/proc/{pid}")
-
-
 def kill_restored(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+    kill_quietly(pid)
     wait_for(lambda: gone(pid), what=f"pid {pid} to go")
 
 
 class Target:
+    """The target running MODE, ready; its images go to tmp/images.  Leaving a `with Target(...)`
+    kills what is left of it: the task itself when no dump did, and the restored one."""
+
     def __init__(self, binary, tmp, mode, size=16 << 20):
         self.outfile = str(tmp / "out")
-        self.proc = subprocess.Popen([binary, self.outfile, str(size), mode], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.images = tmp / "images"
+        self.proc = start_target([binary, self.outfile, size, mode], lambda: started(self.outfile),
+                                 what="the target")
         self.pid = self.proc.pid
-        wait_for(lambda: any(ln.startswith("READY") for ln in lines(self.outfile)), what="the target")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        kill_restored(self.pid)
 
     def maps(self):
         return read_maps(self.pid)
@@ -236,85 +238,62 @@ class Target:
         d = f"/proc/{self.pid}/fd"
         return {fd: os.readlink(f"{d}/{fd}") for fd in os.listdir(d)}
 
-    def dump(self, images):
-        res = crpy("dump", "-t", str(self.pid), "-D", str(images), "-v4", "-o", "dump.log")
-        assert res.returncode == 0, res.stderr + _tail(images / "dump.log")
+    def dump(self):
+        res = crpy("dump", "-t", self.pid, "-D", self.images, "-v4", "-o", "dump.log")
+        assert res.returncode == 0, res.stderr + log_tail(self.images / "dump.log")
         self.proc.wait(timeout=10)          # the dump killed it; reap it so the pid is free
         assert gone(self.pid)
 
 
-def _tail(path, n=30):
-    try:
-        return "\n" + "\n".join(path.read_text().splitlines()[-n:])
-    except OSError:
-        return ""
-
-
 @pytest.mark.parametrize("mode", ["sleep", "busy"])
 def test_dump_restore_same_pid_maps_and_state(target_bin, tmp_path, mode):
-    t = Target(target_bin, tmp_path, mode)
-    images = tmp_path / "images"
-    try:
+    with Target(target_bin, tmp_path, mode) as t:
         counter = poke(t.pid, t.outfile)
         maps_before, fds_before = t.maps(), t.fds()
-        t.dump(images)
+        t.dump()
         pidfile = tmp_path / "pidfile"
-        res = crpy("restore", "-D", str(images), "-d", "--pidfile", str(pidfile), "-v4", "-o", "restore.log")
-        assert res.returncode == 0, res.stderr + _tail(images / "restore.log")
+        res = crpy("restore", "-D", t.images, "-d", "--pidfile", pidfile, "-v4", "-o", "restore.log")
+        assert res.returncode == 0, res.stderr + log_tail(t.images / "restore.log")
         assert int(pidfile.read_text()) == t.pid
         assert t.maps() == maps_before
         assert t.fds() == fds_before                   # and none of crpy's own left open
         after = poke(t.pid, t.outfile)
         assert after > counter
         assert poke(t.pid, t.outfile) > after          # it keeps counting
-    finally:
-        if t.proc.poll() is None:
-            t.proc.kill()
-            t.proc.wait()
-        kill_restored(t.pid)
 
 
 def test_restore_waits_and_returns_exit_status(target_bin, tmp_path):
     """Without -d crpy waits for the task; a task killed by signal N gives 128+N, as a shell."""
-    t = Target(target_bin, tmp_path, "sleep")
-    images = tmp_path / "images"
-    try:
-        t.dump(images)
-        rest = subprocess.Popen([sys.executable, "-m", "crpy", "restore", "-D", str(images), "-v4", "-o",
+    with Target(target_bin, tmp_path, "sleep") as t:
+        t.dump()
+        rest = subprocess.Popen([sys.executable, "-m", "crpy", "restore", "-D", str(t.images), "-v4", "-o",
                                  "restore.log"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-        wait_for(lambda: "restored in" in _tail(images / "restore.log", 3), what="the restore")
+        wait_for(lambda: "restored in" in log_tail(t.images / "restore.log", 3), what="the restore")
         poke(t.pid, t.outfile)
         os.kill(t.pid, signal.SIGTERM)
         out, err = rest.communicate(timeout=30)
         assert rest.returncode == 128 + signal.SIGTERM, err
-    finally:
-        kill_restored(t.pid)
 
 
 def test_restore_refuses_a_taken_pid(target_bin, tmp_path):
-    t = Target(target_bin, tmp_path, "sleep")
-    images = tmp_path / "images"
-    try:
-        t.dump(images)
-        assert crpy("restore", "-D", str(images), "-d").returncode == 0
-        res = crpy("restore", "-D", str(images), "-d")
+    with Target(target_bin, tmp_path, "sleep") as t:
+        t.dump()
+        assert crpy("restore", "-D", t.images, "-d").returncode == 0
+        res = crpy("restore", "-D", t.images, "-d")
         assert res.returncode == 1
         assert res.stderr.count("\n") == 1 and f"pid {t.pid} is taken" in res.stderr, res.stderr
         poke(t.pid, t.outfile)                         # the first restore is untouched
-    finally:
-        kill_restored(t.pid)
 
 
 def test_restore_truncated_pages_leaves_nothing_behind(target_bin, tmp_path):
     t = Target(target_bin, tmp_path, "sleep")
-    images = tmp_path / "images"
-    t.dump(images)
-    pages = [p for p in os.listdir(images) if re.fullmatch(r"pages-\d+\.img", p)]
+    t.dump()
+    pages = [p for p in os.listdir(t.images) if re.fullmatch(r"pages-\d+\.img", p)]
     assert pages
-    path = images / pages[0]
+    path = t.images / pages[0]
     os.truncate(path, os.path.getsize(path) - 4096)
-    res = crpy("restore", "-D", str(images), "-d")
+    res = crpy("restore", "-D", t.images, "-d")
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and "pagemap points past the end" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
@@ -326,8 +305,8 @@ def dumped(target_bin, tmp_path_factory):
     """One dump of the target (dead and reaped), for tests whose restores must all fail."""
     tmp = tmp_path_factory.mktemp("dumped")
     t = Target(target_bin, tmp, "sleep")
-    t.dump(tmp / "images")
-    return t.pid, tmp / "images"
+    t.dump()
+    return t.pid, t.images
 
 
 @pytest.mark.parametrize("step,by_line", [("unmap", True), ("vdso", True), ("vmas", True),
@@ -338,9 +317,7 @@ def test_a_failing_restorer_step_is_reported_and_cleaned_up(dumped, step, by_lin
     line naming the step, exit 1, and no process left.  Up to close-fds the blob reports on the
     pipe; after it (sigreturn) only its exit code tells the step."""
     pid, images = dumped
-    res = subprocess.run([sys.executable, "-m", "crpy", "restore", "-D", str(images), "-d"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, CRPY_FAULT=f"restorer:{step}"))
+    res = crpy("restore", "-D", images, "-d", env=dict(os.environ, CRPY_FAULT=f"restorer:{step}"))
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and f"restorer step {step} failed" in res.stderr, res.stderr
     assert ("ECANCELED" in res.stderr) == by_line, res.stderr
@@ -386,21 +363,18 @@ def test_restore_moves_an_overlapping_vdso_through_scratch(target_bin, tmp_path)
     """The task's vDSO block lies one page below the restorer's own: they overlap, so the blob
     must move [vvar] [vvar_vclock] [vdso] through scratch space first."""
     outfile = str(tmp_path / "out")
-    proc = subprocess.Popen([target_bin, outfile, str(1 << 20), "sleep"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=_no_aslr_with_stack(200004))
+    proc = start_target([target_bin, outfile, 1 << 20, "sleep"], lambda: started(outfile), what="the target",
+                        preexec_fn=_no_aslr_with_stack(200004))
     pid = proc.pid
     images = tmp_path / "images"
     try:
-        wait_for(lambda: any(ln.startswith("READY") for ln in lines(outfile)), what="the target")
         maps_before = read_maps(pid)
         res = crpy("dump", "-t", str(pid), "-D", str(images), "-v4", "-o", "dump.log")
         assert res.returncode == 0, res.stderr
         proc.wait(timeout=10)
-        res = subprocess.run([sys.executable, "-m", "crpy", "restore", "-D", str(images), "-d", "-v4",
-                              "-o", "restore.log"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                             preexec_fn=_no_aslr_with_stack(200000))
-        assert res.returncode == 0, res.stderr + _tail(images / "restore.log")
+        res = crpy("restore", "-D", images, "-d", "-v4", "-o", "restore.log",
+                   preexec_fn=_no_aslr_with_stack(200000))
+        assert res.returncode == 0, res.stderr + log_tail(images / "restore.log")
         log = (images / "restore.log").read_text()
         assert "(overlapping: through scratch)" in log, \
             "the vDSO blocks did not overlap: this kernel lays out no-ASLR processes differently"

@@ -9,12 +9,10 @@ program checks with sigtimedwait and writes PASS or FAIL); the images hold the r
 import os
 import signal
 import struct
-import subprocess
 
 import pytest
-from tests.unit.crhelpers import crpy, wait_for
+from tests.unit.crhelpers import SelfCheckingTarget, build_c
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIGNALS_C = r"""
 #define _GNU_SOURCE
 /* signals test target: pending signals of each kind, all blocked: a standard one and three queued
@@ -125,18 +123,7 @@ SI_QUEUE, SI_TKILL = -1, -6
 
 @pytest.fixture(scope="module")
 def signals_bin(tmp_path_factory):
-    d = tmp_path_factory.mktemp("signals")
-    (d / "signals.c").write_text(SIGNALS_C)
-    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(d / "signals"), str(d / "signals.c")], check=True)
-    return str(d / "signals")
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+    return build_c(tmp_path_factory.mktemp("signals"), "signals", SIGNALS_C, "-O1", "-pthread")
 
 
 def saved_signals(images, tid, shared=False):
@@ -153,28 +140,13 @@ def saved_signals(images, tid, shared=False):
 
 
 def test_pending_signals_per_process_and_per_thread(signals_bin, tmp_path):
-    out = tmp_path / "out"
-    p = subprocess.Popen([signals_bin, str(out)], start_new_session=True, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pid = p.pid
-    try:
-        wait_for(lambda: "ready" in read(out), what="the target to start")
-        worker = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid][0]
-        images = tmp_path / "img"
-        r = crpy("dump", "-t", str(pid), "-D", str(images), "-v4", "-o", "dump.log")
-        assert r.returncode == 0, r.stderr
-        p.wait(timeout=10)
+    with SelfCheckingTarget(signals_bin, tmp_path) as t:
+        pid, images = t.pid, t.images
+        worker = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid][0]
+        t.dump()
         rtmin = signal.SIGRTMIN
         assert saved_signals(images, pid, shared=True) == [(10, 0, 0)] + [(rtmin, SI_QUEUE, v) for v in (11, 22, 33)]
         assert saved_signals(images, pid) == [(rtmin + 1, SI_QUEUE, 55)]
         assert saved_signals(images, worker) == [(12, SI_TKILL, 0), (rtmin + 1, SI_QUEUE, 44)]
-        r = crpy("restore", "-D", str(images), "-d", "-v4", "-o", "restore.log")
-        assert r.returncode == 0, r.stderr
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: "PASS" in read(out) or "FAIL" in read(out), what="the verdict")
-        assert "PASS" in read(out), read(out)
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        t.restore()
+        t.verdict()

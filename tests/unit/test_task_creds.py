@@ -7,13 +7,10 @@ Creds crpy cannot give (a capability it lacks itself) are refused before anythin
 """
 
 import os
-import signal
-import subprocess
 
 import pytest
-from tests.unit.crhelpers import crpy, wait_for
+from tests.unit.crhelpers import SelfCheckingTarget, build_c, read_text, wait_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CREDS_C = r"""
 #define _GNU_SOURCE
 /* creds test target (two threads): drops from root to uid/gid 4242 with groups 4243,4244, keeping only
@@ -92,59 +89,28 @@ _KEYS = ("Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:")
 
 @pytest.fixture(scope="module")
 def creds_bin(tmp_path_factory):
-    d = tmp_path_factory.mktemp("creds")
-    (d / "creds.c").write_text(CREDS_C)
-    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(d / "creds"), str(d / "creds.c")], check=True)
-    return str(d / "creds")
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+    return build_c(tmp_path_factory.mktemp("creds"), "creds", CREDS_C, "-O1", "-pthread")
 
 
 def thread_creds(pid):
     out = {}
     for tid in sorted(os.listdir(f"/proc/{pid}/task")):
-        text = read(f"/proc/{pid}/task/{tid}/status")
+        text = read_text(f"/proc/{pid}/task/{tid}/status")
         out[int(tid)] = [line for line in text.splitlines() if line.startswith(_KEYS)]
     return out
 
 
-def start(binary, out):
-    p = subprocess.Popen([binary, str(out)], start_new_session=True, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: "ready" in read(out) or "FAIL" in read(out), what="the target to start")
-    assert "ready" in read(out), read(out)
-    return p
-
-
 def test_task_of_another_uid_with_reduced_caps(creds_bin, tmp_path):
-    out = tmp_path / "out"
-    p = start(creds_bin, out)
-    pid = p.pid
-    try:
+    with SelfCheckingTarget(creds_bin, tmp_path, ready=("ready", "FAIL")) as t:
+        assert "ready" in read_text(t.out), read_text(t.out)
+        pid = t.pid
         before = wait_for(lambda: (lambda c: c if len(c) == 2 else None)(thread_creds(pid)),
                           what="the second thread")
         assert any("4242" in line for line in before[pid])
-        images = tmp_path / "img"
-        r = crpy("dump", "-t", str(pid), "-D", str(images), "-v4", "-o", "dump.log")
-        assert r.returncode == 0, r.stderr
-        p.wait(timeout=10)
-        r = crpy("restore", "-D", str(images), "-d", "-v4", "-o", "restore.log")
-        assert r.returncode == 0, r.stderr
+        t.dump()
+        t.restore()
         assert thread_creds(pid) == before
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: "PASS" in read(out) or "FAIL" in read(out), what="the verdict")
-        assert "PASS" in read(out), read(out)
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        t.verdict()
 
 
 def test_creds_crpy_cannot_give_are_refused_before_the_fork():

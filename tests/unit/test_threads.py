@@ -10,13 +10,10 @@ and nice values must be the same and no crpy mapping may be left.
 """
 
 import os
-import signal
-import subprocess
 
 import pytest
-from tests.unit.crhelpers import crpy, wait_for
+from tests.unit.crhelpers import SelfCheckingTarget, build_c, wait_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 THREADS_C = r"""
 #define _GNU_SOURCE
 /* threads test target: 8 FPU/AVX spinners, a futex waiter, a pthread_cond_timedwait waiter */
@@ -129,18 +126,7 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def threads_bin(tmp_path_factory):
-    d = tmp_path_factory.mktemp("threads")
-    (d / "threads.c").write_text(THREADS_C)
-    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(d / "threads"), str(d / "threads.c")], check=True)
-    return str(d / "threads")
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+    return build_c(tmp_path_factory.mktemp("threads"), "threads", THREADS_C, "-O1", "-pthread")
 
 
 def thread_names(pid):
@@ -155,41 +141,21 @@ def thread_names(pid):
     return out
 
 
-def start(binary, out):
-    p = subprocess.Popen([binary, str(out)], start_new_session=True, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: "ready" in read(out), what="the target to start")
-    return p
-
-
 def test_threads_keep_tids_names_registers_and_waits(threads_bin, tmp_path):
-    out = tmp_path / "out"
-    p = start(threads_bin, out)
-    pid = p.pid
-    names = wait_for(lambda: (lambda n: n if sorted(v for v in n.values() if v[0].startswith("spin")) ==
-                              [(f"spin{i}", i % 4) for i in range(8)] else None)(thread_names(pid)),
-                     what="the spinners to name themselves and set their nice values")
-    assert len(names) == 11
-    try:
-        for cycle in range(2):
+    with SelfCheckingTarget(threads_bin, tmp_path) as t:
+        pid = t.pid
+        names = wait_for(lambda: (lambda n: n if sorted(v for v in n.values() if v[0].startswith("spin")) ==
+                                  [(f"spin{i}", i % 4) for i in range(8)] else None)(thread_names(pid)),
+                         what="the spinners to name themselves and set their nice values")
+        assert len(names) == 11
+        for cycle in range(2):              # the second dump is of the restored task
             images = tmp_path / f"img{cycle}"
-            r = crpy("dump", "-t", str(pid), "-D", str(images), "-v4", "-o", "dump.log")
-            assert r.returncode == 0, r.stderr
+            t.dump(images)
             assert sorted(f for f in os.listdir(images) if f.startswith("core-")) == \
-                sorted(f"core-{t}.img" for t in names)
-            if cycle == 0:
-                p.wait(timeout=10)              # killed by the dump; reap it so the pid is free
-            r = crpy("restore", "-D", str(images), "-d", "-v4", "-o", "restore.log")
-            assert r.returncode == 0, r.stderr
+                sorted(f"core-{tid}.img" for tid in names)
+            t.restore(images)
             assert thread_names(pid) == names
             with open(f"/proc/{pid}/maps") as f:
                 maps = f.read()
             assert "crpy" not in maps and "restorer" not in maps
-        os.kill(pid, signal.SIGTERM)
-        verdict = wait_for(lambda: "PASS" in read(out) or "FAIL" in read(out), what="the verdict")
-        assert "PASS" in read(out), read(out)
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        t.verdict()

@@ -9,15 +9,11 @@ time does not count as elapsed.  The program checks the rest itself (sigev value
 ticks, the silent timer's remaining time, ids still valid) and writes PASS or FAIL.
 """
 
-import os
-import signal
-import subprocess
 import time
 
 import pytest
-from tests.unit.crhelpers import crpy, wait_for
+from tests.unit.crhelpers import SelfCheckingTarget, build_c
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMERS_C = r"""
 #define _GNU_SOURCE
 /* timers test target: alarm(), a one-shot and a periodic POSIX timer, a SIGEV_NONE timer */
@@ -102,18 +98,7 @@ FROZEN = 2.0
 
 @pytest.fixture(scope="module")
 def timers_bin(tmp_path_factory):
-    d = tmp_path_factory.mktemp("timers")
-    (d / "timers.c").write_text(TIMERS_C)
-    subprocess.run(["gcc", "-O1", "-o", str(d / "timers"), str(d / "timers.c")], check=True)
-    return str(d / "timers")
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+    return build_c(tmp_path_factory.mktemp("timers"), "timers", TIMERS_C, "-O1")
 
 
 def saved_timers(images, pid):
@@ -134,37 +119,21 @@ def proc_timers(pid):
 
 
 def test_timers_fire_after_restore_at_the_time_left(timers_bin, tmp_path):
-    out = tmp_path / "out"
-    p = subprocess.Popen([timers_bin, str(out)], start_new_session=True, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pid = p.pid
-    try:
-        wait_for(lambda: "ready" in read(out), what="the target to start")
+    with SelfCheckingTarget(timers_bin, tmp_path) as target:
+        pid = target.pid
         before = proc_timers(pid)
         assert [t["id"] for t in before] == [0, 1, 2], before
-        images = tmp_path / "img"
-        r = crpy("dump", "-t", str(pid), "-D", str(images), "-v4", "-o", "dump.log")
-        assert r.returncode == 0, r.stderr
-        p.wait(timeout=10)
-        alarm_left, oneshot_left = saved_timers(images, pid)
+        target.dump()
+        alarm_left, oneshot_left = saved_timers(target.images, pid)
         assert 0.3 < alarm_left < 3 and 0.3 < oneshot_left < 3, (alarm_left, oneshot_left)
         time.sleep(FROZEN)
         t0 = time.monotonic()
-        r = crpy("restore", "-D", str(images), "-d", "-v4", "-o", "restore.log")
+        target.restore()
         t1 = time.monotonic()
-        assert r.returncode == 0, r.stderr
         assert proc_timers(pid) == before
         time.sleep(max(alarm_left, oneshot_left) + 0.3)
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: "PASS" in read(out) or "FAIL" in read(out), what="the verdict")
-        text = read(out)
-        assert "PASS" in text, text
+        text = target.verdict()
         fired = dict(line.split() for line in text.splitlines() if line.startswith(("alarm ", "oneshot ")))
         for name, left in (("alarm", alarm_left), ("oneshot", oneshot_left)):
             at = float(fired[name])
             assert t0 + left - 0.25 <= at <= t1 + left + 0.5, (name, t0, t1, left, at)
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -8,15 +8,13 @@ write to the shared counter in one task is seen by all."""
 import ctypes
 import os
 import signal
-import subprocess
 import time
 
 import pytest
 
 from crpy.images import framing
 from crpy.kernel import proc
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.unit.crhelpers import build_c, crpy, kill_quietly, start_target
 
 TREE_C = r"""
 #define _GNU_SOURCE
@@ -116,11 +114,7 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def tree_bin(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bin")
-    (d / "tree.c").write_text(TREE_C)
-    r = subprocess.run(["gcc", "-O1", "-o", str(d / "tree"), str(d / "tree.c")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return str(d / "tree")
+    return build_c(tmp_path_factory.mktemp("bin"), "tree", TREE_C, "-O1")
 
 
 @pytest.fixture
@@ -143,27 +137,37 @@ def _reap_all():
 
 
 def reap_gone(pids, timeout=10):
-    """Reap the killed tree's orphans (they are ours, as subreaper) until no pid is left."""
+    """Reap the killed tree's tasks (they are ours, as subreaper) until no pid is left."""
     deadline = time.monotonic() + timeout
     while any(os.path.exists(f"/proc/{pid}") for pid in pids):
-        assert time.monotonic() < deadline, "the dumped tree was not killed"
+        assert time.monotonic() < deadline, "the tree was not killed"
         _reap_all()
         time.sleep(0.01)
 
 
-def crpy(*args, env=None):
-    return subprocess.run(["python3", "-m", "crpy", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=env)
-
-
 def start_tree(binary, workdir):
-    p = subprocess.Popen([binary, str(workdir)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True, cwd=str(workdir))
-    deadline = time.monotonic() + 10
-    while not (workdir / "ready").exists():
-        assert time.monotonic() < deadline and p.poll() is None, "the tree never got ready"
-        time.sleep(0.01)
-    return p
+    return start_target([binary, workdir], (workdir / "ready").exists, "the tree to get ready", 10,
+                        cwd=str(workdir))
+
+
+def start_c(tmp_path, name, source, ready, *flags, timeout=10):
+    """Build a test's own C program and start it with the path of its ready file (which it
+    writes once its tree is set up) as its argument; back when that file exists."""
+    exe = build_c(tmp_path, name, source, *flags)
+    return start_target([exe, ready], ready.exists, f"{name} to get ready", timeout)
+
+
+def dump_tree(p, pids, imgs):
+    """`crpy dump` of the tree under p (its tasks: pids); then all of them are gone and reaped."""
+    r = crpy("dump", "-t", p.pid, "-D", imgs)
+    assert r.returncode == 0, r.stderr
+    p.wait()
+    reap_gone(pids)
+
+
+def restore_tree(imgs):
+    r = crpy("restore", "-d", "-D", imgs)
+    assert r.returncode == 0, r.stderr
 
 
 def snapshot(root):
@@ -179,11 +183,10 @@ def snapshot(root):
 
 
 def kill_tree(pids):
+    """SIGKILL every task of the tree, then reap them all (they are ours, as subreaper)."""
     for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_quietly(pid)
+    reap_gone(pids)
 
 
 def wait_file(path, timeout=5):
@@ -204,13 +207,9 @@ def test_tree_dump_and_restore(tree_bin, tmp_path, subreaper):
         assert len({v[2] for v in before.values()}) == 2, "two sessions"
         zombies = {pid for pid, v in before.items() if v[3] == "Z"}
         assert len(zombies) == 2
-        r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
-        p.wait()
-        reap_gone(before)
+        dump_tree(p, before, tmp_path / "imgs")
         _check_images(tmp_path / "imgs", p.pid, before, zombies)
-        r = crpy("restore", "-d", "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
+        restore_tree(tmp_path / "imgs")
         after = snapshot(p.pid)
         assert set(after) == set(before)
         for pid, (ppid, pgid, sid, state) in before.items():
@@ -220,7 +219,6 @@ def test_tree_dump_and_restore(tree_bin, tmp_path, subreaper):
         _check_running(work, p.pid, before, zombies)
     finally:
         kill_tree(before)
-        reap_gone(before)
 
 
 def _check_images(imgs, root, before, zombies):
@@ -297,47 +295,29 @@ def test_a_failure_in_one_task_kills_the_whole_tree(tree_bin, tmp_path, subreape
     p = start_tree(tree_bin, work)
     before = snapshot(p.pid)
     try:
-        r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
-        p.wait()
-        reap_gone(before)
+        dump_tree(p, before, tmp_path / "imgs")
         for step in ("close-fds", "sigreturn"):              # every task fails after the go
             r = crpy("restore", "-d", "-D", tmp_path / "imgs", env=dict(os.environ, CRPY_FAULT=f"restorer:{step}"))
             assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
             assert f"restorer step {step}" in r.stderr
             reap_gone(before)                                # all of them, killed and reaped
-        r = crpy("restore", "-d", "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
+        restore_tree(tmp_path / "imgs")
         assert set(snapshot(p.pid)) == set(before), "nothing left behind: the same tree comes back"
     finally:
         kill_tree(before)
-        reap_gone(before)
 
 
 def test_stopped_task_and_subreaper(tmp_path, subreaper):
-    (tmp_path / "stop.c").write_text(STOP_C)
-    exe = tmp_path / "stop"
-    r = subprocess.run(["gcc", "-O1", "-o", str(exe), str(tmp_path / "stop.c")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
     work = tmp_path / "work"
     work.mkdir()
-    p = subprocess.Popen([str(exe), str(work / "ready")], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
-    deadline = time.monotonic() + 10
-    while not (work / "ready").exists():
-        assert time.monotonic() < deadline and p.poll() is None
-        time.sleep(0.01)
+    p = start_c(tmp_path, "stop", STOP_C, work / "ready", "-O1")
     before = snapshot(p.pid)
     try:
         stopped = [pid for pid, v in before.items() if v[3] == "T"]
         middle = next(pid for pid, v in before.items() if v[0] == p.pid and proc.children(pid))
         assert len(before) == 4 and len(stopped) == 1
-        r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
-        p.wait()
-        reap_gone(before)
-        r = crpy("restore", "-d", "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
+        dump_tree(p, before, tmp_path / "imgs")
+        restore_tree(tmp_path / "imgs")
         time.sleep(0.1)
         assert proc.stat(stopped[0]).state == "T", "restored stopped"
         os.kill(stopped[0], signal.SIGCONT)
@@ -353,7 +333,6 @@ def test_stopped_task_and_subreaper(tmp_path, subreaper):
             time.sleep(0.01)
     finally:
         kill_tree(before)
-        reap_gone(before)
 
 
 COW_C = r"""
@@ -401,38 +380,24 @@ def _sums(work, pids):
 
 
 def test_cow_pages_shared_in_images_and_memory(tmp_path, subreaper):
-    (tmp_path / "cow.c").write_text(COW_C)
-    exe = tmp_path / "cow"
-    r = subprocess.run(["gcc", "-O2", "-o", str(exe), str(tmp_path / "cow.c")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
     work = tmp_path / "work"
     work.mkdir()
-    p = subprocess.Popen([str(exe), str(work / "ready")], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
-    deadline = time.monotonic() + 20
-    while not (work / "ready").exists():
-        assert time.monotonic() < deadline and p.poll() is None
-        time.sleep(0.01)
+    p = start_c(tmp_path, "cow", COW_C, work / "ready", "-O2", timeout=20)
     pids = [p.pid] + proc.children(p.pid)
     try:
         sums = _sums(work, pids)
         assert sums[pids[0]] != sums[pids[1]], "the child changed a page and dropped another"
         pss_before = sum(_pss_anon_kib(pid) for pid in pids)
-        r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
-        p.wait()
-        reap_gone(pids)
+        dump_tree(p, pids, tmp_path / "imgs")
         sizes = {pid: _pages_bytes(tmp_path / "imgs", pid) for pid in pids}
         assert sizes[pids[0]] > 64 << 20, sizes
         assert sizes[pids[1]] < 4 << 20, f"the child's images hold the parent's pages again: {sizes}"
-        r = crpy("restore", "-d", "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
+        restore_tree(tmp_path / "imgs")
         pss_after = sum(_pss_anon_kib(pid) for pid in pids)
         assert pss_after < pss_before + (8 << 10), (pss_before, pss_after)
         assert _sums(work, pids) == sums, "every page as it was, in both tasks"
     finally:
         kill_tree(pids)
-        reap_gone(pids)
 
 
 def _pages_bytes(imgs, pid):
@@ -458,16 +423,7 @@ int main(int argc, char **argv)
 
 
 def test_an_unsupported_grandchild_leaves_the_whole_tree_untouched(tmp_path, subreaper):
-    (tmp_path / "sock.c").write_text(SOCKET_KID_C)
-    exe = tmp_path / "sock"
-    r = subprocess.run(["gcc", "-O1", "-o", str(exe), str(tmp_path / "sock.c")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    p = subprocess.Popen([str(exe), str(tmp_path / "ready")], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "ready").exists():
-        assert time.monotonic() < deadline and p.poll() is None
-        time.sleep(0.01)
+    p = start_c(tmp_path, "sock", SOCKET_KID_C, tmp_path / "ready", "-O1")
     before = snapshot(p.pid)
     try:
         assert len(before) == 3
@@ -483,7 +439,6 @@ def test_an_unsupported_grandchild_leaves_the_whole_tree_untouched(tmp_path, sub
     finally:
         kill_tree(before)
         p.wait()
-        reap_gone(before)
 
 
 DAEMON_C = r"""
@@ -509,30 +464,16 @@ int main(int argc, char **argv)
 
 
 def test_a_daemon_whose_session_leader_is_gone(tmp_path, subreaper):
-    (tmp_path / "daemon.c").write_text(DAEMON_C)
-    exe = tmp_path / "daemon"
-    r = subprocess.run(["gcc", "-O1", "-o", str(exe), str(tmp_path / "daemon.c")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    p = subprocess.Popen([str(exe), str(tmp_path / "ready")], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "ready").exists():
-        assert time.monotonic() < deadline and p.poll() is None
-        time.sleep(0.01)
+    p = start_c(tmp_path, "daemon", DAEMON_C, tmp_path / "ready", "-O1")
     before = snapshot(p.pid)
     try:
         daemon = next(pid for pid in before if pid != p.pid)
         ppid, pgid, sid, _ = before[daemon]
         assert ppid == p.pid and sid == pgid and sid not in before, before
-        r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
-        p.wait()
-        reap_gone(before)
-        r = crpy("restore", "-d", "-D", tmp_path / "imgs")
-        assert r.returncode == 0, r.stderr
+        dump_tree(p, before, tmp_path / "imgs")
+        restore_tree(tmp_path / "imgs")
         after = snapshot(p.pid)
         assert after[daemon] == before[daemon], "its own session and group back, its parent too"
         assert not os.path.exists(f"/proc/{sid}"), "the session helper is gone"
     finally:
         kill_tree(before)
-        reap_gone(before)
