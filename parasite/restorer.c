@@ -498,6 +498,36 @@ static BLOB_NORETURN void jump_to_task(struct rst_args *a)
     __builtin_unreachable();
 }
 
+/* crpy's fds (>= close_from) go; in a shared fd table only once everyone sharing it is done. */
+static void close_crpy_fds(struct rst_args *a)
+{
+    char buf[64];
+    uint32_t got = 0;
+    long r;
+
+    fault_point(a, RST_STEP_CLOSE_FDS);
+    if (a->files_done_fd >= 0) {
+        buf[0] = 'd';
+        r = sys3(__NR_write, a->files_done_fd, (long)buf, 1);
+        if (r != 1)
+            fail(a, RST_STEP_CLOSE_FDS, a->files_done_fd, IS_ERR(r) ? r : -EPIPE);
+        return;
+    }
+    while (got < a->files_wait_count) {
+        uint32_t want = a->files_wait_count - got;
+
+        r = sys3(__NR_read, a->files_wait_fd, (long)buf, want < sizeof(buf) ? want : sizeof(buf));
+        if (r == -EINTR)
+            continue;
+        if (r <= 0)
+            fail(a, RST_STEP_CLOSE_FDS, a->files_wait_fd, r ? r : -EPIPE);
+        got += r;
+    }
+    r = sys3(__NR_close_range, a->close_from, ~0U, 0);
+    if (IS_ERR(r))
+        fail(a, RST_STEP_CLOSE_FDS, a->close_from, r);
+}
+
 BLOB_EXPORT BLOB_NORETURN void restorer_main(struct rst_args *a)
 {
     long r;
@@ -517,10 +547,7 @@ BLOB_EXPORT BLOB_NORETURN void restorer_main(struct rst_args *a)
     restore_timers(a);
     queue_signals(a, 0);
     switch_creds(a);             /* late: everything above may need root */
-    fault_point(a, RST_STEP_CLOSE_FDS);
-    r = sys3(__NR_close_range, a->close_from, ~0U, 0);
-    if (IS_ERR(r))
-        fail(a, RST_STEP_CLOSE_FDS, a->close_from, r);
+    close_crpy_fds(a);
     if (a->stop)                 /* stops here; SIGCONT lets it go on into the task */
         sys2(__NR_kill, sys0(__NR_getpid), SIGSTOP);
     release_threads(a);

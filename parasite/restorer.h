@@ -155,7 +155,13 @@ struct rst_args {
     uint64_t args_size;
     /* Test hook (CRPY_FAULT=restorer:STEP): fail on purpose at the start of that step. */
     uint32_t fault_step;
-    uint32_t pad2;
+    /* A fd table several tasks share (CLONE_FILES) holds all their crpy fds: it is closed once,
+     * by its first task, after every other one is done with them.  files_done_fd >= 0: this
+     * task only writes one byte there instead of closing; files_wait_count > 0: read that many
+     * bytes from files_wait_fd before closing. */
+    uint32_t files_wait_count;
+    int32_t files_done_fd;
+    int32_t files_wait_fd;
 
     /* The restorer region: unmapped by the final jump when a gadget is known. */
     uint64_t region_start;

@@ -52,7 +52,9 @@ def collect_facts(pid, stop_signal):
 def anon_shared(vma):
     """MAP_SHARED|MAP_ANONYMOUS memory: shmem that maps shows as '/dev/zero (deleted)'.  A
     MAP_SHARED mapping of a memfd is the same kind of object and is saved the same way (its
-    contents through map_files; one object however many tasks map it)."""
+    contents through map_files; one object however many tasks map it).  A memfd also open as an
+    fd is in memfd.img too (shmid = its inode): the restore makes it a memfd again, one inode for
+    its fds and its mappings (crpy.resources.memfd, crpy.restore.tree_shmem)."""
     return vma.shared and vma.deleted and (vma.path == "/dev/zero" or memfd(vma))
 
 

@@ -1,6 +1,7 @@
 """Step: write the images of the dump that are not page data.  Per task: core, ids, mm, fs,
 fdinfo; once per tree: inventory, pstree, files.  Each task gets its own kernel-object ids
-(its index in the tree, from 1): vm/files/fs/sighand are not shared between tasks yet."""
+(its index in the tree, from 1), except files_id, which a task sharing its parent's fd table
+(CLONE_FILES) takes from the parent: vm/fs/sighand are not shared between tasks yet."""
 
 from crpy.images import framing
 from crpy.log import log
@@ -9,10 +10,10 @@ IMG_VERSION = 2           # CRIU 4.x (CRTOOLS_IMAGES_V1_1)
 FILES_ID = 1              # the root's
 
 
-def ids_entry(n=1):
+def ids_entry(n=1, files_id=None):
     from crpy.images.pb import core_pb2
 
-    return core_pb2.task_kobj_ids_entry(vm_id=n, files_id=n, fs_id=n, sighand_id=n)
+    return core_pb2.task_kobj_ids_entry(vm_id=n, files_id=files_id or n, fs_id=n, sighand_id=n)
 
 
 def inventory_entry():
@@ -27,14 +28,16 @@ def _write(images_dir, kind, entries, id=None):
     framing.write_image(framing.image_path(images_dir, kind, id), kind, entries)
 
 
-def write_task_images(images_dir, pid, n, dumped):
-    """`dumped` maps image kind -> entries (core, mm, fs, fdinfo); n: the task's ids."""
+def write_task_images(images_dir, pid, n, dumped, files_id=None):
+    """`dumped` maps image kind -> entries (core, mm, fs, fdinfo); n: the task's ids; files_id:
+    another task's, when it shares that task's fd table (whose fdinfo image is written then)."""
     _write(images_dir, "core", [dumped["core"]], pid)
-    _write(images_dir, "ids", [ids_entry(n)], pid)
+    _write(images_dir, "ids", [ids_entry(n, files_id)], pid)
     if "mm" in dumped:
         _write(images_dir, "mm", [dumped["mm"]], pid)
         _write(images_dir, "fs", [dumped["fs"]], pid)
-        _write(images_dir, "fdinfo", dumped["fdinfo"], n)
+        if files_id in (None, n):
+            _write(images_dir, "fdinfo", dumped["fdinfo"], n)
     log.info("Images of task %d written to %s", pid, images_dir)
 
 

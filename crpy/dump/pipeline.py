@@ -55,11 +55,12 @@ def run_dump(opts):
 
 def _dump(opts):
     """The tree steps, run once: seize_tree -> dump_task per task -> tree images -> kill_tree."""
-    from crpy import resources
+    from crpy import faults, resources
     from crpy.dump.files import FileTable
     from crpy.dump.images import write_tree_images
     from crpy.dump.target import check_target
     from crpy.dump.tree import kill_tree, pstree_entries, seize_tree
+    from crpy.resources import ghost
 
     pid = opts.pid
     stats = {"pid": pid}
@@ -67,12 +68,15 @@ def _dump(opts):
     resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job)
     check_target(pid)
     with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(ghost.links_removed_on_failure())    # unwound last: after the detach
         tasks = cleanup.enter_context(seize_tree(pid))
+        resources.set_dump_tree([t.pid for t in tasks if not t.zombie])
         tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir), itertools.count(1), set(), tasks)
         tick("seize")
         for n, task in enumerate(tasks, 1):
             _dump_task(tree, task, n, stats, tick)
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
+        faults.point("after-images")
         tick("images")
         if not opts.leave_running:
             kill_tree(tasks)
@@ -122,6 +126,7 @@ def _dump_task(tree, task, n, stats, tick):
         write_task_images(images_dir, pid, n, {"core": zombie_core(task)})
         return
     facts = collect_facts(pid, task.seized.stop_signal)
+    task.files_id = _files_id(tree, task, n, facts.stat.ppid)
     exe_id = files.add_path(facts.exe, facts.exe_st)
     plans = plan_vmas(facts, files)
     page_plan = scan_pages(pid, plans)
@@ -147,10 +152,28 @@ def _dump_task(tree, task, n, stats, tick):
     creds = dump_creds(facts.status, misc)
     core = core_entry(facts, regs, sigactions, misc, creds, task.seized.stop_signal)
     task.pgid, task.sid = misc.get("pgid", facts.stat.pgrp), misc.get("sid", facts.stat.session)
-    write_task_images(images_dir, pid, n, {"core": core, "mm": mm, "fs": fs, "fdinfo": fdinfo})
+    write_task_images(images_dir, pid, n, {"core": core, "mm": mm, "fs": fs, "fdinfo": fdinfo}, task.files_id)
     dump_threads(images_dir, task.seized.threads, creds)
     tick("images")
     _add(stats, {"vmas": len(plans), "fds": len(fdinfo), "pages": page_plan.nr_pages})
+
+
+def _files_id(tree, task, n, real_ppid):
+    """ids.files_id of a task: its own (n), or its parent's when it shares the parent's fd table
+    (CLONE_FILES): the restore then clones it with CLONE_FILES, and only a parent can do that."""
+    from crpy.errors import UnsupportedResource
+    from crpy.resources.fdtable import refuse_table_shared_outside, table_owner
+
+    owner = table_owner(task.pid)
+    if owner is None:
+        if n == 1:
+            refuse_table_shared_outside(task.pid, real_ppid)
+        return n
+    parent = tree.by_pid.get(task.ppid)
+    if parent is None or parent.files_id != tree.by_pid[owner].files_id:
+        raise UnsupportedResource(task.pid, f"fd table shared with pid {owner} (CLONE_FILES), not with its parent",
+                                  hint="crpy restores an fd table shared between a task and its parent only")
+    return parent.files_id
 
 
 def _drop_stop_signal(regs, stop_signal):

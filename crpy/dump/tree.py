@@ -27,6 +27,7 @@ class TreeTask:
     children: list = field(default_factory=list)
     plans: list = None                # its VmaPlans once dumped (its children compare against them)
     comm: str = ""                    # a zombie's name
+    files_id: int = 0                 # ids.files_id: its own, or its parent's when it shares the fd table
 
 
 @contextlib.contextmanager

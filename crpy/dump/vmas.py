@@ -75,7 +75,7 @@ def _map_flags(vma):
 
 def plan_vma(pid, vma, files, stat_of):
     """One VmaPlan for one /proc VMA; `files` is the FileTable, stat_of(vma) the mapped file's stat."""
-    from crpy.dump.facts import anon_shared
+    from crpy.dump.facts import anon_shared, memfd
 
     base = dict(start=vma.start, end=vma.end, pgoff=vma.pgoff, prot=vma.prot, madv=_madv(vma),
                 shmid=0, fdflags=None, name=vma.path, pkey=vma.pkey)
@@ -92,6 +92,10 @@ def plan_vma(pid, vma, files, stat_of):
     extra = _map_flags(vma)
     if anon_shared(vma):
         base["shmid"] = vma.inode
+        if memfd(vma):
+            from crpy.resources import memfd as memfd_files
+
+            memfd_files.note_mapping(pid, vma, files)
         return VmaPlan(flags=MAP_SHARED | MAP_ANONYMOUS | extra, status=VMA_AREA_REGULAR | VMA_ANON_SHARED,
                        pages=PAGES_SHMEM, **base)
     if vma.is_file:

@@ -12,12 +12,14 @@ import signal
 
 from crpy.errors import RestoreError
 
+CLONE_FILES = 0x400
 CLONE_PARENT = 0x8000
 
 
 def fork_with_pid(pid, flags=0):
     """Fork with PID `pid`; returns 0 in the child and `pid` in the parent.  flags: clone
-    flags (CLONE_PARENT: the child is a sibling of the caller, as a session helper needs).
+    flags (CLONE_PARENT: the child is a sibling of the caller, as a session helper needs;
+    CLONE_FILES: the child shares the caller's fd table).
 
     RestoreError when the PID is taken (EEXIST) or clone3 fails otherwise."""
     from crpy.kernel._sys import ffi, lib

@@ -17,10 +17,12 @@ _MODULES = {
     "fifo": "crpy.resources.fifo",       # named pipes, with their bytes in flight
     "tty": "crpy.resources.tty",         # the task's terminal, with --shell-job only
     "pty": "crpy.resources.pty",         # pseudo-terminal pairs held inside the tree
+    "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
-_FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY"}
+_FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
+             "memfd": "MEMFD"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))
@@ -42,7 +44,9 @@ def classify(target, st):
         name = target[len("anon_inode:"):]
         return _ANON_KINDS.get(name, "anon inode " + name)
     if target.startswith("/memfd:"):
-        return "memfd"
+        from crpy.resources import memfd
+
+        return "memfd" if memfd.on_shmem(st) else "hugetlb memfd"
     mode = st.st_mode
     if target.endswith(" (deleted)"):
         return "ghost" if _stat.S_ISREG(mode) else "unlinked file"
@@ -73,9 +77,19 @@ def configure_dump(file_locks=False, link_remap=False, shell_job=False):
     """criu's --file-locks / --link-remap / --shell-job for the dump that is about to run."""
     _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job)
     fd_tables_seen.clear()
+    fd_table_owners.clear()
+    tree_pids.clear()
 
 
 fd_tables_seen = []          # pids whose fd tables this dump has collected (CLONE_FILES check)
+fd_table_owners = {}         # pid -> the earlier pid whose fd table it shares
+tree_pids = []               # every live task of the tree being dumped (all stopped for the whole dump)
+
+
+def set_dump_tree(pids):
+    """The live tasks of the tree this dump has seized: a kind may look into any of them (the
+    master of a pty whose slave another task holds)."""
+    tree_pids[:] = pids
 
 
 def allowed(what):

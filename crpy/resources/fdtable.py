@@ -89,8 +89,11 @@ def _find_shared(pid, facts):
 
 
 def collect_fds(pid):
-    """Facts of every open fd; UnsupportedResource for the first fd of a kind crpy cannot dump."""
-    _refuse_shared_table(pid)
+    """Facts of every open fd; UnsupportedResource for the first fd of a kind crpy cannot dump.
+    A task sharing the fd table of a task collected before it (CLONE_FILES) has none of its own:
+    [] (table_owner(pid) names that task)."""
+    if _find_table_owner(pid) is not None:
+        return []
     out = []
     for fd in proc.fds(pid):
         target = proc.fd_target(pid, fd)
@@ -108,20 +111,38 @@ def collect_fds(pid):
     return out
 
 
-def _refuse_shared_table(pid):
-    """Tasks sharing one fd table (clone with CLONE_FILES) would come back with two tables."""
+def _same_table(pid, other):
+    """kcmp(KCMP_FILES): do the two tasks have one fd table?"""
     from crpy.errors import CrpyError
     from crpy.kernel.syscalls import NR, sys_call
 
+    try:
+        return sys_call(NR.kcmp, other, pid, KCMP_FILES, 0, 0, what="kcmp") == 0
+    except CrpyError:
+        return False
+
+
+def _find_table_owner(pid):
+    """The first task of this dump whose fd table `pid` shares (clone with CLONE_FILES), or None."""
     for other in resources.fd_tables_seen:
-        try:
-            same = sys_call(NR.kcmp, other, pid, KCMP_FILES, 0, 0, what="kcmp") == 0
-        except CrpyError:
-            same = False
-        if same:
-            raise UnsupportedResource(pid, f"fd table shared with pid {other} (CLONE_FILES)", hint=
-                                      "tasks sharing their fd table are not restored yet")
+        if _same_table(pid, other):
+            resources.fd_table_owners[pid] = other
+            return other
     resources.fd_tables_seen.append(pid)
+    return None
+
+
+def refuse_table_shared_outside(pid, parent):
+    """The root of a dumped tree cloned with CLONE_FILES shares its fd table with its parent,
+    which stays: killing the root and restoring it with a table of its own would change both."""
+    if parent > 0 and _same_table(pid, parent):
+        raise UnsupportedResource(pid, f"fd table shared with pid {parent}, outside the dumped tree (CLONE_FILES)",
+                                  hint="dump the tree from the task that shares its fd table")
+
+
+def table_owner(pid):
+    """The task whose fd table `pid` shares (found by collect_fds), or None: its own."""
+    return resources.fd_table_owners.get(pid)
 
 
 def _pty_or_refuse(pid, fd, target, st):

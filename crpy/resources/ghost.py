@@ -3,11 +3,19 @@
 Dump: the fd's REG entry keeps the file's original path (without " (deleted)"); remap-fpath.img
 maps its id to a ghost (remap_type GHOST, remap_id = the ghost's id) and ghost-file-ID.img holds
 a ghost_file_entry (mode, owner, size, times) followed by the whole contents, read through
-/proc/PID/fd/N.  One ghost per inode, whatever number of fds hold it.  Restore creates the file
-again (at its old path when that is free, else next to it), fills it, opens every fd through it
-and unlinks it once all fds are placed, leaving open, unlinked files with the same contents.
+/proc/PID/fd/N.  One ghost per inode, whatever number of fds (in whatever tasks) hold it.
+Restore: the restore's parent creates each ghost once, before any task is forked (at its old
+path when that is free, else next to it) and fills it; every task opens its fds and maps its
+mappings through it, and the parent unlinks it once all tasks stand ready, leaving open,
+unlinked files, one inode per ghost, with the same contents.
+
+--link-remap: a file unlinked under one name but still linked under another (nlink > 0) gets a
+temporary name `<old name>.crpy-link-remap.<ino>` instead of a copy.  The dump notes every link
+it made; a dump that fails removes them (remove_links_made), one that works leaves them for the
+restore, which opens the fds through them and removes them once the tasks run.
 """
 
+import contextlib
 import os
 
 O_CLOEXEC = 0o2000000
@@ -68,7 +76,35 @@ def _link_back(pid, fd, orig, st, file_id, files):
     except OSError as e:
         log.info("cannot link %s back (%s): its contents go into the images", orig, e.strerror)
         return None
+    _links_made.append(link)
+    log.info("linked %s back as %s until the restore", orig, link)
     return files.add(lambda fid: regfile.file_entry(fid, link, st))
+
+
+_links_made = []            # --link-remap links this dump has made (removed if the dump fails)
+
+
+@contextlib.contextmanager
+def links_removed_on_failure():
+    """Around a dump: the links it makes stay if it works (the restore needs them) and are
+    removed if it fails in any way (an error, Ctrl-C, a fault point), so the file system is left
+    as it was.  A dumper killed outright (SIGKILL) cannot remove them."""
+    _links_made.clear()
+    try:
+        yield
+    except BaseException:
+        remove_links_made()
+        raise
+    finally:
+        _links_made.clear()
+
+
+def remove_links_made():
+    from crpy.log import log
+
+    for link in _links_made:
+        log.info("removing %s: the dump failed", link)
+        _unlink(link)
 
 
 def _dump_ghost(source, st, ghost_id, files):
@@ -116,27 +152,41 @@ def _remaps(ctx):
 
 
 def restored_path(ctx, file_id):
-    """Path to open files.img entry `file_id` through: the re-created ghost, or the link made by
-    --link-remap (removed once all fds are placed); None when the entry is not remapped."""
+    """Path to open files.img entry `file_id` through: the ghost or the --link-remap link, both
+    made ready by materialize_all() before any task was forked; None when it is not remapped."""
+    from crpy.errors import RestoreError
     from crpy.images.pb import remap_file_path_pb2 as rp
 
     remap_type, remap_id = _remaps(ctx).get(file_id, (None, None))
     if remap_type == rp.LINKED:
-        link = ctx.files[remap_id].reg.name
-        if ("linked", remap_id) not in ctx.cache:
-            ctx.cache[("linked", remap_id)] = link
-            ctx.at_finish(lambda: _unlink(link))
-        return link
+        return ctx.files[remap_id].reg.name
     if remap_type != rp.GHOST:
         return None
-    ghost_id = remap_id
-    if ghost_id in _materialized:          # made for a mapping by the restore's parent: one inode
-        return _materialized[ghost_id]
-    key = ("ghost", ghost_id)
-    if key not in ctx.cache:
-        ctx.cache[key] = _create_ghost(ctx, ghost_id, ctx.files[file_id].reg.name)
-        ctx.at_finish(lambda p=ctx.cache[key]: _unlink(p))
-    return ctx.cache[key]
+    if remap_id not in _materialized:
+        raise RestoreError(f"unlinked file {ctx.files[file_id].reg.name} was not re-created before the "
+                           "tasks were forked", "restore through crpy restore, which re-creates it")
+    return _materialized[remap_id]
+
+
+def materialize_all(images_dir):
+    """For the restore's parent, before any fork: every ghost of remap-fpath.img is created once
+    for the whole tree, so tasks that opened the file separately (several open descriptions, in
+    one task or in several) get one inode again.  unlink_materialized() removes the ghosts once
+    every task has opened and mapped them; the --link-remap links are noted for
+    unlink_linked(), after a restore that worked (a failed one keeps them for the next try)."""
+    from crpy.images import framing
+    from crpy.images.pb import remap_file_path_pb2 as rp
+    from crpy.resources.fdtable import RestoreContext
+
+    if not os.path.exists(framing.image_path(images_dir, "remap_fpath")):
+        return                                        # nothing was unlinked at dump time
+    files = {e.id: e for e in framing.read_image(framing.image_path(images_dir, "files"), "files")}
+    ctx = RestoreContext(images_dir, files, 0)
+    for orig_id, (remap_type, remap_id) in sorted(_remaps(ctx).items()):
+        if remap_type == rp.LINKED and remap_id in files:
+            _linked.add(files[remap_id].reg.name)
+        elif remap_type == rp.GHOST and remap_id not in _materialized and orig_id in files:
+            _materialized[remap_id] = _create_ghost(ctx, remap_id, files[orig_id].reg.name)
 
 
 def _create_ghost(ctx, ghost_id, orig):
@@ -167,7 +217,8 @@ def _create_ghost(ctx, ghost_id, orig):
     return path
 
 
-_materialized = {}          # ghost id -> path made for mappings by this crpy restore
+_materialized = {}          # ghost id -> path made by this crpy restore (for fds and mappings)
+_linked = set()             # --link-remap links this restore opens files through
 
 
 def mapped_path(images_dir, file_id, orig_name):
@@ -187,10 +238,19 @@ def mapped_path(images_dir, file_id, orig_name):
 
 
 def unlink_materialized():
-    """Remove the ghosts made for mappings (every task has them mapped, or the restore failed)."""
+    """Remove the ghosts made by this restore (every task has them open and mapped, or the
+    restore failed)."""
     for path in _materialized.values():
         _unlink(path)
     _materialized.clear()
+
+
+def unlink_linked():
+    """Remove the --link-remap links once the restored tasks hold their files (the dump made
+    them; after this the file is linked under its other names only, as before the dump)."""
+    for path in _linked:
+        _unlink(path)
+    _linked.clear()
 
 
 def _ns(tv):

@@ -5,11 +5,13 @@ pty.index N, rdev telling the master 5:2 from the slave, termios, window size, s
 foreground group).  The bytes waiting in the pair go to tty-data.img, one tty_data_entry per
 side: what the slave wrote and the master has not read (keyed by the master's info id) and what
 was written into the master and the slave has not read (the slave's).  They are read through
-crpy's own fds on the pair (the master by pidfd_getfd, the slave by its path) with the line
-discipline made raw for the moment, and written back at once (refill mode: no echo, no editing,
-lines kept), so the task loses nothing.  Restore: the pair is made once per index (/dev/ptmx
-opened until it hands out index N), refilled, then given its termios and window size; a session
-leader whose controlling terminal was the slave takes it again (TIOCSCTTY, foreground group).
+crpy's own fds on the pair (the master by pidfd_getfd from whichever task of the tree holds it:
+a program often keeps the master of the pty its child runs on; the slave by its path) with the
+line discipline made raw for the moment, and written back at once (refill mode: no echo, no
+editing, lines kept), so the task loses nothing.  Restore: the pair is made once per index
+(/dev/ptmx opened until it hands out index N; once for the whole tree when two tasks hold it,
+crpy.resources.shared), refilled, then given its termios and window size; a session leader
+whose controlling terminal was the slave takes it again (TIOCSCTTY, foreground group).
 """
 
 import fcntl
@@ -46,19 +48,43 @@ def dump_fd(fdfacts, file_id, files):
 
 
 def _grab_master(pid, index):
-    """crpy's own fd on the master of pty `index` held by task pid (pidfd_getfd)."""
+    """crpy's own fd on the master of pty `index` (pidfd_getfd), looked for in task pid first,
+    then in every other task of the dumped tree (a program holding the master of the pty its
+    child runs on); None when no task of the tree holds it."""
+    from crpy import resources
+    from crpy.errors import CrpyError
+    from crpy.log import log
+
+    for holder in [pid] + [p for p in resources.tree_pids if p != pid]:
+        try:
+            fd = _master_fd(holder, index)
+        except (CrpyError, OSError):
+            continue                                  # a task without a readable fd table
+        if fd is not None:
+            return _getfd(holder, fd)
+    log.info("pty %d: no task of the tree holds its master; the bytes waiting in it are not saved", index)
+    return None
+
+
+def _master_fd(pid, index):
+    """Number of an fd of task pid on the master of pty `index`, or None."""
     from crpy.kernel import proc
-    from crpy.kernel.syscalls import NR, sys_call
 
     for fd in proc.fds(pid):
         st = proc.fd_stat(pid, fd)
         if st.st_rdev == PTMX_RDEV and int(proc.fdinfo(pid, fd).raw.get("tty-index", -1)) == index:
-            pidfd = sys_call(NR.pidfd_open, pid, 0, what="pidfd_open", pid=pid)
-            try:
-                return sys_call(NR.pidfd_getfd, pidfd, fd, 0, what="pidfd_getfd", pid=pid)
-            finally:
-                os.close(pidfd)
+            return fd
     return None
+
+
+def _getfd(pid, fd):
+    from crpy.kernel.syscalls import NR, sys_call
+
+    pidfd = sys_call(NR.pidfd_open, pid, 0, what="pidfd_open", pid=pid)
+    try:
+        return sys_call(NR.pidfd_getfd, pidfd, fd, 0, what="pidfd_getfd", pid=pid)
+    finally:
+        os.close(pidfd)
 
 
 def _dump_pair(fdfacts, index, file_id, files):
@@ -66,7 +92,7 @@ def _dump_pair(fdfacts, index, file_id, files):
     from crpy.images.pb import tty_pb2
     from crpy.resources.tty import _termios_entry
 
-    master = _grab_master(fdfacts.pid, index)       # None: the master is in another task (no data then)
+    master = _grab_master(fdfacts.pid, index)       # None: held outside the tree (no data then)
     slave = os.open(f"/dev/pts/{index}", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | O_CLOEXEC)
     try:
         attrs = termios.tcgetattr(slave)

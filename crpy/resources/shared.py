@@ -35,11 +35,14 @@ def _tree_fd_tables(images_dir):
 
 
 def _object_key(entry):
-    """What one kernel object a files.img entry stands for: a pipe/FIFO by pipe_id, else its id."""
+    """What one kernel object a files.img entry stands for: a pipe/FIFO by pipe_id, a memfd by
+    its inode, else its id."""
     if entry.HasField("pipe"):
         return ("pipe", entry.pipe.pipe_id)
     if entry.HasField("fifo"):
         return ("fifo", entry.fifo.pipe_id)
+    if entry.HasField("memfd"):                # every description of one memfd inode
+        return ("memfd", entry.memfd.inode_id)
     if entry.HasField("tty"):                  # both sides of a pty pair: info ids 2k, 2k+1
         return ("tty", entry.tty.tty_info_id // 2)
     return ("id", entry.id)

@@ -55,9 +55,11 @@ def new_args(addr):
 
 
 def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, hop, scratch,
-              moves, guards, task, exe_fd, frame, gadget, gadget_kind):
+              moves, guards, task, exe_fd, frame, gadget, gadget_kind, files_sync=(-1, -1, 0)):
+    """files_sync: (done fd, wait fd, wait count) of a shared fd table (rst_args says how)."""
     ffi, lib = _ffi()
     a.report_fd, a.close_from = report_fd, close_from
+    a.files_done_fd, a.files_wait_fd, a.files_wait_count = files_sync
     a.args_size = ffi.sizeof("struct rst_args")
     a.fault_step = fault_step()
     a.region_start, a.region_len = region

@@ -1,7 +1,8 @@
 """The restored child's side of a restore, in order (runs in the clone3 child, with the saved PID).
 
     session -> plan region -> premap memory -> (tree) fork the children -> fs (cwd, umask) -> fds
-    -> sigframe -> args -> task state -> (tree) barrier -> jump
+    -> (tree) fork the children sharing its fd table -> sigframe -> args -> task state
+    -> (tree) barrier -> jump
 
 The children are forked after the premap so that the pages a child shared with this task at
 the dump (copy-on-write) are inherited again, not read in twice (crpy.dump.tree_cow).
@@ -31,7 +32,8 @@ _kept_streams = []             # old log streams: never closed, their fd numbers
 def run_child(task, report_fd, keep_above, parent, hooks=None):
     """Become the task; never returns.  parent: the forking pid (this child dies with it).
     hooks (crpy.restore.fork.Hooks, for a tree): session(), take_parent_pages(task),
-    fork_children(plan) and before_jump() (the tree's barrier)."""
+    fork_children(plan), shares_files, fork_table_sharers(), files_sync() and before_jump()
+    (the tree's barrier)."""
     try:
         _become_task(task, report_fd, keep_above, parent, hooks)
     except CrpyError as e:
@@ -81,10 +83,15 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
             hooks.fork_children(plan)
     with _step("fs and fds"):
         restore_fs(task)
-        restore_fds(task, keep_above)
+        if not (hooks and hooks.shares_files):       # else its parent has filled the table
+            restore_fds(task, keep_above)
         exe_fd = _open_high(task.exe_path, keep_above)
+    if hooks:
+        with _step("children sharing the fd table"):
+            hooks.fork_table_sharers()
     with _step("sigframe and restorer arguments"):
-        args = _build_args(task, plan, report_fd, keep_above, exe_fd)
+        args = _build_args(task, plan, report_fd, keep_above, exe_fd,
+                           hooks.files_sync() if hooks else (-1, -1, 0))
     with _step("task state"):
         task_state.apply(task.state)
         _chroot(task)
@@ -249,7 +256,7 @@ def _current_rseq():
     return (fs.value + offset, RSEQ_LEN, RSEQ_SIG)
 
 
-def _build_args(task, plan, report_fd, keep_above, exe_fd):
+def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
     from crpy.errors import RestoreError
 
     cur_specials = [(n, s, e) for s, e, n in plan.maps if n in layout.SPECIAL_NAMES]
@@ -269,7 +276,7 @@ def _build_args(task, plan, report_fd, keep_above, exe_fd):
                    cur_rseq=_current_rseq(), unmap=unmap, specials=pairs, hop=hop,
                    scratch=plan.scratch, moves=[(s.area.start, s.area.length, s.addr) for s in plan.slots],
                    guards=task.guards, task=task, exe_fd=exe_fd, frame=frame, gadget=gadget,
-                   gadget_kind=kind)
+                   gadget_kind=kind, files_sync=files_sync)
     return a
 
 

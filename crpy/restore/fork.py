@@ -32,13 +32,17 @@ class TreeRun:
 
 
 def fork_node(node, run, close_in_child=()):
-    """Fork `node` with its saved PID; in the child become it (never returns)."""
-    from crpy.kernel.clone import fork_with_pid
+    """Fork `node` with its saved PID; in the child become it (never returns).  A task that
+    shares its parent's fd table is cloned into it (CLONE_FILES)."""
+    from crpy.kernel.clone import CLONE_FILES, fork_with_pid
 
     if node.helper_sid:
+        if node.shares_files:
+            raise RestoreError(f"pid {node.pid} shares its parent's fd table but must be forked by a "
+                               f"session helper (its session {node.helper_sid} has no leader)")
         return _fork_through_helper(node, run)
     parent = os.getpid()
-    pid = fork_with_pid(node.pid)
+    pid = fork_with_pid(node.pid, CLONE_FILES if node.shares_files else 0)
     if pid == 0:
         for fd in close_in_child:
             os.close(fd)
@@ -117,12 +121,44 @@ class Hooks:
                 area.cow_src = src
 
     def fork_children(self, plan):
+        """The children with fd tables of their own; those sharing this task's table wait for
+        it to be filled (fork_table_sharers)."""
         if plan is not None:
             self.node.slots = {(s.area.start, s.area.end): s.addr for s in plan.slots}
         _files_before_children(self.node, self.run)
         for kid in self.node.children:
-            fork_node(kid, self.run)
+            if not kid.shares_files:
+                fork_node(kid, self.run)
         join_group(self.node, self.run.pids)
+
+    @property
+    def shares_files(self):
+        """This task was cloned into its parent's fd table, which the parent fills."""
+        return self.node.shares_files
+
+    def fork_table_sharers(self):
+        """After this task's fds are in place: the children that share its fd table, cloned into
+        it with CLONE_FILES (forked earlier they would race with the fd restore).  The table's
+        first task makes the pipe on which they say they are done with crpy's fds in it."""
+        from crpy.restore.tree import files_leader
+
+        kids = [k for k in self.node.children if k.shares_files]
+        if not kids:
+            return
+        leader = files_leader(self.node, self.run.nodes)
+        if leader.files_done is None:
+            leader.files_done = _high_pipe(self.run.keep_above)
+        for kid in kids:
+            fork_node(kid, self.run)
+
+    def files_sync(self):
+        """(done fd, wait fd, wait count) for the restorer (rst_args.files_*)."""
+        from crpy.restore.tree import files_leader, files_sharers
+
+        if self.node.shares_files:
+            return files_leader(self.node, self.run.nodes).files_done[1], -1, 0
+        count = files_sharers(self.node, self.run.nodes)
+        return (-1, self.node.files_done[0], count) if count else (-1, -1, 0)
 
     def before_jump(self):
         _ready_and_wait(self.node, self.run)
@@ -138,6 +174,17 @@ def _files_before_children(node, run):
     hook = getattr(fdtable, "before_children", None)
     if hook:
         hook(node.task.images_dir, node.pid, [k.pid for k in node.children], run.keep_above)
+
+
+def _high_pipe(keep_above):
+    """A pipe with both ends at keep_above or higher (among crpy's fds, closed by the restorer)."""
+    import fcntl
+
+    ends = []
+    for fd in os.pipe2(os.O_CLOEXEC):
+        ends.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, keep_above))
+        os.close(fd)
+    return tuple(ends)
 
 
 def join_group(node, tree_pids):

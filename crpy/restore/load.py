@@ -125,6 +125,11 @@ def read_core(images_dir, pid):
     return core[0]
 
 
+def read_ids(images_dir, pid):
+    """The task's kernel-object ids (ids-PID.img): which fd table, mm, ... it has."""
+    return _read("ids", pid, one=True, images_dir=images_dir)
+
+
 def load_one_task(images_dir, item, core, files):
     """The TaskImage of one live task of the tree (pstree item, its core, files.img by id)."""
     mm = _read("mm", item.pid, one=True, images_dir=images_dir)

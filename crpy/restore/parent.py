@@ -14,6 +14,24 @@ from crpy.log import log
 from crpy.restore import blob
 
 SETTLE_MS = 20          # how long a just-restored task is watched for an immediate death
+LEAVE_RESTORER_S = 2.0  # how long a multi-threaded task's main thread may take to leave the restorer
+RESTORER_MASK = ~((1 << 8) | (1 << 18)) & (1 << 64) - 1     # all blocked (SIGKILL, SIGSTOP cannot be)
+
+
+def wait_main_threads_out(nodes):
+    """Return only when the main thread of every multi-threaded task has left the restorer (its
+    own signal mask is back).  Until then it blocks every signal while its other threads already
+    run: a signal sent to the process then (crpy restore -d has returned, so a caller may send
+    one) would go to another thread, which it would not have before the dump."""
+    import time
+
+    deadline = time.monotonic() + LEAVE_RESTORER_S
+    for node in nodes:
+        task = node.task
+        if task is None or not task.threads or task.state.stopped or task.sigmask == RESTORER_MASK:
+            continue
+        while _blocked(node.pid) == RESTORER_MASK and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
 
 def check_settled(pid):
@@ -23,6 +41,18 @@ def check_settled(pid):
     if status is not None and _looks_like_restore_failure(status):
         raise RestoreError(_describe_status(pid, status))
     return status
+
+
+def _blocked(pid):
+    """SigBlk of the task's main thread; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    return int(line.split()[1], 16)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
 
 
 def reason(line, code):

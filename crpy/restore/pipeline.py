@@ -40,10 +40,28 @@ def run_restore(opts):
         _drop_mapped_ghosts()
 
 
+def _make_ghosts(images_dir):
+    from crpy.resources import ghost
+
+    ghost.materialize_all(images_dir)
+
+
 def _drop_mapped_ghosts():
     from crpy.resources import ghost
 
     ghost.unlink_materialized()
+
+
+def _drop_link_remap_links():
+    from crpy.resources import ghost
+
+    ghost.unlink_linked()
+
+
+def _drop_file_names():
+    """Every task has its unlinked files open and mapped: their names go before any task runs."""
+    _drop_mapped_ghosts()
+    _drop_link_remap_links()
 
 
 def _restore(opts):
@@ -63,6 +81,7 @@ def _restore(opts):
     pids = [n.pid for n in nodes]
     tree.check_pids_free(pids + tree.helper_pids(nodes) +
                          [t.tid for n in nodes if n.task for t in n.task.threads])
+    _make_ghosts(opts.images_dir)          # once for the whole tree, before any fork
     tree_shmem.share_objects(nodes)
     tree_preload.preload(nodes, opts.images_dir)
     keep_above = _keep_above()
@@ -78,8 +97,8 @@ def _restore(opts):
     os.close(write_fd)
     os.close(go_read)
     barrier = tree.Barrier(read_fd, go_write, pid, pids)
-    barrier.run()
-    _drop_mapped_ghosts()                  # every task has its unlinked files mapped by now
+    barrier.run(before_go=_drop_file_names)
+    parent.wait_main_threads_out(nodes)
     try:
         ended = parent.check_settled(pid)
     except RestoreError:

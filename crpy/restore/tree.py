@@ -30,6 +30,9 @@ class Node:
     children: list = field(default_factory=list)
     slots: dict = None               # (start, end) -> premap address, set before it forks
     helper_sid: int = 0              # its session leader is gone: a helper with this pid makes it
+    files_id: int = 0                # ids.files_id; equal to its parent's: one fd table (CLONE_FILES)
+    shares_files: bool = False       # forked with CLONE_FILES into its parent's fd table
+    files_done: tuple = None         # (read, write) fds: its table's sharers say "done with crpy's fds"
 
 
 def load_tree(images_dir):
@@ -46,9 +49,23 @@ def load_tree(images_dir):
             node.zombie, node.exit_code, node.comm = True, core.tc.exit_code, core.tc.comm
         else:
             node.task = load.load_one_task(images_dir, item, core, files)
+            node.files_id = load.read_ids(images_dir, item.pid).files_id
         _link(node, nodes, by_pid, images_dir)
+        node.shares_files = bool(nodes[1:]) and node.files_id == by_pid[node.ppid].files_id != 0
     _plan_session_helpers(nodes, by_pid)
     return nodes
+
+
+def files_leader(node, nodes):
+    """The first task of the fd table `node` lives in (itself, unless it shares its parent's)."""
+    while node.shares_files:
+        node = nodes[node.ppid]
+    return node
+
+
+def files_sharers(leader, nodes):
+    """How many tasks were forked into `leader`'s fd table (CLONE_FILES), at any depth."""
+    return sum(1 for n in nodes.values() if n.shares_files and files_leader(n, nodes) is leader)
 
 
 def _plan_session_helpers(nodes, by_pid):
@@ -114,11 +131,13 @@ class Barrier:
         self.report_fd, self.go_fd, self.root, self.pids = report_fd, go_fd, root, pids
         self.buf = b""
 
-    def run(self):
-        """Wait for every task at its restorer, let them go, wait for every report to close.
-        Returns when the whole tree runs; RestoreError (tree killed) otherwise."""
+    def run(self, before_go=None):
+        """Wait for every task at its restorer, call before_go(), let them go, wait for every
+        report to close.  Returns when the whole tree runs; RestoreError (tree killed) otherwise."""
         try:
             self._await_ready()
+            if before_go is not None:
+                before_go()
             os.write(self.go_fd, b"g" * len(self.pids))
             self._await_eof()
         except BaseException:

@@ -3,25 +3,16 @@
 crit only knows the 3.17 schema: it drops the 4.x fields (they are listed in
 test_images_samples.NEWER_THAN_CRIT), and shows pagemap field 2 under the name nr_pages."""
 
-import importlib.util
-import pathlib
 import shutil
 import subprocess
 
 import pytest
 
 from crpy.images import framing, magic, show
+from tests.unit.crhelpers import image_samples
 
 
-def _samples():
-    spec = importlib.util.spec_from_file_location("crpy_test_image_samples",
-                                                  pathlib.Path(__file__).with_name("test_images_samples.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-S = _samples()
+S = image_samples()
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +73,60 @@ def test_crit_explores_the_dump_directory(written, what):
         assert "/tmp/log.txt" in out and "/dev/null" in out and "pipe[2875545]" in out and "cwd: /" in out
     if what == "mems":
         assert "/opt/crpy/counter" in out
+
+
+_MEMFD_HOLDER = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    int fd = memfd_create("crpy-crit", MFD_ALLOW_SEALING);
+    pwrite(fd, "memfd data", 10, 2 * 4096);
+    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK);
+    lseek(fd, 77, SEEK_SET);
+    FILE *f = fopen(argv[1], "w");
+    fputs("ready", f);
+    fclose(f);
+    for (;;)
+        pause();
+}
+"""
+
+
+def test_crit_reads_a_dumped_memfd(tmp_path):
+    """A real dump of a memfd holder: files.img (MEMFD entry), memfd.img (the inode) and its
+    contents in pagemap-shmem-SHMID.img + pages, as crit decodes them; crit x follows the fd."""
+    import os
+
+    from tests.unit.crhelpers import build_c, crpy, wait_for
+
+    exe = build_c(tmp_path, "memfd_holder", _MEMFD_HOLDER)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([exe, str(ready)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    images = tmp_path / "img"
+    try:
+        wait_for(ready.exists, what="the memfd holder")
+        ino = next(os.stat(f"/proc/{proc.pid}/fd/{n}").st_ino for n in os.listdir(f"/proc/{proc.pid}/fd")
+                   if os.readlink(f"/proc/{proc.pid}/fd/{n}").startswith("/memfd:crpy-crit"))
+        res = crpy("dump", "-t", proc.pid, "-D", images, "-R")
+        assert res.returncode == 0, res.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+    files = [e for e in S.crit_decode(images / "files.img")["entries"] if e["type"] == "MEMFD"]
+    assert len(files) == 1 and files[0]["memfd"]["pos"] == 77
+    inode, = S.crit_decode(images / "memfd.img")["entries"]
+    assert S.crit_decode(images / "memfd.img")["magic"] == "MEMFD_INODE"
+    assert inode["name"] == "crpy-crit" and inode["size"] == 2 * 4096 + 10 and inode["shmid"] == ino
+    assert inode["seals"] == 2 and inode["inode_id"] == files[0]["memfd"]["inode_id"]   # F_SEAL_SHRINK
+    pm = S.crit_decode(images / f"pagemap-shmem-{ino}.img")["entries"]
+    assert [(e["vaddr"], e["nr_pages"]) for e in pm[1:]] == [(2 * 4096, 1)]
+    pages = (images / f"pages-{pm[0]['pages_id']}.img").read_bytes()
+    assert pages[:10] == b"memfd data" and len(pages) == 4096
+    res = subprocess.run([shutil.which("crit"), "x", str(images), "fds"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and f"MEMFD.{files[0]['id']}" in res.stdout, res.stderr

@@ -12,61 +12,37 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.unit.crhelpers import crpy, wait_for
+from tests.unit.crhelpers import ROOT, build_c, crpy, gone, kill_quietly, log_tail, start_target, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 SRC = Path(__file__).with_name("files_target.c")
 
 
 @pytest.fixture(scope="module")
 def target_bin(tmp_path_factory):
-    out = tmp_path_factory.mktemp("files_target") / "files_target"
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(SRC)], check=True)
-    return str(out)
-
-
-def _tail(path, n=25):
-    try:
-        return "\n" + "\n".join(Path(path).read_text().splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-def gone(pid):
-    return not os.path.exists(f"/proc/{pid}")
-
-
-def kill(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    return build_c(tmp_path_factory.mktemp("files_target"), "files_target", SRC, "-O2", "-Wall")
 
 
 class FilesTarget:
-    """files_target running MODE ARGS, ready (its files set up) when constructed."""
+    """files_target running MODE ARGS, ready (its files set up) when constructed; killed on leaving
+    a `with FilesTarget(...)` (and by round_trip)."""
 
     def __init__(self, binary, tmp, *args):
         self.result = tmp / "result"
         self.images = tmp / "images"
-        self.proc = subprocess.Popen([binary, str(self.result), *map(str, args)], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = start_target([binary, self.result, *args], Path(f"{self.result}.ready").exists,
+                                 what="the target to set up its files")
         self.pid = self.proc.pid
-        wait_for(lambda: Path(f"{self.result}.ready").exists() or self.proc.poll() is not None,
-                 what="the target to set up its files")
-        assert self.proc.poll() is None, f"target exited {self.proc.returncode} while setting up"
 
     def dump(self, *extra):
         res = crpy("dump", "-t", str(self.pid), "-D", str(self.images), "-v4", "-o", "dump.log", *extra)
-        assert res.returncode == 0, res.stderr + _tail(self.images / "dump.log")
+        assert res.returncode == 0, res.stderr + log_tail(self.images / "dump.log")
         if "-R" not in extra:
             self.proc.wait(timeout=10)              # the dump killed it: reap it, its pid is free again
         return res
 
     def restore(self):
         res = crpy("restore", "-D", str(self.images), "-d", "-v4", "-o", "restore.log")
-        assert res.returncode == 0, res.stderr + _tail(self.images / "restore.log")
+        assert res.returncode == 0, res.stderr + log_tail(self.images / "restore.log")
         assert not gone(self.pid)
 
     def verdict(self):
@@ -76,12 +52,16 @@ class FilesTarget:
         return self.result.read_text().strip() if self.result.exists() else "target died"
 
     def round_trip(self, *dump_args):
-        try:
+        with self:
             self.dump(*dump_args)
             self.restore()
             return self.verdict()
-        finally:
-            kill(self.pid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        kill_quietly(self.pid)
 
 
 @pytest.mark.parametrize("nbytes", [0, 1, 4096, 100_000, 1 << 20, 4 << 20])
@@ -90,12 +70,9 @@ def test_pipe_with_data_in_flight(target_bin, tmp_path, nbytes):
 
 
 def test_pipe_data_is_not_consumed_by_the_dump(target_bin, tmp_path):
-    t = FilesTarget(target_bin, tmp_path, "pipe", 200_000)
-    try:
+    with FilesTarget(target_bin, tmp_path, "pipe", 200_000) as t:
         t.dump("-R")                                   # --leave-running: the task goes on as it was
         assert t.verdict() == "ok"
-    finally:
-        kill(t.pid)
 
 
 def test_fifos_in_every_mode_with_data(target_bin, tmp_path):
@@ -113,16 +90,13 @@ def test_unlinked_file_of_10_mib(target_bin, tmp_path):
 
 def test_unlinked_file_comes_back_when_its_name_is_taken(target_bin, tmp_path):
     path = tmp_path / "unlinked"
-    t = FilesTarget(target_bin, tmp_path, "ghost", path, 12345)
-    try:
+    with FilesTarget(target_bin, tmp_path, "ghost", path, 12345) as t:
         t.dump()
         path.write_text("a new file under the old name")
         t.restore()
         assert path.read_text() == "a new file under the old name"     # left alone by the restore
         path.unlink()                                  # (the target checks its name is free)
         assert t.verdict() == "ok"
-    finally:
-        kill(t.pid)
 
 
 def _probe_locks(d):
@@ -163,8 +137,7 @@ ALL_LOCKS = {"flock", "posix 10..19", "posix 100..EOF", "ofd"}
 def test_file_locks_are_held_again_after_restore(target_bin, tmp_path):
     d = tmp_path / "locks"
     d.mkdir()
-    t = FilesTarget(target_bin, tmp_path, "locks", d)
-    try:
+    with FilesTarget(target_bin, tmp_path, "locks", d) as t:
         assert _probe_locks(d) == ALL_LOCKS
         t.dump("--file-locks")
         assert _probe_locks(d) == set()                # the dumped task is gone, so are its locks
@@ -172,23 +145,18 @@ def test_file_locks_are_held_again_after_restore(target_bin, tmp_path):
         assert _probe_locks(d) == ALL_LOCKS
         assert f" {t.pid} " in Path("/proc/locks").read_text()
         assert t.verdict() == "ok"
-    finally:
-        kill(t.pid)
 
 
 def test_held_lock_without_file_locks_is_one_line_and_task_untouched(target_bin, tmp_path):
     d = tmp_path / "locks"
     d.mkdir()
-    t = FilesTarget(target_bin, tmp_path, "locks", d)
-    try:
+    with FilesTarget(target_bin, tmp_path, "locks", d) as t:
         res = crpy("dump", "-t", str(t.pid), "-D", str(tmp_path / "images"))
         assert res.returncode != 0
         err = res.stderr.strip().splitlines()
         assert len(err) == 1 and f"pid {t.pid} fd " in err[0] and "lock" in err[0] and "--file-locks" in err[0], err
         assert _probe_locks(d) == ALL_LOCKS
         assert t.verdict() == "ok"
-    finally:
-        kill(t.pid)
 
 
 @pytest.mark.parametrize("nbytes", [1, 300_000])
@@ -202,27 +170,21 @@ def test_pipe_and_file_shared_by_parent_and_child(target_bin, tmp_path, nbytes):
 def test_link_remap_keeps_an_unlinked_name_of_a_linked_file(target_bin, tmp_path):
     """--link-remap: a file unlinked under one name but linked under another comes back as the
     same inode (no copy); the temporary link is gone after the restore."""
-    t = FilesTarget(target_bin, tmp_path, "hardlink", tmp_path / "gone", tmp_path / "other")
-    try:
+    with FilesTarget(target_bin, tmp_path, "hardlink", tmp_path / "gone", tmp_path / "other") as t:
         t.dump("--link-remap")
         links = [p.name for p in tmp_path.iterdir() if "link-remap" in p.name]
         assert len(links) == 1 and not list(t.images.glob("ghost-file-*.img"))
         t.restore()
         assert [p.name for p in tmp_path.iterdir() if "link-remap" in p.name] == []
         assert t.verdict() == "ok"
-    finally:
-        kill(t.pid)
 
 
 def test_without_link_remap_a_linked_unlinked_file_is_copied(target_bin, tmp_path):
-    t = FilesTarget(target_bin, tmp_path, "hardlink", tmp_path / "gone", tmp_path / "other")
-    try:
+    with FilesTarget(target_bin, tmp_path, "hardlink", tmp_path / "gone", tmp_path / "other") as t:
         t.dump()
         assert len(list(t.images.glob("ghost-file-*.img"))) == 1
         t.restore()
         assert "no longer on" in t.verdict()           # a copy: the other name is another file now
-    finally:
-        kill(t.pid)
 
 
 # Runs argv as the foreground job of a new session on the terminal whose slave is argv[1] (what
@@ -281,7 +243,7 @@ def test_shell_job_comes_back_on_the_terminal_of_the_restore(target_bin, tmp_pat
         res = crpy("dump", "-t", str(pid), "-D", str(images))
         assert res.returncode != 0 and f"pid {pid} fd 0: unsupported tty" in res.stderr, res.stderr
         res = crpy("dump", "-j", "-t", str(pid), "-D", str(images), "-v4", "-o", "dump.log")
-        assert res.returncode == 0, res.stderr + _tail(images / "dump.log")
+        assert res.returncode == 0, res.stderr + log_tail(images / "dump.log")
         wait_for(lambda: gone(pid), what="the dumped job to go")
         p2, crpy_pid = _session(os.ttyname(s2), [sys.executable, "-m", "crpy", "restore", "-j", "-d", "-D",
                                                  str(images), "-v4", "-o", "restore.log"], tmp_path / "job2",
@@ -327,42 +289,6 @@ def test_files_directories_devices_and_cwd(target_bin, tmp_path):
     assert FilesTarget(target_bin, tmp_path, "misc", d).round_trip() == "ok"
 
 
-CLONE_FILES_C = r"""
-#define _GNU_SOURCE
-#include <sched.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-static int kid(void *a) { (void)a; for (;;) pause(); return 0; }
-int main(void)
-{
-    char *stack = malloc(65536);
-    if (clone(kid, stack + 65536, CLONE_FILES | SIGCHLD, NULL) < 0) return 2;
-    printf("ready\n");
-    fflush(stdout);
-    for (;;) pause();
-}
-"""
-
-
-def test_tasks_sharing_their_fd_table_are_refused_untouched(tmp_path):
-    src, exe = tmp_path / "cf.c", tmp_path / "cf"
-    src.write_text(CLONE_FILES_C)
-    subprocess.run(["gcc", "-O1", "-o", str(exe), str(src)], check=True)
-    p = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        assert p.stdout.readline() == b"ready\n"
-        res = crpy("dump", "-t", str(p.pid), "-D", str(tmp_path / "images"))
-        err = res.stderr.strip().splitlines()
-        assert res.returncode != 0 and len(err) == 1 and "CLONE_FILES" in err[0], err
-        status = Path(f"/proc/{p.pid}/status").read_text()
-        assert "TracerPid:\t0" in status and p.poll() is None
-    finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-
-
 def test_pty_pair_with_bytes_waiting_on_both_sides(target_bin, tmp_path):
     """Same /dev/pts/N, termios, window size; the master still reads what the slave wrote, the
     slave reads the complete line then the partial one, as before the dump."""
@@ -370,15 +296,49 @@ def test_pty_pair_with_bytes_waiting_on_both_sides(target_bin, tmp_path):
 
 
 def test_pty_bytes_are_not_lost_by_a_dump_that_leaves_the_task_running(target_bin, tmp_path):
-    t = FilesTarget(target_bin, tmp_path, "pty")
-    try:
+    with FilesTarget(target_bin, tmp_path, "pty") as t:
         t.dump("-R")
         assert t.verdict() == "ok"
-    finally:
-        kill(t.pid)
 
 
 def test_child_on_a_pty_held_by_its_parent(target_bin, tmp_path):
     """The parent holds the master, the child runs on the slave as its session's controlling
     terminal (foreground); bytes wait at both ends across the dump."""
     assert FilesTarget(target_bin, tmp_path, "ptytree").round_trip() == "ok"
+
+
+SHARED_WITH_PARENT_C = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static int kid(void *arg) { (void)arg; for (;;) pause(); }
+int main(void)
+{
+    char *stack = malloc(1 << 16);
+    pid_t p = clone(kid, stack + (1 << 16), CLONE_FILES | SIGCHLD, NULL);
+    printf("%d\n", p);
+    fflush(stdout);
+    for (;;) pause();
+}
+"""
+
+
+def test_a_task_sharing_its_fd_table_with_a_task_outside_the_dump_is_refused_untouched(tmp_path):
+    """Dumping the CLONE_FILES child alone would kill it while its parent keeps the table, and
+    restore it with a table of its own: refused with one line, the child left running, untraced."""
+    exe = build_c(tmp_path, "shared_with_parent", SHARED_WITH_PARENT_C, "-O1")
+    p = subprocess.Popen([exe], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        kid = int(p.stdout.readline())
+        res = crpy("dump", "-t", str(kid), "-D", str(tmp_path / "images"))
+        err = res.stderr.strip().splitlines()
+        assert res.returncode == 1 and len(err) == 1, res.stderr
+        assert f"shared with pid {p.pid}, outside the dumped tree" in err[0], err
+        status = Path(f"/proc/{kid}/status").read_text()
+        assert "TracerPid:\t0" in status and "State:\tS" in status
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()

@@ -12,6 +12,7 @@ back after the restore.
 DESC = {
     "locks": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
+    "clone_files_siblings": {"dump_fails": True},
 }
 
 

@@ -13,13 +13,10 @@
 
 #define FD 30
 
-static volatile sig_atomic_t go;
-static void on_usr1(int sig) { (void)sig; go = 1; }
 
 int main(int argc, char **argv)
 {
 	unsigned char data[4096], got[100];
-	sigset_t block, wait_mask;
 	int fd, status;
 	pid_t kid;
 
@@ -30,23 +27,14 @@ int main(int argc, char **argv)
 		test_abort("file: %s", strerror(errno));
 	close(fd);
 	lseek(FD, 1000, SEEK_SET);
-	signal(SIGUSR1, on_usr1);
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, &wait_mask);
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork: %s", strerror(errno));
+	test_usr1_init();
+	kid = test_fork();
 	if (kid == 0) {
-		test_forked_child();
-		while (!go)
-			sigsuspend(&wait_mask);
+		test_usr1_wait();
 		if (read(FD, got, 100) != 100 || memcmp(got, data + 1000, 100))
 			_exit(1);
-		go = 0;
 		kill(getppid(), SIGUSR1);
-		while (!go)
-			sigsuspend(&wait_mask);
+		test_usr1_wait();
 		_exit(lseek(FD, 0, SEEK_CUR) == 1200 ? 0 : 2);
 	}
 	test_write_pids(&kid, 1);
@@ -59,8 +47,7 @@ int main(int argc, char **argv)
 		lseek(FD, 1000, SEEK_SET);
 	}
 	kill(kid, SIGUSR1);
-	while (!go)
-		sigsuspend(&wait_mask);
+	test_usr1_wait();
 	if (lseek(FD, 0, SEEK_CUR) != 1100)
 		fail("the child's read did not move the parent's offset (at %ld)", (long)lseek(FD, 0, SEEK_CUR));
 	if (read(FD, got, 100) != 100 || memcmp(got, data + 1100, 100))

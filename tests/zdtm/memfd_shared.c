@@ -1,10 +1,12 @@
 /*
  * memfd_shared: a 1 MiB memfd mapped MAP_SHARED by the test and its child (the fd closed: only the
- * mappings hold it).  After restore both see the data, and a write by either is seen by the other.
+ * mappings hold it).  After restore both see the data, a write by either is seen by the other, and
+ * the mapping is still a memfd of that name (its maps line).
  */
 #include "lib/zdtmtst.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -12,13 +14,26 @@
 
 #define SIZE (1UL << 20)
 
-static volatile sig_atomic_t go;
-static void on_usr1(int sig) { (void)sig; go = 1; }
+
+/* the maps line of the mapping at `area` names the memfd */
+static int mapped_as_memfd(const void *area)
+{
+	char line[512], want[32];
+	FILE *f = fopen("/proc/self/maps", "r");
+	int found = 0;
+
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)area);
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, want, strlen(want)) == 0)
+			found = strstr(line, "/memfd:crpy-zdtm (deleted)") != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
 
 int main(int argc, char **argv)
 {
 	unsigned char *area;
-	sigset_t block, wait_mask;
 	int fd, status;
 	pid_t kid;
 
@@ -31,17 +46,10 @@ int main(int argc, char **argv)
 		test_abort("mmap: %s", strerror(errno));
 	close(fd);
 	fill_pattern(area, SIZE / 2, 0xfeed);
-	signal(SIGUSR1, on_usr1);
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, &wait_mask);
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork: %s", strerror(errno));
+	test_usr1_init();
+	kid = test_fork();
 	if (kid == 0) {
-		test_forked_child();
-		while (!go)
-			sigsuspend(&wait_mask);
+		test_usr1_wait();
 		/* the parent's write must be visible here, then answer with one of ours */
 		if (check_pattern(area, SIZE / 2, 0xfeed) >= 0)
 			_exit(1);
@@ -57,6 +65,8 @@ int main(int argc, char **argv)
 	if (zdtm_break)
 		mmap(area + SIZE / 2, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
 		     -1, 0);
+	if (!mapped_as_memfd(area))
+		fail("the mapping is no longer /memfd:crpy-zdtm in /proc/self/maps");
 	long bad = check_pattern(area, SIZE / 2, 0xfeed);
 	if (bad >= 0)
 		fail("data differs at +%ld", bad);

@@ -14,40 +14,29 @@
 
 #define INFLIGHT (200 << 10)
 
-static volatile sig_atomic_t go;
-static void on_usr1(int sig) { (void)sig; go = 1; }
 static unsigned char buf[INFLIGHT + 1000];
 
 int main(int argc, char **argv)
 {
-	sigset_t block, wait_mask;
 	int p[2], status;
 	pid_t kid;
 
 	test_init(argc, argv);
-	signal(SIGUSR1, on_usr1);
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, &wait_mask);
+	test_usr1_init();
 	if (pipe(p) || fcntl(p[1], F_SETPIPE_SZ, 256 << 10) < (256 << 10))
 		test_abort("pipe: %s", strerror(errno));
 	fill_pattern(buf, sizeof(buf), 0x7777);
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork: %s", strerror(errno));
+	kid = test_fork();
 	if (kid == 0) {
-		test_forked_child();
 		close(p[0]);
 		if (write(p[1], buf, INFLIGHT) != INFLIGHT)
 			_exit(1);
 		kill(getppid(), SIGUSR1);
-		while (!go)
-			sigsuspend(&wait_mask);
+		test_usr1_wait();
 		_exit(write(p[1], buf + INFLIGHT, 1000) == 1000 ? 0 : 2);
 	}
 	close(p[1]);
-	while (!go)
-		sigsuspend(&wait_mask);
+	test_usr1_wait();
 	memset(buf, 0, sizeof(buf));
 	test_write_pids(&kid, 1);
 	test_daemon();

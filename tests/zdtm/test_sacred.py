@@ -13,6 +13,9 @@ and the task must still pass its own check (SIGTERM -> PASS).
   SIGINT       : the same pause, then Ctrl-C (SIGINT): crpy must cure, exit non-zero, one line.
   any moment   : a `crpy dump --leave-running` is SIGKILLed at fixed fractions of its own duration
                  (from python start-up through seize, infection, pages and cure).
+  link-remap   : a `crpy dump --link-remap` that fails after it linked an unlinked file back
+                 (CRPY_FAULT=after-images) removes the link: the file system is left as it was too.
+                 (A dumper SIGKILLed after making the link cannot remove it.)
 """
 
 import os
@@ -161,3 +164,21 @@ def test_dumper_killed_at_any_moment(victim, tmp_path):
     passed, reason = victim.stop()
     assert passed, f"{victim.name} no longer passes its own check: {reason}\n{victim.outfile_text()}"
 
+
+@pytest.mark.parametrize("victim", ["ghost_shared"], indirect=True)
+def test_failed_link_remap_dump_leaves_no_link(victim, tmp_path):
+    """ghost_shared holds a file unlinked under one name and linked under another: --link-remap
+    links it back under a temporary name; the dump then fails once every image is written
+    (after-images): the temporary name must be gone, the task untouched."""
+    images = tmp_path / "images"
+    images.mkdir()
+    names_before = sorted(os.listdir(tmp_path))
+    before = procstate.snapshot(victim.pid)
+    proc = harness.run_crpy("dump", "--link-remap", "-t", victim.pid, "-D", images, "-v4", "-o", "dump.log",
+                            env={"CRPY_FAULT": "after-images"})
+    assert_one_error_line(proc.returncode, proc.stderr)
+    assert "after-images" in proc.stderr, proc.stderr
+    log_text = (images / "dump.log").read_text()
+    assert ".crpy-link-remap." in log_text, "the dump never made the link this test is about:\n" + log_text
+    assert sorted(os.listdir(tmp_path)) == names_before, [n for n in os.listdir(tmp_path) if "crpy" in n]
+    assert_untouched(victim, before)

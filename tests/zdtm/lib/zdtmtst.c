@@ -218,6 +218,43 @@ void test_forked_child(void)
 	ready_fd = -1;
 }
 
+static volatile sig_atomic_t usr1_seen;
+static sigset_t usr1_wait_mask;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_seen = 1;
+}
+
+void test_usr1_init(void)
+{
+	sigset_t block;
+
+	signal(SIGUSR1, on_usr1);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &usr1_wait_mask);
+}
+
+void test_usr1_wait(void)
+{
+	while (!usr1_seen)
+		sigsuspend(&usr1_wait_mask);
+	usr1_seen = 0;
+}
+
+pid_t test_fork(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		test_abort("fork: %s", strerror(errno));
+	if (pid == 0)
+		test_forked_child();
+	return pid;
+}
+
 void test_write_pids(const pid_t *pids, int n)
 {
 	char buf[32];

@@ -39,6 +39,12 @@ void test_forked_child(void);
  * test_daemon(): the harness checks that they are gone after a dump and back after a restore. */
 void test_write_pids(const pid_t *pids, int n);
 static inline int test_go(void) { return !zdtm_stop; }
+/* SIGUSR1 as the "go" between the processes of a test: test_usr1_init() (before fork) installs
+ * a handler and blocks the signal; test_usr1_wait() sleeps until one has arrived (at once if one
+ * came meanwhile) and consumes it.  test_fork() forks; the child has called test_forked_child(). */
+void test_usr1_init(void);
+void test_usr1_wait(void);
+pid_t test_fork(void);
 
 void test_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void test_text(const char *text); /* raw text of any length to the outfile */
