@@ -81,7 +81,7 @@ def configure_dump(file_locks=False, link_remap=False, shell_job=False):
     tree_pids.clear()
 
 
-fd_tables_seen = []          # pids whose fd tables this dump has collected (CLONE_FILES check)
+fd_tables_seen = []          # one pid per fd table this dump has met, in kcmp's order of the tables
 fd_table_owners = {}         # pid -> the earlier pid whose fd table it shares
 tree_pids = []               # every live task of the tree being dumped (all stopped for the whole dump)
 

@@ -39,26 +39,27 @@ class FdFacts:
     locks: tuple = ()                  # (flag, type, start, len) of the locks held through it
 
 
-def _same_file(pid, fd1, fd2, pid2=None):
+def _kcmp(pid1, pid2, kind, idx1=0, idx2=0):
+    """-1, 0, 1: kcmp's order of two kernel objects (0: the same one).  Without kcmp every
+    object is its own (ordered by the arguments, so sorting stays consistent)."""
     from crpy.errors import CrpyError
     from crpy.kernel.syscalls import NR, sys_call
 
+    fallback = -1 if (pid1, idx1) < (pid2, idx2) else 1
     try:
-        return sys_call(NR.kcmp, pid, pid if pid2 is None else pid2, KCMP_FILE, fd1, fd2, what="kcmp") == 0
+        r = sys_call(NR.kcmp, pid1, pid2, kind, idx1, idx2, what="kcmp")
     except CrpyError:
-        return False                   # no kcmp: treat them as separate descriptions
+        return fallback
+    return {0: 0, 1: -1, 2: 1}.get(r, fallback)
+
+
+def _same_file(pid, fd1, fd2, pid2=None):
+    return _kcmp(pid, pid if pid2 is None else pid2, KCMP_FILE, fd1, fd2) == 0
 
 
 def _kcmp_order(pid, fd1, fd2):
-    """-1, 0, 1: kcmp orders open file descriptions (0 equal, 1 less, 2 greater)."""
-    from crpy.errors import CrpyError
-    from crpy.kernel.syscalls import NR, sys_call
-
-    try:
-        r = sys_call(NR.kcmp, pid, pid, KCMP_FILE, fd1, fd2, what="kcmp")
-    except CrpyError:
-        return -1 if fd1 < fd2 else 1      # no kcmp: separate descriptions
-    return {0: 0, 1: -1, 2: 1}.get(r, -1 if fd1 < fd2 else 1)
+    """Order of two open file descriptions of task pid (0: the same one)."""
+    return _kcmp(pid, pid, KCMP_FILE, fd1, fd2)
 
 
 def _find_shared(pid, facts):
@@ -111,31 +112,31 @@ def collect_fds(pid):
     return out
 
 
-def _same_table(pid, other):
-    """kcmp(KCMP_FILES): do the two tasks have one fd table?"""
-    from crpy.errors import CrpyError
-    from crpy.kernel.syscalls import NR, sys_call
-
-    try:
-        return sys_call(NR.kcmp, other, pid, KCMP_FILES, 0, 0, what="kcmp") == 0
-    except CrpyError:
-        return False
+def _table_order(pid, other):
+    """Order of two tasks' fd tables (0: one table, CLONE_FILES)."""
+    return _kcmp(pid, other, KCMP_FILES)
 
 
 def _find_table_owner(pid):
-    """The first task of this dump whose fd table `pid` shares (clone with CLONE_FILES), or None."""
-    for other in resources.fd_tables_seen:
-        if _same_table(pid, other):
-            resources.fd_table_owners[pid] = other
-            return other
-    resources.fd_tables_seen.append(pid)
+    """The first task of this dump whose fd table `pid` shares (clone with CLONE_FILES), or None.
+    The tables seen are kept in kcmp's order, so each task costs log n kcmp calls, not n."""
+    seen = resources.fd_tables_seen
+    lo, hi = 0, len(seen)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        order = _table_order(pid, seen[mid])
+        if order == 0:
+            resources.fd_table_owners[pid] = seen[mid]
+            return seen[mid]
+        lo, hi = (lo, mid) if order < 0 else (mid + 1, hi)
+    seen.insert(lo, pid)
     return None
 
 
 def refuse_table_shared_outside(pid, parent):
     """The root of a dumped tree cloned with CLONE_FILES shares its fd table with its parent,
     which stays: killing the root and restoring it with a table of its own would change both."""
-    if parent > 0 and _same_table(pid, parent):
+    if parent > 0 and _table_order(pid, parent) == 0:
         raise UnsupportedResource(pid, f"fd table shared with pid {parent}, outside the dumped tree (CLONE_FILES)",
                                   hint="dump the tree from the task that shares its fd table")
 
