@@ -10,6 +10,6 @@
   task_state  sigactions and what only the task can tell (brk, altstack, ...)
   regs        registers, XSAVE, sigmask, rseq, robust list, pending signals
   mm, creds, core, images   the mm, creds and core entries, and writing every image
-  finish      kill the task, or leave it running
+  tree        seize the whole tree until stable, pstree; kill it at the end (or leave it running)
   files, preload            helpers: the files.img table; protobuf imports on a side thread
 """

@@ -100,9 +100,10 @@ def zombie_core(task):
 
 
 def kill_tree(tasks):
-    """SIGKILL every live task first (none may fork or reap meanwhile), collect each exit as
-    its tracer, and give the root's parent a moment to reap it."""
-    from crpy.dump.finish import wait_gone_all
+    """SIGKILL every live task first (none may fork or reap meanwhile) and collect each exit as
+    its tracer.  Reaping the zombies is their parents' business (an orphan's is init's, which
+    may take a second or more): as with criu the dump does not wait for it; a restore waits for
+    a saved PID that is still a zombie (crpy.restore.tree.check_pids_free)."""
     from crpy.dump.threads import reap_threads
 
     live = [t.seized for t in tasks if t.seized is not None]
@@ -115,7 +116,6 @@ def kill_tree(tasks):
     for t in live:
         reap_threads(t.threads)
         _collect_exit(t.pid)
-    wait_gone_all([tasks[0].pid])     # the others' zombies are init's to reap: restore waits for them
     log.info("Tree of %d tasks killed", len(tasks))
 
 
