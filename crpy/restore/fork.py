@@ -29,6 +29,8 @@ class TreeRun:
         self.report_fd, self.go_fd, self.keep_above = report_fd, go_fd, keep_above
         self.nodes = {n.pid: n for n in nodes}
         self.pids = set(self.nodes)
+        # process groups the restore makes: led by a task, or by a helper for a leader that is gone
+        self.groups = self.pids | {n.helper_pgid for n in nodes if n.helper_pgid}
 
 
 def fork_node(node, run, close_in_child=()):
@@ -36,10 +38,10 @@ def fork_node(node, run, close_in_child=()):
     shares its parent's fd table is cloned into it (CLONE_FILES)."""
     from crpy.kernel.clone import CLONE_FILES, fork_with_pid
 
-    if node.helper_sid:
+    if node.helper_sid or node.helper_pgid:
         if node.shares_files:
             raise RestoreError(f"pid {node.pid} shares its parent's fd table but must be forked by a "
-                               f"session helper (its session {node.helper_sid} has no leader)")
+                               f"helper (its session or group leader is gone)")
         return _fork_through_helper(node, run)
     parent = os.getpid()
     pid = fork_with_pid(node.pid, CLONE_FILES if node.shares_files else 0)
@@ -51,22 +53,27 @@ def fork_node(node, run, close_in_child=()):
 
 
 def _fork_through_helper(node, run):
-    """A task whose session leader is gone (a daemon's setsid parent exited): a helper with the
-    leader's PID makes the session (and its group), forks the task as this process's child
-    (CLONE_PARENT) and exits; this process reaps it.  (The same way CRIU restores it.)"""
+    """A task whose session leader (a daemon's setsid parent) or group leader (the first command
+    of a pipeline) is gone: a helper with the leader's PID makes the session (and its group) or
+    the group, forks the task as this process's child (CLONE_PARENT) and exits; this process
+    reaps it.  A group outlives its leader, as it did before the dump.  (CRIU does the same.)"""
     from crpy.kernel.clone import CLONE_PARENT, fork_with_pid
 
     parent = os.getpid()
-    helper = fork_with_pid(node.helper_sid)
+    what = f"session helper {node.helper_sid}" if node.helper_sid else f"group helper {node.helper_pgid}"
+    helper = fork_with_pid(node.helper_sid or node.helper_pgid)
     if helper == 0:
         try:
-            os.setsid()
+            if node.helper_sid:
+                os.setsid()
+            else:
+                os.setpgid(0, 0)
             if fork_with_pid(node.pid, CLONE_PARENT) == 0:
                 _run_node(node, run, parent)
         except BaseException as e:                    # noqa: BLE001 - one line to crpy, then out
             from crpy.restore import child
 
-            child.report_failure(run.report_fd, f"session helper {node.helper_sid} of pid {node.pid}: {e}")
+            child.report_failure(run.report_fd, f"{what} of pid {node.pid}: {e}")
             os._exit(1)
         os._exit(0)
     os.waitpid(helper, 0)
@@ -129,7 +136,7 @@ class Hooks:
         for kid in self.node.children:
             if not kid.shares_files:
                 fork_node(kid, self.run)
-        join_group(self.node, self.run.pids)
+        join_group(self.node, self.run.groups)
 
     @property
     def shares_files(self):
@@ -187,18 +194,19 @@ def _high_pipe(keep_above):
     return tuple(ends)
 
 
-def join_group(node, tree_pids):
-    """setpgid into the saved group when fork did not give it (its leader is not an ancestor)."""
+def join_group(node, groups):
+    """setpgid into the saved group when fork did not give it (its leader is not an ancestor);
+    `groups`: the groups this restore makes (waited for a moment: their maker may come later)."""
     if os.getpgid(0) == node.pgid:
         return
-    deadline = time.monotonic() + (GROUP_WAIT_S if node.pgid in tree_pids else 0)
+    deadline = time.monotonic() + (GROUP_WAIT_S if node.pgid in groups else 0)
     while True:
         try:
             os.setpgid(0, node.pgid)
             return
         except OSError as e:
             if time.monotonic() >= deadline:
-                if node.pgid in tree_pids:
+                if node.pgid in groups:
                     raise RestoreError(f"pid {node.pid} cannot join process group {node.pgid}: "
                                        f"{os.strerror(e.errno)}") from None
                 log.warning("pid %d was in process group %d, outside the tree; it stays in %d",

@@ -30,6 +30,7 @@ class Node:
     children: list = field(default_factory=list)
     slots: dict = None               # (start, end) -> premap address, set before it forks
     helper_sid: int = 0              # its session leader is gone: a helper with this pid makes it
+    helper_pgid: int = 0             # its group leader is gone: a helper with this pid makes the group
     files_id: int = 0                # ids.files_id; equal to its parent's: one fd table (CLONE_FILES)
     shares_files: bool = False       # forked with CLONE_FILES into its parent's fd table
     files_done: tuple = None         # (read, write) fds: its table's sharers say "done with crpy's fds"
@@ -53,6 +54,7 @@ def load_tree(images_dir):
         _link(node, nodes, by_pid, images_dir)
         node.shares_files = bool(nodes[1:]) and node.files_id == by_pid[node.ppid].files_id != 0
     _plan_session_helpers(nodes, by_pid)
+    _plan_group_helpers(nodes, by_pid)
     return nodes
 
 
@@ -77,14 +79,31 @@ def _plan_session_helpers(nodes, by_pid):
         if node.sid == parent.sid or node.sid == node.pid or node.sid in by_pid:
             continue
         if node.sid in helpers or node.pgid not in (node.sid, node.pid) and node.pgid not in by_pid:
-            continue                  # one helper per session; groups of dead leaders: not handled
+            continue                  # one helper per session; its group, another group in it: not made
         node.helper_sid = node.sid
         helpers.add(node.sid)
         log.info("pid %d: session %d has no leader in the tree; a helper task makes it", node.pid, node.sid)
 
 
+def _plan_group_helpers(nodes, by_pid):
+    """A task in a process group whose leader is gone (a pipeline whose first command exited),
+    in its parent's session: the first such task of the group is forked through a helper with
+    the leader's PID, which makes the group; the others join it (crpy.restore.fork)."""
+    helpers = set()
+    for node in nodes[1:]:
+        if node.helper_sid or node.pgid == node.pid or node.pgid in by_pid or node.pgid in helpers:
+            continue
+        if node.sid != by_pid[node.ppid].sid:
+            continue                  # a group in a session of its own whose leader is gone: not made
+        node.helper_pgid = node.pgid
+        helpers.add(node.pgid)
+        log.info("pid %d: process group %d has no leader in the tree; a helper task makes it",
+                 node.pid, node.pgid)
+
+
 def helper_pids(nodes):
-    return [n.helper_sid for n in nodes if n.helper_sid]
+    """PIDs the helper tasks take (dead session and group leaders)."""
+    return [n.helper_sid or n.helper_pgid for n in nodes if n.helper_sid or n.helper_pgid]
 
 
 def _link(node, nodes, by_pid, images_dir):

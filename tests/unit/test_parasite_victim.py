@@ -183,8 +183,13 @@ def status(pid):
 
 
 def fd_table(pid):
-    base = f"/proc/{pid}/fd"
-    return {int(fd): os.readlink(f"{base}/{fd}") for fd in os.listdir(base)}
+    base, out = f"/proc/{pid}/fd", {}
+    for fd in os.listdir(base):
+        try:
+            out[int(fd)] = os.readlink(f"{base}/{fd}")
+        except FileNotFoundError:
+            pass                  # closed since the listing (a parasite curing itself): not in the table
+    return out
 
 
 def snapshot(pid):
