@@ -219,6 +219,7 @@ def _create_ghost(ctx, ghost_id, orig):
 
 _materialized = {}          # ghost id -> path made by this crpy restore (for fds and mappings)
 _linked = set()             # --link-remap links this restore opens files through
+_remaps_read = {}           # images dir -> remap-fpath.img as _remaps() reads it (this restore)
 
 
 def mapped_path(images_dir, file_id, orig_name):
@@ -228,10 +229,12 @@ def mapped_path(images_dir, file_id, orig_name):
     from crpy.images.pb import remap_file_path_pb2 as rp
     from crpy.resources.fdtable import RestoreContext
 
-    ctx = RestoreContext(images_dir, {}, 0)
-    remap_type, ghost_id = _remaps(ctx).get(file_id, (None, None))
+    if images_dir not in _remaps_read:          # once per restore, not once per mapped file
+        _remaps_read[images_dir] = _remaps(RestoreContext(images_dir, {}, 0))
+    remap_type, ghost_id = _remaps_read[images_dir].get(file_id, (None, None))
     if remap_type != rp.GHOST:
         return None
+    ctx = RestoreContext(images_dir, {}, 0)
     if ghost_id not in _materialized:
         _materialized[ghost_id] = _create_ghost(ctx, ghost_id, orig_name)
     return _materialized[ghost_id]
@@ -243,6 +246,7 @@ def unlink_materialized():
     for path in _materialized.values():
         _unlink(path)
     _materialized.clear()
+    _remaps_read.clear()
 
 
 def unlink_linked():

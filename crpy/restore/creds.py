@@ -8,6 +8,7 @@ that crpy can give them (it can only drop capabilities, never add one it lacks),
 struct rst_creds, left unset when the task's creds are crpy's own.
 """
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -41,8 +42,9 @@ def from_entry(c):
                  secbits=c.secbits)
 
 
+@functools.lru_cache(maxsize=1)
 def own():
-    """crpy's own creds, as /proc/self/status shows them."""
+    """crpy's own creds, as /proc/self/status shows them (read once: checked for every task)."""
     from crpy.kernel import proc
 
     st = proc.status(os.getpid())

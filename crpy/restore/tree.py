@@ -38,8 +38,9 @@ class Node:
 
 def load_tree(images_dir):
     """Nodes of the tree in pstree order (the root first); every image read and checked."""
-    from crpy.restore import load
+    from crpy.restore import creds, load
 
+    creds.own.cache_clear()              # crpy's creds, read again once for this restore
     items = load.read_pstree(images_dir)
     files = load.files_by_id(images_dir)
     nodes, by_pid = [], {}
