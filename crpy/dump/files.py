@@ -9,8 +9,9 @@ read, while the tasks are still stopped."""
 
 
 class FileTable:
-    def __init__(self, images_dir=None):
+    def __init__(self, images_dir=None, pages_ids=None):
         self.images_dir = images_dir
+        self.pages_ids = pages_ids     # the dump's counter of pages-N.img numbers (memfd contents)
         self._makers = []
         self._by_inode = {}
         self._once = {}

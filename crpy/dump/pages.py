@@ -184,32 +184,46 @@ def _merge(ranges):
     return out
 
 
+def data_pages(fd, lo, hi):
+    """Page-aligned ranges of [lo, hi) of a tmpfs/shmem file that hold data."""
+    return [(s & ~(PAGE - 1), (e + PAGE - 1) & ~(PAGE - 1)) for s, e in _data_extents(fd, lo, hi)]
+
+
 def dump_shmem(images_dir, pid, plan, pages_ids, done):
     """One pagemap-shmem-SHMID.img + pages-N.img per anonymous shared object not in `done`
     (an object several tasks map is written once); bytes written."""
-    from crpy.images import framing
-    from crpy.images.pb import pagemap_pb2
-
     written = 0
     for shmid, ranges in sorted(plan.shmem.items()):
         if shmid in done:
             continue
         done.add(shmid)
-        pages_id = next(pages_ids)
         vma = ranges[0][2]
         src = os.open(f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}", os.O_RDONLY | os.O_CLOEXEC)
-        out = _open_out(framing.image_path(images_dir, "pages", pages_id))
-        entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
         try:
-            for lo, hi in _merge((s, e) for s, e, _ in ranges):
-                for s, e in _data_extents(src, lo, hi):
-                    s, e = s & ~(PAGE - 1), (e + PAGE - 1) & ~(PAGE - 1)
-                    written += _sendfile_all(out, src, s, e - s)
-                    entries.append(framing.new_pagemap_entry(s, (e - s) // PAGE, PE_PRESENT))
+            written += write_shmem_object(images_dir, src, shmid, _merge((s, e) for s, e, _ in ranges),
+                                          next(pages_ids))
         finally:
             os.close(src)
-            os.close(out)
-        framing.write_image(framing.image_path(images_dir, "pagemap_shmem", shmid), "pagemap_shmem", entries)
+    return written
+
+
+def write_shmem_object(images_dir, src, shmid, ranges, pages_id):
+    """pagemap-shmem-SHMID.img + pages-PAGES_ID.img: the data of shmem file `src` within
+    `ranges` (holes stay out), as CRIU stores shared memory and memfds; bytes written."""
+    from crpy.images import framing
+    from crpy.images.pb import pagemap_pb2
+
+    written = 0
+    out = _open_out(framing.image_path(images_dir, "pages", pages_id))
+    entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
+    try:
+        for lo, hi in ranges:
+            for s, e in data_pages(src, lo, hi):
+                written += _sendfile_all(out, src, s, e - s)
+                entries.append(framing.new_pagemap_entry(s, (e - s) // PAGE, PE_PRESENT))
+    finally:
+        os.close(out)
+    framing.write_image(framing.image_path(images_dir, "pagemap_shmem", shmid), "pagemap_shmem", entries)
     return written
 
 

@@ -71,7 +71,8 @@ def _dump(opts):
         cleanup.enter_context(ghost.links_removed_on_failure())    # unwound last: after the detach
         tasks = cleanup.enter_context(seize_tree(pid))
         resources.set_dump_tree([t.pid for t in tasks if not t.zombie])
-        tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir), itertools.count(1), set(), tasks)
+        pages_ids = itertools.count(1)
+        tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks)
         tick("seize")
         for n, task in enumerate(tasks, 1):
             _dump_task(tree, task, n, stats, tick)

@@ -217,12 +217,23 @@ def _dump_locks(f, files):
 # ---------------------------------------------------------------- restore side
 
 def read_fd_images(images_dir, pid):
+    """(fdinfo entries of task pid, files.img entries by id)."""
+    return read_fdinfo(images_dir, pid), read_files(images_dir)
+
+
+def read_fdinfo(images_dir, pid):
+    """The fdinfo entries of task pid's fd table (ids-PID.img says which table)."""
     from crpy.images import framing
 
     ids = framing.read_image(framing.image_path(images_dir, "ids", pid), "ids")[0]
-    fdinfos = framing.read_image(framing.image_path(images_dir, "fdinfo", ids.files_id), "fdinfo")
-    files = {e.id: e for e in framing.read_image(framing.image_path(images_dir, "files"), "files")}
-    return fdinfos, files
+    return framing.read_image(framing.image_path(images_dir, "fdinfo", ids.files_id), "fdinfo")
+
+
+def read_files(images_dir):
+    """files.img entries by id."""
+    from crpy.images import framing
+
+    return {e.id: e for e in framing.read_image(framing.image_path(images_dir, "files"), "files")}
 
 
 def kind_of_entry(entry):
@@ -361,5 +372,3 @@ def _close_others(keep, keep_above):
             except OSError:
                 pass                               # the listdir fd itself, already gone
 
-
-_read_fd_images = read_fd_images          # the name crpy.restore.tree_preload uses

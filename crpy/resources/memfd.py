@@ -87,11 +87,13 @@ def _file_entry(file_id, flags, pos, inode_id):
 
 
 def _check_open_and_mapped(fdfacts):
+    from crpy.dump.pages import data_pages
+
     fd = os.open(f"/proc/{fdfacts.pid}/fd/{fdfacts.fd}", os.O_RDONLY | O_CLOEXEC)
     try:
         st = os.fstat(fd)
         _check_mappings(fdfacts, fcntl.fcntl(fd, fcntl.F_GET_SEALS), _mappings(st),
-                        _data_extents(fd, st.st_size))
+                        data_pages(fd, 0, st.st_size))
     finally:
         os.close(fd)
 
@@ -106,7 +108,7 @@ def _dump_inode(source, name, inode_id, files):
         st = os.fstat(fd)
         seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
         if not _mappings(st):
-            _dump_contents(fd, st, files.images_dir)
+            _dump_contents(fd, st, files.images_dir, next(files.pages_ids))
     finally:
         os.close(fd)
     files.plain("memfd_inode", memfd_pb2.memfd_inode_entry(
@@ -121,7 +123,7 @@ def _mappings(st):
     from crpy.kernel import proc
 
     # every live task of the tree (tree_pids), or at least every task whose fds were collected
-    pids = set(getattr(resources, "tree_pids", ())) | set(resources.fd_tables_seen)
+    pids = set(resources.tree_pids) | set(resources.fd_tables_seen)
     out = []
     for pid in sorted(pids):
         for v in proc.maps(pid, vmflags=False):
@@ -145,62 +147,11 @@ def _check_mappings(fdfacts, seals, maps, extents):
                                       fdfacts.target, "its mapping could not be made writable again")
 
 
-def _data_extents(fd, size):
-    """[(s, e)] page-aligned ranges of [0, size) holding data (SEEK_DATA/SEEK_HOLE)."""
-    from crpy.dump.pages import PAGE
+def _dump_contents(fd, st, images_dir, pages_id):
+    """pagemap-shmem-INO.img + pages-PAGES_ID.img, written as for shared memory."""
+    from crpy.dump.pages import write_shmem_object
 
-    out, pos = [], 0
-    while pos < size:
-        try:
-            s = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:                       # ENXIO: no data after pos
-            break
-        e = min(os.lseek(fd, s, os.SEEK_HOLE), size)
-        s, e = s & ~(PAGE - 1), (e + PAGE - 1) & ~(PAGE - 1)
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-        pos = e
-    return out
-
-
-def _dump_contents(fd, st, images_dir):
-    """pagemap-shmem-INO.img + pages-N.img (N: the next free number; every task's pages are
-    written before files.img's entries are built, so none is taken after this)."""
-    from crpy.dump.pages import PAGE, PE_PRESENT
-    from crpy.images import framing
-    from crpy.images.pb import pagemap_pb2
-
-    pages_id = _next_pages_id(images_dir)
-    entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
-    out = os.open(framing.image_path(images_dir, "pages", pages_id),
-                  os.O_WRONLY | os.O_CREAT | os.O_TRUNC | O_CLOEXEC, 0o600)
-    try:
-        for s, e in _data_extents(fd, st.st_size):
-            _copy(out, fd, s, e - s)
-            entries.append(framing.new_pagemap_entry(s, (e - s) // PAGE, PE_PRESENT))
-    finally:
-        os.close(out)
-    framing.write_image(framing.image_path(images_dir, "pagemap_shmem", st.st_ino), "pagemap_shmem", entries)
-
-
-def _next_pages_id(images_dir):
-    import re
-
-    used = [int(m.group(1)) for n in os.listdir(images_dir) if (m := re.fullmatch(r"pages-(\d+)\.img", n))]
-    return max(used, default=0) + 1
-
-
-def _copy(out, src, offset, count):
-    """count bytes of src from offset onto out; past the end of src (the last page): zeros."""
-    done = 0
-    while done < count:
-        n = os.sendfile(out, src, offset + done, count - done)
-        if n == 0:
-            os.write(out, bytes(count - done))
-            break
-        done += n
+    write_shmem_object(images_dir, fd, st.st_ino, [(0, st.st_size)], pages_id)
 
 
 # ---------------------------------------------------------------- restore side

@@ -23,15 +23,27 @@ def inherited():
 def _tree_fd_tables(images_dir):
     """{pid: fdinfo entries} of every task, and the files.img entries by id."""
     from crpy.images import framing
-    from crpy.resources.fdtable import read_fd_images
+    from crpy.resources.fdtable import read_fdinfo, read_files
 
-    tables, files = {}, {}
+    tables = {}
     for item in framing.read_image(framing.image_path(images_dir, "pstree"), "pstree"):
         try:
-            tables[item.pid], files = read_fd_images(images_dir, item.pid)
+            tables[item.pid] = read_fdinfo(images_dir, item.pid)
         except Exception:
             continue                      # a zombie has no fd table
-    return tables, files
+    if not tables:
+        return {}, {}
+    try:
+        return tables, read_files(images_dir)
+    except Exception:
+        return {}, {}                     # no files.img: each task's own fd restore says so
+
+
+def highest_wanted_fd(images_dir, floor=0):
+    """The highest fd number any task of the tree wants (at least `floor`): what the restore
+    opens for several tasks goes above it."""
+    tables, _ = _tree_fd_tables(images_dir)
+    return max([floor] + [e.fd for entries in tables.values() for e in entries])
 
 
 def _object_key(entry):
@@ -62,7 +74,7 @@ def make_shared(images_dir):
         for e in entries:
             if e.id in files:
                 users.setdefault(_object_key(files[e.id]), set()).add(pid)
-    top = max((e.fd for entries in tables.values() for e in entries), default=0)
+    top = max([0] + [e.fd for entries in tables.values() for e in entries])
     ctx = RestoreContext(images_dir, files, top + 1)
     fds = {}
     for pid, entries in tables.items():

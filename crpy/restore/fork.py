@@ -154,7 +154,7 @@ class Hooks:
             return
         leader = files_leader(self.node, self.run.nodes)
         if leader.files_done is None:
-            leader.files_done = _high_pipe(self.run.keep_above)
+            leader.files_done = pipe_above(self.run.keep_above)
         for kid in kids:
             fork_node(kid, self.run)
 
@@ -183,8 +183,8 @@ def _files_before_children(node, run):
         hook(node.task.images_dir, node.pid, [k.pid for k in node.children], run.keep_above)
 
 
-def _high_pipe(keep_above):
-    """A pipe with both ends at keep_above or higher (among crpy's fds, closed by the restorer)."""
+def pipe_above(keep_above):
+    """A pipe with both ends at keep_above or higher: among crpy's fds, which the restorer closes."""
     import fcntl
 
     ends = []

@@ -45,14 +45,13 @@ def check_settled(pid):
 
 def _blocked(pid):
     """SigBlk of the task's main thread; None when it is gone."""
+    from crpy.errors import NoSuchProcess
+    from crpy.kernel import proc
+
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("SigBlk:"):
-                    return int(line.split()[1], 16)
-    except (FileNotFoundError, ProcessLookupError):
+        return proc.status(pid).sig_blk
+    except NoSuchProcess:
         return None
-    return None
 
 
 def reason(line, code):

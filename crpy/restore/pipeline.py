@@ -126,6 +126,7 @@ def _go_pipe(keep_above):
 
 
 def _report_pipe(keep_above):
+    """(read end, crpy's: low, select() takes no fd above 1023; write end above keep_above)."""
     r, w = os.pipe2(os.O_CLOEXEC)
     high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, keep_above)
     os.close(w)

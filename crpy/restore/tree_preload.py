@@ -43,9 +43,9 @@ def _preload(nodes, images_dir):
     blob.args_size()
     blob.blob()
     child._self_maps()                        # compiles its regex once for every task
-    for node in nodes:
-        if node.task is not None:
-            fdtable._read_fd_images(images_dir, node.pid)     # the protobuf classes of fds
+    live = next((n for n in nodes if n.task is not None), None)
+    if live is not None:                      # the protobuf classes of fds (one task's images load them all)
+        fdtable.read_fd_images(images_dir, live.pid)
     for info in pkgutil.iter_modules(resources.__path__):     # every fd kind module
         try:
             importlib.import_module(f"crpy.resources.{info.name}")

@@ -4,14 +4,15 @@ root, and reads its pages in once; every task inherits the mapping through fork,
 gives each task its own view of it with mremap(old_size=0), which maps the same pages again.
 An object only one task maps stays that task's business (premap maps and fills it).
 
-A memfd in memfd.img (its fds were dumped too) is made once here, as a memfd (crpy.resources.memfd),
-however many tasks map it: the tasks' fds and mappings are one inode again, and the maps say
-/memfd:NAME (deleted) as before the dump."""
+A mapped memfd (memfd.img holds every memfd the tree held open or mapped) is made once here, as
+a memfd (crpy.resources.memfd), however many tasks map it: the tasks' fds and mappings are one
+inode again, and the maps say /memfd:NAME (deleted) as before the dump."""
 
 import mmap
 import os
 
 from crpy.log import log
+from crpy.resources.shared import highest_wanted_fd
 
 _keep = []                 # the mmap objects: unmapped in crpy only when it exits
 
@@ -25,10 +26,13 @@ def share_objects(nodes):
             if area.kind == "anon_shared":
                 by_shmid.setdefault(area.shmid, []).append((node.pid, area))
     images_dir, memfds = _memfd_inodes(nodes)
+    above = None                      # the highest fd a task wants: read once, if a memfd needs it
     total = 0
     for shmid, users in sorted(by_shmid.items()):
         if shmid in memfds:
-            _share_memfd(images_dir, nodes, memfds[shmid], [a for _, a in users])
+            if above is None:
+                above = highest_wanted_fd(images_dir, 2)
+            _share_memfd(images_dir, memfds[shmid], [a for _, a in users], above)
             continue
         if len({pid for pid, _ in users}) < 2:
             continue
@@ -60,7 +64,7 @@ def _share(shmid, areas):
 
 
 def _memfd_inodes(nodes):
-    """(images dir, {shmid: memfd_inode_entry}) of the memfds dumped with their fds."""
+    """(images dir, {shmid: memfd_inode_entry}) of the memfds of the dump (open or mapped)."""
     from crpy.resources import memfd
 
     memfd.forget_made()
@@ -70,14 +74,14 @@ def _memfd_inodes(nodes):
     return images_dir, {e.shmid: e for e in memfd.inodes(images_dir).values()}
 
 
-def _share_memfd(images_dir, nodes, inode, areas):
-    """Make the memfd (above every fd a task wants: inherited until its fds are placed) and map
+def _share_memfd(images_dir, inode, areas, above):
+    """Make the memfd (above `above`, every fd a task wants: inherited until its fds are placed) and map
     it whole in crpy; each area then maps the same pages again (area.inherit), the contents are
     the memfd's."""
     from crpy.kernel.syscalls import NR, sys_call
     from crpy.resources import memfd
 
-    fd = memfd.make_for_maps(images_dir, inode, _highest_task_fd(images_dir, nodes))
+    fd = memfd.make_for_maps(images_dir, inode, above)
     size = max(a.pgoff + a.length for a in areas)
     sealed = inode.seals & (memfd.F_SEAL_WRITE | memfd.F_SEAL_FUTURE_WRITE)
     prot = mmap.PROT_READ | (0 if sealed else mmap.PROT_WRITE)
@@ -87,20 +91,6 @@ def _share_memfd(images_dir, nodes, inode, areas):
         area.inherit = base + area.pgoff
     log.debug("memfd %s (shmid %d): fd %d, mapped at %#x for %d mappings", inode.name, inode.shmid, fd,
               base, len(areas))
-
-
-def _highest_task_fd(images_dir, nodes):
-    from crpy.errors import CrpyError
-    from crpy.resources.fdtable import read_fd_images
-
-    top = 2
-    for n in nodes:
-        if n.task:
-            try:
-                top = max([top] + [e.fd for e in read_fd_images(images_dir, n.pid)[0]])
-            except CrpyError:
-                continue                  # (no fd images)
-    return top
 
 
 def _read_into(buf, path, offset):

@@ -48,7 +48,7 @@ def test_hugetlb_memfd_is_refused():
 def _saved(tmp_path, fd, name, seals):
     """What a dump writes for memfd `fd`: its contents images and its inode entry."""
     st = os.fstat(fd)
-    memfd._dump_contents(fd, st, str(tmp_path))
+    memfd._dump_contents(fd, st, str(tmp_path), 1)
     return memfd_pb2.memfd_inode_entry(name=name, uid=st.st_uid, gid=st.st_gid, size=st.st_size,
                                        shmid=st.st_ino, seals=seals, inode_id=1, mode=st.st_mode)
 
