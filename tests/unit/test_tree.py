@@ -357,9 +357,11 @@ int main(int argc, char **argv)
         report = 0;
         unsigned long sum = 0;
         for (long i = 0; i < SIZE; i++) sum = sum * 31 + m[i];
-        char path[256];
+        char path[256], tmp[264];                   /* renamed in place: never read half-written */
         snprintf(path, sizeof path, "%s.%d", argv[1], getpid());
-        FILE *f = fopen(path, "w"); fprintf(f, "%lu\n", sum); fclose(f);
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "w"); fprintf(f, "%lu\n", sum); fclose(f);
+        rename(tmp, path);
     }
 }
 """
