@@ -16,6 +16,8 @@ from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NR_PAUSE = 34                       # x86_64
+# Images CRIU 4.2 wrote of two small programs (README there); the programs' sources sit beside them.
+CRIU_FIXTURES = Path(ROOT) / "tests" / "fixtures" / "criu-4.2"
 
 # (source text, gcc flags) -> the binary built from them in this session.  Several test modules
 # build the same target (the parasite victim); gcc runs once for them all.

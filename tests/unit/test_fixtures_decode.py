@@ -1,5 +1,6 @@
-"""crpy reads the images CRIU 4.2 wrote (../shared/fixtures/criu-4.2): every entry of every image,
-value for value as Debian's crit decodes them, plus facts we know of the two fixture programs."""
+"""crpy reads the images CRIU 4.2 wrote (tests/fixtures/criu-4.2, a copy kept in the repository):
+every entry of every image, value for value as Debian's crit decodes them, plus facts we know of the
+two fixture programs, which are built from their sources here (no prebuilt binary is kept)."""
 
 import json
 import os
@@ -10,17 +11,16 @@ import sys
 import pytest
 
 from crpy.images import framing, magic, pages, show
-from tests.unit.crhelpers import image_samples
+from tests.unit.crhelpers import CRIU_FIXTURES, build_c, image_samples, kill_quietly, start_target
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "criu-4.2"
+FIXTURES = CRIU_FIXTURES
 PATTERN_LEN = 4 << 20
 
 
 def _fixture_dir(name):
     d = FIXTURES / f"{name}-images"
-    assert d.is_dir(), (f"CRIU 4.2 fixtures not found at {d}: the shared/ directory must sit beside "
-                        "the crpy checkout (CI copies it there)")
+    assert d.is_dir(), f"CRIU 4.2 fixtures not found at {d}"
     return d
 
 
@@ -151,3 +151,24 @@ def test_crpy_show_file_pretty_and_errors(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and str(bad) in res.stderr and "offset 4" in res.stderr
+
+
+@pytest.mark.parametrize("name, want_fds", [("counter", 6), ("tree", 5)])
+def test_fixture_programs_build_and_run(tmp_path, name, want_fds):
+    """The programs the images were made of build from the sources kept beside them, and run
+    as the README says: they write their pids to the state file and hold the files it names."""
+    exe = build_c(tmp_path, name, FIXTURES / f"{name}.c")
+    state = tmp_path / f"{name}.state"
+    proc = start_target([exe, state], lambda: state.exists() and state.read_text().endswith("\n"),
+                        what=f"fixture program {name}")
+    try:
+        pids = [int(w) for w in state.read_text().split()]
+        assert pids[0] == proc.pid and len(pids) == (2 if name == "tree" else 1)
+        fds = os.listdir(f"/proc/{proc.pid}/fd")
+        assert len(fds) == want_fds, fds  # stdio, (/dev/null,) the pipe's two ends
+        if name == "counter":
+            assert os.readlink(f"/proc/{proc.pid}/fd/3") == "/dev/null"
+    finally:
+        for pid in [int(w) for w in state.read_text().split()] if state.exists() else [proc.pid]:
+            kill_quietly(pid)
+        proc.wait()

@@ -12,7 +12,7 @@ import pytest
 
 from crpy.images import framing, xsave
 from crpy.kernel import cpuid
-from tests.unit.crhelpers import build_c
+from tests.unit.crhelpers import CRIU_FIXTURES, build_c
 
 PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_GETREGSET, PTRACE_SETREGSET = 0x4206, 0x4207, 0x4204, 0x4205
 NT_X86_XSTATE = 0x202
@@ -146,9 +146,7 @@ def test_compacted_format_is_refused():
 
 def test_fixture_state_converts(tmp_path):
     """The CRIU 4.2 fixtures come from an AVX-512 machine: their state converts back for that layout."""
-    import pathlib
-
-    d = pathlib.Path(__file__).resolve().parents[2].parent / "shared/fixtures/criu-4.2/counter-images"
+    d = CRIU_FIXTURES / "counter-images"
     assert d.is_dir(), f"CRIU 4.2 fixtures missing at {d}"
     fp = framing.read_one(str(d / "core-8802.img"), "core").thread_info.fpregs
     avx512 = {0: (0, 160), 1: (160, 256), 2: (576, 256), 5: (1088, 64), 6: (1152, 512), 7: (1664, 1024)}
