@@ -3,19 +3,48 @@
     dump, restore : extra arguments for `crpy dump` / `crpy restore` (e.g. --file-locks)
     dump_fails    : the dump must fail with one line on stderr and leave the task running, untouched
                     (it then still passes its own check); no restore follows
+    needs         : CPU features the test cannot run without, as /proc/cpuinfo flags (e.g. pku and
+                    ospke: protection keys, in the CPU and enabled by the kernel).  On a CPU that
+                    lacks one the test does not run at all: it is reported as SKIP with the missing
+                    flags named (a pytest skip with that reason), never counted as passed or failed.
 
 Trees need no entry: a test that forks writes the pids of its whole tree, one per line, to
 OUTFILE.pids before it is ready; the harness then checks that every one is gone after the dump and
 back after the restore.
 """
 
+import os
+
 DESC = {
     "locks": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},
+    "pkeys": {"needs": ["pku", "ospke"]},
 }
+# Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
+# test skipped on any CPU.
+HIDE_FLAGS_ENV = "ZDTM_HIDE_CPU_FLAGS"
 
 
 def options(name):
     """The option dict of a test (empty when it has none)."""
     return DESC.get(name, {})
+
+
+def cpu_flags():
+    """The CPU feature flags of /proc/cpuinfo (of the first CPU), less those hidden by HIDE_FLAGS_ENV."""
+    hidden = set(os.environ.get(HIDE_FLAGS_ENV, "").split())
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split()) - hidden
+    return set()
+
+
+def skip_reason(name):
+    """Why test `name` cannot run on this CPU (naming the missing features), or None."""
+    needs = options(name).get("needs", [])
+    missing = [flag for flag in needs if flag not in cpu_flags()] if needs else []
+    if not missing:
+        return None
+    return f"needs CPU feature {', '.join(missing)} (/proc/cpuinfo flags), which this CPU lacks"

@@ -12,14 +12,17 @@ the harness then kills it and restores the images.
 ZDTM_CRPY="cmd ..." in the environment replaces `python3 -m crpy` as the C/R tool.
 Tests listed in tests/zdtm/known_gaps.py run too; their failure is reported as KNOWN-GAP with the
 reason and does not fail the run, but their passing (FIXED) does, so the list stays honest.
-Prints one line per run and a summary `N passed, M failed`; exits 0 only if every run passed.
+A test that needs a CPU feature this machine lacks (tests/zdtm/desc.py "needs") does not run: it
+is reported once as SKIP with the missing features named, and counted as skipped.
+Prints one line per run and a summary `N passed, M failed[, K skipped]`; exits 0 only if every run
+passed.
 """
 
 import argparse
 import signal
 import sys
 
-from tests.zdtm import build, harness, procs
+from tests.zdtm import build, desc, harness, procs
 from tests.zdtm.known_gaps import gap as known_gap
 
 
@@ -103,9 +106,14 @@ def main(argv=None):
     procs.set_subreaper()
     # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the running test is killed and cleaned up.
     signal.signal(signal.SIGTERM, _interrupted)
-    passed = failed = gaps = 0
+    passed = failed = gaps = skipped = 0
     try:
         for name in names:
+            reason = desc.skip_reason(name)
+            if reason:
+                print(f"{'SKIP':9} {name}: {reason}", flush=True)
+                skipped += 1
+                continue
             for n in iters:
                 result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
                                          break_state=args.break_state, leave_running=args.leave_running)
@@ -116,7 +124,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"interrupted after {passed} passed, {failed} failed", flush=True)
         return 130
-    print(f"{passed} passed, {failed} failed" + (f", {gaps} known gaps (tests/zdtm/known_gaps.py)" if gaps else ""))
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
+          + (f", {gaps} known gaps (tests/zdtm/known_gaps.py)" if gaps else ""))
     return 0 if failed == 0 else 1
 
 

@@ -87,3 +87,15 @@ def test_harness_checks_trees_failing_dumps_and_options(fake_crpy, test, mode, m
     assert rc == 1, out
     assert message in out, out
     assert "0 passed, 1 failed" in out, out
+
+
+def test_a_test_the_cpu_cannot_run_is_skipped_by_name():
+    """pkeys needs protection keys: on a CPU without them (hidden here, so on every CPU) it is not
+    started, and reported once as SKIP naming the missing flags; the run does not fail."""
+    env = dict(harness.crpy_env(), ZDTM_HIDE_CPU_FLAGS="pku")
+    proc = subprocess.run([sys.executable, "-m", "tests.zdtm.run", "pkeys", "--iters", "1,3"],
+                          cwd=harness.REPO, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert out.count("SKIP      pkeys: needs CPU feature pku") == 1, out
+    assert "which this CPU lacks" in out and "0 passed, 0 failed, 1 skipped" in out, out
