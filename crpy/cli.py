@@ -1,4 +1,4 @@
-"""The crpy command line: dump, restore, check, show.
+"""The crpy command line: dump, restore, check, cpuinfo, show.
 
 Options are spelled as criu spells them, so scripts written for criu run unchanged.  An option of
 criu's that crpy does not implement yet is refused by name, never silently ignored.  Every crpy
@@ -62,6 +62,10 @@ def _parser():
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
 
+    c = sub.add_parser("cpuinfo", help="write this CPU's cpuinfo.img, or check images' against this CPU")
+    c.add_argument("action", choices=["dump", "check"])
+    c.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+
     s = sub.add_parser("show", help="print images as JSON (like crit decode)")
     s.add_argument("paths", nargs="+", metavar="FILE|DIR")
     s.add_argument("--pretty", action="store_true", help="indent the JSON")
@@ -122,6 +126,11 @@ def _run(args, verbosity):
 
         log.setup(verbosity)
         return run_check()
+    if args.command == "cpuinfo":
+        from crpy import cpuinfo
+
+        log.setup(verbosity)
+        return cpuinfo.run(args.action, args.images_dir)
     if args.command == "show":
         from crpy.images.show import show
 

@@ -23,10 +23,12 @@ def gpregs_entry(regs):
 
 
 def fpregs_entry(xstate):
+    """The image entry of a task's XSAVE area, read in this CPU's layout (cpuinfo.img records it)."""
     from crpy.images import xsave
+    from crpy.kernel import cpuid
 
     try:
-        return xsave.from_raw(xstate)
+        return xsave.from_raw(xstate, cpuid.xsave_layout())
     except ValueError as e:
         raise DumpError(f"cannot save the XSAVE state: {e}") from None
 

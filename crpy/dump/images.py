@@ -1,5 +1,5 @@
 """Step: write the images of the dump that are not page data.  Per task: core, ids, mm, fs,
-fdinfo; once per tree: inventory, pstree, files.  Each task gets its own kernel-object ids
+fdinfo; once per tree: inventory, cpuinfo, pstree, files.  Each task gets its own kernel-object ids
 (its index in the tree, from 1), except files_id, which a task sharing its parent's fd table
 (CLONE_FILES) takes from the parent: vm/fs/sighand are not shared between tasks yet."""
 
@@ -42,6 +42,9 @@ def write_task_images(images_dir, pid, n, dumped, files_id=None):
 
 
 def write_tree_images(images_dir, pstree, files):
+    from crpy import cpuinfo
+
     _write(images_dir, "inventory", [inventory_entry()])
+    cpuinfo.write(images_dir)        # the XSAVE features and layout the core images were read in
     _write(images_dir, "pstree", pstree)
     _write(images_dir, "files", files)

@@ -51,6 +51,7 @@ KINDS = {k.name: k for k in (
     _k("memfd_inode", "memfd.img", 0x48453499, "memfd_pb2.memfd_inode_entry"),
     _k("seccomp", "seccomp.img", 0x64413049, "seccomp_pb2.seccomp_entry"),
     _k("timens", "timens-{id}.img", 0x43114433, "timens_pb2.timens_entry"),
+    _k("cpuinfo", "cpuinfo.img", 0x61404013, "cpuinfo_pb2.cpuinfo_entry"),
     _k("stats", "stats-{id}", 0x57093306, "stats_pb2.stats_entry", header=HEADER_SERVICE),
     _k("remap_fpath", "remap-fpath.img", 0x59133954, "remap_file_path_pb2.remap_file_path_entry"),
     _k("tty_info", "tty-info.img", 0x59453036, "tty_pb2.tty_info_entry"),
@@ -66,7 +67,7 @@ CRIT_NAMES = {
     "inventory": "INVENTORY", "pstree": "PSTREE", "core": "CORE", "ids": "IDS", "mm": "MM",
     "pagemap": "PAGEMAP", "pagemap_shmem": "PAGEMAP", "pages": "PAGES", "files": "FILES",
     "fdinfo": "FDINFO", "fs": "FS", "pipes_data": "PIPES_DATA", "fifo_data": "FIFO_DATA",
-    "memfd_inode": "MEMFD_INODE", "seccomp": "SECCOMP", "timens": "TIMENS", "stats": "STATS",
+    "memfd_inode": "MEMFD_INODE", "seccomp": "SECCOMP", "timens": "TIMENS", "cpuinfo": "CPUINFO", "stats": "STATS",
     "remap_fpath": "REMAP_FPATH", "ghost_file": "GHOST_FILE", "tty_info": "TTY_INFO", "tty_data": "TTY_DATA", "sk_queues": "SK_QUEUES",
     "file_locks": "FILE_LOCKS",
 }
@@ -75,7 +76,7 @@ CRIT_NAMES = {
 OTHER_MAGICS = {
     0x59423047: "APPARMOR", 0x49353943: "AUTOFS", 0x67343323: "BINFMT_MISC",
     0x64324033: "BPFMAP_DATA", 0x57506142: "BPFMAP_FILE", 0x59383330: "CGROUP",
-    0x61404013: "CPUINFO", 0x54023547: "CREDS", 0x44523722: "EVENTFD_FILE",
+    0x54023547: "CREDS", 0x44523722: "EVENTFD_FILE",
     0x45023858: "EVENTPOLL_FILE", 0x44433746: "EVENTPOLL_TFD", 0x59255641: "EXT_FILES",
     0x55096122: "FANOTIFY_FILE", 0x56506035: "FANOTIFY_MARK", 0x58364939: "FIFO",
     0x56443851: "INETSK",

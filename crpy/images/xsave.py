@@ -1,4 +1,4 @@
-"""Raw XSAVE state <-> CRIU's user_x86_fpregs_entry.
+"""Raw XSAVE state <-> CRIU's user_x86_fpregs_entry, for a layout given as data.
 
 The raw form is the standard (non-compacted) XSAVE layout that PTRACE_GETREGSET NT_X86_XSTATE
 returns and a signal frame holds:
@@ -9,7 +9,11 @@ returns and a signal frame holds:
                   4.x leaves `padding` empty too); to_raw() writes zeros there, and whoever
                   builds a signal frame must write the frame's sw bytes.
   bytes 512..575  XSAVE header: xstate_bv, xcomp_bv (0 = standard format), reserved zeros
-  then component i >= 2 at the offset CPUID 0xD.i gives (crpy.kernel.cpuid.xsave_layout()).
+  then component i >= 2 at an offset the CPU enumerates (CPUID 0xD.i).
+A layout is {component number: (offset, size)}: the dump passes the dumping CPU's (and records
+it in cpuinfo.img), a restore the running CPU's; this module never asks a CPU.  Offsets differ
+between CPUs (Intel puts the AVX-512 opmask at 1088 and PKRU at 2688; an AMD EPYC of family 25
+puts the opmask at 832, others PKRU at 2432), so a raw area is only ever read or written with the layout it was or will be used in.
 Every component enabled in the layout is stored whole (even when its xstate_bv bit says it is
 in its init state), so from_raw() then to_raw() gives back the same bytes, except 416..511,
 and except holes between components, which to_raw() leaves zero (as the kernel does).
@@ -30,6 +34,15 @@ COMPONENT_FIELDS = {
     9: ("pkru", 4),
 }
 
+# what a user calls each XSAVE component (several components make one feature)
+FEATURE_NAMES = {0: "x87", 1: "sse", 2: "avx", 3: "mpx", 4: "mpx", 5: "avx512", 6: "avx512",
+                 7: "avx512", 8: "pt", 9: "pkru", 10: "pasid", 11: "cet", 12: "cet", 17: "amx",
+                 18: "amx", 19: "apx"}
+LEGACY_LAYOUT = {0: (0, 160), 1: (160, 256)}
+# The standard-format offsets of the user components on Intel CPUs.  Only for images that do not
+# record their layout (CRIU's cpuinfo.img has no offsets): other CPUs use other offsets.
+STANDARD_LAYOUT = {**LEGACY_LAYOUT, 2: (576, 256), 3: (960, 64), 4: (1024, 64), 5: (1088, 64),
+                   6: (1152, 512), 7: (1664, 1024), 9: (2688, 8)}
 LEGACY_SIZE = 512
 HEADER_SIZE = 64
 _LEGACY = struct.Struct("<HHHHQQII")   # cwd swd twd fop rip rdp mxcsr mxcsr_mask (32 bytes)
@@ -40,10 +53,52 @@ class XsaveError(ValueError):
     """The XSAVE state cannot be converted (compacted format, unknown component, other CPU)."""
 
 
-def _default_layout():
-    from crpy.kernel import cpuid
+def feature_names(mask):
+    """The feature names of the components in mask, once each, in component order."""
+    names = []
+    for comp in range(64):
+        name = FEATURE_NAMES.get(comp, f"xfeature{comp}")
+        if mask >> comp & 1 and name not in names:
+            names.append(name)
+    return names
 
-    return cpuid.xsave_layout()
+
+def layout_mask(layout):
+    """The xfeatures mask (XCR0-style) of a layout."""
+    return sum(1 << comp for comp in layout)
+
+
+def layout_size(layout):
+    """The size of the standard-format area for a layout (at least legacy area + header)."""
+    return max([LEGACY_SIZE + HEADER_SIZE] + [off + size for off, size in layout.values()])
+
+
+def standard_layout(mask):
+    """The layout of mask's components at the standard offsets (images that record no layout);
+    XsaveError for a component whose offset is not known that way."""
+    unknown = [comp for comp in range(64) if mask >> comp & 1 and comp not in STANDARD_LAYOUT]
+    if unknown:
+        raise XsaveError(f"XSAVE components {unknown} have no standard offset: the image must record "
+                         "its layout (cpuinfo.img)")
+    return {comp: place for comp, place in STANDARD_LAYOUT.items() if mask >> comp & 1 or comp < 2}
+
+
+def compare(image_layout, cpu_layout):
+    """(missing, resized): the components of image_layout that cpu_layout lacks, and those it has
+    with another size (their state would not fit).  Offsets may differ: to_raw() moves them."""
+    missing = sorted(c for c in image_layout if c not in cpu_layout)
+    resized = sorted(c for c in image_layout if c in cpu_layout and image_layout[c][1] != cpu_layout[c][1])
+    return missing, resized
+
+
+def entry_mask(fp):
+    """The components an image entry holds state for (x87 and SSE always)."""
+    mask = 0b11
+    if fp.HasField("xsave"):
+        for comp, (field, _) in COMPONENT_FIELDS.items():
+            if len(getattr(fp.xsave, field)):
+                mask |= 1 << comp
+    return mask
 
 
 def _words(raw, offset, size, width):
@@ -51,11 +106,10 @@ def _words(raw, offset, size, width):
     return struct.unpack_from(fmt, raw, offset)
 
 
-def from_raw(raw, layout=None):
-    """user_x86_fpregs_entry (with its xsave sub-message) from raw XSAVE bytes."""
+def from_raw(raw, layout):
+    """user_x86_fpregs_entry (with its xsave sub-message) from raw XSAVE bytes in `layout`."""
     from crpy.images.pb import core_x86_pb2
 
-    layout = _default_layout() if layout is None else layout
     raw = bytes(raw)
     if len(raw) < LEGACY_SIZE + HEADER_SIZE:
         raise XsaveError(f"XSAVE area of {len(raw)} bytes is shorter than legacy area + header")
@@ -80,16 +134,17 @@ def from_raw(raw, layout=None):
     return fp
 
 
-def to_raw(fp, layout=None, size=None, drop_unsupported=False):
-    """Raw standard-format XSAVE bytes from a user_x86_fpregs_entry, for this CPU's layout.
+def to_raw(fp, layout, size=None, drop_unsupported=False):
+    """Raw standard-format XSAVE bytes from a user_x86_fpregs_entry, in `layout` (the CPU the
+    bytes are for: its components, at its offsets).
 
-    size defaults to the end of the last component.  A component this layout lacks is
+    A component the layout has and the entry lacks (an image from a CPU with fewer features)
+    is left zero with its xstate_bv bit clear: its init state.  size defaults to the end of
+    the last component.  A component this layout lacks is
     dropped if it holds only zeros (its init state); otherwise XsaveError: the task used a
     CPU feature this machine does not have -- unless drop_unsupported, which puts such
     components in their init state (like `criu restore --cpu-cap=none`; see unsupported())."""
-    layout = _default_layout() if layout is None else layout
-    end = max(off + sz for off, sz in layout.values())
-    size = max(end, LEGACY_SIZE + HEADER_SIZE) if size is None else size
+    size = layout_size(layout) if size is None else size
     buf = bytearray(size)
     _LEGACY.pack_into(buf, 0, fp.cwd, fp.swd, fp.twd, fp.fop, fp.rip, fp.rdp, fp.mxcsr, fp.mxcsr_mask)
     _pack_words(buf, 32, fp.st_space, 4, 128, "st_space")
@@ -111,9 +166,8 @@ def to_raw(fp, layout=None, size=None, drop_unsupported=False):
     return bytes(buf)
 
 
-def unsupported(fp, layout=None):
+def unsupported(fp, layout):
     """Components the entry holds in use that the layout (this CPU) lacks, as field names."""
-    layout = _default_layout() if layout is None else layout
     if not fp.HasField("xsave"):
         return []
     return [field for comp, (field, _) in sorted(COMPONENT_FIELDS.items())

@@ -1,4 +1,5 @@
-"""XSAVE facts of this CPU: XCR0 and the standard-format layout of each state component.
+"""Facts of this CPU: vendor, signature, feature words, model name; XCR0 and the standard-format
+layout of each XSAVE state component.
 
 The layout is what PTRACE_GETREGSET NT_X86_XSTATE returns and what a signal frame holds:
 the 512-byte legacy FXSAVE area, the 64-byte XSAVE header, then component i (i >= 2) at the
@@ -57,3 +58,56 @@ def xsave_layout():
             size, offset = cpuid(0xD, i)[:2]
             layout[i] = (offset, size)
     return layout
+
+
+@functools.lru_cache(maxsize=None)
+def xsave_size_max():
+    """Size of the standard XSAVE area for every component the CPU supports (CPUID 0xD.0 ECX)."""
+    return cpuid(0xD, 0)[2]
+
+
+def vendor():
+    """The vendor string of CPUID leaf 0, e.g. "AuthenticAMD", "GenuineIntel"."""
+    _, b, c, d = cpuid(0)
+    return b"".join(r.to_bytes(4, "little") for r in (b, d, c)).decode("ascii", "replace")
+
+
+def signature():
+    """(family, model, stepping) of CPUID leaf 1, with the extended family and model folded in."""
+    eax = cpuid(1)[0]
+    family, model, stepping = eax >> 8 & 0xF, eax >> 4 & 0xF, eax & 0xF
+    if family == 0xF:
+        family += eax >> 20 & 0xFF
+    if family >= 6:
+        model += (eax >> 16 & 0xF) << 4
+    return family, model, stepping
+
+
+def model_name():
+    """The brand string (CPUID 0x80000002..4), or "" if the CPU has none."""
+    try:
+        regs = [r for leaf in (0x80000002, 0x80000003, 0x80000004) for r in cpuid(leaf)]
+    except ValueError:
+        return ""
+    return b"".join(r.to_bytes(4, "little") for r in regs).split(b"\0")[0].decode("ascii", "replace").strip()
+
+
+# The feature words in compel's order (CRIU's cpuinfo.img capability, version 2: 19 words): the
+# (leaf, subleaf, register) each word is, or None for the words Linux makes up itself.
+CAPABILITY_WORDS = (
+    (1, 0, 3), (0x80000001, 0, 3), (0x80860001, 0, 3), None, (1, 0, 2), (0xC0000001, 0, 3),
+    (0x80000001, 0, 2), None, None, (7, 0, 1), (0xD, 1, 0), (7, 0, 2), (0xF, 1, 3),
+    (0x80000008, 0, 1), (6, 0, 0), (0x8000000A, 0, 3), (0xF, 0, 3), (0x80000007, 0, 1), (7, 0, 3),
+)
+
+
+def capability_words():
+    """The 19 feature words of CAPABILITY_WORDS as CPUID gives them (0 for a leaf the CPU lacks
+    and for the made-up words)."""
+    words = []
+    for spec in CAPABILITY_WORDS:
+        try:
+            words.append(cpuid(spec[0], spec[1])[spec[2]] if spec else 0)
+        except ValueError:
+            words.append(0)
+    return words

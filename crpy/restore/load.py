@@ -187,11 +187,14 @@ def _reg_names():
 
 
 def _xsave_bytes(path, fpregs):
-    """The raw XSAVE image for this CPU; an image using features this CPU lacks is refused."""
+    """The raw XSAVE area for this CPU, in its layout (the image's components moved to this CPU's
+    offsets; those this CPU has and the image lacks in their init state); an image holding state
+    of a feature this CPU lacks is refused."""
     from crpy.images import xsave
+    from crpy.kernel import cpuid
 
     try:
-        return bytes(xsave.to_raw(fpregs))
+        return bytes(xsave.to_raw(fpregs, cpuid.xsave_layout()))
     except (ValueError, KeyError) as e:
         raise ImageError(path, f"bad FPU/XSAVE state: {e}") from None
 

@@ -2,6 +2,7 @@
 task -> barrier -> go.
 
 One named step per line; each step lives in its own module of crpy/restore:
+    cpuinfo     this CPU has every XSAVE feature of the images (crpy.cpuinfo), or a refusal
     load, tree  read and check every image of every task, before anything is forked
     tree        every saved PID must be free; crpy's fds in the tasks go above keep_above
     fork        clone3 with set_tid (crpy.kernel.clone); each task forks its own children
@@ -67,9 +68,11 @@ def _drop_file_names():
 def _restore(opts):
     """load_tree -> check_pids_free -> fork the root (each task forks its children) ->
     barrier (all at their restorer, then go) -> settle -> pidfile -> detach or wait."""
+    from crpy import cpuinfo
     from crpy.restore import fork, parent, tree, tree_preload, tree_shmem
 
     t0 = time.perf_counter()
+    cpuinfo.check_images(opts.images_dir)
     nodes = tree.load_tree(opts.images_dir)
     root = nodes[0]
     log.info("read images of %d tasks under pid %d (%.3f s)", len(nodes), root.pid,

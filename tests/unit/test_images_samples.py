@@ -35,6 +35,24 @@ def sample_xsave_raw(layout):
     return bytes(raw)
 
 
+# An Intel CPU with AVX-512 and protection keys: standard-format offsets (2688 bytes + PKRU)
+INTEL_AVX512_PKRU = {0: (0, 160), 1: (160, 256), 2: (576, 256), 5: (1088, 64), 6: (1152, 512),
+                     7: (1664, 1024), 9: (2688, 8)}
+
+
+def cpuinfo_entry(layout=INTEL_AVX512_PKRU):
+    """cpuinfo_entry of a CPU with `layout`, as crpy's dump writes it (with the crpy-only offsets)."""
+    entry = _cls("cpuinfo_pb2.cpuinfo_entry")()
+    x86 = entry.x86_entry.add(vendor_id=1, cpu_family=6, model=143, stepping=8, capability_ver=2,
+                              capability=[0x178BFBFF, 0x2C100800] + [0] * 17, model_id="Intel Xeon",
+                              xfeatures_mask=sum(1 << c for c in layout), xsave_size=2696,
+                              xsave_size_max=11008)
+    for comp, (offset, size) in sorted(layout.items()):
+        if comp >= 2:
+            x86.xsave_components.add(feature=comp, offset=offset, size=size)
+    return entry
+
+
 def core_entry(layout=None):
     from crpy.images import xsave
     from crpy.kernel import cpuid
@@ -184,6 +202,7 @@ def samples():
         "memfd_inode": [_cls("memfd_pb2.memfd_inode_entry")(name="/dev/zero", uid=0, gid=0, size=4096,
                                                              shmid=20062, seals=1, inode_id=1, mode=0o100777)],
         "seccomp": [_cls("seccomp_pb2.seccomp_entry")()],
+        "cpuinfo": [cpuinfo_entry()],
         "timens": [_cls("timens_pb2.timens_entry")(monotonic=ts(tv_sec=2937, tv_nsec=92620341),
                                                     boottime=ts(tv_sec=2937, tv_nsec=92620381))],
         "stats": [_cls("stats_pb2.stats_entry")(dump=_cls("stats_pb2.dump_stats_entry")(
@@ -264,7 +283,7 @@ def test_samples_serialize():
 # Fields CRIU 4.x (and crpy) write that Debian's crit 3.17 does not know: it drops them.
 NEWER_THAN_CRIT = {"nr_pages", "compat_nr_pages", "cap_amb", "no_new_privs", "cg_set", "cet", "mode",
                    "plugins_entry", "dump_criu_run_id", "stop_signo", "membarrier_registration_mask",
-                   "payload_len"}
+                   "payload_len", "xsave_components"}
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,7 +12,9 @@ import pytest
 
 from crpy.images import framing, xsave
 from crpy.kernel import cpuid
-from tests.unit.crhelpers import CRIU_FIXTURES, build_c
+from tests.unit.crhelpers import CRIU_FIXTURES, build_c, image_samples
+
+S = image_samples()
 
 PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_GETREGSET, PTRACE_SETREGSET = 0x4206, 0x4207, 0x4204, 0x4205
 NT_X86_XSTATE = 0x202
@@ -95,7 +97,7 @@ def test_real_state_round_trip(stopped_task, tmp_path):
     pid, lib, ffi = stopped_task
     raw = _regset(lib, ffi, pid, PTRACE_GETREGSET)
     assert len(raw) == cpuid.xsave_size()
-    fp = xsave.from_raw(raw)
+    fp = xsave.from_raw(raw, cpuid.xsave_layout())
     # the values the task loaded: ymm_i low halves in xmm_space, upper halves in ymmh_space
     xmm = struct.pack("<64I", *fp.xmm_space)
     ymmh = struct.pack("<64I", *fp.xsave.ymmh_space)
@@ -115,7 +117,7 @@ def test_real_state_round_trip(stopped_task, tmp_path):
         setattr(core.thread_info.gpregs, name, 0)
     path = framing.image_path(tmp_path, "core", pid)
     framing.write_image(path, "core", [core])
-    back = xsave.to_raw(framing.read_one(path, "core").thread_info.fpregs, size=len(raw))
+    back = xsave.to_raw(framing.read_one(path, "core").thread_info.fpregs, cpuid.xsave_layout(), size=len(raw))
     assert back[:416] == raw[:416] and back[512:] == raw[512:]
     assert back[416:512] == bytes(96)
 
@@ -145,12 +147,72 @@ def test_compacted_format_is_refused():
 
 
 def test_fixture_state_converts(tmp_path):
-    """The CRIU 4.2 fixtures come from an AVX-512 machine: their state converts back for that layout."""
+    """The CRIU 4.2 fixtures come from an AVX-512 machine and have no cpuinfo.img: their layout is
+    the components their core holds at the standard offsets; the state converts back through it."""
     d = CRIU_FIXTURES / "counter-images"
-    assert d.is_dir(), f"CRIU 4.2 fixtures missing at {d}"
+    assert not (d / "cpuinfo.img").exists()
     fp = framing.read_one(str(d / "core-8802.img"), "core").thread_info.fpregs
-    avx512 = {0: (0, 160), 1: (160, 256), 2: (576, 256), 5: (1088, 64), 6: (1152, 512), 7: (1664, 1024)}
-    raw = xsave.to_raw(fp, avx512)
+    assert xsave.entry_mask(fp) == 0xE7
+    layout = xsave.standard_layout(xsave.entry_mask(fp))
+    assert layout == {0: (0, 160), 1: (160, 256), 2: (576, 256), 5: (1088, 64), 6: (1152, 512), 7: (1664, 1024)}
+    raw = xsave.to_raw(fp, layout)
     assert len(raw) == 2688
     fp.xsave.ClearField("cet")  # CET state is not in the NT_X86_XSTATE layout (own regset)
-    assert xsave.from_raw(raw, avx512) == fp
+    assert xsave.from_raw(raw, layout) == fp
+
+
+# Two real CPUs with the same components at different offsets (CPUID 0xD): an AMD EPYC of family
+# 25 packs the AVX-512 state right after AVX; Intel leaves room for MPX before it.
+AMD_ZEN4 = {0: (0, 160), 1: (160, 256), 2: (576, 256), 5: (832, 64), 6: (896, 512), 7: (1408, 1024)}
+INTEL = {0: (0, 160), 1: (160, 256), 2: (576, 256), 5: (1088, 64), 6: (1152, 512), 7: (1664, 1024),
+         9: (2688, 8)}
+AMD_ZEN3 = {0: (0, 160), 1: (160, 256), 2: (576, 256), 9: (2432, 8)}
+
+
+def _synthetic(layout):
+    return S.sample_xsave_raw(layout)
+
+
+def test_codec_uses_the_layout_it_is_given_not_this_cpu():
+    """State read in one CPU's layout is written in another's: each component moves to the other
+    offsets, byte for byte, whatever CPU the test runs on."""
+    raw_amd = _synthetic(AMD_ZEN4)
+    fp = xsave.from_raw(raw_amd, AMD_ZEN4)
+    assert struct.unpack("<8Q", raw_amd[832:896]) == tuple(fp.xsave.opmask_reg)
+    raw_intel = xsave.to_raw(fp, INTEL)
+    assert len(raw_intel) == 2696
+    for comp in (2, 5, 6, 7):
+        (a_off, size), (i_off, _) = AMD_ZEN4[comp], INTEL[comp]
+        assert raw_intel[i_off:i_off + size] == raw_amd[a_off:a_off + size], comp
+    assert raw_intel[:416] == raw_amd[:416]
+    # PKRU: Intel has it, the AMD image has none: zero and its xstate_bv bit clear (init state)
+    assert raw_intel[2688:2696] == bytes(8)
+    bv = struct.unpack_from("<Q", raw_intel, 512)[0]
+    assert bv == struct.unpack_from("<Q", raw_amd, 512)[0] and not bv & 1 << 9
+    # and back: the same bytes in the first layout
+    back = xsave.to_raw(xsave.from_raw(raw_intel, INTEL), AMD_ZEN4)
+    assert back[:416] == raw_amd[:416] and back[512:] == raw_amd[512:]
+
+
+def test_pkru_at_another_offset():
+    """PKRU at 2432 (AMD without AVX-512) and at 2688 (Intel) is the same value in the image."""
+    raw = bytearray(_synthetic(AMD_ZEN3))
+    struct.pack_into("<II", raw, 2432, 0x55555554, 0)
+    fp = xsave.from_raw(bytes(raw), AMD_ZEN3)
+    assert list(fp.xsave.pkru) == [0x55555554, 0]
+    intel = xsave.to_raw(fp, INTEL)
+    assert struct.unpack_from("<I", intel, 2688)[0] == 0x55555554
+    assert struct.unpack_from("<Q", intel, 512)[0] & 1 << 9
+    with pytest.raises(xsave.XsaveError, match="pkru"):   # in use, and AMD_ZEN4 has no PKRU
+        xsave.to_raw(fp, AMD_ZEN4)
+
+
+def test_layout_helpers():
+    assert xsave.layout_mask(AMD_ZEN4) == 0xE7 and xsave.layout_size(AMD_ZEN4) == 2432
+    assert xsave.feature_names(0x2E7) == ["x87", "sse", "avx", "avx512", "pkru"]
+    assert xsave.feature_names(1 << 17 | 1 << 18 | 1 << 40) == ["amx", "xfeature40"]
+    assert xsave.compare(INTEL, AMD_ZEN4) == ([9], [])
+    assert xsave.compare(AMD_ZEN4, INTEL) == ([], [])
+    assert xsave.compare({**AMD_ZEN4, 5: (832, 128)}, INTEL) == ([], [5])
+    with pytest.raises(xsave.XsaveError, match="17"):
+        xsave.standard_layout(0b11 | 1 << 17)

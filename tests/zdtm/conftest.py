@@ -14,3 +14,28 @@ def subreaper():
     yield
     procs.set_subreaper(False)
     procs.reap_strays()
+
+
+@pytest.fixture
+def dump_test(tmp_path):
+    """dump_test(NAME) starts zdtm test NAME and dumps it into tmp_path/images; returns (test,
+    images dir).  The test is killed at the end, whatever happened."""
+    from tests.zdtm import harness
+
+    started = []
+
+    def run(name):
+        test = harness.ZdtmTest(name, str(tmp_path))
+        started.append(test)
+        test.start()
+        images = tmp_path / "images"
+        images.mkdir()
+        try:
+            harness.dump(test.pid, str(images))
+        except harness.HarnessError as e:
+            pytest.fail(f"dump of {name} failed: {e}")
+        return test, str(images)
+
+    yield run
+    for test in started:
+        test.kill()

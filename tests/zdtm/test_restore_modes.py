@@ -16,19 +16,9 @@ pytestmark = pytest.mark.usefixtures("subreaper")
 
 
 @pytest.fixture
-def dumped(tmp_path):
+def dumped(dump_test):
     """A busyloop test dumped into tmp_path/images: (test, images dir)."""
-    test = harness.ZdtmTest("busyloop", str(tmp_path))
-    test.start()
-    images = tmp_path / "images"
-    images.mkdir()
-    try:
-        harness.dump(test.pid, str(images))
-    except harness.HarnessError as e:
-        test.kill()
-        pytest.fail(f"dump failed: {e}")
-    yield test, str(images)
-    test.kill()
+    return dump_test("busyloop")
 
 
 def digest(images):
