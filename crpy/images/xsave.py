@@ -157,8 +157,8 @@ def to_raw(fp, layout, size=None, drop_unsupported=False):
             continue
         if comp not in layout:
             if xstate_bv & (1 << comp) and any(words) and not drop_unsupported:
-                raise XsaveError(f"the image holds XSAVE component {comp} ({field}) in use, "
-                                 "but this CPU does not enable it")
+                raise XsaveError(f"the image holds {feature_names(1 << comp)[0]} state in use (XSAVE "
+                                 f"component {comp}, {field}), which this CPU lacks")
             continue
         offset, comp_size = layout[comp]
         _pack_words(buf, offset, words, width, comp_size, field)
