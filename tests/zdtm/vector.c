@@ -134,6 +134,7 @@ int main(int argc, char **argv)
 				fail("k%d changed: %#llx, want %#llx", k, (unsigned long long)kout[k],
 				     (unsigned long long)kin[k]);
 		test_msg("avx512: checked zmm0-31 and k1-k7");
+		test_msg("avx: checked ymm0-15 (the low halves of zmm0-15)");
 	} else {
 		if (avx) {
 			compare("ymm", 16, 32);
