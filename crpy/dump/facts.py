@@ -44,10 +44,24 @@ def collect_facts(pid, stop_signal):
         if path.endswith(" (deleted)") and not (name == "executable" and memfd_file(path, st.st_dev)):
             raise UnsupportedResource(pid, f"unlinked {name}", target=path,
                                       hint="unlinked files come in a later crpy")
+    _check_maps_crpy_exe(pid, facts.exe, vmas)
     log.info("Collected %d VMAs, %d fds of task %d (%s)", len(vmas), len(facts.fds), pid, facts.comm)
     for v in vmas:
         log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))
     return facts
+
+
+def _check_maps_crpy_exe(pid, exe, vmas):
+    """A task that maps the interpreter crpy runs on, whose own executable is another file: a
+    restore by this crpy could not give it its exe (crpy.restore.exe says why)."""
+    own = os.readlink("/proc/self/exe")
+    if exe == own:
+        return
+    for v in vmas:
+        if v.path == own:
+            raise UnsupportedResource(pid, "mapping of the interpreter crpy runs on", target=f"{own} at {v.start:#x}",
+                                      hint=f"its executable is {exe}; the kernel cannot set that exe while "
+                                           f"{own} is mapped: dump and restore it with crpy on another python3")
 
 
 def anon_shared(vma):
