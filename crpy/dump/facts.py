@@ -39,14 +39,29 @@ def collect_facts(pid, stop_signal):
                       exe=proc.exe(pid), cwd=proc.cwd(pid), root=proc.root(pid),
                       exe_st=proc.stat_link(pid, "exe"), cwd_st=proc.stat_link(pid, "cwd"),
                       root_st=proc.stat_link(pid, "root"), fds=collect_fds(pid), comm=proc.comm(pid))
-    for name, path in (("cwd", facts.cwd), ("root", facts.root), ("executable", facts.exe)):
-        if path.endswith(" (deleted)"):
+    for name, path, st in (("cwd", facts.cwd, facts.cwd_st), ("root", facts.root, facts.root_st),
+                           ("executable", facts.exe, facts.exe_st)):
+        if path.endswith(" (deleted)") and not (name == "executable" and memfd_file(path, st.st_dev)):
             raise UnsupportedResource(pid, f"unlinked {name}", target=path,
                                       hint="unlinked files come in a later crpy")
+    _check_maps_crpy_exe(pid, facts.exe, vmas)
     log.info("Collected %d VMAs, %d fds of task %d (%s)", len(vmas), len(facts.fds), pid, facts.comm)
     for v in vmas:
         log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))
     return facts
+
+
+def _check_maps_crpy_exe(pid, exe, vmas):
+    """A task that maps the interpreter crpy runs on, whose own executable is another file: a
+    restore by this crpy could not give it its exe (crpy.restore.exe says why)."""
+    own = os.readlink("/proc/self/exe")
+    if exe == own:
+        return
+    for v in vmas:
+        if v.path == own:
+            raise UnsupportedResource(pid, "mapping of the interpreter crpy runs on", target=f"{own} at {v.start:#x}",
+                                      hint=f"its executable is {exe}; the kernel cannot set that exe while "
+                                           f"{own} is mapped: dump and restore it with crpy on another python3")
 
 
 def anon_shared(vma):
@@ -62,13 +77,22 @@ def memfd(vma):
     return vma.path.startswith("/memfd:")
 
 
+def memfd_file(path, dev):
+    """A memfd on the kernel's shmem mount (a hugetlb memfd is not one crpy restores)."""
+    from crpy.resources import memfd as memfd_files
+
+    return path.startswith(memfd_files.PREFIX) and memfd_files.on_shmem_dev(dev)
+
+
 def check_vmas(pid, vmas):
     for v in vmas:
         if anon_shared(v) or v.special or not v.path:
             continue
-        if v.path.startswith("/memfd:"):     # (unlinked files: ghost files, crpy.resources.ghost)
-            raise UnsupportedResource(pid, "private memfd mapping", target=f"{v.path} at {v.start:#x}",
-                                      hint="crpy restores MAP_SHARED memfd mappings only, for now")
+        if memfd(v) and not memfd_file(v.path, os.makedev(*v.dev)):
+            raise UnsupportedResource(pid, "private hugetlb memfd mapping", target=f"{v.path} at {v.start:#x}",
+                                      hint="crpy restores memfds on shmem only, for now")
+        if memfd(v):                         # a private memfd mapping: crpy.resources.memfd
+            continue
         if v.path.startswith("SYSV"):
             raise UnsupportedResource(pid, "SysV shared memory", target=f"at {v.start:#x}")
         if not v.path.startswith("/"):

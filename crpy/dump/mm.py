@@ -18,3 +18,14 @@ def mm_entry(facts, plans, page_plan, misc, exe_file_id):
     e.vmas.extend(p.entry() for p in plans)
     e.vmas.extend(V.guard_entry(s, end) for s, end in page_plan.guards)
     return e
+
+
+def exe_file_id(facts, files):
+    """files.img id of the task's executable: a regular file, or the memfd it was fexecve'd from."""
+    from crpy.dump.facts import memfd_file
+
+    if memfd_file(facts.exe, facts.exe_st.st_dev):
+        from crpy.resources import memfd
+
+        return memfd.note_exe(facts.pid, facts.exe, facts.exe_st, files)
+    return files.add_path(facts.exe, facts.exe_st)

@@ -111,7 +111,7 @@ def _dump_task(tree, task, n, stats, tick):
     from crpy.dump.fs import dump_fs
     from crpy.dump.images import write_task_images
     from crpy.dump.infection import infected
-    from crpy.dump.mm import mm_entry
+    from crpy.dump.mm import exe_file_id, mm_entry
     from crpy.dump.pages import dump_pages, scan_pages
     from crpy.dump.preload import start_preload
     from crpy.dump.regs import dump_regs
@@ -128,7 +128,7 @@ def _dump_task(tree, task, n, stats, tick):
         return
     facts = collect_facts(pid, task.seized.stop_signal)
     task.files_id = _files_id(tree, task, n, facts.stat.ppid)
-    exe_id = files.add_path(facts.exe, facts.exe_st)
+    exe_id = exe_file_id(facts, files)
     plans = plan_vmas(facts, files)
     page_plan = scan_pages(pid, plans)
     parent = tree.by_pid.get(task.ppid)

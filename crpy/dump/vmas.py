@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from crpy.errors import UnsupportedResource
 from crpy.images.vma_status import (
-    VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_GUARD, VMA_AREA_HEAP, VMA_AREA_REGULAR, VMA_AREA_STACK,
-    VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED)
+    VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_GUARD, VMA_AREA_HEAP, VMA_AREA_MEMFD, VMA_AREA_REGULAR,
+    VMA_AREA_STACK, VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED)
 from crpy.kernel import proc
 
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
@@ -98,6 +98,12 @@ def plan_vma(pid, vma, files, stat_of):
             memfd_files.note_mapping(pid, vma, files)
         return VmaPlan(flags=MAP_SHARED | MAP_ANONYMOUS | extra, status=VMA_AREA_REGULAR | VMA_ANON_SHARED,
                        pages=PAGES_SHMEM, **base)
+    if memfd(vma):                 # private (a shared one is anon_shared): the memfd made again
+        from crpy.resources import memfd as memfd_files
+
+        base.update(shmid=memfd_files.note_mapping(pid, vma, files), fdflags=O_RDONLY)
+        return VmaPlan(flags=MAP_PRIVATE | extra, status=VMA_AREA_REGULAR | VMA_FILE_PRIVATE | VMA_AREA_MEMFD,
+                       pages=PAGES_PRIVATE, **base)
     if vma.is_file:
         unlinked = f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}" if vma.deleted else None
         base["shmid"] = files.add_path(vma.path, stat_of(vma), unlinked_source=unlinked)  # ghost if unlinked

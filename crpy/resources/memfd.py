@@ -40,15 +40,20 @@ _shmem_dev = []
 
 
 def on_shmem(st):
-    """A memfd on the kernel's internal shmem mount (not hugetlbfs, MFD_HUGETLB): compared with
-    the device of a memfd of our own, as CRIU does."""
+    """A memfd on the kernel's internal shmem mount (not hugetlbfs, MFD_HUGETLB)."""
+    return on_shmem_dev(st.st_dev)
+
+
+def on_shmem_dev(dev):
+    """dev is the kernel's internal shmem mount: compared with the device of a memfd of our own,
+    as CRIU does."""
     if not _shmem_dev:
         fd = os.memfd_create("crpy-probe", MFD_CLOEXEC)
         try:
             _shmem_dev.append(os.fstat(fd).st_dev)
         finally:
             os.close(fd)
-    return st.st_dev == _shmem_dev[0]
+    return dev == _shmem_dev[0]
 
 
 # ---------------------------------------------------------------- dump side
@@ -65,17 +70,29 @@ def dump_fd(fdfacts, file_id, files):
 
 
 def note_mapping(pid, vma, files):
-    """A MAP_SHARED mapping of a memfd (its pages are dumped as shared memory, shmid = inode):
-    one files.img MEMFD entry per inode, as CRIU writes for a memfd VMA, and the inode in
-    memfd.img, so the restore makes a memfd with its name again even when no fd is left on it."""
-    key = (os.makedev(*vma.dev), vma.inode)
-    source = f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}"
+    """A mapping of a memfd: the id of its files.img MEMFD entry (the shmid of a private
+    mapping, as CRIU writes it; a MAP_SHARED one is dumped as shared memory, shmid = inode)."""
+    return mapped_file_id(f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}", vma.path,
+                          os.makedev(*vma.dev), vma.inode, files)
+
+
+def note_exe(pid, target, st, files):
+    """The exe of a task that runs a memfd (fexecve): the id of its files.img MEMFD entry, for
+    mm.exe_file_id, as CRIU writes it."""
+    return mapped_file_id(f"/proc/{pid}/exe", target, st.st_dev, st.st_ino, files)
+
+
+def mapped_file_id(source, target, dev, ino, files):
+    """One files.img MEMFD entry per inode for its mappings and the exe (however many tasks),
+    and the inode in memfd.img, so the restore makes a memfd with its name again even when no fd
+    is left on it.  source: a /proc link to the memfd, read when the images are written."""
+    key = (dev, ino)
 
     def entry(file_id):
-        inode_id = files.once(("memfd",) + key, lambda: _dump_inode(source, name_of(vma.path), file_id, files))
+        inode_id = files.once(("memfd",) + key, lambda: _dump_inode(source, name_of(target), file_id, files))
         return _file_entry(file_id, os.O_RDWR, 0, inode_id)
 
-    files.once(("memfd-mapped",) + key, lambda: files.add(entry))
+    return files.once(("memfd-mapped",) + key, lambda: files.add(entry))
 
 
 def _file_entry(file_id, flags, pos, inode_id):
@@ -209,6 +226,15 @@ def make_for_maps(images_dir, inode, above):
     os.close(fd)
     _made_for_maps[inode.inode_id] = high
     return high
+
+
+def made_path(images_dir, inode, above):
+    """A path that opens the memfd of `inode` again, made for the tree if not yet: crpy's own fd
+    on it, which every task can open (premap maps it, the exe step hands it to the restorer)."""
+    fd = _made_for_maps.get(inode.inode_id)
+    if fd is None:
+        fd = make_for_maps(images_dir, inode, above)
+    return f"/proc/{os.getpid()}/fd/{fd}"
 
 
 def forget_made():

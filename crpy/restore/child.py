@@ -21,7 +21,7 @@ import warnings
 
 from crpy.errors import CrpyError
 from crpy.log import log
-from crpy.restore import blob, gadgets, layout, premap, sigframe, task_state
+from crpy.restore import blob, exe, gadgets, layout, premap, sigframe, task_state
 
 ARCH_GET_FS = 0x1003
 RSEQ_SIG = 0x53053053
@@ -85,7 +85,7 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
         restore_fs(task)
         if not (hooks and hooks.shares_files):       # else its parent has filled the table
             restore_fds(task, keep_above)
-        exe_fd = _open_high(task.exe_path, keep_above)
+        exe_fd = exe.exe_fd(task, keep_above)
     if hooks:
         with _step("children sharing the fd table"):
             hooks.fork_table_sharers()
@@ -169,14 +169,6 @@ def restore_fds(task, keep_above):
     from crpy.resources.fdtable import restore_fds as restore
 
     restore(task.images_dir, task.pid, keep_above)
-
-
-def _open_high(path, keep_above):
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, keep_above)
-    finally:
-        os.close(fd)
 
 
 def _lift_log(keep_above):

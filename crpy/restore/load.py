@@ -49,6 +49,7 @@ class Area:
     inherit: int = 0     # anon_shared object shared in the tree: its address in the inherited mapping
     cow_runs: list = field(default_factory=list)   # [(offset in area, length)]: pages the parent holds
     cow_src: int = 0     # where the parent's premapped copy of this area sits (set in the child)
+    memfd: int = None    # private mapping of a memfd: its inode_id (path: set once it is made)
 
     @property
     def length(self):
@@ -73,7 +74,7 @@ class TaskImage:
     robust_list: tuple         # (head, len)
     mm: dict                   # start_code ... env_end, brk, start_brk, start_stack
     auxv: list
-    exe_path: str
+    exe_path: str              # (None for a memfd exe until the restore makes it)
     areas: list                # Area, address order, vsyscall left out
     guards: list               # (start, length) of MADV_GUARD_INSTALL regions
     cwd: str = None
@@ -82,6 +83,7 @@ class TaskImage:
     state: object = None       # task_state.TaskState: the small kernel state set last
     pages_bytes: int = 0
     threads: list = field(default_factory=list)   # crpy.restore.threads.ThreadImage, leader aside
+    exe_memfd: int = None      # the exe is a memfd (fexecve): its inode_id in memfd.img
 
 
 def _framing():
@@ -145,7 +147,8 @@ def load_one_task(images_dir, item, core, files):
 
 
 def files_by_id(images_dir):
-    """files.img id -> reg_file_entry of every regular file (VMAs and the exe refer to them)."""
+    """files.img id -> reg_file_entry of every regular file, memfd_file_entry of every memfd
+    (VMAs and the exe refer to them)."""
     framing = _framing()
     path = framing.image_path(images_dir, "files")
     if not os.path.exists(path):
@@ -154,7 +157,14 @@ def files_by_id(images_dir):
     for e in framing.read_image(path, "files"):
         if e.HasField("reg"):
             out[e.id] = e.reg
+        elif e.HasField("memfd"):
+            out[e.id] = e.memfd
     return out
+
+
+def _memfd_inode(entry):
+    """The inode_id of a memfd_file_entry; None for a regular file's entry."""
+    return entry.inode_id if entry.DESCRIPTOR.name == "memfd_file_entry" else None
 
 
 def _task_from_core(images_dir, item, core):
@@ -227,8 +237,10 @@ def _add_mm(task, mm, files):
         raise ImageError(path, f"auxv of {len(auxv)} words (at most {AUXV_WORDS - 2}, in pairs)")
     task.auxv = auxv
     if mm.exe_file_id not in files:
-        raise ImageError(path, f"exe_file_id {mm.exe_file_id} is not a regular file in files.img")
-    task.exe_path = _existing_file(files[mm.exe_file_id], "the executable")
+        raise ImageError(path, f"exe_file_id {mm.exe_file_id} is not a regular file or memfd in files.img")
+    task.exe_memfd = _memfd_inode(files[mm.exe_file_id])
+    if task.exe_memfd is None:
+        task.exe_path = _existing_file(files[mm.exe_file_id], "the executable")
     prev_end = 0
     for i, v in enumerate(mm.vmas):
         area = _area(path, i, v, files)
@@ -272,6 +284,11 @@ def _area(path, i, v, files):
         area.kind = "vvar"
     elif s & VMA_AREA_VDSO:
         area.kind = "vdso"
+    elif s & VMA_AREA_MEMFD and s & VMA_FILE_PRIVATE:
+        area.kind = "file_private"
+        area.memfd = _memfd_inode(files[v.shmid]) if v.shmid in files else None
+        if area.memfd is None:
+            raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a memfd in files.img")
     elif s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_AREA_MEMFD | VMA_UNSUPP):
         raise RestoreError(f"vma {i} at {v.start:#x} (status {s:#x}) is a kind crpy cannot restore yet")
     elif s & VMA_ANON_PRIVATE:
@@ -280,8 +297,8 @@ def _area(path, i, v, files):
         area.kind = "anon_shared"
     elif s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED):
         area.kind = "file_private" if s & VMA_FILE_PRIVATE else "file_shared"
-        if v.shmid not in files:
-            raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, absent from files.img")
+        if v.shmid not in files or _memfd_inode(files[v.shmid]) is not None:
+            raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a regular file in files.img")
         area.path = (_mapped_ghost(path, v.shmid, files[v.shmid])
                      or _existing_file(files[v.shmid], f"the file mapped at {v.start:#x}"))
     else:

@@ -6,7 +6,9 @@ An object only one task maps stays that task's business (premap maps and fills i
 
 A mapped memfd (memfd.img holds every memfd the tree held open or mapped) is made once here, as
 a memfd (crpy.resources.memfd), however many tasks map it: the tasks' fds and mappings are one
-inode again, and the maps say /memfd:NAME (deleted) as before the dump."""
+inode again, and the maps say /memfd:NAME (deleted) as before the dump.  So is a memfd a task
+maps privately or runs as its executable (fexecve): premap and the exe step open it again
+through crpy's own fd on it, /proc/CRPY_PID/fd/N, which no task's fd restore can close."""
 
 import mmap
 import os
@@ -37,7 +39,27 @@ def share_objects(nodes):
         if len({pid for pid, _ in users}) < 2:
             continue
         total += _share(shmid, [a for _, a in users])
+    _open_memfd_files(nodes, images_dir, above)
     return total
+
+
+def _open_memfd_files(nodes, images_dir, above):
+    """Every private memfd mapping and memfd exe gets the path of its memfd, made once for all."""
+    from crpy.errors import ImageError
+    from crpy.resources import memfd
+
+    tasks = [n.task for n in nodes if n.task]
+    wanted = [(a, "path", a.memfd) for t in tasks for a in t.areas if a.memfd is not None]
+    wanted += [(t, "exe_path", t.exe_memfd) for t in tasks if t.exe_memfd is not None]
+    if not wanted:
+        return
+    inodes = memfd.inodes(images_dir)
+    if above is None:
+        above = highest_wanted_fd(images_dir, 2)
+    for holder, attr, inode_id in wanted:
+        if inode_id not in inodes:
+            raise ImageError(images_dir, f"memfd inode {inode_id} is not in memfd.img")
+        setattr(holder, attr, memfd.made_path(images_dir, inodes[inode_id], above))
 
 
 def _share(shmid, areas):

@@ -116,9 +116,11 @@ class SelfCheckingTarget:
     restore() go through crpy with logs in the images directory (tmp/img unless told);
     leaving a `with SelfCheckingTarget(...)` kills what is left of it."""
 
-    def __init__(self, binary, tmp, ready=("ready",)):
+    def __init__(self, binary, tmp, ready=("ready",), args=(), env=None):
+        """Runs `BINARY ARGS... OUTFILE` (args: e.g. the script of an interpreter), with env."""
         self.out, self.images = tmp / "out", tmp / "img"
-        self.proc = start_target([binary, self.out], lambda: any(w in read_text(self.out) for w in ready))
+        self.proc = start_target([binary, *args, self.out], lambda: any(w in read_text(self.out) for w in ready),
+                                 env=env)
         self.pid = self.proc.pid
 
     def dump(self, images=None):
@@ -133,18 +135,21 @@ class SelfCheckingTarget:
         r = crpy("restore", "-D", images, "-d", "-v4", "-o", "restore.log")
         assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
 
-    def verdict(self):
-        """SIGTERM: the restored target checks itself; assert PASS and return all it wrote.
+    def verdict(self, main_sleeps_in=NR_PAUSE, want="PASS"):
+        """SIGTERM: the restored target checks itself; assert its verdict is `want` (PASS, or
+        FAIL for a target told to break its state) and return all it wrote.
 
         The SIGTERM waits until the main thread sleeps in its `while (!term) pause();` again.
         `crpy restore -d` returns while the main thread may still be in its restorer (signals
         blocked) and the other threads already run: one of them would take the SIGTERM, set
-        the flag, and the main thread then pause()s for ever."""
-        wait_for(lambda: _sleeps_in(self.pid, NR_PAUSE), what="the restored main thread back in pause()")
+        the flag, and the main thread then pause()s for ever.  main_sleeps_in=None: no wait
+        (a target that polls its flag, as a Python program's main thread does)."""
+        if main_sleeps_in is not None:
+            wait_for(lambda: _sleeps_in(self.pid, main_sleeps_in), what="the restored main thread back in pause()")
         os.kill(self.pid, signal.SIGTERM)
         wait_for(lambda: "PASS" in read_text(self.out) or "FAIL" in read_text(self.out), what="the verdict")
         text = read_text(self.out)
-        assert "PASS" in text, text
+        assert want in text, text
         return text
 
     def __enter__(self):
