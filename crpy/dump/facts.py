@@ -39,14 +39,25 @@ def collect_facts(pid, stop_signal):
                       exe=proc.exe(pid), cwd=proc.cwd(pid), root=proc.root(pid),
                       exe_st=proc.stat_link(pid, "exe"), cwd_st=proc.stat_link(pid, "cwd"),
                       root_st=proc.stat_link(pid, "root"), fds=collect_fds(pid), comm=proc.comm(pid))
-    for name, path in (("cwd", facts.cwd), ("root", facts.root), ("executable", facts.exe)):
+    for name, path in (("root", facts.root), ("executable", facts.exe)):
         if path.endswith(" (deleted)"):
             raise UnsupportedResource(pid, f"unlinked {name}", target=path,
                                       hint="unlinked files come in a later crpy")
+    _refuse_large_ghosts(pid, facts)
     log.info("Collected %d VMAs, %d fds of task %d (%s)", len(vmas), len(facts.fds), pid, facts.comm)
     for v in vmas:
         log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))
     return facts
+
+
+def _refuse_large_ghosts(pid, facts):
+    """--ghost-limit: unlinked files the dump would copy, open or mapped, checked before the
+    parasite goes in (crpy.resources.ghost)."""
+    from crpy.resources import ghost
+
+    mapped = [(f"{v.path} at {v.start:#x}", map_file_stat(pid, v)) for v in facts.vmas
+              if v.deleted and v.path.startswith("/") and not anon_shared(v) and not memfd(v)]
+    ghost.refuse_over_limit(pid, facts.fds, mapped)
 
 
 def anon_shared(vma):

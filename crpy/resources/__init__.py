@@ -49,7 +49,7 @@ def classify(target, st):
         return "memfd" if memfd.on_shmem(st) else "hugetlb memfd"
     mode = st.st_mode
     if target.endswith(" (deleted)"):
-        return "ghost" if _stat.S_ISREG(mode) else "unlinked file"
+        return _unlinked_kind(st)
     if _stat.S_ISFIFO(mode):
         return "fifo"
     if _stat.S_ISCHR(mode):
@@ -61,6 +61,19 @@ def classify(target, st):
     return "unknown"
 
 
+def _unlinked_kind(st):
+    """Kind of an open file unlinked since: files, directories and character devices come back
+    as ghosts (crpy.resources.ghost), FIFOs as FIFOs through a ghost."""
+    mode = st.st_mode
+    if _stat.S_ISREG(mode) or _stat.S_ISDIR(mode):
+        return "ghost"
+    if _stat.S_ISFIFO(mode):
+        return "fifo"
+    if _stat.S_ISCHR(mode) and os.major(st.st_rdev) not in _TTY_MAJORS:
+        return "ghost"
+    return "unlinked file"
+
+
 def supported(kind):
     return kind in _MODULES
 
@@ -70,12 +83,14 @@ def fd_type(kind):
     return _FD_TYPES[kind]
 
 
-_policy = {"file_locks": False, "link_remap": False, "shell_job": False}
+DEFAULT_GHOST_LIMIT = 1 << 20        # criu's default --ghost-limit
+_policy = {"file_locks": False, "link_remap": False, "shell_job": False, "ghost_limit": DEFAULT_GHOST_LIMIT}
 
 
-def configure_dump(file_locks=False, link_remap=False, shell_job=False):
-    """criu's --file-locks / --link-remap / --shell-job for the dump that is about to run."""
-    _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job)
+def configure_dump(file_locks=False, link_remap=False, shell_job=False, ghost_limit=DEFAULT_GHOST_LIMIT):
+    """criu's --file-locks / --link-remap / --shell-job / --ghost-limit for the dump that is
+    about to run."""
+    _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job, ghost_limit=ghost_limit)
     fd_tables_seen.clear()
     fd_table_owners.clear()
     tree_pids.clear()
@@ -94,6 +109,11 @@ def set_dump_tree(pids):
 
 def allowed(what):
     return _policy[what]
+
+
+def setting(name):
+    """A valued option of the dump (ghost_limit)."""
+    return _policy[name]
 
 
 def module(kind):

@@ -2,12 +2,20 @@
 
 Dump: the fd's REG entry keeps the file's original path (without " (deleted)"); remap-fpath.img
 maps its id to a ghost (remap_type GHOST, remap_id = the ghost's id) and ghost-file-ID.img holds
-a ghost_file_entry (mode, owner, size, times) followed by the whole contents, read through
-/proc/PID/fd/N.  One ghost per inode, whatever number of fds (in whatever tasks) hold it.
-Restore: the restore's parent creates each ghost once, before any task is forked (at its old
-path when that is free, else next to it) and fills it; every task opens its fds and maps its
-mappings through it, and the parent unlinks it once all tasks stand ready, leaving open,
-unlinked files, one inode per ghost, with the same contents.
+a ghost_file_entry (mode, owner, size, times, rdev).  A regular file's contents follow, read
+through /proc/PID/fd/N: from 12 KiB on (CRIU's threshold) as chunks, one ghost_chunk_entry
+(off, len) and its bytes per data extent (SEEK_DATA/SEEK_HOLE), so holes stay holes and a sparse
+1 GiB file costs only its data.  Directories, FIFOs and character devices carry no contents.
+One ghost per inode, whatever number of fds (in whatever tasks) hold it.  A regular ghost larger
+than --ghost-limit (criu's, 1 MiB by default) is refused before the task is touched.
+Restore: the restore's parent creates each ghost once, before any task is forked: a file at its
+old path when that is free, else next to it (ftruncate to its size, then its chunks); a
+directory (mkdir), FIFO or device node (mknod) at its old path exactly; an O_TMPFILE file
+("/dir/#INO") as an O_TMPFILE again, held open by the parent and opened through /proc, so it
+is still linkable (its fds, reopened, no longer show the O_TMPFILE bits in their flags).  Missing parent directories are made for the time of the restore.  Owner,
+then mode (chown clears set-id bits), then times.  Every task opens its fds and maps its
+mappings through the ghost, and the parent removes it once all tasks stand ready, leaving
+open, unlinked files, one inode per ghost, with the same contents, size, holes and mode.
 
 --link-remap: a file unlinked under one name but still linked under another (nlink > 0) gets a
 temporary name `<old name>.crpy-link-remap.<ino>` instead of a copy.  The dump notes every link
@@ -17,6 +25,7 @@ restore, which opens the fds through them and removes them once the tasks run.
 
 import contextlib
 import os
+import stat as _stat
 
 O_CLOEXEC = 0o2000000
 _DELETED = " (deleted)"
@@ -107,20 +116,98 @@ def remove_links_made():
         _unlink(link)
 
 
+GHOST_CHUNKS_FROM = 3 * 4096    # CRIU's threshold: smaller files go whole after the head
+_O_TMPFILE = 0o20000000
+
+
 def _dump_ghost(source, st, ghost_id, files):
     from crpy.images import framing
     from crpy.images.pb import ghost_file_pb2, time_pb2
 
-    with open(source, "rb", buffering=0, opener=_ro_opener) as f:
-        data = f.read()
     head = ghost_file_pb2.ghost_file_entry(
         uid=st.st_uid, gid=st.st_gid, mode=st.st_mode, dev=st.st_dev & 0xFFFFFFFF, ino=st.st_ino,
         atim=time_pb2.timeval(tv_sec=int(st.st_atime), tv_usec=st.st_atime_ns // 1000 % 1000000),
-        mtim=time_pb2.timeval(tv_sec=int(st.st_mtime), tv_usec=st.st_mtime_ns // 1000 % 1000000),
-        size=len(data))
+        mtim=time_pb2.timeval(tv_sec=int(st.st_mtime), tv_usec=st.st_mtime_ns // 1000 % 1000000))
+    items = [(head, b"")]
+    if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode):
+        head.rdev = st.st_rdev & 0xFFFFFFFF
+    elif _stat.S_ISREG(st.st_mode):           # (never open a FIFO or a device to read it)
+        with open(source, "rb", buffering=0, opener=_ro_opener) as f:
+            if st.st_size >= GHOST_CHUNKS_FROM:
+                head.chunks, head.size = True, st.st_size
+                items += [(ghost_file_pb2.ghost_chunk_entry(off=off, len=len(data)), data)
+                          for off, data in _data_extents(f.fileno(), st.st_size)]
+            else:
+                data = f.read()
+                head.size, items = len(data), [(head, data)]
     framing.write_payload_image(framing.image_path(files.images_dir, "ghost_file", ghost_id),
-                                "ghost_file", [(head, data)])
+                                "ghost_file", items)
     return ghost_id
+
+
+def _data_extents(fd, size):
+    """(offset, bytes) of every data extent of the first `size` bytes (holes are skipped; a file
+    system without SEEK_DATA gives the whole file as one extent)."""
+    import errno
+
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:        # only a hole up to the end
+                return
+            if pos or e.errno != errno.EINVAL:
+                raise
+            start, end = 0, size
+        else:
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, _pread_all(fd, end - start, start)
+        pos = end
+
+
+def _pread_all(fd, length, offset):
+    parts = []
+    while length > 0:
+        part = os.pread(fd, min(length, 64 << 20), offset)
+        if not part:
+            raise OSError(0, f"unlinked file shrank while read at {offset}")
+        parts.append(part)
+        offset += len(part)
+        length -= len(part)
+    return b"".join(parts)
+
+
+def refuse_over_limit(pid, fds, mapped):
+    """--ghost-limit (criu's): a regular file whose contents would go into the images and whose
+    size is above the limit stops the dump here, before the task is touched.  fds: FdFacts;
+    mapped: [(what, os.stat_result)] of unlinked mapped files."""
+    from crpy import resources
+    from crpy.errors import UnsupportedResource
+
+    limit = resources.setting("ghost_limit")
+    for f in fds:
+        if f.kind == "ghost" and _copied(f.st) and f.st.st_size > limit:
+            raise UnsupportedResource(pid, f"unlinked file of {f.st.st_size} bytes", f.fd, f.target,
+                                      _limit_hint(limit, f.st))
+    for what, st in mapped:
+        if _copied(st) and st.st_size > limit:
+            raise UnsupportedResource(pid, f"unlinked mapped file of {st.st_size} bytes", target=what,
+                                      hint=_limit_hint(limit, st))
+
+
+def _copied(st):
+    """Would the dump copy this unlinked file into the images (not link it back)?"""
+    from crpy import resources
+
+    return _stat.S_ISREG(st.st_mode) and not (resources.allowed("link_remap") and st.st_nlink > 0)
+
+
+def _limit_hint(limit, st):
+    hint = f"it is above --ghost-limit ({limit} bytes); dump with --ghost-limit {st.st_size} or more"
+    if st.st_nlink > 0:
+        hint += ", or with --link-remap (the file still has another name)"
+    return hint
 
 
 def _ro_opener(path, flags):
@@ -182,42 +269,133 @@ def materialize_all(images_dir):
         return                                        # nothing was unlinked at dump time
     files = {e.id: e for e in framing.read_image(framing.image_path(images_dir, "files"), "files")}
     ctx = RestoreContext(images_dir, files, 0)
+    ghosts = {}
     for orig_id, (remap_type, remap_id) in sorted(_remaps(ctx).items()):
         if remap_type == rp.LINKED and remap_id in files:
             _linked.add(files[remap_id].reg.name)
         elif remap_type == rp.GHOST and remap_id not in _materialized and orig_id in files:
-            _materialized[remap_id] = _create_ghost(ctx, remap_id, files[orig_id].reg.name)
+            ghosts.setdefault(remap_id, files[orig_id].reg)
+    # directories first, parents before children: files and directories may live in them
+    heads = {gid: _read_ghost(images_dir, gid) for gid in ghosts}
+    order = sorted(ghosts, key=lambda gid: (not _stat.S_ISDIR(heads[gid][0][0].mode), ghosts[gid].name))
+    for gid in order:
+        _materialized[gid] = _create_ghost(heads[gid], ghosts[gid].name)
 
 
-def _create_ghost(ctx, ghost_id, orig):
-    from crpy.errors import RestoreError
+def _read_ghost(images_dir, ghost_id):
+    """[(entry, bytes)] of ghost-file-ID.img: the head first, then any chunks."""
     from crpy.images import framing
 
-    (head, data), = framing.read_payload_image(
-        framing.image_path(ctx.images_dir, "ghost_file", ghost_id), "ghost_file")[:1]
-    for path in (orig, f"{orig}.crpy-ghost.{ghost_id}.{os.getpid()}"):
+    return framing.read_payload_image(framing.image_path(images_dir, "ghost_file", ghost_id), "ghost_file")
+
+
+def _create_ghost(items, orig):
+    """Make the ghost of `items` (ghost-file-ID.img) for a file once named `orig`; returns the
+    path the tasks open it through."""
+    from crpy.errors import RestoreError
+
+    head = items[0][0]
+    _make_parents(orig)
+    try:
+        if _stat.S_ISREG(head.mode):
+            # O_TMPFILE's name: the open flags say so only until a reopen through /proc
+            tmpfile = os.path.basename(orig) == f"#{head.ino}"
+            if tmpfile:
+                fd = os.open(os.path.dirname(orig) or "/", os.O_RDWR | _O_TMPFILE | os.O_DIRECTORY | O_CLOEXEC,
+                             0o600)
+                path = _hold(fd)
+            else:
+                fd, path = _create_named(orig, head.ino)
+                _names.append((path, False))
+            try:
+                _fill(fd, items)
+                _set_metadata(head, fd=fd)
+            finally:
+                if not tmpfile:
+                    os.close(fd)
+            return path
+        if _stat.S_ISDIR(head.mode):
+            os.mkdir(orig, 0o700)
+        elif _stat.S_ISFIFO(head.mode) or _stat.S_ISCHR(head.mode) or _stat.S_ISBLK(head.mode):
+            os.mknod(orig, _stat.S_IFMT(head.mode) | 0o600, head.rdev if head.HasField("rdev") else 0)
+        else:
+            raise RestoreError(f"cannot re-create unlinked file {orig}: file type {_stat.S_IFMT(head.mode):o}")
+        _names.append((orig, _stat.S_ISDIR(head.mode)))
+        _set_metadata(head, path=orig)
+        return orig
+    except FileExistsError:
+        raise RestoreError(f"cannot re-create unlinked {_what(head.mode)} {orig}: the name is taken",
+                           "it is re-created at its old path, which must be free at restore") from None
+    except OSError as e:
+        raise RestoreError(f"cannot re-create unlinked {_what(head.mode)} {orig}: {e.strerror}",
+                           "its file system must be writable at restore") from None
+
+
+def _what(mode):
+    return {_stat.S_IFDIR: "directory", _stat.S_IFIFO: "FIFO", _stat.S_IFCHR: "device",
+            _stat.S_IFBLK: "device"}.get(_stat.S_IFMT(mode), "file")
+
+
+def _create_named(orig, ino):
+    """(fd, path) of a new empty file at orig, or next to it when that name is taken."""
+    for path in (orig, f"{orig}.crpy-ghost.{ino}.{os.getpid()}"):
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
-            break
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600), path
         except FileExistsError:
             continue
-        except OSError as e:
-            raise RestoreError(f"cannot re-create unlinked file {orig}: {e.strerror}",
-                               "its directory must exist and be writable at restore") from None
+    raise FileExistsError(orig)
+
+
+def _hold(fd):
+    """Keep an O_TMPFILE ghost open in this process (it has no name); tasks open it through
+    /proc/PID/fd/N, which makes no link (a link would end its O_TMPFILE linkability)."""
+    _held_fds.append(fd)
+    return f"/proc/{os.getpid()}/fd/{fd}"
+
+
+def _fill(fd, items):
+    """Contents: the whole data after the head, or the size first (holes) and every chunk."""
+    head, data = items[0]
+    if head.chunks:
+        os.ftruncate(fd, head.size)
+        for chunk, data in items[1:]:
+            _pwrite_all(fd, data, chunk.off)
     else:
-        raise RestoreError(f"cannot re-create unlinked file {orig}: names taken")
-    try:
         _write_all(fd, data)
-        os.fchmod(fd, head.mode & 0o7777)
+
+
+def _set_metadata(head, fd=None, path=None):
+    """Owner, then mode (chown clears the set-id bits; a write before both), then times."""
+    if fd is not None:
         os.fchown(fd, head.uid, head.gid)
+        os.fchmod(fd, head.mode & 0o7777)
         if head.HasField("mtim"):
             os.utime(fd, ns=(_ns(head.atim), _ns(head.mtim)))
-    finally:
-        os.close(fd)
-    return path
+        return
+    os.chown(path, head.uid, head.gid, follow_symlinks=False)
+    os.chmod(path, head.mode & 0o7777)
+    if head.HasField("mtim"):
+        os.utime(path, ns=(_ns(head.atim), _ns(head.mtim)), follow_symlinks=False)
+
+
+def _make_parents(path):
+    """Directories missing above `path` (removed since the file was opened) are made for the
+    time of the restore, so the ghost gets its old path again; unlink_materialized() removes
+    them, deepest first."""
+    parent = os.path.dirname(path)
+    missing = []
+    while parent and parent != "/" and not os.path.lexists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for d in reversed(missing):
+        os.mkdir(d, 0o700)
+        _made_dirs.append(d)
 
 
 _materialized = {}          # ghost id -> path made by this crpy restore (for fds and mappings)
+_names = []                 # (path, is a directory) of the ghosts to remove once the tasks hold them
+_held_fds = []              # O_TMPFILE ghosts, held open by this process until then
+_made_dirs = []             # parent directories made for ghosts, removed after them
 _linked = set()             # --link-remap links this restore opens files through
 _remaps_read = {}           # images dir -> remap-fpath.img as _remaps() reads it (this restore)
 
@@ -234,17 +412,23 @@ def mapped_path(images_dir, file_id, orig_name):
     remap_type, ghost_id = _remaps_read[images_dir].get(file_id, (None, None))
     if remap_type != rp.GHOST:
         return None
-    ctx = RestoreContext(images_dir, {}, 0)
     if ghost_id not in _materialized:
-        _materialized[ghost_id] = _create_ghost(ctx, ghost_id, orig_name)
+        _materialized[ghost_id] = _create_ghost(_read_ghost(images_dir, ghost_id), orig_name)
     return _materialized[ghost_id]
 
 
 def unlink_materialized():
     """Remove the ghosts made by this restore (every task has them open and mapped, or the
-    restore failed)."""
-    for path in _materialized.values():
-        _unlink(path)
+    restore failed), then the parent directories made for them."""
+    for path, is_dir in sorted(_names, key=lambda n: (n[1], -len(n[0]))):   # files, then deepest dirs
+        _unlink(path) if not is_dir else _rmdir(path)
+    for fd in _held_fds:
+        os.close(fd)
+    for d in reversed(_made_dirs):
+        _rmdir(d)
+    _names.clear()
+    _held_fds.clear()
+    _made_dirs.clear()
     _materialized.clear()
     _remaps_read.clear()
 
@@ -267,8 +451,25 @@ def _write_all(fd, data):
         off += os.write(fd, view[off:off + (8 << 20)])
 
 
+def _pwrite_all(fd, data, offset):
+    view, done = memoryview(data), 0
+    while done < len(data):
+        done += os.pwrite(fd, view[done:done + (8 << 20)], offset + done)
+
+
 def _unlink(path):
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _rmdir(path):
+    from crpy.log import log
+
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("cannot remove directory %s made for the restore: %s", path, e.strerror)

@@ -13,8 +13,9 @@ from crpy.errors import RestoreError
 
 O_CLOEXEC = 0o2000000
 O_PATH = 0o10000000
+_O_TMPFILE = 0o20000000           # the kernel's __O_TMPFILE bit (O_TMPFILE = it | O_DIRECTORY)
 # Flags that must not be replayed when the file is opened again.
-_NOT_REPLAYED = os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_NOCTTY | O_CLOEXEC
+_NOT_REPLAYED = os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_NOCTTY | O_CLOEXEC | _O_TMPFILE
 
 
 def fown():
@@ -75,6 +76,8 @@ def open_reg(reg, flags=None, path=None):
     """Open the file of a reg_file_entry (at `path` if given) as it was (flags, offset), checked;
     returns the fd (close-on-exec, at whatever number the kernel picks)."""
     flags = reg.flags if flags is None else flags
+    if flags & _O_TMPFILE:                # an O_TMPFILE file is a file: reopen it, make none
+        flags &= ~os.O_DIRECTORY
     try:
         fd = os.open(path or reg.name, (flags & ~_NOT_REPLAYED) | O_CLOEXEC)
     except OSError as e:

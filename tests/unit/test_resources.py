@@ -35,7 +35,9 @@ def test_classify_kinds(tmp_path):
         s.close()
     assert resources.classify("anon_inode:[eventfd]", os.stat("/dev/null")) == "eventfd"
     assert resources.classify(str(f) + " (deleted)", os.stat(f)) == "ghost"
-    assert resources.classify(str(tmp_path) + " (deleted)", os.stat(tmp_path)) == "unlinked file"
+    assert resources.classify(str(tmp_path) + " (deleted)", os.stat(tmp_path)) == "ghost"      # a ghost directory
+    assert resources.classify("/dev/null (deleted)", os.stat("/dev/null")) == "ghost"         # a ghost device node
+    assert resources.classify("/dev/tty (deleted)", os.stat("/dev/tty")) == "unlinked file"
     assert resources.supported("reg") and resources.supported("pipe") and not resources.supported("socket")
     assert resources.module("reg") is regfile
 

@@ -13,6 +13,9 @@ DESC = {
     "locks": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},
+    "unlinked": {"dump": ["--ghost-limit", "16M"]},          # criu's default limit is 1 MiB
+    "unlinked_sparse": {"dump": ["--ghost-limit", "2G"]},
+    "ghost_limit": {"dump_fails": True},
 }
 
 
