@@ -18,11 +18,12 @@ _MODULES = {
     "tty": "crpy.resources.tty",         # the task's terminal, with --shell-job only
     "pty": "crpy.resources.pty",         # pseudo-terminal pairs held inside the tree
     "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
+    "ns": "crpy.resources.nsfs",         # /proc/PID/ns/* files of crpy's own namespaces
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
-             "memfd": "MEMFD"}
+             "memfd": "MEMFD", "ns": "NS"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))
@@ -43,6 +44,11 @@ def classify(target, st):
     if target.startswith("anon_inode:"):
         name = target[len("anon_inode:"):]
         return _ANON_KINDS.get(name, "anon inode " + name)
+    if not target.startswith("/"):
+        from crpy.resources import nsfs
+
+        if nsfs.is_ns_target(target):
+            return nsfs.classify(target, st)
     if target.startswith("/memfd:"):
         from crpy.resources import memfd
 

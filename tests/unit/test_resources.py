@@ -38,6 +38,9 @@ def test_classify_kinds(tmp_path):
     assert resources.classify(str(tmp_path) + " (deleted)", os.stat(tmp_path)) == "ghost"      # a ghost directory
     assert resources.classify("/dev/null (deleted)", os.stat("/dev/null")) == "ghost"         # a ghost device node
     assert resources.classify("/dev/tty (deleted)", os.stat("/dev/tty")) == "unlinked file"
+    own_net = os.readlink("/proc/self/ns/net")
+    assert resources.classify(own_net, os.stat("/proc/self/ns/net")) == "ns"
+    assert "other than crpy's own" in resources.classify(own_net, os.stat("/proc/self/ns/uts"))
     assert resources.supported("reg") and resources.supported("pipe") and not resources.supported("socket")
     assert resources.module("reg") is regfile
 

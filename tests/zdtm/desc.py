@@ -16,6 +16,7 @@ DESC = {
     "unlinked": {"dump": ["--ghost-limit", "16M"]},          # criu's default limit is 1 MiB
     "unlinked_sparse": {"dump": ["--ghost-limit", "2G"]},
     "ghost_limit": {"dump_fails": True},
+    "nsfs_foreign": {"dump_fails": True},
 }
 
 
