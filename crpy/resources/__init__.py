@@ -11,7 +11,7 @@ import stat as _stat
 
 # kind -> module implementing it (dump_fd / restore side)
 _MODULES = {
-    "reg": "crpy.resources.regfile",     # regular files, directories, character devices (/dev/null)
+    "reg": "crpy.resources.regfile",     # regular files, directories, character devices (/dev/null), symlinks (O_PATH)
     "ghost": "crpy.resources.ghost",     # open files unlinked since (contents go into the images)
     "pipe": "crpy.resources.pipes",      # either end of a pipe, with its bytes in flight
     "fifo": "crpy.resources.fifo",       # named pipes, with their bytes in flight
@@ -61,6 +61,8 @@ def classify(target, st):
     if _stat.S_ISCHR(mode):
         return "tty" if os.major(st.st_rdev) in _TTY_MAJORS else "reg"
     if _stat.S_ISREG(mode) or _stat.S_ISDIR(mode):
+        return "reg"
+    if _stat.S_ISLNK(mode):                  # an O_PATH|O_NOFOLLOW fd on the symlink itself
         return "reg"
     if _stat.S_ISBLK(mode):
         return "block device"

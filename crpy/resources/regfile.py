@@ -3,7 +3,9 @@
 As CRIU does, all of them are REG entries of files.img (reg_file_entry): path, open flags (without
 O_CLOEXEC, which lives in the fdinfo entry), offset, and size and mode so a restore can tell the
 file is still the one that was dumped.  Device nodes also carry their device number (crpy's
-extension field rdev, 1000) so /dev/null cannot silently come back as some other device.
+extension field rdev, 1000) so /dev/null cannot silently come back as some other device.  An
+O_PATH|O_NOFOLLOW fd on a symlink holds the symlink itself: reopened with those flags, and the
+link's target (crpy's field symlink_target, 1001) must be the same as at dump time.
 """
 
 import os
@@ -34,7 +36,27 @@ def reg_entry(file_id, path, st, flags=0, pos=0):
         e.size = st.st_size
     if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode):
         e.rdev = st.st_rdev                  # crpy extension (field 1000)
+    if _stat.S_ISLNK(st.st_mode):
+        e.symlink_target = _symlink_target(path, st)
     return e
+
+
+def _symlink_target(path, st):
+    """Where the symlink that `st` describes points, read through its name `path`."""
+    from crpy.errors import DumpError
+
+    try:
+        fd = os.open(path, O_PATH | os.O_NOFOLLOW | O_CLOEXEC)
+    except OSError as e:
+        raise DumpError(f"cannot open symlink {path} again: {e.strerror}") from None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise DumpError(f"symlink {path}: the name leads to another file now",
+                            "the symlink was replaced while the task held it; dump again")
+        return os.readlink("", dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def file_entry(file_id, path, st, flags=0, pos=0):
@@ -52,8 +74,9 @@ def dump_fd(fdfacts, file_id, files=None):
 
 # ---------------------------------------------------------------- restore side
 
-def check_same_file(reg, st):
-    """RestoreError unless the file opened now is the kind and size of the dumped one."""
+def check_same_file(reg, st, fd=None):
+    """RestoreError unless the file opened now (as fd, when given) is the kind and size of the
+    dumped one."""
     name = reg.name
     if reg.HasField("mode") and _stat.S_IFMT(st.st_mode) != _stat.S_IFMT(reg.mode):
         raise RestoreError(f"{name}: is now of file type {_stat.S_IFMT(st.st_mode):o}, was "
@@ -65,6 +88,9 @@ def check_same_file(reg, st):
     if _stat.S_ISREG(st.st_mode) and reg.HasField("size") and st.st_size != reg.size:
         raise RestoreError(f"{name}: size is now {st.st_size}, was {reg.size} at dump time",
                            "the file changed since the dump")
+    if reg.HasField("symlink_target") and fd is not None and os.readlink("", dir_fd=fd) != reg.symlink_target:
+        raise RestoreError(f"{name}: symlink to {os.readlink('', dir_fd=fd)}, was to {reg.symlink_target} at dump time",
+                           "the symlink changed since the dump")
     if reg.HasField("rdev") and reg.rdev != st.st_rdev:
         want = reg.rdev
         raise RestoreError(f"{name}: is device {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, was "
@@ -84,7 +110,7 @@ def open_reg(reg, flags=None, path=None):
         raise RestoreError(f"cannot open {reg.name}: {e.strerror}",
                            "the file must exist at the same path as at dump time") from None
     try:
-        check_same_file(reg, os.fstat(fd))
+        check_same_file(reg, os.fstat(fd), fd)
         if reg.pos and not flags & O_PATH:
             os.lseek(fd, reg.pos, os.SEEK_SET)
     except BaseException:

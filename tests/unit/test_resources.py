@@ -171,3 +171,22 @@ def test_restore_fds_shares_one_description_between_dup_fds(tmp_path):
     assert sorted(res) == [1, 2] and res[1][1] == res[2][1] == 10
     assert (res[1][3], res[2][3]) == (0, 1), "close-on-exec is per fd"
     assert all(v[0] == str(data) for v in res.values())
+
+
+def test_an_o_path_symlink_fd_reopens_the_symlink_and_checks_its_target(tmp_path):
+    from crpy.errors import RestoreError
+
+    link = tmp_path / "link"
+    link.symlink_to("first/target")
+    flags = regfile.O_PATH | os.O_NOFOLLOW
+    reg = regfile.reg_entry(1, str(link), os.lstat(link), flags)
+    assert reg.symlink_target == "first/target"
+    fd = regfile.open_reg(reg)
+    try:
+        assert os.readlink("", dir_fd=fd) == "first/target"
+    finally:
+        os.close(fd)
+    link.unlink()
+    link.symlink_to("another/target")
+    with pytest.raises(RestoreError, match="symlink to another/target, was to first/target"):
+        regfile.open_reg(reg)
