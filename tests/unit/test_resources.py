@@ -190,3 +190,15 @@ def test_an_o_path_symlink_fd_reopens_the_symlink_and_checks_its_target(tmp_path
     link.symlink_to("another/target")
     with pytest.raises(RestoreError, match="symlink to another/target, was to first/target"):
         regfile.open_reg(reg)
+
+
+def test_fdinfo_lock_lines_give_leases_and_refuse_broken_ones():
+    from crpy.resources import locks
+
+    text = ("pos:\t0\nflags:\t02\nlock:\t1: LEASE  ACTIVE    WRITE 17835 fe:00:2150085 0 EOF\n"
+            "lock:\t2: LEASE  ACTIVE    READ 17835 fe:00:2150085 0 EOF\n"
+            "lock:\t3: LEASE  BREAKING  READ 17835 fe:00:2150085 0 EOF\n"
+            "lock:\t4: FLOCK  ADVISORY  WRITE 17835 fe:00:2150085 0 EOF\n"
+            "lock:\t5: POSIX  ADVISORY  READ 17835 fe:00:2150085 10 19\n")
+    assert locks.parse_fdinfo_locks(text) == [(locks.FL_LEASE, 1, 0, 0), (locks.FL_LEASE, 0, 0, 0), (0, 0, 0, 0),
+                                              (locks.FL_FLOCK, 1, 0, 0), (locks.FL_POSIX, 0, 10, 10)]

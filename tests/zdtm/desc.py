@@ -11,6 +11,7 @@ back after the restore.
 
 DESC = {
     "locks": {"dump": ["--file-locks"]},
+    "lease": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},
     "unlinked": {"dump": ["--ghost-limit", "16M"]},          # criu's default limit is 1 MiB
