@@ -2,7 +2,8 @@
  * unlinked_subdir: unlinked files whose directory matters.
  *  - an O_TMPFILE file made in a directory of its own (shown as DIR/#INODE (deleted), opened
  *    with O_TMPFILE's O_DIRECTORY bit in its flags), with data at an offset: after restore it
- *    reads its data at its offset, and it is still an O_TMPFILE: linkat() gives it a name.
+ *    reads its data at its offset, a MAP_SHARED mapping of it is still that file (a write
+ *    through one shows in the other), and it is still an O_TMPFILE: linkat() gives it a name.
  *  - a file unlinked and then its directory removed: after restore the fd reads its data, its
  *    link still names the old directory, and that directory does not exist.
  */
@@ -13,6 +14,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +34,7 @@ int main(int argc, char **argv)
 {
 	char dir[PATH_MAX], gone[PATH_MAX], link[PATH_MAX], fdpath[64];
 	struct stat st;
+	unsigned char *map;
 
 	test_init(argc, argv);
 	snprintf(dir, sizeof(dir), "%s", test_path(".tmpdir"));
@@ -43,6 +46,9 @@ int main(int argc, char **argv)
 	if (fd < 0 || write(fd, buf, sizeof(buf)) != sizeof(buf) || dup2(fd, TMP) < 0 || lseek(TMP, 333, SEEK_SET) != 333)
 		test_abort("O_TMPFILE: %s", strerror(errno));
 	close(fd);
+	map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, TMP, 0);
+	if (map == MAP_FAILED)
+		test_abort("mmap: %s", strerror(errno));
 	fill_pattern(buf, sizeof(buf), 0x7e2);
 	snprintf(link, sizeof(link), "%s/file", gone);
 	fd = open(link, O_RDWR | O_CREAT, 0600);
@@ -55,6 +61,12 @@ int main(int argc, char **argv)
 	if (zdtm_break)
 		ftruncate(TMP, 100);
 	check_data(TMP, 0x7e1, "O_TMPFILE file");
+	if (memcmp(map, buf, 4096))
+		fail("the mapping of the O_TMPFILE file lost its data");
+	map[7] ^= 0xff;
+	if (pread(TMP, got, 8, 0) != 8 || got[7] != map[7])
+		fail("the mapping is no longer the O_TMPFILE file");
+	map[7] ^= 0xff;
 	if (lseek(TMP, 0, SEEK_CUR) != 333)
 		fail("O_TMPFILE file: offset %ld, want 333", (long)lseek(TMP, 0, SEEK_CUR));
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", TMP);
