@@ -51,13 +51,13 @@ def collect_facts(pid, stop_signal):
 
 
 def _refuse_large_ghosts(pid, facts):
-    """--ghost-limit: unlinked files the dump would copy, open or mapped, checked before the
-    parasite goes in (crpy.resources.ghost)."""
+    """--ghost-limit (and write leases): unlinked files the dump would copy, open or mapped,
+    checked before the parasite goes in (crpy.resources.ghost)."""
     from crpy.resources import ghost
 
     mapped = [(f"{v.path} at {v.start:#x}", map_file_stat(pid, v)) for v in facts.vmas
               if v.deleted and v.path.startswith("/") and not anon_shared(v) and not memfd(v)]
-    ghost.refuse_over_limit(pid, facts.fds, mapped)
+    ghost.refuse_uncopyable(pid, facts.fds, mapped)
 
 
 def anon_shared(vma):

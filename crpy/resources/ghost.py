@@ -178,18 +178,25 @@ def _pread_all(fd, length, offset):
     return b"".join(parts)
 
 
-def refuse_over_limit(pid, fds, mapped):
-    """--ghost-limit (criu's): a regular file whose contents would go into the images and whose
-    size is above the limit stops the dump here, before the task is touched.  fds: FdFacts;
-    mapped: [(what, os.stat_result)] of unlinked mapped files."""
+def refuse_uncopyable(pid, fds, mapped):
+    """Before the task is touched: --ghost-limit (criu's): a regular file whose contents would
+    go into the images and whose size is above the limit stops the dump; so does a write lease
+    on one (reading it would break the lease).  fds: FdFacts; mapped: [(what, os.stat_result)]
+    of unlinked mapped files."""
     from crpy import resources
     from crpy.errors import UnsupportedResource
+    from crpy.resources.locks import FL_LEASE
 
     limit = resources.setting("ghost_limit")
     for f in fds:
-        if f.kind == "ghost" and _copied(f.st) and f.st.st_size > limit:
+        if f.kind != "ghost" or not _copied(f.st):
+            continue
+        if f.st.st_size > limit:
             raise UnsupportedResource(pid, f"unlinked file of {f.st.st_size} bytes", f.fd, f.target,
                                       _limit_hint(limit, f.st))
+        if any(flag == FL_LEASE and typ == 1 for flag, typ, *_ in f.locks):
+            raise UnsupportedResource(pid, "write lease on an unlinked file", f.fd, f.target,
+                                      "copying its contents would break the lease; release it before the dump")
     for what, st in mapped:
         if _copied(st) and st.st_size > limit:
             raise UnsupportedResource(pid, f"unlinked mapped file of {st.st_size} bytes", target=what,
