@@ -117,7 +117,6 @@ def remove_links_made():
 
 
 GHOST_CHUNKS_FROM = 3 * 4096    # CRIU's threshold: smaller files go whole after the head
-_O_TMPFILE = 0o20000000
 
 
 def _dump_ghost(source, st, ghost_id, files):
@@ -270,6 +269,7 @@ def materialize_all(images_dir):
     unlink_linked(), after a restore that worked (a failed one keeps them for the next try)."""
     from crpy.images import framing
     from crpy.images.pb import remap_file_path_pb2 as rp
+    from crpy.resources import ghost_make
     from crpy.resources.fdtable import RestoreContext
 
     if not os.path.exists(framing.image_path(images_dir, "remap_fpath")):
@@ -286,7 +286,7 @@ def materialize_all(images_dir):
     heads = {gid: _read_ghost(images_dir, gid) for gid in ghosts}
     order = sorted(ghosts, key=lambda gid: (not _stat.S_ISDIR(heads[gid][0][0].mode), ghosts[gid].name))
     for gid in order:
-        _materialized[gid] = _create_ghost(heads[gid], ghosts[gid].name)
+        _materialized[gid] = ghost_make.create(heads[gid], ghosts[gid].name)
 
 
 def _read_ghost(images_dir, ghost_id):
@@ -296,113 +296,7 @@ def _read_ghost(images_dir, ghost_id):
     return framing.read_payload_image(framing.image_path(images_dir, "ghost_file", ghost_id), "ghost_file")
 
 
-def _create_ghost(items, orig):
-    """Make the ghost of `items` (ghost-file-ID.img) for a file once named `orig`; returns the
-    path the tasks open it through."""
-    from crpy.errors import RestoreError
-
-    head = items[0][0]
-    _make_parents(orig)
-    try:
-        if _stat.S_ISREG(head.mode):
-            # O_TMPFILE's name: the open flags say so only until a reopen through /proc
-            tmpfile = os.path.basename(orig) == f"#{head.ino}"
-            if tmpfile:
-                fd = os.open(os.path.dirname(orig) or "/", os.O_RDWR | _O_TMPFILE | os.O_DIRECTORY | O_CLOEXEC,
-                             0o600)
-                path = _hold(fd)
-            else:
-                fd, path = _create_named(orig, head.ino)
-                _names.append((path, False))
-            try:
-                _fill(fd, items)
-                _set_metadata(head, fd=fd)
-            finally:
-                if not tmpfile:
-                    os.close(fd)
-            return path
-        if _stat.S_ISDIR(head.mode):
-            os.mkdir(orig, 0o700)
-        elif _stat.S_ISFIFO(head.mode) or _stat.S_ISCHR(head.mode) or _stat.S_ISBLK(head.mode):
-            os.mknod(orig, _stat.S_IFMT(head.mode) | 0o600, head.rdev if head.HasField("rdev") else 0)
-        else:
-            raise RestoreError(f"cannot re-create unlinked file {orig}: file type {_stat.S_IFMT(head.mode):o}")
-        _names.append((orig, _stat.S_ISDIR(head.mode)))
-        _set_metadata(head, path=orig)
-        return orig
-    except FileExistsError:
-        raise RestoreError(f"cannot re-create unlinked {_what(head.mode)} {orig}: the name is taken",
-                           "it is re-created at its old path, which must be free at restore") from None
-    except OSError as e:
-        raise RestoreError(f"cannot re-create unlinked {_what(head.mode)} {orig}: {e.strerror}",
-                           "its file system must be writable at restore") from None
-
-
-def _what(mode):
-    return {_stat.S_IFDIR: "directory", _stat.S_IFIFO: "FIFO", _stat.S_IFCHR: "device",
-            _stat.S_IFBLK: "device"}.get(_stat.S_IFMT(mode), "file")
-
-
-def _create_named(orig, ino):
-    """(fd, path) of a new empty file at orig, or next to it when that name is taken."""
-    for path in (orig, f"{orig}.crpy-ghost.{ino}.{os.getpid()}"):
-        try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(orig)
-
-
-def _hold(fd):
-    """Keep an O_TMPFILE ghost open in this process (it has no name); tasks open it through
-    /proc/PID/fd/N, which makes no link (a link would end its O_TMPFILE linkability)."""
-    _held_fds.append(fd)
-    return f"/proc/{os.getpid()}/fd/{fd}"
-
-
-def _fill(fd, items):
-    """Contents: the whole data after the head, or the size first (holes) and every chunk."""
-    head, data = items[0]
-    if head.chunks:
-        os.ftruncate(fd, head.size)
-        for chunk, data in items[1:]:
-            _pwrite_all(fd, data, chunk.off)
-    else:
-        _write_all(fd, data)
-
-
-def _set_metadata(head, fd=None, path=None):
-    """Owner, then mode (chown clears the set-id bits; a write before both), then times."""
-    if fd is not None:
-        os.fchown(fd, head.uid, head.gid)
-        os.fchmod(fd, head.mode & 0o7777)
-        if head.HasField("mtim"):
-            os.utime(fd, ns=(_ns(head.atim), _ns(head.mtim)))
-        return
-    os.chown(path, head.uid, head.gid, follow_symlinks=False)
-    os.chmod(path, head.mode & 0o7777)
-    if head.HasField("mtim"):
-        os.utime(path, ns=(_ns(head.atim), _ns(head.mtim)), follow_symlinks=False)
-
-
-def _make_parents(path):
-    """Directories missing above `path` (removed since the file was opened) are made for the
-    time of the restore, so the ghost gets its old path again; unlink_materialized() removes
-    them, deepest first."""
-    parent = os.path.dirname(path)
-    missing = []
-    while parent and parent != "/" and not os.path.lexists(parent):
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-    for d in reversed(missing):
-        os.mkdir(d, 0o700)
-        _made_dirs.append(d)
-
-
 _materialized = {}          # ghost id -> path made by this crpy restore (for fds and mappings)
-_names = []                 # (path, is a directory) of the ghosts to remove once the tasks hold them
-_held_fds = []              # O_TMPFILE ghosts, held open by this process until then
-_made_dirs = []             # parent directories made for ghosts, removed after them
 _linked = set()             # --link-remap links this restore opens files through
 _remaps_read = {}           # images dir -> remap-fpath.img as _remaps() reads it (this restore)
 
@@ -420,22 +314,18 @@ def mapped_path(images_dir, file_id, orig_name):
     if remap_type != rp.GHOST:
         return None
     if ghost_id not in _materialized:
-        _materialized[ghost_id] = _create_ghost(_read_ghost(images_dir, ghost_id), orig_name)
+        from crpy.resources import ghost_make
+
+        _materialized[ghost_id] = ghost_make.create(_read_ghost(images_dir, ghost_id), orig_name)
     return _materialized[ghost_id]
 
 
 def unlink_materialized():
     """Remove the ghosts made by this restore (every task has them open and mapped, or the
     restore failed), then the parent directories made for them."""
-    for path, is_dir in sorted(_names, key=lambda n: (n[1], -len(n[0]))):   # files, then deepest dirs
-        _unlink(path) if not is_dir else _rmdir(path)
-    for fd in _held_fds:
-        os.close(fd)
-    for d in reversed(_made_dirs):
-        _rmdir(d)
-    _names.clear()
-    _held_fds.clear()
-    _made_dirs.clear()
+    from crpy.resources import ghost_make
+
+    ghost_make.remove_all()
     _materialized.clear()
     _remaps_read.clear()
 
@@ -448,35 +338,7 @@ def unlink_linked():
     _linked.clear()
 
 
-def _ns(tv):
-    return tv.tv_sec * 1_000_000_000 + tv.tv_usec * 1000
-
-
-def _write_all(fd, data):
-    view, off = memoryview(data), 0
-    while off < len(data):
-        off += os.write(fd, view[off:off + (8 << 20)])
-
-
-def _pwrite_all(fd, data, offset):
-    view, done = memoryview(data), 0
-    while done < len(data):
-        done += os.pwrite(fd, view[done:done + (8 << 20)], offset + done)
-
-
 def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    from crpy.resources import ghost_make
 
-
-def _rmdir(path):
-    from crpy.log import log
-
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log.warning("cannot remove directory %s made for the restore: %s", path, e.strerror)
+    ghost_make.unlink_quietly(path)

@@ -10,7 +10,7 @@ import pytest
 
 from crpy.cli import _size
 from crpy.images import framing
-from crpy.resources import ghost
+from crpy.resources import ghost, ghost_make
 
 
 def _dump(path, images):
@@ -49,7 +49,7 @@ def test_a_sparse_gib_is_dumped_as_its_data_chunks_and_comes_back_sparse(tmp_pat
     assert head.chunks and head.size == (1 << 30) + 5
     assert [(c.off, c.len) for c, _ in items[1:]] == [(0, 8192), (700 << 20, 4096)]
     assert os.path.getsize(framing.image_path(str(images), "ghost_file", 1)) < 16384
-    made = ghost._create_ghost(items, str(tmp_path / "again"))
+    made = ghost_make.create(items, str(tmp_path / "again"))
     try:
         fd = os.open(made, os.O_RDONLY)
         assert os.fstat(fd).st_size == (1 << 30) + 5
@@ -77,7 +77,7 @@ def test_set_id_bits_survive_the_owner_and_the_data(tmp_path, mode):
     os.chmod(src, mode)
     images = tmp_path / "images"
     images.mkdir()
-    made = ghost._create_ghost(_dump(src, images), str(tmp_path / "again"))
+    made = ghost_make.create(_dump(src, images), str(tmp_path / "again"))
     try:
         st = os.stat(made)
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, 4321, 4322)
