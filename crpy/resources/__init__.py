@@ -71,9 +71,10 @@ def classify(target, st):
 
 def _unlinked_kind(st):
     """Kind of an open file unlinked since: files, directories and character devices come back
-    as ghosts (crpy.resources.ghost), FIFOs as FIFOs through a ghost."""
+    as ghosts (crpy.resources.ghost), so do symlinks (held by O_PATH fds), FIFOs as FIFOs
+    through a ghost."""
     mode = st.st_mode
-    if _stat.S_ISREG(mode) or _stat.S_ISDIR(mode):
+    if _stat.S_ISREG(mode) or _stat.S_ISDIR(mode) or _stat.S_ISLNK(mode):
         return "ghost"
     if _stat.S_ISFIFO(mode):
         return "fifo"

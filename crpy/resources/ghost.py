@@ -5,7 +5,8 @@ maps its id to a ghost (remap_type GHOST, remap_id = the ghost's id) and ghost-f
 a ghost_file_entry (mode, owner, size, times, rdev).  A regular file's contents follow, read
 through /proc/PID/fd/N: from 12 KiB on (CRIU's threshold) as chunks, one ghost_chunk_entry
 (off, len) and its bytes per data extent (SEEK_DATA/SEEK_HOLE), so holes stay holes and a sparse
-1 GiB file costs only its data.  Directories, FIFOs and character devices carry no contents.
+1 GiB file costs only its data.  Directories, FIFOs and character devices carry no contents;
+a symlink (held by an O_PATH|O_NOFOLLOW fd) carries its target (symlnk_target).
 One ghost per inode, whatever number of fds (in whatever tasks) hold it.  A regular ghost larger
 than --ghost-limit (criu's, 1 MiB by default) is refused before the task is touched.
 Restore: the restore's parent creates each ghost once, before any task is forked: a file at its
@@ -41,6 +42,7 @@ def dump_fd(fdfacts, file_id, files):
     from crpy.resources import regfile
 
     st, orig = fdfacts.st, original_path(fdfacts.target)
+    target = regfile.symlink_target_of(fdfacts)
     linked = None
     if resources.allowed("link_remap") and st.st_nlink > 0:
         linked = files.once(("linked", st.st_dev, st.st_ino),
@@ -49,9 +51,10 @@ def dump_fd(fdfacts, file_id, files):
         _remap(files, file_id, linked, rp.LINKED)
     else:
         source = f"/proc/{fdfacts.pid}/fd/{fdfacts.fd}"
-        ghost_id = files.once(("ghost", st.st_dev, st.st_ino), lambda: _dump_ghost(source, st, file_id, files))
+        ghost_id = files.once(("ghost", st.st_dev, st.st_ino),
+                              lambda: _dump_ghost(source, st, file_id, files, target))
         _remap(files, file_id, ghost_id, rp.GHOST)
-    return regfile.file_entry(file_id, orig, st, fdfacts.info.flags, fdfacts.info.pos)
+    return regfile.file_entry(file_id, orig, st, fdfacts.info.flags, fdfacts.info.pos, target)
 
 
 def mapped_entry(file_id, path, st, source, files):
@@ -119,7 +122,7 @@ def remove_links_made():
 GHOST_CHUNKS_FROM = 3 * 4096    # CRIU's threshold: smaller files go whole after the head
 
 
-def _dump_ghost(source, st, ghost_id, files):
+def _dump_ghost(source, st, ghost_id, files, symlink_target=None):
     from crpy.images import framing
     from crpy.images.pb import ghost_file_pb2, time_pb2
 
@@ -130,6 +133,8 @@ def _dump_ghost(source, st, ghost_id, files):
     items = [(head, b"")]
     if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode):
         head.rdev = st.st_rdev & 0xFFFFFFFF
+    elif symlink_target is not None:
+        head.symlnk_target = symlink_target
     elif _stat.S_ISREG(st.st_mode):           # (never open a FIFO or a device to read it)
         with open(source, "rb", buffering=0, opener=_ro_opener) as f:
             if st.st_size >= GHOST_CHUNKS_FROM:

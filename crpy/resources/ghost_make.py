@@ -5,8 +5,8 @@ From a ghost-file-ID.img: a regular file at its old path when that is free, else
 sized with ftruncate first and then given its chunks, so holes stay holes; an O_TMPFILE file
 ("DIR/#INO") as an O_TMPFILE again, held open by this process and opened by the tasks through
 /proc/PID/fd/N, so it is still linkable (its fds, reopened, no longer show the O_TMPFILE bits
-in their flags); a directory (mkdir) or a FIFO or device node (mknod, the same rdev) at its
-old path exactly, which must be free.  Directories missing above a ghost are made for the time
+in their flags); a directory (mkdir), a FIFO or device node (mknod, the same rdev) or a
+symlink (the same target) at its old path exactly, which must be free.  Directories missing above a ghost are made for the time
 of the restore.  Owner, then mode (a chown clears the set-id bits, as a write does), then times.
 """
 
@@ -48,6 +48,8 @@ def create(items, orig):
             return path
         if _stat.S_ISDIR(head.mode):
             os.mkdir(orig, 0o700)
+        elif _stat.S_ISLNK(head.mode):
+            os.symlink(head.symlnk_target, orig)
         elif _stat.S_ISFIFO(head.mode) or _stat.S_ISCHR(head.mode) or _stat.S_ISBLK(head.mode):
             os.mknod(orig, _stat.S_IFMT(head.mode) | 0o600, head.rdev if head.HasField("rdev") else 0)
         else:
@@ -65,7 +67,7 @@ def create(items, orig):
 
 def _what(mode):
     return {_stat.S_IFDIR: "directory", _stat.S_IFIFO: "FIFO", _stat.S_IFCHR: "device",
-            _stat.S_IFBLK: "device"}.get(_stat.S_IFMT(mode), "file")
+            _stat.S_IFBLK: "device", _stat.S_IFLNK: "symlink"}.get(_stat.S_IFMT(mode), "file")
 
 
 def _create_named(orig, ino):
@@ -105,7 +107,8 @@ def _set_metadata(head, fd=None, path=None):
             os.utime(fd, ns=(_ns(head.atim), _ns(head.mtim)))
         return
     os.chown(path, head.uid, head.gid, follow_symlinks=False)
-    os.chmod(path, head.mode & 0o7777)
+    if not _stat.S_ISLNK(head.mode):          # (a symlink has no mode of its own)
+        os.chmod(path, head.mode & 0o7777)
     if head.HasField("mtim"):
         os.utime(path, ns=(_ns(head.atim), _ns(head.mtim)), follow_symlinks=False)
 

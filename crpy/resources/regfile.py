@@ -26,8 +26,8 @@ def fown():
     return fown_pb2.fown_entry(uid=0, euid=0, signum=0, pid_type=0, pid=0)
 
 
-def reg_entry(file_id, path, st, flags=0, pos=0):
-    """The reg_file_entry for `path` whose os.stat is `st`."""
+def reg_entry(file_id, path, st, flags=0, pos=0, symlink_target=None):
+    """The reg_file_entry for `path` whose os.stat is `st` (a symlink: with its target)."""
     from crpy.images.pb import regfile_pb2
 
     e = regfile_pb2.reg_file_entry(id=file_id, flags=flags & ~O_CLOEXEC, pos=pos, fown=fown(),
@@ -36,40 +36,41 @@ def reg_entry(file_id, path, st, flags=0, pos=0):
         e.size = st.st_size
     if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode):
         e.rdev = st.st_rdev                  # crpy extension (field 1000)
-    if _stat.S_ISLNK(st.st_mode):
-        e.symlink_target = _symlink_target(path, st)
+    if symlink_target is not None:
+        e.symlink_target = symlink_target    # crpy extension (field 1001)
     return e
 
 
-def _symlink_target(path, st):
-    """Where the symlink that `st` describes points, read through its name `path`."""
-    from crpy.errors import DumpError
-
-    try:
-        fd = os.open(path, O_PATH | os.O_NOFOLLOW | O_CLOEXEC)
-    except OSError as e:
-        raise DumpError(f"cannot open symlink {path} again: {e.strerror}") from None
-    try:
-        now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-            raise DumpError(f"symlink {path}: the name leads to another file now",
-                            "the symlink was replaced while the task held it; dump again")
-        return os.readlink("", dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
-def file_entry(file_id, path, st, flags=0, pos=0):
+def file_entry(file_id, path, st, flags=0, pos=0, symlink_target=None):
     """A files.img entry (type REG) wrapping reg_entry()."""
     from crpy.images.pb import fdinfo_pb2
 
     return fdinfo_pb2.file_entry(type=fdinfo_pb2.REG, id=file_id,
-                                 reg=reg_entry(file_id, path, st, flags, pos))
+                                 reg=reg_entry(file_id, path, st, flags, pos, symlink_target))
 
 
 def dump_fd(fdfacts, file_id, files=None):
     """files.img entry of an open fd (FdFacts of crpy.resources.fdtable)."""
-    return file_entry(file_id, fdfacts.target, fdfacts.st, fdfacts.info.flags, fdfacts.info.pos)
+    return file_entry(file_id, fdfacts.target, fdfacts.st, fdfacts.info.flags, fdfacts.info.pos,
+                      symlink_target_of(fdfacts))
+
+
+def symlink_target_of(fdfacts):
+    """Where the symlink an O_PATH|O_NOFOLLOW fd holds points (read through a copy of the
+    task's own fd, so a renamed or unlinked link is read too); None for any other file."""
+    from crpy.kernel.syscalls import NR, sys_call
+
+    if not _stat.S_ISLNK(fdfacts.st.st_mode):
+        return None
+    pidfd = sys_call(NR.pidfd_open, fdfacts.pid, 0, what="pidfd_open", pid=fdfacts.pid)
+    try:
+        fd = sys_call(NR.pidfd_getfd, pidfd, fdfacts.fd, 0, what="pidfd_getfd", pid=fdfacts.pid)
+    finally:
+        os.close(pidfd)
+    try:
+        return os.readlink("", dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- restore side
