@@ -61,6 +61,7 @@ def _parser():
     r.add_argument("-j", "--shell-job", action="store_true")
     r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
     r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
+    r.add_argument("--ghost-limit", type=_size, metavar="SIZE", help="accepted: a limit of the dump only")
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
 
