@@ -13,7 +13,7 @@ _NOT_YET = {
     "dump": ["--tcp-established", "--ext-unix-sk", "--manage-cgroups",
              "--track-mem", "--prev-images-dir", "--page-server", "--address", "--port",
              "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
-             "--ghost-limit", "--network-lock", "--skip-in-flight", "--tcp-close", "--timeout",
+             "--network-lock", "--skip-in-flight", "--tcp-close", "--timeout",
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
     "restore": ["--tcp-established", "--ext-unix-sk",
                 "--manage-cgroups", "--root", "--inherit-fd", "--external", "--auto-dedup",
@@ -50,6 +50,8 @@ def _parser():
     d.add_argument("-l", "--file-locks", action="store_true", help="dump the file locks the tree holds")
     d.add_argument("--link-remap", action="store_true",
                    help="keep open, unlinked files as links in their file system, not in the images")
+    d.add_argument("--ghost-limit", type=_size, default=1 << 20, metavar="SIZE",
+                   help="largest unlinked file whose contents go into the images (criu's: 1M; K, M, G)")
 
     r = sub.add_parser("restore", help="restore a process tree")
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
@@ -59,6 +61,7 @@ def _parser():
     r.add_argument("-j", "--shell-job", action="store_true")
     r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
     r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
+    r.add_argument("--ghost-limit", type=_size, metavar="SIZE", help="accepted: a limit of the dump only")
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
 
@@ -70,6 +73,16 @@ def _parser():
     s.add_argument("paths", nargs="+", metavar="FILE|DIR")
     s.add_argument("--pretty", action="store_true", help="indent the JSON")
     return p
+
+
+def _size(text):
+    """criu's SIZE arguments: bytes, or a number with K, M or G."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    scale = units.get(text[-1:].upper(), 1)
+    number = text[:-1] if scale > 1 else text
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or a number with K, M or G)")
+    return int(number) * scale
 
 
 def _refuse_not_yet(command, argv):
@@ -109,7 +122,8 @@ def _run(args, verbosity):
 
         opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, leave_running=args.leave_running,
                            shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
-                           file_locks=args.file_locks, link_remap=args.link_remap)
+                           file_locks=args.file_locks, link_remap=args.link_remap,
+                           ghost_limit=args.ghost_limit)
         run_dump(opts)
         return 0
     if args.command == "restore":

@@ -19,6 +19,7 @@ class DumpOptions:
     verbosity: int = 2
     file_locks: bool = False          # criu --file-locks: dump held locks (else a held lock is an error)
     link_remap: bool = False          # criu --link-remap: unlinked files linked back, not copied
+    ghost_limit: int = 1 << 20        # criu --ghost-limit: largest unlinked file copied into the images
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,12 @@ def collect_facts(pid, stop_signal):
                       exe=proc.exe(pid), cwd=proc.cwd(pid), root=proc.root(pid),
                       exe_st=proc.stat_link(pid, "exe"), cwd_st=proc.stat_link(pid, "cwd"),
                       root_st=proc.stat_link(pid, "root"), fds=collect_fds(pid), comm=proc.comm(pid))
-    for name, path, st in (("cwd", facts.cwd, facts.cwd_st), ("root", facts.root, facts.root_st),
-                           ("executable", facts.exe, facts.exe_st)):
+    for name, path, st in (("root", facts.root, facts.root_st), ("executable", facts.exe, facts.exe_st)):
         if path.endswith(" (deleted)") and not (name == "executable" and memfd_file(path, st.st_dev)):
             raise UnsupportedResource(pid, f"unlinked {name}", target=path,
                                       hint="unlinked files come in a later crpy")
     _check_maps_crpy_exe(pid, facts.exe, vmas)
+    _refuse_large_ghosts(pid, facts)
     log.info("Collected %d VMAs, %d fds of task %d (%s)", len(vmas), len(facts.fds), pid, facts.comm)
     for v in vmas:
         log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))
@@ -62,6 +62,16 @@ def _check_maps_crpy_exe(pid, exe, vmas):
             raise UnsupportedResource(pid, "mapping of the interpreter crpy runs on", target=f"{own} at {v.start:#x}",
                                       hint=f"its executable is {exe}; the kernel cannot set that exe while "
                                            f"{own} is mapped: dump and restore it with crpy on another python3")
+
+
+def _refuse_large_ghosts(pid, facts):
+    """--ghost-limit (and write leases): unlinked files the dump would copy, open or mapped,
+    checked before the parasite goes in (crpy.resources.ghost)."""
+    from crpy.resources import ghost
+
+    mapped = [(f"{v.path} at {v.start:#x}", map_file_stat(pid, v)) for v in facts.vmas
+              if v.deleted and v.path.startswith("/") and not anon_shared(v) and not memfd(v)]
+    ghost.refuse_uncopyable(pid, facts.fds, mapped)
 
 
 def anon_shared(vma):

@@ -65,7 +65,7 @@ def _dump(opts):
     pid = opts.pid
     stats = {"pid": pid}
     tick = _Clock(stats)
-    resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job)
+    resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job, opts.ghost_limit)
     check_target(pid)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(ghost.links_removed_on_failure())    # unwound last: after the detach

@@ -11,18 +11,19 @@ import stat as _stat
 
 # kind -> module implementing it (dump_fd / restore side)
 _MODULES = {
-    "reg": "crpy.resources.regfile",     # regular files, directories, character devices (/dev/null)
+    "reg": "crpy.resources.regfile",     # regular files, directories, character devices (/dev/null), symlinks (O_PATH)
     "ghost": "crpy.resources.ghost",     # open files unlinked since (contents go into the images)
     "pipe": "crpy.resources.pipes",      # either end of a pipe, with its bytes in flight
     "fifo": "crpy.resources.fifo",       # named pipes, with their bytes in flight
     "tty": "crpy.resources.tty",         # the task's terminal, with --shell-job only
     "pty": "crpy.resources.pty",         # pseudo-terminal pairs held inside the tree
     "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
+    "ns": "crpy.resources.nsfs",         # /proc/PID/ns/* files of crpy's own namespaces
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
-             "memfd": "MEMFD"}
+             "memfd": "MEMFD", "ns": "NS"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))
@@ -43,22 +44,43 @@ def classify(target, st):
     if target.startswith("anon_inode:"):
         name = target[len("anon_inode:"):]
         return _ANON_KINDS.get(name, "anon inode " + name)
+    if not target.startswith("/"):
+        from crpy.resources import nsfs
+
+        if nsfs.is_ns_target(target):
+            return nsfs.classify(target, st)
     if target.startswith("/memfd:"):
         from crpy.resources import memfd
 
         return "memfd" if memfd.on_shmem(st) else "hugetlb memfd"
     mode = st.st_mode
     if target.endswith(" (deleted)"):
-        return "ghost" if _stat.S_ISREG(mode) else "unlinked file"
+        return _unlinked_kind(st)
     if _stat.S_ISFIFO(mode):
         return "fifo"
     if _stat.S_ISCHR(mode):
         return "tty" if os.major(st.st_rdev) in _TTY_MAJORS else "reg"
     if _stat.S_ISREG(mode) or _stat.S_ISDIR(mode):
         return "reg"
+    if _stat.S_ISLNK(mode):                  # an O_PATH|O_NOFOLLOW fd on the symlink itself
+        return "reg"
     if _stat.S_ISBLK(mode):
         return "block device"
     return "unknown"
+
+
+def _unlinked_kind(st):
+    """Kind of an open file unlinked since: files, directories and character devices come back
+    as ghosts (crpy.resources.ghost), so do symlinks (held by O_PATH fds), FIFOs as FIFOs
+    through a ghost."""
+    mode = st.st_mode
+    if _stat.S_ISREG(mode) or _stat.S_ISDIR(mode) or _stat.S_ISLNK(mode):
+        return "ghost"
+    if _stat.S_ISFIFO(mode):
+        return "fifo"
+    if _stat.S_ISCHR(mode) and os.major(st.st_rdev) not in _TTY_MAJORS:
+        return "ghost"
+    return "unlinked file"
 
 
 def supported(kind):
@@ -70,12 +92,14 @@ def fd_type(kind):
     return _FD_TYPES[kind]
 
 
-_policy = {"file_locks": False, "link_remap": False, "shell_job": False}
+DEFAULT_GHOST_LIMIT = 1 << 20        # criu's default --ghost-limit
+_policy = {"file_locks": False, "link_remap": False, "shell_job": False, "ghost_limit": DEFAULT_GHOST_LIMIT}
 
 
-def configure_dump(file_locks=False, link_remap=False, shell_job=False):
-    """criu's --file-locks / --link-remap / --shell-job for the dump that is about to run."""
-    _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job)
+def configure_dump(file_locks=False, link_remap=False, shell_job=False, ghost_limit=DEFAULT_GHOST_LIMIT):
+    """criu's --file-locks / --link-remap / --shell-job / --ghost-limit for the dump that is
+    about to run."""
+    _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job, ghost_limit=ghost_limit)
     fd_tables_seen.clear()
     fd_table_owners.clear()
     tree_pids.clear()
@@ -94,6 +118,11 @@ def set_dump_tree(pids):
 
 def allowed(what):
     return _policy[what]
+
+
+def setting(name):
+    """A valued option of the dump (ghost_limit)."""
+    return _policy[name]
 
 
 def module(kind):

@@ -173,7 +173,8 @@ def _held_locks(pid, fd, target):
         raise UnsupportedResource(pid, "held file lock on", fd, target,
                                   "dump with --file-locks to save and take the lock again at restore")
     if any(flag == 0 for flag, *_ in held):
-        raise UnsupportedResource(pid, "lease or delegation on", fd, target, "crpy dumps flock/POSIX/OFD locks only")
+        raise UnsupportedResource(pid, "lease being broken, or delegation, on", fd, target,
+                                  "crpy dumps flock/POSIX/OFD locks and leases that are not being broken")
     return tuple(held)
 
 

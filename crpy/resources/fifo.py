@@ -4,7 +4,9 @@ As in CRIU: the path is a REG entry of files.img (regf_id) and the fd's entry is
 (fifo_entry) naming it, with pipe_id the FIFO's inode number; the data goes once per FIFO into
 fifo-data.img.  Restore first opens the FIFO read-write without blocking (a reader and a writer
 exist from then on, so no later open blocks), refills it through that helper, then opens each
-end with its own flags; the helper is closed once every fd is placed.
+end with its own flags; the helper is closed once every fd is placed.  A FIFO unlinked since
+is a ghost (crpy.resources.ghost): made again with mknod before the fork, opened through it,
+removed once the tasks hold it; its bytes in flight come back the same way.
 """
 
 import fcntl
@@ -26,8 +28,12 @@ def dump_fd(fdfacts, file_id, files):
         files.payload("fifo_data", pipedata.data_entry(pipe_id, size), data)
 
     files.once(("fifo", pipe_id), dump_data)
-    path = fdfacts.target
-    regf_id = files.add(lambda fid: regfile.file_entry(fid, path, fdfacts.st, fdfacts.info.flags))
+    if fdfacts.target.endswith(" (deleted)"):
+        from crpy.resources import ghost
+
+        regf_id = files.add(lambda fid: ghost.dump_fd(fdfacts, fid, files))
+    else:
+        regf_id = files.add(lambda fid: regfile.file_entry(fid, fdfacts.target, fdfacts.st, fdfacts.info.flags))
     return fdinfo_pb2.file_entry(type=fdinfo_pb2.FIFO, id=file_id,
                                  fifo=fifo_pb2.fifo_entry(id=file_id, pipe_id=pipe_id, regf_id=regf_id))
 
@@ -39,14 +45,17 @@ def restore_fd(entry, ctx):
     reg_entry = ctx.files.get(entry.fifo.regf_id)
     if reg_entry is None or not reg_entry.HasField("reg"):
         raise RestoreError(f"FIFO entry {entry.id} names file id {entry.fifo.regf_id}, absent from files.img")
+    from crpy.resources import ghost
+
     reg = reg_entry.reg
-    _helper(ctx, entry.fifo.pipe_id, reg)
-    fd = regfile.open_reg(reg, flags=reg.flags | os.O_NONBLOCK)
+    path = ghost.restored_path(ctx, reg_entry.id) or reg.name
+    _helper(ctx, entry.fifo.pipe_id, reg, path)
+    fd = regfile.open_reg(reg, flags=reg.flags | os.O_NONBLOCK, path=path)
     fcntl.fcntl(fd, fcntl.F_SETFL, reg.flags & _SETFL)
     return fd
 
 
-def _helper(ctx, pipe_id, reg):
+def _helper(ctx, pipe_id, reg, path):
     """The read-write fd that keeps the FIFO open (and refilled) while its ends are opened."""
     from crpy.errors import RestoreError
     from crpy.resources import pipedata
@@ -57,7 +66,7 @@ def _helper(ctx, pipe_id, reg):
     if "fifo_data" not in ctx.cache:
         ctx.cache["fifo_data"] = pipedata.load(ctx.images_dir, "fifo_data")
     try:
-        fd = os.open(reg.name, os.O_RDWR | os.O_NONBLOCK | O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | O_CLOEXEC)
     except OSError as e:
         raise RestoreError(f"cannot open FIFO {reg.name}: {e.strerror}",
                            "the FIFO must exist at the same path as at dump time") from None

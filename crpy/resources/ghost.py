@@ -2,12 +2,21 @@
 
 Dump: the fd's REG entry keeps the file's original path (without " (deleted)"); remap-fpath.img
 maps its id to a ghost (remap_type GHOST, remap_id = the ghost's id) and ghost-file-ID.img holds
-a ghost_file_entry (mode, owner, size, times) followed by the whole contents, read through
-/proc/PID/fd/N.  One ghost per inode, whatever number of fds (in whatever tasks) hold it.
-Restore: the restore's parent creates each ghost once, before any task is forked (at its old
-path when that is free, else next to it) and fills it; every task opens its fds and maps its
-mappings through it, and the parent unlinks it once all tasks stand ready, leaving open,
-unlinked files, one inode per ghost, with the same contents.
+a ghost_file_entry (mode, owner, size, times, rdev).  A regular file's contents follow, read
+through /proc/PID/fd/N: from 12 KiB on (CRIU's threshold) as chunks, one ghost_chunk_entry
+(off, len) and its bytes per data extent (SEEK_DATA/SEEK_HOLE), so holes stay holes and a sparse
+1 GiB file costs only its data.  Directories, FIFOs and character devices carry no contents;
+a symlink (held by an O_PATH|O_NOFOLLOW fd) carries its target (symlnk_target).
+One ghost per inode, whatever number of fds (in whatever tasks) hold it.  A regular ghost larger
+than --ghost-limit (criu's, 1 MiB by default) is refused before the task is touched.
+Restore: the restore's parent creates each ghost once, before any task is forked: a file at its
+old path when that is free, else next to it (ftruncate to its size, then its chunks); a
+directory (mkdir), FIFO or device node (mknod) at its old path exactly; an O_TMPFILE file
+("/dir/#INO") as an O_TMPFILE again, held open by the parent and opened through /proc, so it
+is still linkable (its fds, reopened, no longer show the O_TMPFILE bits in their flags).  Missing parent directories are made for the time of the restore.  Owner,
+then mode (chown clears set-id bits), then times.  Every task opens its fds and maps its
+mappings through the ghost, and the parent removes it once all tasks stand ready, leaving
+open, unlinked files, one inode per ghost, with the same contents, size, holes and mode.
 
 --link-remap: a file unlinked under one name but still linked under another (nlink > 0) gets a
 temporary name `<old name>.crpy-link-remap.<ino>` instead of a copy.  The dump notes every link
@@ -17,6 +26,7 @@ restore, which opens the fds through them and removes them once the tasks run.
 
 import contextlib
 import os
+import stat as _stat
 
 O_CLOEXEC = 0o2000000
 _DELETED = " (deleted)"
@@ -32,6 +42,7 @@ def dump_fd(fdfacts, file_id, files):
     from crpy.resources import regfile
 
     st, orig = fdfacts.st, original_path(fdfacts.target)
+    target = regfile.symlink_target_of(fdfacts)
     linked = None
     if resources.allowed("link_remap") and st.st_nlink > 0:
         linked = files.once(("linked", st.st_dev, st.st_ino),
@@ -40,9 +51,10 @@ def dump_fd(fdfacts, file_id, files):
         _remap(files, file_id, linked, rp.LINKED)
     else:
         source = f"/proc/{fdfacts.pid}/fd/{fdfacts.fd}"
-        ghost_id = files.once(("ghost", st.st_dev, st.st_ino), lambda: _dump_ghost(source, st, file_id, files))
+        ghost_id = files.once(("ghost", st.st_dev, st.st_ino),
+                              lambda: _dump_ghost(source, st, file_id, files, target))
         _remap(files, file_id, ghost_id, rp.GHOST)
-    return regfile.file_entry(file_id, orig, st, fdfacts.info.flags, fdfacts.info.pos)
+    return regfile.file_entry(file_id, orig, st, fdfacts.info.flags, fdfacts.info.pos, target)
 
 
 def mapped_entry(file_id, path, st, source, files):
@@ -107,20 +119,106 @@ def remove_links_made():
         _unlink(link)
 
 
-def _dump_ghost(source, st, ghost_id, files):
+GHOST_CHUNKS_FROM = 3 * 4096    # CRIU's threshold: smaller files go whole after the head
+
+
+def _dump_ghost(source, st, ghost_id, files, symlink_target=None):
     from crpy.images import framing
     from crpy.images.pb import ghost_file_pb2, time_pb2
 
-    with open(source, "rb", buffering=0, opener=_ro_opener) as f:
-        data = f.read()
     head = ghost_file_pb2.ghost_file_entry(
         uid=st.st_uid, gid=st.st_gid, mode=st.st_mode, dev=st.st_dev & 0xFFFFFFFF, ino=st.st_ino,
         atim=time_pb2.timeval(tv_sec=int(st.st_atime), tv_usec=st.st_atime_ns // 1000 % 1000000),
-        mtim=time_pb2.timeval(tv_sec=int(st.st_mtime), tv_usec=st.st_mtime_ns // 1000 % 1000000),
-        size=len(data))
+        mtim=time_pb2.timeval(tv_sec=int(st.st_mtime), tv_usec=st.st_mtime_ns // 1000 % 1000000))
+    items = [(head, b"")]
+    if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode):
+        head.rdev = st.st_rdev & 0xFFFFFFFF
+    elif symlink_target is not None:
+        head.symlnk_target = symlink_target
+    elif _stat.S_ISREG(st.st_mode):           # (never open a FIFO or a device to read it)
+        with open(source, "rb", buffering=0, opener=_ro_opener) as f:
+            if st.st_size >= GHOST_CHUNKS_FROM:
+                head.chunks, head.size = True, st.st_size
+                items += [(ghost_file_pb2.ghost_chunk_entry(off=off, len=len(data)), data)
+                          for off, data in _data_extents(f.fileno(), st.st_size)]
+            else:
+                data = f.read()
+                head.size, items = len(data), [(head, data)]
     framing.write_payload_image(framing.image_path(files.images_dir, "ghost_file", ghost_id),
-                                "ghost_file", [(head, data)])
+                                "ghost_file", items)
     return ghost_id
+
+
+def _data_extents(fd, size):
+    """(offset, bytes) of every data extent of the first `size` bytes (holes are skipped; a file
+    system without SEEK_DATA gives the whole file as one extent)."""
+    import errno
+
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:        # only a hole up to the end
+                return
+            if pos or e.errno != errno.EINVAL:
+                raise
+            start, end = 0, size
+        else:
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, _pread_all(fd, end - start, start)
+        pos = end
+
+
+def _pread_all(fd, length, offset):
+    parts = []
+    while length > 0:
+        part = os.pread(fd, min(length, 64 << 20), offset)
+        if not part:
+            raise OSError(0, f"unlinked file shrank while read at {offset}")
+        parts.append(part)
+        offset += len(part)
+        length -= len(part)
+    return b"".join(parts)
+
+
+def refuse_uncopyable(pid, fds, mapped):
+    """Before the task is touched: --ghost-limit (criu's): a regular file whose contents would
+    go into the images and whose size is above the limit stops the dump; so does a write lease
+    on one (reading it would break the lease).  fds: FdFacts; mapped: [(what, os.stat_result)]
+    of unlinked mapped files."""
+    from crpy import resources
+    from crpy.errors import UnsupportedResource
+    from crpy.resources.locks import FL_LEASE
+
+    limit = resources.setting("ghost_limit")
+    for f in fds:
+        if f.kind != "ghost" or not _copied(f.st):
+            continue
+        if f.st.st_size > limit:
+            raise UnsupportedResource(pid, f"unlinked file of {f.st.st_size} bytes", f.fd, f.target,
+                                      _limit_hint(limit, f.st))
+        if any(flag == FL_LEASE and typ == 1 for flag, typ, *_ in f.locks):
+            raise UnsupportedResource(pid, "write lease on an unlinked file", f.fd, f.target,
+                                      "copying its contents would break the lease; release it before the dump")
+    for what, st in mapped:
+        if _copied(st) and st.st_size > limit:
+            raise UnsupportedResource(pid, f"unlinked mapped file of {st.st_size} bytes", target=what,
+                                      hint=_limit_hint(limit, st))
+
+
+def _copied(st):
+    """Would the dump copy this unlinked file into the images (not link it back)?"""
+    from crpy import resources
+
+    return _stat.S_ISREG(st.st_mode) and not (resources.allowed("link_remap") and st.st_nlink > 0)
+
+
+def _limit_hint(limit, st):
+    hint = f"it is above --ghost-limit ({limit} bytes); dump with --ghost-limit {st.st_size} or more"
+    if st.st_nlink > 0:
+        hint += ", or with --link-remap (the file still has another name)"
+    return hint
 
 
 def _ro_opener(path, flags):
@@ -176,45 +274,31 @@ def materialize_all(images_dir):
     unlink_linked(), after a restore that worked (a failed one keeps them for the next try)."""
     from crpy.images import framing
     from crpy.images.pb import remap_file_path_pb2 as rp
+    from crpy.resources import ghost_make
     from crpy.resources.fdtable import RestoreContext
 
     if not os.path.exists(framing.image_path(images_dir, "remap_fpath")):
         return                                        # nothing was unlinked at dump time
     files = {e.id: e for e in framing.read_image(framing.image_path(images_dir, "files"), "files")}
     ctx = RestoreContext(images_dir, files, 0)
+    ghosts = {}
     for orig_id, (remap_type, remap_id) in sorted(_remaps(ctx).items()):
         if remap_type == rp.LINKED and remap_id in files:
             _linked.add(files[remap_id].reg.name)
         elif remap_type == rp.GHOST and remap_id not in _materialized and orig_id in files:
-            _materialized[remap_id] = _create_ghost(ctx, remap_id, files[orig_id].reg.name)
+            ghosts.setdefault(remap_id, files[orig_id].reg)
+    # directories first, parents before children: files and directories may live in them
+    heads = {gid: _read_ghost(images_dir, gid) for gid in ghosts}
+    order = sorted(ghosts, key=lambda gid: (not _stat.S_ISDIR(heads[gid][0][0].mode), ghosts[gid].name))
+    for gid in order:
+        _materialized[gid] = ghost_make.create(heads[gid], ghosts[gid].name)
 
 
-def _create_ghost(ctx, ghost_id, orig):
-    from crpy.errors import RestoreError
+def _read_ghost(images_dir, ghost_id):
+    """[(entry, bytes)] of ghost-file-ID.img: the head first, then any chunks."""
     from crpy.images import framing
 
-    (head, data), = framing.read_payload_image(
-        framing.image_path(ctx.images_dir, "ghost_file", ghost_id), "ghost_file")[:1]
-    for path in (orig, f"{orig}.crpy-ghost.{ghost_id}.{os.getpid()}"):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise RestoreError(f"cannot re-create unlinked file {orig}: {e.strerror}",
-                               "its directory must exist and be writable at restore") from None
-    else:
-        raise RestoreError(f"cannot re-create unlinked file {orig}: names taken")
-    try:
-        _write_all(fd, data)
-        os.fchmod(fd, head.mode & 0o7777)
-        os.fchown(fd, head.uid, head.gid)
-        if head.HasField("mtim"):
-            os.utime(fd, ns=(_ns(head.atim), _ns(head.mtim)))
-    finally:
-        os.close(fd)
-    return path
+    return framing.read_payload_image(framing.image_path(images_dir, "ghost_file", ghost_id), "ghost_file")
 
 
 _materialized = {}          # ghost id -> path made by this crpy restore (for fds and mappings)
@@ -234,17 +318,19 @@ def mapped_path(images_dir, file_id, orig_name):
     remap_type, ghost_id = _remaps_read[images_dir].get(file_id, (None, None))
     if remap_type != rp.GHOST:
         return None
-    ctx = RestoreContext(images_dir, {}, 0)
     if ghost_id not in _materialized:
-        _materialized[ghost_id] = _create_ghost(ctx, ghost_id, orig_name)
+        from crpy.resources import ghost_make
+
+        _materialized[ghost_id] = ghost_make.create(_read_ghost(images_dir, ghost_id), orig_name)
     return _materialized[ghost_id]
 
 
 def unlink_materialized():
     """Remove the ghosts made by this restore (every task has them open and mapped, or the
-    restore failed)."""
-    for path in _materialized.values():
-        _unlink(path)
+    restore failed), then the parent directories made for them."""
+    from crpy.resources import ghost_make
+
+    ghost_make.remove_all()
     _materialized.clear()
     _remaps_read.clear()
 
@@ -257,18 +343,7 @@ def unlink_linked():
     _linked.clear()
 
 
-def _ns(tv):
-    return tv.tv_sec * 1_000_000_000 + tv.tv_usec * 1000
-
-
-def _write_all(fd, data):
-    view, off = memoryview(data), 0
-    while off < len(data):
-        off += os.write(fd, view[off:off + (8 << 20)])
-
-
 def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    from crpy.resources import ghost_make
+
+    ghost_make.unlink_quietly(path)

@@ -14,7 +14,7 @@ import pytest
 from crpy.dump import vmas as V
 from crpy.images import framing
 from crpy.kernel import proc
-from tests.unit.crhelpers import ROOT, build_c, crpy, read_text, start_target
+from tests.unit.crhelpers import ROOT, build_c, crpy, kill_quietly, read_text, start_target
 
 SOURCE = Path(__file__).with_name("dump_target.c")
 PAGE = 4096
@@ -349,7 +349,8 @@ def test_crpy_killed_in_pages_leaves_the_task_running(target, tmp_path):
     target.alive_and_clean()
 
 
-def test_unlinked_cwd_is_refused_untouched(tmp_path):
+def test_unlinked_cwd_comes_back_as_a_removed_directory(tmp_path):
+    """A cwd removed since is a ghost directory: made again for the restore, removed after it."""
     gone = tmp_path / "gone"
     gone.mkdir()
     p = subprocess.Popen(["sleep", "60"], cwd=gone, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -357,11 +358,14 @@ def test_unlinked_cwd_is_refused_untouched(tmp_path):
     try:
         gone.rmdir()
         r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
-        assert r.returncode == 1 and "unlinked cwd" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-        st = proc.status(p.pid)
-        assert st.state in "SR" and st.tracer_pid == 0
+        assert r.returncode == 0, r.stderr
+        p.wait(timeout=10)
+        r = crpy("restore", "-D", tmp_path / "imgs", "-d")
+        assert r.returncode == 0, r.stderr
+        assert os.readlink(f"/proc/{p.pid}/cwd") == f"{gone} (deleted)"
+        assert not gone.exists()
     finally:
-        p.kill()
+        kill_quietly(p.pid)
         p.wait()
 
 

@@ -35,7 +35,12 @@ def test_classify_kinds(tmp_path):
         s.close()
     assert resources.classify("anon_inode:[eventfd]", os.stat("/dev/null")) == "eventfd"
     assert resources.classify(str(f) + " (deleted)", os.stat(f)) == "ghost"
-    assert resources.classify(str(tmp_path) + " (deleted)", os.stat(tmp_path)) == "unlinked file"
+    assert resources.classify(str(tmp_path) + " (deleted)", os.stat(tmp_path)) == "ghost"      # a ghost directory
+    assert resources.classify("/dev/null (deleted)", os.stat("/dev/null")) == "ghost"         # a ghost device node
+    assert resources.classify("/dev/tty (deleted)", os.stat("/dev/tty")) == "unlinked file"
+    own_net = os.readlink("/proc/self/ns/net")
+    assert resources.classify(own_net, os.stat("/proc/self/ns/net")) == "ns"
+    assert "other than crpy's own" in resources.classify(own_net, os.stat("/proc/self/ns/uts"))
     assert resources.supported("reg") and resources.supported("pipe") and not resources.supported("socket")
     assert resources.module("reg") is regfile
 
@@ -166,3 +171,33 @@ def test_restore_fds_shares_one_description_between_dup_fds(tmp_path):
     assert sorted(res) == [1, 2] and res[1][1] == res[2][1] == 10
     assert (res[1][3], res[2][3]) == (0, 1), "close-on-exec is per fd"
     assert all(v[0] == str(data) for v in res.values())
+
+
+def test_an_o_path_symlink_fd_reopens_the_symlink_and_checks_its_target(tmp_path):
+    from crpy.errors import RestoreError
+
+    link = tmp_path / "link"
+    link.symlink_to("first/target")
+    flags = regfile.O_PATH | os.O_NOFOLLOW
+    reg = regfile.reg_entry(1, str(link), os.lstat(link), flags, symlink_target="first/target")
+    fd = regfile.open_reg(reg)
+    try:
+        assert os.readlink("", dir_fd=fd) == "first/target"
+    finally:
+        os.close(fd)
+    link.unlink()
+    link.symlink_to("another/target")
+    with pytest.raises(RestoreError, match="symlink to another/target, was to first/target"):
+        regfile.open_reg(reg)
+
+
+def test_fdinfo_lock_lines_give_leases_and_refuse_broken_ones():
+    from crpy.resources import locks
+
+    text = ("pos:\t0\nflags:\t02\nlock:\t1: LEASE  ACTIVE    WRITE 17835 fe:00:2150085 0 EOF\n"
+            "lock:\t2: LEASE  ACTIVE    READ 17835 fe:00:2150085 0 EOF\n"
+            "lock:\t3: LEASE  BREAKING  READ 17835 fe:00:2150085 0 EOF\n"
+            "lock:\t4: FLOCK  ADVISORY  WRITE 17835 fe:00:2150085 0 EOF\n"
+            "lock:\t5: POSIX  ADVISORY  READ 17835 fe:00:2150085 10 19\n")
+    assert locks.parse_fdinfo_locks(text) == [(locks.FL_LEASE, 1, 0, 0), (locks.FL_LEASE, 0, 0, 0), (0, 0, 0, 0),
+                                              (locks.FL_FLOCK, 1, 0, 0), (locks.FL_POSIX, 0, 10, 10)]

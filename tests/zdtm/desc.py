@@ -17,9 +17,14 @@ import os
 
 DESC = {
     "locks": {"dump": ["--file-locks"]},
+    "lease": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},
     "pkeys": {"needs": ["pku", "ospke"]},
+    "unlinked": {"dump": ["--ghost-limit", "16M"]},          # criu's default limit is 1 MiB
+    "unlinked_sparse": {"dump": ["--ghost-limit", "2G"]},
+    "ghost_limit": {"dump_fails": True},
+    "nsfs_foreign": {"dump_fails": True},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.
