@@ -11,7 +11,7 @@ from crpy.images.vma_status import (
     VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED)
 from crpy.kernel import proc
 
-MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
+MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE, MAP_ANONYMOUS = 0x01, 0x02, 0x08, 0x20
 MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, MAP_HUGETLB = 0x100, 0x2000, 0x4000, 0x40000
 O_RDONLY, O_RDWR = 0, 2
 
@@ -115,6 +115,8 @@ def plan_vma(pid, vma, files, stat_of):
     elif special == "[stack]":
         status |= VMA_AREA_STACK
     base["pgoff"] = 0
+    if "dp" in vma.vmflags:          # MAP_DROPPABLE (Linux 6.11+) is a mapping type, like MAP_PRIVATE
+        anon = MAP_DROPPABLE | MAP_ANONYMOUS
     return VmaPlan(flags=anon | extra, status=status, pages=PAGES_PRIVATE, **base)
 
 

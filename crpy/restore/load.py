@@ -273,6 +273,7 @@ def _area(path, i, v, files):
         raise RestoreError(f"vma {i} at {v.start:#x} (status {s:#x}) is a kind crpy cannot restore yet")
     elif s & VMA_ANON_PRIVATE:
         area.kind = "anon"
+        _check_droppable(path, i, v)
     elif s & VMA_ANON_SHARED:
         area.kind = "anon_shared"
     elif s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED):
@@ -284,6 +285,18 @@ def _area(path, i, v, files):
     else:
         raise ImageError(path, f"vma {i} at {v.start:#x} has an unknown status {s:#x}")
     return area
+
+
+MAP_TYPE, MAP_DROPPABLE = 0x0F, 0x08
+
+
+def _check_droppable(path, i, v):
+    """A MAP_DROPPABLE VMA needs a kernel that has it (6.11+): refused before anything is forked."""
+    from crpy.restore.premap import droppable_supported
+
+    if v.flags & MAP_TYPE == MAP_DROPPABLE and not droppable_supported():
+        raise RestoreError(f"{path}: vma {i} at {v.start:#x} is MAP_DROPPABLE, which this kernel lacks",
+                           "restore on Linux 6.11 or later")
 
 
 def _mapped_ghost(mm_path, file_id, reg):

@@ -10,15 +10,17 @@ VMA flags, file and offset travel with the mapping.  This is the hot path of a r
 import ctypes
 import os
 
-from crpy.errors import CrpyError, RestoreError
+from crpy.errors import RestoreError
 from crpy.kernel.syscalls import NR, sys_call
 from crpy.log import log
 
 PROT_READ, PROT_WRITE = 1, 2
-MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x08, 0x10, 0x20
+MAP_TYPE = 0x0f
 MAP_NORESERVE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_FIXED_NOREPLACE = 0x4000, 0x0100, 0x40000, 0x100000
 _ANON_FLAGS = MAP_GROWSDOWN | MAP_NORESERVE | MAP_HUGETLB    # vma_entry.flags kept as mmap flags
 CHUNK = 64 << 20
+PAGE = 4096
 IOV_MAX = 1024
 # madvise advice numbers carried in vma_entry.madv as 1 << advice; the ones that set VMA flags.
 _BEFORE_FILL = (14, 15)            # MADV_HUGEPAGE, MADV_NOHUGEPAGE: decide how pages are backed
@@ -84,7 +86,7 @@ def _map(area, addr):
     fd = -1
     try:
         if area.kind == "anon":
-            flags = MAP_PRIVATE | MAP_ANONYMOUS | (area.flags & _ANON_FLAGS)
+            flags = _anon_type(area) | MAP_ANONYMOUS | (area.flags & _ANON_FLAGS)
         elif area.kind == "anon_shared":
             flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & (MAP_NORESERVE | MAP_HUGETLB))
         else:
@@ -102,6 +104,22 @@ def _map(area, addr):
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _anon_type(area):
+    """MAP_PRIVATE, or MAP_DROPPABLE (Linux 6.11+: the load step checked that this kernel has it)."""
+    return MAP_DROPPABLE if area.flags & MAP_TYPE == MAP_DROPPABLE else MAP_PRIVATE
+
+
+def droppable_supported():
+    """Does this kernel know MAP_DROPPABLE?  (mmap says EINVAL when not.)"""
+    import mmap
+
+    try:
+        mmap.mmap(-1, PAGE, flags=MAP_DROPPABLE | MAP_ANONYMOUS).close()
+        return True
+    except OSError:
+        return False
 
 
 MADV_DONTNEED = 4
@@ -168,16 +186,14 @@ def _open(path, mode):
 
 
 def _madvise(area, addr, advices):
-    """Advice only tunes the VMA (THP, fork, core dump, KSM): one the kernel refuses here (no KSM,
-    say) is logged, not fatal."""
+    """The VMA's advice (THP, fork, core dump, KSM): smaps VmFlags must come back as they were, so
+    one this kernel refuses (no KSM, say) fails the restore rather than leave a different VMA."""
     if not area.madv:
         return
     for adv in advices:
         if area.madv & (1 << adv):
-            try:
-                sys_call(NR.madvise, addr, area.length, adv, what=f"madvise({adv}) the VMA at {area.start:#x}")
-            except CrpyError as e:
-                log.warning("%s", e.one_line())
+            _syscall(NR.madvise, addr, area.length, adv,
+                     what=lambda: f"madvise({adv}) the VMA at {area.start:#x} as it was at dump time")
 
 
 _pages_fds = {}
