@@ -73,6 +73,16 @@ def _map_flags(vma):
     return flags
 
 
+def _file_mode(vma):
+    """The open mode the mapped file must have: a shared mapping of a file opened O_RDWR may
+    become writable (VM_MAYWRITE, "mw" in smaps) even when mapped PROT_READ; one from an O_RDONLY
+    fd may not.  (A private mapping may always: O_RDONLY.)"""
+    if not vma.shared:
+        return O_RDONLY
+    may_write = "mw" in vma.vmflags if vma.vmflags else vma.prot & proc.PROT_WRITE
+    return O_RDWR if may_write else O_RDONLY
+
+
 def plan_vma(pid, vma, files, stat_of):
     """One VmaPlan for one /proc VMA; `files` is the FileTable, stat_of(vma) the mapped file's stat."""
     from crpy.dump.facts import anon_shared, memfd
@@ -101,7 +111,7 @@ def plan_vma(pid, vma, files, stat_of):
     if vma.is_file:
         unlinked = f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}" if vma.deleted else None
         base["shmid"] = files.add_path(vma.path, stat_of(vma), unlinked_source=unlinked)  # ghost if unlinked
-        base["fdflags"] = O_RDWR if vma.shared and vma.prot & proc.PROT_WRITE else O_RDONLY
+        base["fdflags"] = _file_mode(vma)
         if vma.shared:
             return VmaPlan(flags=MAP_SHARED | extra, status=VMA_AREA_REGULAR | VMA_FILE_SHARED,
                            pages=PAGES_NONE, **base)

@@ -49,6 +49,7 @@ class Area:
     inherit: int = 0     # anon_shared object shared in the tree: its address in the inherited mapping
     cow_runs: list = field(default_factory=list)   # [(offset in area, length)]: pages the parent holds
     cow_src: int = 0     # where the parent's premapped copy of this area sits (set in the child)
+    fdflags: int = None  # file kinds: open flags of the mapped file (vma_entry.fdflags), if recorded
 
     @property
     def length(self):
@@ -278,6 +279,7 @@ def _area(path, i, v, files):
         area.kind = "anon_shared"
     elif s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED):
         area.kind = "file_private" if s & VMA_FILE_PRIVATE else "file_shared"
+        area.fdflags = v.fdflags if v.HasField("fdflags") else None
         if v.shmid not in files:
             raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, absent from files.img")
         area.path = (_mapped_ghost(path, v.shmid, files[v.shmid])

@@ -91,8 +91,7 @@ def _map(area, addr):
             flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & (MAP_NORESERVE | MAP_HUGETLB))
         else:
             shared = area.kind == "file_shared"
-            mode = os.O_RDWR if shared and area.prot & PROT_WRITE else os.O_RDONLY
-            fd = _open(area.path, mode)
+            fd = _open(area.path, _file_mode(area, shared))
             flags = MAP_SHARED if shared else MAP_PRIVATE
         got = _syscall(NR.mmap, addr, area.length, _fill_prot(area), flags | MAP_FIXED, fd,
                        area.pgoff if fd >= 0 else 0, what=lambda: f"premap the VMA at {area.start:#x}")
@@ -120,6 +119,14 @@ def droppable_supported():
         return True
     except OSError:
         return False
+
+
+def _file_mode(area, shared):
+    """The mapped file's open mode at dump time (vma_entry.fdflags): it decides whether a shared
+    mapping may later be made writable.  Images without it: writable if mapped writable."""
+    if area.fdflags is not None:
+        return area.fdflags & os.O_ACCMODE
+    return os.O_RDWR if shared and area.prot & PROT_WRITE else os.O_RDONLY
 
 
 MADV_DONTNEED = 4
