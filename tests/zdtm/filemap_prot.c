@@ -32,18 +32,7 @@ static const struct {
 };
 
 static char *addr[NMAPS], *path;
-static char flags_before[NMAPS][256], smaps[1 << 20];
-
-static void vmflags_of(const void *a, char *out, size_t size)
-{
-	char want[32], *l, *f;
-	snprintf(want, sizeof(want), "%lx-", (unsigned long)a);
-	out[0] = 0;
-	if (read_whole("/proc/self/smaps", smaps, sizeof(smaps)) < 0 || !(l = strstr(smaps, want)) ||
-	    !(f = strstr(l, "VmFlags:")))
-		return;
-	snprintf(out, size, "%.*s", (int)strcspn(f + 9, "\n"), f + 9);
-}
+static char flags_before[NMAPS][256];
 
 static char *map_file(int i, void *at)
 {
@@ -80,7 +69,7 @@ int main(int argc, char **argv)
 		test_abort("mmap failed");
 	for (int i = 0; i < NMAPS; i++) {
 		addr[i] = map_file(i, area + i * (LEN + PAGE_SIZE));
-		vmflags_of(addr[i], flags_before[i], sizeof(flags_before[i]));
+		smaps_field(addr[i], "VmFlags", flags_before[i], sizeof(flags_before[i]));
 		if (!flags_before[i][0])
 			test_abort("no VmFlags for the %s mapping", maps[i].name);
 		test_msg("%s: VmFlags %s", maps[i].name, flags_before[i]);
@@ -95,7 +84,7 @@ int main(int argc, char **argv)
 		close(ro);
 	}
 	for (int i = 0; i < NMAPS; i++) {
-		vmflags_of(addr[i], now, sizeof(now));
+		smaps_field(addr[i], "VmFlags", now, sizeof(now));
 		if (strcmp(now, flags_before[i]))
 			fail("%s: VmFlags \"%s\", was \"%s\"", maps[i].name, now, flags_before[i]);
 		if (memcmp(addr[i], buf + i * LEN, LEN))

@@ -33,18 +33,7 @@ static const struct {
 
 static char *maps[NMAPS];
 static int missing[NMAPS];      /* the kernel lacks this one: not checked */
-static char flags_before[NMAPS][256], smaps[1 << 20];
-
-static void vmflags_of(const void *addr, char *out, size_t size)
-{
-	char want[32], *l, *f;
-	snprintf(want, sizeof(want), "%lx-", (unsigned long)addr);
-	out[0] = 0;
-	if (read_whole("/proc/self/smaps", smaps, sizeof(smaps)) < 0 || !(l = strstr(smaps, want)) ||
-	    !(f = strstr(l, "VmFlags:")))
-		return;
-	snprintf(out, size, "%.*s", (int)strcspn(f + 9, "\n"), f + 9);
-}
+static char flags_before[NMAPS][256];
 
 int main(int argc, char **argv)
 {
@@ -74,7 +63,7 @@ int main(int argc, char **argv)
 		if (r)
 			test_abort("%s failed", advices[i].name);
 		maps[i] = m;
-		vmflags_of(m, flags_before[i], sizeof(flags_before[i]));
+		smaps_field(m, "VmFlags", flags_before[i], sizeof(flags_before[i]));
 		if (!flags_before[i][0])
 			test_abort("no VmFlags for the %s mapping", advices[i].name);
 		test_msg("%s: VmFlags %s", advices[i].name, flags_before[i]);
@@ -87,7 +76,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NMAPS; i++) {
 		if (missing[i])
 			continue;
-		vmflags_of(maps[i], now, sizeof(now));
+		smaps_field(maps[i], "VmFlags", now, sizeof(now));
 		if (strcmp(now, flags_before[i]))
 			fail("%s mapping: VmFlags \"%s\", was \"%s\"", advices[i].name, now, flags_before[i]);
 		if (check_pattern(maps[i], LEN, 0x7f + (uint64_t)i) >= 0)

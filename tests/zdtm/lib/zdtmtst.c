@@ -395,3 +395,25 @@ int probe_write(volatile void *addr)
 {
 	return probe(addr, 1);
 }
+
+void smaps_field(const void *addr, const char *name, char *out, size_t size)
+{
+	static char smaps[1 << 20];
+	char want[64], *block, *end, *f;
+
+	out[0] = 0;
+	snprintf(want, sizeof(want), "\n%lx-", (unsigned long)addr);
+	smaps[0] = '\n';
+	if (read_whole("/proc/self/smaps", smaps + 1, sizeof(smaps) - 1) < 0 || !(block = strstr(smaps, want)))
+		return;
+	/* VmFlags is the last line of a block */
+	end = strstr(block, "\nVmFlags:");
+	end = end ? end + 1 + strcspn(end + 1, "\n") : block + strlen(block);
+	snprintf(want, sizeof(want), "\n%s:", name);
+	f = strstr(block, want);
+	if (!f || f >= end)
+		return;
+	f += strlen(want);
+	f += strspn(f, " ");
+	snprintf(out, size, "%.*s", (int)strcspn(f, "\n"), f);
+}

@@ -63,6 +63,10 @@ void fill_pattern(void *p, size_t len, uint64_t seed);
 /* Offset of the first byte that differs from the pattern, or -1 when all match. */
 long check_pattern(const void *p, size_t len, uint64_t seed);
 
+/* The value of field NAME ("VmFlags", "KernelPageSize", ...) in the /proc/self/smaps block of the
+ * VMA that starts at addr, to the end of its line ("" when there is no such VMA or field). */
+void smaps_field(const void *addr, const char *name, char *out, size_t size);
+
 /* Try to touch one byte: returns 0 if it worked, SIGSEGV/SIGBUS if it faulted. */
 int probe_read(const volatile void *addr);
 int probe_write(volatile void *addr);
