@@ -174,16 +174,6 @@ def _data_extents(fd, start, end):
     return out
 
 
-def _merge(ranges):
-    out = []
-    for s, e in sorted(ranges):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
 def data_pages(fd, lo, hi):
     """Page-aligned ranges of [lo, hi) of a tmpfs/shmem file that hold data."""
     return [(s & ~(PAGE - 1), (e + PAGE - 1) & ~(PAGE - 1)) for s, e in _data_extents(fd, lo, hi)]
@@ -200,8 +190,9 @@ def dump_shmem(images_dir, pid, plan, pages_ids, done):
         vma = ranges[0][2]
         src = os.open(f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            written += write_shmem_object(images_dir, src, shmid, _merge((s, e) for s, e, _ in ranges),
-                                          next(pages_ids))
+            # the whole object: other tasks, or this one after an mremap back, may see any of it
+            size = max([os.fstat(src).st_size] + [e for _, e, _ in ranges])
+            written += write_shmem_object(images_dir, src, shmid, [(0, size)], next(pages_ids))
         finally:
             os.close(src)
     return written

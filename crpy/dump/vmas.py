@@ -36,6 +36,7 @@ class VmaPlan:
     pages: str               # PAGES_NONE / PAGES_PRIVATE / PAGES_SHMEM
     name: str
     pkey: int = 0            # memory protection key (vma_entry.pkey, a crpy extension)
+    shmem_size: int = 0      # anon shared: size of the whole object (vma_entry.shmem_size, crpy)
 
     @property
     def task_can_read(self):
@@ -54,6 +55,8 @@ class VmaPlan:
             e.fdflags = self.fdflags
         if self.pkey:
             e.pkey = self.pkey               # crpy extension (field 1000)
+        if self.shmem_size:
+            e.shmem_size = self.shmem_size   # crpy extension (field 1001)
         return e
 
 
@@ -106,6 +109,8 @@ def plan_vma(pid, vma, files, stat_of):
             from crpy.resources import memfd as memfd_files
 
             memfd_files.note_mapping(pid, vma, files)
+        else:        # the object may be larger than what the task still maps of it
+            base["shmem_size"] = proc.stat_link(pid, f"map_files/{vma.start:x}-{vma.end:x}").st_size
         return VmaPlan(flags=MAP_SHARED | MAP_ANONYMOUS | extra, status=VMA_AREA_REGULAR | VMA_ANON_SHARED,
                        pages=PAGES_SHMEM, **base)
     if vma.is_file:

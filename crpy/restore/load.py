@@ -50,6 +50,13 @@ class Area:
     cow_runs: list = field(default_factory=list)   # [(offset in area, length)]: pages the parent holds
     cow_src: int = 0     # where the parent's premapped copy of this area sits (set in the child)
     fdflags: int = None  # file kinds: open flags of the mapped file (vma_entry.fdflags), if recorded
+    shmem_size: int = 0  # anon_shared: size of the whole object (0: what the mappings cover)
+    object_runs: list = field(default_factory=list)  # anon_shared: [(object offset, length, path, offset)]
+
+    @property
+    def whole_object(self):
+        """anon_shared: this mapping is all of its object, from offset 0 (premap can make it)."""
+        return self.pgoff == 0 and self.shmem_size <= self.length
 
     @property
     def length(self):
@@ -263,6 +270,8 @@ def _area(path, i, v, files):
     area = Area(v.start, v.end, v.pgoff, v.prot, v.flags, v.status, v.madv, "", shmid=v.shmid)
     if "pkey" in v.DESCRIPTOR.fields_by_name:
         area.pkey = v.pkey
+    if v.HasField("shmem_size"):
+        area.shmem_size = v.shmem_size
     s = v.status
     if s & VMA_AREA_GUARD and not s & VMA_AREA_REGULAR:
         area.kind = "guard"
@@ -412,16 +421,21 @@ def _check_pages_size(ppath, mpath, need):
 
 
 def _add_shmem(area, framing, spath):
+    """The object's pages, at their offsets in the object (area.object_runs), and those this
+    mapping shows (area.runs): a mapping may show only a part of its object (pgoff, shrunk)."""
     entries = framing.read_image(spath, "pagemap_shmem")
     ppath = framing.image_path(os.path.dirname(spath), "pages", entries[0].pages_id)
     offset = 0
+    size = max(area.shmem_size, area.pgoff + area.length)
     for n, e in enumerate(entries[1:]):
         length = framing.pagemap_nr_pages(e) * PAGE
-        rel = e.vaddr - area.pgoff
-        if rel < 0 or rel + length > area.length:
+        if e.vaddr % PAGE or e.vaddr + length > size and area.shmem_size:
             raise ImageError(spath, f"entry {n + 1} at object offset {e.vaddr:#x} lies outside the "
-                             f"mapping at {area.start:#x}")
-        area.runs.append((rel, length, ppath, offset))
+                             f"object of {size:#x} bytes mapped at {area.start:#x}")
+        area.object_runs.append((e.vaddr, length, ppath, offset))
+        lo, hi = max(e.vaddr, area.pgoff), min(e.vaddr + length, area.pgoff + area.length)
+        if lo < hi:
+            area.runs.append((lo - area.pgoff, hi - lo, ppath, offset + lo - e.vaddr))
         offset += length
     _check_pages_size(ppath, spath, offset)
     return offset
