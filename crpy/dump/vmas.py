@@ -9,10 +9,10 @@ from crpy.errors import UnsupportedResource
 from crpy.images.vma_status import (
     VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_GUARD, VMA_AREA_HEAP, VMA_AREA_REGULAR, VMA_AREA_STACK,
     VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED)
-from crpy.kernel import proc
+from crpy.kernel import hugetlb, proc
 
 MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE, MAP_ANONYMOUS = 0x01, 0x02, 0x08, 0x20
-MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, MAP_HUGETLB = 0x100, 0x2000, 0x4000, 0x40000
+MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, MAP_HUGETLB = 0x100, 0x2000, 0x4000, hugetlb.MAP_HUGETLB
 O_RDONLY, O_RDWR = 0, 2
 
 # smaps VmFlags -> MAP_* flag, and -> MADV_* number whose bit goes into vma_entry.madv (as CRIU)
@@ -69,10 +69,13 @@ def _madv(vma):
 
 
 def _map_flags(vma):
-    """MAP_* flags the VmFlags imply (growsdown, locked, noreserve, hugetlb)."""
+    """MAP_* flags the VmFlags imply (growsdown, locked, noreserve, hugetlb with its page size,
+    as CRIU writes them)."""
     flags = 0
     for flag in vma.vmflags:
         flags |= _MAP_OF_VMFLAG.get(flag, 0)
+    if flags & MAP_HUGETLB:
+        flags |= hugetlb.size_flag(vma.page_size)
     return flags
 
 
@@ -103,7 +106,10 @@ def plan_vma(pid, vma, files, stat_of):
         return VmaPlan(flags=anon, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_VVAR,
                        pages=PAGES_NONE, **base)
     extra = _map_flags(vma)
-    if anon_shared(vma):
+    if hugetlb.is_anon(vma) and not vma.shared:     # /anon_hugepage (deleted): anonymous memory
+        return VmaPlan(flags=anon | extra, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
+                       pages=PAGES_PRIVATE, **base)
+    if anon_shared(vma) or hugetlb.is_anon(vma):
         base["shmid"] = vma.inode
         if memfd(vma):
             from crpy.resources import memfd as memfd_files

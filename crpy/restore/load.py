@@ -47,11 +47,19 @@ class Area:
     runs: list = field(default_factory=list)   # [(offset in area, length, pages path, file offset)]
     pkey: int = 0        # memory protection key (crpy extension field of vma_entry, when present)
     inherit: int = 0     # anon_shared object shared in the tree: its address in the inherited mapping
+    inherit_span: tuple = None   # (start, end) of that inherited mapping (crpy.restore.tree_shmem)
     cow_runs: list = field(default_factory=list)   # [(offset in area, length)]: pages the parent holds
     cow_src: int = 0     # where the parent's premapped copy of this area sits (set in the child)
     fdflags: int = None  # file kinds: open flags of the mapped file (vma_entry.fdflags), if recorded
     shmem_size: int = 0  # anon_shared: size of the whole object (0: what the mappings cover)
     object_runs: list = field(default_factory=list)  # anon_shared: [(object offset, length, path, offset)]
+
+    @property
+    def page_align(self):
+        """The huge page size of a hugetlb VMA (its slot must keep that alignment), else 0."""
+        from crpy.kernel import hugetlb
+
+        return hugetlb.page_size(self.flags)
 
     @property
     def whole_object(self):

@@ -11,14 +11,17 @@ import ctypes
 import os
 
 from crpy.errors import RestoreError
+from crpy.kernel import hugetlb
 from crpy.kernel.syscalls import NR, sys_call
 from crpy.log import log
 
 PROT_READ, PROT_WRITE = 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x08, 0x10, 0x20
 MAP_TYPE = 0x0f
-MAP_NORESERVE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_FIXED_NOREPLACE = 0x4000, 0x0100, 0x40000, 0x100000
-_ANON_FLAGS = MAP_GROWSDOWN | MAP_NORESERVE | MAP_HUGETLB    # vma_entry.flags kept as mmap flags
+MAP_NORESERVE, MAP_GROWSDOWN, MAP_FIXED_NOREPLACE = 0x4000, 0x0100, 0x100000
+# vma_entry.flags kept as mmap flags (hugetlb: with its page size)
+_HUGE_FLAGS = hugetlb.MAP_HUGETLB | hugetlb.MAP_HUGE_MASK
+_ANON_FLAGS = MAP_GROWSDOWN | MAP_NORESERVE | _HUGE_FLAGS
 CHUNK = 64 << 20
 PAGE = 4096
 IOV_MAX = 1024
@@ -74,8 +77,11 @@ MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
 def _map(area, addr):
     if area.inherit:                 # one object for the tree (tree_shmem): map the same pages
-        got = _syscall(NR.mremap, area.inherit, 0, area.length, MREMAP_MAYMOVE | MREMAP_FIXED, addr,
-                       what=lambda: f"map the shared object of the VMA at {area.start:#x}")
+        if area.flags & hugetlb.MAP_HUGETLB:
+            got = _map_inherited_file(area, addr)
+        else:
+            got = _syscall(NR.mremap, area.inherit, 0, area.length, MREMAP_MAYMOVE | MREMAP_FIXED, addr,
+                           what=lambda: f"map the shared object of the VMA at {area.start:#x}")
         if got != addr:
             raise RestoreError(f"premap of the VMA at {area.start:#x} landed at {got:#x}")
         _madvise(area, addr, _BEFORE_FILL)
@@ -88,7 +94,7 @@ def _map(area, addr):
         if area.kind == "anon":
             flags = _anon_type(area) | MAP_ANONYMOUS | (area.flags & _ANON_FLAGS)
         elif area.kind == "anon_shared":
-            flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & (MAP_NORESERVE | MAP_HUGETLB))
+            flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & (MAP_NORESERVE | _HUGE_FLAGS))
         else:
             shared = area.kind == "file_shared"
             fd = _open(area.path, _file_mode(area, shared))
@@ -103,6 +109,20 @@ def _map(area, addr):
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _map_inherited_file(area, addr):
+    """mremap cannot map hugetlb pages a second time (old_size 0): map the inherited object's
+    hugetlbfs file (through /proc/self/map_files) at the VMA's offset instead: the same object,
+    and the same /anon_hugepage VMA as MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB makes."""
+    start, end = area.inherit_span
+    fd = _open(f"/proc/self/map_files/{start:x}-{end:x}", os.O_RDWR)
+    try:
+        return _syscall(NR.mmap, addr, area.length, _fill_prot(area),
+                        MAP_SHARED | MAP_FIXED | (area.flags & MAP_NORESERVE), fd, area.pgoff,
+                        what=lambda: f"map the shared hugetlb object of the VMA at {area.start:#x}")
+    finally:
+        os.close(fd)
 
 
 def _anon_type(area):

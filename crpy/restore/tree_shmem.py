@@ -16,7 +16,7 @@ import os
 from crpy.log import log
 from crpy.resources.shared import highest_wanted_fd
 
-_keep = []                 # the mmap objects: unmapped in crpy only when it exits
+_keep = []                 # (address, size) of the objects: unmapped in crpy only when it exits
 
 
 def share_objects(nodes):
@@ -47,19 +47,32 @@ def _share(shmid, areas):
     import ctypes
 
     size = max([a.pgoff + a.length for a in areas] + [a.shmem_size for a in areas])
-    obj = mmap.mmap(-1, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    _keep.append(obj)
-    base = ctypes.addressof(ctypes.c_char.from_buffer(obj))
-    view = memoryview(obj)
+    base = _map_object(size, areas[0].flags)
+    view = memoryview((ctypes.c_char * size).from_address(base)).cast("B")
     nbytes = 0
     for start, length, path, offset in areas[0].object_runs:   # every mapping lists the same pages
         nbytes += _read_into(view[start:start + length], path, offset)
     for area in areas:
         area.runs = []
         area.inherit = base + area.pgoff
+        area.inherit_span = (base, base + size)
     log.debug("shared anon object %d: %d bytes at %#x, %d bytes of pages, %d mappings",
               shmid, size, base, nbytes, len(areas))
     return nbytes
+
+
+def _map_object(size, flags):
+    """A new shared anonymous object of `size` bytes mapped in crpy (and so in every task forked
+    after): hugetlb memory of the image's page size when the VMA was (MAP_HUGETLB in its flags)."""
+    from crpy.kernel import hugetlb
+    from crpy.kernel.syscalls import NR, sys_call
+
+    huge = flags & (hugetlb.MAP_HUGETLB | hugetlb.MAP_HUGE_MASK)
+    base = sys_call(NR.mmap, 0, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                    mmap.MAP_SHARED | mmap.MAP_ANONYMOUS | huge, -1, 0,
+                    what=f"map a shared object of {size} bytes" + (" (hugetlb)" if huge else ""))
+    _keep.append((base, size))
+    return base
 
 
 def _memfd_inodes(nodes):

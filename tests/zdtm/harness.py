@@ -32,6 +32,13 @@ RUN_AFTER_RESTORE = 0.2   # seconds the restored task runs before the next step
 SETTLE = 0.1              # seconds a started test gets to reach its waiting point
 
 
+SKIP_EXIT = 77             # a test's exit code when it skips itself (zdtmtst.h ZDTM_SKIP_EXIT)
+
+
+class TestSkipped(HarnessError):
+    """The test said at setup that it cannot run here (test_skip()); the message is its reason."""
+
+
 @dataclass
 class Result:
     name: str
@@ -40,6 +47,7 @@ class Result:
     reason: str = ""
     details: list = field(default_factory=list)
     seconds: float = 0.0
+    skipped: bool = False     # the test found at setup that this machine lacks what it needs
 
 
 def crpy_command(*args):
@@ -101,6 +109,8 @@ class ZdtmTest:
                                   timeout=START_TIMEOUT)
         except subprocess.TimeoutExpired as e:
             raise HarnessError(f"{self.name} did not become ready in {START_TIMEOUT} s") from e
+        if proc.returncode == SKIP_EXIT:
+            raise TestSkipped(self.verdict_line().removeprefix("SKIP: "))
         if proc.returncode != 0:
             raise HarnessError(f"{self.name} failed to start (exit {proc.returncode}): "
                                f"{proc.stderr.strip()} {self.verdict_line()}")
@@ -286,6 +296,8 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
         try:
             _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running)
             result.passed, result.reason = test.stop()
+        except TestSkipped as e:
+            result.skipped, result.reason = True, str(e)
         except HarnessError as e:
             result.reason = str(e)
         finally:
@@ -293,7 +305,7 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
             left = kill_leftovers()
         if left and result.passed:
             result.passed, result.reason = False, f"processes left behind (killed now): {left}"
-        if not result.passed:
+        if not result.passed and not result.skipped:
             result.details = _failure_details(test, images)
     finally:
         if keep_images:

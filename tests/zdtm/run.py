@@ -12,7 +12,10 @@ the harness then kills it and restores the images.
 ZDTM_CRPY="cmd ..." in the environment replaces `python3 -m crpy` as the C/R tool.
 Tests listed in tests/zdtm/known_gaps.py run too; their failure is reported as KNOWN-GAP with the
 reason and does not fail the run, but their passing (FIXED) does, so the list stays honest.
-Prints one line per run and a summary `N passed, M failed`; exits 0 only if every run passed.
+A test that finds at setup that this machine cannot give it what it needs (test_skip(), e.g. no
+huge pages) is reported once as SKIP with its reason and counted as skipped.
+Prints one line per run and a summary `N passed, M failed[, K skipped]`; exits 0 only if every run
+passed.
 """
 
 import argparse
@@ -103,12 +106,16 @@ def main(argv=None):
     procs.set_subreaper()
     # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the running test is killed and cleaned up.
     signal.signal(signal.SIGTERM, _interrupted)
-    passed = failed = gaps = 0
+    passed = failed = gaps = skipped = 0
     try:
         for name in names:
             for n in iters:
                 result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
                                          break_state=args.break_state, leave_running=args.leave_running)
+                if result.skipped:     # the machine lacks what it needs: once, with the reason
+                    print(f"{'SKIP':9} {name}: {result.reason}", flush=True)
+                    skipped += 1
+                    break
                 ok, gap = _report(result, args)
                 gaps += gap
                 passed += ok and not gap
@@ -116,7 +123,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"interrupted after {passed} passed, {failed} failed", flush=True)
         return 130
-    print(f"{passed} passed, {failed} failed" + (f", {gaps} known gaps (tests/zdtm/known_gaps.py)" if gaps else ""))
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
+          + (f", {gaps} known gaps (tests/zdtm/known_gaps.py)" if gaps else ""))
     return 0 if failed == 0 else 1
 
 

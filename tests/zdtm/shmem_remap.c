@@ -27,21 +27,6 @@
 #define SEED_D 0xd000ULL
 #define NLINES 5
 
-static char maps[262144];
-
-/* The maps line at addr without its inode (a restore gets new shmem inodes). */
-static void line_of(const void *addr, char *out, size_t size)
-{
-	char want[32], perms[8], off[32], path[128] = "", *l;
-	unsigned long s, e;
-	snprintf(want, sizeof(want), "\n%lx-", (unsigned long)addr);
-	out[0] = 0;
-	maps[0] = '\n';
-	if (read_whole("/proc/self/maps", maps + 1, sizeof(maps) - 1) < 0 || !(l = strstr(maps, want)))
-		return;
-	if (sscanf(l + 1, "%lx-%lx %7s %31s %*s %*s %127[^\n]", &s, &e, perms, off, path) >= 4)
-		snprintf(out, size, "%lx-%lx %s %s %s", s, e, perms, off, path);
-}
 
 static void fill_pages(char *p, int first, int n, uint64_t seed)
 {
@@ -73,7 +58,7 @@ static void *shared_anon(size_t len, uint64_t seed)
 static void lines(void *const *at, char (*out)[256], int n)
 {
 	for (int i = 0; i < n; i++)
-		line_of(at[i], out[i], sizeof(out[i]));
+		maps_line(at[i], out[i], sizeof(out[i]));
 }
 
 static int same_lines(const char *who, void *const *at, char (*before)[256], int n)
@@ -81,7 +66,7 @@ static int same_lines(const char *who, void *const *at, char (*before)[256], int
 	char now[256];
 	int bad = 0;
 	for (int i = 0; i < n; i++) {
-		line_of(at[i], now, sizeof(now));
+		maps_line(at[i], now, sizeof(now));
 		if (strcmp(now, before[i])) {
 			fail("%s: maps line \"%s\", was \"%s\"", who, now, before[i]);
 			bad = 1;

@@ -87,3 +87,17 @@ def test_harness_checks_trees_failing_dumps_and_options(fake_crpy, test, mode, m
     assert rc == 1, out
     assert message in out, out
     assert "0 passed, 1 failed" in out, out
+
+
+def test_a_test_that_cannot_run_here_is_a_skip_with_its_reason():
+    """hugetlb skips itself (test_skip) when the kernel has no huge pages to give: the harness
+    says SKIP with the test's reason, counts it as skipped and exits 0; never PASS."""
+    env = dict(harness.crpy_env(), ZDTM_NR_HUGEPAGES="/nonexistent/nr_hugepages")
+    proc = subprocess.run([sys.executable, "-m", "tests.zdtm.run", "hugetlb", "--iters", "1,3"],
+                          cwd=harness.REPO, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "SKIP      hugetlb: no hugetlb pages in this kernel" in out, out
+    assert "/nonexistent/nr_hugepages" in out, out
+    assert "0 passed, 0 failed, 1 skipped" in out, out
+    assert "PASS" not in out, out
