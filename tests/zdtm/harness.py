@@ -5,7 +5,8 @@ The harness makes itself a child subreaper, so that daemonized tests and tasks r
 `sys.executable -m crpy` from the repository root.  One iteration is:
 
     crpy dump -t PID -D DIR -v4 -o dump.log      -> PID must be gone (killed, reaped)
-    crpy restore -D DIR -d --pidfile F -v4 -o restore.log   -> the restored pid must be PID
+    crpy restore -D DIR -d --pidfile F -v4 -o restore.log   -> the restored pid must be PID,
+                                                               every VMA as before (maps, VmFlags)
 
 and at the end SIGTERM makes the test check itself and write PASS or FAIL as its last line.
 """
@@ -184,6 +185,18 @@ def check_tree_back(tree):
         raise HarnessError(f"{len(missing)} of the tree's {len(tree)} pids not back after the restore: {missing}")
 
 
+def check_vmas_back(before):
+    """Every VMA of every task of the tree as before the dump: range, protection, offset, path,
+    VmFlags (madvise state, mlock, hugetlb ...) and page size.  (A task restored stopped stands
+    in the restorer until SIGCONT: it is not compared.)"""
+    for pid, vmas in before.items():
+        if proc_state(pid) in ("T", "t"):
+            continue
+        diffs = procstate.vma_differences(vmas, procstate.vmas(pid))
+        if diffs:
+            raise HarnessError(f"pid {pid}: " + "; ".join(diffs))
+
+
 def dump_must_fail(pid, images_dir, extra=()):
     """A dump of a task holding something crpy cannot dump: it must fail with one line on stderr and
     leave the task exactly as it was."""
@@ -329,6 +342,7 @@ def _run_cycles(test, images, iters, keep_images, leave_running):
                 test.details.append(f"iteration {i + 1}: the dump failed as it must: "
                                     f"{dump_must_fail(test.pid, images[-1], opts.get('dump', []))}")
                 continue
+            vmas = {pid: procstate.vmas(pid) for pid in test.tree or [test.pid]}
             dump(test.pid, images[-1], leave_running=leave_running, extra=opts.get("dump", []))
             if test.tree and leave_running:   # the root was killed by dump(); the rest of the tree now
                 for pid in test.tree:
@@ -339,6 +353,7 @@ def _run_cycles(test, images, iters, keep_images, leave_running):
             restore(images[-1], test.pid, extra=opts.get("restore", []))
             if test.tree:
                 check_tree_back(test.tree)
+            check_vmas_back(vmas)
         except HarnessError as e:
             raise HarnessError(f"iteration {i + 1}: {step}: {e}") from e
         if not keep_images and i > 0:
