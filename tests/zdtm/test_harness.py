@@ -101,3 +101,27 @@ def test_a_test_that_cannot_run_here_is_a_skip_with_its_reason():
     assert "/nonexistent/nr_hugepages" in out, out
     assert "0 passed, 0 failed, 1 skipped" in out, out
     assert "PASS" not in out, out
+
+
+def test_vma_check_sees_a_changed_vmflag():
+    """The post-restore VMA check compares maps lines (no device, inode) with VmFlags and page size."""
+    import ctypes
+    import mmap as mm
+
+    from tests.zdtm import procstate
+
+    m = mm.mmap(-1, 4 * 4096, flags=mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    def mine():
+        for v in procstate.vmas(os.getpid()):
+            lo, hi = (int(x, 16) for x in v[0].split()[0].split("-"))
+            if lo <= addr < hi:
+                return v
+    before = procstate.vmas(os.getpid())
+    assert mine()[2] == "4 kB" and " rd " in f" {mine()[1]} "
+    assert ctypes.CDLL(None).madvise(ctypes.c_void_p(addr), 4 * 4096, 10) == 0    # MADV_DONTFORK
+    after = procstate.vmas(os.getpid())
+    assert "dc" in mine()[1].split()
+    diffs = procstate.vma_differences(before, after)
+    assert diffs and "dc" in diffs[0]
+    assert procstate.vma_differences(after, after) == []
