@@ -96,6 +96,7 @@ def memfd_file(path, dev):
 
 def check_vmas(pid, vmas):
     for v in vmas:
+        _check_hugetlb(pid, v)
         if anon_shared(v) or v.special or not v.path:
             continue
         if memfd(v) and not memfd_file(v.path, os.makedev(*v.dev)):
@@ -107,6 +108,23 @@ def check_vmas(pid, vmas):
             raise UnsupportedResource(pid, "SysV shared memory", target=f"at {v.start:#x}")
         if not v.path.startswith("/"):
             raise UnsupportedResource(pid, "mapping", target=f"{v.path} at {v.start:#x}")
+
+
+def _check_hugetlb(pid, v):
+    """crpy restores anonymous hugetlb memory (MAP_HUGETLB|MAP_ANONYMOUS) of any page size; a
+    private one only whole (an anonymous mapping cannot be made at an offset of its object)."""
+    from crpy.kernel import hugetlb
+
+    if not hugetlb.is_hugetlb(v):
+        return
+    if not hugetlb.is_anon(v):
+        raise UnsupportedResource(pid, "hugetlbfs file mapping", target=f"{v.path} at {v.start:#x}",
+                                  hint="crpy restores anonymous MAP_HUGETLB memory only")
+    if not v.page_size:
+        raise UnsupportedResource(pid, "hugetlb mapping of unknown page size", target=f"at {v.start:#x}")
+    if not v.shared and v.pgoff:
+        raise UnsupportedResource(pid, "private hugetlb mapping cut at its start", target=f"at {v.start:#x}",
+                                  hint=f"its object offset is {v.pgoff:#x}; a restore maps it from offset 0")
 
 
 def map_file_stat(pid, vma):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from crpy import faults
 from crpy.dump import vmas as V
+from crpy.kernel import hugetlb
 from crpy.log import log
 
 PAGE = 4096
@@ -174,16 +175,6 @@ def _data_extents(fd, start, end):
     return out
 
 
-def _merge(ranges):
-    out = []
-    for s, e in sorted(ranges):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
 def data_pages(fd, lo, hi):
     """Page-aligned ranges of [lo, hi) of a tmpfs/shmem file that hold data."""
     return [(s & ~(PAGE - 1), (e + PAGE - 1) & ~(PAGE - 1)) for s, e in _data_extents(fd, lo, hi)]
@@ -200,16 +191,19 @@ def dump_shmem(images_dir, pid, plan, pages_ids, done):
         vma = ranges[0][2]
         src = os.open(f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            written += write_shmem_object(images_dir, src, shmid, _merge((s, e) for s, e, _ in ranges),
-                                          next(pages_ids))
+            # the whole object: other tasks, or this one after an mremap back, may see any of it
+            size = max([os.fstat(src).st_size] + [e for _, e, _ in ranges])
+            written += write_shmem_object(images_dir, src, shmid, [(0, size)], next(pages_ids),
+                                          huge_page=hugetlb.page_size(vma.flags))
         finally:
             os.close(src)
     return written
 
 
-def write_shmem_object(images_dir, src, shmid, ranges, pages_id):
+def write_shmem_object(images_dir, src, shmid, ranges, pages_id, huge_page=0):
     """pagemap-shmem-SHMID.img + pages-PAGES_ID.img: the data of shmem file `src` within
-    `ranges` (holes stay out), as CRIU stores shared memory and memfds; bytes written."""
+    `ranges` (holes stay out), as CRIU stores shared memory and memfds; bytes written.
+    huge_page: src is hugetlbfs (no sendfile, no holes: huge pages of zeros stay out)."""
     from crpy.images import framing
     from crpy.images.pb import pagemap_pb2
 
@@ -218,13 +212,30 @@ def write_shmem_object(images_dir, src, shmid, ranges, pages_id):
     entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
     try:
         for lo, hi in ranges:
-            for s, e in data_pages(src, lo, hi):
-                written += _sendfile_all(out, src, s, e - s)
+            pieces = _huge_data(src, lo, hi, huge_page, out) if huge_page else data_pages(src, lo, hi)
+            for s, e in pieces:
+                if not huge_page:
+                    _sendfile_all(out, src, s, e - s)
+                written += e - s
                 entries.append(framing.new_pagemap_entry(s, (e - s) // PAGE, PE_PRESENT))
     finally:
         os.close(out)
     framing.write_image(framing.image_path(images_dir, "pagemap_shmem", shmid), "pagemap_shmem", entries)
     return written
+
+
+def _huge_data(src, lo, hi, step, out):
+    """Copy the huge pages of hugetlbfs file `src` within [lo, hi) that hold data to `out`
+    (hugetlbfs has no sendfile and reads an absent huge page as zeros): yields each (s, e) done."""
+    for s in range(lo, hi, step):
+        data = os.pread(src, min(step, hi - s), s)
+        if data.count(0) == len(data):
+            continue
+        data += bytes(min(step, hi - s) - len(data))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view):]
+        yield s, s + len(data)
 
 
 def _sendfile_all(out, src, offset, count):

@@ -17,8 +17,10 @@ _PFN_MASK, _PRESENT = (1 << 55) - 1, 1 << 63
 
 
 def inheritable(plan):
-    """A VMA whose pages a child may take from its parent (plain anonymous private memory)."""
-    return plan.pages == V.PAGES_PRIVATE and plan.status & V.VMA_ANON_PRIVATE and not plan.pkey
+    """A VMA whose pages a child may take from its parent (plain anonymous private memory, not
+    hugetlb: the child gets its own copy of those)."""
+    return (plan.pages == V.PAGES_PRIVATE and plan.status & V.VMA_ANON_PRIVATE and not plan.pkey
+            and not plan.flags & V.MAP_HUGETLB)
 
 
 def split_cow_runs(pid, ppid, plans, parent_plans, page_plan):

@@ -9,10 +9,10 @@ from crpy.errors import UnsupportedResource
 from crpy.images.vma_status import (
     VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_GUARD, VMA_AREA_HEAP, VMA_AREA_MEMFD, VMA_AREA_REGULAR,
     VMA_AREA_STACK, VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED)
-from crpy.kernel import proc
+from crpy.kernel import hugetlb, proc
 
-MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
-MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, MAP_HUGETLB = 0x100, 0x2000, 0x4000, 0x40000
+MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE, MAP_ANONYMOUS = 0x01, 0x02, 0x08, 0x20
+MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, MAP_HUGETLB = 0x100, 0x2000, 0x4000, hugetlb.MAP_HUGETLB
 O_RDONLY, O_RDWR = 0, 2
 
 # smaps VmFlags -> MAP_* flag, and -> MADV_* number whose bit goes into vma_entry.madv (as CRIU)
@@ -36,6 +36,7 @@ class VmaPlan:
     pages: str               # PAGES_NONE / PAGES_PRIVATE / PAGES_SHMEM
     name: str
     pkey: int = 0            # memory protection key (vma_entry.pkey, a crpy extension)
+    shmem_size: int = 0      # anon shared: size of the whole object (vma_entry.shmem_size, crpy)
 
     @property
     def task_can_read(self):
@@ -54,6 +55,8 @@ class VmaPlan:
             e.fdflags = self.fdflags
         if self.pkey:
             e.pkey = self.pkey               # crpy extension (field 1000)
+        if self.shmem_size:
+            e.shmem_size = self.shmem_size   # crpy extension (field 1001)
         return e
 
 
@@ -66,11 +69,24 @@ def _madv(vma):
 
 
 def _map_flags(vma):
-    """MAP_* flags the VmFlags imply (growsdown, locked, noreserve, hugetlb)."""
+    """MAP_* flags the VmFlags imply (growsdown, locked, noreserve, hugetlb with its page size,
+    as CRIU writes them)."""
     flags = 0
     for flag in vma.vmflags:
         flags |= _MAP_OF_VMFLAG.get(flag, 0)
+    if flags & MAP_HUGETLB:
+        flags |= hugetlb.size_flag(vma.page_size)
     return flags
+
+
+def _file_mode(vma):
+    """The open mode the mapped file must have: a shared mapping of a file opened O_RDWR may
+    become writable (VM_MAYWRITE, "mw" in smaps) even when mapped PROT_READ; one from an O_RDONLY
+    fd may not.  (A private mapping may always: O_RDONLY.)"""
+    if not vma.shared:
+        return O_RDONLY
+    may_write = "mw" in vma.vmflags if vma.vmflags else vma.prot & proc.PROT_WRITE
+    return O_RDWR if may_write else O_RDONLY
 
 
 def plan_vma(pid, vma, files, stat_of):
@@ -90,12 +106,17 @@ def plan_vma(pid, vma, files, stat_of):
         return VmaPlan(flags=anon, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_VVAR,
                        pages=PAGES_NONE, **base)
     extra = _map_flags(vma)
-    if anon_shared(vma):
+    if hugetlb.is_anon(vma) and not vma.shared:     # /anon_hugepage (deleted): anonymous memory
+        return VmaPlan(flags=anon | extra, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
+                       pages=PAGES_PRIVATE, **base)
+    if anon_shared(vma) or hugetlb.is_anon(vma):
         base["shmid"] = vma.inode
         if memfd(vma):
             from crpy.resources import memfd as memfd_files
 
             memfd_files.note_mapping(pid, vma, files)
+        else:        # the object may be larger than what the task still maps of it
+            base["shmem_size"] = proc.stat_link(pid, f"map_files/{vma.start:x}-{vma.end:x}").st_size
         return VmaPlan(flags=MAP_SHARED | MAP_ANONYMOUS | extra, status=VMA_AREA_REGULAR | VMA_ANON_SHARED,
                        pages=PAGES_SHMEM, **base)
     if memfd(vma):                 # private (a shared one is anon_shared): the memfd made again
@@ -107,7 +128,7 @@ def plan_vma(pid, vma, files, stat_of):
     if vma.is_file:
         unlinked = f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}" if vma.deleted else None
         base["shmid"] = files.add_path(vma.path, stat_of(vma), unlinked_source=unlinked)  # ghost if unlinked
-        base["fdflags"] = O_RDWR if vma.shared and vma.prot & proc.PROT_WRITE else O_RDONLY
+        base["fdflags"] = _file_mode(vma)
         if vma.shared:
             return VmaPlan(flags=MAP_SHARED | extra, status=VMA_AREA_REGULAR | VMA_FILE_SHARED,
                            pages=PAGES_NONE, **base)
@@ -121,6 +142,8 @@ def plan_vma(pid, vma, files, stat_of):
     elif special == "[stack]":
         status |= VMA_AREA_STACK
     base["pgoff"] = 0
+    if "dp" in vma.vmflags:          # MAP_DROPPABLE (Linux 6.11+) is a mapping type, like MAP_PRIVATE
+        anon = MAP_DROPPABLE | MAP_ANONYMOUS
     return VmaPlan(flags=anon | extra, status=status, pages=PAGES_PRIVATE, **base)
 
 

@@ -90,6 +90,7 @@ class Vma:
     deleted: bool = False
     vmflags: frozenset = field(default_factory=frozenset)   # smaps VmFlags ("gd", "dd", "hg", ...)
     pkey: int = 0                                            # smaps ProtectionKey
+    page_size: int = 0                                       # smaps KernelPageSize, bytes (0: not read)
 
     @property
     def size(self):
@@ -128,8 +129,8 @@ def _parse_maps_line(line):
 
 def maps(pid, vmflags=True):
     """Every VMA of the task, in address order.  With vmflags, read /proc/PID/smaps instead
-    of maps so each VMA also carries its VmFlags and protection key (costs a page-table walk
-    per VMA)."""
+    of maps so each VMA also carries its VmFlags, protection key and page size (costs a
+    page-table walk per VMA)."""
     if not vmflags:
         return [_parse_maps_line(ln) for ln in read_text(pid, "maps").splitlines() if ln]
     vmas = []
@@ -138,6 +139,8 @@ def maps(pid, vmflags=True):
             vmas[-1].vmflags = frozenset(ln[8:].split())
         elif ln.startswith("ProtectionKey:"):
             vmas[-1].pkey = int(ln[14:])
+        elif ln.startswith("KernelPageSize:"):
+            vmas[-1].page_size = int(ln[15:].split()[0]) * 1024
         elif ln and "-" in ln.split(None, 1)[0] and not ln[0].isupper():
             vmas.append(_parse_maps_line(ln))
     return vmas

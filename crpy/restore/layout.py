@@ -5,7 +5,8 @@ until the last instruction sits in one "restorer region" placed in a hole free i
 its argument block, scratch room for the vDSO and one slot per VMA, where the memory is premapped
 and filled before the blob mremaps it to its final address.  Slots keep the target's offset modulo
 2 MiB, so mremap can move whole page tables, and are separated by unmapped (PROT_NONE) pages so
-that neighbouring slots never merge.
+that neighbouring slots never merge.  A hugetlb slot keeps the target's offset modulo its huge
+page size (mremap moves hugetlb memory only in whole, aligned huge pages).
 """
 
 from dataclasses import dataclass
@@ -47,32 +48,35 @@ def plan_region(areas, blob_size, args_size, scratch_size, taken):
     scratch_off = off
     off += page_up(scratch_size) + PAGE
     rel_slots = []
+    align = max([HUGE] + [a.page_align for a in areas])
     for a in areas:
-        off = _align_like(off, a.start)
+        off = _align_like(off, a.start, max(HUGE, a.page_align))
         rel_slots.append((a, off))
         off += a.length + PAGE
     length = (off + HUGE - 1) & ~(HUGE - 1)
-    start = find_hole(length, taken)
+    start = find_hole(length, taken, align=align)
     return RegionPlan(start, length, start, start + args_off, start + scratch_off,
                       [Slot(a, start + o) for a, o in rel_slots])
 
 
-def _align_like(off, target):
-    """The smallest offset >= off congruent to target modulo 2 MiB (the region is 2 MiB aligned)."""
-    want = target % HUGE
-    return off + (want - off) % HUGE
+def _align_like(off, target, align=HUGE):
+    """The smallest offset >= off congruent to target modulo align (2 MiB, or a bigger huge page
+    size: the region is aligned to the largest)."""
+    want = target % align
+    return off + (want - off) % align
 
 
-def find_hole(length, taken, floor=REGION_FLOOR, ceiling=TASK_SIZE):
-    """Lowest 2 MiB aligned start >= floor with [start - MARGIN, start + length + MARGIN) free."""
+def find_hole(length, taken, floor=REGION_FLOOR, ceiling=TASK_SIZE, align=HUGE):
+    """Lowest `align` (2 MiB) aligned start >= floor with [start - MARGIN, start + length + MARGIN)
+    free."""
     spans = sorted((max(s - MARGIN, 0), e + MARGIN) for s, e in taken)
-    start = floor
+    start = (floor + align - 1) & ~(align - 1)
     for s, e in spans:
         if e <= start:
             continue
         if s >= start + length:
             break
-        start = (e + HUGE - 1) & ~(HUGE - 1)
+        start = (e + align - 1) & ~(align - 1)
     if start + length > ceiling:
         raise ValueError(f"no hole of {length:#x} bytes free in both address spaces")
     return start

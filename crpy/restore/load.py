@@ -47,9 +47,25 @@ class Area:
     runs: list = field(default_factory=list)   # [(offset in area, length, pages path, file offset)]
     pkey: int = 0        # memory protection key (crpy extension field of vma_entry, when present)
     inherit: int = 0     # anon_shared object shared in the tree: its address in the inherited mapping
+    inherit_span: tuple = None   # (start, end) of that inherited mapping (crpy.restore.tree_shmem)
     cow_runs: list = field(default_factory=list)   # [(offset in area, length)]: pages the parent holds
     cow_src: int = 0     # where the parent's premapped copy of this area sits (set in the child)
     memfd: int = None    # private mapping of a memfd: its inode_id (path: set once it is made)
+    fdflags: int = None  # file kinds: open flags of the mapped file (vma_entry.fdflags), if recorded
+    shmem_size: int = 0  # anon_shared: size of the whole object (0: what the mappings cover)
+    object_runs: list = field(default_factory=list)  # anon_shared: [(object offset, length, path, offset)]
+
+    @property
+    def page_align(self):
+        """The huge page size of a hugetlb VMA (its slot must keep that alignment), else 0."""
+        from crpy.kernel import hugetlb
+
+        return hugetlb.page_size(self.flags)
+
+    @property
+    def whole_object(self):
+        """anon_shared: this mapping is all of its object, from offset 0 (premap can make it)."""
+        return self.pgoff == 0 and self.shmem_size <= self.length
 
     @property
     def length(self):
@@ -277,6 +293,8 @@ def _area(path, i, v, files):
     area = Area(v.start, v.end, v.pgoff, v.prot, v.flags, v.status, v.madv, "", shmid=v.shmid)
     if "pkey" in v.DESCRIPTOR.fields_by_name:
         area.pkey = v.pkey
+    if v.HasField("shmem_size"):
+        area.shmem_size = v.shmem_size
     s = v.status
     if s & VMA_AREA_GUARD and not s & VMA_AREA_REGULAR:
         area.kind = "guard"
@@ -293,10 +311,12 @@ def _area(path, i, v, files):
         raise RestoreError(f"vma {i} at {v.start:#x} (status {s:#x}) is a kind crpy cannot restore yet")
     elif s & VMA_ANON_PRIVATE:
         area.kind = "anon"
+        _check_droppable(path, i, v)
     elif s & VMA_ANON_SHARED:
         area.kind = "anon_shared"
     elif s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED):
         area.kind = "file_private" if s & VMA_FILE_PRIVATE else "file_shared"
+        area.fdflags = v.fdflags if v.HasField("fdflags") else None
         if v.shmid not in files or _memfd_inode(files[v.shmid]) is not None:
             raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a regular file in files.img")
         area.path = (_mapped_ghost(path, v.shmid, files[v.shmid])
@@ -304,6 +324,18 @@ def _area(path, i, v, files):
     else:
         raise ImageError(path, f"vma {i} at {v.start:#x} has an unknown status {s:#x}")
     return area
+
+
+MAP_TYPE, MAP_DROPPABLE = 0x0F, 0x08
+
+
+def _check_droppable(path, i, v):
+    """A MAP_DROPPABLE VMA needs a kernel that has it (6.11+): refused before anything is forked."""
+    from crpy.restore.premap import droppable_supported
+
+    if v.flags & MAP_TYPE == MAP_DROPPABLE and not droppable_supported():
+        raise RestoreError(f"{path}: vma {i} at {v.start:#x} is MAP_DROPPABLE, which this kernel lacks",
+                           "restore on Linux 6.11 or later")
 
 
 def _mapped_ghost(mm_path, file_id, reg):
@@ -417,16 +449,21 @@ def _check_pages_size(ppath, mpath, need):
 
 
 def _add_shmem(area, framing, spath):
+    """The object's pages, at their offsets in the object (area.object_runs), and those this
+    mapping shows (area.runs): a mapping may show only a part of its object (pgoff, shrunk)."""
     entries = framing.read_image(spath, "pagemap_shmem")
     ppath = framing.image_path(os.path.dirname(spath), "pages", entries[0].pages_id)
     offset = 0
+    size = max(area.shmem_size, area.pgoff + area.length)
     for n, e in enumerate(entries[1:]):
         length = framing.pagemap_nr_pages(e) * PAGE
-        rel = e.vaddr - area.pgoff
-        if rel < 0 or rel + length > area.length:
+        if e.vaddr % PAGE or e.vaddr + length > size and area.shmem_size:
             raise ImageError(spath, f"entry {n + 1} at object offset {e.vaddr:#x} lies outside the "
-                             f"mapping at {area.start:#x}")
-        area.runs.append((rel, length, ppath, offset))
+                             f"object of {size:#x} bytes mapped at {area.start:#x}")
+        area.object_runs.append((e.vaddr, length, ppath, offset))
+        lo, hi = max(e.vaddr, area.pgoff), min(e.vaddr + length, area.pgoff + area.length)
+        if lo < hi:
+            area.runs.append((lo - area.pgoff, hi - lo, ppath, offset + lo - e.vaddr))
         offset += length
     _check_pages_size(ppath, spath, offset)
     return offset

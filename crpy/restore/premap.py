@@ -10,15 +10,20 @@ VMA flags, file and offset travel with the mapping.  This is the hot path of a r
 import ctypes
 import os
 
-from crpy.errors import CrpyError, RestoreError
+from crpy.errors import RestoreError
+from crpy.kernel import hugetlb
 from crpy.kernel.syscalls import NR, sys_call
 from crpy.log import log
 
 PROT_READ, PROT_WRITE = 1, 2
-MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
-MAP_NORESERVE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_FIXED_NOREPLACE = 0x4000, 0x0100, 0x40000, 0x100000
-_ANON_FLAGS = MAP_GROWSDOWN | MAP_NORESERVE | MAP_HUGETLB    # vma_entry.flags kept as mmap flags
+MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x08, 0x10, 0x20
+MAP_TYPE = 0x0f
+MAP_NORESERVE, MAP_GROWSDOWN, MAP_FIXED_NOREPLACE = 0x4000, 0x0100, 0x100000
+# vma_entry.flags kept as mmap flags (hugetlb: with its page size)
+_HUGE_FLAGS = hugetlb.MAP_HUGETLB | hugetlb.MAP_HUGE_MASK
+_ANON_FLAGS = MAP_GROWSDOWN | MAP_NORESERVE | _HUGE_FLAGS
 CHUNK = 64 << 20
+PAGE = 4096
 IOV_MAX = 1024
 # madvise advice numbers carried in vma_entry.madv as 1 << advice; the ones that set VMA flags.
 _BEFORE_FILL = (14, 15)            # MADV_HUGEPAGE, MADV_NOHUGEPAGE: decide how pages are backed
@@ -72,8 +77,11 @@ MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
 def _map(area, addr):
     if area.inherit:                 # one object for the tree (tree_shmem): map the same pages
-        got = _syscall(NR.mremap, area.inherit, 0, area.length, MREMAP_MAYMOVE | MREMAP_FIXED, addr,
-                       what=lambda: f"map the shared object of the VMA at {area.start:#x}")
+        if area.flags & hugetlb.MAP_HUGETLB:
+            got = _map_inherited_file(area, addr)
+        else:
+            got = _syscall(NR.mremap, area.inherit, 0, area.length, MREMAP_MAYMOVE | MREMAP_FIXED, addr,
+                           what=lambda: f"map the shared object of the VMA at {area.start:#x}")
         if got != addr:
             raise RestoreError(f"premap of the VMA at {area.start:#x} landed at {got:#x}")
         _madvise(area, addr, _BEFORE_FILL)
@@ -84,13 +92,12 @@ def _map(area, addr):
     fd = -1
     try:
         if area.kind == "anon":
-            flags = MAP_PRIVATE | MAP_ANONYMOUS | (area.flags & _ANON_FLAGS)
+            flags = _anon_type(area) | MAP_ANONYMOUS | (area.flags & _ANON_FLAGS)
         elif area.kind == "anon_shared":
-            flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & (MAP_NORESERVE | MAP_HUGETLB))
+            flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & (MAP_NORESERVE | _HUGE_FLAGS))
         else:
             shared = area.kind == "file_shared"
-            mode = os.O_RDWR if shared and area.prot & PROT_WRITE else os.O_RDONLY
-            fd = _open(area.path, mode)
+            fd = _open(area.path, _file_mode(area, shared))
             flags = MAP_SHARED if shared else MAP_PRIVATE
         got = _syscall(NR.mmap, addr, area.length, _fill_prot(area), flags | MAP_FIXED, fd,
                        area.pgoff if fd >= 0 else 0, what=lambda: f"premap the VMA at {area.start:#x}")
@@ -102,6 +109,44 @@ def _map(area, addr):
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _map_inherited_file(area, addr):
+    """mremap cannot map hugetlb pages a second time (old_size 0): map the inherited object's
+    hugetlbfs file (through /proc/self/map_files) at the VMA's offset instead: the same object,
+    and the same /anon_hugepage VMA as MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB makes."""
+    start, end = area.inherit_span
+    fd = _open(f"/proc/self/map_files/{start:x}-{end:x}", os.O_RDWR)
+    try:
+        return _syscall(NR.mmap, addr, area.length, _fill_prot(area),
+                        MAP_SHARED | MAP_FIXED | (area.flags & MAP_NORESERVE), fd, area.pgoff,
+                        what=lambda: f"map the shared hugetlb object of the VMA at {area.start:#x}")
+    finally:
+        os.close(fd)
+
+
+def _anon_type(area):
+    """MAP_PRIVATE, or MAP_DROPPABLE (Linux 6.11+: the load step checked that this kernel has it)."""
+    return MAP_DROPPABLE if area.flags & MAP_TYPE == MAP_DROPPABLE else MAP_PRIVATE
+
+
+def droppable_supported():
+    """Does this kernel know MAP_DROPPABLE?  (mmap says EINVAL when not.)"""
+    import mmap
+
+    try:
+        mmap.mmap(-1, PAGE, flags=MAP_DROPPABLE | MAP_ANONYMOUS).close()
+        return True
+    except OSError:
+        return False
+
+
+def _file_mode(area, shared):
+    """The mapped file's open mode at dump time (vma_entry.fdflags): it decides whether a shared
+    mapping may later be made writable.  Images without it: writable if mapped writable."""
+    if area.fdflags is not None:
+        return area.fdflags & os.O_ACCMODE
+    return os.O_RDWR if shared and area.prot & PROT_WRITE else os.O_RDONLY
 
 
 MADV_DONTNEED = 4
@@ -168,16 +213,14 @@ def _open(path, mode):
 
 
 def _madvise(area, addr, advices):
-    """Advice only tunes the VMA (THP, fork, core dump, KSM): one the kernel refuses here (no KSM,
-    say) is logged, not fatal."""
+    """The VMA's advice (THP, fork, core dump, KSM): smaps VmFlags must come back as they were, so
+    one this kernel refuses (no KSM, say) fails the restore rather than leave a different VMA."""
     if not area.madv:
         return
     for adv in advices:
         if area.madv & (1 << adv):
-            try:
-                sys_call(NR.madvise, addr, area.length, adv, what=f"madvise({adv}) the VMA at {area.start:#x}")
-            except CrpyError as e:
-                log.warning("%s", e.one_line())
+            _syscall(NR.madvise, addr, area.length, adv,
+                     what=lambda: f"madvise({adv}) the VMA at {area.start:#x} as it was at dump time")
 
 
 _pages_fds = {}

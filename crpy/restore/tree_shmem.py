@@ -1,8 +1,10 @@
 """Anonymous shared memory that several tasks of a tree map (MAP_SHARED|MAP_ANONYMOUS, one
 shmid in their images) comes back as ONE object: crpy maps it once, shared, before forking the
 root, and reads its pages in once; every task inherits the mapping through fork, and premap
-gives each task its own view of it with mremap(old_size=0), which maps the same pages again.
-An object only one task maps stays that task's business (premap maps and fills it).
+gives each task its own view of it with mremap(old_size=0), which maps the same pages again,
+at the VMA's own offset in the object.  An object that one VMA maps whole, from offset 0, stays
+its task's business (premap maps and fills it); one that a task shrank or mapped in parts is
+made here whole, with the pages no VMA shows (an mremap may show them again).
 
 A mapped memfd (memfd.img holds every memfd the tree held open or mapped) is made once here, as
 a memfd (crpy.resources.memfd), however many tasks map it: the tasks' fds and mappings are one
@@ -16,7 +18,7 @@ import os
 from crpy.log import log
 from crpy.resources.shared import highest_wanted_fd
 
-_keep = []                 # the mmap objects: unmapped in crpy only when it exits
+_keep = []                 # (address, size) of the objects: unmapped in crpy only when it exits
 
 
 def share_objects(nodes):
@@ -36,7 +38,7 @@ def share_objects(nodes):
                 above = highest_wanted_fd(images_dir, 2)
             _share_memfd(images_dir, memfds[shmid], [a for _, a in users], above)
             continue
-        if len({pid for pid, _ in users}) < 2:
+        if len(users) < 2 and users[0][1].whole_object:
             continue
         total += _share(shmid, [a for _, a in users])
     _open_memfd_files(nodes, images_dir, above)
@@ -63,26 +65,36 @@ def _open_memfd_files(nodes, images_dir, above):
 
 
 def _share(shmid, areas):
+    """One object for every mapping of it: its whole size, every page at its object offset."""
     import ctypes
 
-    size = max(a.pgoff + a.length for a in areas)
-    obj = mmap.mmap(-1, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    _keep.append(obj)
-    base = ctypes.addressof(ctypes.c_char.from_buffer(obj))
-    view = memoryview(obj)
-    done, nbytes = set(), 0
+    size = max([a.pgoff + a.length for a in areas] + [a.shmem_size for a in areas])
+    base = _map_object(size, areas[0].flags)
+    view = memoryview((ctypes.c_char * size).from_address(base)).cast("B")
+    nbytes = 0
+    for start, length, path, offset in areas[0].object_runs:   # every mapping lists the same pages
+        nbytes += _read_into(view[start:start + length], path, offset)
     for area in areas:
-        for rel, length, path, offset in area.runs:
-            start = area.pgoff + rel
-            if (start, length) in done:
-                continue                 # every task's images list the same pages
-            done.add((start, length))
-            nbytes += _read_into(view[start:start + length], path, offset)
         area.runs = []
         area.inherit = base + area.pgoff
+        area.inherit_span = (base, base + size)
     log.debug("shared anon object %d: %d bytes at %#x, %d bytes of pages, %d mappings",
               shmid, size, base, nbytes, len(areas))
     return nbytes
+
+
+def _map_object(size, flags):
+    """A new shared anonymous object of `size` bytes mapped in crpy (and so in every task forked
+    after): hugetlb memory of the image's page size when the VMA was (MAP_HUGETLB in its flags)."""
+    from crpy.kernel import hugetlb
+    from crpy.kernel.syscalls import NR, sys_call
+
+    huge = flags & (hugetlb.MAP_HUGETLB | hugetlb.MAP_HUGE_MASK)
+    base = sys_call(NR.mmap, 0, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                    mmap.MAP_SHARED | mmap.MAP_ANONYMOUS | huge, -1, 0,
+                    what=f"map a shared object of {size} bytes" + (" (hugetlb)" if huge else ""))
+    _keep.append((base, size))
+    return base
 
 
 def _memfd_inodes(nodes):

@@ -287,11 +287,61 @@ SECCOMP_IN_A_THREAD = SECCOMP_ALLOW_ALL.replace(
     "threading.Thread(target=filtered).start()\ntime.sleep(60)")
 
 
+# A hugetlbfs file (a MFD_HUGETLB memfd) mapped shared, and a private MAP_HUGETLB mapping whose
+# first huge page was unmapped (its VMA starts at object offset 2 MiB): crpy refuses both.
+HUGETLB_FILE = """
+import mmap, os, time
+fd = os.memfd_create("huge", os.MFD_HUGETLB)
+os.ftruncate(fd, 2 << 20)
+m = mmap.mmap(fd, 2 << 20)
+m[0] = 1
+print('ready', flush=True)
+time.sleep(60)
+"""
+HUGETLB_CUT = """
+import ctypes, mmap, time
+m = mmap.mmap(-1, 4 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x40000)
+base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+m[(2 << 20) + 1] = 1
+assert ctypes.CDLL(None).munmap(ctypes.c_void_p(base), 2 << 20) == 0
+print('ready', flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def two_huge_pages():
+    """Two free huge pages of the default size (vm.nr_hugepages raised for the test, then put back)."""
+    def free():
+        with open("/proc/meminfo") as f:
+            return next((int(l.split()[1]) for l in f if l.startswith("HugePages_Free:")), -1)
+
+    path = "/proc/sys/vm/nr_hugepages"
+    if free() < 0 or not os.path.exists(path):
+        pytest.skip("this kernel has no hugetlb pages")
+    before = int(Path(path).read_text())
+    if free() < 2:
+        try:
+            Path(path).write_text(str(before + 2 - free()))
+        except OSError as e:
+            pytest.skip(f"cannot raise vm.nr_hugepages: {e.strerror}")
+    try:
+        if free() < 2:
+            pytest.skip("the kernel could not make 2 huge pages")
+        yield
+    finally:
+        Path(path).write_text(str(before))
+
+
 @pytest.mark.parametrize("shape, code, words", [
     ("seccomp", SECCOMP_ALLOW_ALL, "seccomp (mode filter)"),
     ("seccomp-thread", SECCOMP_IN_A_THREAD, "mode filter)"),
+    ("hugetlbfs-file", HUGETLB_FILE, "hugetlbfs file mapping"),
+    ("hugetlb-cut", HUGETLB_CUT, "private hugetlb mapping cut at its start"),
 ])
-def test_unsupported_shapes_are_refused_untouched(tmp_path, shape, code, words):
+def test_unsupported_shapes_are_refused_untouched(tmp_path, shape, code, words, request):
+    if shape.startswith("hugetlb"):
+        request.getfixturevalue("two_huge_pages")
     out = tmp_path / "out"
     with open(out, "w") as f:
         p = subprocess.Popen([sys.executable, "-c", code], stdout=f, stdin=subprocess.DEVNULL)

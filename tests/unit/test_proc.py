@@ -55,6 +55,7 @@ def test_maps_and_vmflags(child):
     assert fmap.path.endswith("file.bin") and fmap.inode == os.stat(fmap.path).st_ino
     stack = next(v for v in vmas if v.path == "[stack]")
     assert "gd" in stack.vmflags, "the stack carries VmFlags gd"
+    assert stack.page_size == 4096 and anon.page_size == 4096, "smaps KernelPageSize, in bytes"
     specials = {v.special for v in vmas}
     assert {"[vdso]", "[vvar]", "[heap]", "[stack]"} <= specials
     plain = proc.maps(p.pid, vmflags=False)
@@ -159,3 +160,14 @@ def test_pagemap_of_missing_pid():
     p.wait()
     with pytest.raises(NoSuchProcess):
         pagemap.Pagemap(p.pid)
+
+
+def test_hugetlb_page_size_flags():
+    """The huge page size rides in mmap flags as log2 << MAP_HUGE_SHIFT (MAP_HUGE_2MB, _1GB)."""
+    from crpy.kernel import hugetlb
+
+    assert hugetlb.size_flag(2 << 20) == 21 << 26 and hugetlb.size_flag(1 << 30) == 30 << 26
+    assert hugetlb.page_size(hugetlb.MAP_HUGETLB | hugetlb.size_flag(2 << 20)) == 2 << 20
+    assert hugetlb.page_size(hugetlb.size_flag(2 << 20)) == 0, "no MAP_HUGETLB, no huge page"
+    with pytest.raises(ValueError):
+        hugetlb.size_flag(3 << 20)

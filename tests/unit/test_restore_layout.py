@@ -43,6 +43,15 @@ def test_plan_region_slots_keep_2mb_offsets_and_gaps():
         assert a.end <= plan.start or a.start >= plan.start + plan.length
 
 
+def test_plan_region_keeps_huge_page_offsets():
+    """A hugetlb slot keeps the target's offset modulo its huge page size (1 GiB here)."""
+    big = Area(0x7f00_4000_0000, 0x7f00_8000_0000, 0, 3, 0x22 | 0x40000 | (30 << 26), 0x201, 0, "anon")
+    areas = [area(0x7f00_0012_3000, 5 * MB), big]
+    plan = layout.plan_region(areas, 70000, 120000, 8 * 4096, taken=[(a.start, a.end) for a in areas])
+    slot = next(s for s in plan.slots if s.area is big)
+    assert slot.addr % (1 << 30) == 0 and plan.start % (1 << 30) == 0
+
+
 def test_unmap_list_is_the_complement():
     keep = [(0x2000, 0x5000), (0x10000, 0x11000)]
     assert layout.unmap_list(keep) == [(0, 0x2000), (0x5000, 0xb000), (0x11000, layout.TASK_SIZE - 0x11000)]

@@ -69,3 +69,35 @@ def test_vdso_pages_saved_by_criu_are_skipped(tmp_path):
     runs = [(0x30000, 2 * PAGE, PE_PRESENT), (0x10000, PAGE, PE_PRESENT)]
     load._place_runs(a, runs, ppath, "pagemap")
     assert a[3].runs == [] and a[0].runs == [(0, PAGE, ppath, 2 * PAGE)]
+
+
+def test_droppable_vma_is_refused_before_fork_on_a_kernel_without_it(monkeypatch):
+    from crpy.errors import RestoreError
+    from crpy.images.pb import vma_pb2
+    from crpy.restore import premap
+
+    v = vma_pb2.vma_entry(start=0x10000, end=0x12000, pgoff=0, shmid=0, prot=3, flags=0x28, status=0x201, fd=-1)
+    assert load._area("mm-1.img", 0, v, {}).kind == "anon"
+    monkeypatch.setattr(premap, "droppable_supported", lambda: False)
+    with pytest.raises(RestoreError, match="MAP_DROPPABLE"):
+        load._area("mm-1.img", 0, v, {})
+
+
+def test_shared_object_pages_keep_their_object_offsets(tmp_path):
+    """A VMA that maps pages 2-3 of a 6-page object: it shows only those; the object keeps all."""
+    from crpy.images import framing
+    from crpy.images.pb import pagemap_pb2
+
+    spath = framing.image_path(str(tmp_path), "pagemap_shmem", 7)
+    framing.write_image(spath, "pagemap_shmem", [pagemap_pb2.pagemap_head(pages_id=1),
+                                                 framing.new_pagemap_entry(0, 4, PE_PRESENT),
+                                                 framing.new_pagemap_entry(5 * PAGE, 1, PE_PRESENT)])
+    ppath = pages_file(tmp_path, 5)
+    area = Area(0x10000, 0x12000, 2 * PAGE, 3, 0x21, 0x101, 0, "anon_shared", shmid=7, shmem_size=6 * PAGE)
+    assert load._add_shmem(area, framing, spath) == 5 * PAGE
+    assert area.runs == [(0, 2 * PAGE, ppath, 2 * PAGE)]
+    assert area.object_runs == [(0, 4 * PAGE, ppath, 0), (5 * PAGE, PAGE, ppath, 4 * PAGE)]
+    assert not area.whole_object
+    area.shmem_size = 4 * PAGE
+    with pytest.raises(ImageError, match="lies outside the object"):
+        load._add_shmem(area, framing, spath)

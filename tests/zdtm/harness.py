@@ -5,7 +5,8 @@ The harness makes itself a child subreaper, so that daemonized tests and tasks r
 `sys.executable -m crpy` from the repository root.  One iteration is:
 
     crpy dump -t PID -D DIR -v4 -o dump.log      -> PID must be gone (killed, reaped)
-    crpy restore -D DIR -d --pidfile F -v4 -o restore.log   -> the restored pid must be PID
+    crpy restore -D DIR -d --pidfile F -v4 -o restore.log   -> the restored pid must be PID,
+                                                               every VMA as before (maps, VmFlags)
 
 and at the end SIGTERM makes the test check itself and write PASS or FAIL as its last line.
 """
@@ -32,6 +33,13 @@ RUN_AFTER_RESTORE = 0.2   # seconds the restored task runs before the next step
 SETTLE = 0.1              # seconds a started test gets to reach its waiting point
 
 
+SKIP_EXIT = 77             # a test's exit code when it skips itself (zdtmtst.h ZDTM_SKIP_EXIT)
+
+
+class TestSkipped(HarnessError):
+    """The test said at setup that it cannot run here (test_skip()); the message is its reason."""
+
+
 @dataclass
 class Result:
     name: str
@@ -40,6 +48,7 @@ class Result:
     reason: str = ""
     details: list = field(default_factory=list)
     seconds: float = 0.0
+    skipped: bool = False     # the test found at setup that this machine lacks what it needs
 
 
 def crpy_command(*args):
@@ -101,6 +110,8 @@ class ZdtmTest:
                                   timeout=START_TIMEOUT)
         except subprocess.TimeoutExpired as e:
             raise HarnessError(f"{self.name} did not become ready in {START_TIMEOUT} s") from e
+        if proc.returncode == SKIP_EXIT:
+            raise TestSkipped(self.verdict_line().removeprefix("SKIP: "))
         if proc.returncode != 0:
             raise HarnessError(f"{self.name} failed to start (exit {proc.returncode}): "
                                f"{proc.stderr.strip()} {self.verdict_line()}")
@@ -172,6 +183,18 @@ def check_tree_back(tree):
     missing = [p for p in tree if proc_state(p) is None]
     if missing:
         raise HarnessError(f"{len(missing)} of the tree's {len(tree)} pids not back after the restore: {missing}")
+
+
+def check_vmas_back(before):
+    """Every VMA of every task of the tree as before the dump: range, protection, offset, path,
+    VmFlags (madvise state, mlock, hugetlb ...) and page size.  (A task restored stopped stands
+    in the restorer until SIGCONT: it is not compared.)"""
+    for pid, vmas in before.items():
+        if proc_state(pid) in ("T", "t"):
+            continue
+        diffs = procstate.vma_differences(vmas, procstate.vmas(pid))
+        if diffs:
+            raise HarnessError(f"pid {pid}: " + "; ".join(diffs))
 
 
 def dump_must_fail(pid, images_dir, extra=()):
@@ -286,6 +309,8 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
         try:
             _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running)
             result.passed, result.reason = test.stop()
+        except TestSkipped as e:
+            result.skipped, result.reason = True, str(e)
         except HarnessError as e:
             result.reason = str(e)
         finally:
@@ -293,7 +318,7 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
             left = kill_leftovers()
         if left and result.passed:
             result.passed, result.reason = False, f"processes left behind (killed now): {left}"
-        if not result.passed:
+        if not result.passed and not result.skipped:
             result.details = _failure_details(test, images)
     finally:
         if keep_images:
@@ -317,6 +342,7 @@ def _run_cycles(test, images, iters, keep_images, leave_running):
                 test.details.append(f"iteration {i + 1}: the dump failed as it must: "
                                     f"{dump_must_fail(test.pid, images[-1], opts.get('dump', []))}")
                 continue
+            vmas = {pid: procstate.vmas(pid) for pid in test.tree or [test.pid]}
             dump(test.pid, images[-1], leave_running=leave_running, extra=opts.get("dump", []))
             if test.tree and leave_running:   # the root was killed by dump(); the rest of the tree now
                 for pid in test.tree:
@@ -327,6 +353,7 @@ def _run_cycles(test, images, iters, keep_images, leave_running):
             restore(images[-1], test.pid, extra=opts.get("restore", []))
             if test.tree:
                 check_tree_back(test.tree)
+            check_vmas_back(vmas)
         except HarnessError as e:
             raise HarnessError(f"iteration {i + 1}: {step}: {e}") from e
         if not keep_images and i > 0:

@@ -2,6 +2,8 @@
 
 snapshot(pid) reads /proc/PID/maps, the fd table (target, pos, flags) and the signal, tracer and
 state fields of /proc/PID/status; differences(before, after) lists what changed, in words.
+vmas(pid) is what a restore must give back of every VMA: its maps line but for device and inode
+(a restore makes new shmem and hugetlbfs inodes), its smaps VmFlags and page size.
 """
 
 import os
@@ -83,3 +85,33 @@ def differences(before, after):
     if leftovers:
         diffs.append(f"anonymous rwx mappings left: {leftovers}")
     return diffs
+
+
+def vmas(pid):
+    """[(maps line without device and inode, sorted VmFlags, KernelPageSize)] of the task, in
+    address order; [] for a task that has no memory (a zombie) or is gone."""
+    out = []
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return out
+    line = size = None
+    for ln in text.splitlines():
+        head = ln.split(None, 1)[0] if ln else ""
+        if "-" in head and not ln[0].isupper():
+            parts = ln.split(None, 5)
+            line = " ".join(parts[:3] + parts[5:])
+        elif ln.startswith("KernelPageSize:"):
+            size = ln.split(":", 1)[1].strip()
+        elif ln.startswith("VmFlags:"):
+            out.append((line, " ".join(sorted(ln[8:].split())), size))
+    return out
+
+
+def vma_differences(before, after):
+    """In words, how the VMAs of a restored task differ from those before its dump."""
+    old, new = set(before), set(after)
+    if old == new:
+        return []
+    return [f"VMAs differ: before only {sorted(old - new)}, after only {sorted(new - old)}"]

@@ -14,6 +14,8 @@ Tests listed in tests/zdtm/known_gaps.py run too; their failure is reported as K
 reason and does not fail the run, but their passing (FIXED) does, so the list stays honest.
 A test that needs a CPU feature this machine lacks (tests/zdtm/desc.py "needs") does not run: it
 is reported once as SKIP with the missing features named, and counted as skipped.
+A test that finds at setup that this machine cannot give it what it needs (test_skip(), e.g. no
+huge pages) is reported once as SKIP with its reason and counted as skipped.
 Prints one line per run and a summary `N passed, M failed[, K skipped]`; exits 0 only if every run
 passed.
 """
@@ -117,6 +119,10 @@ def main(argv=None):
             for n in iters:
                 result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
                                          break_state=args.break_state, leave_running=args.leave_running)
+                if result.skipped:     # the machine lacks what it needs: once, with the reason
+                    print(f"{'SKIP':9} {name}: {result.reason}", flush=True)
+                    skipped += 1
+                    break
                 ok, gap = _report(result, args)
                 gaps += gap
                 passed += ok and not gap

@@ -99,3 +99,41 @@ def test_a_test_the_cpu_cannot_run_is_skipped_by_name():
     assert proc.returncode == 0, out
     assert out.count("SKIP      pkeys: needs CPU feature pku") == 1, out
     assert "which this CPU lacks" in out and "0 passed, 0 failed, 1 skipped" in out, out
+
+
+def test_a_test_that_cannot_run_here_is_a_skip_with_its_reason():
+    """hugetlb skips itself (test_skip) when the kernel has no huge pages to give: the harness
+    says SKIP with the test's reason, counts it as skipped and exits 0; never PASS."""
+    env = dict(harness.crpy_env(), ZDTM_NR_HUGEPAGES="/nonexistent/nr_hugepages")
+    proc = subprocess.run([sys.executable, "-m", "tests.zdtm.run", "hugetlb", "--iters", "1,3"],
+                          cwd=harness.REPO, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "SKIP      hugetlb: no hugetlb pages in this kernel" in out, out
+    assert "/nonexistent/nr_hugepages" in out, out
+    assert "0 passed, 0 failed, 1 skipped" in out, out
+    assert "PASS" not in out, out
+
+
+def test_vma_check_sees_a_changed_vmflag():
+    """The post-restore VMA check compares maps lines (no device, inode) with VmFlags and page size."""
+    import ctypes
+    import mmap as mm
+
+    from tests.zdtm import procstate
+
+    m = mm.mmap(-1, 4 * 4096, flags=mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    def mine():
+        for v in procstate.vmas(os.getpid()):
+            lo, hi = (int(x, 16) for x in v[0].split()[0].split("-"))
+            if lo <= addr < hi:
+                return v
+    before = procstate.vmas(os.getpid())
+    assert mine()[2] == "4 kB" and " rd " in f" {mine()[1]} "
+    assert ctypes.CDLL(None).madvise(ctypes.c_void_p(addr), 4 * 4096, 10) == 0    # MADV_DONTFORK
+    after = procstate.vmas(os.getpid())
+    assert "dc" in mine()[1].split()
+    diffs = procstate.vma_differences(before, after)
+    assert diffs and "dc" in diffs[0]
+    assert procstate.vma_differences(after, after) == []

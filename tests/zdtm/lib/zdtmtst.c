@@ -97,6 +97,15 @@ void test_abort(const char *fmt, ...)
 	_exit(1);
 }
 
+void test_skip(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vline("SKIP: ", fmt, ap, NULL, 0);
+	va_end(ap);
+	_exit(ZDTM_SKIP_EXIT);
+}
+
 static void on_sigterm(int sig, siginfo_t *info, void *uc)
 {
 	(void)sig;
@@ -139,6 +148,8 @@ static void wait_ready(pid_t child, int rfd)
 	if (ready)
 		_exit(0);
 	waitpid(child, &status, 0);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == ZDTM_SKIP_EXIT)
+		_exit(ZDTM_SKIP_EXIT);
 	fprintf(stderr, "zdtm: test %d died before it was ready (status 0x%x), see %s\n", child, status,
 		zdtm_outfile);
 	_exit(1);
@@ -394,4 +405,42 @@ int probe_read(const volatile void *addr)
 int probe_write(volatile void *addr)
 {
 	return probe(addr, 1);
+}
+
+void smaps_field(const void *addr, const char *name, char *out, size_t size)
+{
+	static char smaps[1 << 20];
+	char want[64], *block, *end, *f;
+
+	out[0] = 0;
+	snprintf(want, sizeof(want), "\n%lx-", (unsigned long)addr);
+	smaps[0] = '\n';
+	if (read_whole("/proc/self/smaps", smaps + 1, sizeof(smaps) - 1) < 0 || !(block = strstr(smaps, want)))
+		return;
+	/* VmFlags is the last line of a block */
+	end = strstr(block, "\nVmFlags:");
+	end = end ? end + 1 + strcspn(end + 1, "\n") : block + strlen(block);
+	snprintf(want, sizeof(want), "\n%s:", name);
+	f = strstr(block, want);
+	if (!f || f >= end)
+		return;
+	f += strlen(want);
+	f += strspn(f, " ");
+	snprintf(out, size, "%.*s", (int)strcspn(f, "\n"), f);
+}
+
+void maps_line(const void *addr, char *out, size_t size)
+{
+	static char maps[1 << 20];
+	char want[64], perms[8], off[32], path[256] = "", line[512], *l;
+	unsigned long s, e;
+
+	out[0] = 0;
+	snprintf(want, sizeof(want), "\n%lx-", (unsigned long)addr);
+	maps[0] = '\n';
+	if (read_whole("/proc/self/maps", maps + 1, sizeof(maps) - 1) < 0 || !(l = strstr(maps, want)))
+		return;
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(l + 1, "\n"), l + 1);
+	if (sscanf(line, "%lx-%lx %7s %31s %*s %*s %255[^\n]", &s, &e, perms, off, path) >= 4)
+		snprintf(out, size, "%lx-%lx %s %s %s", s, e, perms, off, path);
 }

@@ -54,6 +54,11 @@ int test_finish(void); /* writes the verdict; returns the exit code (always 0) *
 
 /* Setup failed before the test was ready: say why in the outfile and exit non-zero. */
 void test_abort(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Setup found that this machine cannot give the test what it needs (e.g. huge pages): before the
+ * test is ready, say what in the outfile ("SKIP: reason") and exit with ZDTM_SKIP_EXIT; the harness
+ * reports the test as skipped with that reason (never as passed). */
+#define ZDTM_SKIP_EXIT 77
+void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* Small helpers that do not use malloc (tests watch their heap). */
 char *test_path(const char *suffix);                 /* outfile + suffix, static storage per call slot */
@@ -62,6 +67,14 @@ uint64_t xorshift64(uint64_t *state);
 void fill_pattern(void *p, size_t len, uint64_t seed);
 /* Offset of the first byte that differs from the pattern, or -1 when all match. */
 long check_pattern(const void *p, size_t len, uint64_t seed);
+
+/* The value of field NAME ("VmFlags", "KernelPageSize", ...) in the /proc/self/smaps block of the
+ * VMA that starts at addr, to the end of its line ("" when there is no such VMA or field). */
+void smaps_field(const void *addr, const char *name, char *out, size_t size);
+
+/* The /proc/self/maps line of the VMA that starts at addr, without device and inode (a restore
+ * may get new ones: shmem, hugetlbfs): "start-end perms offset path" ("" when there is none). */
+void maps_line(const void *addr, char *out, size_t size);
 
 /* Try to touch one byte: returns 0 if it worked, SIGSEGV/SIGBUS if it faulted. */
 int probe_read(const volatile void *addr);
