@@ -37,6 +37,7 @@ class FdFacts:
     same_as: Optional[int] = None      # a lower fd on the same open file description
     pid: int = 0                       # the task holding it (modules reopen it through /proc)
     locks: tuple = ()                  # (flag, type, start, len) of the locks held through it
+    owner: object = None               # crpy.resources.fown.Owner (F_SETOWN, F_SETSIG), None: none
 
 
 def _kcmp(pid1, pid2, kind, idx1=0, idx2=0):
@@ -108,8 +109,21 @@ def collect_fds(pid):
         out.append(FdFacts(fd, kind, target, st, proc.fdinfo(pid, fd), pid=pid))
         if "lock" in out[-1].info.raw:
             out[-1].locks = _held_locks(pid, fd, target)
+    _note_owners(pid, out)
     _find_shared(pid, out)
     return out
+
+
+def _note_owners(pid, facts):
+    """Each fd's file owner (F_SETOWN/F_SETSIG), refused where the restore could not set it."""
+    from crpy.resources import fown
+
+    owners = fown.dump_owners(pid, [f.fd for f in facts], resources.tree_pids)
+    for f in facts:
+        f.owner = owners.get(f.fd)
+        if f.owner is not None and f.kind == "fifo":
+            raise UnsupportedResource(pid, "file owner (F_SETOWN) on a FIFO", f.fd, f.target,
+                                      "clear the owner (F_SETOWN 0) before the dump")
 
 
 def _table_order(pid, other):
@@ -188,7 +202,7 @@ def dump_fds(fdfacts, files):
         elif (file_id := _held_by_another_task(f, files)) is not None:
             pass                                  # inherited across fork: one description, one id
         else:
-            file_id = files.add(lambda fid, f=f: resources.module(f.kind).dump_fd(f, fid, files))
+            file_id = files.add(lambda fid, f=f: _file_entry(f, fid, files))
             if f.locks:
                 _dump_locks(f, files)
         ids[f.fd] = file_id
@@ -197,6 +211,12 @@ def dump_fds(fdfacts, files):
             id=file_id, flags=FD_CLOEXEC if f.info.flags & O_CLOEXEC else 0,
             type=fdinfo_pb2.fd_types.Value(resources.fd_type(f.kind)), fd=f.fd))
     return entries
+
+
+def _file_entry(f, file_id, files):
+    from crpy.resources import fown
+
+    return fown.fill(resources.module(f.kind).dump_fd(f, file_id, files), f.owner)
 
 
 def _held_by_another_task(f, files):
@@ -330,22 +350,24 @@ def restore_fds(images_dir, pid, keep_above):
 
 
 def _place_all(wanted, files, placed, ctx, pid):
+    from crpy.resources import fown
+
     for fd in sorted(wanted):
         e = wanted[fd]
         if e.id in placed:                        # same file entry: share the open description
             _move(placed[e.id], fd, e, close=False)
             continue
         shared = inherited()
+        entry = files[e.id]
         if shared is not None and e.id in shared.fds:
             _move(shared.fds[e.id], fd, e, close=False)
-            placed[e.id] = fd
-            continue
-        entry = files[e.id]
-        kind = kind_of_entry(entry)
-        if not resources.supported(kind):
-            raise RestoreError(f"fd {fd} of pid {pid}: cannot restore a {kind} yet")
-        _move(resources.module(kind).restore_fd(entry, ctx), fd, e, close=True)
+        else:
+            kind = kind_of_entry(entry)
+            if not resources.supported(kind):
+                raise RestoreError(f"fd {fd} of pid {pid}: cannot restore a {kind} yet")
+            _move(resources.module(kind).restore_fd(entry, ctx), fd, e, close=True)
         placed[e.id] = fd
+        fown.restore(fd, entry)          # at its number: a tty's O_ASYNC takes the current owner
 
 
 def _move(tmp, fd, e, close):

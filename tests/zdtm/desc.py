@@ -13,6 +13,7 @@ DESC = {
     "locks": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},
+    "fown_outside": {"dump_fails": True},
 }
 
 
