@@ -306,7 +306,7 @@ def before_children(images_dir, pid, child_pids, keep_above):
     everything several tasks share, so they all inherit one object (crpy.resources.shared)."""
     from crpy.resources import shared
 
-    shared.make_shared(images_dir)
+    shared.make_shared(images_dir, keep_above)
 
 
 def restore_fds(images_dir, pid, keep_above):
