@@ -94,15 +94,18 @@ def collect_fds(pid):
     """Facts of every open fd; UnsupportedResource for the first fd of a kind crpy cannot dump.
     A task sharing the fd table of a task collected before it (CLONE_FILES) has none of its own:
     [] (table_owner(pid) names that task)."""
+    from crpy.resources import ctty
+
     if _find_table_owner(pid) is not None:
+        ctty.check_task(pid)
         return []
     out = []
     for fd in proc.fds(pid):
         target = proc.fd_target(pid, fd)
         st = proc.fd_stat(pid, fd)
         kind = resources.classify(target, st)
-        if kind == "tty" and not _on_shell_terminal(pid, st):
-            kind = _pty_or_refuse(pid, fd, target, st)
+        if kind == "tty" and not _on_shell_terminal(pid, st) or kind == "unlinked file" and _is_pty(st):
+            kind = _terminal_kind(pid, fd, target, st)
         if not resources.supported(kind):
             raise UnsupportedResource(pid, kind, fd, target,
                                       "crpy cannot dump this kind of file yet; close it before the dump")
@@ -111,6 +114,7 @@ def collect_fds(pid):
             out[-1].locks = _held_locks(pid, fd, target)
     _note_owners(pid, out)
     _find_shared(pid, out)
+    ctty.check_task(pid)
     return out
 
 
@@ -160,16 +164,24 @@ def table_owner(pid):
     return resources.fd_table_owners.get(pid)
 
 
-def _pty_or_refuse(pid, fd, target, st):
+def _is_pty(st):
     from crpy.resources import pty
 
-    stat = proc.stat(pid)
-    if pty.is_pty(st) and (stat.tty_nr != st.st_rdev or stat.session == pid):
-        return "pty"                      # (the controlling terminal of a session leader: taken again)
+    return pty.is_pty(st)
+
+
+def _terminal_kind(pid, fd, target, st):
+    """'pty' or 'ctty' (/dev/tty) for a terminal fd the restore can make again; else refused."""
+    from crpy.resources import ctty, pty
+
+    if ctty.is_dev_tty(st):
+        ctty.check_dev_tty(pid, fd, target)
+        return "ctty"
+    if pty.is_pty(st):
+        pty.check_fd(pid, fd, target, st)
+        return "pty"
     raise UnsupportedResource(pid, "tty", fd, target,
-                              "dump a task on the terminal it was started from with --shell-job; "
-                              "a pty that is the controlling terminal of a task not leading its "
-                              "session is not supported yet")
+                              "dump a task on the terminal it was started from with --shell-job")
 
 
 def _on_shell_terminal(pid, st):
@@ -307,6 +319,10 @@ def before_children(images_dir, pid, child_pids, keep_above):
     from crpy.resources import shared
 
     shared.make_shared(images_dir, keep_above)
+    if shared.inherited() is not None:
+        from crpy.resources import ctty
+
+        ctty.before_children(shared.inherited().ctx)
 
 
 def restore_fds(images_dir, pid, keep_above):
@@ -343,10 +359,10 @@ def restore_fds(images_dir, pid, keep_above):
         from crpy.resources import tty
 
         tty.take_foreground(ctx)
-    if any(isinstance(k, tuple) and k[0] == "pty" for k in ctx.cache):
-        from crpy.resources import pty
+    if any(f.HasField("tty") for f in files.values()):
+        from crpy.resources import ctty
 
-        pty.take_controlling(ctx)
+        ctty.after_fds(ctx)
 
 
 def _place_all(wanted, files, placed, ctx, pid):

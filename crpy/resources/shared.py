@@ -63,6 +63,18 @@ def _object_key(entry):
     return ("id", entry.id)
 
 
+def _session_terminals(images_dir):
+    """Object keys of the pty pairs that are the controlling terminal of a session."""
+    import os
+
+    from crpy.images import framing
+
+    path = framing.image_path(images_dir, "tty_info")
+    if not os.path.exists(path):
+        return []
+    return [("tty", e.id // 2) for e in framing.read_image(path, "tty_info") if e.HasField("pty") and e.sid]
+
+
 def make_shared(images_dir, keep_above):
     """In the root task, before its first fork: open what two or more tasks share."""
     global _shared
@@ -77,6 +89,8 @@ def make_shared(images_dir, keep_above):
         for e in entries:
             if e.id in files:
                 users.setdefault(_object_key(files[e.id]), set()).add(pid)
+    for key in _session_terminals(images_dir):  # the leader takes it before forking its members
+        users.setdefault(key, set()).add("session")
     top = max([0] + [e.fd for entries in tables.values() for e in entries])
     ctx = RestoreContext(images_dir, files, max(top + 1, keep_above))
     fds = {}
