@@ -22,18 +22,6 @@
 #define MASTER 70
 #define DEV_TTY 71
 
-static dev_t my_tty_nr(void)
-{
-	char buf[1024];
-	unsigned long v = 0;
-	if (read_whole("/proc/self/stat", buf, sizeof(buf)) < 0)
-		return 0;
-	char *p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %lu", &v) != 1)
-		return 0;
-	return (dev_t)v;
-}
-
 static int read_exactly(int fd, const char *want, size_t n)
 {
 	char buf[64];
@@ -70,8 +58,8 @@ int main(int argc, char **argv)
 	struct stat dst;
 	if (fstat(DEV_TTY, &dst) || !S_ISCHR(dst.st_mode) || dst.st_rdev != makedev(5, 0))
 		fail("fd %d is not /dev/tty", DEV_TTY);
-	if (my_tty_nr() != st.st_rdev)
-		fail("controlling terminal %#lx, want the slave %#lx", (long)my_tty_nr(), (long)st.st_rdev);
+	if ((dev_t)test_tty_nr() != st.st_rdev)
+		fail("controlling terminal %#lx, want the slave %#lx", (long)(dev_t)test_tty_nr(), (long)st.st_rdev);
 	if (write(DEV_TTY, "out", 3) != 3 || !read_exactly(MASTER, "out", 3))
 		fail("bytes written at /dev/tty do not come out of the master");
 	if (write(MASTER, "in", 2) != 2 || !read_exactly(DEV_TTY, "in", 2))

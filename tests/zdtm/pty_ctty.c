@@ -28,19 +28,6 @@ static char slave_path[64];
 static dev_t slave_rdev;
 static int pid_pipe[2];
 
-/* field 7 of /proc/self/stat */
-static dev_t my_tty_nr(void)
-{
-	char buf[1024];
-	unsigned long v = 0;
-	if (read_whole("/proc/self/stat", buf, sizeof(buf)) < 0)
-		return 0;
-	char *p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %lu", &v) != 1)
-		return 0;
-	return (dev_t)v;
-}
-
 static int member_check(pid_t leader)
 {
 	char buf[64];
@@ -48,7 +35,7 @@ static int member_check(pid_t leader)
 
 	if (zdtm_break)
 		tcflush(0, TCIFLUSH);              /* the line waiting for M is gone */
-	if (my_tty_nr() != slave_rdev)
+	if ((dev_t)test_tty_nr() != slave_rdev)
 		return 20;
 	if (tcgetsid(0) != leader)
 		return 21;
@@ -100,7 +87,7 @@ static void leader(void)
 
 	test_usr1_wait();
 	int bad = 0;
-	if (my_tty_nr() != slave_rdev)
+	if ((dev_t)test_tty_nr() != slave_rdev)
 		bad = 10;
 	else if (getsid(0) != getpid())
 		bad = 11;
