@@ -10,8 +10,10 @@ a program often keeps the master of the pty its child runs on; the slave by its 
 line discipline made raw for the moment, and written back at once (refill mode: no echo, no
 editing, lines kept), so the task loses nothing.  Restore: the pair is made once per index
 (/dev/ptmx opened until it hands out index N; once for the whole tree when two tasks hold it,
-crpy.resources.shared), refilled, then given its termios and window size; a session leader
-whose controlling terminal was the slave takes it again (TIOCSCTTY, foreground group).
+crpy.resources.shared), refilled, then given its termios and window size, and the slave node its
+owner, group and mode; the controlling terminal side is crpy.resources.ctty's.  A slave must
+have its master in the tree (else the dump refuses it).  A hung-up slave (its master closed,
+/dev/pts/N deleted) is made as it came about: a pair with index N whose master is closed at once.
 """
 
 import fcntl
@@ -49,7 +51,6 @@ def check_fd(pid, fd, target, st):
     """UnsupportedResource (before the parasite) for a pty end the restore could not make again:
     a slave whose master no task of the tree holds (the pair's other side would be missing), a
     hung-up slave whose number another pty has taken since."""
-    from crpy import resources
     from crpy.errors import UnsupportedResource
 
     if st.st_rdev == PTMX_RDEV:
@@ -58,7 +59,7 @@ def check_fd(pid, fd, target, st):
     if target.endswith(" (deleted)"):
         if os.path.exists(f"/dev/pts/{index}"):
             raise UnsupportedResource(pid, "hung-up pty slave", fd, target,
-                                      f"its number is now used by another pty; close that one or this fd")
+                                      "its number is now used by another pty; close that one or this fd")
         return
     if not master_in_tree(index):
         raise UnsupportedResource(pid, "tty", fd, target,
@@ -218,8 +219,6 @@ def _drain(fd):
 
 def _peek_queues(master, slave, attrs):
     """(bytes the master has to read, bytes the slave has to read), put back where they were."""
-    if master is None:
-        return b"", b""
     termios.tcsetattr(slave, termios.TCSANOW, _raw(attrs))
     flags = fcntl.fcntl(master, fcntl.F_GETFL)        # the task's own description: put back after
     try:
