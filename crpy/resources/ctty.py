@@ -1,11 +1,12 @@
 """Controlling terminals that are pty pairs of the dumped tree, and fds on /dev/tty.
 
-Dump: every task's controlling terminal (tty_nr of /proc/PID/stat) must come back, so
-check_task refuses, before the parasite, one the restore could not give again: a pty whose master
-no task of the tree holds, another kind of terminal (both: --shell-job is the way), a session
-whose leader is not in the tree or not an ancestor of the task (members inherit it from the
-leader), a foreground group outside the tree, and a session member without the terminal its
-leader has (it would gain it).  The pty's slave tty-info entry names the session (sid) and the
+Dump: the controlling terminal (tty_nr of /proc/PID/stat) of a session the tree leads must come
+back, so check_task refuses, before the parasite, one the restore could not give again: a pty
+whose master no task of the tree holds, another kind of terminal (both: --shell-job is the way),
+a leader that is not an ancestor of the task (members inherit it from the leader), a foreground
+group outside the tree, and a session member without the terminal its leader has (it would gain
+it).  A task whose session leader is not in the tree is restored into crpy's session, terminal
+included (crpy.restore.child.restore_session), as before.  The pty's slave tty-info entry names the session (sid) and the
 foreground group (pgrp), as in CRIU.  A /dev/tty fd is a TTY entry whose tty-info is of type
 CTTY; it must be on the task's controlling terminal (TIOCGDEV on a pidfd_getfd copy).
 
@@ -41,11 +42,11 @@ def check_task(pid):
     from crpy.resources import pty
 
     st = proc.stat(pid)
-    if resources.allowed("shell_job"):
-        return                              # the terminal of the shell: crpy.resources.tty
+    if resources.allowed("shell_job") or st.session not in resources.tree_pids:
+        return       # the shell's terminal (crpy.resources.tty), or restored into crpy's session with its terminal
     if not st.tty_nr:
         leader = st.session
-        if leader != pid and leader in resources.tree_pids and proc.stat(leader).tty_nr:
+        if leader != pid and proc.stat(leader).tty_nr:
             raise UnsupportedResource(pid, "session member without the controlling terminal of its leader "
                                       f"{leader}", hint="a restored member would inherit it; dump a tree "
                                       "whose session members all have it")
@@ -59,8 +60,7 @@ def check_task(pid):
                                        "tree from the process holding the pty master")
     if not _leader_is_ancestor(pid, st.session):
         raise UnsupportedResource(pid, f"controlling terminal {name} of session {st.session}, whose leader is "
-                                  "not this task or an ancestor in the dumped tree",
-                                  hint="dump the tree from the session leader")
+                                  "not this task or an ancestor of it", hint="dump the tree from the session leader")
     tpgid = _foreground_group(pid)
     if tpgid > 0 and not any(proc.stat(p).pgrp == tpgid for p in resources.tree_pids):
         raise UnsupportedResource(pid, f"controlling terminal {name} whose foreground process group {tpgid} "
