@@ -17,12 +17,13 @@ _MODULES = {
     "fifo": "crpy.resources.fifo",       # named pipes, with their bytes in flight
     "tty": "crpy.resources.tty",         # the task's terminal, with --shell-job only
     "pty": "crpy.resources.pty",         # pseudo-terminal pairs held inside the tree
+    "ctty": "crpy.resources.ctty",       # /dev/tty on a controlling terminal that is a pty of the tree
     "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
     "ns": "crpy.resources.nsfs",         # /proc/PID/ns/* files of crpy's own namespaces
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
-_FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
+_FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY", "ctty": "TTY",
              "memfd": "MEMFD", "ns": "NS"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
@@ -103,11 +104,13 @@ def configure_dump(file_locks=False, link_remap=False, shell_job=False, ghost_li
     fd_tables_seen.clear()
     fd_table_owners.clear()
     tree_pids.clear()
+    dump_memo.clear()
 
 
 fd_tables_seen = []          # one pid per fd table this dump has met, in kcmp's order of the tables
 fd_table_owners = {}         # pid -> the earlier pid whose fd table it shares
 tree_pids = []               # every live task of the tree being dumped (all stopped for the whole dump)
+dump_memo = {}               # what a kind module found out once for the whole dump (pty masters, ttys)
 
 
 def set_dump_tree(pids):

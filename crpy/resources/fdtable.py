@@ -37,6 +37,7 @@ class FdFacts:
     same_as: Optional[int] = None      # a lower fd on the same open file description
     pid: int = 0                       # the task holding it (modules reopen it through /proc)
     locks: tuple = ()                  # (flag, type, start, len) of the locks held through it
+    owner: object = None               # crpy.resources.fown.Owner (F_SETOWN, F_SETSIG), None: none
 
 
 def _kcmp(pid1, pid2, kind, idx1=0, idx2=0):
@@ -93,23 +94,40 @@ def collect_fds(pid):
     """Facts of every open fd; UnsupportedResource for the first fd of a kind crpy cannot dump.
     A task sharing the fd table of a task collected before it (CLONE_FILES) has none of its own:
     [] (table_owner(pid) names that task)."""
+    from crpy.resources import ctty
+
     if _find_table_owner(pid) is not None:
+        ctty.check_task(pid)
         return []
     out = []
     for fd in proc.fds(pid):
         target = proc.fd_target(pid, fd)
         st = proc.fd_stat(pid, fd)
         kind = resources.classify(target, st)
-        if kind == "tty" and not _on_shell_terminal(pid, st):
-            kind = _pty_or_refuse(pid, fd, target, st)
+        if kind == "tty" and not _on_shell_terminal(pid, st) or kind == "unlinked file" and _is_pty(st):
+            kind = _terminal_kind(pid, fd, target, st)
         if not resources.supported(kind):
             raise UnsupportedResource(pid, kind, fd, target,
                                       "crpy cannot dump this kind of file yet; close it before the dump")
         out.append(FdFacts(fd, kind, target, st, proc.fdinfo(pid, fd), pid=pid))
         if "lock" in out[-1].info.raw:
             out[-1].locks = _held_locks(pid, fd, target)
+    _note_owners(pid, out)
     _find_shared(pid, out)
+    ctty.check_task(pid)
     return out
+
+
+def _note_owners(pid, facts):
+    """Each fd's file owner (F_SETOWN/F_SETSIG), refused where the restore could not set it."""
+    from crpy.resources import fown
+
+    owners = fown.dump_owners(pid, [f.fd for f in facts], resources.tree_pids)
+    for f in facts:
+        f.owner = owners.get(f.fd)
+        if f.owner is not None and f.kind == "fifo":
+            raise UnsupportedResource(pid, "file owner (F_SETOWN) on a FIFO", f.fd, f.target,
+                                      "clear the owner (F_SETOWN 0) before the dump")
 
 
 def _table_order(pid, other):
@@ -146,16 +164,24 @@ def table_owner(pid):
     return resources.fd_table_owners.get(pid)
 
 
-def _pty_or_refuse(pid, fd, target, st):
+def _is_pty(st):
     from crpy.resources import pty
 
-    stat = proc.stat(pid)
-    if pty.is_pty(st) and (stat.tty_nr != st.st_rdev or stat.session == pid):
-        return "pty"                      # (the controlling terminal of a session leader: taken again)
+    return pty.is_pty(st)
+
+
+def _terminal_kind(pid, fd, target, st):
+    """'pty' or 'ctty' (/dev/tty) for a terminal fd the restore can make again; else refused."""
+    from crpy.resources import ctty, pty
+
+    if ctty.is_dev_tty(st):
+        ctty.check_dev_tty(pid, fd, target)
+        return "ctty"
+    if pty.is_pty(st):
+        pty.check_fd(pid, fd, target, st)
+        return "pty"
     raise UnsupportedResource(pid, "tty", fd, target,
-                              "dump a task on the terminal it was started from with --shell-job; "
-                              "a pty that is the controlling terminal of a task not leading its "
-                              "session is not supported yet")
+                              "dump a task on the terminal it was started from with --shell-job")
 
 
 def _on_shell_terminal(pid, st):
@@ -189,7 +215,7 @@ def dump_fds(fdfacts, files):
         elif (file_id := _held_by_another_task(f, files)) is not None:
             pass                                  # inherited across fork: one description, one id
         else:
-            file_id = files.add(lambda fid, f=f: resources.module(f.kind).dump_fd(f, fid, files))
+            file_id = files.add(lambda fid, f=f: _file_entry(f, fid, files))
             if f.locks:
                 _dump_locks(f, files)
         ids[f.fd] = file_id
@@ -198,6 +224,12 @@ def dump_fds(fdfacts, files):
             id=file_id, flags=FD_CLOEXEC if f.info.flags & O_CLOEXEC else 0,
             type=fdinfo_pb2.fd_types.Value(resources.fd_type(f.kind)), fd=f.fd))
     return entries
+
+
+def _file_entry(f, file_id, files):
+    from crpy.resources import fown
+
+    return fown.fill(resources.module(f.kind).dump_fd(f, file_id, files), f.owner)
 
 
 def _held_by_another_task(f, files):
@@ -287,7 +319,11 @@ def before_children(images_dir, pid, child_pids, keep_above):
     everything several tasks share, so they all inherit one object (crpy.resources.shared)."""
     from crpy.resources import shared
 
-    shared.make_shared(images_dir)
+    shared.make_shared(images_dir, keep_above)
+    if shared.inherited() is not None:
+        from crpy.resources import ctty
+
+        ctty.before_children(shared.inherited().ctx)
 
 
 def restore_fds(images_dir, pid, keep_above):
@@ -324,29 +360,31 @@ def restore_fds(images_dir, pid, keep_above):
         from crpy.resources import tty
 
         tty.take_foreground(ctx)
-    if any(isinstance(k, tuple) and k[0] == "pty" for k in ctx.cache):
-        from crpy.resources import pty
+    if any(f.HasField("tty") for f in files.values()):
+        from crpy.resources import ctty
 
-        pty.take_controlling(ctx)
+        ctty.after_fds(ctx)
 
 
 def _place_all(wanted, files, placed, ctx, pid):
+    from crpy.resources import fown
+
     for fd in sorted(wanted):
         e = wanted[fd]
         if e.id in placed:                        # same file entry: share the open description
             _move(placed[e.id], fd, e, close=False)
             continue
         shared = inherited()
+        entry = files[e.id]
         if shared is not None and e.id in shared.fds:
             _move(shared.fds[e.id], fd, e, close=False)
-            placed[e.id] = fd
-            continue
-        entry = files[e.id]
-        kind = kind_of_entry(entry)
-        if not resources.supported(kind):
-            raise RestoreError(f"fd {fd} of pid {pid}: cannot restore a {kind} yet")
-        _move(resources.module(kind).restore_fd(entry, ctx), fd, e, close=True)
+        else:
+            kind = kind_of_entry(entry)
+            if not resources.supported(kind):
+                raise RestoreError(f"fd {fd} of pid {pid}: cannot restore a {kind} yet")
+            _move(resources.module(kind).restore_fd(entry, ctx), fd, e, close=True)
         placed[e.id] = fd
+        fown.restore(fd, entry)          # at its number: a tty's O_ASYNC takes the current owner
 
 
 def _move(tmp, fd, e, close):

@@ -4,6 +4,10 @@ As in CRIU, each end is one files.img entry (type PIPE, pipe_entry) and both end
 the pipe's inode number; the data goes once per pipe into pipes-data.img (crpy.resources.pipedata,
 read with tee, never consumed).  Restore makes the pipe once per pipe_id, refills it, and hands
 out the end each entry asks for; the restore context keeps both ends until every fd is placed.
+A pipe can have more open file descriptions than its two ends (opened again through
+/proc/self/fd/N, even O_RDWR): each files.img entry is its own description with its own flags,
+so only the first entry of each end gets the end pipe2() made; any other is opened anew through
+/proc/self/fd of an end (one pipe, a description of its own).
 """
 
 import fcntl
@@ -33,15 +37,27 @@ def dump_fd(fdfacts, file_id, files):
 
 
 def restore_fd(entry, ctx):
-    """A new fd on the right end of the pipe, with the dumped status flags."""
+    """A new fd on the right end of the pipe, with the dumped status flags: the end pipe2()
+    made for the first description of each end, a description of its own for any other."""
     p = entry.pipe
     ends = ctx.cache.get(("pipe", p.pipe_id))
     if ends is None:
         ends = _make_pipe(ctx, p.pipe_id)
-    end = ends[1] if p.flags & O_ACCMODE == os.O_WRONLY else ends[0]
-    fd = fcntl.fcntl(end, fcntl.F_DUPFD_CLOEXEC, 0)
+    mode = p.flags & O_ACCMODE
+    given = ctx.cache.setdefault(("pipe-ends-given", p.pipe_id), set())
+    if mode == os.O_RDWR or mode in given:
+        fd = reopen(ends[0], mode)
+    else:
+        fd = fcntl.fcntl(ends[1] if mode == os.O_WRONLY else ends[0], fcntl.F_DUPFD_CLOEXEC, 0)
+        given.add(mode)
     fcntl.fcntl(fd, fcntl.F_SETFL, p.flags & _SETFL)
     return fd
+
+
+def reopen(end, mode):
+    """A new open file description of the pipe behind fd `end`, opened `mode` (never waits:
+    crpy holds both ends)."""
+    return os.open(f"/proc/self/fd/{end}", mode | os.O_NONBLOCK | O_CLOEXEC)
 
 
 def _make_pipe(ctx, pipe_id):

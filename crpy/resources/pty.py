@@ -10,8 +10,10 @@ a program often keeps the master of the pty its child runs on; the slave by its 
 line discipline made raw for the moment, and written back at once (refill mode: no echo, no
 editing, lines kept), so the task loses nothing.  Restore: the pair is made once per index
 (/dev/ptmx opened until it hands out index N; once for the whole tree when two tasks hold it,
-crpy.resources.shared), refilled, then given its termios and window size; a session leader
-whose controlling terminal was the slave takes it again (TIOCSCTTY, foreground group).
+crpy.resources.shared), refilled, then given its termios and window size, and the slave node its
+owner, group and mode; the controlling terminal side is crpy.resources.ctty's.  A slave must
+have its master in the tree (else the dump refuses it).  A hung-up slave (its master closed,
+/dev/pts/N deleted) is made as it came about: a pair with index N whose master is closed at once.
 """
 
 import fcntl
@@ -35,35 +37,93 @@ def index_of(fdfacts):
     return (os.major(fdfacts.st.st_rdev) - 136) * 256 + os.minor(fdfacts.st.st_rdev)
 
 
-def dump_fd(fdfacts, file_id, files):
-    from crpy.images.pb import fdinfo_pb2, tty_pb2
-    from crpy.resources.regfile import fown
-
-    index, master = index_of(fdfacts), fdfacts.st.st_rdev == PTMX_RDEV
-    pair = files.once(("pty", index), lambda: _dump_pair(fdfacts, index, file_id, files))
-    info_id = pair[0] if master else pair[1]
-    _note_session(fdfacts, pair[2])
-    return fdinfo_pb2.file_entry(type=fdinfo_pb2.TTY, id=file_id, tty=tty_pb2.tty_file_entry(
-        id=file_id, tty_info_id=info_id, flags=fdfacts.info.flags & ~O_CLOEXEC, fown=fown()))
+def info_ids(index):
+    """(master, slave) tty-info.img ids of pty `index` (apart from --shell-job's ids)."""
+    return 100000 + 2 * index, 100001 + 2 * index
 
 
-def _grab_master(pid, index):
-    """crpy's own fd on the master of pty `index` (pidfd_getfd), looked for in task pid first,
-    then in every other task of the dumped tree (a program holding the master of the pty its
-    child runs on); None when no task of the tree holds it."""
+def hung_up(fdfacts):
+    """A slave whose master was closed: the kernel hung it up and removed /dev/pts/N."""
+    return fdfacts.st.st_rdev != PTMX_RDEV and fdfacts.target.endswith(" (deleted)")
+
+
+def check_fd(pid, fd, target, st):
+    """UnsupportedResource (before the parasite) for a pty end the restore could not make again:
+    a slave whose master no task of the tree holds (the pair's other side would be missing), a
+    hung-up slave whose number another pty has taken since."""
+    from crpy.errors import UnsupportedResource
+
+    if st.st_rdev == PTMX_RDEV:
+        return
+    index = (os.major(st.st_rdev) - 136) * 256 + os.minor(st.st_rdev)
+    if target.endswith(" (deleted)"):
+        if os.path.exists(f"/dev/pts/{index}"):
+            raise UnsupportedResource(pid, "hung-up pty slave", fd, target,
+                                      "its number is now used by another pty; close that one or this fd")
+        return
+    if not master_in_tree(index):
+        raise UnsupportedResource(pid, "tty", fd, target,
+                                  "its master is held outside the dumped tree: dump the process holding the "
+                                  "master too, or with --shell-job if this is the terminal it was started from")
+
+
+def master_in_tree(index):
+    """True when a task of the dumped tree holds the master of pty `index` (remembered per dump)."""
+    from crpy import resources
+
+    memo = resources.dump_memo.setdefault("pty-master", {})
+    if index not in memo:
+        memo[index] = _find_master(index) is not None
+    return memo[index]
+
+
+def _find_master(index):
+    """(pid, fd) of a task of the dumped tree holding the master of pty `index`, or None."""
     from crpy import resources
     from crpy.errors import CrpyError
-    from crpy.log import log
 
-    for holder in [pid] + [p for p in resources.tree_pids if p != pid]:
+    for holder in resources.tree_pids:
         try:
             fd = _master_fd(holder, index)
         except (CrpyError, OSError):
             continue                                  # a task without a readable fd table
         if fd is not None:
-            return _getfd(holder, fd)
-    log.info("pty %d: no task of the tree holds its master; the bytes waiting in it are not saved", index)
+            return holder, fd
     return None
+
+
+def dump_fd(fdfacts, file_id, files):
+    from crpy.images.pb import fdinfo_pb2, tty_pb2
+    from crpy.resources.regfile import fown
+
+    index, master = index_of(fdfacts), fdfacts.st.st_rdev == PTMX_RDEV
+    if hung_up(fdfacts):
+        info_id = files.once(("pty-hung-up", index), lambda: _dump_hung_up(fdfacts, index, files))
+    else:
+        pair = files.once(("pty", index), lambda: _dump_pair(fdfacts.pid, index, files))
+        info_id = pair[0] if master else pair[1]
+    return fdinfo_pb2.file_entry(type=fdinfo_pb2.TTY, id=file_id, tty=tty_pb2.tty_file_entry(
+        id=file_id, tty_info_id=info_id, flags=fdfacts.info.flags & ~O_CLOEXEC, fown=fown()))
+
+
+def _dump_hung_up(fdfacts, index, files):
+    """tty-info of a hung-up slave: its number only (termios, size and data are gone with it)."""
+    from crpy.images.pb import tty_pb2
+
+    s_id = info_ids(index)[1]
+    files.plain("tty_info", tty_pb2.tty_info_entry(
+        id=s_id, type=tty_pb2.PTY, locked=False, exclusive=False, packet_mode=False, sid=0, pgrp=0,
+        rdev=fdfacts.st.st_rdev & 0xFFFFFFFF, pty=tty_pb2.tty_pty_entry(index=index), hung_up=True))
+    return s_id
+
+
+def _grab_master(pid, index):
+    """crpy's own fd on the master of pty `index` (pidfd_getfd), from task pid when it holds it,
+    else from whichever task of the dumped tree does (a program holding the master of the pty
+    its child runs on)."""
+    fd = _master_fd(pid, index)
+    holder = (pid, fd) if fd is not None else _find_master(index)
+    return _getfd(*holder)
 
 
 def _master_fd(pid, index):
@@ -87,44 +147,39 @@ def _getfd(pid, fd):
         os.close(pidfd)
 
 
-def _dump_pair(fdfacts, index, file_id, files):
-    """(master info id, slave info id) of pty `index`; its tty-info and tty-data entries."""
+def _dump_pair(pid, index, files):
+    """(master info id, slave info id) of pty `index`; its tty-info and tty-data entries.  The
+    slave's entry names the session whose controlling terminal it is (crpy.resources.ctty)."""
+    from crpy import resources
     from crpy.images.pb import tty_pb2
     from crpy.resources.tty import _termios_entry
 
-    master = _grab_master(fdfacts.pid, index)       # None: held outside the tree (no data then)
-    slave = os.open(f"/dev/pts/{index}", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | O_CLOEXEC)
+    master = _grab_master(pid, index)
+    slave_path = f"/dev/pts/{index}"
+    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | O_CLOEXEC)
     try:
+        node = os.fstat(slave)
         attrs = termios.tcgetattr(slave)
         ws = struct.unpack("HHHH", fcntl.ioctl(slave, termios.TIOCGWINSZ, b"\0" * 8))
         out_q, in_q = _peek_queues(master, slave, attrs)
     finally:
         os.close(slave)
-        if master is not None:
-            os.close(master)
-    m_id, s_id = file_id * 2 + 100000, file_id * 2 + 100001        # apart from --shell-job's ids
-    infos = []
+        os.close(master)
+    m_id, s_id = info_ids(index)
+    sid, pgrp = resources.dump_memo.get("ctty", {}).get(index, (0, 0))
     for info_id, rdev in ((m_id, PTMX_RDEV), (s_id, os.makedev(136 + index // 256, index % 256))):
-        infos.append(tty_pb2.tty_info_entry(
+        info = tty_pb2.tty_info_entry(
             id=info_id, type=tty_pb2.PTY, locked=False, exclusive=False, packet_mode=False, sid=0,
             pgrp=0, rdev=rdev & 0xFFFFFFFF, termios=_termios_entry(attrs), pty=tty_pb2.tty_pty_entry(index=index),
-            winsize=tty_pb2.winsize_entry(ws_row=ws[0], ws_col=ws[1], ws_xpixel=ws[2], ws_ypixel=ws[3])))
-        files.plain("tty_info", infos[-1])
+            winsize=tty_pb2.winsize_entry(ws_row=ws[0], ws_col=ws[1], ws_xpixel=ws[2], ws_ypixel=ws[3]))
+        if info_id == s_id:                     # the slave node's owner, and the session it leads
+            info.uid, info.gid, info.mode = node.st_uid, node.st_gid, node.st_mode & 0o7777
+            info.sid, info.pgrp = sid, pgrp
+        files.plain("tty_info", info)
     for info_id, data in ((m_id, out_q), (s_id, in_q)):
         if data:
             files.plain("tty_data", tty_pb2.tty_data_entry(tty_id=info_id, data=data))
-    return m_id, s_id, infos[1]
-
-
-def _note_session(fdfacts, slave_info):
-    """The slave's info names the session whose controlling terminal it is (entries are written
-    at the end, so the task that has it as its terminal can fill this in whenever it is met)."""
-    from crpy.kernel import proc
-    from crpy.resources.tty import _session_and_foreground
-
-    if proc.stat(fdfacts.pid).tty_nr == os.makedev(136 + slave_info.pty.index // 256, slave_info.pty.index % 256):
-        sid, pgrp = _session_and_foreground(fdfacts.pid)
-        slave_info.sid, slave_info.pgrp = sid, max(pgrp, 0)
+    return m_id, s_id
 
 
 def _raw(attrs):
@@ -164,8 +219,6 @@ def _drain(fd):
 
 def _peek_queues(master, slave, attrs):
     """(bytes the master has to read, bytes the slave has to read), put back where they were."""
-    if master is None:
-        return b"", b""
     termios.tcsetattr(slave, termios.TCSANOW, _raw(attrs))
     flags = fcntl.fcntl(master, fcntl.F_GETFL)        # the task's own description: put back after
     try:
@@ -197,6 +250,8 @@ def restore_fd(entry, ctx):
     from crpy.resources import tty
 
     info = tty._info(ctx, entry.tty.tty_info_id)
+    if info.hung_up:
+        return _hung_up_slave(info.pty.index, entry.tty.flags)
     master, slave_path = _pair(ctx, info)
     if info.rdev == PTMX_RDEV & 0xFFFFFFFF:
         fd = fcntl.fcntl(master, fcntl.F_DUPFD_CLOEXEC, 0)
@@ -213,29 +268,32 @@ def _pair(ctx, info):
         path = f"/dev/pts/{info.pty.index}"
         slave = ctx.hold(os.open(path, os.O_RDWR | os.O_NOCTTY | O_CLOEXEC))  # kept: the pair stays whole
         _refill_pair(ctx, master, slave, info)
+        _give_slave_node(path, _slave_info(ctx, info.pty.index))
         ctx.cache[key] = (master, path)
     return ctx.cache[key]
 
 
-def take_controlling(ctx):
-    """A session leader whose controlling terminal was a pty slave gets it back (and its
-    foreground group, when that is its own)."""
-    if os.getsid(0) != os.getpid():
-        return
-    for key, value in list(ctx.cache.items()):
-        if not (isinstance(key, tuple) and key[0] == "pty"):
-            continue
-        path = value[1]
-        info = _slave_info(ctx, key[1])
-        if info is None or info.sid != os.getpid():
-            continue
-        fd = os.open(path, os.O_RDWR | O_CLOEXEC)
-        try:
-            fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
-            if info.pgrp == os.getpgrp():
-                os.tcsetpgrp(fd, info.pgrp)
-        finally:
-            os.close(fd)
+def _give_slave_node(path, info):
+    """The dumped owner, group and mode of /dev/pts/N (the kernel gave crpy's)."""
+    if info is not None and info.HasField("uid"):
+        os.chown(path, info.uid, info.gid)
+    if info is not None and info.HasField("mode"):
+        os.chmod(path, info.mode)
+
+
+def _hung_up_slave(index, flags):
+    """A slave /dev/pts/INDEX hung up as the dumped one was: opened, then its master closed."""
+    master = _open_ptmx_index(index)
+    try:
+        fd = os.open(f"/dev/pts/{index}", (flags & (os.O_ACCMODE | os.O_NONBLOCK)) | os.O_NOCTTY | O_CLOEXEC)
+    finally:
+        os.close(master)
+    return fd
+
+
+def made_pair(ctx, index):
+    """(master fd, slave path) of pty `index` when this task has it already (made or inherited)."""
+    return ctx.cache.get(("pty", index))
 
 
 def _slave_info(ctx, index):
@@ -291,7 +349,7 @@ def _refill_pair(ctx, master, slave, info):
     from crpy.resources import tty
 
     data = _tty_data(ctx)
-    m_id, s_id = (info.id, info.id + 1) if info.rdev == PTMX_RDEV & 0xFFFFFFFF else (info.id - 1, info.id)
+    m_id, s_id = info_ids(info.pty.index)
     t = info.termios
     attrs = [t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_ispeed, t.c_ospeed, list(t.c_cc)]
     termios.tcsetattr(slave, termios.TCSANOW, _refill_mode(attrs))

@@ -3,9 +3,12 @@
 A description inherited across fork (one files.img id in the fdinfo of several tasks) and a
 pipe or FIFO whose ends live in different tasks must come back as ONE kernel object.  The tree
 restore calls fdtable.before_children in each task before it forks its children; the first
-call (in the root, the ancestor of every task) opens every shared object here and keeps it at a
-number above every fd any task wants, so all descendants inherit it.  Each task's restore_fds
-then takes its shared files from `inherited()` and closes the rest (its close-others step).
+call (in the root, the ancestor of every task) opens every shared object here and keeps it
+among crpy's own fds (at keep_above or higher), so all descendants inherit it.  Each task's
+restore_fds takes its shared files from `inherited()`; the restorer blob closes them with
+crpy's other fds.  They must outlive the fd restore of the task that has them: a task cloned
+into that task's fd table (CLONE_FILES) forks its own children after it, and those children
+take their shared files from the same table.
 """
 
 _shared = None        # SharedFiles of this process tree; set in the root, inherited by fork
@@ -60,7 +63,19 @@ def _object_key(entry):
     return ("id", entry.id)
 
 
-def make_shared(images_dir):
+def _session_terminals(images_dir):
+    """Object keys of the pty pairs that are the controlling terminal of a session."""
+    import os
+
+    from crpy.images import framing
+
+    path = framing.image_path(images_dir, "tty_info")
+    if not os.path.exists(path):
+        return []
+    return [("tty", e.id // 2) for e in framing.read_image(path, "tty_info") if e.HasField("pty") and e.sid]
+
+
+def make_shared(images_dir, keep_above):
     """In the root task, before its first fork: open what two or more tasks share."""
     global _shared
     if _shared is not None:
@@ -74,8 +89,10 @@ def make_shared(images_dir):
         for e in entries:
             if e.id in files:
                 users.setdefault(_object_key(files[e.id]), set()).add(pid)
+    for key in _session_terminals(images_dir):  # the leader takes it before forking its members
+        users.setdefault(key, set()).add("session")
     top = max([0] + [e.fd for entries in tables.values() for e in entries])
-    ctx = RestoreContext(images_dir, files, top + 1)
+    ctx = RestoreContext(images_dir, files, max(top + 1, keep_above))
     fds = {}
     for pid, entries in tables.items():
         for e in entries:

@@ -6,7 +6,7 @@ size, session and foreground process group, read through /proc/PID/fd/N.  Restor
 opened on the terminal crpy restore itself runs on (its stdin, stdout or stderr), the dumped
 termios and window size are applied to it, and a task of the dumped foreground group makes its
 group the foreground group again (SIGTTOU is blocked in the restored child, so this cannot stop it).
-Pseudo-terminal pairs held inside the tree are not handled (refused at dump as "tty").
+Pseudo-terminal pairs held inside the tree are crpy.resources.pty's, /dev/tty crpy.resources.ctty's.
 """
 
 import fcntl
@@ -85,12 +85,17 @@ def restore_terminal_path():
 
 def restore_fd(entry, ctx):
     from crpy.errors import RestoreError
+    from crpy.images.pb import tty_pb2
 
     info = _info(ctx, entry.tty.tty_info_id)
     if info is not None and info.HasField("pty"):
         from crpy.resources import pty
 
         return pty.restore_fd(entry, ctx)
+    if info is not None and info.type == tty_pb2.CTTY:
+        from crpy.resources import ctty
+
+        return ctty.restore_fd(entry, ctx)
     path = ctx.cache.get("terminal")
     if path is None:
         raise RestoreError("the task was on a terminal (--shell-job), but crpy restore runs on none",

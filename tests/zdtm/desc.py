@@ -25,6 +25,7 @@ DESC = {
     "unlinked_sparse": {"dump": ["--ghost-limit", "2G"]},
     "ghost_limit": {"dump_fails": True},
     "nsfs_foreign": {"dump_fails": True},
+    "fown_outside": {"dump_fails": True},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.

@@ -298,6 +298,18 @@ char *test_path(const char *suffix)
 	return p;
 }
 
+unsigned long test_tty_nr(void)
+{
+	char buf[1024];
+	unsigned long v = 0;
+	if (read_whole("/proc/self/stat", buf, sizeof(buf)) < 0)
+		return 0;
+	char *p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %lu", &v) != 1)
+		return 0;
+	return v;
+}
+
 long read_whole(const char *path, char *buf, size_t size)
 {
 	long total = 0;
