@@ -389,10 +389,15 @@ static BLOB_NORETURN void thread_main(struct rst_args *a, struct rst_thread *t)
     if (t->timerslack_ns)
         sys5(__NR_prctl, 29 /* PR_SET_TIMERSLACK */, t->timerslack_ns, 0, 0, 0);
     if (t->has_sched) {
-        /* Best effort, like the leader's (crpy only warns there): per-thread nice and policy. */
+        /* Exactly, as the leader's: nice first (a real-time or idle thread keeps it), then the
+         * policy with its SCHED_RESET_ON_FORK bit. */
         u32 param = t->sched_prio;
-        sys3(144 /* sched_setscheduler */, 0, t->sched_policy, (long)&param);
-        sys3(141 /* setpriority */, 0 /* PRIO_PROCESS */, 0 /* this thread */, t->nice);
+        r = sys3(141 /* setpriority */, 0 /* PRIO_PROCESS */, 0 /* this thread */, t->nice);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_THREAD_STATE, t->tid, r);
+        r = sys3(144 /* sched_setscheduler */, 0, t->sched_policy, (long)&param);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_THREAD_STATE, t->tid, r);
     }
     queue_signals(a, t->tid);
     switch_creds(a);

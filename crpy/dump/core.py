@@ -95,13 +95,13 @@ def task_core(facts, regs, sigactions, misc, stop_signal):
 def thread_core(facts, regs, misc, creds):
     from crpy.images.pb import core_pb2, rseq_pb2
 
+    from crpy.dump.task_state import dump_sched
+
     pid = facts.pid
-    rt_prio, policy = proc.sched(pid)
     sp, flags, size = misc.get("altstack", (0, SS_DISABLE, 0))
     head, length = regs.robust_list
     tc = core_pb2.thread_core_entry(
-        futex_rla=head, futex_rla_len=length, sched_nice=facts.stat.nice, sched_policy=policy,
-        sched_prio=rt_prio, blk_sigset=regs.sigmask,
+        futex_rla=head, futex_rla_len=length, **dump_sched(pid), blk_sigset=regs.sigmask,
         sas=core_pb2.thread_sas_entry(ss_sp=sp, ss_size=size, ss_flags=flags),
         pdeath_sig=misc.get("pdeathsig", 0), signals_p=_signal_queue(regs.pending), creds=creds,
         seccomp_mode=facts.status.seccomp, comm=facts.comm)

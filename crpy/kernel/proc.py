@@ -349,10 +349,3 @@ def loginuid(pid):
 
 def oom_score_adj(pid):
     return int(read_text(pid, "oom_score_adj").strip())
-
-
-def sched(pid):
-    """(rt_priority, policy) from /proc/PID/stat fields 40 and 41."""
-    text = read_text(pid, "stat")
-    f = text[text.rindex(")") + 2:].split()
-    return int(f[40 - 3]), int(f[41 - 3])

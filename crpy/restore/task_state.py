@@ -155,16 +155,23 @@ def _prctl(libc, option, value):
 
 
 def _sched(state):
+    """Policy (with its SCHED_RESET_ON_FORK bit) and nice of the main thread, exactly: a task
+    that cannot get them back is not restored (the other threads set theirs in the blob).  Nice
+    first: sched_setscheduler to SCHED_IDLE/BATCH keeps it, and a real-time task keeps one too."""
     try:
-        if state.sched and state.sched[0] != os.SCHED_OTHER:
-            os.sched_setscheduler(0, state.sched[0], os.sched_param(state.sched[1]))
         if state.nice is not None:
             os.setpriority(os.PRIO_PROCESS, 0, state.nice)
-        if state.oom_score_adj is not None:
+        if state.sched:
+            os.sched_setscheduler(0, state.sched[0], os.sched_param(state.sched[1]))
+    except OSError as e:
+        raise RestoreError(f"scheduling policy {state.sched} nice {state.nice}: {os.strerror(e.errno)}",
+                           "restore as root (CAP_SYS_NICE) or raise RLIMIT_RTPRIO / RLIMIT_NICE") from None
+    if state.oom_score_adj is not None:
+        try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(state.oom_score_adj))
-    except OSError as e:
-        log.warning("scheduling/oom state: %s", e)
+        except OSError as e:
+            log.warning("oom_score_adj: %s", e)
 
 
 def _rlim(v):
