@@ -286,6 +286,36 @@ def comm(pid):
     return read_text(pid, "comm").rstrip("\n")
 
 
+def syscall(pid):
+    """(nr, [6 args]) of the syscall the task is blocked in, from /proc/PID/syscall; None while it
+    runs, nr -1 when it is blocked outside a syscall."""
+    f = read_text(pid, "syscall").split()
+    if not f or f[0] == "running":
+        return None
+    nr = int(f[0])
+    return nr, [int(x, 16) for x in f[1:7]] if nr >= 0 else []
+
+
+def read_mem(pid, addr, length):
+    """`length` bytes of the task's memory at `addr` (/proc/PID/mem; the task need not be stopped)."""
+    try:
+        fd = os.open(_path(pid, "mem"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, length, addr)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise _fail(pid, f"mem at {addr:#x}", e) from None
+
+
+def ns_inodes(pid):
+    """{name: inode} of the namespaces in /proc/PID/ns (mnt, net, pid, pid_for_children, time, ...)."""
+    try:
+        return {name: os.stat(_path(pid, f"ns/{name}")).st_ino for name in os.listdir(_path(pid, "ns"))}
+    except OSError as e:
+        raise _fail(pid, "ns", e) from None
+
+
 # ---------------------------------------------------------------- fds
 
 @dataclass

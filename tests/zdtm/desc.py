@@ -13,6 +13,10 @@ DESC = {
     "locks": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},
+    "vfork": {"dump_fails": True},
+    "ns_uts": {"dump_fails": True},
+    "ns_time": {"dump_fails": True},
+    "zombie_leader": {"dump_fails": True},
 }
 
 
