@@ -23,7 +23,9 @@
 #define ARCH_SET_FS 0x1002
 #define MADV_GUARD_INSTALL 102
 #define RSEQ_FLAG_UNREGISTER 1
+#define SIGCONT 18
 #define SIGSTOP 19
+#define __NR_rt_sigpending 127
 #define __NR_rt_sigqueueinfo 129
 #define __NR_rt_tgsigqueueinfo 297
 
@@ -137,7 +139,7 @@ static void queue_signals(struct rst_args *a, u32 tid)
     /* The kernel lets only the thread itself queue a siginfo that looks like kill() or tkill()
      * (si_code >= 0 or SI_TKILL) into its private queue: each thread queues its own. */
     for (u32 i = 0; i < a->nr_siginfo; i++) {
-        struct rst_siginfo *s = &a->siginfo[i];
+        struct rst_siginfo *s = &((struct rst_siginfo *)a->siginfo)[i];
         if (s->tid != tid)
             continue;
         s32 sig = *(s32 *)s->info;
@@ -479,6 +481,35 @@ static void restore_timers(struct rst_args *a)
         sys5(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
 }
 
+/* The task was stopped by a->stop: it stops itself with that very signal, so that its parent's
+ * waitpid (WSTOPSIG) and a tracer's PTRACE_INTERRUPT see it.  SIGSTOP stops at once.  SIGTSTP,
+ * SIGTTIN and SIGTTOU stop only when delivered with their default action: for that moment the
+ * action is SIG_DFL and the signal the only one unblocked.  The kernel drops these three in an
+ * orphaned process group; then (no SIGCONT pending afterwards: nothing continued a stop) the
+ * task stops with SIGSTOP instead of running on. */
+static void stop_self(struct rst_args *a)
+{
+    u32 sig = a->stop;
+    long pid = sys0(__NR_getpid);
+    u64 all = ~0ULL, only = ~(1ULL << (sig - 1)), pending = 0;
+    struct rst_sigaction dfl;
+
+    if (sig == SIGSTOP || sig < 1 || sig > 64) {
+        sys2(__NR_kill, pid, SIGSTOP);
+        return;
+    }
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.mask = all;
+    sys4(__NR_rt_sigaction, sig, (long)&dfl, 0, 8);
+    sys2(__NR_kill, pid, sig);
+    sys4(__NR_rt_sigprocmask, SIG_SETMASK, (long)&only, 0, 8);     /* delivered: stops here */
+    sys4(__NR_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8);
+    sys4(__NR_rt_sigaction, sig, (long)&a->sigactions[sig - 1], 0, 8);
+    sys2(__NR_rt_sigpending, (long)&pending, 8);
+    if (!(pending & (1ULL << (SIGCONT - 1))))
+        sys2(__NR_kill, pid, SIGSTOP);
+}
+
 /* Copy the frame onto the task's stack and return into the task.  With a gadget the region
  * (this code included) is unmapped by a syscall that runs in the vDSO, whose `ret` then pops
  * the frame's pretcode: the task's own rt_sigreturn trampoline. */
@@ -554,7 +585,7 @@ BLOB_EXPORT BLOB_NORETURN void restorer_main(struct rst_args *a)
     switch_creds(a);             /* late: everything above may need root */
     close_crpy_fds(a);
     if (a->stop)                 /* stops here; SIGCONT lets it go on into the task */
-        sys2(__NR_kill, sys0(__NR_getpid), SIGSTOP);
+        stop_self(a);
     release_threads(a);
     jump_to_task(a);
 }

@@ -45,7 +45,6 @@
 #define RST_MAX_GUARDS 4096
 #define RST_MAX_FRAME 16384
 #define RST_AUXV_WORDS 64
-#define RST_MAX_SIGINFO 64
 #define RST_MAX_THREADS 256
 #define RST_THREAD_STACK 8192
 #define RST_MAX_TIMERS 64
@@ -204,10 +203,12 @@ struct rst_args {
     uint64_t fs_base;
     uint64_t gs_base;
     uint32_t pdeath_sig;
-    uint32_t stop;               /* the task was stopped: SIGSTOP itself before returning */
+    uint32_t stop;               /* 0, or the signal that stopped the task: it stops itself with it */
     uint32_t nr_siginfo;
     uint32_t pad1;
-    struct rst_siginfo siginfo[64];
+    /* Address of the nr_siginfo pending signals (struct rst_siginfo), right after this block
+     * in the region: as many as the kernel had queued (RLIMIT_SIGPENDING allows thousands). */
+    uint64_t siginfo;
 
     /* The rt_sigframe, copied to frame_addr on the restored stack; rt_sigreturn runs with
      * rsp = frame_addr + 8.  With a gadget, munmap(region) runs first from the vDSO:

@@ -100,6 +100,7 @@ def _restore(opts):
     barrier.run(before_go=_drop_file_names)
     run.drop_core_dir()
     parent.wait_main_threads_out(nodes)
+    parent.wait_stopped(nodes)
     try:
         ended = parent.check_settled(pid)
     except RestoreError:

@@ -50,6 +50,7 @@ class TaskState:
     pdeath_sig: int = 0
     pending: list = field(default_factory=list)     # (shared, raw 128-byte siginfo)
     stopped: bool = False
+    stop_signo: int = 19                 # the signal that stopped it (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU)
     uid: tuple = None                    # (uid, gid) of the task's creds
     no_new_privs: bool = False
     timerslack_ns: int = None            # crpy extension field of thread_core_entry, when present
@@ -84,6 +85,8 @@ def from_images(core, mm):
     st.pending = [(False, bytes(s.siginfo)) for s in th.signals_p.signals]
     st.pending += [(True, bytes(s.siginfo)) for s in tc.signals_s.signals]
     st.stopped = tc.task_state == 3
+    if st.stopped and tc.HasField("stop_signo") and tc.stop_signo:
+        st.stop_signo = tc.stop_signo
     if th.HasField("creds"):
         from crpy.restore import creds
 
