@@ -373,8 +373,13 @@ def personality(pid):
     return int(read_text(pid, "personality").strip(), 16)
 
 
-def loginuid(pid):
-    return int(read_text(pid, "loginuid").strip())
+def loginuid(pid, tid=None):
+    """The audit login uid of the task (or of its thread tid), 4294967295 when unset; None on a
+    kernel without audit (no such file)."""
+    name = f"task/{tid}/loginuid" if tid else "loginuid"
+    if not os.path.exists(_path(pid, name)) and os.path.exists(_path(pid, "stat")):
+        return None
+    return int(read_text(pid, name).strip())
 
 
 def oom_score_adj(pid):
