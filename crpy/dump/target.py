@@ -16,6 +16,7 @@ NAMESPACES = ("mnt", "net", "pid", "pid_for_children", "ipc", "uts", "user", "ti
 CLONE_VM, CLONE_VFORK = 0x100, 0x4000
 NR_CLONE, NR_VFORK, NR_CLONE3 = 56, 58, 435
 KCMP_VM = 1
+STOP_SIGNALS = (19, 20, 21, 22)      # SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: a group-stop
 
 
 def check_target(pid):
@@ -44,6 +45,11 @@ def check_shape(pid, status, stop_signal):
         mode = {1: "strict", 2: "filter"}.get(status.seccomp, str(status.seccomp))
         raise UnsupportedResource(pid, "seccomp", target=f"(mode {mode})",
                                   hint="crpy cannot dump a task under seccomp yet")
+    if stop_signal in STOP_SIGNALS and status.threads > 1:
+        # the parasite's injected calls in one thread end in a trap while the group stays stopped
+        raise UnsupportedResource(pid, "stopped task with several threads",
+                                  target=f"({status.threads} threads, stopped by signal {stop_signal})",
+                                  hint="send it SIGCONT and dump it running, or stop a single-threaded task")
 
 
 def check_before_seize(pid):

@@ -17,6 +17,7 @@ DESC = {
     "ns_uts": {"dump_fails": True},
     "ns_time": {"dump_fails": True},
     "zombie_leader": {"dump_fails": True},
+    "stopped_threads": {"dump_fails": True},
 }
 
 
