@@ -109,7 +109,7 @@ def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, ho
     if threads:
         from crpy.restore.threads import fill_threads
 
-        fill_threads(ffi, lib, a, threads, int.from_bytes(frame.data[:8], "little"))
+        fill_threads(ffi, lib, a, threads, int.from_bytes(frame.data[:8], "little"), task.sigactions)
 
 
 def _fill_timers(ffi, lib, a, timers):

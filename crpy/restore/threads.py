@@ -66,8 +66,9 @@ def thread_from_core(path, tid, core):
         sched=(th.sched_nice, th.sched_policy, th.sched_prio) if th.HasField("sched_policy") else None)
 
 
-def fill_threads(ffi, lib, a, threads, pretcode):
-    """struct rst_thread for each thread; their private signals join the leader's list."""
+def fill_threads(ffi, lib, a, threads, pretcode, task_sigactions):
+    """struct rst_thread for each thread; their private signals join the leader's list.
+    task_sigactions: the task's handlers (a pending signal may end a thread's syscall)."""
     from crpy.restore import sigframe
     from crpy.restore.blob import siginfo_list
 
@@ -87,7 +88,9 @@ def fill_threads(ffi, lib, a, threads, pretcode):
             t.rseq_ptr, t.rseq_len, t.rseq_sig = th.rseq
         comm = th.comm.encode()[:15]
         ffi.memmove(t.comm, comm + b"\0", len(comm) + 1)
-        frame = sigframe.build_sigframe(th.regs, th.xsave, xsize, xcr0, th.sigmask, th.altstack, pretcode)
+        pending = [int.from_bytes(info[:4], "little") for info in th.pending]     # its own queue
+        frame = sigframe.build_sigframe(th.regs, th.xsave, xsize, xcr0, th.sigmask, th.altstack, pretcode,
+                                        sigframe.handler_at_return(pending, th.sigmask, task_sigactions))
         if len(frame.data) > lib.RST_MAX_FRAME:
             raise RestoreError(f"signal frame of thread {th.tid} ({len(frame.data)} bytes) is too big")
         t.frame_addr, t.frame_len = frame.addr, len(frame.data)
