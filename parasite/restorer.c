@@ -510,6 +510,21 @@ static void stop_self(struct rst_args *a)
         sys2(__NR_kill, pid, SIGSTOP);
 }
 
+/* See rst_args.restart_rip: a signal that came while the task was being restored (or stopped
+ * again) ends the syscall its handler interrupts, as the kernel would. */
+static void end_interrupted_syscall(struct rst_args *a)
+{
+    u64 pending = 0, ready;
+
+    if (!a->restart_rip || IS_ERR(sys2(__NR_rt_sigpending, (long)&pending, 8)))
+        return;
+    ready = pending & a->restart_handled;
+    if (!ready || !(a->restart_intr & (ready & -ready)))
+        return;
+    *(u64 *)(a->frame + RST_FRAME_RAX_OFF) = (u64)-EINTR;
+    *(u64 *)(a->frame + RST_FRAME_RIP_OFF) = a->restart_rip;
+}
+
 /* Copy the frame onto the task's stack and return into the task.  With a gadget the region
  * (this code included) is unmapped by a syscall that runs in the vDSO, whose `ret` then pops
  * the frame's pretcode: the task's own rt_sigreturn trampoline. */
@@ -587,5 +602,6 @@ BLOB_EXPORT BLOB_NORETURN void restorer_main(struct rst_args *a)
     if (a->stop)                 /* stops here; SIGCONT lets it go on into the task */
         stop_self(a);
     release_threads(a);
+    end_interrupted_syscall(a);
     jump_to_task(a);
 }

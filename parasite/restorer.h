@@ -48,6 +48,9 @@
 #define RST_MAX_THREADS 256
 #define RST_THREAD_STACK 8192
 #define RST_MAX_TIMERS 64
+/* rax and rip in the rt_sigframe (crpy/restore/sigframe.py lays it out: uc_mcontext at 48) */
+#define RST_FRAME_RAX_OFF 152
+#define RST_FRAME_RIP_OFF 176
 
 /* One memory area: `len` bytes premapped by Python at `premap` (filled, with the final prot and
  * flags already set) that the blob moves to `start` with mremap. */
@@ -219,6 +222,14 @@ struct rst_args {
     uint64_t gadget;
     uint32_t gadget_kind;
     uint32_t pad0;
+    /* restart_rip != 0: the frame re-enters a syscall the task slept in (restart_rip: just
+     * after its `syscall`).  If signals of restart_handled (caught, unblocked) are pending at
+     * the jump, the lowest one's handler runs first; when it is one of restart_intr the kernel
+     * would have ended that syscall with -EINTR (a SIGCONT ending the restored stop, say): the
+     * blob makes the frame do so. */
+    uint64_t restart_rip;
+    uint64_t restart_handled;
+    uint64_t restart_intr;
     uint8_t frame[16384];
 
     /* The other threads.  threads_ready: how many have set their state (futex the main thread

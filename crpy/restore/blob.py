@@ -100,6 +100,7 @@ def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, ho
         raise RestoreError(f"signal frame of {len(frame.data)} bytes is too big for the restorer")
     a.frame_addr, a.frame_len = frame.addr, len(frame.data)
     ffi.memmove(a.frame, frame.data, len(frame.data))
+    a.restart_rip, a.restart_handled, a.restart_intr = frame.restart
     a.gadget, a.gadget_kind = gadget, gadget_kind
     _fill_timers(ffi, lib, a, task.state.posix_timers)
     from crpy.restore import creds

@@ -297,7 +297,8 @@ def _frame_and_gadget(task, vdso_pair):
         log.warning("no way to unmap the restorer region from outside it: it stays in the task's maps")
     pending = [int.from_bytes(info[:4], "little") for _, info in task.state.pending]
     frame = sigframe.build_sigframe(task.regs, task.xsave, xsize, xcr0, task.sigmask, task.altstack,
-                                    pretcode, sigframe.handler_at_return(pending, task.sigmask, task.sigactions))
+                                    pretcode, sigframe.handler_at_return(pending, task.sigmask, task.sigactions),
+                                    task.sigactions)
     log.debug("sigframe at %#x (%d bytes), fpstate at %#x, gadget %#x kind %d, pretcode %#x",
               frame.addr, len(frame.data), frame.fpstate, gadget, kind, pretcode)
     return frame, gadget, kind

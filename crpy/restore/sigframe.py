@@ -54,6 +54,7 @@ class Frame:
     addr: int      # F: where the frame starts; rt_sigreturn runs with rsp = addr + 8
     data: bytes    # the bytes to copy to addr
     fpstate: int   # the absolute address of the XSAVE image inside it
+    restart: tuple = (0, 0, 0)   # (rip after the syscall, handled, intr): see restart_masks
 
 
 def _s64(v):
@@ -85,6 +86,24 @@ def restart_fixup(regs, handler_flags=None):
     out["rax"] = orig
     out["rip"] = regs["rip"] - 2
     return out
+
+
+def restart_masks(regs, fixed, sigmask, sigactions):
+    """For a frame that re-enters a syscall (fixed: restart_fixup's registers): (the rip just
+    after the `syscall`, the signals caught and not blocked, those of them whose handler would
+    end the syscall with -EINTR).  The restorer looks at what is pending at the very end (a
+    SIGCONT that ended the restored stop) and ends the syscall then.  (0, 0, 0) otherwise."""
+    if fixed["rip"] == regs["rip"] or not sigactions:
+        return 0, 0, 0
+    err = -_s64(regs["rax"])
+    handled = intr = 0
+    for sig, (handler, flags) in enumerate(((a[0], a[1]) for a in sigactions), 1):
+        if handler in (SIG_DFL, SIG_IGN) or sigmask >> (sig - 1) & 1 or sig in (9, 19):
+            continue
+        handled |= 1 << (sig - 1)
+        if err in (ERESTARTNOHAND, ERESTART_RESTARTBLOCK) or err == ERESTARTSYS and not flags & SA_RESTART:
+            intr |= 1 << (sig - 1)
+    return regs["rip"], handled, intr
 
 
 def handler_at_return(pending, sigmask, sigactions):
@@ -127,13 +146,13 @@ def frame_address(rsp, xsize):
 
 
 def build_sigframe(regs, xsave, xsize, xfeatures, sigmask, altstack=(0, 2, 0), pretcode=0,
-                   handler_flags=None):
+                   handler_flags=None, sigactions=None):
     """The rt_sigframe for `regs` (a dict with REG_NAMES keys, as in user_regs_struct).
 
     xsave: the raw XSAVE image (standard format); xsize/xfeatures: this CPU's XSAVE size and
     XCR0; sigmask: the blocked set (u64); altstack: (ss_sp, ss_flags, ss_size), SS_DISABLE=2 by
     default; pretcode: the return address the self-unmap gadget pops (the task's restorer);
-    handler_flags: see restart_fixup."""
+    handler_flags: see restart_fixup; sigactions (of signals 1..64): for restart_masks."""
     r = restart_fixup(regs, handler_flags)
     frame, fp = frame_address(r["rsp"], xsize)
     fpstate = patch_fpstate(xsave, xsize, xfeatures)
@@ -146,4 +165,4 @@ def build_sigframe(regs, xsave, xsize, xfeatures, sigmask, altstack=(0, 2, 0), p
                           0, 0, 0, 0, fp, *([0] * 8))
     struct.pack_into("<Q", data, SIGMASK_OFF, sigmask)
     data[fp - frame:] = fpstate
-    return Frame(addr=frame, data=bytes(data), fpstate=fp)
+    return Frame(addr=frame, data=bytes(data), fpstate=fp, restart=restart_masks(regs, r, sigmask, sigactions))

@@ -2,7 +2,8 @@
 task slept in, as the kernel would have ended it (pause() returns -1 EINTR), instead of the
 handler running and the syscall sleeping again (crpy.restore.sigframe.restart_fixup).  The
 pending SIGUSR1 is put into the images (a signal that came during the dump); the target says
-whether its pause() came back by it.  The rules themselves: restart_fixup and handler_at_return.
+whether its pause() came back by it.  The rules themselves: restart_fixup, handler_at_return and
+restart_masks (what the restorer checks at the very end: zdtm stopped_tstp shows it end to end).
 """
 
 import os
@@ -74,6 +75,26 @@ def test_caught_pending_signal_ends_the_sleep_with_eintr(pause_bin, tmp_path):
         wait_for(lambda: "pause returned" in read_text(t.out), timeout=10,
                  what="pause() to come back by the pending SIGUSR1 (it slept on instead)")
         t.verdict()
+
+
+def test_restorer_patches_rax_and_rip_where_the_frame_has_them():
+    from crpy.kernel._sys import lib
+
+    assert lib.RST_FRAME_RAX_OFF == sf.MCONTEXT_OFF + 8 * sf._GPR_ORDER.index("rax")
+    assert lib.RST_FRAME_RIP_OFF == sf.MCONTEXT_OFF + 8 * sf._GPR_ORDER.index("rip")
+
+
+def test_restart_masks_say_which_handlers_end_the_syscall():
+    acts = [(0, 0, 0, 0)] * 64
+    acts[10 - 1] = (0x4000, 0, 0, 0)                      # SIGUSR1: a handler
+    acts[18 - 1] = (0x4000, sf.SA_RESTART, 0, 0)          # SIGCONT: a handler with SA_RESTART
+    regs = _regs(-sf.ERESTARTSYS)
+    assert sf.restart_masks(regs, sf.restart_fixup(regs), 0, acts) == (0x1002, 1 << 9 | 1 << 17, 1 << 9)
+    assert sf.restart_masks(regs, sf.restart_fixup(regs), 1 << 9, acts) == (0x1002, 1 << 17, 0)
+    regs = _regs(-sf.ERESTARTNOHAND)
+    assert sf.restart_masks(regs, sf.restart_fixup(regs), 0, acts)[2] == 1 << 9 | 1 << 17
+    regs = _regs(0)                                       # not in a syscall to re-enter
+    assert sf.restart_masks(regs, sf.restart_fixup(regs), 0, acts) == (0, 0, 0)
 
 
 def _regs(rax, orig_rax=34, rip=0x1002):

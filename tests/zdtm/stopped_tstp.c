@@ -3,7 +3,8 @@
  * session keeps from being orphaned: else the kernel would drop the signal), its stop not yet
  * collected by the parent.  After restore it is still stopped by SIGTSTP, not SIGSTOP: the
  * parent's waitpid(WUNTRACED) reports WSTOPSIG SIGTSTP, and so does a PTRACE_INTERRUPT of it.
- * SIGCONT then wakes it (its handler runs) and it exits 17.
+ * SIGCONT then wakes it: its handler runs and ends the pause() it was stopped in (EINTR, as the
+ * kernel would; a restored pause() must not sleep on), and it exits 17.
  */
 #include "lib/zdtmtst.h"
 
@@ -46,16 +47,18 @@ int main(int argc, char **argv)
 	pid_t kid;
 
 	test_init(argc, argv);
+	test_usr1_init();
 	kid = test_fork();
 	if (kid == 0) {
 		signal(SIGCONT, on_cont);
 		setpgid(0, 0);
-		/* itself: stopped in raise(), not in the middle of a restartable sleep */
-		raise(SIGTSTP);
+		kill(getppid(), SIGUSR1);      /* set up: it may be stopped now, asleep in pause() */
 		while (!continued)
 			pause();
 		_exit(17);
 	}
+	test_usr1_wait();
+	kill(kid, SIGTSTP);                    /* as ^Z would: while it sleeps */
 	while (proc_state(kid) != 'T')       /* watched, not collected: the report stays for later */
 		usleep(1000);
 	test_write_pids(&kid, 1);
