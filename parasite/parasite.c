@@ -50,6 +50,11 @@ asm(".section .text.entry,\"ax\"\n"
 #define PR_GET_TID_ADDRESS 40
 #define PR_GET_THP_DISABLE 42
 #define UIO_MAXIOV 1024
+#define __NR_membarrier 324
+#define MEMBARRIER_CMD_GET_REGISTRATIONS (1 << 9)
+#define MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED (1 << 2)
+#define EPERM 1
+#define ENOSYS 38
 
 static struct parasite_args *args;
 static int sock = -1;
@@ -218,6 +223,28 @@ static void do_sigacts(void)
     reply(PAR_SIGACTS, 64, k, 64 * sizeof(*k), 0, 0);
 }
 
+/* The MEMBARRIER_CMD_REGISTER_* commands that give this mm its registrations again.  A private
+ * expedited barrier of a kind works only once the mm is registered for that kind (EPERM
+ * otherwise, EINVAL where the kind does not exist), and issuing one is harmless: REGISTER_xxx
+ * is MEMBARRIER_CMD_xxx << 1.  GET_REGISTRATIONS (Linux 6.3+) is no substitute for these: a
+ * sync-core or rseq registration shows the plain private one too, which it does not allow.  It
+ * is the only way to see a global expedited registration (none on older kernels). */
+static long membarrier_registrations(void)
+{
+    static const int barriers[] = { 1 << 3, 1 << 5, 1 << 7 };  /* PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ */
+    long all = sys3(__NR_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
+    long mask = all > 0 ? all & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED : 0;
+
+    for (unsigned i = 0; i < sizeof(barriers) / sizeof(barriers[0]); i++) {
+        long r = sys3(__NR_membarrier, barriers[i], 0, 0);
+        if (r == 0)
+            mask |= barriers[i] << 1;
+        else if (r != -EPERM && r != -EINVAL && r != -ENOSYS)
+            return r;
+    }
+    return mask;
+}
+
 /* noinline: tests break it on purpose to exercise the fault path */
 static BLOB_EXPORT void do_misc(void)
 {
@@ -261,6 +288,7 @@ static BLOB_EXPORT void do_misc(void)
     for (int i = 0; i < 16; i++)
         m->rlimit_ret[i] = sys4(__NR_prlimit64, 0, i, 0, (long)&m->rlimits[i]);
     sys2(__NR_prctl, PR_GET_NAME, (long)m->name);
+    m->membarrier = membarrier_registrations();
     reply(PAR_MISC, 0, m, sizeof(*m), 0, 0);
 }
 

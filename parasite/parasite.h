@@ -86,6 +86,7 @@ struct parasite_misc {
     struct blob_rlimit rlimits[16];
     s64 rlimit_ret[16];
     char name[16];
+    s64 membarrier;             /* MEMBARRIER_CMD_REGISTER_* bits the mm is registered for */
 };
 
 #endif

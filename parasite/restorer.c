@@ -23,7 +23,9 @@
 #define ARCH_SET_FS 0x1002
 #define MADV_GUARD_INSTALL 102
 #define RSEQ_FLAG_UNREGISTER 1
+#define SIGCONT 18
 #define SIGSTOP 19
+#define __NR_rt_sigpending 127
 #define __NR_rt_sigqueueinfo 129
 #define __NR_rt_tgsigqueueinfo 297
 
@@ -137,7 +139,7 @@ static void queue_signals(struct rst_args *a, u32 tid)
     /* The kernel lets only the thread itself queue a siginfo that looks like kill() or tkill()
      * (si_code >= 0 or SI_TKILL) into its private queue: each thread queues its own. */
     for (u32 i = 0; i < a->nr_siginfo; i++) {
-        struct rst_siginfo *s = &a->siginfo[i];
+        struct rst_siginfo *s = &((struct rst_siginfo *)a->siginfo)[i];
         if (s->tid != tid)
             continue;
         s32 sig = *(s32 *)s->info;
@@ -389,10 +391,15 @@ static BLOB_NORETURN void thread_main(struct rst_args *a, struct rst_thread *t)
     if (t->timerslack_ns)
         sys5(__NR_prctl, 29 /* PR_SET_TIMERSLACK */, t->timerslack_ns, 0, 0, 0);
     if (t->has_sched) {
-        /* Best effort, like the leader's (crpy only warns there): per-thread nice and policy. */
+        /* Exactly, as the leader's: nice first (a real-time or idle thread keeps it), then the
+         * policy with its SCHED_RESET_ON_FORK bit. */
         u32 param = t->sched_prio;
-        sys3(144 /* sched_setscheduler */, 0, t->sched_policy, (long)&param);
-        sys3(141 /* setpriority */, 0 /* PRIO_PROCESS */, 0 /* this thread */, t->nice);
+        r = sys3(141 /* setpriority */, 0 /* PRIO_PROCESS */, 0 /* this thread */, t->nice);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_THREAD_STATE, t->tid, r);
+        r = sys3(144 /* sched_setscheduler */, 0, t->sched_policy, (long)&param);
+        if (IS_ERR(r))
+            fail(a, RST_STEP_THREAD_STATE, t->tid, r);
     }
     queue_signals(a, t->tid);
     switch_creds(a);
@@ -474,6 +481,50 @@ static void restore_timers(struct rst_args *a)
         sys5(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
 }
 
+/* The task was stopped by a->stop: it stops itself with that very signal, so that its parent's
+ * waitpid (WSTOPSIG) and a tracer's PTRACE_INTERRUPT see it.  SIGSTOP stops at once.  SIGTSTP,
+ * SIGTTIN and SIGTTOU stop only when delivered with their default action: for that moment the
+ * action is SIG_DFL and the signal the only one unblocked.  The kernel drops these three in an
+ * orphaned process group; then (no SIGCONT pending afterwards: nothing continued a stop) the
+ * task stops with SIGSTOP instead of running on. */
+static void stop_self(struct rst_args *a)
+{
+    u32 sig = a->stop;
+    long pid = sys0(__NR_getpid);
+    u64 all = ~0ULL, only = ~(1ULL << (sig - 1)), pending = 0;
+    struct rst_sigaction dfl;
+
+    if (sig == SIGSTOP || sig < 1 || sig > 64) {
+        sys2(__NR_kill, pid, SIGSTOP);
+        return;
+    }
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.mask = all;
+    sys4(__NR_rt_sigaction, sig, (long)&dfl, 0, 8);
+    sys2(__NR_kill, pid, sig);
+    sys4(__NR_rt_sigprocmask, SIG_SETMASK, (long)&only, 0, 8);     /* delivered: stops here */
+    sys4(__NR_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8);
+    sys4(__NR_rt_sigaction, sig, (long)&a->sigactions[sig - 1], 0, 8);
+    sys2(__NR_rt_sigpending, (long)&pending, 8);
+    if (!(pending & (1ULL << (SIGCONT - 1))))
+        sys2(__NR_kill, pid, SIGSTOP);
+}
+
+/* See rst_args.restart_rip: a signal that came while the task was being restored (or stopped
+ * again) ends the syscall its handler interrupts, as the kernel would. */
+static void end_interrupted_syscall(struct rst_args *a)
+{
+    u64 pending = 0, ready;
+
+    if (!a->restart_rip || IS_ERR(sys2(__NR_rt_sigpending, (long)&pending, 8)))
+        return;
+    ready = pending & a->restart_handled;
+    if (!ready || !(a->restart_intr & (ready & -ready)))
+        return;
+    *(u64 *)(a->frame + RST_FRAME_RAX_OFF) = (u64)-EINTR;
+    *(u64 *)(a->frame + RST_FRAME_RIP_OFF) = a->restart_rip;
+}
+
 /* Copy the frame onto the task's stack and return into the task.  With a gadget the region
  * (this code included) is unmapped by a syscall that runs in the vDSO, whose `ret` then pops
  * the frame's pretcode: the task's own rt_sigreturn trampoline. */
@@ -549,7 +600,8 @@ BLOB_EXPORT BLOB_NORETURN void restorer_main(struct rst_args *a)
     switch_creds(a);             /* late: everything above may need root */
     close_crpy_fds(a);
     if (a->stop)                 /* stops here; SIGCONT lets it go on into the task */
-        sys2(__NR_kill, sys0(__NR_getpid), SIGSTOP);
+        stop_self(a);
     release_threads(a);
+    end_interrupted_syscall(a);
     jump_to_task(a);
 }

@@ -45,10 +45,12 @@
 #define RST_MAX_GUARDS 4096
 #define RST_MAX_FRAME 16384
 #define RST_AUXV_WORDS 64
-#define RST_MAX_SIGINFO 64
 #define RST_MAX_THREADS 256
 #define RST_THREAD_STACK 8192
 #define RST_MAX_TIMERS 64
+/* rax and rip in the rt_sigframe (crpy/restore/sigframe.py lays it out: uc_mcontext at 48) */
+#define RST_FRAME_RAX_OFF 152
+#define RST_FRAME_RIP_OFF 176
 
 /* One memory area: `len` bytes premapped by Python at `premap` (filled, with the final prot and
  * flags already set) that the blob moves to `start` with mremap. */
@@ -204,10 +206,12 @@ struct rst_args {
     uint64_t fs_base;
     uint64_t gs_base;
     uint32_t pdeath_sig;
-    uint32_t stop;               /* the task was stopped: SIGSTOP itself before returning */
+    uint32_t stop;               /* 0, or the signal that stopped the task: it stops itself with it */
     uint32_t nr_siginfo;
     uint32_t pad1;
-    struct rst_siginfo siginfo[64];
+    /* Address of the nr_siginfo pending signals (struct rst_siginfo), right after this block
+     * in the region: as many as the kernel had queued (RLIMIT_SIGPENDING allows thousands). */
+    uint64_t siginfo;
 
     /* The rt_sigframe, copied to frame_addr on the restored stack; rt_sigreturn runs with
      * rsp = frame_addr + 8.  With a gadget, munmap(region) runs first from the vDSO:
@@ -218,6 +222,14 @@ struct rst_args {
     uint64_t gadget;
     uint32_t gadget_kind;
     uint32_t pad0;
+    /* restart_rip != 0: the frame re-enters a syscall the task slept in (restart_rip: just
+     * after its `syscall`).  If signals of restart_handled (caught, unblocked) are pending at
+     * the jump, the lowest one's handler runs first; when it is one of restart_intr the kernel
+     * would have ended that syscall with -EINTR (a SIGCONT ending the restored stop, say): the
+     * blob makes the frame do so. */
+    uint64_t restart_rip;
+    uint64_t restart_handled;
+    uint64_t restart_intr;
     uint8_t frame[16384];
 
     /* The other threads.  threads_ready: how many have set their state (futex the main thread

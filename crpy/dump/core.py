@@ -86,24 +86,46 @@ def task_core(facts, regs, sigactions, misc, stop_signal):
         task_state=TASK_STOPPED if stopped else TASK_ALIVE, exit_code=0,
         personality=misc.get("personality", proc.personality(pid)), flags=facts.stat.flags,
         blk_sigset=regs.sigmask, comm=facts.comm, timers=_timers(misc), rlimits=_rlimits(pid),
-        signals_s=_signal_queue(regs.pending_shared), loginuid=proc.loginuid(pid),
-        oom_score_adj=proc.oom_score_adj(pid), sigactions=sigaction_entries(sigactions),
-        child_subreaper=bool(misc.get("child_subreaper", False)))
+        signals_s=_signal_queue(regs.pending_shared), oom_score_adj=proc.oom_score_adj(pid),
+        sigactions=sigaction_entries(sigactions), child_subreaper=bool(misc.get("child_subreaper", False)))
     if stopped:
         tc.stop_signo = stop_signal
+    loginuid = _loginuid(pid)
+    if loginuid is not None:
+        tc.loginuid = loginuid
+    membarrier = misc.get("membarrier", 0)
+    if membarrier < 0:
+        raise DumpError(f"pid {pid}: cannot tell its membarrier() registrations: errno {-membarrier}")
+    if membarrier:
+        tc.membarrier_registration_mask = membarrier
     return tc
+
+
+def _loginuid(pid):
+    """The task's audit login uid (None without audit).  Each thread has its own; the restore
+    sets one for the whole task, so threads that differ are refused."""
+    from crpy.errors import UnsupportedResource
+
+    own = proc.loginuid(pid)
+    for tid in proc.tasks(pid):
+        theirs = proc.loginuid(pid, tid) if tid != pid else own
+        if theirs != own:
+            raise UnsupportedResource(pid, "thread with its own audit login uid",
+                                      target=f"(thread {tid}: {theirs}, the task: {own})",
+                                      hint="crpy restores one loginuid per task")
+    return own
 
 
 def thread_core(facts, regs, misc, creds):
     from crpy.images.pb import core_pb2, rseq_pb2
 
+    from crpy.dump.task_state import dump_sched
+
     pid = facts.pid
-    rt_prio, policy = proc.sched(pid)
     sp, flags, size = misc.get("altstack", (0, SS_DISABLE, 0))
     head, length = regs.robust_list
     tc = core_pb2.thread_core_entry(
-        futex_rla=head, futex_rla_len=length, sched_nice=facts.stat.nice, sched_policy=policy,
-        sched_prio=rt_prio, blk_sigset=regs.sigmask,
+        futex_rla=head, futex_rla_len=length, **dump_sched(pid), blk_sigset=regs.sigmask,
         sas=core_pb2.thread_sas_entry(ss_sp=sp, ss_size=size, ss_flags=flags),
         pdeath_sig=misc.get("pdeathsig", 0), signals_p=_signal_queue(regs.pending), creds=creds,
         seccomp_mode=facts.status.seccomp, comm=facts.comm)

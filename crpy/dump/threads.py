@@ -108,16 +108,14 @@ def _thread_misc(tid):
 def _thread_core_entry(tid, misc, creds):
     from crpy.dump.core import SS_DISABLE, fpregs_entry, gpregs_entry
     from crpy.dump.regs import dump_regs
+    from crpy.dump.task_state import dump_sched
     from crpy.images.pb import core_pb2, core_x86_pb2, rseq_pb2, siginfo_pb2
-    from crpy.kernel import proc
 
     regs = dump_regs(tid)
     sp, flags, size = misc.get("altstack", (0, SS_DISABLE, 0))
     head, length = regs.robust_list
-    rt_prio, policy = proc.sched(tid)
     tc = core_pb2.thread_core_entry(
-        futex_rla=head, futex_rla_len=length, blk_sigset=regs.sigmask, sched_nice=proc.stat(tid).nice,
-        sched_policy=policy, sched_prio=rt_prio,
+        futex_rla=head, futex_rla_len=length, blk_sigset=regs.sigmask, **dump_sched(tid),
         sas=core_pb2.thread_sas_entry(ss_sp=sp, ss_size=size, ss_flags=flags),
         signals_p=siginfo_pb2.signal_queue_entry(
             signals=[siginfo_pb2.siginfo_entry(siginfo=s) for s in regs.pending]),

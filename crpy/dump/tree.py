@@ -35,8 +35,10 @@ def seize_tree(root):
     """Yield the tasks of the tree under `root`, parents before children, all seized (or
     zombies).  On the way out every task still seized is detached exactly as it was."""
     from crpy.dump.seize import seized
+    from crpy.dump.target import check_before_seize
 
     with contextlib.ExitStack() as stack:
+        check_before_seize(root)
         tasks = {root: TreeTask(root, 0, stack.enter_context(seized(root)))}
         order = [tasks[root]]
         while _seize_new_children(tasks, order, stack, seized):
@@ -65,17 +67,23 @@ def _seize_new_children(tasks, order, stack, seized):
 
 
 def _seize_child(pid, ppid, stack, seized):
-    try:
-        if proc.stat(pid).state != "Z":
+    """TreeTask of a new child: seized, or a zombie; None if it is gone (reaped meanwhile)."""
+    from crpy.dump.target import check_before_seize
+    from crpy.errors import NoSuchProcess
+
+    for attempt in (1, 2):
+        try:
+            st = proc.stat(pid)
+            if st.state == "Z" and proc.status(pid).threads == 1:
+                break
+            check_before_seize(pid)   # UnsupportedResource: the dump stops here, nothing touched
+        except NoSuchProcess:
+            return None
+        try:
             return TreeTask(pid, ppid, stack.enter_context(seized(pid)))
-    except CrpyError:
-        pass                          # it died between listing and seizing: look again
-    try:
-        st = proc.stat(pid)
-    except CrpyError:
-        return None
-    if st.state != "Z":
-        return TreeTask(pid, ppid, stack.enter_context(seized(pid)))
+        except CrpyError:
+            if attempt == 2:
+                raise                 # else it died between listing and seizing: look again
     code = proc.exit_code(pid)
     log.info("Task %d is a zombie (wait status %#x)", pid, code)
     return TreeTask(pid, ppid, zombie=True, exit_code=code, pgid=st.pgrp, sid=st.session, comm=st.comm)

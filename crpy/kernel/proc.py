@@ -289,6 +289,36 @@ def comm(pid):
     return read_text(pid, "comm").rstrip("\n")
 
 
+def syscall(pid):
+    """(nr, [6 args]) of the syscall the task is blocked in, from /proc/PID/syscall; None while it
+    runs, nr -1 when it is blocked outside a syscall."""
+    f = read_text(pid, "syscall").split()
+    if not f or f[0] == "running":
+        return None
+    nr = int(f[0])
+    return nr, [int(x, 16) for x in f[1:7]] if nr >= 0 else []
+
+
+def read_mem(pid, addr, length):
+    """`length` bytes of the task's memory at `addr` (/proc/PID/mem; the task need not be stopped)."""
+    try:
+        fd = os.open(_path(pid, "mem"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, length, addr)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise _fail(pid, f"mem at {addr:#x}", e) from None
+
+
+def ns_inodes(pid):
+    """{name: inode} of the namespaces in /proc/PID/ns (mnt, net, pid, pid_for_children, time, ...)."""
+    try:
+        return {name: os.stat(_path(pid, f"ns/{name}")).st_ino for name in os.listdir(_path(pid, "ns"))}
+    except OSError as e:
+        raise _fail(pid, "ns", e) from None
+
+
 # ---------------------------------------------------------------- fds
 
 @dataclass
@@ -346,16 +376,14 @@ def personality(pid):
     return int(read_text(pid, "personality").strip(), 16)
 
 
-def loginuid(pid):
-    return int(read_text(pid, "loginuid").strip())
+def loginuid(pid, tid=None):
+    """The audit login uid of the task (or of its thread tid), 4294967295 when unset; None on a
+    kernel without audit (no such file)."""
+    name = f"task/{tid}/loginuid" if tid else "loginuid"
+    if not os.path.exists(_path(pid, name)) and os.path.exists(_path(pid, "stat")):
+        return None
+    return int(read_text(pid, name).strip())
 
 
 def oom_score_adj(pid):
     return int(read_text(pid, "oom_score_adj").strip())
-
-
-def sched(pid):
-    """(rt_priority, policy) from /proc/PID/stat fields 40 and 41."""
-    text = read_text(pid, "stat")
-    f = text[text.rindex(")") + 2:].split()
-    return int(f[40 - 3]), int(f[41 - 3])

@@ -16,7 +16,7 @@ class NR:
     gettid, set_tid_address = 186, 218
     set_robust_list, get_robust_list, vmsplice = 273, 274, 278
     process_vm_readv, process_vm_writev, kcmp = 310, 311, 312
-    userfaultfd, rseq = 323, 334
+    userfaultfd, membarrier, rseq = 323, 324, 334
     pidfd_send_signal, pidfd_open, clone3, pidfd_getfd = 424, 434, 435, 438
 
 

@@ -25,9 +25,15 @@ def _ffi():
     return ffi, lib
 
 
-def args_size():
+def args_size(nr_siginfo=0):
+    """Bytes of the argument block: struct rst_args, then its nr_siginfo pending signals."""
     ffi, _ = _ffi()
-    return ffi.sizeof("struct rst_args")
+    return ffi.sizeof("struct rst_args") + nr_siginfo * ffi.sizeof("struct rst_siginfo")
+
+
+def nr_siginfo(task):
+    """How many pending signals the task's argument block carries (all its threads')."""
+    return len(task.state.pending) + sum(len(th.pending) for th in getattr(task, "threads", None) or ())
 
 
 def blob():
@@ -46,12 +52,21 @@ def install_blob(addr):
     return addr + b.sym("restorer_start")
 
 
-def new_args(addr):
-    """The argument block at addr: reserved region memory, fresh (so zero), made read-write."""
+def new_args(addr, nr_siginfo=0):
+    """The argument block at addr: reserved region memory, fresh (so zero), made read-write;
+    room for nr_siginfo pending signals after it (a.siginfo points there)."""
     ffi, _ = _ffi()
-    size = args_size()
+    size = args_size(nr_siginfo)
     sys_call(NR.mprotect, addr, (size + 4095) & ~4095, 3, what="make the restorer arguments writable")
-    return ffi.cast("struct rst_args *", addr)
+    a = ffi.cast("struct rst_args *", addr)
+    a.siginfo = addr + ffi.sizeof("struct rst_args")
+    return a
+
+
+def siginfo_list(a):
+    """The pending-signal entries after the block, as an array of struct rst_siginfo."""
+    ffi, _ = _ffi()
+    return ffi.cast("struct rst_siginfo *", a.siginfo)
 
 
 def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, hop, scratch,
@@ -85,6 +100,7 @@ def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, ho
         raise RestoreError(f"signal frame of {len(frame.data)} bytes is too big for the restorer")
     a.frame_addr, a.frame_len = frame.addr, len(frame.data)
     ffi.memmove(a.frame, frame.data, len(frame.data))
+    a.restart_rip, a.restart_handled, a.restart_intr = frame.restart
     a.gadget, a.gadget_kind = gadget, gadget_kind
     _fill_timers(ffi, lib, a, task.state.posix_timers)
     from crpy.restore import creds
@@ -94,7 +110,7 @@ def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, ho
     if threads:
         from crpy.restore.threads import fill_threads
 
-        fill_threads(ffi, lib, a, threads, int.from_bytes(frame.data[:8], "little"))
+        fill_threads(ffi, lib, a, threads, int.from_bytes(frame.data[:8], "little"), task.sigactions)
 
 
 def _fill_timers(ffi, lib, a, timers):
@@ -157,13 +173,12 @@ def _fill_signals(a, task):
     a.tid_address = task.tid_address
     a.robust_list, a.robust_list_len = task.robust_list
     st = task.state
-    a.pdeath_sig, a.stop = st.pdeath_sig, int(st.stopped)
-    ffi, lib = _ffi()
-    if len(st.pending) > lib.RST_MAX_SIGINFO:
-        raise RestoreError(f"{len(st.pending)} pending signals; the restorer takes at most {lib.RST_MAX_SIGINFO}")
+    a.pdeath_sig, a.stop = st.pdeath_sig, st.stop_signo if st.stopped else 0
+    ffi, _ = _ffi()
+    entries = siginfo_list(a)              # new_args made room for every one
     for i, (shared, info) in enumerate(st.pending):
-        a.siginfo[i].shared = int(shared)
-        ffi.memmove(a.siginfo[i].info, info[:128].ljust(128, b"\0"), 128)
+        entries[i].shared = int(shared)
+        ffi.memmove(entries[i].info, info[:128].ljust(128, b"\0"), 128)
     a.nr_siginfo = len(st.pending)
 
 

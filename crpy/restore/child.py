@@ -220,7 +220,8 @@ def _plan(task):
     specials = [(k, a.start, a.end) for a in task.areas for k in (a.kind,) if k in ("vdso", "vvar")]
     scratch = sum(a.length for a in task.areas if a.kind in ("vdso", "vvar"))
     try:
-        plan = layout.plan_region(movable, blob.blob().size, blob.args_size(), scratch, taken)
+        plan = layout.plan_region(movable, blob.blob().size, blob.args_size(blob.nr_siginfo(task)), scratch,
+                                  taken)
     except ValueError as e:
         from crpy.errors import RestoreError
 
@@ -263,7 +264,7 @@ def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
     unmap = layout.unmap_list([(plan.start, plan.start + plan.length), cur_block])
     vdso_start = next(s for s, _, n in plan.maps if n == "[vdso]")
     frame, gadget, kind = _frame_and_gadget(task, next(p for p in pairs if p[0] == vdso_start))
-    a = blob.new_args(plan.args)
+    a = blob.new_args(plan.args, blob.nr_siginfo(task))
     blob.fill_args(a, report_fd=report_fd, close_from=keep_above, region=(plan.start, plan.length),
                    cur_rseq=_current_rseq(), unmap=unmap, specials=pairs, hop=hop,
                    scratch=plan.scratch, moves=[(s.area.start, s.area.length, s.addr) for s in plan.slots],
@@ -286,8 +287,10 @@ def _frame_and_gadget(task, vdso_pair):
             gadget, kind = vdso_target + found[0], found[1]
     if not gadget:
         log.warning("no way to unmap the restorer region from outside it: it stays in the task's maps")
+    pending = [int.from_bytes(info[:4], "little") for _, info in task.state.pending]
     frame = sigframe.build_sigframe(task.regs, task.xsave, xsize, xcr0, task.sigmask, task.altstack,
-                                    pretcode)
+                                    pretcode, sigframe.handler_at_return(pending, task.sigmask, task.sigactions),
+                                    task.sigactions)
     log.debug("sigframe at %#x (%d bytes), fpstate at %#x, gadget %#x kind %d, pretcode %#x",
               frame.addr, len(frame.data), frame.fpstate, gadget, kind, pretcode)
     return frame, gadget, kind

@@ -31,6 +31,36 @@ class TreeRun:
         self.pids = set(self.nodes)
         # process groups the restore makes: led by a task, or by a helper for a leader that is gone
         self.groups = self.pids | {n.helper_pgid for n in nodes if n.helper_pgid}
+        self.core_dir = _core_dir(nodes)
+        if self.core_dir:         # a failed restore too: crpy removes it at the latest as it exits
+            import shutil
+            import weakref
+
+            self._drop = weakref.finalize(self, shutil.rmtree, self.core_dir, True)
+
+    def drop_core_dir(self):
+        """Once every task runs (the zombies are dead, their cores written): the cores go."""
+        if self.core_dir:
+            self._drop()
+
+
+def _core_dir(nodes):
+    """A directory for the cores of the zombies that died with one (None if none did): the
+    wait status says "core dumped" only after a real core dump.  Checked before any fork."""
+    import resource
+    import tempfile
+
+    dumped = [n.pid for n in nodes if n.zombie and os.WIFSIGNALED(n.exit_code) and os.WCOREDUMP(n.exit_code)]
+    if not dumped:
+        return None
+    if resource.getrlimit(resource.RLIMIT_CORE)[1] == 0:
+        raise RestoreError(f"pid {dumped[0]} is a zombie that dumped core, and crpy's RLIMIT_CORE hard "
+                           "limit is 0: it cannot die the same way", "restore with a non-zero core limit")
+    with open("/proc/sys/kernel/core_pattern") as f:
+        pattern = f.read().strip()
+    if pattern.startswith(("|", "/")):
+        log.warning("zombies %s dumped core: their cores go where core_pattern says (%s)", dumped, pattern)
+    return tempfile.mkdtemp(prefix="crpy-cores-")
 
 
 def fork_node(node, run, close_in_child=()):
@@ -94,7 +124,7 @@ def _run_node(node, run, parent):
         except BaseException as e:
             child.report_failure(run.report_fd, f"internal error in zombie {node.pid}: {type(e).__name__}: {e}")
             os._exit(1)
-        _exit_as(node.exit_code, node.comm)
+        _exit_as(node.exit_code, node.comm, run.core_dir)
     child.run_child(node.task, run.report_fd, run.keep_above, parent, Hooks(node, run))
 
 
@@ -221,16 +251,26 @@ def _ready_and_wait(node, run):
         os._exit(1)
 
 
-def _exit_as(status, comm):
-    """End this process, named `comm`, so that its parent's wait() sees `status`."""
+def _exit_as(status, comm, core_dir):
+    """End this process, named `comm`, so that its parent's wait() sees `status`: exit code,
+    or death by the signal, with the core flag (0x80) when it dumped core (which takes a real
+    core dump: a small one, none of this process's memory, written into core_dir)."""
     import ctypes
     import resource
 
     ctypes.CDLL(None).prctl(15, ctypes.c_char_p(comm.encode()[:15]), 0, 0, 0)   # PR_SET_NAME
-    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    core = os.WIFSIGNALED(status) and os.WCOREDUMP(status)
+    _, core_hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (core_hard if core else 0, core_hard))
+    if core:
+        with open("/proc/self/coredump_filter", "w") as f:
+            f.write("0")                      # no memory in the core, only the headers and notes
+        os.chdir(core_dir)
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)                             # PR_SET_DUMPABLE
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig != signal.SIGKILL:             # SIGKILL's action cannot be set, nor needs to be
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.kill(os.getpid(), sig)
         time.sleep(1)

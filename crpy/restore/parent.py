@@ -43,6 +43,28 @@ def check_settled(pid):
     return status
 
 
+def wait_stopped(nodes):
+    """Return only when every task that was stopped at the dump is stopped again (it stops
+    itself in the restorer, after its report pipe closed): a SIGCONT sent before that stop
+    would be lost, and the task would stay stopped for good."""
+    import time
+
+    from crpy.errors import NoSuchProcess
+    from crpy.kernel import proc
+
+    deadline = time.monotonic() + LEAVE_RESTORER_S
+    for node in nodes:
+        if node.task is None or not node.task.state.stopped:
+            continue
+        while time.monotonic() < deadline:
+            try:
+                if proc.stat(node.pid).state in ("T", "t", "Z", "X"):
+                    break
+            except NoSuchProcess:
+                break
+            time.sleep(0.0005)
+
+
 def _blocked(pid):
     """SigBlk of the task's main thread; None when it is gone."""
     from crpy.errors import NoSuchProcess

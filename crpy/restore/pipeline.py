@@ -101,7 +101,9 @@ def _restore(opts):
     os.close(go_read)
     barrier = tree.Barrier(read_fd, go_write, pid, pids)
     barrier.run(before_go=_drop_file_names)
+    run.drop_core_dir()
     parent.wait_main_threads_out(nodes)
+    parent.wait_stopped(nodes)
     try:
         ended = parent.check_settled(pid)
     except RestoreError:

@@ -10,7 +10,8 @@ XSAVE area travel in a frame laid out exactly as the kernel lays out a signal fr
            so the kernel takes the extended state, and FP_XSTATE_MAGIC2 right after it
 
 Placement follows the kernel's get_sigframe() from the saved rsp (red zone, fpstate, frame).
-A task stopped inside a syscall is rewound so that it re-enters the syscall (see restart_fixup).
+A task stopped inside a syscall is rewound so that it re-enters the syscall, unless a signal
+handler runs as it comes back, which ends the syscall as the kernel would (see restart_fixup).
 """
 
 import struct
@@ -30,6 +31,11 @@ UC_FLAGS = 0x1 | 0x2 | 0x4  # UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTOR
 REDZONE = 128
 
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
+EINTR = 4
+SA_RESTART = 0x10000000
+SIG_DFL, SIG_IGN = 0, 1
+_DEFAULT_IGNORED = (17, 18, 23, 28)          # SIGCHLD, SIGCONT, SIGURG, SIGWINCH
+_DEFAULT_STOP = (19, 20, 21, 22)
 
 # struct sigcontext (64-bit): 18 u64, then cs gs fs ss (u16), then err trapno oldmask cr2
 # fpstate and 8 reserved u64.
@@ -48,6 +54,7 @@ class Frame:
     addr: int      # F: where the frame starts; rt_sigreturn runs with rsp = addr + 8
     data: bytes    # the bytes to copy to addr
     fpstate: int   # the absolute address of the XSAVE image inside it
+    restart: tuple = (0, 0, 0)   # (rip after the syscall, handled, intr): see restart_masks
 
 
 def _s64(v):
@@ -55,7 +62,7 @@ def _s64(v):
     return v - (1 << 64) if v >> 63 else v
 
 
-def restart_fixup(regs):
+def restart_fixup(regs, handler_flags=None):
     """Registers of a task stopped inside a syscall, rewound to re-enter it.
 
     rt_sigreturn sets orig_ax = -1, so the kernel's own restart logic never runs for the
@@ -63,13 +70,55 @@ def restart_fixup(regs):
     orig_rax, rip back over the 2-byte `syscall`).  -ERESTART_RESTARTBLOCK (nanosleep and
     friends) needs a restart block the new task does not have; it is re-issued the same way,
     so a relative sleep starts over with its full timeout and an absolute one ends on time.
+    handler_flags (the sa_flags of a handler that runs as the task comes back, None if none):
+    as the kernel does then, the syscall returns -EINTR instead for -ERESTARTNOHAND,
+    -ERESTART_RESTARTBLOCK, and -ERESTARTSYS without SA_RESTART (re-issued, the call would
+    sleep on after the handler, as in a pause() loop that never sees its signal).
     Returns a new dict; regs is left alone."""
     out = dict(regs)
     orig, rax = _s64(regs["orig_rax"]), _s64(regs["rax"])
-    if orig >= 0 and -rax in (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK):
-        out["rax"] = orig
-        out["rip"] = regs["rip"] - 2
+    if orig < 0 or -rax not in (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK):
+        return out
+    if handler_flags is not None and (-rax in (ERESTARTNOHAND, ERESTART_RESTARTBLOCK) or
+                                      -rax == ERESTARTSYS and not handler_flags & SA_RESTART):
+        out["rax"] = -EINTR & (1 << 64) - 1
+        return out
+    out["rax"] = orig
+    out["rip"] = regs["rip"] - 2
     return out
+
+
+def restart_masks(regs, fixed, sigmask, sigactions):
+    """For a frame that re-enters a syscall (fixed: restart_fixup's registers): (the rip just
+    after the `syscall`, the signals caught and not blocked, those of them whose handler would
+    end the syscall with -EINTR).  The restorer looks at what is pending at the very end (a
+    SIGCONT that ended the restored stop) and ends the syscall then.  (0, 0, 0) otherwise."""
+    if fixed["rip"] == regs["rip"] or not sigactions:
+        return 0, 0, 0
+    err = -_s64(regs["rax"])
+    handled = intr = 0
+    for sig, (handler, flags) in enumerate(((a[0], a[1]) for a in sigactions), 1):
+        if handler in (SIG_DFL, SIG_IGN) or sigmask >> (sig - 1) & 1 or sig in (9, 19):
+            continue
+        handled |= 1 << (sig - 1)
+        if err in (ERESTARTNOHAND, ERESTART_RESTARTBLOCK) or err == ERESTARTSYS and not flags & SA_RESTART:
+            intr |= 1 << (sig - 1)
+    return regs["rip"], handled, intr
+
+
+def handler_at_return(pending, sigmask, sigactions):
+    """sa_flags of the handler the kernel runs first when the task comes back with these
+    pending signal numbers unblocked, or None if no handler runs then (signals ignored,
+    stopping or fatal: a fatal one ends the task anyway).  Lowest number first, as the kernel
+    takes them; sigactions: (handler, flags, restorer, mask) of signals 1..64."""
+    for sig in sorted(set(pending)):
+        if not 1 <= sig <= len(sigactions) or sigmask >> (sig - 1) & 1:
+            continue
+        handler, flags = sigactions[sig - 1][0], sigactions[sig - 1][1]
+        if handler == SIG_IGN or handler == SIG_DFL and sig in _DEFAULT_IGNORED + _DEFAULT_STOP:
+            continue
+        return flags if handler != SIG_DFL else None
+    return None
 
 
 def patch_fpstate(xsave, xsize, xfeatures):
@@ -96,13 +145,15 @@ def frame_address(rsp, xsize):
     return frame, fp
 
 
-def build_sigframe(regs, xsave, xsize, xfeatures, sigmask, altstack=(0, 2, 0), pretcode=0):
+def build_sigframe(regs, xsave, xsize, xfeatures, sigmask, altstack=(0, 2, 0), pretcode=0,
+                   handler_flags=None, sigactions=None):
     """The rt_sigframe for `regs` (a dict with REG_NAMES keys, as in user_regs_struct).
 
     xsave: the raw XSAVE image (standard format); xsize/xfeatures: this CPU's XSAVE size and
     XCR0; sigmask: the blocked set (u64); altstack: (ss_sp, ss_flags, ss_size), SS_DISABLE=2 by
-    default; pretcode: the return address the self-unmap gadget pops (the task's restorer)."""
-    r = restart_fixup(regs)
+    default; pretcode: the return address the self-unmap gadget pops (the task's restorer);
+    handler_flags: see restart_fixup; sigactions (of signals 1..64): for restart_masks."""
+    r = restart_fixup(regs, handler_flags)
     frame, fp = frame_address(r["rsp"], xsize)
     fpstate = patch_fpstate(xsave, xsize, xfeatures)
     data = bytearray(fp - frame + len(fpstate))
@@ -114,4 +165,4 @@ def build_sigframe(regs, xsave, xsize, xfeatures, sigmask, altstack=(0, 2, 0), p
                           0, 0, 0, 0, fp, *([0] * 8))
     struct.pack_into("<Q", data, SIGMASK_OFF, sigmask)
     data[fp - frame:] = fpstate
-    return Frame(addr=frame, data=bytes(data), fpstate=fp)
+    return Frame(addr=frame, data=bytes(data), fpstate=fp, restart=restart_masks(regs, r, sigmask, sigactions))

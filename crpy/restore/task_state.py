@@ -2,7 +2,7 @@
 
 What core-PID.img and mm-PID.img hold besides registers and memory: personality, dumpable,
 THP-disable, child-subreaper, timer slack, no_new_privs, nice and scheduling policy,
-oom_score_adj, rlimits and itimers.
+oom_score_adj, audit loginuid, membarrier() registrations, rlimits and itimers.
 It is set last, after the memory is premapped, because some of it (a lower RLIMIT_AS, a personality
 flag) would get in the way of crpy's own work.  Signals are blocked in the child, so an itimer
 firing now stays pending until rt_sigreturn hands the task its own mask.  Creds are only
@@ -50,11 +50,14 @@ class TaskState:
     pdeath_sig: int = 0
     pending: list = field(default_factory=list)     # (shared, raw 128-byte siginfo)
     stopped: bool = False
+    stop_signo: int = 19                 # the signal that stopped it (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU)
     uid: tuple = None                    # (uid, gid) of the task's creds
     no_new_privs: bool = False
     timerslack_ns: int = None            # crpy extension field of thread_core_entry, when present
     posix_timers: list = field(default_factory=list)   # PosixTimer, re-created by the restorer blob
     creds: object = None                 # crpy.restore.creds.Creds, switched to by the restorer blob
+    loginuid: int = None                 # audit login uid (None: the image has none)
+    membarrier: int = 0                  # MEMBARRIER_CMD_REGISTER_* bits of its mm
 
 
 def from_images(core, mm):
@@ -84,12 +87,16 @@ def from_images(core, mm):
     st.pending = [(False, bytes(s.siginfo)) for s in th.signals_p.signals]
     st.pending += [(True, bytes(s.siginfo)) for s in tc.signals_s.signals]
     st.stopped = tc.task_state == 3
+    if st.stopped and tc.HasField("stop_signo") and tc.stop_signo:
+        st.stop_signo = tc.stop_signo
     if th.HasField("creds"):
         from crpy.restore import creds
 
         st.uid = (th.creds.uid, th.creds.gid)
         st.no_new_privs = bool(th.creds.no_new_privs)
         st.creds = creds.from_entry(th.creds)
+    st.loginuid = tc.loginuid if tc.HasField("loginuid") else None
+    st.membarrier = tc.membarrier_registration_mask
     if "timerslack_ns" in th.DESCRIPTOR.fields_by_name and th.HasField("timerslack_ns"):
         st.timerslack_ns = th.timerslack_ns
     return st
@@ -145,6 +152,8 @@ def apply(state):
     if state.no_new_privs:
         _prctl(libc, PR_SET_NO_NEW_PRIVS, 1)     # one way: crpy execs nothing after this
     _sched(state)
+    _loginuid(state.loginuid)
+    _membarrier(state.membarrier)
     _rlimits(state.rlimits)
     _itimers(state.itimers)
 
@@ -155,16 +164,64 @@ def _prctl(libc, option, value):
 
 
 def _sched(state):
+    """Policy (with its SCHED_RESET_ON_FORK bit) and nice of the main thread, exactly: a task
+    that cannot get them back is not restored (the other threads set theirs in the blob).  Nice
+    first: sched_setscheduler to SCHED_IDLE/BATCH keeps it, and a real-time task keeps one too."""
     try:
-        if state.sched and state.sched[0] != os.SCHED_OTHER:
-            os.sched_setscheduler(0, state.sched[0], os.sched_param(state.sched[1]))
         if state.nice is not None:
             os.setpriority(os.PRIO_PROCESS, 0, state.nice)
-        if state.oom_score_adj is not None:
+        if state.sched:
+            os.sched_setscheduler(0, state.sched[0], os.sched_param(state.sched[1]))
+    except OSError as e:
+        raise RestoreError(f"scheduling policy {state.sched} nice {state.nice}: {os.strerror(e.errno)}",
+                           "restore as root (CAP_SYS_NICE) or raise RLIMIT_RTPRIO / RLIMIT_NICE") from None
+    if state.oom_score_adj is not None:
+        try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(state.oom_score_adj))
+        except OSError as e:
+            log.warning("oom_score_adj: %s", e)
+
+
+AUDIT_UID_UNSET = 4294967295
+
+
+def _loginuid(loginuid):
+    """Write the saved audit login uid (the child has crpy's) before the creds change: it takes
+    CAP_AUDIT_CONTROL once a loginuid is set.  A kernel without audit has none to give back."""
+    from crpy.kernel import proc
+
+    if loginuid is None:
+        return
+    own = proc.loginuid("self")
+    if own == loginuid:
+        return
+    if own is None:
+        if loginuid == AUDIT_UID_UNSET:
+            return
+        raise RestoreError(f"the task had audit loginuid {loginuid}, and this kernel has no audit "
+                           "(no /proc/self/loginuid)", "restore on a kernel built with CONFIG_AUDIT")
+    try:
+        with open("/proc/self/loginuid", "w") as f:
+            f.write(str(loginuid))
     except OSError as e:
-        log.warning("scheduling/oom state: %s", e)
+        raise RestoreError(f"audit loginuid {loginuid}: {os.strerror(e.errno)}",
+                           "restore with CAP_AUDIT_CONTROL (the loginuid may be immutable: "
+                           "auditctl --loginuid-immutable)") from None
+
+
+def _membarrier(mask):
+    """Register the mm again for each membarrier() kind it was (each REGISTER_* command is one bit)."""
+    from crpy.errors import CrpyError
+    from crpy.kernel.syscalls import NR, sys_call
+
+    for bit in range(32):
+        cmd = mask & (1 << bit)
+        if cmd:
+            try:
+                sys_call(NR.membarrier, cmd, 0, 0, what=f"membarrier(REGISTER {cmd:#x})")
+            except CrpyError as e:
+                raise RestoreError(f"membarrier() registration {cmd:#x}: {e}") from None
 
 
 def _rlim(v):

@@ -66,14 +66,16 @@ def thread_from_core(path, tid, core):
         sched=(th.sched_nice, th.sched_policy, th.sched_prio) if th.HasField("sched_policy") else None)
 
 
-def fill_threads(ffi, lib, a, threads, pretcode):
-    """struct rst_thread for each thread; their private signals join the leader's list."""
+def fill_threads(ffi, lib, a, threads, pretcode, task_sigactions):
+    """struct rst_thread for each thread; their private signals join the leader's list.
+    task_sigactions: the task's handlers (a pending signal may end a thread's syscall)."""
     from crpy.restore import sigframe
+    from crpy.restore.blob import siginfo_list
 
     if len(threads) > lib.RST_MAX_THREADS:
         raise RestoreError(f"{len(threads) + 1} threads; the restorer takes at most {lib.RST_MAX_THREADS + 1}")
     xsize, xcr0 = lib.crpy_xsave_user_size(), lib.crpy_xgetbv0()
-    n = a.nr_siginfo
+    n, entries = a.nr_siginfo, siginfo_list(a)
     for i, th in enumerate(threads):
         t = a.threads[i]
         t.tid, t.fs_base, t.gs_base = th.tid, th.regs["fs_base"], th.regs["gs_base"]
@@ -86,16 +88,16 @@ def fill_threads(ffi, lib, a, threads, pretcode):
             t.rseq_ptr, t.rseq_len, t.rseq_sig = th.rseq
         comm = th.comm.encode()[:15]
         ffi.memmove(t.comm, comm + b"\0", len(comm) + 1)
-        frame = sigframe.build_sigframe(th.regs, th.xsave, xsize, xcr0, th.sigmask, th.altstack, pretcode)
+        pending = [int.from_bytes(info[:4], "little") for info in th.pending]     # its own queue
+        frame = sigframe.build_sigframe(th.regs, th.xsave, xsize, xcr0, th.sigmask, th.altstack, pretcode,
+                                        sigframe.handler_at_return(pending, th.sigmask, task_sigactions))
         if len(frame.data) > lib.RST_MAX_FRAME:
             raise RestoreError(f"signal frame of thread {th.tid} ({len(frame.data)} bytes) is too big")
         t.frame_addr, t.frame_len = frame.addr, len(frame.data)
         ffi.memmove(t.frame, frame.data, len(frame.data))
-        for info in th.pending:
-            if n >= lib.RST_MAX_SIGINFO:
-                raise RestoreError(f"more than {lib.RST_MAX_SIGINFO} pending signals in all threads")
-            a.siginfo[n].shared, a.siginfo[n].tid = 0, th.tid
-            ffi.memmove(a.siginfo[n].info, info[:128].ljust(128, b"\0"), 128)
+        for info in th.pending:           # room made by new_args (blob.nr_siginfo counts these)
+            entries[n].shared, entries[n].tid = 0, th.tid
+            ffi.memmove(entries[n].info, info[:128].ljust(128, b"\0"), 128)
             n += 1
     a.nr_siginfo = n
     a.nr_threads = len(threads)

@@ -26,6 +26,11 @@ DESC = {
     "ghost_limit": {"dump_fails": True},
     "nsfs_foreign": {"dump_fails": True},
     "fown_outside": {"dump_fails": True},
+    "vfork": {"dump_fails": True},
+    "ns_uts": {"dump_fails": True},
+    "ns_time": {"dump_fails": True},
+    "zombie_leader": {"dump_fails": True},
+    "stopped_threads": {"dump_fails": True},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.

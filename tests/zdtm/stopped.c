@@ -16,15 +16,6 @@ static volatile sig_atomic_t continued;
 
 static void on_cont(int sig) { (void)sig; continued = 1; }
 
-static char state_of(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	if (read_whole(path, buf, sizeof(buf)) < 0 || !(p = strrchr(buf, ')')))
-		return '?';
-	return p[2];
-}
-
 int main(int argc, char **argv)
 {
 	int status;
@@ -50,7 +41,7 @@ int main(int argc, char **argv)
 	test_waitsig();
 	if (zdtm_break)
 		kill(kid, SIGCONT);
-	char st = state_of(kid);
+	char st = proc_state(kid);
 	if (st != 'T')
 		fail("the child is in state %c, not stopped (T)", st);
 	if (waitpid(kid, &status, WNOHANG | WCONTINUED) != 0)

@@ -13,15 +13,6 @@
 
 #define N 3
 
-static char state_of(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	if (read_whole(path, buf, sizeof(buf)) < 0 || !(p = strrchr(buf, ')')))
-		return '?';
-	return p[2];
-}
-
 int main(int argc, char **argv)
 {
 	pid_t kids[N];
@@ -43,7 +34,7 @@ int main(int argc, char **argv)
 	want[1] = 42 << 8;
 	want[2] = SIGUSR2;
 	for (int i = 0; i < N; i++)
-		while (state_of(kids[i]) != 'Z')
+		while (proc_state(kids[i]) != 'Z')
 			usleep(1000);
 	test_write_pids(kids, N);
 	test_daemon();
@@ -53,7 +44,7 @@ int main(int argc, char **argv)
 		waitpid(kids[1], NULL, 0);
 	for (int i = 0; i < N; i++) {
 		int status = -1;
-		char st = state_of(kids[i]);
+		char st = proc_state(kids[i]);
 		if (st != 'Z')
 			fail("child %d is in state %c, not a zombie", kids[i], st);
 		pid_t got = waitpid(kids[i], &status, WNOHANG);

@@ -334,6 +334,16 @@ long read_whole(const char *path, char *buf, size_t size)
 	return total;
 }
 
+char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (read_whole(path, buf, sizeof(buf)) < 0 || !(p = strrchr(buf, ')')))
+		return '?';
+	return p[2];
+}
+
 uint64_t xorshift64(uint64_t *state)
 {
 	uint64_t x = *state;

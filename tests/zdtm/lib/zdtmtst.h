@@ -64,6 +64,7 @@ void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 char *test_path(const char *suffix);                 /* outfile + suffix, static storage per call slot */
 long read_whole(const char *path, char *buf, size_t size); /* -1 on error; NUL-terminated */
 unsigned long test_tty_nr(void);                     /* tty_nr of /proc/self/stat: the controlling terminal */
+char proc_state(pid_t pid);                          /* the state letter of /proc/PID/stat, '?' if gone */
 uint64_t xorshift64(uint64_t *state);
 void fill_pattern(void *p, size_t len, uint64_t seed);
 /* Offset of the first byte that differs from the pattern, or -1 when all match. */

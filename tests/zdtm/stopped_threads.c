@@ -1,0 +1,59 @@
+/*
+ * stopped_threads: a child with two threads, stopped by SIGSTOP.  crpy cannot dump a stopped
+ * task with several threads yet, so the dump must fail with one line naming it and leave the
+ * tree untouched (tests/zdtm/desc.py: dump_fails).  Then the child is still stopped (T), and
+ * SIGCONT wakes it: its handler runs and it exits 17.
+ */
+#include "lib/zdtmtst.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t continued;
+
+static void on_cont(int sig) { (void)sig; continued = 1; }
+
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	int status;
+	pid_t kid;
+
+	test_init(argc, argv);
+	kid = test_fork();
+	if (kid == 0) {
+		pthread_t th;
+		signal(SIGCONT, on_cont);
+		if (pthread_create(&th, NULL, idle_thread, NULL))
+			_exit(1);
+		raise(SIGSTOP);
+		while (!continued)
+			pause();
+		_exit(17);
+	}
+	while (proc_state(kid) != 'T')
+		usleep(1000);
+	test_write_pids(&kid, 1);
+	test_daemon();
+
+	test_waitsig();
+	if (zdtm_break)
+		kill(kid, SIGKILL);
+	char st = proc_state(kid);
+	if (st != 'T')
+		fail("the child is in state %c, not stopped (T)", st);
+	kill(kid, SIGCONT);
+	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status) != 17)
+		fail("the child did not exit 17 after SIGCONT (status 0x%x)", status);
+	return test_finish();
+}
