@@ -18,11 +18,12 @@ _MODULES = {
     "tty": "crpy.resources.tty",         # the task's terminal, with --shell-job only
     "pty": "crpy.resources.pty",         # pseudo-terminal pairs held inside the tree
     "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
+    "eventfd": "crpy.resources.eventfd",  # eventfd counter and flags
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
-             "memfd": "MEMFD"}
+             "memfd": "MEMFD", "eventfd": "EVENTFD"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))
@@ -63,6 +64,22 @@ def classify(target, st):
 
 def supported(kind):
     return kind in _MODULES
+
+
+def check_fd(fdfacts):
+    """Let the kind's module refuse an fd before the task is touched (its optional check())."""
+    mod = module(fdfacts.kind)
+    if hasattr(mod, "check"):
+        mod.check(fdfacts)
+
+
+def after_placed(kinds, fds):
+    """Once every fd of a task is at its number: the kinds that link fds to each other (epoll
+    registrations) finish their work (their optional after_placed(fds), fds: {fd: file_entry})."""
+    for kind in kinds:
+        mod = module(kind)
+        if hasattr(mod, "after_placed"):
+            mod.after_placed(fds)
 
 
 def fd_type(kind):
