@@ -19,11 +19,13 @@ _MODULES = {
     "pty": "crpy.resources.pty",         # pseudo-terminal pairs held inside the tree
     "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
     "eventfd": "crpy.resources.eventfd",  # eventfd counter and flags
+    "timerfd": "crpy.resources.timerfd",  # timerfd clock, time left, interval, ticks not yet read
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
-             "memfd": "MEMFD", "eventfd": "EVENTFD"}
+             "memfd": "MEMFD", "eventfd": "EVENTFD",
+             "timerfd": "TIMERFD"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))
@@ -103,10 +105,21 @@ fd_table_owners = {}         # pid -> the earlier pid whose fd table it shares
 tree_pids = []               # every live task of the tree being dumped (all stopped for the whole dump)
 
 
+_frozen_since = [0.0]
+
+
 def set_dump_tree(pids):
     """The live tasks of the tree this dump has seized: a kind may look into any of them (the
-    master of a pty whose slave another task holds)."""
+    master of a pty whose slave another task holds).  Called right after the tree is seized."""
+    import time
+
     tree_pids[:] = pids
+    _frozen_since[0] = time.monotonic()
+
+
+def frozen_since():
+    """time.monotonic() when the tree stood frozen (timers give that time back)."""
+    return _frozen_since[0]
 
 
 def allowed(what):
