@@ -20,12 +20,13 @@ _MODULES = {
     "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
     "eventfd": "crpy.resources.eventfd",  # eventfd counter and flags
     "timerfd": "crpy.resources.timerfd",  # timerfd clock, time left, interval, ticks not yet read
+    "signalfd": "crpy.resources.signalfd",  # signalfd mask and flags
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
              "memfd": "MEMFD", "eventfd": "EVENTFD",
-             "timerfd": "TIMERFD"}
+             "timerfd": "TIMERFD", "signalfd": "SIGNALFD"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))

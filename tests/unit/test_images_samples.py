@@ -172,7 +172,9 @@ def file_entries():
            fe(type=11, id=8, tty=_cls("tty_pb2.tty_file_entry")(id=8, tty_info_id=1, flags=2, fown=_fown())),
            fe(type=17, id=9, tfd=_cls("timerfd_pb2.timerfd_entry")(
                id=9, flags=0o4002, fown=_fown(), clockid=1, ticks=3, settime_flags=1, vsec=2, vnsec=500000000,
-               isec=3600, insec=0))]
+               isec=3600, insec=0)),
+           fe(type=9, id=10, sgfd=_cls("signalfd_pb2.signalfd_entry")(id=10, flags=0o4002, fown=_fown(),
+                                                                     sigmask=(1 << 9) | (1 << 35)))]
     return out
 
 
