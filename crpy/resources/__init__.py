@@ -21,12 +21,14 @@ _MODULES = {
     "eventfd": "crpy.resources.eventfd",  # eventfd counter and flags
     "timerfd": "crpy.resources.timerfd",  # timerfd clock, time left, interval, ticks not yet read
     "signalfd": "crpy.resources.signalfd",  # signalfd mask and flags
+    "eventpoll": "crpy.resources.eventpoll",  # epoll sets with every registration
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
              "memfd": "MEMFD", "eventfd": "EVENTFD",
-             "timerfd": "TIMERFD", "signalfd": "SIGNALFD"}
+             "timerfd": "TIMERFD", "signalfd": "SIGNALFD",
+             "eventpoll": "EVENTPOLL"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))

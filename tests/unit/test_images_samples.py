@@ -174,7 +174,13 @@ def file_entries():
                id=9, flags=0o4002, fown=_fown(), clockid=1, ticks=3, settime_flags=1, vsec=2, vnsec=500000000,
                isec=3600, insec=0)),
            fe(type=9, id=10, sgfd=_cls("signalfd_pb2.signalfd_entry")(id=10, flags=0o4002, fown=_fown(),
-                                                                     sigmask=(1 << 9) | (1 << 35)))]
+                                                                     sigmask=(1 << 9) | (1 << 35))),
+           fe(type=7, id=11, epfd=_cls("eventpoll_pb2.eventpoll_file_entry")(
+               id=11, flags=2, fown=_fown(), tfd=[
+                   _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=7, events=0x19, data=0x1111, dev=0x10,
+                                                             inode=1038, pos=0),
+                   _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=9, events=0x80000019, data=1 << 40,
+                                                             dev=0xE, inode=2875545, pos=0, held_at=12)]))]
     return out
 
 
@@ -290,7 +296,7 @@ def test_samples_serialize():
 NEWER_THAN_CRIT = {"nr_pages", "compat_nr_pages", "cap_amb", "no_new_privs", "cg_set", "cet", "mode",
                    "plugins_entry", "dump_criu_run_id", "stop_signo", "membarrier_registration_mask",
                    "payload_len", "xsave_components",
-                   "semaphore"}  # crpy-only fields (>= 1000)
+                   "semaphore", "held_at"}  # crpy-only fields (>= 1000)
 
 
 @functools.lru_cache(maxsize=None)
