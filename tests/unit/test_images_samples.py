@@ -180,7 +180,11 @@ def file_entries():
                    _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=7, events=0x19, data=0x1111, dev=0x10,
                                                              inode=1038, pos=0),
                    _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=9, events=0x80000019, data=1 << 40,
-                                                             dev=0xE, inode=2875545, pos=0, held_at=12)]))]
+                                                             dev=0xE, inode=2875545, pos=0, held_at=12)])),
+           fe(type=8, id=12, ify=_cls("fsnotify_pb2.inotify_file_entry")(
+               id=12, flags=0o4000, fown=_fown(), wd=[_cls("fsnotify_pb2.inotify_wd_entry")(
+                   id=12, i_ino=0x3F7E8, mask=0x100, ignored_mask=0, s_dev=0xFE00000, wd=3,
+                   f_handle=_cls("fh_pb2.fh_entry")(bytes=8, type=1, handle=[0x3F7E8] + [0] * 15))]))]
     return out
 
 

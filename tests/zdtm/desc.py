@@ -20,6 +20,7 @@ DESC = {
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},
     "epoll_elsewhere": {"dump_fails": True},
+    "inotify_queued": {"dump_fails": True},
     "pkeys": {"needs": ["pku", "ospke"]},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
