@@ -23,13 +23,15 @@ _MODULES = {
     "signalfd": "crpy.resources.signalfd",  # signalfd mask and flags
     "eventpoll": "crpy.resources.eventpoll",  # epoll sets with every registration
     "inotify": "crpy.resources.inotify",  # inotify watches, by file handle
+    "pidfd": "crpy.resources.pidfd",     # pidfds of tasks of the tree
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY",
              "memfd": "MEMFD", "eventfd": "EVENTFD",
              "timerfd": "TIMERFD", "signalfd": "SIGNALFD",
-             "eventpoll": "EVENTPOLL", "inotify": "INOTIFY"}
+             "eventpoll": "EVENTPOLL", "inotify": "INOTIFY",
+             "pidfd": "PIDFD"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))

@@ -3,7 +3,7 @@ file handle encoding CRIU's fh_entry uses: fed the text the kernel prints."""
 
 import os
 
-from crpy.resources import eventpoll, fhandle, inotify, timerfd
+from crpy.resources import eventpoll, fhandle, inotify, pidfd, timerfd
 
 EPOLL_FDINFO = """pos:\t0
 flags:\t02000002
@@ -77,3 +77,9 @@ def test_a_file_handle_opens_the_object_again(tmp_path):
         assert os.fstat(fd).st_ino == st.st_ino
     finally:
         os.close(fd)
+
+
+def test_pidfd_target_is_the_innermost_nspid():
+    assert pidfd.target_pid({"Pid": "16069", "NSpid": "16069"}) == 16069
+    assert pidfd.target_pid({"Pid": "900", "NSpid": "900\t7"}) == 7
+    assert pidfd.target_pid({"Pid": "-1", "NSpid": "-1"}) == -1

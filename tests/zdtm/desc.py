@@ -21,6 +21,8 @@ DESC = {
     "clone_files_siblings": {"dump_fails": True},
     "epoll_elsewhere": {"dump_fails": True},
     "inotify_queued": {"dump_fails": True},
+    "pidfd_dead": {"dump_fails": True},
+    "pidfd_outside": {"dump_fails": True},
     "pkeys": {"needs": ["pku", "ospke"]},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
