@@ -38,8 +38,9 @@ _TTY_MAJORS = {4, 5} | set(range(136, 144))
 
 _ANON_KINDS = {"[eventfd]": "eventfd", "[eventpoll]": "eventpoll", "[signalfd]": "signalfd",
                "[timerfd]": "timerfd", "inotify": "inotify", "[fanotify]": "fanotify",
-               "[pidfd]": "pidfd", "[userfaultfd]": "userfaultfd", "bpf-map": "bpf-map",
-               "[io_uring]": "io_uring"}
+               "[pidfd]": "pidfd", "[userfaultfd]": "userfaultfd", "bpf-map": "bpf map",
+               "[io_uring]": "io_uring", "[perf_event]": "perf event", "bpf-prog": "bpf program",
+               "bpf_link": "bpf link"}
 
 
 def classify(target, st):

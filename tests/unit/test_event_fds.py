@@ -83,3 +83,17 @@ def test_pidfd_target_is_the_innermost_nspid():
     assert pidfd.target_pid({"Pid": "16069", "NSpid": "16069"}) == 16069
     assert pidfd.target_pid({"Pid": "900", "NSpid": "900\t7"}) == 7
     assert pidfd.target_pid({"Pid": "-1", "NSpid": "-1"}) == -1
+
+
+def test_refused_kinds_are_named():
+    """What the one-line refusal calls each anon inode kind crpy does not dump."""
+    from crpy import resources
+
+    st = os.stat("/")
+    names = {"[io_uring]": "io_uring", "[userfaultfd]": "userfaultfd", "[perf_event]": "perf event",
+             "bpf-map": "bpf map", "bpf-prog": "bpf program", "[fanotify]": "fanotify"}
+    for inode, kind in names.items():
+        assert resources.classify("anon_inode:" + inode, st) == kind
+        assert not resources.supported(kind)
+    for kind in ("eventfd", "timerfd", "signalfd", "eventpoll", "inotify", "pidfd"):
+        assert resources.supported(kind)

@@ -23,6 +23,11 @@ DESC = {
     "inotify_queued": {"dump_fails": True},
     "pidfd_dead": {"dump_fails": True},
     "pidfd_outside": {"dump_fails": True},
+    "refused_io_uring": {"dump_fails": True},
+    "refused_userfaultfd": {"dump_fails": True},
+    "refused_perf": {"dump_fails": True},
+    "refused_bpf": {"dump_fails": True},
+    "refused_aio": {"dump_fails": True},
     "pkeys": {"needs": ["pku", "ospke"]},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
