@@ -1,6 +1,8 @@
 """pidfd: dump and restore of a pidfd of a task of the dumped tree, with its flags
 (PIDFD_NONBLOCK, PIDFD_THREAD on a thread-group leader).  Refused at dump: a pidfd of a task outside the tree, of a thread, of a zombie
-or of a task that has exited and been reaped (crpy cannot make its struct pid again).
+or of a task that has exited and been reaped (crpy cannot make its struct pid again), and one
+shared by several tasks unless it is of the tree's root (shared files are opened before the
+tree's other tasks are forked).
 
 As CRIU does, one files.img entry of type PIDFD (pidfd_entry) per open file: the pid the pidfd
 refers to (/proc/PID/fdinfo "NSpid"), its pidfs inode and flags.  Restore asks pidfd_open for
@@ -44,6 +46,22 @@ def check(fdfacts):
         else:
             where = f"of pid {target}, outside the dumped tree"
         raise UnsupportedResource(pid, "pidfd", fd, where, hint)
+    if target != resources.tree_pids[0] and _held_by_another_task(pid, fd):
+        raise UnsupportedResource(pid, "pidfd", fd, f"of pid {target}, shared with another task of the tree",
+                                  "the restore opens a shared file before it forks the tree's tasks: "
+                                  "crpy restores a shared pidfd only of the tree's root")
+
+
+def _held_by_another_task(pid, fd):
+    """Whether another task of the tree holds this open pidfd (inherited across fork)."""
+    from crpy import resources
+    from crpy.kernel import proc
+    from crpy.resources.fdtable import _same_file
+
+    for other in resources.tree_pids:
+        if other != pid and any(_same_file(other, o, fd, pid) for o in proc.fds(other)):
+            return True
+    return False
 
 
 def dump_fd(fdfacts, file_id, files):

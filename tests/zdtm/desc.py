@@ -23,6 +23,7 @@ DESC = {
     "inotify_queued": {"dump_fails": True},
     "pidfd_dead": {"dump_fails": True},
     "pidfd_outside": {"dump_fails": True},
+    "pidfd_shared": {"dump_fails": True},
     "refused_io_uring": {"dump_fails": True},
     "refused_userfaultfd": {"dump_fails": True},
     "refused_perf": {"dump_fails": True},

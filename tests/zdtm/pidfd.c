@@ -1,6 +1,6 @@
 /*
  * pidfd: the parent holds a pidfd of its child (PIDFD_NONBLOCK) and one of itself (close-on-exec
- * cleared); the child holds a pidfd of its parent.  After restore: each pidfd names the same pid
+ * cleared) that the child inherited; the child also opened a pidfd of its parent.  After restore: each pidfd names the same pid
  * (fdinfo), the flags are kept, a signal sent through the child's pidfd reaches the child, the
  * child's pidfd is not readable while the child lives, becomes readable when it exits, and
  * waitid(P_PIDFD) reaps it with its exit status; the child checks its pidfd of the parent.
@@ -48,6 +48,7 @@ int main(int argc, char **argv)
 
 	test_init(argc, argv);
 	test_usr1_init();
+	of_self = pidfd_open(getpid(), 0);
 	kid = test_fork();
 	if (kid == 0) {
 		int of_parent = pidfd_open(getppid(), 0);
@@ -55,10 +56,9 @@ int main(int argc, char **argv)
 		test_usr1_wait();                     /* the parent restored and checked */
 		while (!got_usr2)
 			usleep(1000);
-		_exit(of_parent >= 0 && pidfd_pid(of_parent) == getppid() ? 42 : 1);
+		_exit(of_parent >= 0 && pidfd_pid(of_parent) == getppid() && pidfd_pid(of_self) == getppid() ? 42 : 1);
 	}
 	of_kid = pidfd_open(kid, PIDFD_NONBLOCK);
-	of_self = pidfd_open(getpid(), 0);
 	if (of_kid < 0 || of_self < 0)
 		test_abort("pidfd_open: %s", strerror(errno));
 	fcntl(of_self, F_SETFD, 0);
