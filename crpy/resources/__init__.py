@@ -24,6 +24,7 @@ _MODULES = {
     "eventpoll": "crpy.resources.eventpoll",  # epoll sets with every registration
     "inotify": "crpy.resources.inotify",  # inotify watches, by file handle
     "pidfd": "crpy.resources.pidfd",     # pidfds of tasks of the tree
+    "fanotify": "crpy.resources.fanotify",  # fanotify groups with their inode marks
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
@@ -31,7 +32,7 @@ _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty"
              "memfd": "MEMFD", "eventfd": "EVENTFD",
              "timerfd": "TIMERFD", "signalfd": "SIGNALFD",
              "eventpoll": "EVENTPOLL", "inotify": "INOTIFY",
-             "pidfd": "PIDFD"}
+             "pidfd": "PIDFD", "fanotify": "FANOTIFY"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))

@@ -65,3 +65,22 @@ def open_handle(fh, sdev, flags=O_PATH):
                         what=f"open_by_handle_at on {where}")
     finally:
         os.close(mount_fd)
+
+
+def refuse_unless_ready(pid, fd, kind, objects):
+    """At dump time, for a notification group of task pid at fd: refused (UnsupportedResource)
+    while it has events queued, which cannot be put back, or when one of its watched `objects`
+    ((what, fdinfo handle bytes, type, hex, sdev)) cannot be opened again by its handle."""
+    from crpy.errors import UnsupportedResource
+    from crpy.resources import taskfd
+
+    queued = taskfd.queued_bytes(pid, fd)
+    if queued:
+        raise UnsupportedResource(pid, kind, fd, f"with {queued} bytes of events queued",
+                                  "crpy cannot put queued events back; dump once the task has read them")
+    for what, nbytes, htype, hex_handle, sdev in objects:
+        try:
+            os.close(open_handle(fh_entry(nbytes, htype, hex_handle), sdev))
+        except Exception as e:
+            raise UnsupportedResource(pid, kind, fd, what,
+                                      f"its object cannot be opened again by file handle ({e})") from None

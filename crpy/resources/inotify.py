@@ -21,7 +21,6 @@ import re
 from crpy.errors import RestoreError, UnsupportedResource
 
 O_CLOEXEC = 0o2000000
-FIONREAD = 0x541B
 _NR_INOTIFY_INIT1, _NR_INOTIFY_ADD_WATCH, _NR_INOTIFY_RM_WATCH = 294, 254, 255
 _WD = re.compile(r"inotify wd:\s*(\d+)\s+ino:\s*([0-9a-f]+)\s+sdev:\s*([0-9a-f]+)\s+mask:\s*([0-9a-f]+)\s+"
                  r"ignored_mask:\s*([0-9a-f]+)(?:\s+fhandle-bytes:\s*([0-9a-f]+)\s+fhandle-type:\s*([0-9a-f]+)"
@@ -47,23 +46,12 @@ def watches(pid, fd):
 
 
 def check(fdfacts):
-    import array
-
-    from crpy.resources import fhandle, taskfd
+    from crpy.resources import fhandle
 
     pid, fd = fdfacts.pid, fdfacts.fd
-    with taskfd.grabbed(pid, fd) as mine:
-        queued = array.array("i", [0])
-        fcntl.ioctl(mine, FIONREAD, queued)
-    if queued[0]:
-        raise UnsupportedResource(pid, "inotify", fd, f"with {queued[0]} bytes of events queued",
-                                  "crpy cannot put queued events back; dump once the task has read them")
-    for wd, ino, sdev, _, _, nbytes, htype, hex_handle in watches(pid, fd):
-        try:
-            os.close(fhandle.open_handle(fhandle.fh_entry(nbytes, htype, hex_handle), sdev))
-        except Exception as e:
-            raise UnsupportedResource(pid, "inotify watch", fd, f"wd {wd} (inode {ino})",
-                                      f"its object cannot be opened again by file handle ({e})") from None
+    fhandle.refuse_unless_ready(pid, fd, "inotify", [
+        (f"watch wd {wd} (inode {ino})", nbytes, htype, hex_handle, sdev)
+        for wd, ino, sdev, _, _, nbytes, htype, hex_handle in watches(pid, fd)])
 
 
 def dump_fd(fdfacts, file_id, files):

@@ -1,5 +1,6 @@
 """crpy's own fd on an open file of a stopped task (pidfd_getfd, Linux 5.6): for kinds whose
-state only a syscall on the file itself tells (timerfd_gettime)."""
+state only a syscall on the file itself tells (timerfd_gettime, FIONREAD on a notification
+group)."""
 
 import contextlib
 import os
@@ -19,3 +20,15 @@ def grabbed(pid, fd):
         yield mine
     finally:
         os.close(mine)
+
+
+def queued_bytes(pid, fd):
+    """How many bytes of events task pid's fd has queued for reading (FIONREAD)."""
+    import array
+    import fcntl
+
+    FIONREAD = 0x541B
+    with grabbed(pid, fd) as mine:
+        n = array.array("i", [0])
+        fcntl.ioctl(mine, FIONREAD, n)
+    return n[0]

@@ -3,7 +3,7 @@ file handle encoding CRIU's fh_entry uses: fed the text the kernel prints."""
 
 import os
 
-from crpy.resources import eventpoll, fhandle, inotify, pidfd, timerfd
+from crpy.resources import eventpoll, fanotify, fhandle, inotify, pidfd, timerfd
 
 EPOLL_FDINFO = """pos:\t0
 flags:\t02000002
@@ -91,9 +91,20 @@ def test_refused_kinds_are_named():
 
     st = os.stat("/")
     names = {"[io_uring]": "io_uring", "[userfaultfd]": "userfaultfd", "[perf_event]": "perf event",
-             "bpf-map": "bpf map", "bpf-prog": "bpf program", "[fanotify]": "fanotify"}
+             "bpf-map": "bpf map", "bpf-prog": "bpf program"}
     for inode, kind in names.items():
         assert resources.classify("anon_inode:" + inode, st) == kind
         assert not resources.supported(kind)
-    for kind in ("eventfd", "timerfd", "signalfd", "eventpoll", "inotify", "pidfd"):
+    for kind in ("eventfd", "timerfd", "signalfd", "eventpoll", "inotify", "fanotify", "pidfd"):
         assert resources.supported(kind)
+
+
+def test_fanotify_group_and_marks_parse():
+    text = ("pos:\t0\nflags:\t04000\nfanotify flags:2 event-flags:8000\n"
+            "fanotify ino:20c448 sdev:fe00000 mflags:40 mask:0 ignored_mask:20 fhandle-bytes:8 fhandle-type:1 "
+            "f_handle:48c42000553f2429\n"
+            "fanotify mnt_id:1d mflags:0 mask:8 ignored_mask:0\n")
+    group, marks, others = fanotify.parse_fdinfo(text)
+    assert group == (2, 0x8000)
+    assert marks == [(0x20C448, 0xFE00000, 0x40, 0, 0x20, 8, 1, "48c42000553f2429")]
+    assert others == ["fanotify mnt_id:1d mflags:0 mask:8 ignored_mask:0"]

@@ -185,6 +185,13 @@ def file_entries():
                id=12, flags=0o4000, fown=_fown(), wd=[_cls("fsnotify_pb2.inotify_wd_entry")(
                    id=12, i_ino=0x3F7E8, mask=0x100, ignored_mask=0, s_dev=0xFE00000, wd=3,
                    f_handle=_cls("fh_pb2.fh_entry")(bytes=8, type=1, handle=[0x3F7E8] + [0] * 15))])),
+           fe(type=12, id=14, ffy=_cls("fsnotify_pb2.fanotify_file_entry")(
+               id=14, flags=0o4000, fown=_fown(), faflags=2, evflags=0o100000, mark=[
+                   _cls("fsnotify_pb2.fanotify_mark_entry")(
+                       id=14, type=1, mflags=0x40, mask=0, ignored_mask=0x20, s_dev=0xFE00000,
+                       ie=_cls("fsnotify_pb2.fanotify_inode_mark_entry")(
+                           i_ino=0x20C448, f_handle=_cls("fh_pb2.fh_entry")(bytes=8, type=1,
+                                                                           handle=[0x20C448] + [0] * 15)))])),
            fe(type=20, id=13, pidfd=_cls("pidfd_pb2.pidfd_entry")(id=13, ino=50531, flags=0o4002, nspid=PID + 1,
                                                                 fown=_fown()))]
     return out

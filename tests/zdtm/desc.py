@@ -21,6 +21,7 @@ DESC = {
     "clone_files_siblings": {"dump_fails": True},
     "epoll_elsewhere": {"dump_fails": True},
     "inotify_queued": {"dump_fails": True},
+    "fanotify_mount": {"dump_fails": True},
     "pidfd_dead": {"dump_fails": True},
     "pidfd_outside": {"dump_fails": True},
     "pidfd_shared": {"dump_fails": True},
