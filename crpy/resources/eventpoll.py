@@ -14,12 +14,12 @@ number (after_placed), each registration is added again with epoll_ctl(ADD) unde
 number, a held_at file being dup'ed there for the call (whatever sits at that number is put
 back after).  A one-shot registration that had fired is added armed for any event and let
 report once, as it did before the dump (epoll_ctl would arm EPOLLERR and EPOLLHUP on it): the
-dump refuses one whose file has no event ready.  A set shared by several tasks (inherited across fork) is filled by the first of
-them to get there (the others get EEXIST).  The readiness is the kernel's to find again; an
-edge-triggered event already reported before the dump may be reported once more.
+dump refuses one whose file has no event ready.  A set shared by several tasks (inherited
+across fork) is filled by the task that dumped it (crpy's field owner, 1000): the fd numbers
+are of its table.  The readiness is the kernel's to find again; an edge-triggered event
+already reported before the dump may be reported once more.
 """
 
-import errno
 import os
 import re
 
@@ -128,7 +128,8 @@ def dump_fd(fdfacts, file_id, files):
     from crpy.images.pb import eventpoll_pb2, fdinfo_pb2
     from crpy.resources.regfile import fown
 
-    e = eventpoll_pb2.eventpoll_file_entry(id=file_id, flags=fdfacts.info.flags & ~O_CLOEXEC, fown=fown())
+    e = eventpoll_pb2.eventpoll_file_entry(id=file_id, flags=fdfacts.info.flags & ~O_CLOEXEC, fown=fown(),
+                                           owner=fdfacts.pid)
     for tfd, events, data, pos, ino, sdev, held_at in registrations(fdfacts.pid, fdfacts.fd):
         t = e.tfd.add(id=file_id, tfd=tfd, events=events, data=data, dev=sdev, inode=ino, pos=pos)
         if held_at is not None:
@@ -149,7 +150,8 @@ def restore_fd(entry, ctx):
 def after_placed(fds):
     """Every fd of the task is at its number: add each set's registrations again, the fired
     one-shots first, each set's alone (they are disarmed by reporting once: _disarm)."""
-    sets = [(epfd, entry.epfd) for epfd, entry in sorted(fds.items()) if entry.HasField("epfd")]
+    sets = [(epfd, entry.epfd) for epfd, entry in sorted(fds.items())
+            if entry.HasField("epfd") and (not entry.epfd.HasField("owner") or entry.epfd.owner == os.getpid())]
     for epfd, e in sets:
         fired = [t for t in e.tfd if _fired(t.events)]
         for t in fired:
@@ -188,8 +190,7 @@ def _add(epfd, t, fds, events):
         try:
             sys_call(_NR_EPOLL_CTL, epfd, EPOLL_CTL_ADD, t.tfd, event, what="epoll_ctl ADD")
         except CrpyError as err:
-            if getattr(err, "errno", None) != errno.EEXIST:   # a set shared by tasks: added already
-                raise RestoreError(f"{where}: {err}") from None
+            raise RestoreError(f"{where}: {err}") from None
 
 
 class _file_at:

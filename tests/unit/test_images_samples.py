@@ -176,7 +176,7 @@ def file_entries():
            fe(type=9, id=10, sgfd=_cls("signalfd_pb2.signalfd_entry")(id=10, flags=0o4002, fown=_fown(),
                                                                      sigmask=(1 << 9) | (1 << 35))),
            fe(type=7, id=11, epfd=_cls("eventpoll_pb2.eventpoll_file_entry")(
-               id=11, flags=2, fown=_fown(), tfd=[
+               id=11, flags=2, fown=_fown(), owner=PID, tfd=[
                    _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=7, events=0x19, data=0x1111, dev=0x10,
                                                              inode=1038, pos=0),
                    _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=9, events=0x80000019, data=1 << 40,
@@ -309,7 +309,7 @@ def test_samples_serialize():
 NEWER_THAN_CRIT = {"nr_pages", "compat_nr_pages", "cap_amb", "no_new_privs", "cg_set", "cet", "mode",
                    "plugins_entry", "dump_criu_run_id", "stop_signo", "membarrier_registration_mask",
                    "payload_len", "xsave_components",
-                   "semaphore", "held_at",  # crpy-only fields (>= 1000)
+                   "semaphore", "held_at", "owner",  # crpy-only fields (>= 1000)
                    "pidfd"}  # CRIU 4.x's pidfd entry: crit 3.17 knows neither it nor its fd type (20)
 
 
