@@ -92,6 +92,19 @@ def after_placed(kinds, fds):
             mod.after_placed(fds)
 
 
+def extra_users(files):
+    """(pid, file id) pairs of files a task needs besides its own fds (the target of an epoll
+    registration that another task holds): crpy.resources.shared makes them once for the tree.
+    `files`: the files.img entries by id."""
+    from crpy.resources.fdtable import kind_of_entry
+
+    for entry in files.values():
+        kind = kind_of_entry(entry)
+        mod = module(kind) if supported(kind) else None
+        if hasattr(mod, "extra_users"):
+            yield from mod.extra_users(entry)
+
+
 def fd_type(kind):
     """fd_types name (REG, PIPE, FIFO) of the images entries of a supported kind."""
     return _FD_TYPES[kind]

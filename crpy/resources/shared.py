@@ -74,6 +74,9 @@ def make_shared(images_dir):
         for e in entries:
             if e.id in files:
                 users.setdefault(_object_key(files[e.id]), set()).add(pid)
+    for pid, file_id in resources.extra_users(files):      # an epoll registration of another's file
+        if file_id in files:
+            users.setdefault(_object_key(files[file_id]), set()).add(pid)
     top = max([0] + [e.fd for entries in tables.values() for e in entries])
     ctx = RestoreContext(images_dir, files, top + 1)
     fds = {}

@@ -180,7 +180,9 @@ def file_entries():
                    _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=7, events=0x19, data=0x1111, dev=0x10,
                                                              inode=1038, pos=0),
                    _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=9, events=0x80000019, data=1 << 40,
-                                                             dev=0xE, inode=2875545, pos=0, held_at=12)])),
+                                                             dev=0xE, inode=2875545, pos=0, held_at=12),
+                   _cls("eventpoll_pb2.eventpoll_tfd_entry")(id=11, tfd=10, events=0x19, data=7, dev=0xE,
+                                                             inode=2875546, pos=0, held_file=4)])),
            fe(type=8, id=12, ify=_cls("fsnotify_pb2.inotify_file_entry")(
                id=12, flags=0o4000, fown=_fown(), wd=[_cls("fsnotify_pb2.inotify_wd_entry")(
                    id=12, i_ino=0x3F7E8, mask=0x100, ignored_mask=0, s_dev=0xFE00000, wd=3,
@@ -309,7 +311,7 @@ def test_samples_serialize():
 NEWER_THAN_CRIT = {"nr_pages", "compat_nr_pages", "cap_amb", "no_new_privs", "cg_set", "cet", "mode",
                    "plugins_entry", "dump_criu_run_id", "stop_signo", "membarrier_registration_mask",
                    "payload_len", "xsave_components",
-                   "semaphore", "held_at", "owner",  # crpy-only fields (>= 1000)
+                   "semaphore", "held_at", "held_file", "owner",  # crpy-only fields (>= 1000)
                    "pidfd"}  # CRIU 4.x's pidfd entry: crit 3.17 knows neither it nor its fd type (20)
 
 

@@ -19,7 +19,7 @@ DESC = {
     "locks": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},
-    "epoll_elsewhere": {"dump_fails": True},
+    "epoll_outside": {"dump_fails": True},
     "inotify_queued": {"dump_fails": True},
     "fanotify_mount": {"dump_fails": True},
     "pidfd_dead": {"dump_fails": True},
