@@ -172,22 +172,16 @@ int main(int argc, char **argv)
 def test_crit_reads_dumped_event_fds(tmp_path):
     """A real dump of a task holding an eventfd, a timerfd, a signalfd, an epoll set, an inotify
     and a fanotify group: crit (CRIU 3.17's) decodes files.img and sees their entries."""
-    from tests.unit.crhelpers import build_c, crpy, wait_for
+    from tests.unit.crhelpers import build_c, crpy, kill_quietly, start_target
 
     exe = build_c(tmp_path, "event_fds_holder", _EVENT_FDS_HOLDER)
-    ready, watched = tmp_path / "ready", tmp_path / "watched"
+    ready, watched, images = tmp_path / "ready", tmp_path / "watched", tmp_path / "img"
     watched.mkdir()
-    proc = subprocess.Popen([exe, str(ready), str(watched)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    images = tmp_path / "img"
-    try:
-        wait_for(lambda: ready.exists() or proc.poll() is not None, what="the event fds holder")
-        assert proc.poll() is None, "the holder could not make its fds"
-        res = crpy("dump", "-t", proc.pid, "-D", images)
-        assert res.returncode == 0, res.stderr
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = start_target([exe, ready, watched], ready.exists, "the event fds holder")
+    res = crpy("dump", "-t", proc.pid, "-D", images)
+    kill_quietly(proc.pid)
+    proc.wait()
+    assert res.returncode == 0, res.stderr
     by_type = {e["type"]: e for e in S.crit_decode(images / "files.img")["entries"]}
     assert by_type["EVENTFD"]["efd"]["counter"] == 7
     assert by_type["TIMERFD"]["tfd"]["clockid"] == 1 and by_type["TIMERFD"]["tfd"]["isec"] == 3600
