@@ -138,6 +138,17 @@ def ms_line(name, seconds, digits=2, more=""):
     return f"  {name:8s} {med:7.{digits}f} ms  (min {best:.{digits}f} ms{more})"
 
 
+def per_item_lines(base, full, n, without):
+    """The dump and restore rows of a benchmark of n items: (dump s, restore s) rounds `full`
+    with them and `base` without, per item over the median without (`without` names it)."""
+    lines = []
+    for name, k in (("dump", 0), ("restore", 1)):
+        b = statistics.median(r[k] for r in base)
+        whole = f"; whole {statistics.median(r[k] for r in full):.2f} s, {without} {b:.2f} s"
+        lines.append(ms_line(name, [(r[k] - b) / n for r in full], digits=3, more=whole))
+    return lines
+
+
 def run_alone(run):
     """`python3 -m bench.NAME [reps]`: one benchmark's run(reps) by itself (3 reps unless told)."""
     for line in run(int(sys.argv[1]) if len(sys.argv) > 1 else 3):

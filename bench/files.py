@@ -4,7 +4,6 @@ each way: the time over that of the same program holding no extra fds, divided b
 run(reps) -> printed lines; `python3 -m bench.files [reps]` runs it alone."""
 
 import os
-import statistics
 
 from bench import common
 
@@ -58,11 +57,7 @@ def run(reps=3):
         full = [_one_round(exe, workdir, FDS // 2, FDS // 4) for _ in range(reps)]
     lines = [f"process with {FDS} open fds ({FDS // 2} files, {FDS // 4} pipes with 100 bytes in flight),"
              f" {reps} reps, milliseconds per fd over the same process without them (median, min):"]
-    for name, k in (("dump", 0), ("restore", 1)):
-        b = statistics.median(r[k] for r in base)
-        whole = f"; whole {statistics.median(r[k] for r in full):.2f} s, without the fds {b:.2f} s"
-        lines.append(common.ms_line(name, [(r[k] - b) / FDS for r in full], digits=3, more=whole))
-    return lines
+    return lines + common.per_item_lines(base, full, FDS, "without the fds")
 
 
 if __name__ == "__main__":

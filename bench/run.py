@@ -16,7 +16,7 @@ import time
 from bench import common
 
 # Further benchmarks, each a module of bench/ with run(reps) -> printed lines.
-EXTRA_BENCHES = ["tree", "threads", "files"]
+EXTRA_BENCHES = ["tree", "threads", "files", "epoll"]
 
 
 def heap_ranges(pid, min_len):

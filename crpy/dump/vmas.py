@@ -106,6 +106,10 @@ def plan_vma(pid, vma, files, stat_of):
         return VmaPlan(flags=anon, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_VVAR,
                        pages=PAGES_NONE, **base)
     extra = _map_flags(vma)
+    from crpy.resources import aio
+
+    if aio.is_ring(vma):
+        aio.refuse(pid, vma)
     if hugetlb.is_anon(vma) and not vma.shared:     # /anon_hugepage (deleted): anonymous memory
         return VmaPlan(flags=anon | extra, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
                        pages=PAGES_PRIVATE, **base)

@@ -20,19 +20,28 @@ _MODULES = {
     "ctty": "crpy.resources.ctty",       # /dev/tty on a controlling terminal that is a pty of the tree
     "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
     "ns": "crpy.resources.nsfs",         # /proc/PID/ns/* files of crpy's own namespaces
+    "eventfd": "crpy.resources.eventfd",  # eventfd counter and flags
+    "timerfd": "crpy.resources.timerfd",  # timerfd clock, time left, interval, ticks not yet read
+    "signalfd": "crpy.resources.signalfd",  # signalfd mask and flags
+    "eventpoll": "crpy.resources.eventpoll",  # epoll sets with every registration
+    "inotify": "crpy.resources.inotify",  # inotify watches, by file handle
+    "pidfd": "crpy.resources.pidfd",     # pidfds of tasks of the tree
+    "fanotify": "crpy.resources.fanotify",  # fanotify groups with their inode marks
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY", "ctty": "TTY",
-             "memfd": "MEMFD", "ns": "NS"}
+             "memfd": "MEMFD", "ns": "NS", "eventfd": "EVENTFD", "timerfd": "TIMERFD", "signalfd": "SIGNALFD",
+             "eventpoll": "EVENTPOLL", "inotify": "INOTIFY", "pidfd": "PIDFD", "fanotify": "FANOTIFY"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))
 
 _ANON_KINDS = {"[eventfd]": "eventfd", "[eventpoll]": "eventpoll", "[signalfd]": "signalfd",
                "[timerfd]": "timerfd", "inotify": "inotify", "[fanotify]": "fanotify",
-               "[pidfd]": "pidfd", "[userfaultfd]": "userfaultfd", "bpf-map": "bpf-map",
-               "[io_uring]": "io_uring"}
+               "[pidfd]": "pidfd", "[userfaultfd]": "userfaultfd", "bpf-map": "bpf map",
+               "[io_uring]": "io_uring", "[perf_event]": "perf event", "bpf-prog": "bpf program",
+               "bpf_link": "bpf link"}
 
 
 def classify(target, st):
@@ -88,6 +97,35 @@ def supported(kind):
     return kind in _MODULES
 
 
+def check_fd(fdfacts):
+    """Let the kind's module refuse an fd before the task is touched (its optional check())."""
+    mod = module(fdfacts.kind)
+    if hasattr(mod, "check"):
+        mod.check(fdfacts)
+
+
+def after_placed(kinds, fds):
+    """Once every fd of a task is at its number: the kinds that link fds to each other (epoll
+    registrations) finish their work (their optional after_placed(fds), fds: {fd: file_entry})."""
+    for kind in kinds:
+        mod = module(kind)
+        if hasattr(mod, "after_placed"):
+            mod.after_placed(fds)
+
+
+def extra_users(files):
+    """(pid, file id) pairs of files a task needs besides its own fds (the target of an epoll
+    registration that another task holds): crpy.resources.shared makes them once for the tree.
+    `files`: the files.img entries by id."""
+    from crpy.resources.fdtable import kind_of_entry
+
+    for entry in files.values():
+        kind = kind_of_entry(entry)
+        mod = module(kind) if supported(kind) else None
+        if hasattr(mod, "extra_users"):
+            yield from mod.extra_users(entry)
+
+
 def fd_type(kind):
     """fd_types name (REG, PIPE, FIFO) of the images entries of a supported kind."""
     return _FD_TYPES[kind]
@@ -113,10 +151,21 @@ tree_pids = []               # every live task of the tree being dumped (all sto
 dump_memo = {}               # what a kind module found out once for the whole dump (pty masters, ttys)
 
 
+_frozen_since = [0.0]
+
+
 def set_dump_tree(pids):
     """The live tasks of the tree this dump has seized: a kind may look into any of them (the
-    master of a pty whose slave another task holds)."""
+    master of a pty whose slave another task holds).  Called right after the tree is seized."""
+    import time
+
     tree_pids[:] = pids
+    _frozen_since[0] = time.monotonic()
+
+
+def frozen_since():
+    """time.monotonic() when the tree stood frozen (timers give that time back)."""
+    return _frozen_since[0]
 
 
 def allowed(what):

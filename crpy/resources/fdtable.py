@@ -110,6 +110,7 @@ def collect_fds(pid):
             raise UnsupportedResource(pid, kind, fd, target,
                                       "crpy cannot dump this kind of file yet; close it before the dump")
         out.append(FdFacts(fd, kind, target, st, proc.fdinfo(pid, fd), pid=pid))
+        resources.check_fd(out[-1])
         if "lock" in out[-1].info.raw:
             out[-1].locks = _held_locks(pid, fd, target)
     _note_owners(pid, out)
@@ -352,6 +353,8 @@ def restore_fds(images_dir, pid, keep_above):
         _place_all(wanted, files, placed, ctx, pid)
     finally:
         ctx.finish()
+    resources.after_placed({kind_of_entry(files[e.id]) for e in wanted.values()},
+                           {fd: files[e.id] for fd, e in wanted.items()})
     _close_others(set(wanted), keep_above)
     from crpy.resources import locks       # last: closing any fd of a file drops its POSIX locks
 

@@ -91,6 +91,9 @@ def make_shared(images_dir, keep_above):
                 users.setdefault(_object_key(files[e.id]), set()).add(pid)
     for key in _session_terminals(images_dir):  # the leader takes it before forking its members
         users.setdefault(key, set()).add("session")
+    for pid, file_id in resources.extra_users(files):      # an epoll registration of another's file
+        if file_id in files:
+            users.setdefault(_object_key(files[file_id]), set()).add(pid)
     top = max([0] + [e.fd for entries in tables.values() for e in entries])
     ctx = RestoreContext(images_dir, files, max(top + 1, keep_above))
     fds = {}

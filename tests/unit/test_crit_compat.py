@@ -130,3 +130,65 @@ def test_crit_reads_a_dumped_memfd(tmp_path):
     res = subprocess.run([shutil.which("crit"), "x", str(images), "fds"], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0 and f"MEMFD.{files[0]['id']}" in res.stdout, res.stderr
+
+
+_EVENT_FDS_HOLDER = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    sigset_t mask;
+    struct itimerspec its = { { 3600, 0 }, { 3600, 0 } };
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x1234 };
+    int efd = eventfd(7, EFD_NONBLOCK), tfd = timerfd_create(CLOCK_MONOTONIC, 0), ep = epoll_create1(0);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, 0), ify = inotify_init1(0), ffy = fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
+    timerfd_settime(tfd, 0, &its, NULL);
+    epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
+    inotify_add_watch(ify, argv[2], IN_CREATE);
+    fanotify_mark(ffy, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, argv[2]);
+    if (efd < 0 || tfd < 0 || ep < 0 || sfd < 0 || ify < 0 || ffy < 0)
+        return 1;
+    FILE *f = fopen(argv[1], "w");
+    fputs("ready", f);
+    fclose(f);
+    for (;;)
+        pause();
+}
+"""
+
+
+def test_crit_reads_dumped_event_fds(tmp_path):
+    """A real dump of a task holding an eventfd, a timerfd, a signalfd, an epoll set, an inotify
+    and a fanotify group: crit (CRIU 3.17's) decodes files.img and sees their entries."""
+    from tests.unit.crhelpers import build_c, crpy, kill_quietly, start_target
+
+    exe = build_c(tmp_path, "event_fds_holder", _EVENT_FDS_HOLDER)
+    ready, watched, images = tmp_path / "ready", tmp_path / "watched", tmp_path / "img"
+    watched.mkdir()
+    proc = start_target([exe, ready, watched], ready.exists, "the event fds holder")
+    res = crpy("dump", "-t", proc.pid, "-D", images)
+    kill_quietly(proc.pid)
+    proc.wait()
+    assert res.returncode == 0, res.stderr
+    by_type = {e["type"]: e for e in S.crit_decode(images / "files.img")["entries"]}
+    assert by_type["EVENTFD"]["efd"]["counter"] == 7
+    assert by_type["TIMERFD"]["tfd"]["clockid"] == 1 and by_type["TIMERFD"]["tfd"]["isec"] == 3600
+    assert by_type["SIGNALFD"]["sgfd"]["sigmask"] == 1 << 9
+    tfd, = by_type["EVENTPOLL"]["epfd"]["tfd"]
+    assert tfd["data"] == 0x1234 and tfd["events"] == 0x19
+    wd, = by_type["INOTIFY"]["ify"]["wd"]
+    assert wd["wd"] == 1 and wd["i_ino"] == watched.stat().st_ino
+    mark, = by_type["FANOTIFY"]["ffy"]["mark"]
+    assert mark["ie"]["i_ino"] == watched.stat().st_ino

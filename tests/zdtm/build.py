@@ -33,7 +33,8 @@ def _stale(name):
     out = binary(name)
     if not os.path.exists(out):
         return True
-    sources = [os.path.join(ZDTM_DIR, name + ".c")] + LIB_SOURCES + [os.path.abspath(__file__)]
+    headers = [os.path.join(ZDTM_DIR, h) for h in os.listdir(ZDTM_DIR) if h.endswith(".h")]  # shared by tests
+    sources = [os.path.join(ZDTM_DIR, name + ".c")] + LIB_SOURCES + headers + [os.path.abspath(__file__)]
     built = os.path.getmtime(out)
     return any(os.path.getmtime(s) > built for s in sources)
 

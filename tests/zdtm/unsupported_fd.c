@@ -1,5 +1,5 @@
 /*
- * unsupported_fd: the test holds a UNIX socket pair and an eventfd, which crpy cannot dump (yet):
+ * unsupported_fd: the test holds a UNIX socket pair, which crpy cannot dump (yet), and an eventfd:
  * the dump must fail with one line and leave the task untouched (tests/zdtm/desc.py: dump_fails;
  * the harness compares maps, fds and signal state).  The test then checks its own state: the
  * socket pair carries its queued message, the eventfd holds its count, its memory is intact.

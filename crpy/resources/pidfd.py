@@ -1,0 +1,88 @@
+"""pidfd: dump and restore of a pidfd of a task of the dumped tree, with its flags
+(PIDFD_NONBLOCK, PIDFD_THREAD on a thread-group leader).  Refused at dump: a pidfd of a task outside the tree, of a thread, of a zombie
+or of a task that has exited and been reaped (crpy cannot make its struct pid again), and one
+shared by several tasks unless it is of the tree's root (shared files are opened before the
+tree's other tasks are forked).
+
+As CRIU does, one files.img entry of type PIDFD (pidfd_entry) per open file: the pid the pidfd
+refers to (/proc/PID/fdinfo "NSpid"), its pidfs inode and flags.  Restore asks pidfd_open for
+the restored task of that pid: the tree is restored with its pids, and a sibling forked just
+after the task restoring its fds is waited for a little.
+"""
+
+import os
+import time
+
+from crpy.errors import RestoreError, UnsupportedResource
+
+O_CLOEXEC = 0o2000000
+PIDFD_THREAD = os.O_EXCL
+_WAIT_FOR_TASK = 10.0          # seconds a restore waits for the task of a pidfd to be forked
+
+
+def target_pid(raw):
+    """The pid a pidfd's fdinfo names (its innermost NSpid), -1 once the task is reaped."""
+    nspid = raw.get("NSpid", raw.get("Pid", "-1")).split()
+    return int(nspid[-1]) if nspid else -1
+
+
+def check(fdfacts):
+    from crpy import resources
+    from crpy.kernel import proc
+
+    pid, fd, target = fdfacts.pid, fdfacts.fd, target_pid(fdfacts.info.raw)
+    hint = "crpy restores a pidfd only of a live process of the dumped tree"
+    if target <= 0:
+        raise UnsupportedResource(pid, "pidfd", fd, "of a task that has exited", hint)
+    if target not in resources.tree_pids:
+        try:
+            status = proc.status(target)
+        except Exception:
+            status = None
+        if status is not None and status.tgid != target:
+            where = f"of thread {target} (of pid {status.tgid})"
+        elif status is not None and status.state == "Z":
+            where = f"of zombie {target}"
+        else:
+            where = f"of pid {target}, outside the dumped tree"
+        raise UnsupportedResource(pid, "pidfd", fd, where, hint)
+    if target != resources.tree_pids[0] and _held_by_another_task(pid, fd):
+        raise UnsupportedResource(pid, "pidfd", fd, f"of pid {target}, shared with another task of the tree",
+                                  "the restore opens a shared file before it forks the tree's tasks: "
+                                  "crpy restores a shared pidfd only of the tree's root")
+
+
+def _held_by_another_task(pid, fd):
+    """Whether another task of the tree holds this open pidfd (inherited across fork)."""
+    from crpy import resources
+    from crpy.kernel import proc
+    from crpy.resources.fdtable import _same_file
+
+    for other in resources.tree_pids:
+        if other != pid and any(_same_file(other, o, fd, pid) for o in proc.fds(other)):
+            return True
+    return False
+
+
+def dump_fd(fdfacts, file_id, files):
+    from crpy.images.pb import fdinfo_pb2, pidfd_pb2
+    from crpy.resources.regfile import fown
+
+    e = pidfd_pb2.pidfd_entry(id=file_id, ino=fdfacts.st.st_ino, flags=fdfacts.info.flags & ~O_CLOEXEC,
+                              nspid=target_pid(fdfacts.info.raw), fown=fown())
+    return fdinfo_pb2.file_entry(type=fdinfo_pb2.PIDFD, id=file_id, pidfd=e)
+
+
+def restore_fd(entry, ctx):
+    from crpy.errors import CrpyError
+    from crpy.kernel.syscalls import NR, sys_call
+
+    e = entry.pidfd
+    deadline = time.monotonic() + _WAIT_FOR_TASK
+    while True:
+        try:
+            return sys_call(NR.pidfd_open, e.nspid, e.flags & (os.O_NONBLOCK | PIDFD_THREAD), what=f"pidfd_open({e.nspid})")
+        except CrpyError as err:
+            if time.monotonic() > deadline:
+                raise RestoreError(f"pidfd of pid {e.nspid}: {err}") from None
+            time.sleep(0.005)

@@ -1,0 +1,34 @@
+"""crpy's own fd on an open file of a stopped task (pidfd_getfd, Linux 5.6): for kinds whose
+state only a syscall on the file itself tells (timerfd_gettime, FIONREAD on a notification
+group)."""
+
+import contextlib
+import os
+
+
+@contextlib.contextmanager
+def grabbed(pid, fd):
+    """A duplicate of task pid's fd (same open file description), closed on the way out."""
+    from crpy.kernel.syscalls import NR, sys_call
+
+    pidfd = sys_call(NR.pidfd_open, pid, 0, what="pidfd_open", pid=pid)
+    try:
+        mine = sys_call(NR.pidfd_getfd, pidfd, fd, 0, what="pidfd_getfd", pid=pid)
+    finally:
+        os.close(pidfd)
+    try:
+        yield mine
+    finally:
+        os.close(mine)
+
+
+def queued_bytes(pid, fd):
+    """How many bytes of events task pid's fd has queued for reading (FIONREAD)."""
+    import array
+    import fcntl
+
+    FIONREAD = 0x541B
+    with grabbed(pid, fd) as mine:
+        n = array.array("i", [0])
+        fcntl.ioctl(mine, FIONREAD, n)
+    return n[0]
