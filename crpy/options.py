@@ -29,3 +29,4 @@ class RestoreOptions:
     shell_job: bool = False
     log_file: Optional[str] = None
     verbosity: int = 2
+    skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)
