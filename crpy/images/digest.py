@@ -185,7 +185,13 @@ def read_digests(images_dir):
     except ValueError:
         raise ImageError(path, "the digests file itself is damaged: it has no head", hint=HINT_DAMAGED) from None
     body_at = 12 + struct.unpack_from("<I", data, 8)[0]   # header and type magics, head's size, head
-    found = hash_function(head.algo)(memoryview(data)[body_at:])
+    if head.algo not in ("xxh3_64", "crc32"):
+        raise ImageError(path, f"the digests file itself is damaged (or from a newer crpy): unknown "
+                         f"digest algorithm {head.algo!r}", hint=HINT_DAMAGED)
+    try:
+        found = hash_function(head.algo)(memoryview(data)[body_at:])
+    except ImageError as e:
+        raise ImageError(path, str(e).split(": ", 1)[1], hint=e.hint) from None
     if found != head.body:
         raise ImageError(path, f"the digests file itself is damaged: bytes [{body_at}, {len(data)}) "
                          f"hash to {found:#018x}, expected {head.body:#018x}", hint=HINT_DAMAGED)
