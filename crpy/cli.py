@@ -50,6 +50,8 @@ def _parser():
     d.add_argument("-l", "--file-locks", action="store_true", help="dump the file locks the tree holds")
     d.add_argument("--link-remap", action="store_true",
                    help="keep open, unlinked files as links in their file system, not in the images")
+    d.add_argument("--skip-integrity", action="store_true",
+                   help="write no digests of the images (crpy-digests); restore them with --skip-integrity")
 
     r = sub.add_parser("restore", help="restore a process tree")
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
@@ -114,7 +116,8 @@ def _run(args, verbosity):
 
         opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, leave_running=args.leave_running,
                            shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
-                           file_locks=args.file_locks, link_remap=args.link_remap)
+                           file_locks=args.file_locks, link_remap=args.link_remap,
+                           skip_integrity=args.skip_integrity)
         run_dump(opts)
         return 0
     if args.command == "restore":

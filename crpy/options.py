@@ -19,6 +19,7 @@ class DumpOptions:
     verbosity: int = 2
     file_locks: bool = False          # criu --file-locks: dump held locks (else a held lock is an error)
     link_remap: bool = False          # criu --link-remap: unlinked files linked back, not copied
+    skip_integrity: bool = False      # write no crpy-digests (their restore then needs --skip-integrity too)
 
 
 @dataclass(frozen=True)

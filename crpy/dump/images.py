@@ -52,17 +52,45 @@ def write_tree_images(images_dir, pstree, files):
     _write(images_dir, "files", files)
 
 
-def _recorder(images_dir):
-    return _recorders.setdefault(str(images_dir), digest.Recorder(images_dir))
+def begin_image_digests(images_dir, skip=False):
+    """This dump writes crpy-digests (unless skip: criu's --skip-integrity-like opt-out)."""
+    _recorders.pop(str(images_dir), None)
+    if not skip:
+        _recorders[str(images_dir)] = digest.Recorder(images_dir)
+
+
+class _NotFollowed:
+    """What follow_image gives when the dump writes no digests."""
+
+    def rewritten(self, offset, length):
+        pass
+
+    def close(self):
+        pass
+
+    def abandon(self):
+        pass
+
+
+def follow_image(images_dir, path):
+    """path is about to be written front to back (pages-N.img): hash it as it lands; the writer
+    calls .rewritten(offset, length) for bytes it writes again, and .close() once done."""
+    recorder = _recorders.get(str(images_dir))
+    return recorder.follow(path) if recorder is not None else _NotFollowed()
 
 
 def digest_written_images(images_dir):
     """Start hashing the images written so far (a task's pages) while the dump goes on."""
-    _recorder(images_dir).hash_written()
+    recorder = _recorders.get(str(images_dir))
+    if recorder is not None:
+        recorder.hash_written()
 
 
 def write_image_digests(images_dir):
     """The last image of a dump: crpy-digests, a digest of every other one."""
-    count = _recorder(images_dir).write()
-    _recorders.pop(str(images_dir), None)
+    recorder = _recorders.pop(str(images_dir), None)
+    if recorder is None:
+        log.info("No digests of the images written (--skip-integrity)")
+        return
+    count = recorder.write()
     log.info("Digests of %d images written to %s", count, images_dir)

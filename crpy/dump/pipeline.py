@@ -57,7 +57,7 @@ def _dump(opts):
     """The tree steps, run once: seize_tree -> dump_task per task -> tree images -> kill_tree."""
     from crpy import faults, resources
     from crpy.dump.files import FileTable
-    from crpy.dump.images import write_image_digests, write_tree_images
+    from crpy.dump.images import begin_image_digests, write_image_digests, write_tree_images
     from crpy.dump.target import check_target
     from crpy.dump.tree import kill_tree, pstree_entries, seize_tree
     from crpy.resources import ghost
@@ -67,6 +67,7 @@ def _dump(opts):
     tick = _Clock(stats)
     resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job)
     check_target(pid)
+    begin_image_digests(opts.images_dir, skip=opts.skip_integrity)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(ghost.links_removed_on_failure())    # unwound last: after the detach
         tasks = cleanup.enter_context(seize_tree(pid))

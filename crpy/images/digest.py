@@ -12,8 +12,10 @@ crpy-digests has no .img suffix: criu and crit never open it, so the images stay
 carries a digest of its own entries, so damage to the file itself is told apart from damage to an
 image.  One file per images directory: a pre-dump chain would have one in each directory.
 
-    Recorder(images_dir).hash_written()   # in the background, the files written so far
-    Recorder(...).write()                 # the rest, then crpy-digests
+    rec = Recorder(images_dir)
+    f = rec.follow(path) ... f.rewritten(off, n) ... f.close()   # pages, hashed as they land
+    rec.hash_written()                    # in the background, the big files written so far
+    rec.write()                           # the rest, then crpy-digests
     damaged_images(images_dir) -> [ImageError]   # one per damaged image; [] when intact
 """
 
@@ -21,6 +23,7 @@ import mmap
 import os
 import struct
 import threading
+import time
 import zlib
 from collections import namedtuple
 
@@ -32,6 +35,7 @@ CHUNK_SIZE = 1 << 20
 _WINDOW = 64 << 20                 # bytes mapped at a time: bounded page tables, same speed
 # only images this big are worth a background thread while the dump goes on
 _BACKGROUND_MIN = 4 << 20
+_CHECK_THREADS = 2                 # the restore's check hashes a big image in this many parts
 
 HINT_DAMAGED = ("the images were changed or damaged since the dump (disk, copy, network): dump "
                 "again, or restore with --skip-integrity to take them as they are")
@@ -84,26 +88,113 @@ def _stamp(st):
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def file_digest(path, algo, chunk_size=CHUNK_SIZE):
-    """FileDigest of one file: a digest per chunk_size bytes, hashed over a read-only mapping."""
+def file_digest(path, algo, chunk_size=CHUNK_SIZE, threads=1):
+    """FileDigest of one file: a digest per chunk_size bytes, hashed over a read-only mapping;
+    a big file in `threads` parts at once (the restore's check, which nothing else waits on)."""
     fn = hash_function(algo)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
-        chunks, size = [], st.st_size
-        for base in range(0, size, _WINDOW):
-            length = min(_WINDOW, size - base)
-            # MAP_POPULATE: the page tables in one go, not one fault per page
-            with mmap.mmap(fd, length, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ,
-                           offset=base) as window:
-                view = memoryview(window)
-                try:
-                    chunks += [fn(view[off:off + chunk_size]) for off in range(0, length, chunk_size)]
-                finally:
-                    view.release()
-        return FileDigest(size, chunks, _stamp(st))
+        size = st.st_size
+        parts = threads if size >= threads * _WINDOW else 1
+        step = -(-size // parts // chunk_size) * chunk_size if size else 0
+        bounds = [(min(i * step, size), min((i + 1) * step, size)) for i in range(parts)]
+        results = [None] * parts
+
+        def hash_part(i):
+            try:
+                results[i] = _hash_range(fd, fn, bounds[i][0], bounds[i][1], chunk_size)
+            except Exception as e:  # noqa: BLE001 - raised below, in the caller's thread
+                results[i] = e
+
+        helpers = [threading.Thread(target=hash_part, args=(i,), daemon=True) for i in range(1, parts)]
+        for t in helpers:
+            t.start()
+        hash_part(0)
+        for t in helpers:
+            t.join()
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return FileDigest(size, [c for r in results for c in r], _stamp(st))
     finally:
         os.close(fd)
+
+
+def _hash_range(fd, fn, start, end, chunk_size=CHUNK_SIZE):
+    """Digests of the chunks of bytes [start, end) of fd (start a multiple of chunk_size)."""
+    chunks = []
+    for base in range(start, end, _WINDOW):
+        length = min(_WINDOW, end - base)
+        # MAP_POPULATE: the page tables in one go, not one fault per page
+        with mmap.mmap(fd, length, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ,
+                       offset=base) as window:
+            view = memoryview(window)
+            try:
+                chunks += [fn(view[off:off + chunk_size]) for off in range(0, length, chunk_size)]
+            finally:
+                view.release()
+    return chunks
+
+
+class _Follower:
+    """A file being written front to back (pages-N.img): a thread hashes each chunk as soon as
+    the file has grown past it, beside the writing; bytes rewritten later (rewritten()) are
+    hashed again at close().  Only the last few MiB are left to hash when the writer is done."""
+
+    POLL = 0.002                   # seconds between looks at the file's size
+    MIN_STEP = 4 * CHUNK_SIZE      # hash at least this much at a time
+
+    def __init__(self, path, algo, on_done):
+        self.path, self.fn, self.on_done = path, hash_function(algo), on_done
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.chunks, self.redo, self.error = [], set(), None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="crpy-digest-follow")
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._closed.is_set():
+                size = os.fstat(self.fd).st_size
+                end = size - size % CHUNK_SIZE
+                done = len(self.chunks) * CHUNK_SIZE
+                if end - done >= self.MIN_STEP:
+                    self.chunks += _hash_range(self.fd, self.fn, done, end)
+                else:
+                    self._closed.wait(self.POLL)
+        except BaseException as e:  # noqa: BLE001 - the file is hashed again whole at the end
+            self.error = e
+
+    def rewritten(self, offset, length):
+        """The writer wrote [offset, offset+length) again: those chunks are hashed at close()."""
+        if length > 0:
+            self.redo.update(range(offset // CHUNK_SIZE, (offset + length - 1) // CHUNK_SIZE + 1))
+
+    def abandon(self):
+        """The writing failed: stop, hash nothing more."""
+        self._closed.set()
+        self._thread.join()
+        os.close(self.fd)
+
+    def close(self):
+        """The file is complete: hash its tail and the rewritten chunks; FileDigest or None."""
+        self._closed.set()
+        self._thread.join()
+        try:
+            if self.error is not None:
+                return None
+            st = os.fstat(self.fd)
+            self.chunks += _hash_range(self.fd, self.fn, len(self.chunks) * CHUNK_SIZE, st.st_size)
+            for i in sorted(self.redo):
+                if i < len(self.chunks):
+                    self.chunks[i] = _hash_range(self.fd, self.fn, i * CHUNK_SIZE,
+                                                 min((i + 1) * CHUNK_SIZE, st.st_size))[0]
+            result = FileDigest(st.st_size, self.chunks, _stamp(st))
+            self.on_done(self.path, result)
+            return result
+        finally:
+            os.close(self.fd)
 
 
 class Recorder:
@@ -113,6 +204,13 @@ class Recorder:
         self.images_dir, self.algo = os.fspath(images_dir), algo or default_algo()
         self.done = {}                           # name -> FileDigest
         self._thread, self._error = None, None
+
+    def follow(self, path):
+        """Hash path while it is being written (see _Follower); .close() once it is complete."""
+        return _Follower(path, self.algo, self._followed)
+
+    def _followed(self, path, result):
+        self.done[os.path.basename(path)] = result
 
     def hash_written(self):
         """Hash the big images written so far in a background thread (the hash releases the GIL,
@@ -223,7 +321,7 @@ def _check_one(images_dir, name, want, algo, chunk_size):
         return ImageError(path, "this image is not in the dump's digests: added after the dump?",
                           hint=HINT_DAMAGED)
     try:
-        have = file_digest(path, algo, chunk_size)
+        have = file_digest(path, algo, chunk_size, threads=_CHECK_THREADS)
     except FileNotFoundError:
         return ImageError(path, f"image is missing (the dump wrote {want.size} bytes)", hint=HINT_DAMAGED)
     except OSError as e:

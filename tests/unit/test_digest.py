@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -133,8 +134,13 @@ def test_images_bigger_than_the_mapping_window(images, monkeypatch):
     monkeypatch.setattr(digest, "_WINDOW", 2 * MIB)
     digest.write_digests(images)
     assert len(digest.read_digests(images)[2]["pages-1.img"].chunks) == 4
+    path = str(images / "pages-1.img")
+    assert digest.file_digest(path, "crc32", threads=2).chunks == digest.file_digest(path, "crc32").chunks
     monkeypatch.setattr(digest, "_WINDOW", 64 * MIB)             # same digests however mapped
     assert digest.damaged_images(images) == []
+    _patch(images / "pages-1.img", 3 * MIB + 1, b"x")            # in the second part of two
+    monkeypatch.setattr(digest, "_WINDOW", MIB)
+    assert "[0x300000, 0x380000)" in _one(images)
 
 
 def test_hashed_in_the_background_then_changed(images):
@@ -235,3 +241,25 @@ def test_read_digests_of_a_directory_without_them(tmp_path):
         digest.read_digests(tmp_path)
     assert isinstance(info.value, ImageError) and info.value.hint
     assert framing.image_path(tmp_path, "digests") == str(tmp_path / digest.FILE_NAME)
+
+
+def test_a_followed_file_gets_the_digests_of_its_final_bytes(tmp_path):
+    """The pages image is hashed while it is written; bytes written again (the parasite's frame
+    put back) are hashed again: the result equals hashing the finished file."""
+    rec = digest.Recorder(tmp_path)
+    path = tmp_path / "pages-1.img"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    followed = rec.follow(str(path))
+    try:
+        for _ in range(12):
+            os.write(fd, os.urandom(MIB + 12288))
+            time.sleep(0.005)                                  # let the follower see it grow
+        os.pwrite(fd, b"put back" * 512, 3 * MIB - 100)        # across a chunk boundary
+        followed.rewritten(3 * MIB - 100, 4096)
+    finally:
+        os.close(fd)
+    got = followed.close()
+    want = digest.file_digest(str(path), rec.algo)
+    assert got.chunks == want.chunks and got.size == want.size
+    rec.write()
+    assert digest.damaged_images(tmp_path) == []
