@@ -23,7 +23,6 @@ import mmap
 import os
 import struct
 import threading
-import time
 import zlib
 from collections import namedtuple
 
