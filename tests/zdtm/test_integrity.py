@@ -5,10 +5,12 @@ small dump, pages and pipes-data included) is copied, and in each copy one image
 damage: bits flipped, cut short, a field set to all ones, a chunk duplicated, a chunk zeroed.
 Every copy must be refused by `crpy restore` in one line naming the image, with no task forked
 (the restore log shows no child and the image's pids stay free), and `crpy check-images` names
-the image.  The intact dump still restores and passes its own check; a dump that lost its
+the image, and `crpy show` of it prints JSON or one line with the offset, never a traceback.
+The intact dump still restores and passes its own check; a dump that lost its
 crpy-digests is refused, and restores with --skip-integrity.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -112,7 +114,7 @@ def test_the_dump_wrote_digests_of_every_image(good):
 
 @pytest.mark.parametrize("how", DAMAGES)
 @pytest.mark.parametrize("kind", _image_names())
-def test_a_damaged_image_is_refused_before_anything_is_forked(good, tmp_path, kind, how):
+def test_a_damaged_image_is_refused_before_anything_is_forked(good, tmp_path, capsys, kind, how):
     good_dir, pids = good
     images = _copy(good_dir, tmp_path)
     name = _files_of(images, kind)[-1]
@@ -123,6 +125,21 @@ def test_a_damaged_image_is_refused_before_anything_is_forked(good, tmp_path, ki
     lines = check.stderr.strip().splitlines()
     assert check.returncode == 1 and len(lines) == 1 and name in lines[0], check.stderr
     assert "Traceback" not in check.stderr
+    _assert_show_is_json_or_one_line(images / name, capsys)
+
+
+def _assert_show_is_json_or_one_line(path, capsys):
+    """`crpy show` of the damaged image: its JSON if it still decodes, else one line with the offset."""
+    from crpy import cli
+
+    capsys.readouterr()
+    rc = cli.main(["show", str(path)])
+    out, err = capsys.readouterr()
+    if rc == 0:
+        json.loads(out)
+        return
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and str(path) in lines[0] and "at offset " in lines[0], err
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate"])
