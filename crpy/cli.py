@@ -47,11 +47,11 @@ def _parser():
     d.add_argument("-o", "--log-file", metavar="FILE")
     d.add_argument("-R", "--leave-running", action="store_true")
     d.add_argument("-j", "--shell-job", action="store_true")
+    d.add_argument("--skip-integrity", action="store_true",
+                   help="write no digests of the images (crpy-digests); restore them with --skip-integrity")
     d.add_argument("-l", "--file-locks", action="store_true", help="dump the file locks the tree holds")
     d.add_argument("--link-remap", action="store_true",
                    help="keep open, unlinked files as links in their file system, not in the images")
-    d.add_argument("--skip-integrity", action="store_true",
-                   help="write no digests of the images (crpy-digests); restore them with --skip-integrity")
 
     r = sub.add_parser("restore", help="restore a process tree")
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
@@ -59,10 +59,10 @@ def _parser():
     r.add_argument("--pidfile", metavar="FILE")
     r.add_argument("-o", "--log-file", metavar="FILE")
     r.add_argument("-j", "--shell-job", action="store_true")
-    r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
-    r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
     r.add_argument("--skip-integrity", action="store_true",
                    help="restore without checking the images against crpy-digests (images of criu or another tool)")
+    r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
+    r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
 
@@ -114,10 +114,10 @@ def _run(args, verbosity):
         from crpy.options import DumpOptions
         from crpy.dump.pipeline import run_dump
 
-        opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, leave_running=args.leave_running,
+        opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
+                           leave_running=args.leave_running,
                            shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
-                           file_locks=args.file_locks, link_remap=args.link_remap,
-                           skip_integrity=args.skip_integrity)
+                           file_locks=args.file_locks, link_remap=args.link_remap)
         run_dump(opts)
         return 0
     if args.command == "restore":

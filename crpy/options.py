@@ -17,9 +17,9 @@ class DumpOptions:
     shell_job: bool = False
     log_file: Optional[str] = None
     verbosity: int = 2
+    skip_integrity: bool = False      # write no crpy-digests (their restore then needs --skip-integrity too)
     file_locks: bool = False          # criu --file-locks: dump held locks (else a held lock is an error)
     link_remap: bool = False          # criu --link-remap: unlinked files linked back, not copied
-    skip_integrity: bool = False      # write no crpy-digests (their restore then needs --skip-integrity too)
 
 
 @dataclass(frozen=True)
