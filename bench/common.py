@@ -66,13 +66,14 @@ def crpy_seconds(label, *args):
     return dt
 
 
-def dump_then_restore(label, proc, images, pids=None):
+def dump_then_restore(label, proc, images, pids=None, extra=()):
     """(dump seconds, restore seconds): `crpy dump` of proc's tree into images, then, once all
-    its tasks (pids, default proc alone) are gone, `crpy restore -d` of it under the same pids."""
-    dump = crpy_seconds(label, "dump", "-t", str(proc.pid), "-D", images)
+    its tasks (pids, default proc alone) are gone, `crpy restore -d` of it under the same pids.
+    extra: options given to both (--skip-integrity: no digests written, none checked)."""
+    dump = crpy_seconds(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
     proc.wait()
     wait_gone(pids or [proc.pid])
-    restore = crpy_seconds(label, "restore", "-d", "-D", images)
+    restore = crpy_seconds(label, "restore", "-d", "-D", images, *extra)
     return dump, restore
 
 

@@ -3,7 +3,9 @@
 Target: a process holding 1 GiB of touched random data; images on /dev/shm.  Baseline:
 process_vm_readv of the same memory into a reused 64 MiB buffer (the cheapest way to read it out).
 Timings on these VMs swing 2-5x, so every figure is the median (and minimum) of several
-alternating runs.  Run as root from the project root: python3 -m bench.run [--reps N] [--mib N]
+alternating runs.  The cost of the image digests (crpy-digests): each round dumps and restores
+two targets back to back, one with digests and one with --skip-integrity (in alternating order),
+and the median of the per-round ratios is printed.  Run as root from the project root: python3 -m bench.run [--reps N] [--mib N]
 """
 
 import argparse
@@ -16,7 +18,7 @@ import time
 from bench import common
 
 # Further benchmarks, each a module of bench/ with run(reps) -> printed lines.
-EXTRA_BENCHES = ["tree", "threads", "files", "epoll"]
+EXTRA_BENCHES = ["tree", "threads", "files", "epoll", "digests"]
 
 
 def heap_ranges(pid, min_len):
@@ -52,14 +54,19 @@ def baseline_pvr(pid, mib):
     return dt
 
 
-def one_round(exe, mib, workdir):
-    pidfile = os.path.join(workdir, "hold.pid")
-    proc = common.start_target([exe, str(mib), pidfile], pidfile, "bench: the target", timeout=120,
-                               new_session=False)
-    with common.killed_after([proc.pid]), common.image_dir("crpy-bench-") as imgs:
-        base = baseline_pvr(proc.pid, mib)
-        dump, restore = common.dump_then_restore("bench", proc, imgs)
-        return base, dump, restore
+def one_round(exe, mib, workdir, n):
+    """(baseline, (dump, restore) with digests, (dump, restore) without): one back-to-back pair."""
+    times, base = {}, None
+    for digests in ((True, False) if n % 2 == 0 else (False, True)):
+        pidfile = os.path.join(workdir, "hold.pid")
+        proc = common.start_target([exe, str(mib), pidfile], pidfile, "bench: the target", timeout=120,
+                                   new_session=False)
+        with common.killed_after([proc.pid]), common.image_dir("crpy-bench-") as imgs:
+            if base is None:
+                base = baseline_pvr(proc.pid, mib)
+            extra = () if digests else ("--skip-integrity",)
+            times[digests] = common.dump_then_restore("bench", proc, imgs, extra=extra)
+    return base, times[True], times[False]
 
 
 def report(name, times, gib):
@@ -76,14 +83,20 @@ def main():
     with common.child_subreaper(), common.work_dir("crpy-bench-") as workdir:
         with open(os.path.join(common.ROOT, "bench", "hold.c")) as f:
             exe = common.build_c(workdir, "hold", f.read(), "-O2")
-        rows = [one_round(exe, args.mib, workdir) for _ in range(args.reps)]
+        rows = [one_round(exe, args.mib, workdir, n) for n in range(args.reps)]
     gib = args.mib / 1024
     print(f"crpy bench: {args.mib} MiB of touched random data, images on /dev/shm, {args.reps} rounds")
     base = report("baseline process_vm_readv", [r[0] for r in rows], gib)
-    dump = report("crpy dump", [r[1] for r in rows], gib)
-    restore = report("crpy restore", [r[2] for r in rows], gib)
+    dump = report("crpy dump", [r[1][0] for r in rows], gib)
+    restore = report("crpy restore", [r[1][1] for r in rows], gib)
+    report("crpy dump, no digests", [r[2][0] for r in rows], gib)
+    report("crpy restore, no check", [r[2][1] for r in rows], gib)
     print(f"ratio dump/baseline {dump / base:.2f}x, restore/baseline {restore / base:.2f}x, "
           f"restore/dump {restore / dump:.2f}x")
+    for i, what in enumerate(("dump", "restore")):
+        ratios = sorted(r[1][i] / r[2][i] for r in rows)
+        print(f"digests cost: {what} with/without, median of {len(rows)} pairs {statistics.median(ratios):.3f}x "
+              f"(pairs {' '.join(f'{x:.3f}' for x in ratios)})")
     for name in EXTRA_BENCHES:
         module = importlib.import_module(f"bench.{name}")
         for line in module.run(args.reps):

@@ -1,4 +1,4 @@
-"""The crpy command line: dump, restore, check, cpuinfo, show.
+"""The crpy command line: dump, restore, check, cpuinfo, check-images, show.
 
 Options are spelled as criu spells them, so scripts written for criu run unchanged.  An option of
 criu's that crpy does not implement yet is refused by name, never silently ignored.  Every crpy
@@ -47,6 +47,8 @@ def _parser():
     d.add_argument("-o", "--log-file", metavar="FILE")
     d.add_argument("-R", "--leave-running", action="store_true")
     d.add_argument("-j", "--shell-job", action="store_true")
+    d.add_argument("--skip-integrity", action="store_true",
+                   help="write no digests of the images (crpy-digests); restore them with --skip-integrity")
     d.add_argument("-l", "--file-locks", action="store_true", help="dump the file locks the tree holds")
     d.add_argument("--link-remap", action="store_true",
                    help="keep open, unlinked files as links in their file system, not in the images")
@@ -59,6 +61,8 @@ def _parser():
     r.add_argument("--pidfile", metavar="FILE")
     r.add_argument("-o", "--log-file", metavar="FILE")
     r.add_argument("-j", "--shell-job", action="store_true")
+    r.add_argument("--skip-integrity", action="store_true",
+                   help="restore without checking the images against crpy-digests (images of criu or another tool)")
     r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
     r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
     r.add_argument("--ghost-limit", type=_size, metavar="SIZE", help="accepted: a limit of the dump only")
@@ -68,6 +72,9 @@ def _parser():
     c = sub.add_parser("cpuinfo", help="write this CPU's cpuinfo.img, or check images' against this CPU")
     c.add_argument("action", choices=["dump", "check"])
     c.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+
+    i = sub.add_parser("check-images", help="check the images against the digests the dump wrote, without restoring")
+    i.add_argument("-D", "--images-dir", default=".", metavar="DIR")
 
     s = sub.add_parser("show", help="print images as JSON (like crit decode)")
     s.add_argument("paths", nargs="+", metavar="FILE|DIR")
@@ -120,7 +127,8 @@ def _run(args, verbosity):
         from crpy.options import DumpOptions
         from crpy.dump.pipeline import run_dump
 
-        opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, leave_running=args.leave_running,
+        opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
+                           leave_running=args.leave_running,
                            shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
                            file_locks=args.file_locks, link_remap=args.link_remap,
                            ghost_limit=args.ghost_limit)
@@ -132,7 +140,7 @@ def _run(args, verbosity):
 
         opts = RestoreOptions(images_dir=args.images_dir, detach=args.restore_detached,
                               pidfile=args.pidfile, shell_job=args.shell_job, log_file=args.log_file,
-                              verbosity=verbosity)
+                              verbosity=verbosity, skip_integrity=args.skip_integrity)
         result = run_restore(opts)
         return 0 if args.restore_detached else result
     if args.command == "check":
@@ -145,9 +153,29 @@ def _run(args, verbosity):
 
         log.setup(verbosity)
         return cpuinfo.run(args.action, args.images_dir)
+    if args.command == "check-images":
+        return _check_images(args.images_dir)
     if args.command == "show":
         from crpy.images.show import show
 
         return show(args.paths, pretty=args.pretty)
     _parser().print_help(sys.stderr)
     return 1
+
+
+def _check_images(images_dir):
+    """`crpy check-images -D DIR`: exit 0 if every image is intact, else one line per damaged one."""
+    import os
+
+    from crpy.errors import ImageError
+    from crpy.images import digest
+
+    if not os.path.isdir(images_dir):
+        raise ImageError(images_dir, "not a directory", hint="give the -D directory of a dump")
+    damaged = digest.damaged_images(images_dir)
+    for error in damaged:
+        print(f"crpy: damaged: {error.one_line()}", file=sys.stderr)
+    if damaged:
+        return 1
+    print(f"{images_dir}: {len(digest.read_digests(images_dir)[2])} images intact")
+    return 0

@@ -17,6 +17,7 @@ class DumpOptions:
     shell_job: bool = False
     log_file: Optional[str] = None
     verbosity: int = 2
+    skip_integrity: bool = False      # write no crpy-digests (their restore then needs --skip-integrity too)
     file_locks: bool = False          # criu --file-locks: dump held locks (else a held lock is an error)
     link_remap: bool = False          # criu --link-remap: unlinked files linked back, not copied
     ghost_limit: int = 1 << 20        # criu --ghost-limit: largest unlinked file copied into the images
@@ -30,3 +31,4 @@ class RestoreOptions:
     shell_job: bool = False
     log_file: Optional[str] = None
     verbosity: int = 2
+    skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)

@@ -13,7 +13,7 @@ if [ -n "$need" ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-${PY:-python3} -m pip install -q --disable-pip-version-check "cffi>=1.16" "protobuf>=4.21" "pyelftools>=0.30" "pytest>=7" "pytest-timeout>=2"
+${PY:-python3} -m pip install -q --disable-pip-version-check "cffi>=1.16" "protobuf>=4.21" "xxhash>=3" "pyelftools>=0.30" "pytest>=7" "pytest-timeout>=2"
 # Pipes above 1 MiB need this raised (root lacks CAP_SYS_RESOURCE here).
 cur=$(cat /proc/sys/fs/pipe-max-size)
 [ "$cur" -ge 67108864 ] || sysctl -q -w fs.pipe-max-size=67108864

@@ -1,13 +1,15 @@
 """Step: write the images of the dump that are not page data.  Per task: core, ids, mm, fs,
-fdinfo; once per tree: inventory, cpuinfo, pstree, files.  Each task gets its own kernel-object ids
+fdinfo; once per tree: inventory, cpuinfo, pstree, files; last, crpy-digests: a digest of every
+image (crpy.images.digest), the big ones hashed in the background as soon as they are written.  Each task gets its own kernel-object ids
 (its index in the tree, from 1), except files_id, which a task sharing its parent's fd table
 (CLONE_FILES) takes from the parent: vm/fs/sighand are not shared between tasks yet."""
 
-from crpy.images import framing
+from crpy.images import digest, framing
 from crpy.log import log
 
 IMG_VERSION = 2           # CRIU 4.x (CRTOOLS_IMAGES_V1_1)
 FILES_ID = 1              # the root's
+_recorders = {}           # images dir -> digest.Recorder of the dump writing it
 
 
 def ids_entry(n=1, files_id=None):
@@ -48,3 +50,47 @@ def write_tree_images(images_dir, pstree, files):
     cpuinfo.write(images_dir)        # the XSAVE features and layout the core images were read in
     _write(images_dir, "pstree", pstree)
     _write(images_dir, "files", files)
+
+
+def begin_image_digests(images_dir, skip=False):
+    """This dump writes crpy-digests (unless skip: criu's --skip-integrity-like opt-out)."""
+    _recorders.pop(str(images_dir), None)
+    if not skip:
+        _recorders[str(images_dir)] = digest.Recorder(images_dir)
+
+
+class _NotFollowed:
+    """What follow_image gives when the dump writes no digests."""
+
+    def rewritten(self, offset, length):
+        pass
+
+    def close(self):
+        pass
+
+    def abandon(self):
+        pass
+
+
+def follow_image(images_dir, path):
+    """path is about to be written front to back (pages-N.img): hash it as it lands; the writer
+    calls .rewritten(offset, length) for bytes it writes again, and .close() once done."""
+    recorder = _recorders.get(str(images_dir))
+    return recorder.follow(path) if recorder is not None else _NotFollowed()
+
+
+def digest_written_images(images_dir):
+    """Start hashing the images written so far (a task's pages) while the dump goes on."""
+    recorder = _recorders.get(str(images_dir))
+    if recorder is not None:
+        recorder.hash_written()
+
+
+def write_image_digests(images_dir):
+    """The last image of a dump: crpy-digests, a digest of every other one."""
+    recorder = _recorders.pop(str(images_dir), None)
+    if recorder is None:
+        log.info("No digests of the images written (--skip-integrity)")
+        return
+    count = recorder.write()
+    log.info("Digests of %d images written to %s", count, images_dir)

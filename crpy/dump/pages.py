@@ -118,8 +118,11 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
     from crpy.errors import DumpError
     from crpy.images import framing
 
+    from crpy.dump.images import follow_image
+
     pages_path = framing.image_path(images_dir, "pages", pages_id)
     fd = _open_out(pages_path)
+    hashed = follow_image(images_dir, pages_path)   # digests of the chunks as they land
     written = 0
     try:
         for n, (readable, group) in enumerate(_chunks(plan.runs)):
@@ -131,9 +134,13 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
             log.debug("Dumped %d bytes of pages (chunk %d)", got, n)
             if n == 0:
                 faults.point("pause-in-pages")
-        _put_back_frame(fd, plan.runs, parasite)
+        _put_back_frame(fd, plan.runs, parasite, hashed)
+    except BaseException:
+        hashed.abandon()
+        raise
     finally:
         os.close(fd)
+    hashed.close()
     from crpy.images.pb import pagemap_pb2          # only now: preloaded while pages moved
 
     entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
@@ -143,7 +150,7 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
     return written
 
 
-def _put_back_frame(fd, runs, parasite):
+def _put_back_frame(fd, runs, parasite, hashed):
     """The parasite keeps an emergency rt_sigframe on the task's stack while it is in; the image
     must hold the bytes the task had there (the parasite saved them), not the frame."""
     saved = getattr(parasite, "saved", None)
@@ -156,6 +163,7 @@ def _put_back_frame(fd, runs, parasite):
         lo, hi = max(s, start), min(e, end)
         if lo < hi:
             os.pwrite(fd, old[lo - start:hi - start], offset + lo - s)
+            hashed.rewritten(offset + lo - s, hi - lo)
         offset += e - s
 
 

@@ -57,7 +57,7 @@ def _dump(opts):
     """The tree steps, run once: seize_tree -> dump_task per task -> tree images -> kill_tree."""
     from crpy import faults, resources
     from crpy.dump.files import FileTable
-    from crpy.dump.images import write_tree_images
+    from crpy.dump.images import begin_image_digests, write_image_digests, write_tree_images
     from crpy.dump.target import check_target
     from crpy.dump.tree import kill_tree, pstree_entries, seize_tree
     from crpy.resources import ghost
@@ -67,6 +67,7 @@ def _dump(opts):
     tick = _Clock(stats)
     resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job, opts.ghost_limit)
     check_target(pid)
+    begin_image_digests(opts.images_dir, skip=opts.skip_integrity)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(ghost.links_removed_on_failure())    # unwound last: after the detach
         tasks = cleanup.enter_context(seize_tree(pid))
@@ -77,6 +78,7 @@ def _dump(opts):
         for n, task in enumerate(tasks, 1):
             _dump_task(tree, task, n, stats, tick)
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
+        write_image_digests(opts.images_dir)
         faults.point("after-images")
         tick("images")
         if not opts.leave_running:
@@ -109,7 +111,7 @@ def _dump_task(tree, task, n, stats, tick):
     from crpy.dump.facts import collect_facts
     from crpy.dump.fds import dump_fds
     from crpy.dump.fs import dump_fs
-    from crpy.dump.images import write_task_images
+    from crpy.dump.images import digest_written_images, write_task_images
     from crpy.dump.infection import infected
     from crpy.dump.mm import exe_file_id, mm_entry
     from crpy.dump.pages import dump_pages, scan_pages
@@ -140,6 +142,7 @@ def _dump_task(tree, task, n, stats, tick):
         start_preload()                   # imports ride along while the pages move GIL-free
         _add(stats, dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids,
                                tree.shmem_done))
+        digest_written_images(images_dir)          # hashed beside the rest of the dump
         tick("pages")
         fdinfo = dump_fds(facts, files)
         fs = dump_fs(facts, files)

@@ -277,6 +277,18 @@ def read_any(path, kind=None):
     return k, header, messages, payloads
 
 
+def entry_offset(path, index):
+    """Byte offset of entry index's protobuf bytes in a framed image (no payload kinds), or None."""
+    try:
+        data = _load(path)
+        k, _, off = _parse_header(path, data, None)
+        if k.payload:
+            return None
+        return _frame_spans(path, data, off)[index][0]
+    except (ImageError, IndexError):
+        return None
+
+
 def read_image(path, kind=None):
     """Every entry of an image (for pagemap the head first); kind=None accepts any known kind."""
     return read_any(path, kind)[2]

@@ -60,6 +60,9 @@ KINDS = {k.name: k for k in (
        head="ghost_file_pb2.ghost_file_entry", payload="len", tail=True),
     _k("file_locks", "filelocks.img", 0x54323616, "file_lock_pb2.file_lock_entry"),
     _k("sk_queues", "sk-queues.img", 0x56264026, "sk_packet_pb2.sk_packet_entry", payload="length"),
+    # crpy's own, not a CRIU image: no .img suffix, so crit and criu never take it for one
+    _k("digests", "crpy-digests", 0x63727064, "crpy_digest_pb2.image_digest_entry",
+       head="crpy_digest_pb2.digest_head"),
 )}
 
 # The names crit prints as "magic" for each kind
@@ -69,7 +72,7 @@ CRIT_NAMES = {
     "fdinfo": "FDINFO", "fs": "FS", "pipes_data": "PIPES_DATA", "fifo_data": "FIFO_DATA",
     "memfd_inode": "MEMFD_INODE", "seccomp": "SECCOMP", "timens": "TIMENS", "cpuinfo": "CPUINFO", "stats": "STATS",
     "remap_fpath": "REMAP_FPATH", "ghost_file": "GHOST_FILE", "tty_info": "TTY_INFO", "tty_data": "TTY_DATA", "sk_queues": "SK_QUEUES",
-    "file_locks": "FILE_LOCKS",
+    "file_locks": "FILE_LOCKS", "digests": "CRPY_DIGESTS",
 }
 
 # Type magics of CRIU images crpy cannot decode yet: only to say what a file is.

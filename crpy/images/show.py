@@ -4,6 +4,10 @@ One file prints {"magic": "CORE", "entries": [...]}; several files (or a directo
 image files are taken in name order) print one JSON object keyed by path.  Raw page images
 print their size and page count, payload images (pipes-data) the payload length of each entry.
 Enums print as names, bytes as base64, everything else as plain JSON numbers and strings.
+
+Never a traceback: an image that cannot be decoded (cut short, a broken entry, a text field that
+is not UTF-8 ...) is one line on stderr naming it and the offset; the images of a directory that
+decode are printed all the same, and the exit code is 1.
 """
 
 import base64
@@ -15,6 +19,10 @@ from crpy.errors import ImageError
 from crpy.images import framing, magic
 
 PAGE_SIZE = 4096
+
+
+class _NotText(ValueError):
+    """A string field holds bytes that are not UTF-8 (protobuf then hands back bytes)."""
 
 
 def message_to_dict(msg):
@@ -36,6 +44,8 @@ def _value(field, value):
         return named.name if named is not None else value
     if field.type == field.TYPE_BYTES:
         return base64.b64encode(value).decode()
+    if isinstance(value, bytes):
+        raise _NotText(f"field {field.name} is not UTF-8 text")
     return value
 
 
@@ -45,7 +55,13 @@ def decode_file(path):
     if kind is not None and kind.magic is None:
         return _raw_summary(path, kind)
     k, _, messages, payloads = framing.read_any(path)
-    entries = [message_to_dict(m) for m in messages]
+    entries = []
+    for index, m in enumerate(messages):
+        try:
+            entries.append(message_to_dict(m))
+        except _NotText as e:
+            raise ImageError(path, f"entry {index} is damaged: {e}", framing.entry_offset(path, index),
+                             "the image is corrupted, or was written by an incompatible tool") from None
     if payloads is not None:
         for entry, payload in zip(entries, payloads):
             entry["payload_len"] = len(payload)
@@ -78,8 +94,11 @@ def _decode_in_dir(path):
         return {"magic": "UNKNOWN", "error": e.one_line()}
 
 
-def collect(paths):
-    """{path: decoded dict} for the given files and the image files of the given directories."""
+def collect(paths, errors=None):
+    """{path: decoded dict} for the given files and the image files of the given directories.
+
+    With a list as errors, an image that cannot be decoded goes there (an ImageError) and the
+    others are decoded all the same; without one, the first such error is raised."""
     result = {}
     for path in paths:
         if os.path.isdir(path):
@@ -87,21 +106,34 @@ def collect(paths):
             if not files:
                 raise ImageError(path, "no image files in this directory",
                                  hint="is this the -D directory of a dump?")
-            for f in files:
-                result[f] = _decode_in_dir(f)
         else:
-            result[path] = decode_file(path)
+            files = [path]
+        for f in files:
+            try:
+                result[f] = _decode_in_dir(f) if f != path else decode_file(f)
+            except ImageError as e:
+                if errors is None:
+                    raise
+                errors.append(e)
     return result
 
 
-def show(paths, pretty=False, out=None):
-    """Print the images as JSON; returns the exit code (0).  Errors raise ImageError."""
+def show(paths, pretty=False, out=None, err=None):
+    """Print the images as JSON, and one line on err per image that cannot be decoded; returns
+    the exit code (1 if any could not).  A missing file or an empty directory raises ImageError."""
     out = sys.stdout if out is None else out
-    result = collect(paths)
-    doc = next(iter(result.values())) if len(paths) == 1 and not os.path.isdir(paths[0]) else result
+    err = sys.stderr if err is None else err
+    errors = []
+    result = collect(paths, errors)
+    if errors and len(paths) == 1 and not os.path.isdir(paths[0]):
+        raise errors[0]                   # the CLI prints it, as for any other error
+    for e in errors:
+        err.write(f"crpy: error: {e.one_line()}\n")
+    single = len(paths) == 1 and not os.path.isdir(paths[0])
+    doc = next(iter(result.values())) if single else result
     try:
         out.write(json.dumps(doc, indent=4 if pretty else None) + "\n")
         out.flush()
     except BrokenPipeError:  # `crpy show DIR | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-    return 0
+    return 1 if errors else 0

@@ -2,6 +2,8 @@
 task -> barrier -> go.
 
 One named step per line; each step lives in its own module of crpy/restore:
+    integrity   every image is what the dump wrote (crpy-digests), checked beside the loading,
+                waited for before the first fork; or a refusal naming the image and the bytes
     cpuinfo     this CPU has every XSAVE feature of the images (crpy.cpuinfo), or a refusal
     load, tree  read and check every image of every task, before anything is forked
     tree        every saved PID must be free; crpy's fds in the tasks go above keep_above
@@ -31,11 +33,17 @@ def run_restore(opts):
         crpy_log.setup(opts.verbosity, log_file, opts.images_dir)
     except OSError as e:
         raise RestoreError(f"cannot open the log file {log_file}: {os.strerror(e.errno)}") from None
+    from crpy.restore import integrity
+
+    images_checked = integrity.start(opts.images_dir, opts.skip_integrity)
     try:
-        return _restore(opts)
-    except CrpyError as e:
-        if log_file:
-            log.error("restore failed: %s", e.one_line())
+        return _restore(opts, images_checked)
+    except Exception as e:
+        told = images_checked.explain(e)   # a damaged image often fails to parse: name the damage
+        if log_file and isinstance(told, CrpyError):
+            log.error("restore failed: %s", told.one_line())
+        if told is not e:
+            raise told from None
         raise
     finally:
         _drop_mapped_ghosts()
@@ -65,7 +73,7 @@ def _drop_file_names():
     _drop_link_remap_links()
 
 
-def _restore(opts):
+def _restore(opts, images_checked):
     """load_tree -> check_pids_free -> fork the root (each task forks its children) ->
     barrier (all at their restorer, then go) -> settle -> pidfile -> detach or wait."""
     from crpy import cpuinfo
@@ -87,6 +95,7 @@ def _restore(opts):
     _make_ghosts(opts.images_dir)          # once for the whole tree, before any fork
     tree_shmem.share_objects(nodes)
     tree_preload.preload(nodes, opts.images_dir)
+    images_checked.wait()                  # intact (or refused): nothing is forked before
     keep_above = _keep_above()
     read_fd, write_fd = _report_pipe(keep_above)
     go_read, go_write = _go_pipe(keep_above)

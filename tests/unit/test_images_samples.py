@@ -244,6 +244,9 @@ def samples():
         "sk_queues": [(_cls("sk_packet_pb2.sk_packet_entry")(id_for=6, length=0), b"hello, peer"),
                       (_cls("sk_packet_pb2.sk_packet_entry")(
                           id_for=6, length=0, scm=[_cls("sk_packet_pb2.scm_entry")(type=1, rights=[3])]), b"fd")],
+        "digests": [_cls("crpy_digest_pb2.digest_head")(algo="xxh3_64", chunk_size=1 << 20, body=0x1234),
+                    _cls("crpy_digest_pb2.image_digest_entry")(name="pages-1.img", size=3 << 20,
+                                                                chunks=[1, 2 ** 64 - 1, 3])],
     }
 
 
@@ -266,6 +269,7 @@ def tty_info():
 
 
 PER_TASK = ("core", "ids", "mm", "pagemap", "fs")
+CRPY_ONLY = ("digests",)           # crpy's own images: criu and crit never read them
 
 
 def write_all(directory):

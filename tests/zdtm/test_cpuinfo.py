@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from crpy import cpuinfo
-from crpy.images import framing
+from crpy.images import digest, framing
 from crpy.kernel import cpuid
 from tests.unit.crhelpers import image_samples
 from tests.zdtm import harness
@@ -29,6 +29,7 @@ def _edit_cpuinfo(images, change):
     entry = framing.read_one(path, "cpuinfo")
     change(entry.x86_entry[0])
     framing.write_image(path, "cpuinfo", [entry])
+    digest.write_digests(images)     # as a dump on such a CPU would: intact, only different
 
 
 def _crpy(*args):

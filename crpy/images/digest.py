@@ -1,0 +1,344 @@
+"""Digests of the images of a dump: written by the dump into crpy-digests, checked before a restore.
+
+Every image file of the directory (page data included) is cut into CHUNK_SIZE pieces and each
+piece gets a 64-bit digest, so a damaged image is named with the byte range that differs.  The
+data is never copied through Python objects: each file is mapped read-only (its page cache, just
+written by the dump) and hashed in C over the mapping, a window at a time.  The hash is chosen by
+measurement (bench/digests.py): xxh3_64 of python-xxhash, about 20 GiB/s here, where zlib.crc32
+manages 2.5 and blake2b 0.5; zlib.crc32 is the fallback when xxhash is not installed, and the
+file names the hash it was written with.
+
+crpy-digests has no .img suffix: criu and crit never open it, so the images stay CRIU's.  Its head
+carries a digest of its own entries, so damage to the file itself is told apart from damage to an
+image.  One file per images directory: a pre-dump chain would have one in each directory.
+
+    rec = Recorder(images_dir)
+    f = rec.follow(path) ... f.rewritten(off, n) ... f.close()   # pages, hashed as they land
+    rec.hash_written()                    # in the background, the big files written so far
+    rec.write()                           # the rest, then crpy-digests
+    damaged_images(images_dir) -> [ImageError]   # one per damaged image; [] when intact
+"""
+
+import mmap
+import os
+import struct
+import threading
+import zlib
+from collections import namedtuple
+
+from crpy.errors import ImageError
+from crpy.images import framing, magic
+
+FILE_NAME = magic.kind("digests").pattern
+CHUNK_SIZE = 1 << 20
+_WINDOW = 64 << 20                 # bytes mapped at a time: bounded page tables, same speed
+# only images this big are worth a background thread while the dump goes on
+_BACKGROUND_MIN = 4 << 20
+_CHECK_THREADS = 2                 # the restore's check hashes a big image in this many parts
+
+HINT_DAMAGED = ("the images were changed or damaged since the dump (disk, copy, network): dump "
+                "again, or restore with --skip-integrity to take them as they are")
+HINT_MISSING = ("images from criu or another tool have no crpy-digests: restore them with "
+                "--skip-integrity; images dumped by crpy lost theirs")
+
+# size the dump wrote, chunk digests, and (size, mtime, inode) when hashed: changed since?
+FileDigest = namedtuple("FileDigest", "size chunks stamp")
+
+
+class DigestsMissing(ImageError):
+    """The directory has no crpy-digests (images of another tool, or the file was lost)."""
+
+
+def _xxh3_64():
+    try:
+        import xxhash
+    except ImportError:
+        return None
+    return xxhash.xxh3_64_intdigest
+
+
+def hash_function(algo):
+    """The C function (buffer -> int) of a digest algorithm named in crpy-digests."""
+    fn = _xxh3_64() if algo == "xxh3_64" else zlib.crc32 if algo == "crc32" else None
+    if fn is None:
+        hint = "pip install xxhash" if algo == "xxh3_64" else "written by a newer crpy?"
+        raise ImageError(FILE_NAME, f"digest algorithm {algo!r} is not available here", hint=hint)
+    return fn
+
+
+def default_algo():
+    return "xxh3_64" if _xxh3_64() is not None else "crc32"
+
+
+def is_image_name(name):
+    """Does the dump's digest cover this file (every image, not logs, not crpy-digests)?"""
+    return name != FILE_NAME and (name.endswith(".img") or magic.kind_by_filename(name) is not None)
+
+
+def image_names(images_dir):
+    names = []
+    for entry in os.scandir(images_dir):
+        if is_image_name(entry.name) and entry.is_file(follow_symlinks=False):
+            names.append(entry.name)
+    return sorted(names)
+
+
+def _stamp(st):
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def file_digest(path, algo, chunk_size=CHUNK_SIZE, threads=1):
+    """FileDigest of one file: a digest per chunk_size bytes, hashed over a read-only mapping;
+    a big file in `threads` parts at once (the restore's check, which nothing else waits on)."""
+    fn = hash_function(algo)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        size = st.st_size
+        parts = threads if size >= threads * _WINDOW else 1
+        step = -(-size // parts // chunk_size) * chunk_size if size else 0
+        bounds = [(min(i * step, size), min((i + 1) * step, size)) for i in range(parts)]
+        results = [None] * parts
+
+        def hash_part(i):
+            try:
+                results[i] = _hash_range(fd, fn, bounds[i][0], bounds[i][1], chunk_size)
+            except Exception as e:  # noqa: BLE001 - raised below, in the caller's thread
+                results[i] = e
+
+        helpers = [threading.Thread(target=hash_part, args=(i,), daemon=True) for i in range(1, parts)]
+        for t in helpers:
+            t.start()
+        hash_part(0)
+        for t in helpers:
+            t.join()
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return FileDigest(size, [c for r in results for c in r], _stamp(st))
+    finally:
+        os.close(fd)
+
+
+def _hash_range(fd, fn, start, end, chunk_size=CHUNK_SIZE):
+    """Digests of the chunks of bytes [start, end) of fd (start a multiple of chunk_size)."""
+    chunks = []
+    for base in range(start, end, _WINDOW):
+        length = min(_WINDOW, end - base)
+        # MAP_POPULATE: the page tables in one go, not one fault per page
+        with mmap.mmap(fd, length, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ,
+                       offset=base) as window:
+            view = memoryview(window)
+            try:
+                chunks += [fn(view[off:off + chunk_size]) for off in range(0, length, chunk_size)]
+            finally:
+                view.release()
+    return chunks
+
+
+class _Follower:
+    """A file being written front to back (pages-N.img): a thread hashes each chunk as soon as
+    the file has grown past it, beside the writing; bytes rewritten later (rewritten()) are
+    hashed again at close().  Only the last few MiB are left to hash when the writer is done."""
+
+    POLL = 0.002                   # seconds between looks at the file's size
+    MIN_STEP = 4 * CHUNK_SIZE      # hash at least this much at a time
+
+    def __init__(self, path, algo, on_done):
+        self.path, self.fn, self.on_done = path, hash_function(algo), on_done
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.chunks, self.redo, self.error = [], set(), None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="crpy-digest-follow")
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._closed.is_set():
+                size = os.fstat(self.fd).st_size
+                end = size - size % CHUNK_SIZE
+                done = len(self.chunks) * CHUNK_SIZE
+                if end - done >= self.MIN_STEP:
+                    self.chunks += _hash_range(self.fd, self.fn, done, end)
+                else:
+                    self._closed.wait(self.POLL)
+        except BaseException as e:  # noqa: BLE001 - the file is hashed again whole at the end
+            self.error = e
+
+    def rewritten(self, offset, length):
+        """The writer wrote [offset, offset+length) again: those chunks are hashed at close()."""
+        if length > 0:
+            self.redo.update(range(offset // CHUNK_SIZE, (offset + length - 1) // CHUNK_SIZE + 1))
+
+    def abandon(self):
+        """The writing failed: stop, hash nothing more."""
+        self._closed.set()
+        self._thread.join()
+        os.close(self.fd)
+
+    def close(self):
+        """The file is complete: hash its tail and the rewritten chunks; FileDigest or None."""
+        self._closed.set()
+        self._thread.join()
+        try:
+            if self.error is not None:
+                return None
+            st = os.fstat(self.fd)
+            self.chunks += _hash_range(self.fd, self.fn, len(self.chunks) * CHUNK_SIZE, st.st_size)
+            for i in sorted(self.redo):
+                if i < len(self.chunks):
+                    self.chunks[i] = _hash_range(self.fd, self.fn, i * CHUNK_SIZE,
+                                                 min((i + 1) * CHUNK_SIZE, st.st_size))[0]
+            result = FileDigest(st.st_size, self.chunks, _stamp(st))
+            self.on_done(self.path, result)
+            return result
+        finally:
+            os.close(self.fd)
+
+
+class Recorder:
+    """The dump's side: hash the images as they are written, then write crpy-digests."""
+
+    def __init__(self, images_dir, algo=None):
+        self.images_dir, self.algo = os.fspath(images_dir), algo or default_algo()
+        self.done = {}                           # name -> FileDigest
+        self._thread, self._error = None, None
+
+    def follow(self, path):
+        """Hash path while it is being written (see _Follower); .close() once it is complete."""
+        return _Follower(path, self.algo, self._followed)
+
+    def _followed(self, path, result):
+        self.done[os.path.basename(path)] = result
+
+    def hash_written(self):
+        """Hash the big images written so far in a background thread (the hash releases the GIL,
+        so it runs beside the rest of the dump on another CPU)."""
+        self._join()
+        todo = [n for n in image_names(self.images_dir) if n not in self.done
+                and os.stat(os.path.join(self.images_dir, n)).st_size >= _BACKGROUND_MIN]
+        if todo:
+            self._thread = threading.Thread(target=self._hash_all, args=(todo,), daemon=True,
+                                            name="crpy-digests")
+            self._thread.start()
+
+    def _hash_all(self, names):
+        try:
+            for name in names:
+                self.done[name] = file_digest(os.path.join(self.images_dir, name), self.algo)
+        except BaseException as e:  # noqa: BLE001 - raised again by _join, in the dump's thread
+            self._error = e
+
+    def _join(self):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def write(self):
+        """Hash what is left (and what changed since it was hashed); write crpy-digests."""
+        self._join()
+        entries = []
+        for name in image_names(self.images_dir):
+            path = os.path.join(self.images_dir, name)
+            known = self.done.get(name)
+            if known is None or known.stamp != _stamp(os.stat(path)):
+                known = self.done[name] = file_digest(path, self.algo)
+            entries.append(framing.message_class("crpy_digest_pb2.image_digest_entry")(
+                name=name, size=known.size, chunks=known.chunks))
+        write_digests_file(self.images_dir, self.algo, CHUNK_SIZE, entries)
+        return len(entries)
+
+
+def write_digests_file(images_dir, algo, chunk_size, entries):
+    path = os.path.join(images_dir, FILE_NAME)
+    body = b"".join(struct.pack("<I", e.ByteSize()) + e.SerializeToString() for e in entries)
+    head = framing.message_class("crpy_digest_pb2.digest_head")(
+        algo=algo, chunk_size=chunk_size, body=hash_function(algo)(body))
+    framing.write_image(path, "digests", [head] + list(entries))
+
+
+def write_digests(images_dir):
+    """Hash every image of images_dir now and write crpy-digests (tests, tools that edit images)."""
+    return Recorder(images_dir).write()
+
+
+# --------------------------------------------------------------------------------------- check
+
+def read_digests(images_dir):
+    """(algo, chunk_size, {name: image_digest_entry}); ImageError if missing or damaged itself."""
+    path = os.path.join(os.fspath(images_dir), FILE_NAME)
+    if not os.path.exists(path):
+        raise DigestsMissing(path, "no digests of the images: not dumped by crpy, or the file was lost",
+                             hint=HINT_MISSING)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        head, *entries = framing.read_image(path, "digests")
+    except ImageError as e:
+        raise ImageError(path, f"the digests file itself is damaged: {e}", hint=HINT_DAMAGED) from None
+    except ValueError:
+        raise ImageError(path, "the digests file itself is damaged: it has no head", hint=HINT_DAMAGED) from None
+    body_at = 12 + struct.unpack_from("<I", data, 8)[0]   # header and type magics, head's size, head
+    if head.algo not in ("xxh3_64", "crc32"):
+        raise ImageError(path, f"the digests file itself is damaged (or from a newer crpy): unknown "
+                         f"digest algorithm {head.algo!r}", hint=HINT_DAMAGED)
+    try:
+        found = hash_function(head.algo)(memoryview(data)[body_at:])
+    except ImageError as e:
+        raise ImageError(path, str(e).split(": ", 1)[1], hint=e.hint) from None
+    if found != head.body:
+        raise ImageError(path, f"the digests file itself is damaged: bytes [{body_at}, {len(data)}) "
+                         f"hash to {found:#018x}, expected {head.body:#018x}", hint=HINT_DAMAGED)
+    if head.chunk_size <= 0 or head.chunk_size % mmap.PAGESIZE:
+        raise ImageError(path, f"the digests file itself is damaged: chunk size {head.chunk_size}",
+                         hint=HINT_DAMAGED)
+    return head.algo, head.chunk_size, {e.name: e for e in entries}
+
+
+def damaged_images(images_dir):
+    """[ImageError], one per image that differs from what the dump wrote ([] when all intact);
+    a missing or damaged crpy-digests is the one error then."""
+    images_dir = os.fspath(images_dir)
+    try:
+        algo, chunk_size, recorded = read_digests(images_dir)
+    except ImageError as e:
+        return [e]
+    errors = []
+    for name in sorted(set(recorded) | set(image_names(images_dir))):
+        error = _check_one(images_dir, name, recorded.get(name), algo, chunk_size)
+        if error is not None:
+            errors.append(error)
+    return errors
+
+
+def _check_one(images_dir, name, want, algo, chunk_size):
+    path = os.path.join(images_dir, name)
+    if want is None:
+        return ImageError(path, "this image is not in the dump's digests: added after the dump?",
+                          hint=HINT_DAMAGED)
+    try:
+        have = file_digest(path, algo, chunk_size, threads=_CHECK_THREADS)
+    except FileNotFoundError:
+        return ImageError(path, f"image is missing (the dump wrote {want.size} bytes)", hint=HINT_DAMAGED)
+    except OSError as e:
+        return ImageError(path, f"cannot read image: {os.strerror(e.errno)}", hint="check its permissions")
+    if have.size != want.size:
+        lo, hi = sorted((have.size, want.size))
+        what = "missing (truncated)" if have.size < want.size else "added after its end"
+        return ImageError(path, f"holds {have.size} bytes, the dump wrote {want.size}: bytes "
+                          f"[{lo:#x}, {hi:#x}) {what}", hint=HINT_DAMAGED)
+    bad = [i for i, (a, b) in enumerate(zip(have.chunks, want.chunks)) if a != b]
+    if len(have.chunks) != len(want.chunks):
+        bad = bad or [min(len(have.chunks), len(want.chunks))]
+    if not bad:
+        return None
+    i = bad[0]
+    lo, hi = i * chunk_size, min((i + 1) * chunk_size, want.size)
+    found = have.chunks[i] if i < len(have.chunks) else 0
+    expected = want.chunks[i] if i < len(want.chunks) else 0
+    more = f" (and {len(bad) - 1} more chunks)" if len(bad) > 1 else ""
+    return ImageError(path, f"bytes [{lo:#x}, {hi:#x}) differ from the dump: {algo} {found:#018x}, "
+                      f"expected {expected:#018x}{more}", hint=HINT_DAMAGED)
