@@ -67,10 +67,12 @@ def _check_maps_crpy_exe(pid, exe, vmas):
 def _refuse_large_ghosts(pid, facts):
     """--ghost-limit (and write leases): unlinked files the dump would copy, open or mapped,
     checked before the parasite goes in (crpy.resources.ghost)."""
+    from crpy.kernel import hugetlb
     from crpy.resources import ghost
 
     mapped = [(f"{v.path} at {v.start:#x}", map_file_stat(pid, v)) for v in facts.vmas
-              if v.deleted and v.path.startswith("/") and not anon_shared(v) and not memfd(v)]
+              if v.deleted and v.path.startswith("/") and not anon_shared(v) and not memfd(v)
+              and not hugetlb.is_anon(v)]
     ghost.refuse_uncopyable(pid, facts.fds, mapped)
 
 

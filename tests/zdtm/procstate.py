@@ -7,6 +7,7 @@ vmas(pid) is what a restore must give back of every VMA: its maps line but for d
 """
 
 import os
+import re
 
 STATUS_FIELDS = ("SigBlk", "SigPnd", "ShdPnd", "SigIgn", "SigCgt", "TracerPid", "Umask", "NoNewPrivs",
                  "Seccomp")
@@ -87,6 +88,10 @@ def differences(before, after):
     return diffs
 
 
+# An O_TMPFILE file shows as DIR/#INODE: a restore makes a new inode, so its number cannot be kept.
+_TMPFILE_NAME = re.compile(r"/#\d+( \(deleted\))?$")
+
+
 def vmas(pid):
     """[(maps line without device and inode, sorted VmFlags, KernelPageSize)] of the task, in
     address order; [] for a task that has no memory (a zombie) or is gone."""
@@ -101,7 +106,7 @@ def vmas(pid):
         head = ln.split(None, 1)[0] if ln else ""
         if "-" in head and not ln[0].isupper():
             parts = ln.split(None, 5)
-            line = " ".join(parts[:3] + parts[5:])
+            line = _TMPFILE_NAME.sub(r"/#INODE\1", " ".join(parts[:3] + parts[5:]))
         elif ln.startswith("KernelPageSize:"):
             size = ln.split(":", 1)[1].strip()
         elif ln.startswith("VmFlags:"):
