@@ -38,7 +38,10 @@ def _verbosity(argv):
 
 
 def _parser():
+    from crpy import __version__
+
     p = argparse.ArgumentParser(prog="crpy", description="checkpoint/restore of Linux process trees")
+    p.add_argument("--version", action="version", version=f"crpy {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("dump", help="checkpoint a process tree")
