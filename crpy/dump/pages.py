@@ -9,12 +9,12 @@ cache are not lost.  Guard regions (MADV_GUARD_INSTALL) come from the same scan.
 """
 
 import os
-from dataclasses import dataclass, field
 
 from crpy import faults
 from crpy.dump import vmas as V
 from crpy.kernel import hugetlb
 from crpy.log import log
+from crpy.record import dataclass, field
 
 PAGE = 4096
 TASK_SIZE = 0x7FFFFFFFF000

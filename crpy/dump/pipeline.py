@@ -13,10 +13,10 @@ import contextlib
 import itertools
 import os
 import time
-from dataclasses import dataclass
 
 from crpy.errors import CrpyError, DumpError
 from crpy.log import log, setup
+from crpy.record import dataclass
 
 
 class _Clock:

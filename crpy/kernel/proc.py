@@ -9,10 +9,9 @@ AccessDenied.  No policy lives here (kernel/ knows nothing of images).
 import errno
 import os
 import struct
-from dataclasses import dataclass, field
-from typing import Optional
 
 from crpy.errors import AccessDenied, KernelError, NoSuchProcess
+from crpy.record import dataclass, field
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 _DELETED = " (deleted)"
@@ -206,7 +205,7 @@ class Status:
     uids: tuple          # real, effective, saved, fs
     gids: tuple
     groups: tuple
-    umask: Optional[int]
+    umask: int | None
     threads: int
     sig_pnd: int
     shd_pnd: int

@@ -8,10 +8,10 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass, field
 
 from crpy.errors import ImageError, RestoreError
 from crpy.log import log
+from crpy.record import dataclass, field
 
 TASK_DEAD = 2
 STALL_S = 30.0            # no task reported for this long: the restore is stuck
