@@ -126,6 +126,10 @@ def main(argv=None):
 def _run(args, verbosity):
     from crpy import log
 
+    if args.command in ("dump", "restore"):
+        from crpy import progress
+
+        progress.enable(sys.stderr)          # drawn only if stderr is a terminal
     if args.command == "dump":
         from crpy.options import DumpOptions
         from crpy.dump.pipeline import run_dump

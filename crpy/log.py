@@ -6,8 +6,8 @@ read "(   12.345) I: message": milliseconds since crpy started, the level's lett
 
 `log` is crpy's own small logger, not the standard `logging` module: that one costs about 5 ms
 of start-up (it imports traceback, string, threading ...) and crpy needs four methods of it.
-A progress line on the terminal (crpy.progress) is cleared before a log line goes to the same
-terminal and drawn again after it, so log lines are never mixed into it.
+A log line for the terminal that shows a progress line (crpy.progress, log.status) goes through
+it: the progress line is erased first, so log lines are never mixed into it.
 """
 
 import os
@@ -25,6 +25,7 @@ class Log:
 
     def __init__(self):
         self.level, self.stream, self.status = WARNING, None, None
+        self.erase_first = ""       # "\r\x1b[K" in a restored child writing to the progress's terminal
 
     def debug(self, msg, *args, exc_info=False):
         self._emit(DEBUG, msg, args, exc_info)
@@ -50,15 +51,13 @@ class Log:
             import traceback
 
             text += "\n" + traceback.format_exc().rstrip()
-        line = f"({(time.monotonic() - _START) * 1e3:9.3f}) {_LETTERS[level]}: {text}\n"
-        status = self.status if self.status is not None and self.status.stream is stream else None
+        line = f"{self.erase_first}({(time.monotonic() - _START) * 1e3:9.3f}) {_LETTERS[level]}: {text}\n"
         try:
-            if status is not None:
-                status.clear()
-            stream.write(line)
-            stream.flush()
-            if status is not None:
-                status.redraw()
+            if self.status is not None and self.status.stream is stream:
+                self.status.print(line)       # the progress line is erased first
+            else:
+                stream.write(line)
+                stream.flush()
         except (OSError, ValueError):         # a closed or broken log stream never fails the run
             pass
 
@@ -72,7 +71,8 @@ class Log:
     def lift(self, above):
         """Write from now on through a copy of the stream's fd numbered above `above` (the fds
         below are about to become a restored task's).  The old stream is kept open (returned),
-        never closed: its fd number belongs to the task now."""
+        never closed: its fd number belongs to the task now.  (Called in a restored child, whose
+        lines to the terminal of the parent's progress line erase that line first.)"""
         import fcntl
 
         old = self.stream if self.stream is not None else sys.stderr
@@ -82,6 +82,11 @@ class Log:
         except (OSError, ValueError):
             return old
         self.stream = os.fdopen(new, "w", buffering=1)
+        from crpy import progress
+
+        if progress.drawn_on(old):            # the parent's progress line is there: erase it first
+            self.erase_first = "\r\x1b[K"
+        self.status = None                    # drawn by the parent only
         return old
 
 

@@ -10,7 +10,7 @@ cache are not lost.  Guard regions (MADV_GUARD_INSTALL) come from the same scan.
 
 import os
 
-from crpy import faults
+from crpy import faults, progress
 from crpy.dump import vmas as V
 from crpy.kernel import hugetlb
 from crpy.log import log
@@ -131,6 +131,7 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
             if got != want:
                 raise DumpError(f"pid {pid}: dumped {got} bytes of pages instead of {want}")
             written += got
+            progress.bytes_done(got)
             log.debug("Dumped %d bytes of pages (chunk %d)", got, n)
             if n == 0:
                 faults.point("pause-in-pages")

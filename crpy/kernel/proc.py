@@ -192,6 +192,14 @@ def exit_code(pid):
     return int(text[text.rindex(")") + 2:].split()[52 - 3])
 
 
+def read_chars(pid):
+    """rchar of /proc/PID/io: bytes the process has read so far (read, pread, preadv ...)."""
+    for line in read_text(pid, "io").splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
 # ---------------------------------------------------------------- status
 
 @dataclass

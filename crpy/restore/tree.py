@@ -9,6 +9,7 @@ import select
 import signal
 import time
 
+from crpy import progress
 from crpy.errors import ImageError, RestoreError
 from crpy.log import log
 from crpy.record import dataclass, field
@@ -173,6 +174,7 @@ class Barrier:
             for line in self._lines("before every task was ready"):
                 if line.startswith("ok "):
                     ready.add(int(line[3:]))
+                    progress.task_done()
                 else:
                     self._fail(line)
         log.info("all %d tasks stand at their restorer", len(ready))
