@@ -50,7 +50,7 @@ def dataclass(cls=None, *, frozen=False):
 
 
 def _make(cls, frozen):
-    names, scope, params, body = [], {"_MISSING": _MISSING}, [], []
+    names, scope, params, body, defaulted = [], {"_MISSING": _MISSING}, [], [], False
     setter = "object.__setattr__(self, {name!r}, {value})" if frozen else "self.{name} = {value}"
     for name in cls.__dict__.get("__annotations__", {}):
         value = cls.__dict__.get(name, _MISSING)
@@ -62,14 +62,16 @@ def _make(cls, frozen):
             else:
                 setattr(cls, name, value)
         if factory is not _MISSING:
+            defaulted = True
             scope[f"_factory_{name}"] = factory
             params.append(f"{name}=_MISSING")
             body.append(setter.format(name=name, value=f"_factory_{name}() if {name} is _MISSING else {name}"))
         else:
             if value is not _MISSING:
+                defaulted = True
                 scope[f"_default_{name}"] = value
                 params.append(f"{name}=_default_{name}")
-            elif len(params) > len(names):
+            elif defaulted:
                 raise TypeError(f"{cls.__name__}: field {name} without a default follows one with a default")
             else:
                 params.append(name)
