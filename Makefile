@@ -26,7 +26,7 @@ test: build      ## unit tests and the whole zdtm set
 demo: install    ## start a counter, dump it, show it gone, restore it, watch it count on
 	sh tools/demo.sh
 
-bench: build     ## page dump/restore speed against a process_vm_readv baseline
+bench: build     ## page dump/restore speed against a process_vm_readv baseline; trees, threads, fds, epoll, digests, start-up
 	$(PY) -m bench.run
 
 clean:

@@ -38,7 +38,10 @@ def _verbosity(argv):
 
 
 def _parser():
+    from crpy import __version__
+
     p = argparse.ArgumentParser(prog="crpy", description="checkpoint/restore of Linux process trees")
+    p.add_argument("--version", action="version", version=f"crpy {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("dump", help="checkpoint a process tree")
@@ -123,6 +126,10 @@ def main(argv=None):
 def _run(args, verbosity):
     from crpy import log
 
+    if args.command in ("dump", "restore"):
+        from crpy import progress
+
+        progress.enable(sys.stderr)          # drawn only if stderr is a terminal
     if args.command == "dump":
         from crpy.options import DumpOptions
         from crpy.dump.pipeline import run_dump

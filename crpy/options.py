@@ -5,8 +5,7 @@ read nothing else.  `fault` is a test-only hook: the name of a point where the d
 (see crpy.faults), so tests can prove a failed dump leaves the task as it was.
 """
 
-from dataclasses import dataclass
-from typing import Optional
+from crpy.record import dataclass
 
 
 @dataclass(frozen=True)
@@ -15,7 +14,7 @@ class DumpOptions:
     images_dir: str
     leave_running: bool = False
     shell_job: bool = False
-    log_file: Optional[str] = None
+    log_file: str | None = None
     verbosity: int = 2
     skip_integrity: bool = False      # write no crpy-digests (their restore then needs --skip-integrity too)
     file_locks: bool = False          # criu --file-locks: dump held locks (else a held lock is an error)
@@ -27,8 +26,8 @@ class DumpOptions:
 class RestoreOptions:
     images_dir: str
     detach: bool = False
-    pidfile: Optional[str] = None
+    pidfile: str | None = None
     shell_job: bool = False
-    log_file: Optional[str] = None
+    log_file: str | None = None
     verbosity: int = 2
     skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)

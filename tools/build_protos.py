@@ -2,8 +2,9 @@
 
 `python3 -m tools.build_protos OUTDIR` (or build(outdir) from setup.py) runs the system protoc
 over every .proto file and rewrites protoc's top-level `import x_pb2` lines into relative
-imports, so the modules load as crpy.images.pb.x_pb2 without touching sys.path.  OUTDIR's
-__init__.py is kept (created empty if missing).
+imports, so the modules load as crpy.images.pb.x_pb2 without touching sys.path, and its protobuf
+runtime imports into crpy.images.pbload (start-up time).  OUTDIR's __init__.py is kept (created
+empty if missing).
 """
 
 import glob
@@ -28,8 +29,22 @@ def _protoc():
     return path
 
 
+# protoc's runtime imports, pointed at crpy.images.pbload (same calls, without protobuf's
+# pure-Python layers at start-up); a protoc that writes other lines keeps its own.
+_RUNTIME_IMPORTS = {
+    "from google.protobuf.internal import builder as _builder": "from crpy.images import pbload as _builder",
+    "from google.protobuf import descriptor as _descriptor": "_descriptor = _builder",
+    "from google.protobuf import descriptor_pool as _descriptor_pool": "_descriptor_pool = _builder",
+    "from google.protobuf import symbol_database as _symbol_database": "_symbol_database = _builder",
+}
+
+
 def _relativize(text):
-    return _ABS_IMPORT.sub(r"from . import \1 as \2", text)
+    text = _ABS_IMPORT.sub(r"from . import \1 as \2", text)
+    lines = text.split("\n")
+    if all(line in lines for line in _RUNTIME_IMPORTS):
+        lines = [_RUNTIME_IMPORTS.get(line, line) for line in lines]
+    return "\n".join(lines)
 
 
 def build(outdir):

@@ -3,11 +3,11 @@
 so a task crpy cannot dump is never touched."""
 
 import os
-from dataclasses import dataclass
 
 from crpy.errors import CrpyError, UnsupportedResource
 from crpy.kernel import proc
 from crpy.log import log
+from crpy.record import dataclass
 
 
 @dataclass

@@ -18,6 +18,7 @@ from crpy.errors import ParasiteError
 _G = re.compile(br"\x0f\x05(?:[\x31\x33][\xc0-\xff]|[\x40-\x4f][\x31\x33][\xc0-\xff])*\xc3")
 _R = (b"\x48\xc7\xc0\x0f\x00\x00\x00\x0f\x05", b"\xb8\x0f\x00\x00\x00\x0f\x05")
 _SCAN_LIMIT = 64 << 20  # never read more than this much code looking for R
+_SCAN_CHUNK = 128 << 10  # code read per process_vm_readv while looking
 
 
 def find_syscall_ret(pid, maps):
@@ -54,8 +55,9 @@ def _cached(pid, m, patterns):
     return {name: m.start + off for name, off in known.items()}
 
 
-def _scan(pid, maps, patterns):
-    """{name: address} of the first hit of each pattern in the task's code (libc first)."""
+def _scan(pid, maps, patterns, enough):
+    """{name: address} of the first hit of each pattern in the task's code (libc first), until
+    enough(found) says no further mapping could change what the caller uses."""
     found, scanned = {}, 0
     for m in _code_mappings(maps):
         size = m.end - m.start
@@ -64,14 +66,31 @@ def _scan(pid, maps, patterns):
         scanned += size
         hits = _cached(pid, m, patterns)
         if hits is None:
-            code = infect_mem.read(pid, m.start, size)
-            hits = {name: m.start + code.find(p) for name, p in patterns.items() if p in code}
+            hits = _search(pid, m, patterns, enough)
             _seen[(m.path, size)] = {name: a - m.start for name, a in hits.items()}
         for name, addr in hits.items():
             found.setdefault(name, addr)
-        if len(found) == len(patterns):
+        if len(found) == len(patterns) or enough(found):
             break
     return found
+
+
+def _search(pid, m, patterns, enough):
+    """{name: address} of the first hit of each pattern in mapping m, in pattern order, read in
+    _SCAN_CHUNK pieces (overlapping by a pattern's length) until every pattern is found or
+    enough(hits) holds: glibc has all it needs in its first 100 KiB of 1.4 MiB of code."""
+    overlap = max(len(p) for p in patterns.values()) - 1
+    hits, pos = {}, m.start
+    while pos < m.end and len(hits) < len(patterns):
+        base = max(pos - overlap, m.start)
+        code = infect_mem.read(pid, base, min(_SCAN_CHUNK, m.end - pos) + pos - base)
+        for name, p in patterns.items():
+            if name not in hits and (i := code.find(p)) >= 0:
+                hits[name] = base + i
+        pos += _SCAN_CHUNK
+        if enough(hits):
+            break
+    return {name: hits[name] for name in patterns if name in hits}
 
 
 def find_code_gadgets(pid, maps):
@@ -79,7 +98,10 @@ def find_code_gadgets(pid, maps):
     None when one of those is missing."""
     patterns = dict(_POPS)
     patterns.update({("R", i): p for i, p in enumerate(_R)})
-    found = _scan(pid, maps, patterns)
+    # what is used below: every pop, and the first R in pattern order of the first mapping
+    # that has one; the first R pattern found settles that mapping, any R settles later ones
+    found = _scan(pid, maps, patterns,
+                  lambda hits: all(k in hits for k in _POPS) and ("R", 0) in hits)
     restorers = [a for k, a in found.items() if isinstance(k, tuple)]
     if not restorers:
         raise ParasiteError(f"pid {pid}: no rt_sigreturn restorer in its code",

@@ -4,17 +4,18 @@ Which pages: PAGEMAP_SCAN (crpy.kernel.pagemap) over the whole address space, cl
 whose pages are saved (vmas.PAGES_PRIVATE).  How: the parasite vmsplices them into a pipe that is
 spliced into pages-1.img, so the data never passes through Python.  pagemap-PID.img lists the
 runs in file order.  Anonymous shared memory goes to pagemap-shmem-SHMID.img + its own pages file,
-read from the shmem object itself (/proc/PID/map_files) with sendfile, so pages only in the page
+read from the shmem object itself (/proc/PID/map_files) with sendfile (crpy.pagesio), so pages only in the page
 cache are not lost.  Guard regions (MADV_GUARD_INSTALL) come from the same scan.
 """
 
 import os
-from dataclasses import dataclass, field
 
-from crpy import faults
+from crpy import faults, progress
 from crpy.dump import vmas as V
 from crpy.kernel import hugetlb
 from crpy.log import log
+from crpy.pagesio import open_out as _open_out, write_shmem_object
+from crpy.record import dataclass, field
 
 PAGE = 4096
 TASK_SIZE = 0x7FFFFFFFF000
@@ -65,10 +66,6 @@ def scan_pages(pid, plans):
     log.info("Pages to dump: %d in %d runs, %d shmem objects, %d guard regions",
              plan.nr_pages, len(plan.runs), len(plan.shmem), len(plan.guards))
     return plan
-
-
-def _open_out(path):
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
 
 
 def _chunks(runs):
@@ -131,6 +128,7 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
             if got != want:
                 raise DumpError(f"pid {pid}: dumped {got} bytes of pages instead of {want}")
             written += got
+            progress.bytes_done(got)
             log.debug("Dumped %d bytes of pages (chunk %d)", got, n)
             if n == 0:
                 faults.point("pause-in-pages")
@@ -167,27 +165,6 @@ def _put_back_frame(fd, runs, parasite, hashed):
         offset += e - s
 
 
-def _data_extents(fd, start, end):
-    """[(s, e)] data extents of a tmpfs/shmem file within [start, end) (SEEK_DATA/SEEK_HOLE)."""
-    out, pos = [], start
-    while pos < end:
-        try:
-            s = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:                     # ENXIO: no data after pos
-            break
-        if s >= end:
-            break
-        e = min(os.lseek(fd, s, os.SEEK_HOLE), end)
-        out.append((s, e))
-        pos = e
-    return out
-
-
-def data_pages(fd, lo, hi):
-    """Page-aligned ranges of [lo, hi) of a tmpfs/shmem file that hold data."""
-    return [(s & ~(PAGE - 1), (e + PAGE - 1) & ~(PAGE - 1)) for s, e in _data_extents(fd, lo, hi)]
-
-
 def dump_shmem(images_dir, pid, plan, pages_ids, done):
     """One pagemap-shmem-SHMID.img + pages-N.img per anonymous shared object not in `done`
     (an object several tasks map is written once); bytes written."""
@@ -206,55 +183,6 @@ def dump_shmem(images_dir, pid, plan, pages_ids, done):
         finally:
             os.close(src)
     return written
-
-
-def write_shmem_object(images_dir, src, shmid, ranges, pages_id, huge_page=0):
-    """pagemap-shmem-SHMID.img + pages-PAGES_ID.img: the data of shmem file `src` within
-    `ranges` (holes stay out), as CRIU stores shared memory and memfds; bytes written.
-    huge_page: src is hugetlbfs (no sendfile, no holes: huge pages of zeros stay out)."""
-    from crpy.images import framing
-    from crpy.images.pb import pagemap_pb2
-
-    written = 0
-    out = _open_out(framing.image_path(images_dir, "pages", pages_id))
-    entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
-    try:
-        for lo, hi in ranges:
-            pieces = _huge_data(src, lo, hi, huge_page, out) if huge_page else data_pages(src, lo, hi)
-            for s, e in pieces:
-                if not huge_page:
-                    _sendfile_all(out, src, s, e - s)
-                written += e - s
-                entries.append(framing.new_pagemap_entry(s, (e - s) // PAGE, PE_PRESENT))
-    finally:
-        os.close(out)
-    framing.write_image(framing.image_path(images_dir, "pagemap_shmem", shmid), "pagemap_shmem", entries)
-    return written
-
-
-def _huge_data(src, lo, hi, step, out):
-    """Copy the huge pages of hugetlbfs file `src` within [lo, hi) that hold data to `out`
-    (hugetlbfs has no sendfile and reads an absent huge page as zeros): yields each (s, e) done."""
-    for s in range(lo, hi, step):
-        data = os.pread(src, min(step, hi - s), s)
-        if data.count(0) == len(data):
-            continue
-        data += bytes(min(step, hi - s) - len(data))
-        view = memoryview(data)
-        while view:
-            view = view[os.write(out, view):]
-        yield s, s + len(data)
-
-
-def _sendfile_all(out, src, offset, count):
-    done = 0
-    while done < count:
-        n = os.sendfile(out, src, offset + done, count - done)
-        if n == 0:                           # object shorter than the mapping: pad with zeros
-            os.write(out, bytes(count - done))
-            break
-        done += n
-    return count
 
 
 def dump_pages(parasite, images_dir, pid, plan, pages_ids=None, shmem_done=None):

@@ -13,10 +13,11 @@ import contextlib
 import itertools
 import os
 import time
-from dataclasses import dataclass
 
+from crpy import progress
 from crpy.errors import CrpyError, DumpError
 from crpy.log import log, setup
+from crpy.record import dataclass
 
 
 class _Clock:
@@ -75,8 +76,11 @@ def _dump(opts):
         pages_ids = itertools.count(1)
         tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks)
         tick("seize")
+        progress.start("dump", len(tasks))
+        cleanup.callback(progress.finish)
         for n, task in enumerate(tasks, 1):
             _dump_task(tree, task, n, stats, tick)
+            progress.task_done()
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
         write_image_digests(opts.images_dir)
         faults.point("after-images")
@@ -114,7 +118,7 @@ def _dump_task(tree, task, n, stats, tick):
     from crpy.dump.images import digest_written_images, write_task_images
     from crpy.dump.infection import infected
     from crpy.dump.mm import exe_file_id, mm_entry
-    from crpy.dump.pages import dump_pages, scan_pages
+    from crpy.dump.pages import PAGE, dump_pages, scan_pages
     from crpy.dump.preload import start_preload
     from crpy.dump.regs import dump_regs
     from crpy.dump.task_state import dump_misc, dump_sigactions
@@ -133,6 +137,7 @@ def _dump_task(tree, task, n, stats, tick):
     exe_id = exe_file_id(facts, files)
     plans = plan_vmas(facts, files)
     page_plan = scan_pages(pid, plans)
+    progress.add_total(page_plan.nr_pages * PAGE)
     parent = tree.by_pid.get(task.ppid)
     if parent is not None and parent.plans is not None:
         split_cow_runs(pid, parent.pid, plans, parent.plans, page_plan)

@@ -1,9 +1,8 @@
 """Step: what ptrace tells of the stopped (and cured) task: general registers, the full XSAVE
 area, the signal mask, rseq registration, robust futex list and pending signals."""
 
-from dataclasses import dataclass
-
 from crpy.log import log
+from crpy.record import dataclass
 
 
 @dataclass

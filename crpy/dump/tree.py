@@ -8,11 +8,11 @@ will collect, and dumped as a core with task_state = dead."""
 import contextlib
 import os
 import signal
-from dataclasses import dataclass, field
 
 from crpy.errors import CrpyError
 from crpy.kernel import proc
 from crpy.log import log
+from crpy.record import dataclass, field
 
 
 @dataclass

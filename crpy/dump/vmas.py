@@ -3,13 +3,12 @@ flags, madvise bits) and decide, per VMA, which of its pages the dump saves:
 anon private: present and not the zero page; file private: only COW'd pages; anon shared: its
 shmem pages (pagemap-shmem-ID.img); file shared, vDSO, vvar, vsyscall: nothing."""
 
-from dataclasses import dataclass
-
 from crpy.errors import UnsupportedResource
 from crpy.images.vma_status import (
     VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_GUARD, VMA_AREA_HEAP, VMA_AREA_MEMFD, VMA_AREA_REGULAR,
     VMA_AREA_STACK, VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED)
 from crpy.kernel import hugetlb, proc
+from crpy.record import dataclass
 
 MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE, MAP_ANONYMOUS = 0x01, 0x02, 0x08, 0x20
 MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, MAP_HUGETLB = 0x100, 0x2000, 0x4000, hugetlb.MAP_HUGETLB

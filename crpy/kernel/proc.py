@@ -9,10 +9,9 @@ AccessDenied.  No policy lives here (kernel/ knows nothing of images).
 import errno
 import os
 import struct
-from dataclasses import dataclass, field
-from typing import Optional
 
 from crpy.errors import AccessDenied, KernelError, NoSuchProcess
+from crpy.record import dataclass, field
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 _DELETED = " (deleted)"
@@ -193,6 +192,14 @@ def exit_code(pid):
     return int(text[text.rindex(")") + 2:].split()[52 - 3])
 
 
+def read_chars(pid):
+    """rchar of /proc/PID/io: bytes the process has read so far (read, pread, preadv ...)."""
+    for line in read_text(pid, "io").splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
 # ---------------------------------------------------------------- status
 
 @dataclass
@@ -206,7 +213,7 @@ class Status:
     uids: tuple          # real, effective, saved, fs
     gids: tuple
     groups: tuple
-    umask: Optional[int]
+    umask: int | None
     threads: int
     sig_pnd: int
     shd_pnd: int

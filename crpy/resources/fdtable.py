@@ -14,12 +14,11 @@ by the root before its first fork (before_children, crpy.resources.shared) and i
 """
 
 import os
-from dataclasses import dataclass
-from typing import Optional
 
 from crpy import resources
 from crpy.errors import RestoreError, UnsupportedResource
 from crpy.kernel import proc
+from crpy.record import dataclass
 
 FD_CLOEXEC = 1
 O_CLOEXEC = 0o2000000
@@ -34,7 +33,7 @@ class FdFacts:
     target: str
     st: os.stat_result
     info: proc.FdInfo
-    same_as: Optional[int] = None      # a lower fd on the same open file description
+    same_as: int | None = None      # a lower fd on the same open file description
     pid: int = 0                       # the task holding it (modules reopen it through /proc)
     locks: tuple = ()                  # (flag, type, start, len) of the locks held through it
     owner: object = None               # crpy.resources.fown.Owner (F_SETOWN, F_SETSIG), None: none

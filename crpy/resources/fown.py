@@ -17,7 +17,8 @@ thread other than a task's main one (threads are cloned later, by the restorer b
 import fcntl
 import os
 import struct
-from dataclasses import dataclass
+
+from crpy.record import dataclass
 
 F_SETSIG, F_GETSIG = 10, 11
 F_SETOWN_EX, F_GETOWN_EX = 15, 16

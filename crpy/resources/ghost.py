@@ -273,12 +273,13 @@ def materialize_all(images_dir):
     every task has opened and mapped them; the --link-remap links are noted for
     unlink_linked(), after a restore that worked (a failed one keeps them for the next try)."""
     from crpy.images import framing
-    from crpy.images.pb import remap_file_path_pb2 as rp
-    from crpy.resources import ghost_make
-    from crpy.resources.fdtable import RestoreContext
 
     if not os.path.exists(framing.image_path(images_dir, "remap_fpath")):
         return                                        # nothing was unlinked at dump time
+    from crpy.images.pb import remap_file_path_pb2 as rp   # (only now: start-up of the common case)
+    from crpy.resources import ghost_make
+    from crpy.resources.fdtable import RestoreContext
+
     files = {e.id: e for e in framing.read_image(framing.image_path(images_dir, "files"), "files")}
     ctx = RestoreContext(images_dir, files, 0)
     ghosts = {}

@@ -104,7 +104,7 @@ def _file_entry(file_id, flags, pos, inode_id):
 
 
 def _check_open_and_mapped(fdfacts):
-    from crpy.dump.pages import data_pages
+    from crpy.pagesio import data_pages
 
     fd = os.open(f"/proc/{fdfacts.pid}/fd/{fdfacts.fd}", os.O_RDONLY | O_CLOEXEC)
     try:
@@ -166,7 +166,7 @@ def _check_mappings(fdfacts, seals, maps, extents):
 
 def _dump_contents(fd, st, images_dir, pages_id):
     """pagemap-shmem-INO.img + pages-PAGES_ID.img, written as for shared memory."""
-    from crpy.dump.pages import write_shmem_object
+    from crpy.pagesio import write_shmem_object
 
     write_shmem_object(images_dir, fd, st.st_ino, [(0, st.st_size)], pages_id)
 

@@ -13,8 +13,6 @@ exit 1; the parent turns it into a RestoreError and makes sure no process is lef
 
 import contextlib
 import ctypes
-import fcntl
-import logging
 import os
 import time
 import warnings
@@ -172,25 +170,13 @@ def restore_fds(task, keep_above):
 
 
 def _lift_log(keep_above):
-    """Point crpy's log handlers at copies of their fds above keep_above (the fds below are
-    about to become the task's).  The old streams are kept, never closed."""
-    for h in list(log.handlers):
-        stream = getattr(h, "stream", None)
-        if stream is None or not hasattr(stream, "fileno"):
-            continue
-        stream.flush()
-        new = fcntl.fcntl(stream.fileno(), fcntl.F_DUPFD_CLOEXEC, keep_above)
-        _kept_streams.append(stream)
-        nh = logging.StreamHandler(os.fdopen(new, "w", buffering=1))
-        nh.setFormatter(h.formatter)
-        nh.setLevel(h.level)
-        log.removeHandler(h)
-        log.addHandler(nh)
+    """Point crpy's log at a copy of its fd above keep_above (the fds below are about to become
+    the task's).  The old stream is kept, never closed."""
+    _kept_streams.append(log.lift(keep_above))
 
 
 def _flush_log():
-    for h in log.handlers:
-        h.flush()
+    log.flush()
 
 
 # ------------------------------------------------------------------------------ memory plan

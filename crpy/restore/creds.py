@@ -10,9 +10,9 @@ struct rst_creds, left unset when the task's creds are crpy's own.
 
 import functools
 import os
-from dataclasses import dataclass
 
 from crpy.errors import RestoreError
+from crpy.record import dataclass
 
 CAP_LAST_CAP_PATH = "/proc/sys/kernel/cap_last_cap"
 

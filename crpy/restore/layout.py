@@ -9,7 +9,7 @@ that neighbouring slots never merge.  A hugetlb slot keeps the target's offset m
 page size (mremap moves hugetlb memory only in whole, aligned huge pages).
 """
 
-from dataclasses import dataclass
+from crpy.record import dataclass
 
 PAGE = 4096
 HUGE = 2 << 20

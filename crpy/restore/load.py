@@ -9,13 +9,13 @@ and the paths of the exe and of every mapped file.  Any defect is an ImageError 
 
 import os
 import stat
-from dataclasses import dataclass, field
 
 from crpy.errors import ImageError, RestoreError
 from crpy.images.vma_status import (
     VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_AIORING, VMA_AREA_GUARD, VMA_AREA_MEMFD, VMA_AREA_REGULAR,
     VMA_AREA_SOCKET, VMA_AREA_SYSVIPC, VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE,
     VMA_FILE_SHARED, VMA_UNSUPP)
+from crpy.record import dataclass, field
 from crpy.restore import task_state
 from crpy.restore.threads import load_threads
 

@@ -14,6 +14,7 @@ from crpy.log import log
 from crpy.restore import blob
 
 SETTLE_MS = 20          # how long a just-restored task is watched for an immediate death
+SETTLE_POLL_S = 0.001   # how often its state is looked at meanwhile (asleep: settled)
 LEAVE_RESTORER_S = 2.0  # how long a multi-threaded task's main thread may take to leave the restorer
 RESTORER_MASK = ~((1 << 8) | (1 << 18)) & (1 << 64) - 1     # all blocked (SIGKILL, SIGSTOP cannot be)
 
@@ -83,19 +84,40 @@ def reason(line, code):
 
 
 def _died_early(pid):
-    """The wait status if the task ended right after the jump (it is reaped then), else None."""
+    """The wait status if the task ended right after the jump (it is reaped then), else None.
+    Watched for SETTLE_MS, or less once the task sleeps or stops: the restorer has closed its
+    report fd by now and never blocks after that, so a task asleep is in its own code, past
+    the rt_sigreturn where a bad frame or bad registers would have killed it."""
+    import time
+
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
         pidfd = None
     try:
-        if pidfd is not None:
-            select.select([pidfd], [], [], SETTLE_MS / 1000)
+        deadline = time.monotonic() + SETTLE_MS / 1000
+        while pidfd is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or select.select([pidfd], [], [], min(left, SETTLE_POLL_S))[0]:
+                break
+            if _asleep(pid):
+                break
         wpid, status = os.waitpid(pid, os.WNOHANG)
         return status if wpid == pid else None
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def _asleep(pid):
+    """The task sleeps (S) or is stopped (T, t); False when gone (a zombie is reaped by the caller)."""
+    from crpy.errors import NoSuchProcess
+    from crpy.kernel import proc
+
+    try:
+        return proc.stat(pid).state in ("S", "T", "t")
+    except NoSuchProcess:
+        return False
 
 
 _FAULTS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGSYS)

@@ -20,6 +20,7 @@ import resource
 import time
 
 from crpy import log as crpy_log
+from crpy import progress
 from crpy.errors import CrpyError, RestoreError
 from crpy.log import log
 
@@ -108,8 +109,13 @@ def _restore(opts, images_checked):
         raise
     os.close(write_fd)
     os.close(go_read)
+    # only now: no thread of crpy's may run while it forks
+    progress.start("restore", len(nodes), sum(n.task.pages_bytes for n in nodes if n.task), poll=_read_by(pids))
     barrier = tree.Barrier(read_fd, go_write, pid, pids)
-    barrier.run(before_go=_drop_file_names)
+    try:
+        barrier.run(before_go=_drop_file_names)
+    finally:
+        progress.finish()
     run.drop_core_dir()
     parent.wait_main_threads_out(nodes)
     parent.wait_stopped(nodes)
@@ -123,6 +129,23 @@ def _restore(opts, images_checked):
     if opts.detach:
         return pid
     return parent.wait_task(pid, ended)
+
+
+def _read_by(pids):
+    """For the progress line: bytes the tasks have read so far (premap reads their pages)."""
+    def read():
+        from crpy.errors import KernelError
+        from crpy.kernel import proc
+
+        total = 0
+        for pid in pids:
+            try:
+                total += proc.read_chars(pid)
+            except KernelError:
+                pass
+        return total
+
+    return read
 
 
 def _keep_above():

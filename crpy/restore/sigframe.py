@@ -15,7 +15,8 @@ handler runs as it comes back, which ends the syscall as the kernel would (see r
 """
 
 import struct
-from dataclasses import dataclass
+
+from crpy.record import dataclass
 
 FRAME_HEAD = 440            # pretcode + ucontext + siginfo
 UCONTEXT_OFF = 8

@@ -13,10 +13,10 @@ also re-creates the POSIX timers (once the threads they may notify exist).
 import ctypes
 import os
 import resource
-from dataclasses import dataclass, field
 
 from crpy.errors import RestoreError
 from crpy.log import log
+from crpy.record import dataclass, field
 
 PR_SET_DUMPABLE, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER = 4, 29, 36
 PR_SET_NO_NEW_PRIVS, PR_SET_THP_DISABLE = 38, 41

@@ -9,9 +9,8 @@ mask and altstack all come from that frame.  Its private pending signals are que
 the leader while every thread still blocks all signals.
 """
 
-from dataclasses import dataclass, field
-
 from crpy.errors import ImageError, RestoreError
+from crpy.record import dataclass, field
 
 
 @dataclass

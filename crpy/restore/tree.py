@@ -8,10 +8,11 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass, field
 
+from crpy import progress
 from crpy.errors import ImageError, RestoreError
 from crpy.log import log
+from crpy.record import dataclass, field
 
 TASK_DEAD = 2
 STALL_S = 30.0            # no task reported for this long: the restore is stuck
@@ -173,6 +174,7 @@ class Barrier:
             for line in self._lines("before every task was ready"):
                 if line.startswith("ok "):
                     ready.add(int(line[3:]))
+                    progress.task_done()
                 else:
                     self._fail(line)
         log.info("all %d tasks stand at their restorer", len(ready))

@@ -1,11 +1,9 @@
 """Import, once in crpy before the first fork, everything the restored tasks import lazily
-(fd kinds, protobuf classes, the cffi module, the restorer blob): every task of a tree then
-inherits it through fork instead of importing it again (hundreds of milliseconds each,
-times the number of tasks).  Best effort: anything that fails here fails again, with its
-proper error, in the task that needs it."""
-
-import importlib
-import pkgutil
+(the fd kinds the images hold, protobuf classes, the cffi module, the restorer blob): every task
+of a tree then inherits it through fork instead of importing it again (hundreds of milliseconds
+each, times the number of tasks).  Only what the images use: a kind no task holds is never
+imported (start-up of a small restore).  Best effort: anything that fails here fails again,
+with its proper error, in the task that needs it."""
 
 from crpy.log import log
 
@@ -23,8 +21,7 @@ def _quiet_gc():
     (and so writes to) every object, which would copy crpy's whole heap into every task."""
     import gc
 
-    gc.collect()
-    gc.freeze()
+    gc.freeze()          # no collect() first: a few ms for garbage that frozen costs nothing
     gc.disable()
 
 
@@ -36,7 +33,7 @@ def _preload(nodes, images_dir):
     import crpy.restore.sigframe  # noqa: F401
     import crpy.restore.task_state  # noqa: F401
     from crpy import resources
-    from crpy.resources import fdtable
+    from crpy.resources import fdtable, fown, locks  # noqa: F401  (every task's fd restore uses them)
 
     from crpy.restore import child
 
@@ -44,10 +41,15 @@ def _preload(nodes, images_dir):
     blob.blob()
     child._self_maps()                        # compiles its regex once for every task
     live = next((n for n in nodes if n.task is not None), None)
-    if live is not None:                      # the protobuf classes of fds (one task's images load them all)
-        fdtable.read_fd_images(images_dir, live.pid)
-    for info in pkgutil.iter_modules(resources.__path__):     # every fd kind module
-        try:
-            importlib.import_module(f"crpy.resources.{info.name}")
-        except Exception:                     # noqa: BLE001 - a broken kind fails in the task
-            pass
+    if live is None:
+        return
+    _, files = fdtable.read_fd_images(images_dir, live.pid)   # the protobuf classes of fds
+    kinds = {fdtable.kind_of_entry(e) for e in files.values()}  # files.img: every kind of the tree
+    if "tty" in kinds:
+        kinds |= {"pty", "ctty"}              # what a tty entry may turn out to be
+    for kind in kinds:
+        if resources.supported(kind):
+            try:
+                resources.module(kind)
+            except Exception:                 # noqa: BLE001 - a broken kind fails in the task
+                pass
