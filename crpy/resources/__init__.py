@@ -20,11 +20,12 @@ _MODULES = {
     "ctty": "crpy.resources.ctty",       # /dev/tty on a controlling terminal that is a pty of the tree
     "memfd": "crpy.resources.memfd",     # memfd_create files, with their contents and seals
     "ns": "crpy.resources.nsfs",         # /proc/PID/ns/* files of crpy's own namespaces
+    "unixsk": "crpy.resources.unix_socket",  # unix sockets: pairs, bound, listening, with queued data
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY", "ctty": "TTY",
-             "memfd": "MEMFD", "ns": "NS"}
+             "memfd": "MEMFD", "ns": "NS", "unixsk": "UNIXSK"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))

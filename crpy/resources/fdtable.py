@@ -106,6 +106,8 @@ def collect_fds(pid):
         kind = resources.classify(target, st)
         if kind == "tty" and not _on_shell_terminal(pid, st) or kind == "unlinked file" and _is_pty(st):
             kind = _terminal_kind(pid, fd, target, st)
+        if kind == "socket":
+            kind = _socket_kind(pid, fd, st)
         if not resources.supported(kind):
             raise UnsupportedResource(pid, kind, fd, target,
                                       "crpy cannot dump this kind of file yet; close it before the dump")
@@ -182,6 +184,16 @@ def _terminal_kind(pid, fd, target, st):
         return "pty"
     raise UnsupportedResource(pid, "tty", fd, target,
                               "dump a task on the terminal it was started from with --shell-job")
+
+
+def _socket_kind(pid, fd, st):
+    """'unixsk' for a unix socket the restore can make again (else refused), or '<PROTO> socket'."""
+    from crpy.resources import unix_socket
+
+    kind = unix_socket.socket_kind(pid, fd)
+    if kind == "unixsk":
+        unix_socket.check_fd(pid, fd, st)
+    return kind
 
 
 def _on_shell_terminal(pid, st):
