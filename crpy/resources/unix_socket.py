@@ -39,6 +39,7 @@ RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2
 SO_PASSCRED, SO_PEEK_OFF, SO_PASSSEC, SO_GET_FILTER, SO_PASSPIDFD = 16, 42, 34, 26, 76
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 _TIMEVAL = struct.Struct("=qq")
+MAX_MESSAGES = 1 << 20                    # a queue walk that never ends is a bug: stop it
 _SETFL = os.O_NONBLOCK | 0o20000          # O_NONBLOCK, O_ASYNC (fown sets O_ASYNC again itself)
 
 
@@ -191,8 +192,12 @@ def _read_opts(pid, fd, mine, kind):
 
 def _peek_queue(pid, fd, mine, d, kind, opts):
     """[(bytes, sender name)] of the messages waiting to be read, nothing consumed: MSG_PEEK with
-    SO_PEEK_OFF moving on from 0, the task's SO_PEEK_OFF put back after."""
-    if d.state == TCP_LISTEN or (d.type == SOCK_STREAM and not d.rqueue):
+    SO_PEEK_OFF moving on from 0, the task's SO_PEEK_OFF put back after.  The walk ends at EAGAIN;
+    on a stream or seqpacket socket shut for reading an empty queue reads as end of file (0, for
+    ever) instead, so it ends once the bytes sock_diag counted are read (a 0-byte seqpacket record
+    after them reads exactly like that end of file, to the task as well)."""
+    by_bytes = d.type == SOCK_STREAM or (d.type == SOCK_SEQPACKET and d.shutdown & RCV_SHUTDOWN)
+    if d.state == TCP_LISTEN or (by_bytes and not d.rqueue):
         return []
     s = socket.socket(fileno=os.dup(mine))
     out, total = [], 0
@@ -200,7 +205,7 @@ def _peek_queue(pid, fd, mine, d, kind, opts):
         s.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 0)
         try:
             bufsize = max(opts["rcvbuf"], d.rqueue, 1 << 16)
-            while d.type != SOCK_STREAM or total < d.rqueue:
+            while not by_bytes or total < d.rqueue:
                 try:
                     data, anc, flags, addr = s.recvmsg(bufsize, socket.CMSG_SPACE(4096),
                                                        socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -211,6 +216,8 @@ def _peek_queue(pid, fd, mine, d, kind, opts):
                     break
                 out.append((data, addr or b""))
                 total += len(data)
+                if len(out) > MAX_MESSAGES:
+                    _refuse(pid, fd, f"{kind} with more than {MAX_MESSAGES} messages queued", "read them first")
         finally:
             s.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, opts["peek_off"])
     finally:
