@@ -26,6 +26,9 @@ DESC = {
     "ghost_limit": {"dump_fails": True},
     "nsfs_foreign": {"dump_fails": True},
     "fown_outside": {"dump_fails": True},
+    "unix_peer_outside": {"dump_fails": True},
+    "unix_backlog": {"dump_fails": True},
+    "unix_scm_rights": {"dump_fails": True},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.
