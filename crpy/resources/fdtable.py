@@ -305,6 +305,11 @@ class RestoreContext:
         self._held.append(high)
         return high
 
+    def take(self, fd):
+        """A held fd becomes the caller's (it closes or places it; finish() no longer does)."""
+        self._held.remove(fd)
+        return fd
+
     def at_finish(self, fn):
         self._cleanups.append(fn)
 

@@ -12,18 +12,12 @@ followed by the bytes, as CRIU writes them.
 Everything a restore could not make again is refused before the parasite (check_fd): a peer no
 task of the tree holds, a connection not yet accepted or waiting in a listening socket's
 backlog, fds in flight (SCM_RIGHTS), queued credentials (SO_PASSCRED), a relative name, an
-accepted connection (a named end of a stream pair), datagrams from a named sender that is not
-the receiver's peer, an attached socket filter, SO_PASSPIDFD.
+connection whose accepted end cannot be told or whose listener is outside the tree, datagrams
+from a named sender to an unconnected receiver, an attached socket filter, SO_PASSPIDFD.
 
-Restore.  The sockets connected to each other (by peer, or a dgram socket to the named socket it
-sends to) are one group, made at once by whoever restores the first of them (the root before its
-first fork when several tasks hold them, crpy.resources.shared): named sockets are bound first
-(a stale socket file is removed only when it is the very inode that was dumped), listening ones
-listen with their backlog; mutual pairs come from socketpair(); a pair whose other end was
-closed is a socketpair whose other end is closed after its data went in; a one-way connected
-dgram socket connects to its peer's name.  Then options, then the queued data, sent on each
-socket's peer (or, for an unconnected receiver, from a fresh unnamed socket to its name) in
-order, then the shutdown bits.
+Restore: the sockets connected to each other are made at once, as a group, by whoever restores
+the first of them (the root before its first fork when several tasks hold them,
+crpy.resources.shared); how, in crpy.resources.unix_make.
 """
 
 import fcntl
@@ -38,7 +32,7 @@ TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN = 1, 7, 10
 RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2
 SO_PASSCRED, SO_PEEK_OFF, SO_PASSSEC, SO_GET_FILTER, SO_PASSPIDFD = 16, 42, 34, 26, 76
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
-_TIMEVAL = struct.Struct("=qq")
+TIMEVAL = struct.Struct("=qq")
 MAX_MESSAGES = 1 << 20                    # a queue walk that never ends is a bug: stop it
 _SETFL = os.O_NONBLOCK | 0o20000          # O_NONBLOCK, O_ASYNC (fown sets O_ASYNC again itself)
 
@@ -117,15 +111,15 @@ def check_fd(pid, fd, st):
     if d.type != SOCK_DGRAM and d.state == TCP_ESTABLISHED and not d.peer and d.shutdown != 3:
         _refuse(pid, fd, f"{kind} whose connection is not yet accepted by its listener",
                 "let the server accept it before the dump")
-    if d.type != SOCK_DGRAM and d.peer:
+    if d.type != SOCK_DGRAM and d.state == TCP_ESTABLISHED:
         peer = _diag().get(d.peer)
-        if d.name or peer is None or peer.name:
-            _refuse(pid, fd, f"{kind} of an accepted connection (one end named)",
-                    "crpy restores unnamed connected pairs (socketpair) only for now")
+        if d.name or (peer is not None and peer.name):
+            _check_accepted(pid, fd, d, peer, kind)
     if d.type == SOCK_DGRAM and d.peer:
         peer = _diag().get(d.peer)
-        if peer is not None and peer.peer != d.ino and not peer.name:
-            _refuse(pid, fd, f"{kind} connected to an unnamed socket that is not connected back",
+        if peer is not None and not peer.name and (peer.peer != d.ino or d.name):
+            _refuse(pid, fd, f"{kind} connected to an unnamed socket" +
+                    (" while itself named" if d.name else " that is not connected back"),
                     "connect dgram sockets to a named socket, or use socketpair()")
     mine = _getfd(pid, fd)
     try:
@@ -141,6 +135,49 @@ def check_fd(pid, fd, st):
     from crpy import resources
 
     resources.dump_memo.setdefault("unix-read", {})[d.ino] = (opts, queue)
+
+
+def accepted_end(a, b, listener_names):
+    """Of two connected stream/seqpacket ends (b None: closed), the one accepted from a listener:
+    it bears the listener's name.  The one named like a listener of `listener_names`, else the
+    only named one; None when that cannot be told (both named, neither a listener's name)."""
+    ends = [x for x in (a, b) if x is not None and x.name]
+    for x in ends:
+        if x.name in listener_names:
+            return x
+    return ends[0] if len(ends) == 1 else None
+
+
+def _listeners():
+    """(names of the listening unix sockets the tree holds, {name or socket file inode: ino} of
+    those it does not), found once per dump."""
+    from crpy import resources
+
+    memo = resources.dump_memo
+    if "unix-listeners" not in memo:
+        held = _tree_sockets()
+        inside, outside = set(), {}
+        for d in _diag().values():
+            if d.state == TCP_LISTEN and d.name:
+                if d.ino in held:
+                    inside.add(d.name)
+                else:
+                    outside[d.vfs_ino if d.name[:1] == b"/" else d.name] = d.ino
+        memo["unix-listeners"] = inside, outside
+    return memo["unix-listeners"]
+
+
+def _check_accepted(pid, fd, d, peer, kind):
+    """An accepted connection comes back through its listener (or one for the moment): refused
+    when it cannot tell which end was accepted, or when that listener lives outside the tree."""
+    inside, outside = _listeners()
+    server = accepted_end(d, peer, inside)
+    if server is None:
+        _refuse(pid, fd, f"connected {kind} with both ends named", "crpy cannot tell which end was accepted")
+    key = server.vfs_ino if server.name[:1] == b"/" else server.name
+    if key in outside:
+        _refuse(pid, fd, f"{kind} accepted from a listener outside the dumped tree (socket inode {outside[key]})",
+                "dump the process holding the listener too")
 
 
 def _refuse_foreign_senders(pid, fd, d, queue, kind):
@@ -173,8 +210,8 @@ def _read_opts(pid, fd, mine, kind):
     s = socket.socket(fileno=os.dup(mine))
     try:
         opts = {"sndbuf": _getint(s, socket.SO_SNDBUF), "rcvbuf": _getint(s, socket.SO_RCVBUF),
-                "snd_tmo": _TIMEVAL.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)),
-                "rcv_tmo": _TIMEVAL.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)),
+                "snd_tmo": TIMEVAL.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)),
+                "rcv_tmo": TIMEVAL.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)),
                 "passcred": _getint(s, SO_PASSCRED), "passsec": _getint(s, SO_PASSSEC),
                 "priority": _getint(s, socket.SO_PRIORITY), "rcvlowat": _getint(s, socket.SO_RCVLOWAT),
                 "mark": _getint(s, socket.SO_MARK), "peek_off": _getint(s, SO_PEEK_OFF)}
@@ -285,176 +322,21 @@ def _opts_entry(o):
 
 # ---------------------------------------------------------------- restore side
 
-def _usk_entries(files):
-    """{ino: files.img entry} of the unix sockets among files."""
-    return {e.usk.ino: e for e in files.values() if e.HasField("usk")}
-
-
-_groups_of = [None, None]          # (files dict, its groups): computed once per files.img
-
-
-def _groups(files):
-    """{ino: group key} over the unix sockets of files.img: sockets joined by a peer, or a dgram
-    socket connected to a named one, are one group (made together)."""
-    if _groups_of[0] is not files:
-        _groups_of[:] = [files, _find_groups(files)]
-    return _groups_of[1]
-
-
-def _find_groups(files):
-    by_ino = _usk_entries(files)
-    parent = {ino: ino for ino in by_ino}
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for ino, e in by_ino.items():
-        if e.usk.peer in parent:
-            parent[find(ino)] = find(e.usk.peer)
-    return {ino: ("usk", find(ino)) for ino in by_ino}
-
-
 def object_key(entry, files):
     """The one kernel object (group of connected sockets) a files.img entry belongs to."""
-    return _groups(files)[entry.usk.ino]
+    from crpy.resources import unix_make
+
+    return unix_make.groups(files)[entry.usk.ino]
 
 
 def restore_fd(entry, ctx):
-    """A new fd on the socket of `entry`; its whole group is made the first time."""
+    """The fd of the socket of `entry` (one files.img entry per socket: it is handed over, not
+    copied, so a big group costs one fd per socket); its whole group is made the first time."""
+    from crpy.resources import unix_make
+
     key = ("usk-sock", entry.usk.ino)
     if key not in ctx.cache:
-        _make_group(ctx, _groups(ctx.files)[entry.usk.ino])
-    fd = fcntl.fcntl(ctx.cache[key], fcntl.F_DUPFD_CLOEXEC, 0)
+        unix_make.make_group(ctx, unix_make.groups(ctx.files)[entry.usk.ino])
+    fd = ctx.take(ctx.cache.pop(key))
     fcntl.fcntl(fd, fcntl.F_SETFL, entry.usk.flags & os.O_NONBLOCK)
     return fd
-
-
-def _queues(ctx):
-    """{receiving file id: [bytes of each message]} from sk-queues.img."""
-    if "sk_queues" not in ctx.cache:
-        from crpy.images import framing
-
-        path = framing.image_path(ctx.images_dir, "sk_queues")
-        q = {}
-        if os.path.exists(path):
-            for e, data in framing.read_payload_image(path, "sk_queues"):
-                q.setdefault(e.id_for, []).append(bytes(data))
-        ctx.cache["sk_queues"] = q
-    return ctx.cache["sk_queues"]
-
-
-def _make_group(ctx, group):
-    from crpy.errors import RestoreError
-
-    groups = _groups(ctx.files)
-    members = {ino: e.usk for ino, e in _usk_entries(ctx.files).items() if groups[ino] == group}
-    made, closers = {}, []
-    try:
-        for ino, u in members.items():               # named, unconnected: bound (and listening) first
-            if u.name and (u.type == SOCK_DGRAM or u.state == TCP_LISTEN or not u.peer):
-                made[ino] = _bound(u)
-        for ino, u in members.items():
-            if ino in made:
-                continue
-            if u.peer in members and members[u.peer].peer == ino:
-                a, b = socket.socketpair(socket.AF_UNIX, u.type)
-                made[ino], made[u.peer] = a, b
-            elif u.type != SOCK_DGRAM and u.state == TCP_ESTABLISHED and not u.peer:
-                a, b = socket.socketpair(socket.AF_UNIX, u.type)   # its peer closed: close b after
-                made[ino] = a
-                closers.append((ino, b))
-            else:
-                made[ino] = socket.socket(socket.AF_UNIX, u.type)
-        for ino, u in members.items():               # one-way connected dgram sockets
-            if u.type == SOCK_DGRAM and u.peer and members.get(u.peer) and members[u.peer].peer != ino:
-                made[ino].connect(members[u.peer].name)
-        for ino, u in members.items():
-            _set_opts(made[ino], u.opts)
-        _refill(ctx, members, made, dict(closers))
-        for _, b in closers:
-            b.close()
-        for ino, u in members.items():
-            if u.HasField("shutdown") and u.shutdown:
-                made[ino].shutdown({1: socket.SHUT_RD, 2: socket.SHUT_WR, 3: socket.SHUT_RDWR}[u.shutdown])
-            if u.HasField("peek_off"):
-                made[ino].setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, u.peek_off)
-    except OSError as e:
-        raise RestoreError(f"cannot make unix socket group of inode {group[1]} again: {e}") from None
-    for ino, s in made.items():
-        ctx.cache[("usk-sock", ino)] = ctx.hold(s.detach())
-
-
-def _bound(u):
-    """A socket bound to u.name (a stale socket file of the dumped inode removed first), listening
-    with its backlog when it was."""
-    from crpy.errors import RestoreError
-
-    s = socket.socket(socket.AF_UNIX, u.type)
-    name = u.name
-    if name[:1] == b"/":
-        path = os.fsdecode(name.split(b"\0")[0])
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            st = None
-        if st is not None:
-            import stat
-
-            if not (stat.S_ISSOCK(st.st_mode) and st.st_ino == u.vfs_ino):
-                raise RestoreError(f"cannot bind a unix socket to {path}: another file is there now",
-                                   "remove it, then restore")
-            os.unlink(path)
-    s.bind(name)
-    if name[:1] == b"/":
-        path = os.fsdecode(name.split(b"\0")[0])
-        if u.HasField("file_perms"):
-            os.chown(path, u.file_perms.uid, u.file_perms.gid)
-            os.chmod(path, u.file_perms.mode & 0o7777)
-        if u.deleted:
-            os.unlink(path)
-    if u.state == TCP_LISTEN:
-        s.listen(u.backlog)
-    return s
-
-
-def _set_opts(s, o):
-    """The dumped options, each only where it differs from a fresh socket (setting a buffer size
-    locks it against the kernel's own tuning)."""
-    sol = socket.SOL_SOCKET
-    if _getint(s, socket.SO_SNDBUF) != o.so_sndbuf:
-        s.setsockopt(sol, SO_SNDBUFFORCE, o.so_sndbuf // 2)
-    if _getint(s, socket.SO_RCVBUF) != o.so_rcvbuf:
-        s.setsockopt(sol, SO_RCVBUFFORCE, o.so_rcvbuf // 2)
-    for opt, sec, usec in ((socket.SO_SNDTIMEO, o.so_snd_tmo_sec, o.so_snd_tmo_usec),
-                           (socket.SO_RCVTIMEO, o.so_rcv_tmo_sec, o.so_rcv_tmo_usec)):
-        if sec or usec:
-            s.setsockopt(sol, opt, _TIMEVAL.pack(sec, usec))
-    for opt, value in ((SO_PASSCRED, o.so_passcred), (SO_PASSSEC, o.so_passsec),
-                       (socket.SO_PRIORITY, o.so_priority), (socket.SO_RCVLOWAT, o.so_rcvlowat),
-                       (socket.SO_MARK, o.so_mark)):
-        if value and _getint(s, opt) != int(value):
-            s.setsockopt(sol, opt, int(value))
-
-
-def _refill(ctx, members, made, closed_peers):
-    """Every socket's queued messages, in order, sent by its peer (dgram: one send per message)."""
-    queues = _queues(ctx)
-    for ino, u in members.items():
-        msgs = queues.get(u.id, [])
-        if not msgs:
-            continue
-        sender = closed_peers.get(ino)
-        if sender is None and u.peer in made:
-            sender = made[u.peer]
-        if u.type == SOCK_STREAM and sender is not None:
-            sender.sendall(b"".join(msgs))
-        elif sender is not None:
-            for m in msgs:
-                sender.send(m)
-        else:                                   # an unconnected named dgram socket
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as tmp:
-                for m in msgs:
-                    tmp.sendto(m, u.name)
