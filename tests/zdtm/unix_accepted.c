@@ -10,6 +10,7 @@
  * path listener still accepts new connections.
  */
 #include "lib/zdtmtst.h"
+#include "lib/unixsk.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,33 +22,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static socklen_t make_addr(struct sockaddr_un *a, const char *path, int abstract)
-{
-	memset(a, 0, sizeof(*a));
-	a->sun_family = AF_UNIX;
-	strncpy(a->sun_path + (abstract ? 1 : 0), path, sizeof(a->sun_path) - 2);
-	return offsetof(struct sockaddr_un, sun_path) + (abstract ? 1 : 0) + strlen(path) + (abstract ? 0 : 1);
-}
 
-static int named(int fd, const struct sockaddr_un *want, socklen_t wlen, int peer)
-{
-	struct sockaddr_un got;
-	socklen_t len = sizeof(got);
-	if ((peer ? getpeername : getsockname)(fd, (struct sockaddr *)&got, &len))
-		return 0;
-	return len == wlen && !memcmp(&got, want, len);
-}
 
-static int recv_is(int fd, const char *want)
-{
-	char buf[64];
-	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-	return n == (ssize_t)strlen(want) && !memcmp(buf, want, n);
-}
 
 static int talks(int a, int b)
 {
-	return send(a, "ping", 4, 0) == 4 && recv_is(b, "ping") && send(b, "pong", 4, 0) == 4 && recv_is(a, "pong");
+	return send(a, "ping", 4, 0) == 4 && unix_recv_is(b, "ping") && send(b, "pong", 4, 0) == 4 && unix_recv_is(a, "pong");
 }
 
 int main(int argc, char **argv)
@@ -64,9 +44,9 @@ int main(int argc, char **argv)
 	unlink(lpath);
 	unlink(cpath);
 	snprintf(abstract, sizeof(abstract), "zdtm-unix-accepted-%d", getpid());
-	llen = make_addr(&la, lpath, 0);
-	clen = make_addr(&ca, cpath, 0);
-	qlen = make_addr(&qa, abstract, 1);
+	llen = unix_addr(&la, lpath, 0);
+	clen = unix_addr(&ca, cpath, 0);
+	qlen = unix_addr(&qa, abstract, 1);
 	l = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (bind(l, (struct sockaddr *)&la, llen) || listen(l, 8))
 		test_abort("listen: %s", strerror(errno));
@@ -77,7 +57,7 @@ int main(int argc, char **argv)
 			_exit(1);
 		kill(getppid(), SIGUSR1);
 		test_usr1_wait();
-		if (!named(c1, &la, llen, 1) || !named(c1, &none, nlen, 0) || !recv_is(c1, "to child"))
+		if (!unix_named(c1, &la, llen, 1) || !unix_named(c1, &none, nlen, 0) || !unix_recv_is(c1, "to child"))
 			_exit(2);
 		_exit(send(c1, "bye", 3, 0) == 3 ? 0 : 3);
 	}
@@ -108,22 +88,22 @@ int main(int argc, char **argv)
 	test_waitsig();
 	if (zdtm_break)
 		recv(s2, abstract, 1, MSG_DONTWAIT);
-	if (!named(s1, &la, llen, 0) || !named(s2, &la, llen, 0) || !named(s2, &ca, clen, 1) ||
-	    !named(c2, &ca, clen, 0) || !named(c2, &la, llen, 1) || !named(sq, &qa, qlen, 0) ||
-	    !named(cq, &qa, qlen, 1) || !named(s3, &la, llen, 0))
+	if (!unix_named(s1, &la, llen, 0) || !unix_named(s2, &la, llen, 0) || !unix_named(s2, &ca, clen, 1) ||
+	    !unix_named(c2, &ca, clen, 0) || !unix_named(c2, &la, llen, 1) || !unix_named(sq, &qa, qlen, 0) ||
+	    !unix_named(cq, &qa, qlen, 1) || !unix_named(s3, &la, llen, 0))
 		fail("an end of an accepted connection has another name or peer name");
-	if (!recv_is(s1, "from child"))
+	if (!unix_recv_is(s1, "from child"))
 		fail("the child's queued data is lost");
-	if (!recv_is(s2, "to s2") || !recv_is(c2, "to c2") || !talks(s2, c2))
+	if (!unix_recv_is(s2, "to s2") || !unix_recv_is(c2, "to c2") || !talks(s2, c2))
 		fail("the bound client's connection lost data or no longer works");
-	if (!recv_is(sq, "up") || !recv_is(cq, "rec1") || !recv_is(cq, "rec2") || !talks(cq, sq))
+	if (!unix_recv_is(sq, "up") || !unix_recv_is(cq, "rec1") || !unix_recv_is(cq, "rec2") || !talks(cq, sq))
 		fail("the seqpacket connection lost records or no longer works");
-	if (!recv_is(s3, "left") || recv(s3, abstract, 1, MSG_DONTWAIT) != 0)
+	if (!unix_recv_is(s3, "left") || recv(s3, abstract, 1, MSG_DONTWAIT) != 0)
 		fail("the connection whose client closed: not its data then EOF");
 	kill(kid, SIGUSR1);
 	if (waitpid(kid, &status, 0) != kid || status)
 		fail("child ended with status 0x%x", status);
-	if (!recv_is(s1, "bye") && (usleep(100000), !recv_is(s1, "bye")))
+	if (!unix_recv_is(s1, "bye") && (usleep(100000), !unix_recv_is(s1, "bye")))
 		fail("the child's message after restore did not come");
 	int c4 = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (connect(c4, (struct sockaddr *)&la, llen) || fcntl(l, F_SETFL, O_NONBLOCK) || accept(l, NULL, NULL) < 0)

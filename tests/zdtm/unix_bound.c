@@ -8,6 +8,7 @@
  * abstract name can be sent to.
  */
 #include "lib/zdtmtst.h"
+#include "lib/unixsk.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -18,29 +19,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static socklen_t make_addr(struct sockaddr_un *a, const char *path, int abstract)
-{
-	memset(a, 0, sizeof(*a));
-	a->sun_family = AF_UNIX;
-	strncpy(a->sun_path + (abstract ? 1 : 0), path, sizeof(a->sun_path) - 2);
-	return offsetof(struct sockaddr_un, sun_path) + (abstract ? 1 : 0) + strlen(path) + (abstract ? 0 : 1);
-}
 
-static int same_name(int fd, const struct sockaddr_un *want, socklen_t wlen, int peer)
-{
-	struct sockaddr_un got;
-	socklen_t len = sizeof(got);
-	if ((peer ? getpeername : getsockname)(fd, (struct sockaddr *)&got, &len))
-		return 0;
-	return len == wlen && !memcmp(&got, want, len);
-}
 
-static int recv_is(int fd, const char *want)
-{
-	char buf[64];
-	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-	return n == (ssize_t)strlen(want) && !memcmp(buf, want, n);
-}
 
 int main(int argc, char **argv)
 {
@@ -55,9 +35,9 @@ int main(int argc, char **argv)
 	unlink(path);
 	unlink(path2);
 	snprintf(abstract, sizeof(abstract), "zdtm-unix-bound-%d", getpid());
-	plen = make_addr(&pa, path, 0);
-	alen = make_addr(&aa, abstract, 1);
-	blen = make_addr(&ba, path2, 0);
+	plen = unix_addr(&pa, path, 0);
+	alen = unix_addr(&aa, abstract, 1);
+	blen = unix_addr(&ba, path2, 0);
 	memset(&none, 0, sizeof(none));
 	none.sun_family = AF_UNIX;
 
@@ -81,22 +61,22 @@ int main(int argc, char **argv)
 	test_waitsig();
 	if (zdtm_break)
 		recv(srv, abstract, 1, MSG_DONTWAIT);
-	if (!same_name(srv, &pa, plen, 0) || !same_name(abs_sk, &aa, alen, 0) || !same_name(bs, &ba, blen, 0))
+	if (!unix_named(srv, &pa, plen, 0) || !unix_named(abs_sk, &aa, alen, 0) || !unix_named(bs, &ba, blen, 0))
 		fail("a bound socket lost its name");
-	if (!same_name(ub, &none, nlen, 0) || !same_name(ud, &none, nlen, 0) || !same_name(cli, &none, nlen, 0))
+	if (!unix_named(ub, &none, nlen, 0) || !unix_named(ud, &none, nlen, 0) || !unix_named(cli, &none, nlen, 0))
 		fail("an unbound socket has a name now");
-	if (!same_name(cli, &pa, plen, 1))
+	if (!unix_named(cli, &pa, plen, 1))
 		fail("the connected dgram socket is no longer connected to %s", path);
 	if (stat(path, &st) || !S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != 0640)
 		fail("%s is not the socket file with mode 0640 (mode %o)", path, st.st_mode);
-	if (!recv_is(srv, "first") || !recv_is(srv, "second") || !recv_is(srv, "third"))
+	if (!unix_recv_is(srv, "first") || !unix_recv_is(srv, "second") || !unix_recv_is(srv, "third"))
 		fail("the bound socket lost its queued datagrams or their order");
-	if (!recv_is(abs_sk, "abstract"))
+	if (!unix_recv_is(abs_sk, "abstract"))
 		fail("the abstract socket lost its queued datagram");
-	if (send(cli, "again", 5, 0) != 5 || !recv_is(srv, "again"))
+	if (send(cli, "again", 5, 0) != 5 || !unix_recv_is(srv, "again"))
 		fail("the connected socket no longer reaches the bound one");
 	tmp = socket(AF_UNIX, SOCK_DGRAM, 0);
-	if (sendto(tmp, "new", 3, 0, (struct sockaddr *)&aa, alen) != 3 || !recv_is(abs_sk, "new"))
+	if (sendto(tmp, "new", 3, 0, (struct sockaddr *)&aa, alen) != 3 || !unix_recv_is(abs_sk, "new"))
 		fail("the abstract name no longer reaches its socket");
 	unlink(path);
 	unlink(path2);

@@ -5,6 +5,7 @@
  * the next one gets EAGAIN; each connection is accepted and carries data both ways.
  */
 #include "lib/zdtmtst.h"
+#include "lib/unixsk.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,13 +18,6 @@
 
 #define MAXC 64
 
-static socklen_t make_addr(struct sockaddr_un *a, const char *path, int abstract)
-{
-	memset(a, 0, sizeof(*a));
-	a->sun_family = AF_UNIX;
-	strncpy(a->sun_path + (abstract ? 1 : 0), path, sizeof(a->sun_path) - 2);
-	return offsetof(struct sockaddr_un, sun_path) + (abstract ? 1 : 0) + strlen(path) + (abstract ? 0 : 1);
-}
 
 static void check_listener(int l, int type, struct sockaddr_un *a, socklen_t alen, int backlog, const char *what)
 {
@@ -72,8 +66,8 @@ int main(int argc, char **argv)
 	char *path = test_path(".listen.sock");
 	unlink(path);
 	snprintf(abstract, sizeof(abstract), "zdtm-unix-listen-%d", getpid());
-	plen = make_addr(&pa, path, 0);
-	alen = make_addr(&aa, abstract, 1);
+	plen = unix_addr(&pa, path, 0);
+	alen = unix_addr(&aa, abstract, 1);
 	ls = socket(AF_UNIX, SOCK_STREAM, 0);
 	lq = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0);
 	if (bind(ls, (struct sockaddr *)&pa, plen) || listen(ls, 17) ||

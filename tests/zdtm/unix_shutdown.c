@@ -7,18 +7,13 @@
  * EPIPE, in the same places.
  */
 #include "lib/zdtmtst.h"
+#include "lib/unixsk.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int recv_is(int fd, const char *want)
-{
-	char buf[64];
-	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-	return n == (ssize_t)strlen(want) && !memcmp(buf, want, n);
-}
 
 static int at_eof(int fd)
 {
@@ -50,19 +45,19 @@ int main(int argc, char **argv)
 	test_waitsig();
 	if (zdtm_break)
 		recv(gone[1], &c, 1, MSG_DONTWAIT);
-	if (!recv_is(wr[1], "bye") || !at_eof(wr[1]) || !send_fails(wr[0]))
+	if (!unix_recv_is(wr[1], "bye") || !at_eof(wr[1]) || !send_fails(wr[0]))
 		fail("stream shut for writing: not 'bye' then EOF, or its writer still sends");
-	if (send(wr[1], "back", 4, 0) != 4 || !recv_is(wr[0], "back"))
+	if (send(wr[1], "back", 4, 0) != 4 || !unix_recv_is(wr[0], "back"))
 		fail("stream shut for writing: the other way no longer works");
-	if (!recv_is(rd[1], "queued") || !at_eof(rd[1]) || !send_fails(rd[0]))
+	if (!unix_recv_is(rd[1], "queued") || !at_eof(rd[1]) || !send_fails(rd[0]))
 		fail("seqpacket shut for reading: not its queued record then EOF, or its peer still sends");
-	if (send(rd[1], "up", 2, 0) != 2 || !recv_is(rd[0], "up"))
+	if (send(rd[1], "up", 2, 0) != 2 || !unix_recv_is(rd[0], "up"))
 		fail("seqpacket shut for reading: the other way no longer works");
 	if (!at_eof(both[0]) || !at_eof(both[1]) || !send_fails(both[0]) || !send_fails(both[1]))
 		fail("stream shut both ways: still carries data");
-	if (!send_fails(dg[0]) || send(dg[1], "dg", 2, 0) != 2 || !recv_is(dg[0], "dg"))
+	if (!send_fails(dg[0]) || send(dg[1], "dg", 2, 0) != 2 || !unix_recv_is(dg[0], "dg"))
 		fail("dgram shut for writing: wrong way round");
-	if (!recv_is(gone[1], "left over") || !at_eof(gone[1]) || !send_fails(gone[1]))
+	if (!unix_recv_is(gone[1], "left over") || !at_eof(gone[1]) || !send_fails(gone[1]))
 		fail("stream whose peer closed: not 'left over' then EOF and EPIPE");
 	return test_finish();
 }
