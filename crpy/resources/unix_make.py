@@ -10,7 +10,9 @@ connects to the listener of the group, or to a listener bound for the moment whe
 one is closed, and the listener accepts it.  An end whose peer was closed gets a peer for the
 moment, closed once its data went in.  A one-way connected dgram socket connects to its peer's
 name.  Then options, then each socket's queue, sent in order by its peer (an unconnected named
-dgram receiver: from a fresh unnamed socket to its name), then the shutdown bits.
+dgram receiver: from a fresh unnamed socket to its name); only then are the files of sockets
+whose file was removed at the dump removed again (connects and sends went through them), and
+last the shutdown bits are set.
 """
 
 import os
@@ -106,6 +108,9 @@ def make_group(ctx, group):
         for ino, u in members.items():
             _set_opts(made[ino], u.opts)
         _refill(ctx, members, made, closers)
+        for u in members.values():      # removed since the bind: once all connected and refilled
+            if u.name[:1] == b"/" and u.deleted and os.path.lexists(_path(u.name)):
+                os.unlink(_path(u.name))
         for b in closers.values():
             b.close()
         for ino, u in members.items():
@@ -143,8 +148,6 @@ def _connection(u, peer, listeners):
             tmp.listen(1)
             c.connect(server.name)
             s = tmp.accept()[0]
-        if server.name[:1] == b"/" and server.deleted:
-            os.unlink(_path(server.name))
     return (s, c) if server is u else (c, s)
 
 
@@ -174,12 +177,9 @@ def _bind(s, u):
 
 
 def _bound(u):
-    """A socket bound to u.name, listening with its backlog when it was; its file removed again
-    when it had been removed at the dump."""
+    """A socket bound to u.name, listening with its backlog when it was."""
     s = socket.socket(socket.AF_UNIX, u.type)
     _bind(s, u)
-    if u.name[:1] == b"/" and u.deleted:
-        os.unlink(_path(u.name))
     if u.state == TCP_LISTEN:
         s.listen(u.backlog)
     return s

@@ -102,6 +102,8 @@ def check_fd(pid, fd, st):
     if d.name and d.name[:1] not in (b"/", b"\0"):
         _refuse(pid, fd, f"{kind} bound to the relative name {d.name.decode(errors='replace')!r}",
                 "bind it to an absolute path")
+    if d.name and d.name[:1] == b"/":
+        _check_path(pid, fd, d, kind)
     if d.state == TCP_LISTEN and d.rqueue:
         _refuse(pid, fd, f"listening {kind} with {d.rqueue} connection(s) waiting in its backlog",
                 "accept them before the dump")
@@ -135,6 +137,22 @@ def check_fd(pid, fd, st):
     from crpy import resources
 
     resources.dump_memo.setdefault("unix-read", {})[d.ino] = (opts, queue)
+
+
+def _check_path(pid, fd, d, kind):
+    """A socket bound to a path is bound there again at restore: refused when another file has
+    taken the path since, or its directory is gone."""
+    path = os.fsdecode(d.name.split(b"\0")[0])
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not os.path.isdir(os.path.dirname(path) or "/"):
+            _refuse(pid, fd, f"{kind} bound to {path} in a directory removed since",
+                    "crpy cannot bind it there again; keep the directory")
+        return
+    if st.st_ino != d.vfs_ino:
+        _refuse(pid, fd, f"{kind} bound to {path}, which another file has taken since",
+                "crpy cannot bind it there again; remove that file")
 
 
 def accepted_end(a, b, listener_names):
