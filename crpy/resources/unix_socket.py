@@ -13,7 +13,9 @@ Everything a restore could not make again is refused before the parasite (check_
 task of the tree holds, a connection not yet accepted or waiting in a listening socket's
 backlog, fds in flight (SCM_RIGHTS), queued credentials (SO_PASSCRED), a relative name, an
 connection whose accepted end cannot be told or whose listener is outside the tree, datagrams
-from a named sender to an unconnected receiver, an attached socket filter, SO_PASSPIDFD.
+from a named sender to an unconnected receiver, an attached socket filter, SO_PASSPIDFD, and
+SO_PEERCRED credentials that the restore would not give again (it makes a connection in one
+task, as root: _maker says which).
 
 Restore: the sockets connected to each other are made at once, as a group, by whoever restores
 the first of them (the root before its first fork when several tasks hold them,
@@ -55,7 +57,7 @@ def _diag():
 
 
 def _tree_sockets():
-    """{socket inode: (pid, fd)} of every socket fd of the dumped tree (found once per dump)."""
+    """{socket inode: pids of the tasks holding it} over the dumped tree (found once per dump)."""
     from crpy import resources
     from crpy.errors import CrpyError
     from crpy.kernel import proc
@@ -68,7 +70,7 @@ def _tree_sockets():
                 for fd in proc.fds(pid):
                     target = proc.fd_target(pid, fd)
                     if target.startswith("socket:["):
-                        held.setdefault(int(target[8:-1]), (pid, fd))
+                        held.setdefault(int(target[8:-1]), set()).add(pid)
             except (OSError, CrpyError):
                 continue                      # a task gone or without a readable fd table
         memo["unix-holders"] = held
@@ -125,6 +127,7 @@ def check_fd(pid, fd, st):
                     "connect dgram sockets to a named socket, or use socketpair()")
     mine = _getfd(pid, fd)
     try:
+        _check_peercred(pid, fd, d, mine, kind)
         opts = _read_opts(pid, fd, mine, kind)
         queue = _peek_queue(pid, fd, mine, d, kind, opts)
     finally:
@@ -196,6 +199,67 @@ def _check_accepted(pid, fd, d, peer, kind):
     if key in outside:
         _refuse(pid, fd, f"{kind} accepted from a listener outside the dumped tree (socket inode {outside[key]})",
                 "dump the process holding the listener too")
+
+
+def _check_peercred(pid, fd, d, mine, kind):
+    """SO_PEERCRED names whoever made the connection (socketpair, connect, listen); the restore
+    makes it again in one task, as root: refused unless that gives the same pid, uid and gid."""
+    s = socket.socket(fileno=os.dup(mine))
+    try:
+        cred_pid, uid, gid = struct.unpack("=iII", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    finally:
+        s.close()
+    if not cred_pid:
+        return
+    maker = _maker(d.ino)
+    if (cred_pid, uid, gid) != (maker, 0, 0):
+        _refuse(pid, fd, f"{kind} whose SO_PEERCRED names pid {cred_pid} uid {uid} gid {gid}",
+                f"its restore would name pid {maker} uid 0 gid 0; crpy makes connected sockets in the task "
+                "holding them all (else the tree's root)")
+
+
+def _maker(ino):
+    """Pid of the task that makes the socket of `ino` again at restore: the one task holding
+    every socket connected with it, else the root of the tree (crpy.resources.shared)."""
+    from crpy import resources
+
+    held = _tree_sockets()
+    pids = set()
+    for member in _component(ino):
+        pids |= held.get(member, set())
+    return next(iter(pids)) if len(pids) == 1 else resources.tree_pids[0]
+
+
+def _component(ino):
+    """Inodes of the sockets made together with `ino` at restore (crpy.resources.unix_make):
+    joined by a peer, or an accepted end and the listener of the tree that bears its name."""
+    from crpy import resources
+
+    diag, held = _diag(), _tree_sockets()
+    memo = resources.dump_memo
+    if "unix-links" not in memo:
+        links = {}
+        listeners = {(diag[i].name, diag[i].type): i for i in held
+                     if i in diag and diag[i].state == TCP_LISTEN and diag[i].name}
+        for i in held:
+            d = diag.get(i)
+            if d is None:
+                continue
+            if d.peer:
+                links.setdefault(i, set()).add(d.peer)
+                links.setdefault(d.peer, set()).add(i)
+            lst = listeners.get((d.name, d.type)) if d.state == TCP_ESTABLISHED and d.name else None
+            if lst is not None:
+                links.setdefault(i, set()).add(lst)
+                links.setdefault(lst, set()).add(i)
+        memo["unix-links"] = links
+    links, seen, todo = memo["unix-links"], set(), [ino]
+    while todo:
+        x = todo.pop()
+        if x not in seen:
+            seen.add(x)
+            todo.extend(links.get(x, ()))
+    return seen
 
 
 def _refuse_foreign_senders(pid, fd, d, queue, kind):

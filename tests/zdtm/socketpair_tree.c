@@ -3,7 +3,8 @@
  * parent keeps one, the child the other), with data queued both ways, and a dgram pair both of
  * whose ends the child inherited from the parent (one socket, two tasks).  After restore the
  * parent and the child still talk over the pair: each reads what was queued for it, then they
- * exchange a message, and the child's dgram pair carries a datagram.
+ * exchange a message, and the child's dgram pair carries a datagram; SO_PEERCRED still names the
+ * parent, which made the pair.
  */
 #include "lib/zdtmtst.h"
 
@@ -54,6 +55,10 @@ int main(int argc, char **argv)
 	test_waitsig();
 	if (zdtm_break)
 		send(sv[0], "!", 1, 0);
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	if (getsockopt(sv[0], SOL_SOCKET, SO_PEERCRED, &cr, &crlen) || cr.pid != getpid())
+		fail("SO_PEERCRED names pid %d, not the parent %d that made the pair", cr.pid, getpid());
 	if (!recv_exact(sv[0], "to parent"))
 		fail("the parent did not read what the child queued");
 	kill(kid, SIGUSR1);
