@@ -19,9 +19,9 @@ import os
 import socket
 import stat
 
-from crpy.resources.unix_socket import (SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF, SO_RCVBUFFORCE,
-                                        SO_SNDBUFFORCE, SOCK_DGRAM, SOCK_STREAM, TCP_ESTABLISHED,
-                                        TCP_LISTEN, TIMEVAL, accepted_end)
+from crpy.resources import sockopts
+from crpy.resources.unix_socket import (SO_PEEK_OFF, SOCK_DGRAM, SOCK_STREAM, TCP_ESTABLISHED, TCP_LISTEN,
+                                        accepted_end)
 
 _groups_of = [None, None]          # (files dict, its groups): computed once per files.img
 
@@ -106,7 +106,7 @@ def make_group(ctx, group):
             if u.type == SOCK_DGRAM and u.peer in members and members[u.peer].name:
                 made[ino].connect(members[u.peer].name)
         for ino, u in members.items():
-            _set_opts(made[ino], u.opts)
+            sockopts.apply(made[ino], u.opts)
         _refill(ctx, members, made, closers)
         for u in members.values():      # removed since the bind: once all connected and refilled
             if u.name[:1] == b"/" and u.deleted and os.path.lexists(_path(u.name)):
@@ -183,29 +183,6 @@ def _bound(u):
     if u.state == TCP_LISTEN:
         s.listen(u.backlog)
     return s
-
-
-def _getint(s, opt):
-    return s.getsockopt(socket.SOL_SOCKET, opt)
-
-
-def _set_opts(s, o):
-    """The dumped options, each only where it differs from a fresh socket (setting a buffer size
-    locks it against the kernel's own tuning)."""
-    sol = socket.SOL_SOCKET
-    if _getint(s, socket.SO_SNDBUF) != o.so_sndbuf:
-        s.setsockopt(sol, SO_SNDBUFFORCE, o.so_sndbuf // 2)
-    if _getint(s, socket.SO_RCVBUF) != o.so_rcvbuf:
-        s.setsockopt(sol, SO_RCVBUFFORCE, o.so_rcvbuf // 2)
-    for opt, sec, usec in ((socket.SO_SNDTIMEO, o.so_snd_tmo_sec, o.so_snd_tmo_usec),
-                           (socket.SO_RCVTIMEO, o.so_rcv_tmo_sec, o.so_rcv_tmo_usec)):
-        if sec or usec:
-            s.setsockopt(sol, opt, TIMEVAL.pack(sec, usec))
-    for opt, value in ((SO_PASSCRED, o.so_passcred), (SO_PASSSEC, o.so_passsec),
-                       (socket.SO_PRIORITY, o.so_priority), (socket.SO_RCVLOWAT, o.so_rcvlowat),
-                       (socket.SO_MARK, o.so_mark)):
-        if value and _getint(s, opt) != int(value):
-            s.setsockopt(sol, opt, int(value))
 
 
 def _refill(ctx, members, made, closed_peers):

@@ -2,7 +2,7 @@
 
 Dump.  What a socket is comes from the kernel's sock_diag (crpy.kernel.sock_diag, asked once per
 dump): type, state, name, peer, listen backlog, queue lengths and shutdown bits; its options and
-its queue from crpy's own copy of the socket (pidfd_getfd: the same socket, so nothing is taken
+its queue and options (crpy.resources.sockopts) from crpy's own copy of the socket (pidfd_getfd: the same socket, so nothing is taken
 from the task): SO_PEEK_OFF is set to 0 for the moment and MSG_PEEK walks the queue message by
 message (dgram and seqpacket boundaries kept), then the task's SO_PEEK_OFF is put back.  Each
 socket is one files.img entry of type UNIXSK (unix_sk_entry, CRIU's layout: peer is the peer's
@@ -13,7 +13,7 @@ Everything a restore could not make again is refused before the parasite (check_
 task of the tree holds, a connection not yet accepted or waiting in a listening socket's
 backlog, fds in flight (SCM_RIGHTS), queued credentials (SO_PASSCRED), a relative name, an
 connection whose accepted end cannot be told or whose listener is outside the tree, datagrams
-from a named sender to an unconnected receiver, an attached socket filter, SO_PASSPIDFD, and
+from a named sender to an unconnected receiver, options crpy.resources.sockopts refuses, and
 SO_PEERCRED credentials that the restore would not give again (it makes a connection in one
 task, as root: _maker says which).
 
@@ -32,9 +32,7 @@ SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
 TYPE_NAMES = {SOCK_STREAM: "stream", SOCK_DGRAM: "dgram", SOCK_SEQPACKET: "seqpacket"}
 TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN = 1, 7, 10
 RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2
-SO_PASSCRED, SO_PEEK_OFF, SO_PASSSEC, SO_GET_FILTER, SO_PASSPIDFD = 16, 42, 34, 26, 76
-SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
-TIMEVAL = struct.Struct("=qq")
+SO_PEEK_OFF = 42
 MAX_MESSAGES = 1 << 20                    # a queue walk that never ends is a bug: stop it
 _SETFL = os.O_NONBLOCK | 0o20000          # O_NONBLOCK, O_ASYNC (fown sets O_ASYNC again itself)
 
@@ -128,8 +126,8 @@ def check_fd(pid, fd, st):
     mine = _getfd(pid, fd)
     try:
         _check_peercred(pid, fd, d, mine, kind)
-        opts = _read_opts(pid, fd, mine, kind)
-        queue = _peek_queue(pid, fd, mine, d, kind, opts)
+        opts, peek_off = _read_opts(pid, fd, mine, kind)
+        queue = _peek_queue(pid, fd, mine, d, kind, opts, peek_off)
     finally:
         os.close(mine)
     if queue and d.type == SOCK_DGRAM and not d.peer:
@@ -139,7 +137,7 @@ def check_fd(pid, fd, st):
                 "read them before the dump")
     from crpy import resources
 
-    resources.dump_memo.setdefault("unix-read", {})[d.ino] = (opts, queue)
+    resources.dump_memo.setdefault("unix-read", {})[d.ino] = (opts, peek_off, queue)
 
 
 def _check_path(pid, fd, d, kind):
@@ -283,33 +281,21 @@ def _getfd(pid, fd):
         os.close(pidfd)
 
 
-def _getint(s, opt):
-    return s.getsockopt(socket.SOL_SOCKET, opt)
-
-
 def _read_opts(pid, fd, mine, kind):
-    """The socket options crpy keeps (a dict), refusing those it does not restore."""
+    """(sk_opts_entry, SO_PEEK_OFF) of the socket, refusing options crpy does not restore."""
+    from crpy.resources import sockopts
+
     s = socket.socket(fileno=os.dup(mine))
     try:
-        opts = {"sndbuf": _getint(s, socket.SO_SNDBUF), "rcvbuf": _getint(s, socket.SO_RCVBUF),
-                "snd_tmo": TIMEVAL.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)),
-                "rcv_tmo": TIMEVAL.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)),
-                "passcred": _getint(s, SO_PASSCRED), "passsec": _getint(s, SO_PASSSEC),
-                "priority": _getint(s, socket.SO_PRIORITY), "rcvlowat": _getint(s, socket.SO_RCVLOWAT),
-                "mark": _getint(s, socket.SO_MARK), "peek_off": _getint(s, SO_PEEK_OFF)}
-        if _getint(s, SO_GET_FILTER):
-            _refuse(pid, fd, f"{kind} with a socket filter attached", "detach it (SO_DETACH_FILTER)")
-        try:
-            if _getint(s, SO_PASSPIDFD):
-                _refuse(pid, fd, f"{kind} with SO_PASSPIDFD set", "crpy does not restore SO_PASSPIDFD yet")
-        except OSError:
-            pass                                # a kernel without SO_PASSPIDFD
-        return opts
+        bad = sockopts.refused(s)
+        if bad is not None:
+            _refuse(pid, fd, f"{kind} with {bad[0]}", bad[1])
+        return sockopts.read(s), s.getsockopt(socket.SOL_SOCKET, SO_PEEK_OFF)
     finally:
         s.close()
 
 
-def _peek_queue(pid, fd, mine, d, kind, opts):
+def _peek_queue(pid, fd, mine, d, kind, opts, peek_off):
     """[(bytes, sender name)] of the messages waiting to be read, nothing consumed: MSG_PEEK with
     SO_PEEK_OFF moving on from 0, the task's SO_PEEK_OFF put back after.  The walk ends at EAGAIN;
     on a stream or seqpacket socket shut for reading an empty queue reads as end of file (0, for
@@ -323,7 +309,7 @@ def _peek_queue(pid, fd, mine, d, kind, opts):
     try:
         s.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 0)
         try:
-            bufsize = max(opts["rcvbuf"], d.rqueue, 1 << 16)
+            bufsize = max(opts.so_rcvbuf, d.rqueue, 1 << 16)
             while not by_bytes or total < d.rqueue:
                 try:
                     data, anc, flags, addr = s.recvmsg(bufsize, socket.CMSG_SPACE(4096),
@@ -338,10 +324,10 @@ def _peek_queue(pid, fd, mine, d, kind, opts):
                 if len(out) > MAX_MESSAGES:
                     _refuse(pid, fd, f"{kind} with more than {MAX_MESSAGES} messages queued", "read them first")
         finally:
-            s.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, opts["peek_off"])
+            s.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, peek_off)
     finally:
         s.close()
-    if out and opts["passcred"]:
+    if out and opts.so_passcred:
         _refuse(pid, fd, f"{kind} with SO_PASSCRED and messages queued (their credentials)",
                 "read them before the dump")
     return out
@@ -365,11 +351,11 @@ def dump_fd(fdfacts, file_id, files):
     from crpy.resources.regfile import fown
 
     d = _diag()[fdfacts.st.st_ino]
-    opts, queue = resources.dump_memo["unix-read"][d.ino]
+    opts, peek_off, queue = resources.dump_memo["unix-read"][d.ino]
     entry = sk_unix_pb2.unix_sk_entry(
         id=file_id, ino=d.ino, type=d.type, state=d.state, flags=fdfacts.info.flags & ~O_CLOEXEC,
         uflags=0, backlog=d.wqueue if d.state == TCP_LISTEN else 0, peer=d.peer, fown=fown(),
-        opts=_opts_entry(opts), name=d.name or b"", shutdown=d.shutdown, peek_off=opts["peek_off"])
+        opts=opts, name=d.name or b"", shutdown=d.shutdown, peek_off=peek_off)
     if d.name and d.name[:1] == b"/":
         entry.vfs_ino, entry.vfs_dev = d.vfs_ino, d.vfs_dev
         _file_perms(entry, d)
@@ -390,16 +376,6 @@ def _file_perms(entry, d):
         entry.deleted = True
         return
     entry.file_perms.mode, entry.file_perms.uid, entry.file_perms.gid = st.st_mode, st.st_uid, st.st_gid
-
-
-def _opts_entry(o):
-    from crpy.images.pb import sk_opts_pb2
-
-    return sk_opts_pb2.sk_opts_entry(
-        so_sndbuf=o["sndbuf"], so_rcvbuf=o["rcvbuf"], so_snd_tmo_sec=o["snd_tmo"][0],
-        so_snd_tmo_usec=o["snd_tmo"][1], so_rcv_tmo_sec=o["rcv_tmo"][0], so_rcv_tmo_usec=o["rcv_tmo"][1],
-        so_priority=o["priority"], so_rcvlowat=o["rcvlowat"], so_mark=o["mark"],
-        so_passcred=bool(o["passcred"]), so_passsec=bool(o["passsec"]))
 
 
 # ---------------------------------------------------------------- restore side

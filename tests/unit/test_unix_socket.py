@@ -48,3 +48,24 @@ def test_groups_join_peers_listeners_and_their_accepted_connections():
     g = unix_make.groups(files)
     assert g[101] == g[102] and g[201] == g[202] == g[203] and g[301] == g[302]
     assert len({g[101], g[201], g[301], g[401]}) == 4
+
+
+def test_socket_options_read_and_set_again_on_a_fresh_socket():
+    from crpy.resources import sockopts
+
+    with socket.socket(socket.AF_UNIX) as a, socket.socket(socket.AF_UNIX) as b:
+        sol = socket.SOL_SOCKET
+        for opt, value in ((socket.SO_KEEPALIVE, 1), (socket.SO_REUSEADDR, 1), (socket.SO_PRIORITY, 5),
+                           (socket.SO_RCVBUF, 50000), (socket.SO_OOBINLINE, 1)):
+            a.setsockopt(sol, opt, value)
+        a.setsockopt(sol, socket.SO_LINGER, sockopts.LINGER.pack(1, 9))
+        a.setsockopt(sol, socket.SO_SNDTIMEO, sockopts.TIMEVAL.pack(3, 500000))
+        e = sockopts.read(a)
+        assert e.so_keepalive and e.reuseaddr and e.so_priority == 5 and e.so_linger == 9
+        assert e.so_buf_lock == 2 and e.so_rcvbuf == 100000                 # SOCK_RCVBUF_LOCK, doubled
+        assert sockopts.read(b) != e
+        sockopts.apply(b, e)
+        assert sockopts.read(b) == e
+        assert sockopts.refused(a) is None
+        a.setsockopt(sol, sockopts.SO_TIMESTAMP, 1)
+        assert sockopts.refused(a)[0] == "SO_TIMESTAMP set"
