@@ -93,8 +93,14 @@ def _refuse(pid, fd, what, hint):
 def check_fd(pid, fd, st):
     """UnsupportedResource (before the parasite; the task untouched) for a unix socket the restore
     could not make exactly again.  Its queue is read here, once, for dump_fd."""
-    d = _diag().get(st.st_ino)
+    from crpy.errors import CrpyError
+
     kind = "unix socket"
+    try:
+        d = _diag().get(st.st_ino)
+    except (OSError, CrpyError) as e:
+        _refuse(pid, fd, kind, f"the kernel's sock_diag does not answer for unix sockets ({e}): "
+                "is unix_diag (CONFIG_UNIX_DIAG) available?")
     if d is None:
         _refuse(pid, fd, kind + " that sock_diag does not list", "it lives in another network namespace")
     kind = describe(d)

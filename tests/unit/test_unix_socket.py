@@ -69,3 +69,41 @@ def test_socket_options_read_and_set_again_on_a_fresh_socket():
         assert sockopts.refused(a) is None
         a.setsockopt(sol, sockopts.SO_TIMESTAMP, 1)
         assert sockopts.refused(a)[0] == "SO_TIMESTAMP set"
+
+
+def test_a_kernel_without_unix_diag_is_one_line_naming_the_fd():
+    from unittest import mock
+
+    import pytest
+
+    from crpy import resources
+    from crpy.errors import UnsupportedResource
+
+    resources.configure_dump()
+    resources.set_dump_tree([os.getpid()])
+    a, b = socket.socketpair()
+    try:
+        with mock.patch("crpy.kernel.sock_diag.unix_sockets", side_effect=OSError(93, "Protocol not supported")):
+            with pytest.raises(UnsupportedResource) as e:
+                unix_socket.check_fd(os.getpid(), a.fileno(), os.fstat(a.fileno()))
+        assert f"pid {os.getpid()} fd {a.fileno()}" in e.value.one_line() and "unix_diag" in e.value.one_line()
+    finally:
+        a.close(), b.close()
+        resources.configure_dump()
+
+
+def test_check_fd_reads_a_pairs_queue_without_taking_it():
+    from crpy import resources
+
+    resources.configure_dump()
+    resources.set_dump_tree([os.getpid()])
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        a.send(b"one"), a.send(b""), a.send(b"three")
+        unix_socket.check_fd(os.getpid(), b.fileno(), os.fstat(b.fileno()))
+        opts, peek_off, queue = resources.dump_memo["unix-read"][os.fstat(b.fileno()).st_ino]
+        assert [m for m, _ in queue] == [b"one", b"", b"three"] and peek_off == -1
+        assert b.recv(10) == b"one" and b.recv(10) == b"" and b.recv(10) == b"three"
+    finally:
+        a.close(), b.close()
+        resources.configure_dump()
