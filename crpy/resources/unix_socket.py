@@ -1,18 +1,18 @@
 """Unix sockets: dump and restore of stream, dgram and seqpacket sockets, with their queued data.
 
 Dump.  What a socket is comes from the kernel's sock_diag (crpy.kernel.sock_diag, asked once per
-dump): type, state, name, peer, listen backlog, queue lengths and shutdown bits; its options and
-its queue and options (crpy.resources.sockopts) from crpy's own copy of the socket (pidfd_getfd: the same socket, so nothing is taken
-from the task): SO_PEEK_OFF is set to 0 for the moment and MSG_PEEK walks the queue message by
-message (dgram and seqpacket boundaries kept), then the task's SO_PEEK_OFF is put back.  Each
-socket is one files.img entry of type UNIXSK (unix_sk_entry, CRIU's layout: peer is the peer's
-inode), its queue one sk-queues.img entry per message (id_for: the receiving socket's file id)
-followed by the bytes, as CRIU writes them.
+dump): type, state, name, peer, listen backlog, queue lengths and shutdown bits.  Its options
+(crpy.resources.sockopts) and its queue come from crpy's own copy of the socket (pidfd_getfd:
+the same socket, so nothing is taken from the task): SO_PEEK_OFF is set to 0 for the moment and
+MSG_PEEK walks the queue message by message (dgram and seqpacket boundaries kept), then the
+task's SO_PEEK_OFF is put back.  Each socket is one files.img entry of type UNIXSK
+(unix_sk_entry, CRIU's layout: peer is the peer's inode), its queue one sk-queues.img entry per
+message (id_for: the receiving socket's file id) followed by the bytes, as CRIU writes them.
 
 Everything a restore could not make again is refused before the parasite (check_fd): a peer no
 task of the tree holds, a connection not yet accepted or waiting in a listening socket's
-backlog, fds in flight (SCM_RIGHTS), queued credentials (SO_PASSCRED), a relative name, an
-connection whose accepted end cannot be told or whose listener is outside the tree, datagrams
+backlog, fds in flight (SCM_RIGHTS), queued credentials (SO_PASSCRED), a relative name, a path
+taken by another file or in a directory removed since, a connection whose accepted end cannot be told or whose listener is outside the tree, datagrams
 from a named sender to an unconnected receiver, options crpy.resources.sockopts refuses, and
 SO_PEERCRED credentials that the restore would not give again (it makes a connection in one
 task, as root: _maker says which).
@@ -34,7 +34,6 @@ TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN = 1, 7, 10
 RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2
 SO_PEEK_OFF = 42
 MAX_MESSAGES = 1 << 20                    # a queue walk that never ends is a bug: stop it
-_SETFL = os.O_NONBLOCK | 0o20000          # O_NONBLOCK, O_ASYNC (fown sets O_ASYNC again itself)
 
 
 def describe(d):
@@ -110,6 +109,11 @@ def check_fd(pid, fd, st):
                 "bind it to an absolute path")
     if d.name and d.name[:1] == b"/":
         _check_path(pid, fd, d, kind)
+    if d.state not in (TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN):
+        _refuse(pid, fd, f"{kind} in state {d.state}", "crpy restores unconnected, connected and listening ones")
+    if d.type == SOCK_DGRAM and d.state == TCP_ESTABLISHED and not d.peer:
+        _refuse(pid, fd, f"connected {kind} whose peer was closed",
+                "its next send would fail with ECONNREFUSED; crpy cannot make such a socket again")
     if d.state == TCP_LISTEN and d.rqueue:
         _refuse(pid, fd, f"listening {kind} with {d.rqueue} connection(s) waiting in its backlog",
                 "accept them before the dump")

@@ -107,3 +107,24 @@ def test_check_fd_reads_a_pairs_queue_without_taking_it():
     finally:
         a.close(), b.close()
         resources.configure_dump()
+
+
+def test_a_connected_dgram_socket_whose_peer_closed_is_refused():
+    import pytest
+
+    from crpy import resources
+    from crpy.errors import UnsupportedResource
+
+    resources.configure_dump()
+    resources.set_dump_tree([os.getpid()])
+    name = b"\0crpy-test-dgram-peer-closed-%d" % os.getpid()
+    srv, c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        srv.bind(name)
+        c.connect(name)
+        srv.close()
+        with pytest.raises(UnsupportedResource, match="whose peer was closed"):
+            unix_socket.check_fd(os.getpid(), c.fileno(), os.fstat(c.fileno()))
+    finally:
+        c.close()
+        resources.configure_dump()
