@@ -45,6 +45,7 @@ class UnixDiag:
     vfs_ino: int = 0                   # the socket file's inode and device (bound to a path)
     vfs_dev: int = 0
     peer: int = 0                      # inode of the peer socket, 0: none
+    peer_gone: bool = False            # connected to a peer that was closed since (its inode is 0)
     icons: list = field(default_factory=list)    # listening: peers of the connections waiting
     rqueue: int = 0                    # listening: connections waiting; else bytes to read
     wqueue: int = 0                    # listening: the backlog; else bytes written not yet read
@@ -75,6 +76,7 @@ def parse_unix_msg(payload):
             d.vfs_ino, d.vfs_dev = struct.unpack_from("=II", data)
         elif kind == UNIX_DIAG_PEER:
             d.peer = struct.unpack_from("=I", data)[0]
+            d.peer_gone = d.peer == 0
         elif kind == UNIX_DIAG_ICONS:
             d.icons = list(struct.unpack_from(f"={len(data) // 4}I", data))
         elif kind == UNIX_DIAG_RQLEN:

@@ -111,7 +111,7 @@ def check_fd(pid, fd, st):
         _check_path(pid, fd, d, kind)
     if d.state not in (TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN):
         _refuse(pid, fd, f"{kind} in state {d.state}", "crpy restores unconnected, connected and listening ones")
-    if d.type == SOCK_DGRAM and d.state == TCP_ESTABLISHED and not d.peer:
+    if d.type == SOCK_DGRAM and d.peer_gone:
         _refuse(pid, fd, f"connected {kind} whose peer was closed",
                 "its next send would fail with ECONNREFUSED; crpy cannot make such a socket again")
     if d.state == TCP_LISTEN and d.rqueue:
