@@ -3,7 +3,8 @@
 One file prints {"magic": "CORE", "entries": [...]}; several files (or a directory, whose
 image files are taken in name order) print one JSON object keyed by path.  Raw page images
 print their size and page count, payload images (pipes-data) the payload length of each entry.
-Enums print as names, bytes as base64, everything else as plain JSON numbers and strings.
+Enums print as names, bytes as base64 (unix socket names quoted-printable, as crit), everything
+else as plain JSON numbers and strings.
 
 Never a traceback: an image that cannot be decoded (cut short, a broken entry, a text field that
 is not UTF-8 ...) is one line on stderr naming it and the offset; the images of a directory that
@@ -43,6 +44,10 @@ def _value(field, value):
         named = field.enum_type.values_by_number.get(value)
         return named.name if named is not None else value
     if field.type == field.TYPE_BYTES:
+        if field.name == "name" and field.containing_type.name == "unix_sk_entry":
+            import quopri                       # crit prints unix socket names quoted-printable
+
+            return quopri.encodestring(value).decode()
         return base64.b64encode(value).decode()
     if isinstance(value, bytes):
         raise _NotText(f"field {field.name} is not UTF-8 text")

@@ -27,12 +27,14 @@ _MODULES = {
     "inotify": "crpy.resources.inotify",  # inotify watches, by file handle
     "pidfd": "crpy.resources.pidfd",     # pidfds of tasks of the tree
     "fanotify": "crpy.resources.fanotify",  # fanotify groups with their inode marks
+    "unixsk": "crpy.resources.unix_socket",  # unix sockets: pairs, bound, listening, with queued data
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY", "ctty": "TTY",
              "memfd": "MEMFD", "ns": "NS", "eventfd": "EVENTFD", "timerfd": "TIMERFD", "signalfd": "SIGNALFD",
-             "eventpoll": "EVENTPOLL", "inotify": "INOTIFY", "pidfd": "PIDFD", "fanotify": "FANOTIFY"}
+             "eventpoll": "EVENTPOLL", "inotify": "INOTIFY", "pidfd": "PIDFD", "fanotify": "FANOTIFY",
+             "unixsk": "UNIXSK"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))

@@ -105,6 +105,8 @@ def collect_fds(pid):
         kind = resources.classify(target, st)
         if kind == "tty" and not _on_shell_terminal(pid, st) or kind == "unlinked file" and _is_pty(st):
             kind = _terminal_kind(pid, fd, target, st)
+        if kind == "socket":
+            kind = _socket_kind(pid, fd, st)
         if not resources.supported(kind):
             raise UnsupportedResource(pid, kind, fd, target,
                                       "crpy cannot dump this kind of file yet; close it before the dump")
@@ -182,6 +184,16 @@ def _terminal_kind(pid, fd, target, st):
         return "pty"
     raise UnsupportedResource(pid, "tty", fd, target,
                               "dump a task on the terminal it was started from with --shell-job")
+
+
+def _socket_kind(pid, fd, st):
+    """'unixsk' for a unix socket the restore can make again (else refused), or '<PROTO> socket'."""
+    from crpy.resources import unix_socket
+
+    kind = unix_socket.socket_kind(pid, fd)
+    if kind == "unixsk":
+        unix_socket.check_fd(pid, fd, st)
+    return kind
 
 
 def _on_shell_terminal(pid, st):
@@ -292,6 +304,11 @@ class RestoreContext:
         os.close(fd)
         self._held.append(high)
         return high
+
+    def take(self, fd):
+        """A held fd becomes the caller's (it closes or places it; finish() no longer does)."""
+        self._held.remove(fd)
+        return fd
 
     def at_finish(self, fn):
         self._cleanups.append(fn)

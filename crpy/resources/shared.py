@@ -49,15 +49,19 @@ def highest_wanted_fd(images_dir, floor=0):
     return max([floor] + [e.fd for entries in tables.values() for e in entries])
 
 
-def _object_key(entry):
+def _object_key(entry, files):
     """What one kernel object a files.img entry stands for: a pipe/FIFO by pipe_id, a memfd by
-    its inode, else its id."""
+    its inode, unix sockets by the group of those connected to each other, else its id."""
     if entry.HasField("pipe"):
         return ("pipe", entry.pipe.pipe_id)
     if entry.HasField("fifo"):
         return ("fifo", entry.fifo.pipe_id)
     if entry.HasField("memfd"):                # every description of one memfd inode
         return ("memfd", entry.memfd.inode_id)
+    if entry.HasField("usk"):
+        from crpy.resources import unix_socket
+
+        return unix_socket.object_key(entry, files)
     if entry.HasField("tty"):                  # both sides of a pty pair: info ids 2k, 2k+1
         return ("tty", entry.tty.tty_info_id // 2)
     return ("id", entry.id)
@@ -88,7 +92,7 @@ def make_shared(images_dir, keep_above):
     for pid, entries in tables.items():
         for e in entries:
             if e.id in files:
-                users.setdefault(_object_key(files[e.id]), set()).add(pid)
+                users.setdefault(_object_key(files[e.id], files), set()).add(pid)
     for key in _session_terminals(images_dir):  # the leader takes it before forking its members
         users.setdefault(key, set()).add("session")
     for pid, file_id in resources.extra_users(files):      # an epoll registration of another's file
@@ -100,7 +104,7 @@ def make_shared(images_dir, keep_above):
     for pid, entries in tables.items():
         for e in entries:
             entry = files.get(e.id)
-            if entry is None or e.id in fds or len(users[_object_key(entry)]) < 2:
+            if entry is None or e.id in fds or len(users[_object_key(entry, files)]) < 2:
                 continue
             fds[e.id] = ctx.hold(resources.module(kind_of_entry(entry)).restore_fd(entry, ctx))
     ctx.run_cleanups()                    # ghosts: every shared fd is open, the names can go

@@ -48,7 +48,7 @@ int main(int argc, char **argv)
     fcntl(7, F_SETFD, FD_CLOEXEC);
     close(lfd);
     if (argc > 2 && !strcmp(argv[2], "socket")) {
-        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        int s = socket(AF_INET, SOCK_STREAM, 0);   /* TCP: not dumped yet */
         dup2(s, 9);
         close(s);
     }

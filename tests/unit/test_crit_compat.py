@@ -46,6 +46,12 @@ def test_crit_sees_the_registers_and_vmas(written):
     assert pm[0] == {"pages_id": 1} and [e["nr_pages"] for e in pm[1:]] == [1, 33, 1024, 2]
     files = S.crit_decode(paths["files"])["entries"]
     assert files[1]["reg"]["name"] == "/tmp/log.txt" and files[1]["reg"]["pos"] == 1234
+    usk = [f["usk"] for f in files if "usk" in f]
+    assert [u["state"] for u in usk] == [1, 10] and usk[1]["backlog"] == 17       # TCP_ESTABLISHED, TCP_LISTEN
+    assert usk[1]["name"] == "/run/crpy.sock"
+    assert usk[1]["file_perms"]["mode"] == 0o140640 and usk[1]["opts"]["so_snd_tmo_usec"] == 252000
+    queues = S.crit_decode(paths["sk_queues"])["entries"]
+    assert [(q["id_for"], q["length"]) for q in queues] == [(6, 11), (6, 2), (9, 0)]
 
 
 def test_crit_show_pretty(written):

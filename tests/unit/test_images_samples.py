@@ -167,6 +167,14 @@ def file_entries():
                opts=_cls("sk_opts_pb2.sk_opts_entry")(so_sndbuf=212992, so_rcvbuf=212992, so_snd_tmo_sec=0,
                                                       so_snd_tmo_usec=0, so_rcv_tmo_sec=0, so_rcv_tmo_usec=0),
                name=b"", shutdown=0)),
+           fe(type=5, id=15, usk=_cls("sk_unix_pb2.unix_sk_entry")(      # a listener on a path (crpy fields)
+               id=15, ino=123458, type=5, state=10, flags=0o4002, uflags=0, backlog=17, peer=0, fown=_fown(),
+               opts=_cls("sk_opts_pb2.sk_opts_entry")(so_sndbuf=212992, so_rcvbuf=425984, so_snd_tmo_sec=7,
+                                                      so_snd_tmo_usec=252000, so_rcv_tmo_sec=0, so_rcv_tmo_usec=0,
+                                                      so_passcred=True),
+               name=b"/run/crpy.sock", shutdown=1,
+               file_perms=_cls("sk_unix_pb2.file_perms_entry")(mode=0o140640, uid=0, gid=0),
+               vfs_ino=991, vfs_dev=0x803, peek_off=-1)),
            fe(type=6, id=7, efd=_cls("eventfd_pb2.eventfd_file_entry")(id=7, flags=2, fown=_fown(), counter=5,
                                                                         semaphore=True)),
            fe(type=11, id=8, tty=_cls("tty_pb2.tty_file_entry")(id=8, tty_info_id=1, flags=2, fown=_fown())),
@@ -243,7 +251,8 @@ def samples():
         "tty_data": [_cls("tty_pb2.tty_data_entry")(tty_id=1, data=b"typed ahead\n")],
         "sk_queues": [(_cls("sk_packet_pb2.sk_packet_entry")(id_for=6, length=0), b"hello, peer"),
                       (_cls("sk_packet_pb2.sk_packet_entry")(
-                          id_for=6, length=0, scm=[_cls("sk_packet_pb2.scm_entry")(type=1, rights=[3])]), b"fd")],
+                          id_for=6, length=0, scm=[_cls("sk_packet_pb2.scm_entry")(type=1, rights=[3])]), b"fd"),
+                      (_cls("sk_packet_pb2.sk_packet_entry")(id_for=15, length=0), b"")],    # a 0-byte datagram
         "digests": [_cls("crpy_digest_pb2.digest_head")(algo="xxh3_64", chunk_size=1 << 20, body=0x1234),
                     _cls("crpy_digest_pb2.image_digest_entry")(name="pages-1.img", size=3 << 20,
                                                                 chunks=[1, 2 ** 64 - 1, 3])],
@@ -316,7 +325,8 @@ NEWER_THAN_CRIT = {"nr_pages", "compat_nr_pages", "cap_amb", "no_new_privs", "cg
                    "plugins_entry", "dump_criu_run_id", "stop_signo", "membarrier_registration_mask",
                    "payload_len", "xsave_components",
                    "semaphore", "held_at", "held_file", "owner",  # crpy-only fields (>= 1000)
-                   "pidfd"}  # CRIU 4.x's pidfd entry: crit 3.17 knows neither it nor its fd type (20)
+                   "pidfd",  # CRIU 4.x's pidfd entry: crit 3.17 knows neither it nor its fd type (20)
+                   "vfs_ino", "vfs_dev", "peek_off"}     # crpy-only fields (>= 1000) of unix_sk_entry
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,7 +10,7 @@ import subprocess
 
 ZDTM_DIR = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.path.join(ZDTM_DIR, "bin")
-LIB_SOURCES = [os.path.join(ZDTM_DIR, "lib", "zdtmtst.c"), os.path.join(ZDTM_DIR, "lib", "zdtmtst.h")]
+LIB_SOURCES = [os.path.join(ZDTM_DIR, "lib", name) for name in ("zdtmtst.c", "zdtmtst.h", "unixsk.h")]
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-D_GNU_SOURCE"]
 # Extra flags per test, where one needs them (inline asm and target attributes cover the rest).
 EXTRA_CFLAGS = {}

@@ -42,6 +42,10 @@ DESC = {
     "ns_time": {"dump_fails": True},
     "zombie_leader": {"dump_fails": True},
     "stopped_threads": {"dump_fails": True},
+    "unix_peer_outside": {"dump_fails": True},
+    "unix_backlog": {"dump_fails": True},
+    "unix_scm_rights": {"dump_fails": True},
+    "unix_peercred": {"dump_fails": True},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.
