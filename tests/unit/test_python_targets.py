@@ -1,6 +1,6 @@
 """Python programs through crpy: a compute loop, a threaded program, one on many modules and C
-extensions and an epoll event loop on a timerfd, an eventfd, a signalfd and a pipe
-(tests/unit/pytargets/), each dumped, checked gone, restored and seen working on, 1
+extensions, an epoll event loop on a timerfd, an eventfd, a signalfd and a pipe, and an asyncio
+loop with timers and a signal handler (its self-pipe is a unix socket pair) (tests/unit/pytargets/), each dumped, checked gone, restored and seen working on, 1
 and 3 times; then the program checks its own state (pytargets/common.py says how).
 
 They run on crpy's own interpreter (sys.executable): the restored task maps the very binary
@@ -29,7 +29,7 @@ def _start(name, tmp_path, env=None):
 
 
 @pytest.mark.parametrize("iters", [1, 3])
-@pytest.mark.parametrize("name", ["compute", "threads", "modules", "evloop"])
+@pytest.mark.parametrize("name", ["compute", "threads", "modules", "evloop", "asyncio_loop"])
 def test_python_program_runs_on_after_restore(name, iters, tmp_path):
     with _start(name, tmp_path) as t:
         for n in range(iters):
@@ -90,19 +90,3 @@ def test_a_task_mapping_crpys_interpreter_as_another_file_is_refused_untouched(t
     finally:
         kill_quietly(p.pid)
         p.wait()
-
-
-def test_an_asyncio_program_is_refused_untouched(tmp_path):
-    """asyncio's loop wakes itself through a UNIX socket pair (its self-pipe and signal wakeup fd):
-    until crpy dumps sockets the dump refuses it in one line naming the socket, and the program
-    runs on: its timers keep their order, its SIGUSR1 handler runs (pytargets/asyncio_loop.py)."""
-    with _start("asyncio_loop", tmp_path) as t:
-        before = wait_for(lambda: _progress(t), what="progress")
-        maps = proc.maps(t.pid, vmflags=False)
-        r = crpy("dump", "-t", t.pid, "-D", tmp_path / "imgs")
-        assert r.returncode == 1 and f"pid {t.pid} fd " in r.stderr and "socket" in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-        st = proc.status(t.pid)
-        assert st.state in "SR" and st.tracer_pid == 0 and proc.maps(t.pid, vmflags=False) == maps
-        wait_for(lambda: _progress(t) > before + 5, what="the asyncio timers running on")
-        t.verdict(main_sleeps_in=None)
