@@ -95,10 +95,26 @@ def test_chain_restores_byte_exact(target_bin, tmp_path, rounds):
         assert os.readlink(final / "parent") == f"../p{rounds}"
         assert PE_PARENT in _pagemap_flags(final, t.pid)
         assert os.path.getsize(final / "pages-1.img") < sizes[0]
+        _check_show_sources(final, t.pid, rounds)
         t.proc.wait(timeout=10)
         wait_for(lambda: not _holder_alive(t.pid), what="the tracking holder to end")
         t.restore(final)
         t.verdict(main_sleeps_in=None)
+
+
+def _check_show_sources(final, pid, rounds):
+    """crpy show names the pages file each page comes from, in this round or an earlier one."""
+    import json
+
+    r = crpy("show", final / f"pagemap-{pid}.img")
+    assert r.returncode == 0, r.stderr
+    entries = json.loads(r.stdout)["entries"][1:]
+    sources = [src for e in entries for src in e["source"]]
+    assert all(os.path.basename(os.path.dirname(src)) in {"final"} | {f"p{i}" for i in range(1, rounds + 1)}
+               for src in sources), sources
+    for e in entries:
+        here = all(src.startswith(str(final) + "/") for src in e["source"])
+        assert here == (not e["flags"] & PE_PARENT), e
 
 
 def test_chain_break_fails(target_bin, tmp_path):
