@@ -181,9 +181,9 @@ def _tracking(opts):
     from crpy.dump.memtrack import Tracking, link_parent, prev_dir
 
     link_parent(opts.images_dir, opts.prev_images_dir)
-    if not opts.track_mem:
-        return None
-    return Tracking(opts.images_dir, opts.pid, prev_dir(opts.images_dir, opts.prev_images_dir), keep=False)
+    # without --track-mem every page is dumped, but PE_PARENT still means the parent images here
+    prev = prev_dir(opts.images_dir, opts.prev_images_dir) if opts.track_mem else None
+    return Tracking(opts.images_dir, opts.pid, prev, keep=False)
 
 
 def _files_id(tree, task, n, real_ppid):

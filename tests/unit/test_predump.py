@@ -224,3 +224,34 @@ def test_range_arithmetic():
     own, parent = split_runs([(0, 10, 4, True), (20, 30, 6, True)], [(5, 25)])
     assert own == [(0, 5, 4, True), (25, 30, 6, True)]
     assert [(s, e) for s, e, _ in parent] == [(5, 10), (20, 25)]
+
+
+def test_tree_chain(target_bin, tmp_path):
+    """A tree: each task has its own tracking; all of them come back byte-exact."""
+    from tests.unit.crhelpers import kill_quietly, start_target
+
+    outs = [tmp_path / "o1", tmp_path / "o2"]
+    root = start_target(["sh", "-c", f"{target_bin} {outs[0]} & {target_bin} {outs[1]} & wait"],
+                        lambda: all("ready" in read_text(o) for o in outs), what="the tree")
+    try:
+        kids = [int(p) for p in read_text(f"/proc/{root.pid}/task/{root.pid}/children").split()]
+        for n, prev in ((1, None), (2, "../p1")):
+            for k in kids:
+                os.kill(k, signal.SIGUSR1)
+            wait_for(lambda: all(f"step {n}\n" in read_text(o) for o in outs), what=f"step {n}")
+            args = ["pre-dump", "-t", root.pid, "-D", tmp_path / f"p{n}"] + (["--prev-images-dir", prev] if prev else [])
+            r = crpy(*args)
+            assert r.returncode == 0, r.stderr
+        for k in kids:
+            assert PE_PARENT in _pagemap_flags(tmp_path / "p2", k)
+        r = crpy("dump", "-t", root.pid, "-D", tmp_path / "final", "--prev-images-dir", "../p2", "--track-mem")
+        assert r.returncode == 0, r.stderr
+        root.wait(timeout=10)
+        r = crpy("restore", "-D", tmp_path / "final", "-d")
+        assert r.returncode == 0, r.stderr
+        for k in kids:
+            os.kill(k, signal.SIGTERM)
+        wait_for(lambda: all("PASS" in read_text(o) or "FAIL" in read_text(o) for o in outs), what="the verdicts")
+        assert all(read_text(o).endswith("PASS\n") for o in outs), [read_text(o) for o in outs]
+    finally:
+        kill_quietly(root.pid)
