@@ -55,6 +55,7 @@ class Tracking:
     def __init__(self, images_dir, root, prev, keep):
         self.images_dir, self.root, self.prev, self.keep = images_dir, root, prev, keep
         self.fds, self.conn, self.continuous = {}, None, False
+        self.holder = None                 # pidfd of the holder lent from: it ends unless it keeps
         self.token, self.generation = uuid.uuid4().hex, 1
 
     # ---- the round ----
@@ -148,16 +149,25 @@ class Tracking:
             pids = sorted(self.fds)
             socket.send_fds(self.conn, [b"keep " + json.dumps(self._state()).encode()],
                             [self.fds[p] for p in pids])
-            self.conn.recv(16)
+            if self.conn.recv(16) == b"ok" and self.holder is not None:
+                os.close(self.holder)      # it goes on holding: nothing to wait for
+                self.holder = None
         finally:
             self.abandon()
 
     def abandon(self):
-        """Close crpy's fds: the tracking ends unless the holder kept copies."""
+        """Close crpy's fds: the tracking ends unless the holder kept copies.  A holder that
+        lent its fds ends now: it is waited for, so no process of crpy outlives the command."""
         self._close_fds()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        if self.holder is not None:
+            import select
+
+            select.select([self.holder], [], [], 5.0)
+            os.close(self.holder)
+            self.holder = None
 
     # ---- helpers ----
 
@@ -186,6 +196,10 @@ class Tracking:
         state = json.loads(msg)
         self.fds = dict(zip(state["pids"], fds))
         self.conn = conn
+        try:
+            self.holder = os.pidfd_open(state["holder"])
+        except (OSError, KeyError):
+            pass                           # gone already
         return state
 
 

@@ -56,7 +56,8 @@ def _serve(srv):
         with conn:
             msg, got = _recv(conn)
             if msg == b"lend" and state is not None:
-                socket.send_fds(conn, [json.dumps(state).encode()], fds)
+                reply = dict(state, holder=os.getpid())      # crpy waits for it to end, if it ends
+                socket.send_fds(conn, [json.dumps(reply).encode()], fds)
                 for fd in fds + pidfds:
                     os.close(fd)
                 state, fds, pidfds = None, [], []
