@@ -455,7 +455,8 @@ def _place_cow_run(areas, starts, vaddr, length, mpath, n):
     area = areas[idx] if idx >= 0 else None
     if area is None or area.kind != "anon" or vaddr + length > area.end:
         raise ImageError(mpath, f"entry {n + 1}: pages {vaddr:#x}+{length:#x} from the parent lie in "
-                         "no anonymous private VMA")
+                         "no anonymous private VMA",
+                         hint="images of a pre-dump chain need their 'parent' link to the previous round")
     area.cow_runs.append((vaddr - area.start, length))
 
 

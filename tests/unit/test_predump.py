@@ -132,14 +132,19 @@ def test_chain_break_fails(target_bin, tmp_path):
         t.verdict(main_sleeps_in=None, want="FAIL")
 
 
-def test_restore_checks_parent_digests(target_bin, tmp_path):
-    """A damaged page image of an earlier round is refused by the final restore."""
+def test_restore_checks_the_chain(target_bin, tmp_path):
+    """A chain without its parent link, or with a damaged page image of an earlier round, is
+    refused by the final restore in one line."""
     with SelfCheckingTarget(target_bin, tmp_path) as t:
         _step(t, 1)
         assert _pre_dump(t, tmp_path / "p1").returncode == 0
         r = crpy("dump", "-t", t.pid, "-D", tmp_path / "final", "--prev-images-dir", "../p1", "--track-mem")
         assert r.returncode == 0, r.stderr
         t.proc.wait(timeout=10)
+        os.rename(tmp_path / "final" / "parent", tmp_path / "parent.saved")
+        r = crpy("restore", "-D", tmp_path / "final", "-d")
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and "'parent' link" in r.stderr, r.stderr
+        os.rename(tmp_path / "parent.saved", tmp_path / "final" / "parent")
         with open(tmp_path / "p1" / "pages-1.img", "r+b") as f:
             f.seek(100)
             f.write(b"\xff")
