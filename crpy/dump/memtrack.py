@@ -286,16 +286,17 @@ def intersect(a, b):
 
 
 def subtract(a, b):
-    out = []
+    """a minus b, both sorted and without overlaps within each list; linear in their sizes."""
+    out, j = [], 0
     for s, e in a:
-        for bs, be in b:
-            if be <= s or bs >= e:
-                continue
-            if bs > s:
-                out.append((s, bs))
-            s = max(s, be)
-            if s >= e:
-                break
+        while j < len(b) and b[j][1] <= s:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] < e:
+            if b[k][0] > s:
+                out.append((s, b[k][0]))
+            s = max(s, b[k][1])
+            k += 1
         if s < e:
             out.append((s, e))
     return out
@@ -313,14 +314,20 @@ def _merge(ranges):
 
 def split_runs(runs, clean):
     """(runs outside clean, [(s, e, run)] inside it): page runs cut at the clean ranges."""
+    import bisect
+
     own, parent = [], []
+    ends = [hi for _, hi in clean]
     for run in runs:
         s, e = run[0], run[1]
-        for lo, hi in intersect([(s, e)], clean):
+        i = bisect.bisect_right(ends, s)           # the first clean range ending after s
+        while i < len(clean) and clean[i][0] < e:
+            lo, hi = max(s, clean[i][0]), min(e, clean[i][1])
             if lo > s:
                 own.append((s, lo) + tuple(run[2:]))
             parent.append((lo, hi, run))
             s = hi
+            i += 1
         if s < e:
             own.append((s, e) + tuple(run[2:]))
     return own, parent

@@ -6,6 +6,8 @@ resolve() turns a run into the (vaddr, length, pages path, offset) pieces that h
 coverage() is what a chain holds data for, so a new round refers to it only for pages it has.
 """
 
+import bisect
+import functools
 import os
 
 from crpy.errors import ImageError
@@ -43,7 +45,13 @@ def _flags(e):
 
 
 def task_runs(images_dir, pid):
-    """[(vaddr, end, flags, pages path, offset)] of pid's pagemap in images_dir; [] if none."""
+    """[(vaddr, end, flags, pages path, offset)] of pid's pagemap in images_dir, in address
+    order; [] if none.  Read once per directory and pid (a restore asks for every run)."""
+    return _task_runs(os.path.realpath(images_dir), pid)
+
+
+@functools.lru_cache(maxsize=256)
+def _task_runs(images_dir, pid):
     mpath = framing.image_path(images_dir, "pagemap", pid)
     if not os.path.exists(mpath):
         return []
@@ -52,14 +60,14 @@ def task_runs(images_dir, pid):
         raise ImageError(mpath, "no pagemap head")
     ppath = framing.image_path(images_dir, "pages", entries[0].pages_id)
     out, offset = [], 0
-    for e in entries[1:]:
+    for e in entries[1:]:                      # data offsets follow the entries' file order
         length = framing.pagemap_nr_pages(e) * PAGE_SIZE
         flags = _flags(e)
         has_data = flags & PE_PRESENT and not flags & PE_PARENT
         out.append((e.vaddr, e.vaddr + length, flags, ppath if has_data else None, offset if has_data else None))
         if has_data:
             offset += length
-    return out
+    return sorted(out)
 
 
 def resolve(images_dir, pid, vaddr, length, depth=0):
@@ -71,7 +79,11 @@ def resolve(images_dir, pid, vaddr, length, depth=0):
         raise ImageError(images_dir, f"{where} is marked in the parent images, but there is no parent "
                          "directory", hint="the 'parent' symlink of a pre-dump chain is missing")
     out, end = [], vaddr + length
-    for s, e, flags, ppath, offset in task_runs(parent, pid):
+    runs = task_runs(parent, pid)
+    first = max(bisect.bisect_right(runs, (vaddr,)) - 1, 0)
+    for s, e, flags, ppath, offset in runs[first:]:
+        if s >= end:
+            break
         lo, hi = max(s, vaddr), min(e, end)
         if lo >= hi:
             continue

@@ -260,3 +260,26 @@ def test_tree_chain(target_bin, tmp_path):
         assert all(read_text(o).endswith("PASS\n") for o in outs), [read_text(o) for o in outs]
     finally:
         kill_quietly(root.pid)
+
+
+def test_range_arithmetic_against_pages():
+    """intersect/subtract/split_runs agree with the same sums done page by page."""
+    import random
+
+    from crpy.dump.memtrack import intersect, split_runs, subtract
+
+    def ranges(rng, n):
+        points = sorted(rng.sample(range(0, 400), 2 * n))
+        return [(points[i], points[i + 1]) for i in range(0, 2 * n, 2)]
+
+    def pages(rs):
+        return {p for s, e in rs for p in range(s, e)}
+
+    rng = random.Random(7)
+    for _ in range(300):
+        a, b = ranges(rng, rng.randint(1, 8)), ranges(rng, rng.randint(0, 8))
+        assert pages(intersect(a, b)) == pages(a) & pages(b)
+        assert pages(subtract(a, b)) == pages(a) - pages(b)
+        own, parent = split_runs([(s, e, 4, True) for s, e in a], b)
+        assert pages((s, e) for s, e, _, _ in own) == pages(a) - pages(b)
+        assert pages((s, e) for s, e, _ in parent) == pages(a) & pages(b)
