@@ -1,19 +1,16 @@
 """The pre-dump pipeline (criu pre-dump): the tree's memory only, and the tree goes on running.
 
-  tracking: take it back from the holder ─► seize_tree ─► per task: /proc facts ─► VMAs ─► pages
-  scan ─► written since the last round (re-armed) ─► infect ─► register new VMAs ─► page references
-  into pipes ─► cure ─► detach (the tree runs again) ─► pages-N.img and pagemaps from the pipes ─►
-  crpy-memtrack.json, digests ─► the holder keeps the tracking
+  seize_tree ─► tracking: take it back from the holder ─► per task: /proc facts ─► VMAs ─► pages
+  scan ─► written since the last round (re-armed) ─► infect ─► register new VMAs ─► pages ─► cure
+  ─► crpy-memtrack.json, digests ─► detach ─► the holder keeps the tracking
 
-The tree is frozen only while the page references are taken (crpy.dump.predump_pages), unless
-they need more pipe room than a round may hold: then they are copied while frozen.  Each round
-after the first writes only pages written since the previous one; the others are PE_PARENT
-entries pointing into --prev-images-dir (the `parent` link).  Whatever fails, the tree is cured
-and detached as it was and the tracking is dropped (the fds are closed).
+The pages are copied while the tree is frozen (this first version does not resume it before the
+copy).  Each round after the first writes only pages written since the previous one; the others
+are PE_PARENT entries pointing into --prev-images-dir (the `parent` link).  Whatever fails, the
+tree is cured and detached as it was and the tracking is dropped (the fds are closed).
 """
 
 import itertools
-import time
 
 from crpy.log import log
 
@@ -24,7 +21,6 @@ def pre_dump(opts):
     from crpy.dump.images import begin_image_digests, write_image_digests
     from crpy.dump.memtrack import Tracking, link_parent, prev_dir
     from crpy.dump.target import check_target
-    from crpy.dump.predump_pages import write_pages
     from crpy.dump.tree import seize_tree
 
     pid, images_dir = opts.pid, opts.images_dir
@@ -34,25 +30,18 @@ def pre_dump(opts):
         link_parent(images_dir, opts.prev_images_dir)
     track = Tracking(images_dir, pid, prev_dir(images_dir, opts.prev_images_dir), keep=True)
     begin_image_digests(images_dir, skip=opts.skip_integrity)
-    held = []
     try:
         track.begin()
-        frozen = time.monotonic()
         with seize_tree(pid) as tasks:
             files, pages_ids = FileTable(images_dir, itertools.count(1)), itertools.count(1)
             for task in tasks:
                 if not task.zombie:
-                    _pre_dump_task(track, task, images_dir, files, next(pages_ids), stats, held)
-        stats["frozen_s"] = round(time.monotonic() - frozen, 6)     # the tree runs again from here
-        while held:
-            write_pages(*held.pop(0), images_dir)
-        track.finish()
-        write_image_digests(images_dir)
-        faults.point("after-images")
-        track.hand_over()                  # the holder keeps the fds
+                    _pre_dump_task(track, task, images_dir, files, next(pages_ids), stats)
+            track.finish()
+            write_image_digests(images_dir)
+            faults.point("after-images")
+        track.hand_over()                  # the tree runs again; the holder keeps the fds
     except BaseException:
-        for pages, _ in held:
-            pages.close()
         track.abandon()
         raise
     stats["tasks"] = len(tasks)
@@ -60,13 +49,11 @@ def pre_dump(opts):
     return stats
 
 
-def _pre_dump_task(track, task, images_dir, files, pages_id, stats, held):
-    """facts -> vmas -> pages scan -> written since -> infect -> arm -> page references -> cure.
-    Appends (HeldPages, pages_id) to held, unless the pages were copied at once."""
+def _pre_dump_task(track, task, images_dir, files, pages_id, stats):
+    """facts -> vmas -> pages scan -> written since -> infect -> arm -> pages -> cure."""
     from crpy.dump.facts import collect_facts
     from crpy.dump.infection import infected
     from crpy.dump.pages import dump_private_pages, scan_pages
-    from crpy.dump.predump_pages import fits, take_pages
     from crpy.dump.vmas import plan_vmas
 
     pid = task.pid
@@ -77,12 +64,7 @@ def _pre_dump_task(track, task, images_dir, files, pages_id, stats, held):
     track.select(pid, facts, page_plan)
     with infected(pid) as infection:
         track.arm(pid, infection.parasite, plans, facts.vmas)
-        if fits(page_plan):
-            held.append((take_pages(infection.parasite, pid, page_plan), pages_id))
-        else:
-            log.info("pid %d: %d pages copied while frozen (more than a round holds in pipes)",
-                     pid, page_plan.nr_pages)
-            dump_private_pages(infection.parasite, images_dir, pid, page_plan, pages_id)
+        dump_private_pages(infection.parasite, images_dir, pid, page_plan, pages_id)
         infection.cure()
     stats["pages"] += page_plan.nr_pages
     stats["parent_pages"] += sum(e - s for s, e, _, _ in page_plan.parent_runs) // 4096
