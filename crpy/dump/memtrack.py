@@ -95,9 +95,7 @@ class Tracking:
         from crpy.kernel import pagemap as P
 
         page_plan.parent_runs = []
-        registered = [(v.start, v.end) for v in facts.vmas if "uw" in v.vmflags]
-        if pid in self.fds and registered:
-            page_plan.runs, _ = split_runs(page_plan.runs, _wp_markers(pid, registered))
+        registered = drop_wp_markers(pid, facts, page_plan)
         if not self.continuous or pid not in self.fds:
             return
         with P.Pagemap(pid) as pm:
@@ -201,6 +199,15 @@ class Tracking:
         except (OSError, KeyError):
             pass                           # gone already
         return state
+
+
+def drop_wp_markers(pid, facts, page_plan):
+    """Take the uffd-wp markers of a tracked task out of page_plan.runs (they are no memory: a
+    dump would save zeros or file bytes for them); returns the write-protect registered ranges."""
+    registered = [(v.start, v.end) for v in facts.vmas if "uw" in v.vmflags]
+    if registered:
+        page_plan.runs, _ = split_runs(page_plan.runs, _wp_markers(pid, registered))
+    return registered
 
 
 def _wp_markers(pid, registered):

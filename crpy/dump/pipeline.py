@@ -146,8 +146,12 @@ def _dump_task(tree, task, n, stats, tick):
     if tree.track is not None:          # PE_PARENT then means: in the previous round's images
         tree.track.check_task(pid, facts)
         tree.track.select(pid, facts, page_plan)
-    elif parent is not None and parent.plans is not None:
-        split_cow_runs(pid, parent.pid, plans, parent.plans, page_plan)
+    else:
+        from crpy.dump.memtrack import drop_wp_markers
+
+        drop_wp_markers(pid, facts, page_plan)  # a task a pre-dump still tracks: markers are no data
+        if parent is not None and parent.plans is not None:
+            split_cow_runs(pid, parent.pid, plans, parent.plans, page_plan)
     task.plans = plans
     tick("collect")
     with infected(pid) as infection:

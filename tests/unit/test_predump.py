@@ -283,3 +283,18 @@ def test_range_arithmetic_against_pages():
         own, parent = split_runs([(s, e, 4, True) for s, e in a], b)
         assert pages((s, e) for s, e, _, _ in own) == pages(a) - pages(b)
         assert pages((s, e) for s, e, _ in parent) == pages(a) & pages(b)
+
+
+def test_plain_dump_of_a_tracked_task(target_bin, tmp_path):
+    """A dump without --track-mem of a task a pre-dump still tracks saves its memory in full but
+    not the write-protect markers of its unpopulated pages (no zero pages in the image)."""
+    with SelfCheckingTarget(target_bin, tmp_path) as t:
+        _step(t, 1)
+        assert _pre_dump(t, tmp_path / "p1").returncode == 0
+        _step(t, 2)
+        t.dump(tmp_path / "full")
+        tracked = os.path.getsize(tmp_path / "p1" / "pages-1.img")
+        assert os.path.getsize(tmp_path / "full" / "pages-1.img") < 1.5 * tracked
+        wait_for(lambda: not _holder_alive(t.pid), what="the holder to end with the task")
+        t.restore(tmp_path / "full")
+        t.verdict(main_sleeps_in=None)
