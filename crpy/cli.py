@@ -138,18 +138,25 @@ def main(argv=None):
 def _run(args, verbosity):
     from crpy import log
 
-    if args.command in ("dump", "pre-dump"):
+    if args.command == "dump":
         from crpy.options import DumpOptions
         from crpy.dump.pipeline import run_dump
 
-        pre = args.command == "pre-dump"
         opts = DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
-                           leave_running=pre or args.leave_running,
-                           shell_job=not pre and args.shell_job, log_file=args.log_file, verbosity=verbosity,
-                           file_locks=not pre and args.file_locks, link_remap=not pre and args.link_remap,
-                           ghost_limit=1 << 20 if pre else args.ghost_limit, pre_dump=pre,
-                           prev_images_dir=args.prev_images_dir, track_mem=pre or args.track_mem)
+                           leave_running=args.leave_running,
+                           shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
+                           file_locks=args.file_locks, link_remap=args.link_remap,
+                           ghost_limit=args.ghost_limit,
+                           prev_images_dir=args.prev_images_dir, track_mem=args.track_mem)
         run_dump(opts)
+        return 0
+    if args.command == "pre-dump":
+        from crpy.options import DumpOptions
+        from crpy.dump.pipeline import run_dump
+
+        run_dump(DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
+                             leave_running=True, log_file=args.log_file, verbosity=verbosity, pre_dump=True,
+                             prev_images_dir=args.prev_images_dir, track_mem=True))
         return 0
     if args.command == "restore":
         from crpy.options import RestoreOptions
