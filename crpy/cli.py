@@ -1,4 +1,4 @@
-"""The crpy command line: dump, restore, check, cpuinfo, check-images, show.
+"""The crpy command line: dump, pre-dump, restore, check, cpuinfo, check-images, show.
 
 Options are spelled as criu spells them, so scripts written for criu run unchanged.  An option of
 criu's that crpy does not implement yet is refused by name, never silently ignored.  Every crpy
@@ -11,7 +11,7 @@ import sys
 # criu options that crpy knows of but does not implement yet: refused with a clear message.
 _NOT_YET = {
     "dump": ["--tcp-established", "--ext-unix-sk", "--manage-cgroups",
-             "--track-mem", "--prev-images-dir", "--page-server", "--address", "--port",
+             "--page-server", "--address", "--port",
              "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
              "--network-lock", "--skip-in-flight", "--tcp-close", "--timeout",
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
@@ -58,6 +58,12 @@ def _parser():
     d.add_argument("--ghost-limit", type=_size, default=1 << 20, metavar="SIZE",
                    help="largest unlinked file whose contents go into the images (criu's: 1M; K, M, G)")
 
+    for parser in (d, _pre_dump_parser(sub)):
+        parser.add_argument("--prev-images-dir", metavar="REL",
+                            help="the previous pre-dump's images, relative to -D (linked as DIR/parent)")
+        parser.add_argument("--track-mem", action="store_true",
+                            help="dump only pages written since --prev-images-dir (userfaultfd tracking)")
+
     r = sub.add_parser("restore", help="restore a process tree")
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
     r.add_argument("-d", "--restore-detached", action="store_true")
@@ -82,6 +88,15 @@ def _parser():
     s = sub.add_parser("show", help="print images as JSON (like crit decode)")
     s.add_argument("paths", nargs="+", metavar="FILE|DIR")
     s.add_argument("--pretty", action="store_true", help="indent the JSON")
+    return p
+
+
+def _pre_dump_parser(sub):
+    p = sub.add_parser("pre-dump", help="save the tree's memory and let it run on (rounds before a dump)")
+    p.add_argument("-t", "--tree", type=int, required=True, metavar="PID")
+    p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    p.add_argument("-o", "--log-file", metavar="FILE")
+    p.add_argument("--skip-integrity", action="store_true", help="write no digests of the images")
     return p
 
 
@@ -138,8 +153,17 @@ def _run(args, verbosity):
                            leave_running=args.leave_running,
                            shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
                            file_locks=args.file_locks, link_remap=args.link_remap,
-                           ghost_limit=args.ghost_limit)
+                           ghost_limit=args.ghost_limit,
+                           prev_images_dir=args.prev_images_dir, track_mem=args.track_mem)
         run_dump(opts)
+        return 0
+    if args.command == "pre-dump":
+        from crpy.options import DumpOptions
+        from crpy.dump.pipeline import run_dump
+
+        run_dump(DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
+                             leave_running=True, log_file=args.log_file, verbosity=verbosity, pre_dump=True,
+                             prev_images_dir=args.prev_images_dir, track_mem=True))
         return 0
     if args.command == "restore":
         from crpy.options import RestoreOptions

@@ -20,6 +20,9 @@ class DumpOptions:
     file_locks: bool = False          # criu --file-locks: dump held locks (else a held lock is an error)
     link_remap: bool = False          # criu --link-remap: unlinked files linked back, not copied
     ghost_limit: int = 1 << 20        # criu --ghost-limit: largest unlinked file copied into the images
+    pre_dump: bool = False            # criu pre-dump: pages only, the tree resumes (crpy.dump.predump)
+    prev_images_dir: Optional[str] = None   # criu --prev-images-dir, relative to images_dir
+    track_mem: bool = False           # criu --track-mem: pages unchanged since prev_images_dir are not dumped
 
 
 @dataclass(frozen=True)

@@ -359,6 +359,19 @@ static long take_fds(struct blob_msghdr *m)
     return first;
 }
 
+/* A userfaultfd bound to this mm (only the task can make one), sent to the dumper and closed
+ * here at once: the task's fd table ends as it was (crpy.dump.memtrack). */
+static void do_uffd(long flags)
+{
+    long fd = sys1(__NR_userfaultfd, flags);
+    int f = (int)fd;
+
+    if (fd < 0)
+        return reply(PAR_UFFD, fd, 0, 0, 0, 0);
+    reply(PAR_UFFD, 0, 0, 0, &f, 1);
+    sys1(__NR_close, fd);
+}
+
 static void serve(struct parasite_cmd *cmd, long got_fd)
 {
     u8 *data = (u8 *)(cmd + 1);
@@ -389,6 +402,8 @@ static void serve(struct parasite_cmd *cmd, long got_fd)
         return do_drain((const s32 *)data, cmd->len);
     case PAR_TIMERS:
         return do_timers((const s32 *)data, cmd->len);
+    case PAR_UFFD:
+        return do_uffd((long)cmd->a[0]);
     case PAR_FINISH:
         reply(cmd->op, 0, 0, 0, 0, 0);
         cure(0);

@@ -57,6 +57,7 @@ enum parasite_op {
     PAR_DRAIN_FDS = 8,  /* data = s32 fds[] (<= PAR_MAX_FDS); reply carries them; ret = count */
     PAR_FINISH = 9,     /* ret = 0, then the parasite cures itself */
     PAR_TIMERS = 10,    /* data = s32 ids[] (<= PAR_MAX_TIMERS); reply = struct parasite_timer[] */
+    PAR_UFFD = 11,      /* a0 = userfaultfd() flags; the reply carries the new fd, closed here */
 };
 
 /* One POSIX timer as timer_gettime/timer_getoverrun see it; ret: 0 or -errno. */

@@ -17,7 +17,7 @@ import struct
 from crpy.errors import ParasiteError
 from crpy.kernel import ptrace
 
-PING, OPEN, CLOSE, RECVFD, DUMP, SIGACTS, MISC, DRAIN_FDS, FINISH, TIMERS = range(1, 11)
+PING, OPEN, CLOSE, RECVFD, DUMP, SIGACTS, MISC, DRAIN_FDS, FINISH, TIMERS, UFFD = range(1, 12)
 MAX_TIMERS = 128
 MAX_FDS = 253
 CMD_BUF = 256 * 1024

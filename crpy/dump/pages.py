@@ -142,8 +142,8 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
     from crpy.images.pb import pagemap_pb2          # only now: preloaded while pages moved
 
     entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
-    entries += [framing.new_pagemap_entry(s, (e - s) // PAGE, f) for s, e, f, _ in plan.runs]
-    entries += [framing.new_pagemap_entry(s, (e - s) // PAGE, f) for s, e, f, _ in plan.parent_runs]
+    # in address order (criu's reader wants it); the runs with data keep their file order
+    entries += [framing.new_pagemap_entry(s, (e - s) // PAGE, f) for s, e, f, _ in sorted(plan.runs + plan.parent_runs)]
     framing.write_image(framing.image_path(images_dir, "pagemap", pid), "pagemap", entries)
     return written
 

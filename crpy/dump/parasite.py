@@ -152,6 +152,17 @@ class Parasite:
             raise
         return out
 
+    def userfaultfd(self, flags):
+        """A new userfaultfd of the task's mm, in this process only (the task closed its copy)."""
+        ret, _, got = self._chan.call(ch.UFFD, (flags,), nfds=1)
+        if ret < 0:
+            for fd in got:
+                os.close(fd)
+            raise ParasiteError(f"pid {self.pid}: userfaultfd() in the task: {os.strerror(-ret)}")
+        if len(got) != 1:
+            raise ParasiteError(f"pid {self.pid}: userfaultfd() sent {len(got)} fds")
+        return got[0]
+
     # ---- the end ----
 
     def cure(self):

@@ -40,6 +40,10 @@ def run_dump(opts):
     log.info("Dumping task %d into %s", opts.pid, opts.images_dir)
     try:
         try:
+            if opts.pre_dump:
+                from crpy.dump.predump import pre_dump
+
+                return pre_dump(opts)
             return _dump(opts)
         except OSError as e:              # the task is cured and detached by now; say it in one line
             where = f" ({e.filename})" if e.filename else ""
@@ -68,13 +72,17 @@ def _dump(opts):
     tick = _Clock(stats)
     resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job, opts.ghost_limit)
     check_target(pid)
+    track = _tracking(opts)
     begin_image_digests(opts.images_dir, skip=opts.skip_integrity)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(ghost.links_removed_on_failure())    # unwound last: after the detach
+        if track is not None:
+            cleanup.callback(track.abandon)      # the final dump ends the tracking, failed or not
+            track.begin()
         tasks = cleanup.enter_context(seize_tree(pid))
         resources.set_dump_tree([t.pid for t in tasks if not t.zombie])
         pages_ids = itertools.count(1)
-        tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks)
+        tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks, track)
         tick("seize")
         progress.start("dump", len(tasks))
         cleanup.callback(progress.finish)
@@ -102,6 +110,7 @@ class _TreeDump:
     pages_ids: object
     shmem_done: set
     tasks: list
+    track: object = None              # crpy.dump.memtrack.Tracking with --track-mem --prev-images-dir
 
     def __post_init__(self):
         self.by_pid = {t.pid: t for t in self.tasks}
@@ -139,8 +148,15 @@ def _dump_task(tree, task, n, stats, tick):
     page_plan = scan_pages(pid, plans)
     progress.add_total(page_plan.nr_pages * PAGE)
     parent = tree.by_pid.get(task.ppid)
-    if parent is not None and parent.plans is not None:
-        split_cow_runs(pid, parent.pid, plans, parent.plans, page_plan)
+    if tree.track is not None:          # PE_PARENT then means: in the previous round's images
+        tree.track.check_task(pid, facts)
+        tree.track.select(pid, facts, page_plan)
+    else:
+        from crpy.dump.memtrack import drop_wp_markers
+
+        drop_wp_markers(pid, facts, page_plan)  # a task a pre-dump still tracks: markers are no data
+        if parent is not None and parent.plans is not None:
+            split_cow_runs(pid, parent.pid, plans, parent.plans, page_plan)
     task.plans = plans
     tick("collect")
     with infected(pid) as infection:
@@ -165,6 +181,18 @@ def _dump_task(tree, task, n, stats, tick):
     dump_threads(images_dir, task.seized.threads, creds)
     tick("images")
     _add(stats, {"vmas": len(plans), "fds": len(fdinfo), "pages": page_plan.nr_pages})
+
+
+def _tracking(opts):
+    """The memory tracking a dump --track-mem --prev-images-dir ends (crpy.dump.memtrack)."""
+    if not opts.prev_images_dir:
+        return None
+    from crpy.dump.memtrack import Tracking, link_parent, prev_dir
+
+    link_parent(opts.images_dir, opts.prev_images_dir)
+    # without --track-mem every page is dumped, but PE_PARENT still means the parent images here
+    prev = prev_dir(opts.images_dir, opts.prev_images_dir) if opts.track_mem else None
+    return Tracking(opts.images_dir, opts.pid, prev, keep=False)
 
 
 def _files_id(tree, task, n, real_ppid):

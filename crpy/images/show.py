@@ -70,7 +70,32 @@ def decode_file(path):
     if payloads is not None:
         for entry, payload in zip(entries, payloads):
             entry["payload_len"] = len(payload)
+    if k.name == "pagemap":
+        _add_page_sources(path, entries)
     return {"magic": magic.CRIT_NAMES.get(k.name, k.name.upper()), "entries": entries}
+
+
+def _add_page_sources(path, entries):
+    """In a pre-dump chain (a `parent` link beside the pagemap), each entry also says where its
+    bytes are: "source": ["DIR/pages-N.img@OFFSET+LENGTH", ...] (crpy's key; crit has none)."""
+    from crpy.images import chain
+
+    images_dir = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    if chain.parent_dir(images_dir) is None or not name[len("pagemap-"):-len(".img")].isdigit():
+        return
+    pid = int(name[len("pagemap-"):-len(".img")])
+    pieces = {s: (ppath, offset) for s, _, _, ppath, offset in chain.task_runs(images_dir, pid)}
+    for entry in entries[1:]:
+        vaddr, length = entry["vaddr"], entry.get("nr_pages", entry.get("compat_nr_pages", 0)) * PAGE_SIZE
+        ppath, offset = pieces.get(vaddr, (None, None))
+        try:
+            found = [(ppath, offset, length)] if ppath else \
+                [(p, o, n) for _, n, p, o in chain.resolve(images_dir, pid, vaddr, length)]
+        except ImageError as e:
+            entry["source"] = f"missing: {e.one_line()}"
+            continue
+        entry["source"] = [f"{p}@{o:#x}+{n:#x}" for p, o, n in found]
 
 
 def _raw_summary(path, kind):

@@ -61,9 +61,10 @@ class Pagemap:
     def __exit__(self, *exc):
         self.close()
 
-    def scan(self, start, end, mask=0, inverted=0, anyof=0, return_mask=None):
+    def scan(self, start, end, mask=0, inverted=0, anyof=0, return_mask=None, flags=0):
         """Runs [(start, end, categories)] of pages in [start, end) whose categories, after
-        XOR with `inverted`, have every bit of `mask` and (when given) one bit of `anyof`."""
+        XOR with `inverted`, have every bit of `mask` and (when given) one bit of `anyof`.
+        flags: PM_SCAN_WP_MATCHING write-protects the pages found, in the same walk."""
         from crpy.kernel._sys import ffi
         from crpy.kernel.syscalls import ioctl
 
@@ -71,7 +72,7 @@ class Pagemap:
             return_mask = mask | anyof
         vec = ffi.new("struct page_region[]", _VEC_LEN)
         arg = ffi.new("struct pm_scan_arg *")
-        arg.size = ffi.sizeof("struct pm_scan_arg")
+        arg.size, arg.flags = ffi.sizeof("struct pm_scan_arg"), flags
         arg.vec, arg.vec_len = int(ffi.cast("uintptr_t", vec)), _VEC_LEN
         arg.category_inverted, arg.category_mask = inverted, mask
         arg.category_anyof_mask, arg.return_mask = anyof, return_mask

@@ -32,7 +32,10 @@ class IntegrityCheck:
         from crpy.images import digest
 
         try:
-            self._damage = digest.damaged_images(self.images_dir)
+            from crpy.images.chain import chain_dirs
+
+            # a pre-dump chain: the previous rounds' images are read too, so they are checked too
+            self._damage = [e for d in chain_dirs(self.images_dir) for e in digest.damaged_images(d)]
         except Exception as e:  # noqa: BLE001 - told by wait(), in the restore's thread
             self._damage = [ImageError(self.images_dir, f"cannot check the images: {e}")]
 

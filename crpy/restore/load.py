@@ -370,7 +370,7 @@ def _add_pages(task, images_dir):
         raise ImageError(mpath, "no pagemap head")
     runs = [(e.vaddr, framing.pagemap_nr_pages(e) * PAGE, _pe_flags(e)) for e in entries[1:]]
     ppath = framing.image_path(images_dir, "pages", entries[0].pages_id)
-    task.pages_bytes += _place_runs(task.areas, runs, ppath, mpath)
+    task.pages_bytes += _place_runs(task.areas, runs, ppath, mpath, _ParentPages(images_dir, task.pid))
     for area in task.areas:
         if area.kind == "anon_shared":
             spath = framing.image_path(images_dir, "pagemap_shmem", area.shmid)
@@ -386,7 +386,24 @@ def _pe_flags(e):
     return PE_PARENT if e.in_parent else PE_PRESENT
 
 
-def _place_runs(areas, runs, ppath, mpath):
+class _ParentPages:
+    """PE_PARENT runs of a pre-dump chain (a `parent` link in the images dir): their bytes are in
+    the previous rounds' pages images (crpy.images.chain).  Without the link PE_PARENT means pages
+    shared with the parent task (crpy.dump.tree_cow)."""
+
+    def __init__(self, images_dir, pid):
+        from crpy.images import chain
+
+        self.images_dir, self.pid = images_dir, pid
+        self.chained = chain.parent_dir(images_dir) is not None
+
+    def pieces(self, vaddr, length):
+        from crpy.images import chain
+
+        return chain.resolve(self.images_dir, self.pid, vaddr, length)
+
+
+def _place_runs(areas, runs, ppath, mpath, parent_pages=None):
     """Split runs at area boundaries into area.runs; returns the bytes the pages file must have."""
     import bisect
 
@@ -395,29 +412,39 @@ def _place_runs(areas, runs, ppath, mpath):
     for n, (vaddr, length, flags) in enumerate(runs):
         if vaddr % PAGE or length <= 0:
             raise ImageError(mpath, f"entry {n + 1}: bad run {vaddr:#x}+{length:#x}")
+        if flags & PE_PARENT and parent_pages is not None and parent_pages.chained:
+            for addr, piece, path, at in parent_pages.pieces(vaddr, length):
+                _place_data(areas, starts, addr, piece, path, at, mpath, n, bisect)
+            continue
         if flags & PE_PARENT:
             _place_cow_run(areas, starts, vaddr, length, mpath, n)
             continue
         if not flags & PE_PRESENT:
             raise RestoreError(f"{mpath}: entry {n + 1} (flags {flags:#x}) has no pages; crpy restores "
                                "full dumps only")
-        addr, end = vaddr, vaddr + length
-        idx = max(bisect.bisect_right(starts, addr) - 1, 0)
-        while addr < end:
-            while idx < len(areas) and areas[idx].end <= addr:
-                idx += 1
-            if idx == len(areas) or areas[idx].start > addr:
-                raise ImageError(mpath, f"entry {n + 1}: page {addr:#x} lies in no restorable VMA")
-            area = areas[idx]
-            if area.kind not in ("anon", "file_private", "vdso", "vvar"):
-                raise ImageError(mpath, f"entry {n + 1}: page {addr:#x} lies in a {area.kind} VMA")
-            piece = min(end, area.end) - addr
-            if area.kind in ("anon", "file_private"):    # CRIU also saves the vDSO: not needed
-                area.runs.append((addr - area.start, piece, ppath, offset))
-            offset += piece
-            addr += piece
+        _place_data(areas, starts, vaddr, length, ppath, offset, mpath, n, bisect)
+        offset += length
     _check_pages_size(ppath, mpath, offset)
     return offset
+
+
+def _place_data(areas, starts, vaddr, length, ppath, offset, mpath, n, bisect):
+    """Pages [vaddr, vaddr+length) whose bytes are at `offset` in ppath, cut at area ends."""
+    addr, end = vaddr, vaddr + length
+    idx = max(bisect.bisect_right(starts, addr) - 1, 0)
+    while addr < end:
+        while idx < len(areas) and areas[idx].end <= addr:
+            idx += 1
+        if idx == len(areas) or areas[idx].start > addr:
+            raise ImageError(mpath, f"entry {n + 1}: page {addr:#x} lies in no restorable VMA")
+        area = areas[idx]
+        if area.kind not in ("anon", "file_private", "vdso", "vvar"):
+            raise ImageError(mpath, f"entry {n + 1}: page {addr:#x} lies in a {area.kind} VMA")
+        piece = min(end, area.end) - addr
+        if area.kind in ("anon", "file_private"):    # CRIU also saves the vDSO: not needed
+            area.runs.append((addr - area.start, piece, ppath, offset))
+        offset += piece
+        addr += piece
 
 
 def _place_cow_run(areas, starts, vaddr, length, mpath, n):
@@ -428,7 +455,8 @@ def _place_cow_run(areas, starts, vaddr, length, mpath, n):
     area = areas[idx] if idx >= 0 else None
     if area is None or area.kind != "anon" or vaddr + length > area.end:
         raise ImageError(mpath, f"entry {n + 1}: pages {vaddr:#x}+{length:#x} from the parent lie in "
-                         "no anonymous private VMA")
+                         "no anonymous private VMA",
+                         hint="images of a pre-dump chain need their 'parent' link to the previous round")
     area.cow_runs.append((vaddr - area.start, length))
 
 

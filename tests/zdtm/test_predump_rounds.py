@@ -1,0 +1,26 @@
+"""zdtm tests through pre-dump chains: `python3 -m tests.zdtm.run NAME --pre N` runs N crpy
+pre-dump rounds while the test runs, then a dump of only what changed since the last round
+(--prev-images-dir --track-mem), and restores through the chain; the test checks its state.
+Tests whose memory changes between rounds, grows, moves or spans threads and trees."""
+
+import pytest
+
+from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_word
+
+PRE_DUMP_TESTS = ["dirtymem", "mem256", "maps", "brk", "stack", "guard", "filemap_private", "shmem",
+                  "threads_fpu", "tree50"]
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+@pytest.mark.parametrize("name", [_case(n) for n in PRE_DUMP_TESTS])
+def test_pre_dump_rounds(name, rounds):
+    rc, out = run_harness(name, "--pre", str(rounds))
+    skip_if_skipped(out, name)
+    assert verdict_word(out, name) in ("PASS", "FIXED"), out
+    assert rc == 0, out
+
+
+def test_pre_dump_rounds_catch_a_broken_state():
+    """With --break the test reports FAIL after the chain's restore too (its check can fail)."""
+    rc, out = run_harness("dirtymem", "--pre", "2", "--break")
+    assert verdict_word(out, "dirtymem") == "DETECTED", out
