@@ -21,7 +21,7 @@ class DumpOptions:
     link_remap: bool = False          # criu --link-remap: unlinked files linked back, not copied
     ghost_limit: int = 1 << 20        # criu --ghost-limit: largest unlinked file copied into the images
     pre_dump: bool = False            # criu pre-dump: pages only, the tree resumes (crpy.dump.predump)
-    prev_images_dir: Optional[str] = None   # criu --prev-images-dir, relative to images_dir
+    prev_images_dir: str | None = None      # criu --prev-images-dir, relative to images_dir
     track_mem: bool = False           # criu --track-mem: pages unchanged since prev_images_dir are not dumped
 
 

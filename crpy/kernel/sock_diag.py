@@ -11,7 +11,7 @@ a dump meets a socket.
 """
 
 import struct
-from dataclasses import dataclass, field
+from crpy.record import dataclass, field
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
