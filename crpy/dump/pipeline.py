@@ -75,6 +75,7 @@ def _dump(opts):
         resources.set_dump_tree([t.pid for t in tasks if not t.zombie])
         pages_ids = itertools.count(1)
         tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks)
+        faults.point("after-seize")
         tick("seize")
         progress.start("dump", len(tasks))
         cleanup.callback(progress.finish)
@@ -82,6 +83,7 @@ def _dump(opts):
             _dump_task(tree, task, n, stats, tick)
             progress.task_done()
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
+        faults.point("after-tree-images")
         write_image_digests(opts.images_dir)
         faults.point("after-images")
         tick("images")
@@ -110,6 +112,7 @@ class _TreeDump:
 def _dump_task(tree, task, n, stats, tick):
     """The per-task steps: facts -> vmas -> pages scan -> infect -> pages, fds, fs, sigactions,
     misc -> cure -> regs, mm, creds, core -> task images."""
+    from crpy import faults
     from crpy.dump.core import core_entry
     from crpy.dump.creds import dump_creds
     from crpy.dump.facts import collect_facts
@@ -142,19 +145,24 @@ def _dump_task(tree, task, n, stats, tick):
     if parent is not None and parent.plans is not None:
         split_cow_runs(pid, parent.pid, plans, parent.plans, page_plan)
     task.plans = plans
+    faults.point("after-collect", pid)
     tick("collect")
     with infected(pid) as infection:
         start_preload()                   # imports ride along while the pages move GIL-free
         _add(stats, dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids,
                                tree.shmem_done))
         digest_written_images(images_dir)          # hashed beside the rest of the dump
+        faults.point("after-pages", pid)
         tick("pages")
         fdinfo = dump_fds(facts, files)
         fs = dump_fs(facts, files)
+        faults.point("after-fds", pid)
         sigactions = dump_sigactions(infection.parasite)
         misc = dump_misc(infection.parasite)
         discount_frozen_time(misc, task.seized.frozen_at)
+        faults.point("before-cure", pid)
         infection.cure()
+    faults.point("after-cure", pid)
     regs = dump_regs(pid)
     _drop_stop_signal(regs, task.seized.stop_signal)
     mm = mm_entry(facts, plans, page_plan, misc, exe_id)
@@ -163,6 +171,7 @@ def _dump_task(tree, task, n, stats, tick):
     task.pgid, task.sid = misc.get("pgid", facts.stat.pgrp), misc.get("sid", facts.stat.session)
     write_task_images(images_dir, pid, n, {"core": core, "mm": mm, "fs": fs, "fdinfo": fdinfo}, task.files_id)
     dump_threads(images_dir, task.seized.threads, creds)
+    faults.point("after-task-images", pid)
     tick("images")
     _add(stats, {"vmas": len(plans), "fds": len(fdinfo), "pages": page_plan.nr_pages})
 
