@@ -36,7 +36,10 @@ class _Clock:
 def run_dump(opts):
     """Dump task opts.pid into opts.images_dir; returns a dict of statistics."""
     _prepare_dir(opts.images_dir)
-    setup(opts.verbosity, opts.log_file, opts.images_dir)
+    try:
+        setup(opts.verbosity, opts.log_file, opts.images_dir)
+    except OSError as e:
+        raise DumpError(f"cannot open the log file {opts.log_file}: {e.strerror or e}") from None
     log.info("Dumping task %d into %s", opts.pid, opts.images_dir)
     try:
         try:
@@ -214,8 +217,10 @@ def _add(stats, counts):
 
 
 def _prepare_dir(images_dir):
+    from crpy.images.create import make_images_dir
+
     try:
-        os.makedirs(images_dir, exist_ok=True)
+        make_images_dir(images_dir)
     except OSError as e:
         raise DumpError(f"cannot use images directory {images_dir}: {e.strerror}",
                         "give a writable directory with -D") from None

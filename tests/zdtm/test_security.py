@@ -1,0 +1,115 @@
+"""The machine crpy runs on is sacred too (issue 13): images are private, a dump writes through no
+planted link, and a restore gives no credentials or capabilities its caller lacks.
+
+  modes      : a dump under umask 0 or 0277 into a directory that does not exist yet: the
+               directories it makes are 0700, every file in them (images, log) 0600.
+  planted    : a symlink (or a hard link) named like an image or the log, planted in the images
+               directory and pointing at a file elsewhere: the dump fails in one line naming it,
+               the file elsewhere is untouched, and so is the task.
+  credentials: the images of a root task restored by uid 65534 (holding only
+               CAP_DAC_READ_SEARCH, to read python and the images) or by root without
+               CAP_SYS_ADMIN in its bounding set (so not in its permitted set): one line, nothing
+               forked.
+"""
+
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from tests.zdtm import harness, procstate
+from tests.zdtm.procs import proc_state
+from tests.zdtm.test_sacred import assert_one_error_line, assert_untouched
+
+VICTIM = "nanosleep"
+
+pytestmark = pytest.mark.usefixtures("subreaper")
+
+
+@pytest.fixture
+def victim(tmp_path):
+    test = harness.ZdtmTest(VICTIM, str(tmp_path))
+    test.start()
+    yield test
+    test.kill()
+
+
+def _crpy(args, preexec_fn=None, prefix=()):
+    return subprocess.run(list(prefix) + harness.crpy_command(*args), cwd=harness.REPO, env=harness.crpy_env(),
+                          capture_output=True, text=True, timeout=harness.CRPY_TIMEOUT, preexec_fn=preexec_fn)
+
+
+@pytest.mark.parametrize("umask", [0, 0o277])
+def test_images_are_private_whatever_the_umask(victim, tmp_path, umask):
+    top = tmp_path / "made"
+    images = top / "by" / "crpy"
+    proc = _crpy(("dump", "-R", "-t", victim.pid, "-D", images, "-v4", "-o", "dump.log"),
+                 preexec_fn=lambda: os.umask(umask))
+    assert proc.returncode == 0, proc.stderr
+    for d in (top, top / "by", images):
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700, f"{d}: {oct(os.stat(d).st_mode)}"
+    names = os.listdir(images)
+    assert "dump.log" in names and any(n.startswith("pages-") for n in names), names
+    for name in names:
+        mode = stat.S_IMODE(os.lstat(images / name).st_mode)
+        assert mode == 0o600, f"{name}: {oct(mode)}"
+
+
+@pytest.mark.parametrize("name,how", [("core-{pid}.img", "symlink"), ("pages-1.img", "symlink"),
+                                      ("pstree.img", "symlink"), ("dump.log", "symlink"),
+                                      ("core-{pid}.img", "hardlink")])
+def test_planted_link_fails_the_dump(victim, tmp_path, name, how):
+    images = tmp_path / "images"
+    images.mkdir()
+    target = tmp_path / "precious"
+    target.write_text("not an image\n")
+    planted = images / name.format(pid=victim.pid)
+    (os.symlink if how == "symlink" else os.link)(target, planted)
+    before = procstate.snapshot(victim.pid)
+    proc = _crpy(("dump", "-t", victim.pid, "-D", images, "-v4", "-o", "dump.log"))
+    assert_one_error_line(proc.returncode, proc.stderr)
+    assert str(planted) in proc.stderr and "refusing" in proc.stderr, proc.stderr
+    assert target.read_text() == "not an image\n"
+    assert os.path.islink(planted) == (how == "symlink")
+    assert_untouched(victim, before)
+
+
+@pytest.fixture
+def root_task_images(victim, tmp_path):
+    """The images of a root task with every capability, readable by all (the test is about
+    credentials, not about reading them); the task is gone."""
+    images = tmp_path / "images"
+    images.mkdir()
+    harness.dump(victim.pid, str(images))
+    victim.pid, pid = None, victim.pid
+    for root, dirs, files in os.walk(tmp_path):
+        for n in dirs + files + ["."]:
+            p = os.path.join(root, n)
+            os.chmod(p, os.stat(p).st_mode | 0o044 | (0o011 if os.path.isdir(p) else 0))
+    return pid, images
+
+
+def _refused(pid, proc, words):
+    assert_one_error_line(proc.returncode, proc.stderr)
+    assert words in proc.stderr, proc.stderr
+    assert proc_state(pid) is None, f"pid {pid} exists after a refused restore"
+
+
+def test_restore_as_another_user_refuses_root_credentials(root_task_images):
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is not installed")
+    pid, images = root_task_images
+    prefix = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+              "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search")
+    proc = _crpy(("restore", "-D", images, "-d"), prefix=prefix)
+    _refused(pid, proc, "ran as uid 0")
+
+
+def test_restore_without_a_capability_refuses(root_task_images):
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is not installed")
+    pid, images = root_task_images
+    proc = _crpy(("restore", "-D", images, "-d"), prefix=("setpriv", "--bounding-set=-sys_admin"))
+    _refused(pid, proc, "capabilities crpy lacks")
