@@ -1,5 +1,6 @@
 """The ghosts' janitor: the names a restore puts on the file system for its time (ghost files,
-the directories made above them) go even when crpy is SIGKILLed half-way.
+the directories made above them), and the --link-remap links of a dump that does not finish, go
+even when crpy is SIGKILLed half-way.
 
 A small child of crpy, forked at the first name, reads "+f PATH" / "+d PATH" (a name made) and
 "-PATH" (crpy removed it itself) from a pipe.  When the pipe ends it removes what is still listed

@@ -224,6 +224,29 @@ def test_dump_killed_at_random_moments(tree, tmp_path):
     assert_passes(tree)
 
 
+def test_link_remap_dump_killed_leaves_no_link(tmp_path):
+    """ghost_shared holds a file unlinked under one name but linked under another: a dump with
+    --link-remap links it back; crpy SIGKILLed once every image is written (after-images) must
+    leave no link (the ghosts' janitor removes it) and the task untouched."""
+    test = harness.ZdtmTest("ghost_shared", str(tmp_path))
+    test.start()
+    try:
+        images = tmp_path / "images"
+        images.mkdir()
+        names, before = listing(tmp_path), states(test)
+        proc, _ = _paused(("dump", "--link-remap", "-t", test.pid, "-D", images, "-v4", "-o", "dump.log"),
+                          "after-images")
+        assert any(".crpy-link-remap." in n for n in listing(tmp_path)), "the dump made no link: nothing tested"
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+        assert_names_back(tmp_path, names, "crpy killed after it linked a file back")
+        assert_tree_untouched(test, before, "crpy killed after the images", wait=SELF_CURE_WAIT)
+        assert_passes(test)
+    finally:
+        _kill_tree(test)
+
+
 def test_restore_killed_at_random_moments(tmp_path):
     rng = _rng()
     test = _start(tmp_path / "work")
