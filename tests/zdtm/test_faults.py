@@ -4,7 +4,7 @@ The victim is zdtm tree5: 5 processes with memory, file offsets, pipes and (in t
 unlinked file, which the restore makes again as a ghost on disk for its time.
 
   dump points    : CRPY_FAULT=POINT for each of crpy.faults.DUMP_POINTS (and per-task points in
-                   the last task too): one error line, every task of the tree exactly as before
+                   the last task too; and each on zdtm vector, which checks its ymm registers): one error line, every task of the tree exactly as before
                    (maps, so no parasite mapping; fds and offsets; signal and tracer status), no
                    file left in the work directory, and the tree then passes its own check
                    (memory patterns, offsets, piped bytes).
@@ -46,11 +46,14 @@ SELF_CURE_WAIT = 5.0
 pytestmark = pytest.mark.usefixtures("subreaper")
 
 
-def _start(workdir):
+def _start(workdir, name=VICTIM):
     os.makedirs(workdir, exist_ok=True)
-    test = harness.ZdtmTest(VICTIM, str(workdir))
+    test = harness.ZdtmTest(name, str(workdir))
     test.start()
-    assert len(test.tree) == 5, f"{VICTIM} should be 5 processes: {test.tree}"
+    if name == VICTIM:
+        assert len(test.tree) == 5, f"{VICTIM} should be 5 processes: {test.tree}"
+    else:
+        test.tree = test.tree or [test.pid]
     return test
 
 
@@ -62,8 +65,8 @@ def _kill_tree(test, pids=None):
 
 
 @pytest.fixture
-def tree(tmp_path):
-    test = _start(tmp_path / "work")
+def tree(tmp_path, request):
+    test = _start(tmp_path / "work", getattr(request, "param", VICTIM))
     yield test
     _kill_tree(test)
 
@@ -126,6 +129,18 @@ DUMP_CASES = list(faults.DUMP_POINTS) + [f"{p}@last" for p in PER_TASK_IN_LAST]
 
 @pytest.mark.parametrize("fault", DUMP_CASES)
 def test_failed_dump_leaves_tree_untouched(tree, tmp_path, fault):
+    _failed_dump(tree, tmp_path, fault)
+
+
+@pytest.mark.parametrize("tree", ["vector"], indirect=True)
+@pytest.mark.parametrize("fault", faults.DUMP_POINTS)
+def test_failed_dump_keeps_registers(tree, tmp_path, fault):
+    """vector spins with values in every ymm register and checks them: each failure point gives
+    back every register."""
+    _failed_dump(tree, tmp_path, fault)
+
+
+def _failed_dump(tree, tmp_path, fault):
     fault = fault.replace("@last", f"@{max(tree.tree)}")   # tree5's last fork: a leaf, dumped last
     before, names = states(tree), listing(tree.workdir)
     proc = harness.run_crpy("dump", "-t", tree.pid, "-D", tmp_path / "images", "-v4", "-o", "dump.log",
