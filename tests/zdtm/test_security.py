@@ -10,6 +10,8 @@ planted link, and a restore gives no credentials or capabilities its caller lack
                CAP_DAC_READ_SEARCH, to read python and the images) or by root without
                CAP_SYS_ADMIN in its bounding set (so not in its permitted set): one line, nothing
                forked.
+  unprivileged : uid 65534 with CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE dumps and restores its
+               own task (one holding the same capabilities), which then passes its check.
 """
 
 import os
@@ -20,6 +22,7 @@ import subprocess
 import pytest
 
 from tests.zdtm import harness, procstate
+from tests.zdtm import procs
 from tests.zdtm.procs import proc_state
 from tests.zdtm.test_sacred import assert_one_error_line, assert_untouched
 
@@ -113,3 +116,39 @@ def test_restore_without_a_capability_refuses(root_task_images):
     pid, images = root_task_images
     proc = _crpy(("restore", "-D", images, "-d"), prefix=("setpriv", "--bounding-set=-sys_admin"))
     _refused(pid, proc, "capabilities crpy lacks")
+
+
+UNPRIVILEGED = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "--inh-caps=+checkpoint_restore,+sys_ptrace,+dac_read_search",
+                "--ambient-caps=+checkpoint_restore,+sys_ptrace,+dac_read_search")
+
+
+def test_unprivileged_user_dumps_and_restores_its_own_task(tmp_path):
+    """Like criu --unprivileged: uid 65534 holding CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE (and
+    CAP_DAC_READ_SEARCH, only to reach python and crpy on this machine) dumps and restores a
+    task of its own that holds the same capabilities (crpy cannot yet drop capabilities it holds
+    and the task did not: creds.check refuses that without root)."""
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is not installed")
+    os.chmod(tmp_path, 0o777)
+    test = harness.ZdtmTest(VICTIM, str(tmp_path))
+    exe = harness.build.build([VICTIM])[0]
+    started = subprocess.run(list(UNPRIVILEGED) + [exe, f"--pidfile={test.pidfile}", f"--outfile={test.outfile}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=harness.START_TIMEOUT)
+    assert started.returncode == 0, started.stderr
+    with open(test.pidfile) as f:
+        test.pid = int(f.read())
+    try:
+        assert os.stat(f"/proc/{test.pid}").st_uid == 65534
+        images = tmp_path / "images"
+        proc = _crpy(("dump", "-t", test.pid, "-D", images, "-v4", "-o", "dump.log"), prefix=UNPRIVILEGED)
+        assert proc.returncode == 0, proc.stderr
+        procs.reap(test.pid, 10)
+        assert proc_state(test.pid) is None
+        proc = _crpy(("restore", "-D", images, "-d", "-v4", "-o", "restore.log"), prefix=UNPRIVILEGED)
+        assert proc.returncode == 0, proc.stderr
+        assert os.stat(f"/proc/{test.pid}").st_uid == 65534
+        passed, reason = test.stop()
+        assert passed, reason
+    finally:
+        test.kill()
