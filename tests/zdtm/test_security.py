@@ -15,6 +15,7 @@ planted link, and a restore gives no credentials or capabilities its caller lack
 """
 
 import os
+import pathlib
 import shutil
 import stat
 import subprocess
@@ -123,23 +124,37 @@ UNPRIVILEGED = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                 "--ambient-caps=+checkpoint_restore,+sys_ptrace,+dac_read_search")
 
 
-def test_unprivileged_user_dumps_and_restores_its_own_task(tmp_path):
+@pytest.fixture
+def open_dir():
+    """A directory uid 65534 can use (pytest's tmp_path sits in a 0700 directory of root's)."""
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="crpy-unpriv-")
+    os.chmod(path, 0o777)
+    yield pathlib.Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("task_caps", ["crpy's", "none"])
+def test_unprivileged_user_dumps_and_restores_its_own_task(open_dir, task_caps):
     """Like criu --unprivileged: uid 65534 holding CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE (and
     CAP_DAC_READ_SEARCH, only to reach python and crpy on this machine) dumps and restores a
-    task of its own that holds the same capabilities (crpy cannot yet drop capabilities it holds
-    and the task did not: creds.check refuses that without root)."""
+    task of its own, holding crpy's capabilities or none (the restorer then drops crpy's)."""
     if not shutil.which("setpriv"):
         pytest.skip("setpriv (util-linux) is not installed")
-    os.chmod(tmp_path, 0o777)
+    tmp_path = open_dir
     test = harness.ZdtmTest(VICTIM, str(tmp_path))
     exe = harness.build.build([VICTIM])[0]
-    started = subprocess.run(list(UNPRIVILEGED) + [exe, f"--pidfile={test.pidfile}", f"--outfile={test.outfile}"],
+    as_user = UNPRIVILEGED if task_caps != "none" else UNPRIVILEGED[:4]
+    started = subprocess.run(list(as_user) + [exe, f"--pidfile={test.pidfile}", f"--outfile={test.outfile}"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=harness.START_TIMEOUT)
     assert started.returncode == 0, started.stderr
     with open(test.pidfile) as f:
         test.pid = int(f.read())
     try:
+        caps_before = _caps(test.pid)
         assert os.stat(f"/proc/{test.pid}").st_uid == 65534
+        assert (caps_before["CapEff"] == "0" * 16) == (task_caps == "none"), caps_before
         images = tmp_path / "images"
         proc = _crpy(("dump", "-t", test.pid, "-D", images, "-v4", "-o", "dump.log"), prefix=UNPRIVILEGED)
         assert proc.returncode == 0, proc.stderr
@@ -148,7 +163,14 @@ def test_unprivileged_user_dumps_and_restores_its_own_task(tmp_path):
         proc = _crpy(("restore", "-D", images, "-d", "-v4", "-o", "restore.log"), prefix=UNPRIVILEGED)
         assert proc.returncode == 0, proc.stderr
         assert os.stat(f"/proc/{test.pid}").st_uid == 65534
+        assert _caps(test.pid) == caps_before
         passed, reason = test.stop()
         assert passed, reason
     finally:
         test.kill()
+
+
+def _caps(pid):
+    with open(f"/proc/{pid}/status") as f:
+        pairs = (l.partition(":") for l in f if l.startswith(("Cap", "Uid", "Gid", "Groups")))
+        return {k: v.strip() for k, _, v in pairs}
