@@ -316,7 +316,7 @@ def _paused(argv, fault):
     """crpy started with CRPY_FAULT=fault:pause; (Popen, stderr so far) once it says it paused."""
     proc = subprocess.Popen(harness.crpy_command(*argv), cwd=harness.REPO,
                             env=harness.crpy_env({"CRPY_FAULT": f"{fault}:pause"}),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     sel = selectors.DefaultSelector()
     sel.register(proc.stderr, selectors.EVENT_READ)
     seen, deadline = b"", time.monotonic() + 60
@@ -343,7 +343,8 @@ def paused_restore(dumped, tmp_path, fault):
 
 
 def _interrupt(proc, seen):
-    proc.send_signal(signal.SIGINT)
+    """Ctrl-C: SIGINT to crpy's whole process group, as a terminal sends it (crpy leads its own)."""
+    os.killpg(proc.pid, signal.SIGINT)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -355,7 +356,7 @@ def _interrupt(proc, seen):
     assert_one_error_line(proc.returncode, "\n".join(lines))
 
 
-@pytest.mark.parametrize("fault", ["after-seize", "after-infect@last", "after-pages", "after-cure",
+@pytest.mark.parametrize("fault", ["after-seize", "after-infect@last", "after-pages", "before-cure", "after-cure",
                                    "after-tree-images"])
 def test_dump_interrupted(tree, tmp_path, fault):
     fault = fault.replace("@last", f"@{max(tree.tree)}")
