@@ -10,7 +10,7 @@ unlinked file, which the restore makes again as a ghost on disk for its time.
                    (memory patterns, offsets, piped bytes).
   restore points : one dump; then a restore failing at each of crpy.faults.RESTORE_POINTS and at
                    each restorer step: one error line, no task of the tree left, no ghost file
-                   or link, no file lock held; and at the end a restore that works and PASSes.
+                   or link, no file lock held (the root's flock); and at the end a restore that works and PASSes.
   kills          : crpy SIGKILLed at CRPY_KILL_MOMENTS (default 10; `make reliability` runs
                    50) random moments of a `dump -R` (the tree runs on untouched: the parasite
                    cures itself) and of a restore (all tasks or none: before the go the restored
@@ -69,6 +69,11 @@ def tree(tmp_path, request):
     test = _start(tmp_path / "work", getattr(request, "param", VICTIM))
     yield test
     _kill_tree(test)
+
+
+def dump_argv(test, images, *more):
+    """crpy dump of the test into images, with its desc.py options (tree5: --file-locks)."""
+    return ("dump", *more, "-t", test.pid, "-D", images, "-v4", "-o", "dump.log", *test.opts.get("dump", []))
 
 
 def states(test):
@@ -143,8 +148,7 @@ def test_failed_dump_keeps_registers(tree, tmp_path, fault):
 def _failed_dump(tree, tmp_path, fault):
     fault = fault.replace("@last", f"@{max(tree.tree)}")   # tree5's last fork: a leaf, dumped last
     before, names = states(tree), listing(tree.workdir)
-    proc = harness.run_crpy("dump", "-t", tree.pid, "-D", tmp_path / "images", "-v4", "-o", "dump.log",
-                            env={"CRPY_FAULT": fault})
+    proc = harness.run_crpy(*dump_argv(tree, tmp_path / "images"), env={"CRPY_FAULT": fault})
     assert_one_error_line(proc.returncode, proc.stderr)
     assert "fault point " + fault.split("@")[0] in proc.stderr, proc.stderr
     assert_tree_untouched(tree, before, f"after a dump failed at {fault}")
@@ -162,7 +166,7 @@ def dumped(tmp_path_factory):
     images = base / "images"
     images.mkdir()
     try:
-        harness.dump(test.pid, str(images))
+        harness.dump(test.pid, str(images), extra=test.opts.get("dump", []))
         harness.check_tree_gone(test.tree)
     except harness.HarnessError as e:
         _kill_tree(test)
@@ -225,13 +229,12 @@ def _killed_at(argv, delay):
 def test_dump_killed_at_random_moments(tree, tmp_path):
     rng = _rng()
     before, names = states(tree), listing(tree.workdir)
-    duration = _timed(("dump", "-R", "-t", tree.pid, "-D", tmp_path / "timing", "-v4", "-o", "dump.log"))
+    duration = _timed(dump_argv(tree, tmp_path / "timing", "-R"))
     assert_tree_untouched(tree, before, "after a complete --leave-running dump")
     finished = 0
     for i in range(KILL_MOMENTS):
         delay = rng.uniform(0, duration)
-        finished += _killed_at(("dump", "-R", "-t", tree.pid, "-D", tmp_path / f"kill{i}", "-v4", "-o",
-                                "dump.log"), delay)
+        finished += _killed_at(dump_argv(tree, tmp_path / f"kill{i}", "-R"), delay)
         assert_tree_untouched(tree, before, f"crpy killed {delay:.3f} s into a {duration:.2f} s dump",
                               wait=SELF_CURE_WAIT)
     print(f"dump killed at {KILL_MOMENTS} moments of {duration:.2f} s, {finished} after it ended: tree untouched")
@@ -249,8 +252,7 @@ def test_link_remap_dump_killed_leaves_no_link(tmp_path):
         images = tmp_path / "images"
         images.mkdir()
         names, before = listing(tmp_path), states(test)
-        proc, _ = _paused(("dump", "--link-remap", "-t", test.pid, "-D", images, "-v4", "-o", "dump.log"),
-                          "after-images")
+        proc, _ = _paused(dump_argv(test, images, "--link-remap"), "after-images")
         assert any(".crpy-link-remap." in n for n in listing(tmp_path)), "the dump made no link: nothing tested"
         proc.kill()
         proc.wait()
@@ -268,7 +270,7 @@ def test_restore_killed_at_random_moments(tmp_path):
     try:
         images = tmp_path / "images"
         images.mkdir()
-        harness.dump(test.pid, str(images))
+        harness.dump(test.pid, str(images), extra=test.opts.get("dump", []))
         harness.check_tree_gone(test.tree)
         root, names = test.pid, listing(test.workdir)
         argv = _restore_argv(images, tmp_path / "pid")
@@ -361,7 +363,7 @@ def _interrupt(proc, seen):
 def test_dump_interrupted(tree, tmp_path, fault):
     fault = fault.replace("@last", f"@{max(tree.tree)}")
     before, names = states(tree), listing(tree.workdir)
-    proc, seen = _paused(("dump", "-t", tree.pid, "-D", tmp_path / "images", "-v4", "-o", "dump.log"), fault)
+    proc, seen = _paused(dump_argv(tree, tmp_path / "images"), fault)
     _interrupt(proc, seen)
     assert_tree_untouched(tree, before, f"after Ctrl-C at {fault}")
     assert listing(tree.workdir) == names

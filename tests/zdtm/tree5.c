@@ -4,8 +4,10 @@
  * 2 MiB of anonymous memory filled with a pattern seeded by i, its own open description of the
  * shared file OUTFILE.data at offset 1000*i + 7, and (but the root) the write end of a pipe to its
  * parent into which it wrote one ready byte (read at once) and 3000 bytes before the dump.  The root also holds an unlinked file
- * (a ghost on restore) with 8 KiB of pattern.  After SIGTERM the root sends SIGUSR1 down the tree:
- * each process checks its memory and file offset, reads its children's 3000 bytes, waits for them
+ * (a ghost on restore) with 8 KiB of pattern and a flock (LOCK_EX) on its own open of OUTFILE.data
+ * (dumped with --file-locks: desc.py).  After SIGTERM the root sends SIGUSR1 down the tree:
+ * each process checks its memory and file offset (the root also that another open of the file
+ * finds the flock held), reads its children's 3000 bytes, waits for them
  * and exits with the number of bad processes in its subtree; the root adds them up.
  */
 #include "lib/zdtmtst.h"
@@ -14,6 +16,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,6 +68,15 @@ static int own_bad(int idx)
 	if (pos != 1000 * idx + 7) {
 		test_msg("process %d: file offset %ld, was %d", idx, (long)pos, 1000 * idx + 7);
 		bad = 1;
+	}
+	if (idx == 0) {
+		int other = open(test_path(".data"), O_RDONLY);
+		if (other < 0 || flock(other, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) {
+			test_msg("the root's flock is not held");
+			bad = 1;
+		}
+		if (other >= 0)
+			close(other);
 	}
 	if (ghost_fd >= 0 && (pread(ghost_fd, buf, GHOST, 0) != GHOST || check_pattern(buf, GHOST, 0x6666) >= 0)) {
 		test_msg("process %d: the unlinked file's content differs", idx);
@@ -190,6 +202,8 @@ int main(int argc, char **argv)
 	fork_kid(2);
 	ghost_fd = ghost_held;
 	setup(0);
+	if (flock(data_fd, LOCK_EX))
+		test_abort("flock: %s", strerror(errno));
 	test_daemon();
 
 	test_waitsig();
