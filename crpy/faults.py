@@ -40,6 +40,7 @@ RESTORE_POINTS = (
     "restore-after-fds",         # (per task) fs and fds in place
     "restore-before-ready",      # (per task) at the restorer's door, before it says "ok"
     "restore-before-go",         # every task ready, in crpy: the last moment before the go
+    "restore-after-go",          # the go given: a failure kills the tree; crpy killed leaves it whole
 )
 
 # the restorer blob's steps that have a fault point (parasite/restorer.c fault_point()); all run

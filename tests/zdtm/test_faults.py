@@ -312,6 +312,28 @@ def test_restore_killed_at_a_point(dumped, tmp_path, fault):
     assert_names_back(test.workdir, names, f"after crpy was killed at {fault}")
 
 
+def test_restore_killed_right_after_the_go(dumped, tmp_path):
+    """The go given, the restore is committed: crpy killed then leaves the whole tree running
+    (no task still dies with it), and the tree passes its check."""
+    test, names, _, proc, _ = paused_restore(dumped, tmp_path, "restore-after-go")
+    proc.kill()
+    proc.wait()
+    proc.stderr.close()
+    time.sleep(0.5)
+    reap_strays()
+    alive = [p for p in test.tree if proc_state(p) not in (None, "Z", "X")]
+    assert alive == sorted(test.tree), f"after the go, crpy killed: only {alive} of {test.tree} run on"
+    assert_names_back(test.workdir, names, "crpy killed right after the go")
+    test.pid = test.root
+    with open(test.outfile, "rb") as f:
+        as_dumped = f.read()
+    try:
+        assert_passes(test)
+    finally:                              # the images stay restorable for the tests that follow
+        with open(test.outfile, "wb") as f:
+            f.write(as_dumped)
+
+
 # ----------------------------------------------------------------------------------- Ctrl-C
 
 def _paused(argv, fault):
