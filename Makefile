@@ -1,7 +1,7 @@
 # crpy: the commands of the README.  `make test` is what CI runs.
 PY ?= python3
 
-.PHONY: deps build install test unit zdtm demo bench clean
+.PHONY: deps build install test unit zdtm reliability demo bench clean
 
 deps:            ## system packages, Python packages and sysctls crpy needs (run as root)
 	sh tools/install-deps.sh
@@ -22,6 +22,9 @@ zdtm: build      ## every zdtm test, one and three dump/restore iterations
 
 test: build      ## unit tests and the whole zdtm set
 	$(PY) -m pytest -q tests
+
+reliability: build  ## crpy SIGKILLed at 50 random moments of a dump and of a restore of a 5-task tree
+	CRPY_KILL_MOMENTS=50 $(PY) -m pytest -q -s tests/zdtm/test_faults.py -k killed
 
 demo: install    ## start a counter, dump it, show it gone, restore it, watch it count on
 	sh tools/demo.sh

@@ -104,7 +104,9 @@ def check_images(images_dir):
 def run(action, images_dir):
     """`crpy cpuinfo dump|check -D DIR`; returns the exit code."""
     if action == "dump":
-        os.makedirs(images_dir, exist_ok=True)
+        from crpy.images.create import make_images_dir
+
+        make_images_dir(images_dir)
         write(images_dir)
         print(f"cpuinfo of this CPU written to {os.path.join(images_dir, 'cpuinfo.img')}")
         return 0

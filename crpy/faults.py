@@ -1,32 +1,89 @@
-"""Test-only fault points of the dump (CONTRACTS.md), chosen with CRPY_FAULT=name.
+"""Test-only fault points of the dump and the restore (CONTRACTS.md), like criu's --fault N.
 
-  after-infect   : raise DumpError once the parasite runs (the normal error path must cure and
-                   detach the task).
-  pause-in-pages : after the first chunk of pages, say so on stderr and sleep 60 s, so a test can
-                   SIGKILL crpy in the middle of the page dump.
-  after-images   : raise DumpError once every image is written (fds dumped, --link-remap links
-                   made), before the tree is killed: nothing the dump made may stay behind.
+CRPY_FAULT=NAME makes the step named NAME fail, the first time it is reached, with the error of its
+command (DumpError or RestoreError): the normal error path must then leave everything as it was.
+    NAME@PID     fails only in the task (dump: the task being dumped) with that pid
+    NAME:pause   says "crpy-fault: paused at NAME" on stderr and sleeps PAUSE_S seconds first, so
+                 a test can SIGKILL or SIGINT crpy right there (then it fails as above)
+    pause-in-pages  (no failure) after the first chunk of pages, "crpy-fault: paused in pages", and
+                 a 60 s sleep: crpy SIGKILLed in the middle of the page dump
+    restorer:STEP  the restorer blob fails at STEP (crpy.restore.blob), after the go
+
+DUMP_POINTS, RESTORE_POINTS and RESTORER_POINTS list every point in the order the steps run (the
+parenthesis says which pid @PID matches); all_points() has them all: tests iterate over them.
 """
 
 import os
 import sys
 import time
 
-from crpy.errors import DumpError
+DUMP_POINTS = (
+    "after-seize",           # the whole tree seized (stopped, ptrace-attached)
+    "after-collect",         # (per task) /proc facts, VMA plans and the page scan taken
+    "after-infect",          # (per task) the parasite runs in the task
+    "after-pages",           # (per task) its pages written
+    "after-fds",             # (per task) its fds and fs dumped
+    "before-cure",           # (per task) sigactions and misc read, the parasite still in
+    "after-cure",            # (per task) the parasite gone, the task still seized
+    "after-task-images",     # (per task) core, mm, fs, fdinfo and thread images written
+    "after-tree-images",     # pstree, files and the rest of the tree's images written
+    "after-images",          # the digests written: every image is there, before the kill
+)
 
-POINTS = ("after-infect", "pause-in-pages", "after-images")
+RESTORE_POINTS = (
+    "restore-after-load",        # every image read and checked, nothing made yet
+    "restore-after-ghosts",      # unlinked files made again (ghosts on disk), shared memory made
+    "restore-after-preload",     # images preloaded and their digests checked: next is the fork
+    "restore-after-fork",        # (per task, in the task) forked with its pid, dies with crpy
+    "restore-after-premap",      # (per task) its memory premapped, its children not forked yet
+    "restore-after-children",    # (per task) its children forked
+    "restore-after-fds",         # (per task) fs and fds in place
+    "restore-before-ready",      # (per task) at the restorer's door, before it says "ok"
+    "restore-before-go",         # every task ready, in crpy: the last moment before the go
+    "restore-after-go",          # the go given: a failure kills the tree; crpy killed leaves it whole
+)
+
+# the restorer blob's steps that have a fault point (parasite/restorer.c fault_point()); all run
+# after the go, in every task but timers (only in a task with POSIX timers)
+RESTORER_POINTS = tuple(f"restorer:{step}" for step in (
+    "unmap", "vdso", "vmas", "mm-map", "sigactions", "threads", "timers", "sigreturn", "close-fds"))
+
+PAUSE_S = 60
+_seen = set()
 
 
 def active():
     return os.environ.get("CRPY_FAULT", "")
 
 
-def point(name):
-    """Called by the dump at each fault point; does nothing unless CRPY_FAULT names it."""
-    if active() != name:
+def all_points():
+    """Every fault point: the dump's, the restore's, then the restorer blob's."""
+    return DUMP_POINTS + RESTORE_POINTS + RESTORER_POINTS
+
+
+def point(name, pid=None):
+    """Called at each fault point; does nothing unless CRPY_FAULT names it (see the banner)."""
+    fault = active()
+    if not fault or not fault.startswith(name):
         return
-    if name in ("after-infect", "after-images"):
-        raise DumpError(f"fault point {name}", "CRPY_FAULT is set: a test asked for this failure")
     if name == "pause-in-pages":
-        print("crpy-fault: paused in pages", file=sys.stderr, flush=True)
-        time.sleep(60)
+        if fault == name:
+            print("crpy-fault: paused in pages", file=sys.stderr, flush=True)
+            time.sleep(PAUSE_S)
+        return
+    spec, _, mode = fault.partition(":")
+    wanted, _, at_pid = spec.partition("@")
+    if wanted != name or (at_pid and str(pid) != at_pid) or name in _seen:
+        return
+    _seen.add(name)
+    if mode == "pause":
+        os.write(2, f"crpy-fault: paused at {name}\n".encode())
+        time.sleep(PAUSE_S)
+    raise _error(name)(f"fault point {name}" + (f" in pid {pid}" if pid else ""),
+                       "CRPY_FAULT is set: a test asked for this failure")
+
+
+def _error(name):
+    from crpy.errors import DumpError, RestoreError
+
+    return RestoreError if name.startswith("restore-") else DumpError

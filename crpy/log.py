@@ -105,6 +105,10 @@ def setup(verbosity, log_file=None, images_dir=None):
     log.stream = None
     if log_file:
         if images_dir and not os.path.isabs(log_file):
-            log_file = os.path.join(images_dir, log_file)
-        log.stream = open(log_file, "w")
+            from crpy.images.create import image_opener
+
+            # beside the images: made like an image (0600, never through a planted link)
+            log.stream = open(os.path.join(images_dir, log_file), "w", opener=image_opener)
+        else:                     # a path of the user's own choosing (-o /dev/stderr ...)
+            log.stream = open(log_file, "w")
     return log

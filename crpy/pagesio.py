@@ -14,8 +14,11 @@ from crpy.images.pages import PAGE_SIZE, PE_PRESENT
 
 
 def open_out(path):
-    """A new image file for page data (truncated, 0600, close-on-exec)."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    """A new image file for page data (0600, close-on-exec, never through a planted link:
+    crpy.images.create)."""
+    from crpy.images.create import create_image
+
+    return create_image(path)
 
 
 def _data_extents(fd, start, end):

@@ -201,6 +201,8 @@ static void restore_task_state(struct rst_args *a)
 #define PR_SET_SECUREBITS 28
 #define PR_CAP_AMBIENT 47
 #define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#define PR_GET_SECUREBITS 27
 #define SECBIT_KEEP_CAPS 0x10
 #define LINUX_CAPABILITY_VERSION_3 0x20080522
 #ifndef __NR_capset
@@ -250,34 +252,75 @@ static long capset3(u64 eff, u64 prm, u64 inh)
     return sys2(__NR_capset, (long)&h, (long)d);
 }
 
+#ifndef __NR_getgroups
+#define __NR_getgroups 115
+#endif
+
+/* The ids the task had are the caller's already (an unprivileged restore of its own task):
+ * nothing to switch, and no privilege to switch with. */
+static int ids_unchanged(const struct rst_creds *c)
+{
+    u32 u[3], g[3];
+
+    if (sys3(__NR_getresuid, (long)&u[0], (long)&u[1], (long)&u[2]) ||
+        sys3(__NR_getresgid, (long)&g[0], (long)&g[1], (long)&g[2]))
+        return 0;
+    return u[0] == c->uid && u[1] == c->euid && u[2] == c->suid &&
+           g[0] == c->gid && g[1] == c->egid && g[2] == c->sgid;
+}
+
+/* The groups are the caller's already (the kernel keeps them sorted, so does the image). */
+static int groups_unchanged(const struct rst_creds *c)
+{
+    u32 now[256];
+    long n = sys2(__NR_getgroups, 256, (long)now);
+
+    if (n != (long)c->ngroups)
+        return 0;
+    for (u32 i = 0; i < c->ngroups; i++)
+        if (now[i] != c->groups[i])
+            return 0;
+    return 1;
+}
+
 #define CREDS_TRY(expr, what) do { long r_ = (expr); if (IS_ERR(r_)) fail(a, RST_STEP_CREDS, (what), r_); } while (0)
 
 /* Become the task's user, calling thread only (creds are per thread).  Root's full permitted set
  * is kept across the uid change (KEEP_CAPS) so that the bounding set, ambient set and securebits
- * can still be set; the final capset then drops what the task did not have. */
+ * can still be set; the final capset then drops what the task did not have.  A caller restoring
+ * a task of its own uid, gids and groups (unprivileged) only drops capabilities: no id, group
+ * or securebits change, each of which would need a privilege it may not have. */
 static void switch_creds(struct rst_args *a)
 {
     struct rst_creds *c = &a->creds;
     u64 full;
+    int same_ids;
 
     if (!c->set)
         return;
     full = permitted_now();
+    same_ids = ids_unchanged(c);
     for (u32 cap = 0; cap <= c->last_cap; cap++)
         if (!(c->cap_bnd & (1ULL << cap)) && sys5(__NR_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) == 1)
             CREDS_TRY(sys5(__NR_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0), 1);
-    CREDS_TRY(sys2(__NR_setgroups, c->ngroups, (long)c->groups), 2);
-    CREDS_TRY(sys5(__NR_prctl, PR_SET_SECUREBITS, SECBIT_KEEP_CAPS, 0, 0, 0), 3);
-    CREDS_TRY(sys3(__NR_setresgid, c->gid, c->egid, c->sgid), 4);
-    CREDS_TRY(sys3(__NR_setresuid, c->uid, c->euid, c->suid), 5);
+    if (!groups_unchanged(c))
+        CREDS_TRY(sys2(__NR_setgroups, c->ngroups, (long)c->groups), 2);
+    if (!same_ids) {
+        CREDS_TRY(sys5(__NR_prctl, PR_SET_SECUREBITS, SECBIT_KEEP_CAPS, 0, 0, 0), 3);
+        CREDS_TRY(sys3(__NR_setresgid, c->gid, c->egid, c->sgid), 4);
+        CREDS_TRY(sys3(__NR_setresuid, c->uid, c->euid, c->suid), 5);
+    }
     sys1(__NR_setfsgid, c->fsgid);
     sys1(__NR_setfsuid, c->fsuid);
     /* Effective again (the uid change cleared it), with the task's inheritable set. */
     CREDS_TRY(capset3(full, full, c->cap_inh), 6);
+    /* crpy's own ambient capabilities are not the task's */
+    CREDS_TRY(sys5(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), 7);
     for (u32 cap = 0; cap <= c->last_cap; cap++)
         if (c->cap_amb & (1ULL << cap))
             CREDS_TRY(sys5(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), 7);
-    CREDS_TRY(sys5(__NR_prctl, PR_SET_SECUREBITS, c->secbits, 0, 0, 0), 8);
+    if (sys5(__NR_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0) != (long)c->secbits)
+        CREDS_TRY(sys5(__NR_prctl, PR_SET_SECUREBITS, c->secbits, 0, 0, 0), 8);
     CREDS_TRY(capset3(c->cap_eff, c->cap_prm, c->cap_inh), 9);
     /* A creds change made the task non-dumpable and cleared its parent-death signal. */
     if (c->dumpable >= 0)

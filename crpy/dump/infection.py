@@ -28,7 +28,7 @@ def infected(pid):
     log.info("Infecting task %d", pid)
     inf = Infection(Parasite.infect(pid))
     try:
-        faults.point("after-infect")
+        faults.point("after-infect", pid)
         yield inf
     finally:
         if not inf.cured:

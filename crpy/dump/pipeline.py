@@ -36,7 +36,10 @@ class _Clock:
 def run_dump(opts):
     """Dump task opts.pid into opts.images_dir; returns a dict of statistics."""
     _prepare_dir(opts.images_dir)
-    setup(opts.verbosity, opts.log_file, opts.images_dir)
+    try:
+        setup(opts.verbosity, opts.log_file, opts.images_dir)
+    except OSError as e:
+        raise DumpError(f"cannot open the log file {opts.log_file}: {e.strerror or e}") from None
     log.info("Dumping task %d into %s", opts.pid, opts.images_dir)
     try:
         try:
@@ -83,6 +86,7 @@ def _dump(opts):
         resources.set_dump_tree([t.pid for t in tasks if not t.zombie])
         pages_ids = itertools.count(1)
         tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks, track)
+        faults.point("after-seize")
         tick("seize")
         progress.start("dump", len(tasks))
         cleanup.callback(progress.finish)
@@ -90,6 +94,7 @@ def _dump(opts):
             _dump_task(tree, task, n, stats, tick)
             progress.task_done()
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
+        faults.point("after-tree-images")
         write_image_digests(opts.images_dir)
         faults.point("after-images")
         tick("images")
@@ -119,6 +124,7 @@ class _TreeDump:
 def _dump_task(tree, task, n, stats, tick):
     """The per-task steps: facts -> vmas -> pages scan -> infect -> pages, fds, fs, sigactions,
     misc -> cure -> regs, mm, creds, core -> task images."""
+    from crpy import faults
     from crpy.dump.core import core_entry
     from crpy.dump.creds import dump_creds
     from crpy.dump.facts import collect_facts
@@ -158,19 +164,24 @@ def _dump_task(tree, task, n, stats, tick):
         if parent is not None and parent.plans is not None:
             split_cow_runs(pid, parent.pid, plans, parent.plans, page_plan)
     task.plans = plans
+    faults.point("after-collect", pid)
     tick("collect")
     with infected(pid) as infection:
         start_preload()                   # imports ride along while the pages move GIL-free
         _add(stats, dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids,
                                tree.shmem_done))
         digest_written_images(images_dir)          # hashed beside the rest of the dump
+        faults.point("after-pages", pid)
         tick("pages")
         fdinfo = dump_fds(facts, files)
         fs = dump_fs(facts, files)
+        faults.point("after-fds", pid)
         sigactions = dump_sigactions(infection.parasite)
         misc = dump_misc(infection.parasite)
         discount_frozen_time(misc, task.seized.frozen_at)
+        faults.point("before-cure", pid)
         infection.cure()
+    faults.point("after-cure", pid)
     regs = dump_regs(pid)
     _drop_stop_signal(regs, task.seized.stop_signal)
     mm = mm_entry(facts, plans, page_plan, misc, exe_id)
@@ -179,6 +190,7 @@ def _dump_task(tree, task, n, stats, tick):
     task.pgid, task.sid = misc.get("pgid", facts.stat.pgrp), misc.get("sid", facts.stat.session)
     write_task_images(images_dir, pid, n, {"core": core, "mm": mm, "fs": fs, "fdinfo": fdinfo}, task.files_id)
     dump_threads(images_dir, task.seized.threads, creds)
+    faults.point("after-task-images", pid)
     tick("images")
     _add(stats, {"vmas": len(plans), "fds": len(fdinfo), "pages": page_plan.nr_pages})
 
@@ -233,8 +245,10 @@ def _add(stats, counts):
 
 
 def _prepare_dir(images_dir):
+    from crpy.images.create import make_images_dir
+
     try:
-        os.makedirs(images_dir, exist_ok=True)
+        make_images_dir(images_dir)
     except OSError as e:
         raise DumpError(f"cannot use images directory {images_dir}: {e.strerror}",
                         "give a writable directory with -D") from None

@@ -70,11 +70,9 @@ def _serialize(path, k, index, entry):
 
 def _write_all(path, chunks):
     data = b"".join(chunks)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise ImageError(path, f"cannot create image: {os.strerror(e.errno)}",
-                         hint="does the images directory exist, and is it writable?") from None
+    from crpy.images.create import create_image
+
+    fd = create_image(path)
     try:
         view = memoryview(data)
         while view:

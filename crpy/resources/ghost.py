@@ -28,6 +28,8 @@ import contextlib
 import os
 import stat as _stat
 
+from crpy.resources import ghost_janitor
+
 O_CLOEXEC = 0o2000000
 _DELETED = " (deleted)"
 
@@ -89,6 +91,7 @@ def _link_back(pid, fd, orig, st, file_id, files):
         log.info("cannot link %s back (%s): its contents go into the images", orig, e.strerror)
         return None
     _links_made.append(link)
+    ghost_janitor.made(link)                  # removed even if this dump is SIGKILLed
     log.info("linked %s back as %s until the restore", orig, link)
     return files.add(lambda fid: regfile.file_entry(fid, link, st))
 
@@ -100,7 +103,7 @@ _links_made = []            # --link-remap links this dump has made (removed if 
 def links_removed_on_failure():
     """Around a dump: the links it makes stay if it works (the restore needs them) and are
     removed if it fails in any way (an error, Ctrl-C, a fault point), so the file system is left
-    as it was.  A dumper killed outright (SIGKILL) cannot remove them."""
+    as it was; if the dumper is killed outright (SIGKILL), the ghosts' janitor removes them."""
     _links_made.clear()
     try:
         yield
@@ -108,6 +111,9 @@ def links_removed_on_failure():
         remove_links_made()
         raise
     finally:
+        for link in _links_made:              # removed above, or kept by a dump that worked
+            ghost_janitor.forget(link)
+        ghost_janitor.stop()
         _links_made.clear()
 
 

@@ -13,6 +13,8 @@ of the restore.  Owner, then mode (a chown clears the set-id bits, as a write do
 import os
 import stat as _stat
 
+from crpy.resources import ghost_janitor
+
 O_CLOEXEC = 0o2000000
 _O_TMPFILE = 0o20000000     # the kernel's __O_TMPFILE (O_TMPFILE is it | O_DIRECTORY)
 
@@ -39,6 +41,7 @@ def create(items, orig):
             else:
                 fd, path = _create_named(orig, head.ino)
                 _names.append((path, False))
+                ghost_janitor.made(path)
             try:
                 _fill(fd, items)
                 _set_metadata(head, fd=fd)
@@ -55,6 +58,7 @@ def create(items, orig):
         else:
             raise RestoreError(f"cannot re-create unlinked file {orig}: file type {_stat.S_IFMT(head.mode):o}")
         _names.append((orig, _stat.S_ISDIR(head.mode)))
+        ghost_janitor.made(orig, _stat.S_ISDIR(head.mode))
         _set_metadata(head, path=orig)
         return orig
     except FileExistsError:
@@ -125,6 +129,7 @@ def _make_parents(path):
     for d in reversed(missing):
         os.mkdir(d, 0o700)
         _made_dirs.append(d)
+        ghost_janitor.made(d, is_dir=True)
 
 
 def remove_all():
@@ -132,10 +137,13 @@ def remove_all():
     O_TMPFILE ones, then remove the parent directories made for them."""
     for path, is_dir in sorted(_names, key=lambda n: (n[1], -len(n[0]))):
         unlink_quietly(path) if not is_dir else _rmdir(path)
+        ghost_janitor.forget(path)
     for fd in _held_fds:
         os.close(fd)
     for d in reversed(_made_dirs):
         _rmdir(d)
+        ghost_janitor.forget(d)
+    ghost_janitor.stop()
     _names.clear()
     _held_fds.clear()
     _made_dirs.clear()

@@ -17,6 +17,7 @@ import os
 import time
 import warnings
 
+from crpy import faults
 from crpy.errors import CrpyError
 from crpy.log import log
 from crpy.restore import blob, exe, gadgets, layout, premap, sigframe, task_state
@@ -59,6 +60,7 @@ def prepare_process(parent):
 def _become_task(task, report_fd, keep_above, parent, hooks):
     t0 = time.perf_counter()
     prepare_process(parent)
+    faults.point("restore-after-fork", task.pid)
     warnings.simplefilter("ignore")            # fd 2 is about to be the task's stderr
     _lift_log(keep_above)
     log.debug("child %d running (%.1f ms)", os.getpid(), (time.perf_counter() - t0) * 1e3)
@@ -76,14 +78,17 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
     t2 = time.perf_counter()
     log.info("premapped %d bytes in %.3f s (%.2f GiB/s)", nbytes, t2 - t1,
              nbytes / (1 << 30) / max(t2 - t1, 1e-9))
+    faults.point("restore-after-premap", task.pid)
     if hooks:                  # after the premap: the children inherit this task's pages
         with _step("children"):
             hooks.fork_children(plan)
+    faults.point("restore-after-children", task.pid)
     with _step("fs and fds"):
         restore_fs(task)
         if not (hooks and hooks.shares_files):       # else its parent has filled the table
             restore_fds(task, keep_above)
         exe_fd = exe.exe_fd(task, keep_above)
+    faults.point("restore-after-fds", task.pid)
     if hooks:
         with _step("children sharing the fd table"):
             hooks.fork_table_sharers()
@@ -94,6 +99,7 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
         task_state.apply(task.state)
         _chroot(task)
     log.info("child ready to jump into the restorer after %.3f s", time.perf_counter() - t0)
+    faults.point("restore-before-ready", task.pid)
     if hooks:
         hooks.before_jump()
     _flush_log()

@@ -1,7 +1,8 @@
 """Restore: the task's credentials (creds_entry of its core): uids, gids, groups, capability
 sets (inheritable, permitted, effective, bounding, ambient) and securebits.
 
-crpy restores as root and the task may have run as another user with fewer capabilities: the
+crpy restores as root and the task may have run as another user with fewer capabilities (or, not
+root, a task of its own ids with no more capabilities than crpy: it only drops some): the
 switch happens in the restorer blob, in every thread, as late as possible (after the memory, the
 threads, the timers and the signals, which need root).  Here: read them, check before any fork
 that crpy can give them (it can only drop capabilities, never add one it lacks), and fill
@@ -74,10 +75,12 @@ def check(pid, creds, mine=None):
     mine = mine or own()
     if same_as_own(creds, mine):
         return
-    if mine.uids[1] != 0:
+    if mine.uids[1] != 0 and not _own_ids(creds, mine):
         raise RestoreError(f"pid {pid} ran as uid {creds.uids[0]} with its own capabilities; switching "
                            "credentials needs crpy to run as root", "run crpy restore as root")
     for name in ("cap_prm", "cap_bnd", "cap_inh", "cap_amb"):
+        if name == "cap_bnd" and mine.uids[1] != 0:
+            continue                      # the same as crpy's: _own_ids
         extra = getattr(creds, name) & ~mine.cap_prm
         if extra:
             caps = ",".join(str(b) for b in range(64) if extra >> b & 1)
@@ -85,6 +88,13 @@ def check(pid, creds, mine=None):
                                "restore it where crpy has at least the task's capabilities")
     if len(creds.groups) > 256:
         raise RestoreError(f"pid {pid} has {len(creds.groups)} supplementary groups; crpy restores up to 256")
+
+
+def _own_ids(creds, mine):
+    """The task ran with crpy's own ids, groups, securebits and bounding set: an unprivileged
+    crpy restores it by dropping capabilities only (the restorer's switch_creds)."""
+    return (creds.uids == mine.uids and creds.gids == mine.gids and sorted(creds.groups) == sorted(mine.groups)
+            and creds.secbits == mine.secbits and creds.cap_bnd == mine.cap_bnd)
 
 
 def fill(ffi, a, creds, dumpable):

@@ -246,9 +246,19 @@ def join_group(node, groups):
 
 
 def _ready_and_wait(node, run):
+    # From here crpy's death is seen as EOF on the go pipe, not as the parent-death SIGKILL: that
+    # one could still hit a task (the root, whose parent is crpy) that had not yet read a go
+    # crpy gave just before it died, leaving the tree without its root.
+    _stop_dying_with_parent()
     os.write(run.report_fd, f"ok {node.pid}\n".encode())
     if os.read(run.go_fd, 1) != b"g":          # EOF: crpy is gone, so is the restore
         os._exit(1)
+
+
+def _stop_dying_with_parent():
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)      # PR_SET_PDEATHSIG, none (the restorer sets the task's)
 
 
 def _exit_as(status, comm, core_dir):

@@ -74,10 +74,17 @@ def _drop_file_names():
     _drop_link_remap_links()
 
 
+def _before_go():
+    from crpy import faults
+
+    faults.point("restore-before-go")
+    _drop_file_names()
+
+
 def _restore(opts, images_checked):
     """load_tree -> check_pids_free -> fork the root (each task forks its children) ->
     barrier (all at their restorer, then go) -> settle -> pidfile -> detach or wait."""
-    from crpy import cpuinfo
+    from crpy import cpuinfo, faults
     from crpy.restore import fork, parent, tree, tree_preload, tree_shmem
 
     t0 = time.perf_counter()
@@ -86,6 +93,7 @@ def _restore(opts, images_checked):
     root = nodes[0]
     log.info("read images of %d tasks under pid %d (%.3f s)", len(nodes), root.pid,
              time.perf_counter() - t0)
+    faults.point("restore-after-load")
     if opts.detach and root.task.state.pdeath_sig:
         log.warning("pid %d had parent-death signal %d; not restored with -d (crpy, its new parent, "
                     "exits at once)", root.pid, root.task.state.pdeath_sig)
@@ -95,8 +103,10 @@ def _restore(opts, images_checked):
                          [t.tid for n in nodes if n.task for t in n.task.threads])
     _make_ghosts(opts.images_dir)          # once for the whole tree, before any fork
     tree_shmem.share_objects(nodes)
+    faults.point("restore-after-ghosts")
     tree_preload.preload(nodes, opts.images_dir)
     images_checked.wait()                  # intact (or refused): nothing is forked before
+    faults.point("restore-after-preload")
     keep_above = _keep_above()
     read_fd, write_fd = _report_pipe(keep_above)
     go_read, go_write = _go_pipe(keep_above)
@@ -113,7 +123,7 @@ def _restore(opts, images_checked):
     progress.start("restore", len(nodes), sum(n.task.pages_bytes for n in nodes if n.task), poll=_read_by(pids))
     barrier = tree.Barrier(read_fd, go_write, pid, pids)
     try:
-        barrier.run(before_go=_drop_file_names)
+        barrier.run(before_go=_before_go)
     finally:
         progress.finish()
     run.drop_core_dir()
@@ -149,9 +159,10 @@ def _read_by(pids):
 
 
 def _keep_above():
-    """crpy's own fds in the child sit at this number and above; the task's below it."""
+    """crpy's own fds in the child sit at this number and above; the task's below it.  128 of
+    them: a tree's shared objects are held there too (a pipe takes three), 16 ran out at 5 pipes."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(min(soft, 1 << 16) - 16, 64)
+    return max(min(soft, 1 << 16) - 128, 64)
 
 
 def _go_pipe(keep_above):

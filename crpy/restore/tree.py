@@ -9,7 +9,7 @@ import select
 import signal
 import time
 
-from crpy import progress
+from crpy import faults, progress
 from crpy.errors import ImageError, RestoreError
 from crpy.log import log
 from crpy.record import dataclass, field
@@ -160,6 +160,7 @@ class Barrier:
             if before_go is not None:
                 before_go()
             os.write(self.go_fd, b"g" * len(self.pids))
+            faults.point("restore-after-go")
             self._await_eof()
         except BaseException:
             self.kill_all()

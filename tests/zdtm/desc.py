@@ -17,6 +17,7 @@ import os
 
 DESC = {
     "locks": {"dump": ["--file-locks"]},
+    "tree5": {"dump": ["--file-locks"]},
     "lease": {"dump": ["--file-locks"]},
     "unsupported_fd": {"dump_fails": True},
     "clone_files_siblings": {"dump_fails": True},

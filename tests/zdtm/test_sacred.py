@@ -15,7 +15,7 @@ and the task must still pass its own check (SIGTERM -> PASS).
                  (from python start-up through seize, infection, pages and cure).
   link-remap   : a `crpy dump --link-remap` that fails after it linked an unlinked file back
                  (CRPY_FAULT=after-images) removes the link: the file system is left as it was too.
-                 (A dumper SIGKILLed after making the link cannot remove it.)
+                 (A dumper SIGKILLed after making the link: test_faults.py.)
 """
 
 import os

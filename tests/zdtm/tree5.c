@@ -1,0 +1,214 @@
+/*
+ * tree5: a tree of 5 processes (root -> a, b; a -> c, d) holding memory, files and pipes, the
+ * victim of the fault-point and kill-at-any-moment tests (test_faults.py).  Each process i has
+ * 2 MiB of anonymous memory filled with a pattern seeded by i, its own open description of the
+ * shared file OUTFILE.data at offset 1000*i + 7, and (but the root) the write end of a pipe to its
+ * parent into which it wrote one ready byte (read at once) and 3000 bytes before the dump.  The root also holds an unlinked file
+ * (a ghost on restore) with 8 KiB of pattern and a flock (LOCK_EX) on its own open of OUTFILE.data
+ * (dumped with --file-locks: desc.py).  After SIGTERM the root sends SIGUSR1 down the tree:
+ * each process checks its memory and file offset (the root also that another open of the file
+ * finds the flock held), reads its children's 3000 bytes, waits for them
+ * and exits with the number of bad processes in its subtree; the root adds them up.
+ */
+#include "lib/zdtmtst.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MEM (2UL << 20)
+#define PIPED 3000
+#define GHOST 8192
+#define NPROC 5
+
+static volatile sig_atomic_t checking;
+static char *mem;
+static int data_fd, ghost_fd = -1, ghost_held = -1;
+static pid_t kids[2];
+static int kid_pipes[2], nkids, up_fd = -1;
+
+static void on_usr1(int sig) { (void)sig; checking = 1; }
+
+static void wait_check_signal(void)
+{
+	sigset_t mask;
+	sigprocmask(SIG_SETMASK, NULL, &mask);
+	sigdelset(&mask, SIGUSR1);
+	while (!checking)
+		sigsuspend(&mask);
+}
+
+/* Memory, file and ghost of process idx set up; returns nothing, aborts the process on error. */
+static void setup(int idx)
+{
+	mem = mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		_exit(100);
+	fill_pattern(mem, MEM, 0x5000 + idx);
+	data_fd = open(test_path(".data"), O_RDWR);
+	if (data_fd < 0 || lseek(data_fd, 1000 * idx + 7, SEEK_SET) < 0)
+		_exit(101);
+}
+
+static int own_bad(int idx)
+{
+	static char buf[GHOST];
+	int bad = 0;
+	long at = check_pattern(mem, MEM, 0x5000 + idx);
+	if (at >= 0) {
+		test_msg("process %d: memory differs at byte %ld", idx, at);
+		bad = 1;
+	}
+	off_t pos = lseek(data_fd, 0, SEEK_CUR);
+	if (pos != 1000 * idx + 7) {
+		test_msg("process %d: file offset %ld, was %d", idx, (long)pos, 1000 * idx + 7);
+		bad = 1;
+	}
+	if (idx == 0) {
+		int other = open(test_path(".data"), O_RDONLY);
+		if (other < 0 || flock(other, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) {
+			test_msg("the root's flock is not held");
+			bad = 1;
+		}
+		if (other >= 0)
+			close(other);
+	}
+	if (ghost_fd >= 0 && (pread(ghost_fd, buf, GHOST, 0) != GHOST || check_pattern(buf, GHOST, 0x6666) >= 0)) {
+		test_msg("process %d: the unlinked file's content differs", idx);
+		bad = 1;
+	}
+	return bad;
+}
+
+/* Read each child's bytes, tell it to check, collect its count of bad processes. */
+static int collect(void)
+{
+	static char buf[PIPED];
+	int bad = 0, status;
+	for (int i = 0; i < nkids; i++) {
+		size_t got = 0;
+		while (got < PIPED) {
+			ssize_t n = read(kid_pipes[i], buf + got, PIPED - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		if (got != PIPED || check_pattern(buf, PIPED, 0x7000 + kids[i] % 1000) >= 0) {
+			test_msg("pipe from %d: %zu bytes or wrong content", kids[i], got);
+			bad++;
+		}
+		kill(kids[i], SIGUSR1);
+	}
+	for (int i = 0; i < nkids; i++) {
+		if (waitpid(kids[i], &status, 0) != kids[i] || !WIFEXITED(status)) {
+			test_msg("child %d ended with status 0x%x", kids[i], status);
+			bad += 3;
+		} else {
+			bad += WEXITSTATUS(status);
+		}
+	}
+	return bad;
+}
+
+static void process(int idx);
+
+/* The kid's pid appended to OUTFILE.pids (the harness's list of the tree). */
+static void register_pid(void)
+{
+	char line[32];
+	int fd = open(test_path(".pids"), O_WRONLY | O_APPEND | O_CREAT, 0600);
+	int n = snprintf(line, sizeof(line), "%d\n", getpid());
+	if (fd < 0 || write(fd, line, n) != n)
+		_exit(106);
+	close(fd);
+}
+
+static void fork_kid(int idx)
+{
+	int p[2];
+	if (pipe(p))
+		_exit(102);
+	pid_t pid = fork();
+	if (pid < 0)
+		_exit(103);
+	if (pid == 0) {
+		test_forked_child();
+		close(p[0]);
+		if (ghost_held >= 0)
+			close(ghost_held);
+		if (up_fd >= 0)
+			close(up_fd);   /* the parent's own pipe up: only the parent writes to it */
+		up_fd = p[1];
+		for (int i = 0; i < nkids; i++)
+			close(kid_pipes[i]);
+		nkids = 0;
+		process(idx);
+	}
+	close(p[1]);
+	char ready;
+	if (read(p[0], &ready, 1) != 1)      /* the kid and its own kids are set up */
+		test_abort("process %d never got ready", idx);
+	kid_pipes[nkids] = p[0];
+	kids[nkids++] = pid;
+}
+
+/* A non-root process: a (1) forks c (3) and d (4); b (2), c and d have no children. */
+static void process(int idx)
+{
+	setup(idx);
+	if (idx == 1) {
+		fork_kid(3);
+		fork_kid(4);
+	}
+	register_pid();
+	char buf[PIPED];
+	fill_pattern(buf, PIPED, 0x7000 + getpid() % 1000);
+	if (write(up_fd, "r", 1) != 1 || write(up_fd, buf, PIPED) != PIPED)
+		_exit(105);
+	wait_check_signal();
+	if (zdtm_break && idx == 4)
+		mem[MEM / 2] ^= 1;
+	int bad = collect();
+	_exit(bad + own_bad(idx));
+}
+
+int main(int argc, char **argv)
+{
+	static char buf[GHOST];
+
+	test_init(argc, argv);
+	signal(SIGUSR1, on_usr1);
+	sigset_t block;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	int fd = open(test_path(".data"), O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || ftruncate(fd, 64 << 10))
+		test_abort("data file: %s", strerror(errno));
+	close(fd);
+	ghost_fd = open(test_path(".ghost"), O_RDWR | O_CREAT | O_TRUNC, 0600);
+	fill_pattern(buf, GHOST, 0x6666);
+	if (ghost_fd < 0 || write(ghost_fd, buf, GHOST) != GHOST || unlink(test_path(".ghost")))
+		test_abort("ghost file: %s", strerror(errno));
+	unlink(test_path(".pids"));
+	ghost_held = ghost_fd;          /* the children close it: only the root holds the ghost */
+	ghost_fd = -1;
+	fork_kid(1);
+	fork_kid(2);
+	ghost_fd = ghost_held;
+	setup(0);
+	if (flock(data_fd, LOCK_EX))
+		test_abort("flock: %s", strerror(errno));
+	test_daemon();
+
+	test_waitsig();
+	int bad = collect() + own_bad(0);
+	if (bad)
+		fail("%d of %d processes lost memory, a file offset or piped bytes", bad, NPROC);
+	return test_finish();
+}
