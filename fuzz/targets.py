@@ -12,8 +12,7 @@
               CPU's; for core images the XSAVE decoder (load._xsave_bytes) of every fpregs
 
 The oracle (check_outcome): a reader returns, or refuses with a CrpyError told in one line; an
-ImageError names an image of the directory, and for the image fuzzed by framing and show also
-the offset.  Anything else -- another exception, a traceback -- is a crash.
+ImageError names an image of the directory, and the offset in it (unless the image is missing).  Anything else -- another exception, a traceback -- is a crash.
 """
 
 import io
@@ -93,7 +92,11 @@ class LoadTarget(Target):
                 fdtable.read_fd_images(self.dir, node.pid)
 
     def wants_offset(self, error):
-        return False          # counted by the driver, not (yet) required: see fuzz/README.md
+        """A missing image or directory has no offset to name; nor has, when crpy-digests is
+        fuzzed, another image that its (damaged) digests do not list."""
+        if self.kind == "digests" and error.path != self.path:
+            return "not in the dump's digests" not in str(error)
+        return os.path.isfile(error.path)
 
     def close(self):
         if self.original is not None:

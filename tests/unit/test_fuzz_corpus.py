@@ -34,6 +34,24 @@ def test_saved_crash_is_refused_in_one_line(tmp_path, target_name, file_name):
     assert isinstance(error, ImageError) and error.offset is not None, error
 
 
+def test_file_name_with_nul_byte_is_refused_at_its_files_entry(tmp_path):
+    """Found by the load target: a files.img name holding a NUL made os.stat raise ValueError."""
+    from crpy.restore import load
+
+    cls = framing.message_class("fdinfo_pb2.file_entry")
+    # minimized: files.img of one regular file entry whose name holds a NUL byte
+    entry = cls(type=1, id=1)
+    entry.reg.id, entry.reg.flags, entry.reg.pos, entry.reg.name = 1, 0, 0, "/a\x00b"
+    entry.reg.fown.uid = entry.reg.fown.euid = entry.reg.fown.signum = 0
+    entry.reg.fown.pid_type = entry.reg.fown.pid = 0
+    path = framing.image_path(tmp_path, "files")
+    framing.write_image(path, "files", [entry])
+    with pytest.raises(ImageError) as info:
+        load._existing_file(entry.reg, "the executable", str(tmp_path))
+    assert info.value.path == path and info.value.offset == 12, info.value.one_line()
+    assert "NUL" in info.value.one_line()
+
+
 def test_mutator_keeps_images_framed():
     """Field-level mutations re-frame: the result still splits into entries, or is a byte mutation."""
     import random
