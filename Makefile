@@ -1,7 +1,7 @@
 # crpy: the commands of the README.  `make test` is what CI runs.
 PY ?= python3
 
-.PHONY: deps build install test unit zdtm demo bench clean
+.PHONY: deps build install test unit zdtm fuzz demo bench clean
 
 deps:            ## system packages, Python packages and sysctls crpy needs (run as root)
 	sh tools/install-deps.sh
@@ -22,6 +22,9 @@ zdtm: build      ## every zdtm test, one and three dump/restore iterations
 
 test: build      ## unit tests and the whole zdtm set
 	$(PY) -m pytest -q tests
+
+fuzz: build      ## a short image fuzzing pass (fixed seed, about a minute); python3 -m fuzz.run for the long one
+	$(PY) -m fuzz.run --runs 300 --seed 1 --max-time 10 --kinds core,mm,pagemap,pstree,files,cpuinfo,inventory
 
 demo: install    ## start a counter, dump it, show it gone, restore it, watch it count on
 	sh tools/demo.sh

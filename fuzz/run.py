@@ -33,6 +33,12 @@ MAX_LEN = 1 << 16
 LOAD_KINDS = ("inventory", "pstree", "core", "ids", "mm", "pagemap", "files", "fdinfo", "fs", "cpuinfo",
               "digests")
 CPUINFO_KINDS = ("cpuinfo", "core")
+_READERS = ("crpy.images.framing", "crpy.images.magic")
+_LOADERS = _READERS + ("crpy.cpuinfo", "crpy.images.xsave", "crpy.images.digest", "crpy.restore.load",
+                       "crpy.restore.task_state", "crpy.restore.threads", "crpy.restore.tree",
+                       "crpy.resources.fdtable")
+INSTRUMENTED = {"framing": _READERS, "show": _READERS + ("crpy.images.show",), "load": _LOADERS,
+                "cpuinfo": _LOADERS}
 
 
 # ------------------------------------------------------------------------------- the dumps
@@ -131,17 +137,11 @@ def _signature(exc):
 def child(args):
     import atheris
 
-    with atheris.instrument_imports(include=["crpy"]):
-        import crpy.cpuinfo  # noqa: F401
-        import crpy.images.digest  # noqa: F401
-        import crpy.images.framing  # noqa: F401
-        import crpy.images.show  # noqa: F401
-        import crpy.images.xsave  # noqa: F401
-        import crpy.resources.fdtable  # noqa: F401
-        import crpy.restore.load  # noqa: F401
-        import crpy.restore.task_state  # noqa: F401
-        import crpy.restore.threads  # noqa: F401
-        import crpy.restore.tree  # noqa: F401
+    import importlib
+
+    with atheris.instrument_imports(include=["crpy"]):    # what the target reads with: its coverage
+        for module in INSTRUMENTED[args.target]:
+            importlib.import_module(module)
     from crpy.errors import ImageError
     from fuzz import protomut, targets
 
@@ -196,7 +196,7 @@ def child(args):
 
 # ------------------------------------------------------------------------------ the parent
 
-def _jobs(sets, counter_dir, only):
+def _jobs(sets, counter_dir, only, kinds):
     """(target, kind, seed files, base directory, file name) of every run."""
     jobs = []
     for kind in sorted(sets):
@@ -204,13 +204,13 @@ def _jobs(sets, counter_dir, only):
             jobs.append((target, kind, sets[kind], None, os.path.basename(sets[kind][0])))
     if counter_dir is not None:
         counter_files = _framed_files(counter_dir)
-        for target, kinds in (("load", LOAD_KINDS), ("cpuinfo", CPUINFO_KINDS)):
-            for kind in kinds:
+        for target, target_kinds in (("load", LOAD_KINDS), ("cpuinfo", CPUINFO_KINDS)):
+            for kind in target_kinds:
                 if kind in counter_files:
                     name = os.path.basename(counter_files[kind][0])
                     seeds = counter_files[kind] + ([] if target == "load" else sets[kind])
                     jobs.append((target, kind, seeds, counter_dir, name))
-    return [j for j in jobs if not only or j[0] in only]
+    return [j for j in jobs if (not only or j[0] in only) and (not kinds or j[1] in kinds)]
 
 
 def _children_left():
@@ -234,7 +234,7 @@ def parent(args):
                   file=sys.stderr)
         failures, rows = 0, []
         t0 = time.monotonic()
-        for target, kind, seeds, base, name in _jobs(sets, counter_dir, args.only):
+        for target, kind, seeds, base, name in _jobs(sets, counter_dir, args.only, args.kinds):
             corpus = os.path.join(workdir, f"corpus-{target}-{kind}")
             os.makedirs(corpus)
             for i, s in enumerate(seeds):
@@ -281,6 +281,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-time", type=int, default=600, help="seconds per target and image type at most")
     p.add_argument("--only", action="append", help="only this target (framing, show, load, cpuinfo)")
+    p.add_argument("--kinds", type=lambda text: text.split(","), help="only these image kinds (core,mm,...)")
     p.add_argument("--verbose", action="store_true", help="list the refusals without an offset")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for opt in ("--target", "--kind", "--name", "--corpus", "--stats", "--base"):
