@@ -246,8 +246,11 @@ def parent(args):
             if base:
                 cmd += ["--base", base]
             with open(os.path.join(workdir, f"log-{target}-{kind}"), "w+") as log:
-                r = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   timeout=args.max_time + 120)
+                try:
+                    r = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                       timeout=args.max_time + 120)
+                except subprocess.TimeoutExpired:    # libFuzzer's own -timeout did not end it: a hang
+                    r = subprocess.CompletedProcess(cmd, "HANG (killed)")
                 log.seek(0)
                 text = log.read()
             stats = json.load(open(stats_path))
