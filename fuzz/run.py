@@ -145,7 +145,7 @@ def child(args):
     from crpy.errors import ImageError
     from fuzz import protomut, targets
 
-    workdir = tempfile.mkdtemp(prefix="crpy-fuzz-")
+    workdir = tempfile.mkdtemp(prefix="target-", dir=args.workdir)   # the parent removes it
     target = targets.TARGETS[args.target](args.kind, args.name, workdir, args.base)
     stats = {"inputs": 0, "accepted": 0, "refused": 0, "no_offset": 0, "crashes": 0, "signatures": [],
              "no_offset_samples": []}
@@ -242,7 +242,7 @@ def parent(args):
             stats_path = os.path.join(workdir, f"stats-{target}-{kind}.json")
             cmd = [sys.executable, "-m", "fuzz.run", "--child", "--target", target, "--kind", kind,
                    "--name", name, "--corpus", corpus, "--stats", stats_path, "--runs", str(args.runs),
-                   "--seed", str(args.seed), "--max-time", str(args.max_time)]
+                   "--seed", str(args.seed), "--max-time", str(args.max_time), "--workdir", workdir]
             if base:
                 cmd += ["--base", base]
             with open(os.path.join(workdir, f"log-{target}-{kind}"), "w+") as log:
@@ -287,7 +287,7 @@ def main(argv=None):
     p.add_argument("--kinds", type=lambda text: text.split(","), help="only these image kinds (core,mm,...)")
     p.add_argument("--verbose", action="store_true", help="list the refusals without an offset")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    for opt in ("--target", "--kind", "--name", "--corpus", "--stats", "--base"):
+    for opt in ("--target", "--kind", "--name", "--corpus", "--stats", "--base", "--workdir"):
         p.add_argument(opt, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:

@@ -74,7 +74,7 @@ def test_short_coverage_guided_run(tmp_path):
     stats = tmp_path / "stats.json"
     r = subprocess.run([sys.executable, "-m", "fuzz.run", "--child", "--target", "framing", "--kind", "mm",
                         "--name", "mm-8802.img", "--corpus", str(corpus), "--stats", str(stats),
-                        "--runs", "300", "--seed", "1", "--max-time", "60"],
+                        "--runs", "300", "--seed", "1", "--max-time", "60", "--workdir", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Done 300 runs" in r.stderr
