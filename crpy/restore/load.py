@@ -468,6 +468,8 @@ def _add_shmem(area, framing, spath):
     """The object's pages, at their offsets in the object (area.object_runs), and those this
     mapping shows (area.runs): a mapping may show only a part of its object (pgoff, shrunk)."""
     entries = framing.read_image(spath, "pagemap_shmem")
+    if not entries:
+        raise framing.entry_error(spath, "no pagemap head")
     ppath = framing.image_path(os.path.dirname(spath), "pages", entries[0].pages_id)
     offset = 0
     size = max(area.shmem_size, area.pgoff + area.length)

@@ -52,6 +52,20 @@ def test_file_name_with_nul_byte_is_refused_at_its_files_entry(tmp_path):
     assert "NUL" in info.value.one_line()
 
 
+def test_empty_shmem_pagemap_is_refused_at_its_end(tmp_path):
+    """Found by the load target on a tree dump: a pagemap-shmem image without its head made
+    load._add_shmem fail with IndexError.  Minimized: the image's two magics, no entry."""
+    from crpy.restore import load
+
+    spath = framing.image_path(tmp_path, "pagemap_shmem", 4170)
+    with open(spath, "wb") as f:
+        f.write(struct.pack("<II", 0x54564319, 0x56084025))
+    area = load.Area(0x10000, 0x11000, 0, 3, 1, 0, 0, "anon_shared", shmid=4170)
+    with pytest.raises(ImageError) as info:
+        load._add_shmem(area, framing, spath)
+    assert info.value.path == spath and info.value.offset == 8, info.value.one_line()
+
+
 def test_mutator_keeps_images_framed():
     """Field-level mutations re-frame: the result still splits into entries, or is a byte mutation."""
     import random
