@@ -85,9 +85,11 @@ def _framed_files(directory):
 
 def seed_sets(workdir):
     """{kind: [seed files]} from the real dumps (the samples only for kinds no dump holds), and
-    the counter dump's directory (None if crpy could not dump here)."""
+    {label: directory} of the crpy dumps the load target mutates ("" the counter, "@tree" the
+    tree: two tasks sharing memory; none if crpy could not dump here)."""
     counter = _start_and_dump(workdir, "counter", 1)
     tree = _start_and_dump(workdir, "tree", 2)
+    load_dirs = {"": counter, "@tree": tree}
     sets = {}
     for d in filter(None, (counter, tree, os.path.join(FIXTURES, "counter-images"),
                            os.path.join(FIXTURES, "tree-images"))):
@@ -101,7 +103,7 @@ def seed_sets(workdir):
     for kind, path in image_samples().write_all(samples_dir).items():
         if kind not in sets:
             sets[kind] = [path]
-    return sets, counter
+    return sets, {label: d for label, d in load_dirs.items() if d is not None}
 
 
 # ------------------------------------------------------------------------------- the child
@@ -146,7 +148,8 @@ def child(args):
     from fuzz import protomut, targets
 
     workdir = tempfile.mkdtemp(prefix="target-", dir=args.workdir)   # the parent removes it
-    target = targets.TARGETS[args.target](args.kind, args.name, workdir, args.base)
+    kind = args.kind.split("@")[0]           # pstree@tree: the pstree.img of the tree dump
+    target = targets.TARGETS[args.target](kind, args.name, workdir, args.base)
     stats = {"inputs": 0, "accepted": 0, "refused": 0, "no_offset": 0, "crashes": 0, "signatures": [],
              "no_offset_samples": []}
 
@@ -190,27 +193,29 @@ def child(args):
     atheris.Setup([sys.argv[0], f"-runs={args.runs}", f"-seed={args.seed}", "-timeout=10",
                    f"-max_len={MAX_LEN}", "-rss_limit_mb=2048", "-print_final_stats=0", f"-max_total_time={args.max_time}",
                    f"-artifact_prefix={CRASH_DIR}/{args.target}-{args.kind}-", args.corpus],
-                  test_one, custom_mutator=protomut.custom_mutator(_payload_len(args.kind), byte_mutate))
+                  test_one, custom_mutator=protomut.custom_mutator(_payload_len(kind), byte_mutate))
     atheris.Fuzz()
 
 
 # ------------------------------------------------------------------------------ the parent
 
-def _jobs(sets, counter_dir, only, kinds):
-    """(target, kind, seed files, base directory, file name) of every run."""
+def _jobs(sets, load_dirs, only, kinds):
+    """(target, kind[@dump], seed files, base directory, file name) of every run."""
     jobs = []
     for kind in sorted(sets):
         for target in ("framing", "show"):
             jobs.append((target, kind, sets[kind], None, os.path.basename(sets[kind][0])))
-    if counter_dir is not None:
-        counter_files = _framed_files(counter_dir)
-        for target, target_kinds in (("load", LOAD_KINDS), ("cpuinfo", CPUINFO_KINDS)):
+    for label, base in load_dirs.items():
+        files = _framed_files(base)
+        for target, target_kinds in (("load", LOAD_KINDS + ("pagemap_shmem",)), ("cpuinfo", CPUINFO_KINDS)):
+            if label and target == "cpuinfo":
+                continue
             for kind in target_kinds:
-                if kind in counter_files:
-                    name = os.path.basename(counter_files[kind][0])
-                    seeds = counter_files[kind] + ([] if target == "load" else sets[kind])
-                    jobs.append((target, kind, seeds, counter_dir, name))
-    return [j for j in jobs if (not only or j[0] in only) and (not kinds or j[1] in kinds)]
+                if kind in files:
+                    name = os.path.basename(files[kind][-1])       # the tree's child, in the tree
+                    seeds = [files[kind][-1]] + ([] if target == "load" else sets[kind])
+                    jobs.append((target, kind + label, seeds, base, name))
+    return [j for j in jobs if (not only or j[0] in only) and (not kinds or j[1].split("@")[0] in kinds)]
 
 
 def _children_left():
@@ -228,13 +233,13 @@ def _children_left():
 def parent(args):
     workdir = tempfile.mkdtemp(prefix="crpy-fuzz-")
     try:
-        sets, counter_dir = seed_sets(workdir)
-        if counter_dir is None:
+        sets, load_dirs = seed_sets(workdir)
+        if not load_dirs:
             print("fuzz: no crpy dump could be made here: the load and cpuinfo targets are skipped",
                   file=sys.stderr)
         failures, rows = 0, []
         t0 = time.monotonic()
-        for target, kind, seeds, base, name in _jobs(sets, counter_dir, args.only, args.kinds):
+        for target, kind, seeds, base, name in _jobs(sets, load_dirs, args.only, args.kinds):
             corpus = os.path.join(workdir, f"corpus-{target}-{kind}")
             os.makedirs(corpus)
             for i, s in enumerate(seeds):
