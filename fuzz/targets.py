@@ -1,6 +1,6 @@
 """The fuzz targets: one per image reader of crpy, each fed the bytes of one image file.
 
-    framing   crpy.images.framing.read_any on the file (payload kinds: read_payload_image)
+    framing   crpy.images.framing.read_image on the file (payload kinds: read_payload_image)
     show      crpy.images.show.show([file]) -- what `crpy show FILE` does, JSON included
     load      the file put in place in a copy of a real dump's directory, then every read a
               restore makes before its first fork (crpy.restore.pipeline._restore up to
@@ -12,7 +12,8 @@
               CPU's; for core images the XSAVE decoder (load._xsave_bytes) of every fpregs
 
 The oracle (check_outcome): a reader returns, or refuses with a CrpyError told in one line; an
-ImageError names an image of the directory, and the offset in it (unless the image is missing).  Anything else -- another exception, a traceback -- is a crash.
+ImageError names an image of the directory, and the offset in it (unless the image is missing).
+Anything else -- another exception, a traceback -- is a crash.
 """
 
 import io
@@ -37,7 +38,6 @@ class Target:
         else:
             os.makedirs(self.dir, exist_ok=True)
         self.path = os.path.join(self.dir, name)
-        self.original = open(self.path, "rb").read() if os.path.exists(self.path) else None
 
     def put(self, data):
         with open(self.path, "wb") as f:
@@ -97,10 +97,6 @@ class LoadTarget(Target):
         if self.kind == "digests" and error.path != self.path:
             return "not in the dump's digests" not in str(error)
         return os.path.isfile(error.path)
-
-    def close(self):
-        if self.original is not None:
-            self.put(self.original)
 
 
 class CpuinfoTarget(Target):
