@@ -55,7 +55,7 @@ def read(images_dir):
         return None
     entry = framing.read_one(path, "cpuinfo")
     if len(entry.x86_entry) != 1:
-        raise ImageError(path, f"{len(entry.x86_entry)} x86 entries, expected one")
+        raise framing.entry_error(path, f"{len(entry.x86_entry)} x86 entries, expected one")
     return entry.x86_entry[0]
 
 

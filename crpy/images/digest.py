@@ -277,24 +277,26 @@ def read_digests(images_dir):
         with open(path, "rb") as f:
             data = f.read()
         head, *entries = framing.read_image(path, "digests")
-    except ImageError as e:
-        raise ImageError(path, f"the digests file itself is damaged: {e}", hint=HINT_DAMAGED) from None
+    except ImageError as e:               # its message without the path and offset: they are ours
+        raise ImageError(path, f"the digests file itself is damaged: {str(e).split(': ', 1)[-1]}", e.offset,
+                         HINT_DAMAGED) from None
     except ValueError:
-        raise ImageError(path, "the digests file itself is damaged: it has no head", hint=HINT_DAMAGED) from None
+        raise ImageError(path, "the digests file itself is damaged: it has no head", len(data),
+                         HINT_DAMAGED) from None
     body_at = 12 + struct.unpack_from("<I", data, 8)[0]   # header and type magics, head's size, head
     if head.algo not in ("xxh3_64", "crc32"):
-        raise ImageError(path, f"the digests file itself is damaged (or from a newer crpy): unknown "
-                         f"digest algorithm {head.algo!r}", hint=HINT_DAMAGED)
+        raise framing.entry_error(path, f"the digests file itself is damaged (or from a newer crpy): unknown "
+                                  f"digest algorithm {head.algo!r}", 0, HINT_DAMAGED)
     try:
         found = hash_function(head.algo)(memoryview(data)[body_at:])
     except ImageError as e:
         raise ImageError(path, str(e).split(": ", 1)[1], hint=e.hint) from None
     if found != head.body:
         raise ImageError(path, f"the digests file itself is damaged: bytes [{body_at}, {len(data)}) "
-                         f"hash to {found:#018x}, expected {head.body:#018x}", hint=HINT_DAMAGED)
+                         f"hash to {found:#018x}, expected {head.body:#018x}", body_at, HINT_DAMAGED)
     if head.chunk_size <= 0 or head.chunk_size % mmap.PAGESIZE:
-        raise ImageError(path, f"the digests file itself is damaged: chunk size {head.chunk_size}",
-                         hint=HINT_DAMAGED)
+        raise framing.entry_error(path, f"the digests file itself is damaged: chunk size {head.chunk_size}",
+                                  0, HINT_DAMAGED)
     return head.algo, head.chunk_size, {e.name: e for e in entries}
 
 
@@ -329,7 +331,7 @@ def _check_one(images_dir, name, want, algo, chunk_size):
         lo, hi = sorted((have.size, want.size))
         what = "missing (truncated)" if have.size < want.size else "added after its end"
         return ImageError(path, f"holds {have.size} bytes, the dump wrote {want.size}: bytes "
-                          f"[{lo:#x}, {hi:#x}) {what}", hint=HINT_DAMAGED)
+                          f"[{lo:#x}, {hi:#x}) {what}", lo, HINT_DAMAGED)
     bad = [i for i, (a, b) in enumerate(zip(have.chunks, want.chunks)) if a != b]
     if len(have.chunks) != len(want.chunks):
         bad = bad or [min(len(have.chunks), len(want.chunks))]
@@ -341,4 +343,4 @@ def _check_one(images_dir, name, want, algo, chunk_size):
     expected = want.chunks[i] if i < len(want.chunks) else 0
     more = f" (and {len(bad) - 1} more chunks)" if len(bad) > 1 else ""
     return ImageError(path, f"bytes [{lo:#x}, {hi:#x}) differ from the dump: {algo} {found:#018x}, "
-                      f"expected {expected:#018x}{more}", hint=HINT_DAMAGED)
+                      f"expected {expected:#018x}{more}", lo, HINT_DAMAGED)

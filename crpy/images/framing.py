@@ -10,6 +10,7 @@ read with one read(); every defect is an ImageError naming the file, the byte of
     read_image(path, kind=None) -> [message]        # pagemap: head first
     write_payload_image(path, kind, [(entry, data)]) / read_payload_image(path, kind=None)
     read_any(path) -> (Kind, header, [message], [payload])  # what `crpy show` needs
+    entry_error(path, message, index) -> ImageError at the offset of entry index
 """
 
 import importlib
@@ -251,11 +252,11 @@ def _decode(path, cls, body, index, off):
     return msg
 
 
-def _check_version(path, k, messages):
+def _check_version(path, k, messages, end):
     if k.name != "inventory":
         return
     if not messages:
-        raise ImageError(path, "inventory has no entry", None, _HINT_TRUNCATED)
+        raise ImageError(path, "inventory has no entry", end, _HINT_TRUNCATED)
     version = messages[0].img_version
     if version != magic.IMG_VERSION:
         raise ImageError(path, f"unsupported image version {version} (crpy reads version "
@@ -271,7 +272,7 @@ def read_any(path, kind=None):
     data = _load(path)
     k, header, off = _parse_header(path, data, want)
     messages, payloads = _parse_entries(path, data, off, k)
-    _check_version(path, k, messages)
+    _check_version(path, k, messages, len(data))
     return k, header, messages, payloads
 
 
@@ -284,6 +285,20 @@ def entry_offset(path, index):
             return None
         return _frame_spans(path, data, off)[index][0]
     except (ImageError, IndexError):
+        return None
+
+
+def entry_error(path, message, index=0, hint=_HINT_CORRUPT):
+    """ImageError about what entry index of a framed image holds, at that entry's offset (at the
+    end of the file when there is no such entry: where it should have been)."""
+    offset = entry_offset(path, index)
+    return ImageError(path, message, _file_size(path) if offset is None else offset, hint)
+
+
+def _file_size(path):
+    try:
+        return os.stat(path).st_size
+    except OSError:
         return None
 
 
@@ -303,8 +318,9 @@ def read_payload_image(path, kind=None):
 def read_one(path, kind):
     """The single entry of a one-entry image (inventory, mm, fs, ids ...)."""
     entries = read_image(path, kind)
-    if len(entries) != 1:
-        raise ImageError(path, f"expected exactly one entry, found {len(entries)}", None, _HINT_CORRUPT)
+    if len(entries) != 1:     # the offset of the second entry, or of the end where the first should be
+        offset = entry_offset(path, 1) if entries else _file_size(path)
+        raise ImageError(path, f"expected exactly one entry, found {len(entries)}", offset, _HINT_CORRUPT)
     return entries[0]
 
 

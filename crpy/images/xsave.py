@@ -146,6 +146,9 @@ def to_raw(fp, layout, size=None, drop_unsupported=False):
     components in their init state (like `criu restore --cpu-cap=none`; see unsupported())."""
     size = layout_size(layout) if size is None else size
     buf = bytearray(size)
+    for name in ("cwd", "swd", "twd", "fop"):    # uint32 in the image, 16 bits in the CPU
+        if getattr(fp, name) > 0xFFFF:
+            raise XsaveError(f"x87 {name} = {getattr(fp, name):#x} does not fit its 16 bits")
     _LEGACY.pack_into(buf, 0, fp.cwd, fp.swd, fp.twd, fp.fop, fp.rip, fp.rdp, fp.mxcsr, fp.mxcsr_mask)
     _pack_words(buf, 32, fp.st_space, 4, 128, "st_space")
     _pack_words(buf, 160, fp.xmm_space, 4, 256, "xmm_space")

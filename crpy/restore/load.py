@@ -132,14 +132,15 @@ def read_pstree(images_dir):
     _read("inventory", one=True, images_dir=images_dir)
     entries = _read("pstree", images_dir=images_dir)
     if not entries:
-        raise ImageError(_framing().image_path(images_dir, "pstree"), "no task in the process tree")
+        raise _framing().entry_error(_framing().image_path(images_dir, "pstree"), "no task in the process tree")
     return entries
 
 
 def read_core(images_dir, pid):
     core = _read("core", pid, images_dir=images_dir)
     if len(core) != 1:
-        raise ImageError(_framing().image_path(images_dir, "core", pid), f"{len(core)} entries, expected 1")
+        path = _framing().image_path(images_dir, "core", pid)
+        raise _framing().entry_error(path, f"{len(core)} entries, expected 1", 1)
     return core[0]
 
 
@@ -186,7 +187,7 @@ def _memfd_inode(entry):
 def _task_from_core(images_dir, item, core):
     path = _framing().image_path(images_dir, "core", item.pid)
     if core.mtype != 1 or not core.HasField("thread_info"):
-        raise ImageError(path, "not an x86_64 task (no thread_info)")
+        raise _framing().entry_error(path, "not an x86_64 task (no thread_info)")
     ti, tc, th = core.thread_info, core.tc, core.thread_core
     regs = {n: getattr(ti.gpregs, _GPREG_FIELDS.get(n, n)) for n in _reg_names()}
     if ti.gpregs.mode != 1:
@@ -222,7 +223,7 @@ def _xsave_bytes(path, fpregs):
     try:
         return bytes(xsave.to_raw(fpregs, cpuid.xsave_layout()))
     except (ValueError, KeyError) as e:
-        raise ImageError(path, f"bad FPU/XSAVE state: {e}") from None
+        raise _framing().entry_error(path, f"bad FPU/XSAVE state: {e}") from None
 
 
 def _sigactions(path, entries):
@@ -232,7 +233,7 @@ def _sigactions(path, entries):
     if len(entries) == 64:
         sigs = list(range(1, 65))
     elif len(entries) not in (0, 62):
-        raise ImageError(path, f"{len(entries)} sigactions, expected 62 (CRIU) or 64")
+        raise _framing().entry_error(path, f"{len(entries)} sigactions, expected 62 (CRIU) or 64")
     out = [(0, 0, 0, 0)] * 64
     for sig, e in zip(sigs, entries):
         out[sig - 1] = (e.sigaction, e.flags, e.restorer, e.mask)
@@ -250,13 +251,13 @@ def _add_mm(task, mm, files):
     while len(auxv) >= 2 and auxv[-2:] == [0, 0]:       # AT_NULL is added back when restoring
         auxv = auxv[:-2]
     if len(auxv) > AUXV_WORDS - 2 or len(auxv) % 2:
-        raise ImageError(path, f"auxv of {len(auxv)} words (at most {AUXV_WORDS - 2}, in pairs)")
+        raise _framing().entry_error(path, f"auxv of {len(auxv)} words (at most {AUXV_WORDS - 2}, in pairs)")
     task.auxv = auxv
     if mm.exe_file_id not in files:
-        raise ImageError(path, f"exe_file_id {mm.exe_file_id} is not a regular file or memfd in files.img")
+        raise _framing().entry_error(path, f"exe_file_id {mm.exe_file_id} is not a regular file or memfd in files.img")
     task.exe_memfd = _memfd_inode(files[mm.exe_file_id])
     if task.exe_memfd is None:
-        task.exe_path = _existing_file(files[mm.exe_file_id], "the executable")
+        task.exe_path = _existing_file(files[mm.exe_file_id], "the executable", task.images_dir)
     prev_end = 0
     for i, v in enumerate(mm.vmas):
         area = _area(path, i, v, files)
@@ -266,7 +267,7 @@ def _add_mm(task, mm, files):
             task.guards.append((area.start, area.length))
             continue
         if area.start < prev_end:
-            raise ImageError(path, f"vma {i} at {area.start:#x} overlaps the one before it")
+            raise _framing().entry_error(path, f"vma {i} at {area.start:#x} overlaps the one before it")
         prev_end = area.end
         task.areas.append(area)
 
@@ -275,21 +276,21 @@ def _check_mm_fields(path, f):
     """What PR_SET_MM_MAP will insist on, checked now rather than after the fork."""
     for name, value in f.items():
         if not PAGE <= value < TASK_SIZE:
-            raise ImageError(path, f"mm field {name} = {value:#x} is outside the user address space")
+            raise _framing().entry_error(path, f"mm field {name} = {value:#x} is outside the user address space")
     for lo, hi, strict in (("start_code", "end_code", True), ("start_data", "end_data", False),
                            ("start_brk", "brk", False), ("arg_start", "arg_end", False),
                            ("env_start", "env_end", False)):
         if f[lo] > f[hi] or (strict and f[lo] == f[hi]):
-            raise ImageError(path, f"mm field {lo} {f[lo]:#x} is above {hi} {f[hi]:#x}")
+            raise _framing().entry_error(path, f"mm field {lo} {f[lo]:#x} is above {hi} {f[hi]:#x}")
 
 
 def _area(path, i, v, files):
     if v.start % PAGE or v.end % PAGE or v.start >= v.end:
-        raise ImageError(path, f"vma {i} [{v.start:#x}, {v.end:#x}) is not a page-aligned range")
+        raise _framing().entry_error(path, f"vma {i} [{v.start:#x}, {v.end:#x}) is not a page-aligned range")
     if v.status & VMA_AREA_VSYSCALL:
         return None
     if v.end > TASK_SIZE:
-        raise ImageError(path, f"vma {i} ends at {v.end:#x}, above the user address space")
+        raise _framing().entry_error(path, f"vma {i} ends at {v.end:#x}, above the user address space")
     area = Area(v.start, v.end, v.pgoff, v.prot, v.flags, v.status, v.madv, "", shmid=v.shmid)
     if "pkey" in v.DESCRIPTOR.fields_by_name:
         area.pkey = v.pkey
@@ -306,7 +307,8 @@ def _area(path, i, v, files):
         area.kind = "file_private"
         area.memfd = _memfd_inode(files[v.shmid]) if v.shmid in files else None
         if area.memfd is None:
-            raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a memfd in files.img")
+            raise _framing().entry_error(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a memfd "
+                                         "in files.img")
     elif s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_AREA_MEMFD | VMA_UNSUPP):
         raise RestoreError(f"vma {i} at {v.start:#x} (status {s:#x}) is a kind crpy cannot restore yet")
     elif s & VMA_ANON_PRIVATE:
@@ -318,11 +320,13 @@ def _area(path, i, v, files):
         area.kind = "file_private" if s & VMA_FILE_PRIVATE else "file_shared"
         area.fdflags = v.fdflags if v.HasField("fdflags") else None
         if v.shmid not in files or _memfd_inode(files[v.shmid]) is not None:
-            raise ImageError(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a regular file in files.img")
+            raise _framing().entry_error(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a regular "
+                                         "file in files.img")
         area.path = (_mapped_ghost(path, v.shmid, files[v.shmid])
-                     or _existing_file(files[v.shmid], f"the file mapped at {v.start:#x}"))
+                     or _existing_file(files[v.shmid], f"the file mapped at {v.start:#x}",
+                                    os.path.dirname(path)))
     else:
-        raise ImageError(path, f"vma {i} at {v.start:#x} has an unknown status {s:#x}")
+        raise _framing().entry_error(path, f"vma {i} at {v.start:#x} has an unknown status {s:#x}")
     return area
 
 
@@ -345,13 +349,16 @@ def _mapped_ghost(mm_path, file_id, reg):
     return ghost.mapped_path(os.path.dirname(mm_path), file_id, reg.name)
 
 
-def _existing_file(reg, what):
+def _existing_file(reg, what, images_dir):
     """The path of a mapped file, once it is checked to be the file the dump saw."""
     from crpy.resources.regfile import check_same_file
 
     path = reg.name
     try:
         st = os.stat(path)
+    except ValueError:                    # a NUL byte: no file has this name
+        raise _files_entry_error(images_dir, reg, f"{what} {path!r} is not a file name (it holds a NUL "
+                                 "byte)") from None
     except OSError as e:
         raise RestoreError(f"{what} {path} is gone: {os.strerror(e.errno)}",
                            "restore needs the same files as at dump time") from None
@@ -361,13 +368,22 @@ def _existing_file(reg, what):
     return path
 
 
+def _files_entry_error(images_dir, reg, message):
+    """ImageError at the files.img entry of reg."""
+    framing = _framing()
+    path = framing.image_path(images_dir, "files")
+    entries = framing.read_image(path, "files")
+    index = next((i for i, e in enumerate(entries) if e.HasField("reg") and e.reg.id == reg.id), len(entries))
+    return framing.entry_error(path, message, index)
+
+
 def _add_pages(task, images_dir):
     """Attach every pagemap run to its area(s) with its place in pages-N.img; check sizes."""
     framing = _framing()
     mpath = framing.image_path(images_dir, "pagemap", task.pid)
     entries = framing.read_image(mpath, "pagemap")
     if not entries:
-        raise ImageError(mpath, "no pagemap head")
+        raise _framing().entry_error(mpath, "no pagemap head")
     runs = [(e.vaddr, framing.pagemap_nr_pages(e) * PAGE, _pe_flags(e)) for e in entries[1:]]
     ppath = framing.image_path(images_dir, "pages", entries[0].pages_id)
     task.pages_bytes += _place_runs(task.areas, runs, ppath, mpath, _ParentPages(images_dir, task.pid))
@@ -411,7 +427,7 @@ def _place_runs(areas, runs, ppath, mpath, parent_pages=None):
     offset = 0
     for n, (vaddr, length, flags) in enumerate(runs):
         if vaddr % PAGE or length <= 0:
-            raise ImageError(mpath, f"entry {n + 1}: bad run {vaddr:#x}+{length:#x}")
+            raise _framing().entry_error(mpath, f"entry {n + 1}: bad run {vaddr:#x}+{length:#x}", n + 1)
         if flags & PE_PARENT and parent_pages is not None and parent_pages.chained:
             for addr, piece, path, at in parent_pages.pieces(vaddr, length):
                 _place_data(areas, starts, addr, piece, path, at, mpath, n, bisect)
@@ -436,10 +452,10 @@ def _place_data(areas, starts, vaddr, length, ppath, offset, mpath, n, bisect):
         while idx < len(areas) and areas[idx].end <= addr:
             idx += 1
         if idx == len(areas) or areas[idx].start > addr:
-            raise ImageError(mpath, f"entry {n + 1}: page {addr:#x} lies in no restorable VMA")
+            raise _framing().entry_error(mpath, f"entry {n + 1}: page {addr:#x} lies in no restorable VMA", n + 1)
         area = areas[idx]
         if area.kind not in ("anon", "file_private", "vdso", "vvar"):
-            raise ImageError(mpath, f"entry {n + 1}: page {addr:#x} lies in a {area.kind} VMA")
+            raise _framing().entry_error(mpath, f"entry {n + 1}: page {addr:#x} lies in a {area.kind} VMA", n + 1)
         piece = min(end, area.end) - addr
         if area.kind in ("anon", "file_private"):    # CRIU also saves the vDSO: not needed
             area.runs.append((addr - area.start, piece, ppath, offset))
@@ -454,9 +470,9 @@ def _place_cow_run(areas, starts, vaddr, length, mpath, n):
     idx = bisect.bisect_right(starts, vaddr) - 1
     area = areas[idx] if idx >= 0 else None
     if area is None or area.kind != "anon" or vaddr + length > area.end:
-        raise ImageError(mpath, f"entry {n + 1}: pages {vaddr:#x}+{length:#x} from the parent lie in "
-                         "no anonymous private VMA",
-                         hint="images of a pre-dump chain need their 'parent' link to the previous round")
+        raise _framing().entry_error(mpath, f"entry {n + 1}: pages {vaddr:#x}+{length:#x} from the parent "
+                                     "lie in no anonymous private VMA", n + 1,
+                                     hint="images of a pre-dump chain need their 'parent' link to the previous round")
     area.cow_runs.append((vaddr - area.start, length))
 
 
@@ -480,14 +496,16 @@ def _add_shmem(area, framing, spath):
     """The object's pages, at their offsets in the object (area.object_runs), and those this
     mapping shows (area.runs): a mapping may show only a part of its object (pgoff, shrunk)."""
     entries = framing.read_image(spath, "pagemap_shmem")
+    if not entries:
+        raise framing.entry_error(spath, "no pagemap head")
     ppath = framing.image_path(os.path.dirname(spath), "pages", entries[0].pages_id)
     offset = 0
     size = max(area.shmem_size, area.pgoff + area.length)
     for n, e in enumerate(entries[1:]):
         length = framing.pagemap_nr_pages(e) * PAGE
         if e.vaddr % PAGE or e.vaddr + length > size and area.shmem_size:
-            raise ImageError(spath, f"entry {n + 1} at object offset {e.vaddr:#x} lies outside the "
-                             f"object of {size:#x} bytes mapped at {area.start:#x}")
+            raise framing.entry_error(spath, f"entry {n + 1} at object offset {e.vaddr:#x} lies outside "
+                                      f"the object of {size:#x} bytes mapped at {area.start:#x}", n + 1)
         area.object_runs.append((e.vaddr, length, ppath, offset))
         lo, hi = max(e.vaddr, area.pgoff), min(e.vaddr + length, area.pgoff + area.length)
         if lo < hi:

@@ -9,7 +9,7 @@ mask and altstack all come from that frame.  Its private pending signals are que
 the leader while every thread still blocks all signals.
 """
 
-from crpy.errors import ImageError, RestoreError
+from crpy.errors import RestoreError
 from crpy.record import dataclass, field
 
 
@@ -40,7 +40,7 @@ def load_threads(images_dir, item):
         path = framing.image_path(images_dir, "core", tid)
         cores = framing.read_image(path, "core")
         if len(cores) != 1 or not cores[0].HasField("thread_info"):
-            raise ImageError(path, "expected one thread core with thread_info")
+            raise framing.entry_error(path, "expected one thread core with thread_info", 1 if cores else 0)
         out.append(thread_from_core(path, tid, cores[0]))
     return out
 

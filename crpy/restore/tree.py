@@ -10,7 +10,7 @@ import signal
 import time
 
 from crpy import faults, progress
-from crpy.errors import ImageError, RestoreError
+from crpy.errors import RestoreError
 from crpy.log import log
 from crpy.record import dataclass, field
 
@@ -109,11 +109,13 @@ def helper_pids(nodes):
 
 
 def _link(node, nodes, by_pid, images_dir):
+    from crpy.images.framing import entry_error
+
     path = os.path.join(images_dir, "pstree.img")
-    if node.pid in by_pid:
-        raise ImageError(path, f"pid {node.pid} appears twice")
+    if node.pid in by_pid:            # entry len(nodes) of pstree.img is this node's
+        raise entry_error(path, f"pid {node.pid} appears twice", len(nodes))
     if nodes and node.ppid not in by_pid:
-        raise ImageError(path, f"pid {node.pid}: parent {node.ppid} is not listed before it")
+        raise entry_error(path, f"pid {node.pid}: parent {node.ppid} is not listed before it", len(nodes))
     if not nodes and node.zombie:
         raise RestoreError(f"pid {node.pid}, the root of the tree, is a zombie: nothing to restore")
     if nodes:
