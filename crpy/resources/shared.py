@@ -97,7 +97,7 @@ def make_shared(images_dir, keep_above):
         users.setdefault(key, set()).add("session")
     for pid, file_id in resources.extra_users(files):      # an epoll registration of another's file
         if file_id in files:
-            users.setdefault(_object_key(files[file_id]), set()).add(pid)
+            users.setdefault(_object_key(files[file_id], files), set()).add(pid)
     top = max([0] + [e.fd for entries in tables.values() for e in entries])
     ctx = RestoreContext(images_dir, files, max(top + 1, keep_above))
     fds = {}
