@@ -1,7 +1,7 @@
 # crpy: the commands of the README.  `make test` is what CI runs.
 PY ?= python3
 
-.PHONY: deps build install test unit zdtm reliability fuzz demo bench clean
+.PHONY: deps build install test unit zdtm reliability soak fuzz demo bench clean
 
 deps:            ## system packages, Python packages and sysctls crpy needs (run as root)
 	sh tools/install-deps.sh
@@ -25,6 +25,9 @@ test: build      ## unit tests and the whole zdtm set
 
 reliability: build  ## crpy SIGKILLed at 50 random moments of a dump and of a restore of a 5-task tree
 	CRPY_KILL_MOMENTS=50 $(PY) -m pytest -q -s tests/zdtm/test_faults.py -k killed
+
+soak: build      ## 100 back-to-back dump/restore cycles of a 3-process pipe/socket/timer workload; prints the figures
+	CRPY_SOAK_CYCLES=100 $(PY) -m pytest -q -s tests/zdtm/test_soak.py
 
 fuzz: build      ## a short image fuzzing pass (fixed seed, about a minute); python3 -m fuzz.run for the long one
 	$(PY) -m fuzz.run --runs 300 --seed 1 --max-time 10 --kinds core,mm,pagemap,pstree,files,cpuinfo,inventory
