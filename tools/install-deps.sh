@@ -8,6 +8,7 @@ need=""
 for pair in gcc:gcc make:make protoc:protobuf-compiler crit:criu; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
 done
+[ -x /usr/bin/time ] || need="$need time"     # GNU time: the soak test's peak RSS of each crpy command
 if [ -n "$need" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
