@@ -5,7 +5,8 @@
  * shared file OUTFILE.data at offset 1000*i + 7, and (but the root) the write end of a pipe to its
  * parent into which it wrote one ready byte (read at once) and 3000 bytes before the dump.  The root also holds an unlinked file
  * (a ghost on restore) with 8 KiB of pattern and a flock (LOCK_EX) on its own open of OUTFILE.data
- * (dumped with --file-locks: desc.py).  After SIGTERM the root sends SIGUSR1 down the tree:
+ * (dumped with --file-locks: desc.py).  Process b (2) also holds one end of a unix stream socket
+ * pair whose other end the root holds, with 2000 bytes it sent queued in it.  After SIGTERM the root sends SIGUSR1 down the tree:
  * each process checks its memory and file offset (the root also that another open of the file
  * finds the flock held), reads its children's 3000 bytes, waits for them
  * and exits with the number of bad processes in its subtree; the root adds them up.
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,12 +27,14 @@
 #define PIPED 3000
 #define GHOST 8192
 #define NPROC 5
+#define SOCKETED 2000
 
 static volatile sig_atomic_t checking;
 static char *mem;
 static int data_fd, ghost_fd = -1, ghost_held = -1;
 static pid_t kids[2];
 static int kid_pipes[2], nkids, up_fd = -1;
+static int sock_down = -1, sock_up = -1;   /* the root's and b's ends of their socket pair */
 
 static void on_usr1(int sig) { (void)sig; checking = 1; }
 
@@ -104,6 +108,19 @@ static int collect(void)
 		}
 		kill(kids[i], SIGUSR1);
 	}
+	if (sock_down >= 0) {
+		size_t got = 0;
+		while (got < SOCKETED) {
+			ssize_t n = recv(sock_down, buf + got, SOCKETED - got, MSG_DONTWAIT);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		if (got != SOCKETED || check_pattern(buf, SOCKETED, 0x8000) >= 0) {
+			test_msg("socket from process 2: %zu bytes or wrong content", got);
+			bad++;
+		}
+	}
 	for (int i = 0; i < nkids; i++) {
 		if (waitpid(kids[i], &status, 0) != kids[i] || !WIFEXITED(status)) {
 			test_msg("child %d ended with status 0x%x", kids[i], status);
@@ -130,8 +147,8 @@ static void register_pid(void)
 
 static void fork_kid(int idx)
 {
-	int p[2];
-	if (pipe(p))
+	int p[2], sv[2] = { -1, -1 };
+	if (pipe(p) || (idx == 2 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv)))
 		_exit(102);
 	pid_t pid = fork();
 	if (pid < 0)
@@ -147,9 +164,20 @@ static void fork_kid(int idx)
 		for (int i = 0; i < nkids; i++)
 			close(kid_pipes[i]);
 		nkids = 0;
+		if (sock_down >= 0)
+			close(sock_down);
+		sock_down = -1;
+		if (sv[0] >= 0) {
+			close(sv[0]);
+			sock_up = sv[1];
+		}
 		process(idx);
 	}
 	close(p[1]);
+	if (sv[0] >= 0) {
+		close(sv[1]);
+		sock_down = sv[0];
+	}
 	char ready;
 	if (read(p[0], &ready, 1) != 1)      /* the kid and its own kids are set up */
 		test_abort("process %d never got ready", idx);
@@ -168,6 +196,12 @@ static void process(int idx)
 	register_pid();
 	char buf[PIPED];
 	fill_pattern(buf, PIPED, 0x7000 + getpid() % 1000);
+	if (sock_up >= 0) {
+		fill_pattern(buf, SOCKETED, 0x8000);
+		if (send(sock_up, buf, SOCKETED, 0) != SOCKETED)
+			_exit(107);
+		fill_pattern(buf, PIPED, 0x7000 + getpid() % 1000);
+	}
 	if (write(up_fd, "r", 1) != 1 || write(up_fd, buf, PIPED) != PIPED)
 		_exit(105);
 	wait_check_signal();
@@ -209,6 +243,6 @@ int main(int argc, char **argv)
 	test_waitsig();
 	int bad = collect() + own_bad(0);
 	if (bad)
-		fail("%d of %d processes lost memory, a file offset or piped bytes", bad, NPROC);
+		fail("%d of %d processes lost memory, a file offset, piped or socketed bytes", bad, NPROC);
 	return test_finish();
 }
