@@ -295,7 +295,9 @@ def test_restore_truncated_pages_leaves_nothing_behind(target_bin, tmp_path):
     os.truncate(path, os.path.getsize(path) - 4096)
     res = crpy("restore", "-D", t.images, "-d")              # the digests see it first
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
-    assert f"{pages[0]}: holds" in res.stderr and "missing (truncated)" in res.stderr, res.stderr
+    size = os.path.getsize(path)
+    assert f"{pages[0]} at offset {size}: holds {size} bytes" in res.stderr, res.stderr
+    assert "missing (truncated)" in res.stderr, res.stderr
     res = crpy("restore", "-D", t.images, "-d", "--skip-integrity")   # then the pagemap check
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and "pagemap points past the end" in res.stderr, res.stderr
