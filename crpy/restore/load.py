@@ -191,7 +191,7 @@ def _task_from_core(images_dir, item, core):
     ti, tc, th = core.thread_info, core.tc, core.thread_core
     regs = {n: getattr(ti.gpregs, _GPREG_FIELDS.get(n, n)) for n in _reg_names()}
     if ti.gpregs.mode != 1:
-        raise RestoreError(f"pid {item.pid} is a 32-bit (compat) task; crpy restores 64-bit tasks")
+        raise RestoreError(f"{path}: pid {item.pid} is a 32-bit (compat) task; crpy restores 64-bit tasks")
     sigmask = th.blk_sigset if th.HasField("blk_sigset") else tc.blk_sigset
     rseq = None
     if th.HasField("rseq_entry") and th.rseq_entry.rseq_abi_pointer:
@@ -310,7 +310,7 @@ def _area(path, i, v, files):
             raise _framing().entry_error(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a memfd "
                                          "in files.img")
     elif s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_AREA_MEMFD | VMA_UNSUPP):
-        raise RestoreError(f"vma {i} at {v.start:#x} (status {s:#x}) is a kind crpy cannot restore yet")
+        raise RestoreError(f"{path}: vma {i} at {v.start:#x} (status {s:#x}) is a kind crpy cannot restore yet")
     elif s & VMA_ANON_PRIVATE:
         area.kind = "anon"
         _check_droppable(path, i, v)
