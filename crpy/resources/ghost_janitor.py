@@ -19,11 +19,17 @@ _pid = None                  # the janitor's pid
 _REAP_S = 2.0
 
 
-def made(path, is_dir=False):
-    """A name made on the file system: removed by the janitor if crpy dies before forget()."""
+def ready():
+    """The janitor is running: called before a name is made, so that the fork is not in the
+    window between making the name and announcing it (a kill there would leave the name)."""
     global _pipe, _pid
     if _pipe is None:
         _pipe, _pid = _start()
+
+
+def made(path, is_dir=False):
+    """A name made on the file system: removed by the janitor if crpy dies before forget()."""
+    ready()
     _say(f"+{'d' if is_dir else 'f'} {path}")
 
 

@@ -29,6 +29,7 @@ def create(items, orig):
     from crpy.errors import RestoreError
 
     head = items[0][0]
+    ghost_janitor.ready()
     _make_parents(orig)
     try:
         if _stat.S_ISREG(head.mode):

@@ -208,7 +208,7 @@ def test_tree_dump_and_restore(tree_bin, tmp_path, subreaper):
         zombies = {pid for pid, v in before.items() if v[3] == "Z"}
         assert len(zombies) == 2
         dump_tree(p, before, tmp_path / "imgs")
-        _check_images(tmp_path / "imgs", p.pid, before, zombies)
+        exit_codes = _check_images(tmp_path / "imgs", p.pid, before, zombies)
         restore_tree(tmp_path / "imgs")
         after = snapshot(p.pid)
         assert set(after) == set(before)
@@ -216,7 +216,7 @@ def test_tree_dump_and_restore(tree_bin, tmp_path, subreaper):
             want_ppid = os.getpid() if pid == p.pid else ppid
             assert after[pid] == (want_ppid, pgid, sid, "Z" if pid in zombies else "S"), pid
         assert {proc.stat(pid).comm for pid in zombies} == {"tree"}, "zombies keep their name"
-        _check_running(work, p.pid, before, zombies)
+        _check_running(work, p.pid, before, exit_codes)
     finally:
         kill_tree(before)
 
@@ -227,16 +227,17 @@ def _check_images(imgs, root, before, zombies):
     got = {e.pid: (e.ppid, e.pgid, e.sid) for e in tree}
     want = {pid: (0 if pid == root else v[0], v[1], v[2]) for pid, v in before.items()}
     assert got == want
-    codes = set()
+    codes = {}
     for pid in zombies:
         core = framing.read_image(framing.image_path(str(imgs), "core", pid), "core")[0]
         assert core.tc.task_state == 2 and not core.HasField("thread_info")
-        codes.add(core.tc.exit_code)
-    assert codes == {7 << 8, signal.SIGTERM}
+        codes[pid] = core.tc.exit_code
+    assert set(codes.values()) == {7 << 8, signal.SIGTERM}
+    return codes            # which zombie is which: pids may wrap, so the first forked is not the lowest
 
 
-def _check_running(work, root, before, zombies):
-    live = [pid for pid in before if pid not in zombies]
+def _check_running(work, root, before, exit_codes):
+    live = [pid for pid in before if pid not in exit_codes]
     a_child = next(pid for pid in live if pid != root)
     os.kill(a_child, signal.SIGUSR2)                     # one task bumps the shared counter
     time.sleep(0.2)
@@ -248,8 +249,7 @@ def _check_running(work, root, before, zombies):
         assert int(shared) == 41, f"pid {pid} does not see the shared counter another task bumped"
         assert int(mshared) == 101, f"pid {pid} does not see the memfd another task wrote"
     reaped = dict(line.split() for line in wait_file(work / "reaped").splitlines())
-    assert {int(k): int(v, 16) for k, v in reaped.items()} == {
-        min(zombies): 7 << 8, max(zombies): signal.SIGTERM}
+    assert {int(k): int(v, 16) for k, v in reaped.items()} == exit_codes
 
 
 def test_taken_pids_fail_cleanly(tree_bin, tmp_path, subreaper):
