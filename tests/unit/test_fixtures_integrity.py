@@ -1,7 +1,7 @@
 """The images CRIU 4.2 wrote (tests/fixtures/criu-4.2) carry no crpy-digests: `crpy check-images`
 says so in one line naming --skip-integrity, `crpy show` decodes them all the same, and with
 --skip-integrity `crpy restore` takes them (the restore itself needs the fixture programs at
-/opt/crpy-fixtures, their pids free, AVX-512 state and rlimits this machine can set: the test skips
+/opt/crpy-fixtures (mounted there in a mount namespace of the restore's own), their pids free, AVX-512 state and rlimits this machine can set: the test skips
 naming whichever is missing)."""
 
 import json
@@ -39,14 +39,24 @@ def _cpu_has_avx512():
         return " avx512f" in f.read()
 
 
-def _install_fixture_program(name, tmp_path):
-    """/opt/crpy-fixtures/NAME, built from the source beside the images (the README's setup)."""
-    target = f"/opt/crpy-fixtures/{name}"
-    if not os.path.exists(target):
-        exe = build_c(tmp_path, name, CRIU_FIXTURES / f"{name}.c")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copy(exe, target)
-    return target
+def _fixture_root(name, tmp_path):
+    """A directory holding NAME built from the source beside the images, to be mounted on
+    /opt/crpy-fixtures (the path CRIU's images record) in a mount namespace of the restore's own:
+    nothing is installed on the machine."""
+    root = tmp_path / "opt-crpy-fixtures"
+    root.mkdir()
+    shutil.copy(build_c(tmp_path, name, CRIU_FIXTURES / f"{name}.c"), root / name)
+    return root
+
+
+def _restore_with_fixtures(root, *args):
+    """`crpy restore ARGS` in a private mount namespace where a tmpfs on /opt carries
+    crpy-fixtures/ from root (the restored task keeps that namespace)."""
+    script = ('mount -t tmpfs crpy-fixtures /opt && mkdir /opt/crpy-fixtures && '
+              'mount --bind "$0" /opt/crpy-fixtures && exec "$@"')
+    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root),
+           sys.executable, "-m", "crpy", "restore", *map(str, args)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_counter_restores_with_the_check_skipped(tmp_path):
@@ -55,10 +65,10 @@ def test_counter_restores_with_the_check_skipped(tmp_path):
                     "their restore is refused for that; decoding is tested above")
     images = tmp_path / "images"
     shutil.copytree(CRIU_FIXTURES / "counter-images", images)
-    _install_fixture_program("counter", tmp_path)
-    res = crpy("restore", "-D", images, "-d", "-v4", "-o", "restore.log")
+    root = _fixture_root("counter", tmp_path)
+    res = _restore_with_fixtures(root, "-D", images, "-d", "-v4", "-o", "restore.log")
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr   # without the skip: refused
-    res = crpy("restore", "-D", images, "-d", "--skip-integrity", "-v4", "-o", "restore.log")
+    res = _restore_with_fixtures(root, "-D", images, "-d", "--skip-integrity", "-v4", "-o", "restore.log")
     pid = 8802
     try:
         if res.returncode and ("above what crpy can set" in res.stderr or " is taken" in res.stderr):

@@ -38,13 +38,7 @@ int main(int argc, char **argv)
 		fail("pipe size %d, want %d", fcntl(p[0], F_GETPIPE_SZ), BUFSZ);
 	if (!(fcntl(p[0], F_GETFL) & O_NONBLOCK) || (fcntl(q[0], F_GETFL) & O_NONBLOCK))
 		fail("O_NONBLOCK flags changed");
-	size_t got = 0;
-	while (got < INFLIGHT) {
-		ssize_t n = read(p[0], buf + got, INFLIGHT - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	size_t got = read_full(p[0], buf, INFLIGHT);
 	if (got != INFLIGHT)
 		fail("read %zu bytes of %lu in flight", got, INFLIGHT);
 	else {

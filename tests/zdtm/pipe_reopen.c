@@ -74,14 +74,8 @@ int main(int argc, char **argv)
 	/* every byte back in order, read through three different readers */
 	if (read(r2, buf, 100) != 100 || read(rw, buf + 100, 900) != 900)
 		fail("short read at the reopened readers");
-	size_t got = 1000;
 	fcntl(p[0], F_SETFL, O_NONBLOCK);
-	while (got < INFLIGHT) {
-		ssize_t n = read(p[0], buf + got, INFLIGHT - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	size_t got = 1000 + read_full(p[0], buf + 1000, INFLIGHT - 1000);
 	if (got != INFLIGHT)
 		fail("read %zu bytes of %d in flight", got, INFLIGHT);
 	else if (check_pattern(buf, INFLIGHT, 0x4242) >= 0)

@@ -45,23 +45,12 @@ int main(int argc, char **argv)
 	if (zdtm_break)
 		read(p[0], buf, 10);
 	fcntl(p[0], F_SETFL, O_NONBLOCK);   /* what is in flight is all there already */
-	size_t got = 0;
-	while (got < INFLIGHT) {
-		ssize_t n = read(p[0], buf + got, INFLIGHT - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	size_t got = read_full(p[0], buf, INFLIGHT);
 	if (got != INFLIGHT)
 		fail("read %zu of %d bytes in flight", got, INFLIGHT);
 	fcntl(p[0], F_SETFL, 0);
 	kill(kid, SIGUSR1);
-	while (got < sizeof(buf)) {
-		ssize_t n = read(p[0], buf + got, sizeof(buf) - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	got += read_full(p[0], buf + got, sizeof(buf) - got);
 	long bad = check_pattern(buf, sizeof(buf), 0x7777);
 	if (got != sizeof(buf) || bad >= 0)
 		fail("read %zu of %zu bytes, first difference at %ld", got, sizeof(buf), bad);

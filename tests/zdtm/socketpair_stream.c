@@ -18,18 +18,6 @@
 
 static unsigned char a2b[ONE], b2a[TWO], buf[ONE + 1];
 
-static size_t read_all(int fd, unsigned char *p, size_t max)
-{
-	size_t got = 0;
-	while (got < max) {
-		ssize_t n = recv(fd, p + got, max - got, MSG_DONTWAIT);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	return got;
-}
-
 int main(int argc, char **argv)
 {
 	int sv[2], v;
@@ -78,15 +66,15 @@ int main(int argc, char **argv)
 		fail("SO_PEEK_OFF is %d, was 0", v);
 	v = -1;
 	setsockopt(sv[0], SOL_SOCKET, SO_PEEK_OFF, &v, sizeof(v));
-	size_t got = read_all(sv[1], buf, sizeof(buf));
+	size_t got = recv_full(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
 	if (got != ONE || memcmp(buf, a2b, ONE))
 		fail("one way: read %zu of %d queued bytes, or they differ", got, ONE);
-	got = read_all(sv[0], buf, sizeof(buf));
+	got = recv_full(sv[0], buf, sizeof(buf), MSG_DONTWAIT);
 	if (got != TWO || memcmp(buf, b2a, TWO))
 		fail("other way: read %zu of %d queued bytes, or they differ", got, TWO);
-	if (write(sv[0], "ping", 4) != 4 || read_all(sv[1], buf, 10) != 4 || memcmp(buf, "ping", 4))
+	if (write(sv[0], "ping", 4) != 4 || recv_full(sv[1], buf, 10, MSG_DONTWAIT) != 4 || memcmp(buf, "ping", 4))
 		fail("the pair no longer carries data one way");
-	if (write(sv[1], "pong", 4) != 4 || read_all(sv[0], buf, 10) != 4 || memcmp(buf, "pong", 4))
+	if (write(sv[1], "pong", 4) != 4 || recv_full(sv[0], buf, 10, MSG_DONTWAIT) != 4 || memcmp(buf, "pong", 4))
 		fail("the pair no longer carries data the other way");
 	return test_finish();
 }

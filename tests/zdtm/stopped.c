@@ -41,9 +41,7 @@ int main(int argc, char **argv)
 	test_waitsig();
 	if (zdtm_break)
 		kill(kid, SIGCONT);
-	char st = proc_state(kid);
-	if (st != 'T')
-		fail("the child is in state %c, not stopped (T)", st);
+	expect_proc_state(kid, 'T');
 	if (waitpid(kid, &status, WNOHANG | WCONTINUED) != 0)
 		fail("the child changed state before SIGCONT (status 0x%x)", status);
 	kill(kid, SIGCONT);

@@ -41,17 +41,14 @@ int main(int argc, char **argv)
 			pause();
 		_exit(17);
 	}
-	while (proc_state(kid) != 'T')
-		usleep(1000);
+	wait_proc_state(kid, 'T');
 	test_write_pids(&kid, 1);
 	test_daemon();
 
 	test_waitsig();
 	if (zdtm_break)
 		kill(kid, SIGKILL);
-	char st = proc_state(kid);
-	if (st != 'T')
-		fail("the child is in state %c, not stopped (T)", st);
+	expect_proc_state(kid, 'T');
 	kill(kid, SIGCONT);
 	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status) != 17)
 		fail("the child did not exit 17 after SIGCONT (status 0x%x)", status);

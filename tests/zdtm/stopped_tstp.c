@@ -59,17 +59,14 @@ int main(int argc, char **argv)
 	}
 	test_usr1_wait();
 	kill(kid, SIGTSTP);                    /* as ^Z would: while it sleeps */
-	while (proc_state(kid) != 'T')       /* watched, not collected: the report stays for later */
-		usleep(1000);
+	wait_proc_state(kid, 'T');          /* watched, not collected: the report stays for later */
 	test_write_pids(&kid, 1);
 	test_daemon();
 
 	test_waitsig();
 	if (zdtm_break)
 		kill(kid, SIGCONT);
-	char st = proc_state(kid);
-	if (st != 'T')
-		fail("the child is in state %c, not stopped (T)", st);
+	char st = expect_proc_state(kid, 'T');
 	pid_t got = waitpid(kid, &status, WNOHANG | WUNTRACED);
 	if (got != kid || !WIFSTOPPED(status) || WSTOPSIG(status) != SIGTSTP)
 		fail("waitpid(WUNTRACED) = %d status 0x%x, want stopped by SIGTSTP (%d)", got, got == kid ? status : 0,

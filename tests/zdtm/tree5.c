@@ -29,23 +29,11 @@
 #define NPROC 5
 #define SOCKETED 2000
 
-static volatile sig_atomic_t checking;
 static char *mem;
 static int data_fd, ghost_fd = -1, ghost_held = -1;
 static pid_t kids[2];
 static int kid_pipes[2], nkids, up_fd = -1;
 static int sock_down = -1, sock_up = -1;   /* the root's and b's ends of their socket pair */
-
-static void on_usr1(int sig) { (void)sig; checking = 1; }
-
-static void wait_check_signal(void)
-{
-	sigset_t mask;
-	sigprocmask(SIG_SETMASK, NULL, &mask);
-	sigdelset(&mask, SIGUSR1);
-	while (!checking)
-		sigsuspend(&mask);
-}
 
 /* Memory, file and ghost of process idx set up; returns nothing, aborts the process on error. */
 static void setup(int idx)
@@ -95,13 +83,7 @@ static int collect(void)
 	static char buf[PIPED];
 	int bad = 0, status;
 	for (int i = 0; i < nkids; i++) {
-		size_t got = 0;
-		while (got < PIPED) {
-			ssize_t n = read(kid_pipes[i], buf + got, PIPED - got);
-			if (n <= 0)
-				break;
-			got += (size_t)n;
-		}
+		size_t got = read_full(kid_pipes[i], buf, PIPED);
 		if (got != PIPED || check_pattern(buf, PIPED, 0x7000 + kids[i] % 1000) >= 0) {
 			test_msg("pipe from %d: %zu bytes or wrong content", kids[i], got);
 			bad++;
@@ -109,13 +91,7 @@ static int collect(void)
 		kill(kids[i], SIGUSR1);
 	}
 	if (sock_down >= 0) {
-		size_t got = 0;
-		while (got < SOCKETED) {
-			ssize_t n = recv(sock_down, buf + got, SOCKETED - got, MSG_DONTWAIT);
-			if (n <= 0)
-				break;
-			got += (size_t)n;
-		}
+		size_t got = recv_full(sock_down, buf, SOCKETED, MSG_DONTWAIT);
 		if (got != SOCKETED || check_pattern(buf, SOCKETED, 0x8000) >= 0) {
 			test_msg("socket from process 2: %zu bytes or wrong content", got);
 			bad++;
@@ -204,7 +180,7 @@ static void process(int idx)
 	}
 	if (write(up_fd, "r", 1) != 1 || write(up_fd, buf, PIPED) != PIPED)
 		_exit(105);
-	wait_check_signal();
+	test_usr1_wait();
 	if (zdtm_break && idx == 4)
 		mem[MEM / 2] ^= 1;
 	int bad = collect();
@@ -216,11 +192,7 @@ int main(int argc, char **argv)
 	static char buf[GHOST];
 
 	test_init(argc, argv);
-	signal(SIGUSR1, on_usr1);
-	sigset_t block;
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, NULL);
+	test_usr1_init();
 	int fd = open(test_path(".data"), O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || ftruncate(fd, 64 << 10))
 		test_abort("data file: %s", strerror(errno));

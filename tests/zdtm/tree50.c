@@ -17,12 +17,9 @@
 #define NCHILD 7
 #define NGRAND 6
 
-static volatile sig_atomic_t checking;
 static pid_t kids[NGRAND > NCHILD ? NGRAND : NCHILD];
 static int nkids;
 static pid_t want_pid, want_ppid, want_pgid, want_sid;
-
-static void on_usr1(int sig) { (void)sig; checking = 1; }
 
 static void record(void)
 {
@@ -65,15 +62,6 @@ static int collect(void)
 	return bad;
 }
 
-static void wait_check_signal(void)
-{
-	sigset_t mask;
-	sigprocmask(SIG_SETMASK, NULL, &mask);
-	sigdelset(&mask, SIGUSR1);
-	while (!checking)
-		sigsuspend(&mask);
-}
-
 static void report_pid(int wfd)
 {
 	pid_t me = getpid();
@@ -93,7 +81,7 @@ static void grandchild(int parent_idx, int j, pid_t first, int wfd)
 	record();
 	report_pid(wfd);
 	close(wfd);
-	wait_check_signal();
+	test_usr1_wait();
 	if (zdtm_break && parent_idx == 3 && j == NGRAND - 1)
 		setpgid(0, 0);
 	_exit(ids_bad("grandchild"));
@@ -128,7 +116,7 @@ static void child(int idx, int wfd)
 	record();
 	report_pid(wfd);
 	close(wfd);
-	wait_check_signal();
+	test_usr1_wait();
 	int bad = collect();
 	_exit(bad + ids_bad("child"));
 }
@@ -139,11 +127,7 @@ int main(int argc, char **argv)
 	int p[2], got = 0;
 
 	test_init(argc, argv);
-	signal(SIGUSR1, on_usr1);
-	sigset_t block;
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, NULL);
+	test_usr1_init();
 	if (pipe(p))
 		test_abort("pipe: %s", strerror(errno));
 	for (int i = 0; i < NCHILD; i++) {

@@ -35,8 +35,7 @@ int main(int argc, char **argv)
 			_exit(1);
 		pthread_exit(NULL);
 	}
-	while (proc_state(kid) != 'Z')
-		usleep(1000);
+	wait_proc_state(kid, 'Z');
 	test_write_pids(&kid, 1);
 	test_daemon();
 

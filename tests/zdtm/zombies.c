@@ -34,8 +34,7 @@ int main(int argc, char **argv)
 	want[1] = 42 << 8;
 	want[2] = SIGUSR2;
 	for (int i = 0; i < N; i++)
-		while (proc_state(kids[i]) != 'Z')
-			usleep(1000);
+		wait_proc_state(kids[i], 'Z');
 	test_write_pids(kids, N);
 	test_daemon();
 
@@ -44,9 +43,7 @@ int main(int argc, char **argv)
 		waitpid(kids[1], NULL, 0);
 	for (int i = 0; i < N; i++) {
 		int status = -1;
-		char st = proc_state(kids[i]);
-		if (st != 'Z')
-			fail("child %d is in state %c, not a zombie", kids[i], st);
+		expect_proc_state(kids[i], 'Z');
 		pid_t got = waitpid(kids[i], &status, WNOHANG);
 		if (got != kids[i])
 			fail("waitpid(%d) = %d (%s)", kids[i], got, got < 0 ? strerror(errno) : "not ready");

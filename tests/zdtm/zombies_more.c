@@ -77,8 +77,7 @@ int main(int argc, char **argv)
 	want[2] = 3 << 8;
 	want[3] = 5 << 8;
 	for (int i = 0; i < NZ; i++)
-		while (proc_state(z[i]) != 'Z')
-			usleep(1000);
+		wait_proc_state(z[i], 'Z');
 	for (int i = 0; i < NZ; i++) {
 		siginfo_t si;
 		int status = -1;
@@ -103,9 +102,7 @@ int main(int argc, char **argv)
 		fail("the live member %d is in group %d, not in its dead leader's %d", member, getpgid(member), z[3]);
 	for (int i = 0; i < NZ; i++) {
 		int status = -1;
-		char st = proc_state(z[i]);
-		if (st != 'Z')
-			fail("child %d is in state %c, not a zombie", z[i], st);
+		expect_proc_state(z[i], 'Z');
 		pid_t got = waitpid(z[i], &status, WNOHANG);
 		if (got != z[i])
 			fail("waitpid(%d) = %d (%s)", z[i], got, got < 0 ? strerror(errno) : "not ready");

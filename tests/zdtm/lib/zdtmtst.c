@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -310,6 +311,32 @@ unsigned long test_tty_nr(void)
 	return v;
 }
 
+size_t read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
+size_t recv_full(int fd, void *buf, size_t n, int flags)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = recv(fd, (char *)buf + got, n - got, flags);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
 long read_whole(const char *path, char *buf, size_t size)
 {
 	long total = 0;
@@ -342,6 +369,21 @@ char proc_state(pid_t pid)
 	if (read_whole(path, buf, sizeof(buf)) < 0 || !(p = strrchr(buf, ')')))
 		return '?';
 	return p[2];
+}
+
+void wait_proc_state(pid_t pid, char state)
+{
+	while (proc_state(pid) != state)
+		usleep(1000);
+}
+
+char expect_proc_state(pid_t pid, char state)
+{
+	char st = proc_state(pid);
+
+	if (st != state)
+		fail("process %d is in state %c, not %c", pid, st, state);
+	return st;
 }
 
 uint64_t xorshift64(uint64_t *state)

@@ -63,8 +63,12 @@ void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 /* Small helpers that do not use malloc (tests watch their heap). */
 char *test_path(const char *suffix);                 /* outfile + suffix, static storage per call slot */
 long read_whole(const char *path, char *buf, size_t size); /* -1 on error; NUL-terminated */
+size_t read_full(int fd, void *buf, size_t n);       /* reads until n bytes, EOF or error; returns the count */
+size_t recv_full(int fd, void *buf, size_t n, int flags); /* the same with recv(2) and its flags */
 unsigned long test_tty_nr(void);                     /* tty_nr of /proc/self/stat: the controlling terminal */
 char proc_state(pid_t pid);                          /* the state letter of /proc/PID/stat, '?' if gone */
+void wait_proc_state(pid_t pid, char state);         /* polls until pid is in state (T, Z, ...) */
+char expect_proc_state(pid_t pid, char state);       /* fail()s naming pid and both states if it differs */
 uint64_t xorshift64(uint64_t *state);
 void fill_pattern(void *p, size_t len, uint64_t seed);
 /* Offset of the first byte that differs from the pattern, or -1 when all match. */
