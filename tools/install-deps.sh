@@ -1,11 +1,13 @@
 #!/bin/sh
 # Install what crpy needs on a fresh Debian machine of the project's kind (run as root):
 # gcc and make for the blobs and the cffi module, protoc for the image formats, Debian's criu for
-# its `crit` decoder (the differential tests), the Python packages, and a pipe size limit large
+# its `crit` decoder (the differential tests), servers no one here wrote for the real-program tests
+# (redis, memcached: started by the tests themselves, never as services), the Python packages, and a pipe size limit large
 # enough for the page pipe.
 set -e
 need=""
-for pair in gcc:gcc make:make protoc:protobuf-compiler crit:criu; do
+for pair in gcc:gcc make:make protoc:protobuf-compiler crit:criu \
+            redis-server:redis-server redis-cli:redis-tools memcached:memcached; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
 done
 [ -x /usr/bin/time ] || need="$need time"     # GNU time: the soak test's peak RSS of each crpy command
