@@ -78,6 +78,8 @@ def _pre_dump_task(track, task, files, pages_id, stats, held, budget):
     with infected(pid) as infection:
         track.arm(pid, infection.parasite, plans, facts.vmas)
         held.append((take_pages(infection.parasite, pid, page_plan, budget), pages_id))
+        for key, n in zip(("pipe_bytes", "read_bytes", "frozen_read_bytes"), held[-1][0].sizes()):
+            stats[key] = stats.get(key, 0) + n
         infection.cure()
     stats["pages"] += page_plan.nr_pages
     stats["parent_pages"] += sum(e - s for s, e, _, _ in page_plan.parent_runs) // 4096

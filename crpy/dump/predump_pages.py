@@ -35,6 +35,12 @@ class HeldPages:
         self.pid, self.plan, self.saved = pid, plan, saved
         self.parts = []
 
+    def sizes(self):
+        """(bytes in pipes, bytes to read after the resume, bytes read while frozen)."""
+        pipes = sum(p[1] for p in self.parts if isinstance(p, tuple))
+        later = sum(n for p in self.parts if isinstance(p, list) for _, n in p)
+        return pipes, later, sum(len(p) for p in self.parts if isinstance(p, bytes))
+
     def close(self):
         for part in self.parts:
             if isinstance(part, tuple):

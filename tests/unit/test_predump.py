@@ -298,3 +298,68 @@ def test_plain_dump_of_a_tracked_task(target_bin, tmp_path):
         wait_for(lambda: not _holder_alive(t.pid), what="the holder to end with the task")
         t.restore(tmp_path / "full")
         t.verdict(main_sleeps_in=None)
+
+
+def test_pages_past_the_pipe_budget_are_read_after_the_resume(target_bin, tmp_path, monkeypatch):
+    """--pre-dump-mode splice holds at most MAX_PIPES pipes of page references (here 1 of 64 KiB):
+    the rest is read from the running task, and the chain still restores byte-exact.  In-process
+    (crpy.api) so that the limits can be lowered."""
+    import fcntl
+
+    from crpy import api
+    from crpy.dump import parasite, predump_pages
+
+    monkeypatch.setattr(predump_pages, "MAX_PIPES", 1)
+    monkeypatch.setattr(parasite, "_grow_pipe", lambda fd: fcntl.fcntl(fd, parasite.F_SETPIPE_SZ, 64 << 10))
+    with SelfCheckingTarget(target_bin, tmp_path) as t:
+        _step(t, 1)
+        os.mkdir(tmp_path / "p1")
+        stats = api.pre_dump(t.pid, str(tmp_path / "p1"))
+        assert stats["pipe_bytes"] == 64 << 10 and stats["read_bytes"] > 0, stats
+        _step(t, 2)
+        r = crpy("dump", "-t", t.pid, "-D", tmp_path / "final", "--prev-images-dir", "../p1", "--track-mem",
+                 "-v4", "-o", "dump.log")
+        assert r.returncode == 0, r.stderr + log_tail(tmp_path / "final" / "dump.log")
+        t.proc.wait(timeout=10)
+        t.restore(tmp_path / "final")
+        t.verdict(main_sleeps_in=None)
+
+
+@pytest.mark.parametrize("mode", ["splice", "read"])
+def test_pre_dump_modes_restore_byte_exact(target_bin, tmp_path, mode):
+    """Both --pre-dump-mode's copy after the resume; a 2-round chain restores byte-exact."""
+    with SelfCheckingTarget(target_bin, tmp_path) as t:
+        for i in (1, 2):
+            _step(t, i)
+            r = crpy("pre-dump", "-t", t.pid, "-D", tmp_path / f"p{i}", "-v4", "-o", "pd.log", "--pre-dump-mode", mode,
+                     *(["--prev-images-dir", "../p1", "--track-mem"] if i == 2 else []))
+            assert r.returncode == 0, r.stderr + log_tail(tmp_path / f"p{i}" / "pd.log")
+            done = read_text(tmp_path / f"p{i}" / "pd.log")
+            assert ("'pipe_bytes': 0" in done) == (mode == "read"), done[-400:]
+        _step(t, 3)
+        r = crpy("dump", "-t", t.pid, "-D", tmp_path / "final", "--prev-images-dir", "../p2", "--track-mem")
+        assert r.returncode == 0, r.stderr
+        t.proc.wait(timeout=10)
+        t.restore(tmp_path / "final")
+        t.verdict(main_sleeps_in=None)
+
+
+def test_read_mode_writes_zeros_for_pages_gone_since_the_scan(tmp_path):
+    """A page unmapped between the frozen scan and the read after the resume reads as zeros (its
+    VMA is gone: no later round takes it from this one); the pages around it keep their bytes."""
+    import ctypes
+    import mmap
+
+    from crpy.dump.predump_pages import _Reader
+
+    area = mmap.mmap(-1, 3 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    area[:] = b"a" * 4096 + b"b" * 4096 + b"c" * 4096
+    start = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.munmap(ctypes.c_void_p(start + 4096), 4096) == 0
+    out = os.open(tmp_path / "pages", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _Reader(os.getpid()).copy(start, 3 * 4096, out)
+        assert os.pread(out, 3 * 4096, 0) == b"a" * 4096 + bytes(4096) + b"c" * 4096
+    finally:
+        os.close(out)
