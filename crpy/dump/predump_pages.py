@@ -11,8 +11,9 @@ with PM_SCAN_WP_MATCHING, crpy.dump.memtrack), before any page is read.  A page 
 after the resume therefore shows as written and the next round (or the final dump) saves it
 again, so what this round's image holds for it (old bytes, newer bytes, or a mix) never
 reaches a restore.  A page that cannot be read after the resume was unmapped meanwhile (its VMA
-is gone or new next round: never taken from this round); zeros stand for it.  Pages the task
-cannot read (PROT_NONE) are read through /proc/PID/mem at once, while frozen.
+is gone or new next round: never taken from this round); zeros stand for it.  A page made
+PROT_NONE meanwhile is read through /proc/PID/mem, as are, at once while frozen, the pages the
+task cannot read at the scan.
 """
 
 import errno
@@ -133,6 +134,8 @@ def write_pages(held, pages_id, images_dir):
     finally:
         os.close(fd)
         held.close()
+        if reader is not None:
+            reader.close()
     hashed.close()
     pages.write_pagemap(images_dir, held.pid, held.plan, pages_id)
     log.debug("pid %d: %d pages written after the resume", held.pid, held.plan.nr_pages)
@@ -162,7 +165,7 @@ class _Reader:
     def __init__(self, pid):
         from crpy.kernel._sys import ffi
 
-        self.pid = pid
+        self.pid, self.mem = pid, None
         self.buf = ffi.new("char[]", READ_CHUNK)
         self.local, self.remote = ffi.new("struct iovec *"), ffi.new("struct iovec *")
         self.local.iov_base = self.buf
@@ -179,10 +182,28 @@ class _Reader:
                 from crpy.errors import NoSuchProcess
 
                 raise NoSuchProcess(self.pid)
-            if got <= 0:                   # unmapped since the scan
+            if got <= 0:                   # made PROT_NONE, or unmapped, since the scan
                 got = min(n, 4096 - addr % 4096)
-                log.debug("pid %d: %#x unreadable after the resume, zeros stand for it", self.pid, addr)
-                _write_all(fd, bytes(got))
+                _write_all(fd, self._forced(addr, got))
             else:
                 _write_all(fd, ffi.buffer(self.buf, got))
             addr, length = addr + got, length - got
+
+    def _forced(self, addr, n):
+        """One page through /proc/PID/mem (FOLL_FORCE reads PROT_NONE too: mprotect keeps a
+        page's tracking, so its bytes matter); zeros if it is unmapped."""
+        if self.mem is None:
+            self.mem = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(self.mem, n, addr)
+        except OSError:
+            data = b""
+        if len(data) != n:
+            log.debug("pid %d: %#x unmapped since the scan, zeros stand for it", self.pid, addr)
+            return bytes(n)
+        return data
+
+    def close(self):
+        if self.mem is not None:
+            os.close(self.mem)
+            self.mem = None

@@ -344,9 +344,10 @@ def test_pre_dump_modes_restore_byte_exact(target_bin, tmp_path, mode):
         t.verdict(main_sleeps_in=None)
 
 
-def test_read_mode_writes_zeros_for_pages_gone_since_the_scan(tmp_path):
+def test_read_mode_after_unmap_and_mprotect_since_the_scan(tmp_path):
     """A page unmapped between the frozen scan and the read after the resume reads as zeros (its
-    VMA is gone: no later round takes it from this one); the pages around it keep their bytes."""
+    VMA is gone: no later round takes it from this one); one made PROT_NONE keeps its bytes (its
+    tracking survives mprotect, so a later round may take it from this one)."""
     import ctypes
     import mmap
 
@@ -357,9 +358,12 @@ def test_read_mode_writes_zeros_for_pages_gone_since_the_scan(tmp_path):
     start = ctypes.addressof(ctypes.c_char.from_buffer(area))
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.munmap(ctypes.c_void_p(start + 4096), 4096) == 0
+    assert libc.mprotect(ctypes.c_void_p(start + 2 * 4096), 4096, 0) == 0     # PROT_NONE: still read
     out = os.open(tmp_path / "pages", os.O_RDWR | os.O_CREAT, 0o600)
+    reader = _Reader(os.getpid())
     try:
-        _Reader(os.getpid()).copy(start, 3 * 4096, out)
+        reader.copy(start, 3 * 4096, out)
         assert os.pread(out, 3 * 4096, 0) == b"a" * 4096 + bytes(4096) + b"c" * 4096
     finally:
+        reader.close()
         os.close(out)
