@@ -44,6 +44,7 @@ def pre_dump(opts):
                 if not task.zombie:
                     _pre_dump_task(track, task, files, next(pages_ids), stats, held, budget)
         stats["frozen_s"] = round(time.monotonic() - frozen, 6)     # the tree runs again from here
+        faults.point("pre-dump-copy")
         while held:
             write_pages(*held.pop(0), images_dir)
         track.finish()

@@ -182,6 +182,32 @@ def test_killed_pre_dump_leaves_task_untracked(target_bin, tmp_path):
         _check_untracked(t, fds)
 
 
+@pytest.mark.parametrize("mode", ["splice", "read"])
+@pytest.mark.parametrize("how", ["fails", "killed"])
+def test_pre_dump_ending_while_it_copies_leaves_task_untracked(target_bin, tmp_path, mode, how):
+    """A round that fails, or is SIGKILLed, after the tree resumed and before its pages are
+    copied leaves the task running, intact and untracked (its page references just go)."""
+    with SelfCheckingTarget(target_bin, tmp_path) as t:
+        fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+        _step(t, 1)
+        assert _pre_dump(t, tmp_path / "p1").returncode == 0
+        argv = [sys.executable, "-m", "crpy", "pre-dump", "-t", str(t.pid), "-D", str(tmp_path / "p2"),
+                "--prev-images-dir", "../p1", "--track-mem", "--pre-dump-mode", mode]
+        fault = "pre-dump-copy:pause" if how == "killed" else "pre-dump-copy"
+        p = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=dict(os.environ, CRPY_FAULT=fault))
+        try:
+            if how == "killed":
+                assert p.stderr.readline().strip() == "crpy-fault: paused at pre-dump-copy"
+                _step(t, 2)                # it runs while crpy holds its pages
+                p.kill()
+            else:
+                assert p.wait(timeout=60) == 1 and "fault point pre-dump-copy" in p.stderr.read()
+        finally:
+            p.kill()
+            p.wait()
+        _check_untracked(t, fds)
+
+
 def _check_untracked(t, fds):
     """No uffd-registered area, no holder, the fd table as before, and the task still works."""
     wait_for(lambda: not _uffd_areas(t.pid), timeout=10, what="the uffd registrations to go")
