@@ -393,3 +393,29 @@ def test_read_mode_after_unmap_and_mprotect_since_the_scan(tmp_path):
     finally:
         reader.close()
         os.close(out)
+
+
+@pytest.fixture(scope="module")
+def remap_bin(tmp_path_factory):
+    if not _wp_async_available():
+        pytest.skip("userfaultfd WP_ASYNC (Linux 6.7+) is not available: no pre-dump tracking")
+    return build_c(tmp_path_factory.mktemp("remap"), "precopy_remap_target", HERE / "precopy_remap_target.c")
+
+
+@pytest.mark.parametrize("mode", ["splice", "read"])
+@pytest.mark.parametrize("broken", [False, True])
+def test_pages_changing_shape_while_copied(remap_bin, tmp_path, mode, broken):
+    """Areas unmapped and mapped again, flipped to PROT_NONE and back, zapped, without pause
+    while 3 rounds copy after the resume: the chain restores what the last turn left (and a
+    damaged page is seen: the target's check can fail)."""
+    env = dict(os.environ, ZDTM_BREAK="1") if broken else None
+    with SelfCheckingTarget(remap_bin, tmp_path, env=env) as t:
+        for i in (1, 2, 3):
+            r = crpy("pre-dump", "-t", t.pid, "-D", tmp_path / f"p{i}", "-v4", "-o", "pd.log", "--pre-dump-mode", mode,
+                     *(["--prev-images-dir", f"../p{i - 1}", "--track-mem"] if i > 1 else []))
+            assert r.returncode == 0, r.stderr + log_tail(tmp_path / f"p{i}" / "pd.log")
+        r = crpy("dump", "-t", t.pid, "-D", tmp_path / "final", "--prev-images-dir", "../p3", "--track-mem")
+        assert r.returncode == 0, r.stderr
+        t.proc.wait(timeout=10)
+        t.restore(tmp_path / "final")
+        t.verdict(main_sleeps_in=None, want="FAIL" if broken else "PASS")
