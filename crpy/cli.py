@@ -97,6 +97,9 @@ def _pre_dump_parser(sub):
     p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
     p.add_argument("-o", "--log-file", metavar="FILE")
     p.add_argument("--skip-integrity", action="store_true", help="write no digests of the images")
+    p.add_argument("--pre-dump-mode", choices=("splice", "read"), default="splice",
+                   help="how pages are copied after the tree resumed: from page references taken while "
+                        "it was frozen (splice), or read from the running tree (read)")
     return p
 
 
@@ -163,7 +166,8 @@ def _run(args, verbosity):
 
         run_dump(DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
                              leave_running=True, log_file=args.log_file, verbosity=verbosity, pre_dump=True,
-                             prev_images_dir=args.prev_images_dir, track_mem=True))
+                             prev_images_dir=args.prev_images_dir, track_mem=True,
+                             pre_dump_mode=args.pre_dump_mode))
         return 0
     if args.command == "restore":
         from crpy.options import RestoreOptions

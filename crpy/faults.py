@@ -8,6 +8,7 @@ command (DumpError or RestoreError): the normal error path must then leave every
     pause-in-pages  (no failure) after the first chunk of pages, "crpy-fault: paused in pages", and
                  a 60 s sleep: crpy SIGKILLed in the middle of the page dump
     restorer:STEP  the restorer blob fails at STEP (crpy.restore.blob), after the go
+    pre-dump-copy  (pre-dump only) the tree resumed, its pages not copied yet (PRE_DUMP_POINTS)
 
 DUMP_POINTS, RESTORE_POINTS and RESTORER_POINTS list every point in the order the steps run (the
 parenthesis says which pid @PID matches); all_points() has them all: tests iterate over them.
@@ -47,6 +48,11 @@ RESTORE_POINTS = (
 # after the go, in every task but timers (only in a task with POSIX timers)
 RESTORER_POINTS = tuple(f"restorer:{step}" for step in (
     "unmap", "vdso", "vmas", "mm-map", "sigactions", "threads", "timers", "sigreturn", "close-fds"))
+
+# pre-dump only, after the steps it shares with the dump (not in all_points: a dump never reaches them)
+PRE_DUMP_POINTS = (
+    "pre-dump-copy",         # the tree detached and running again, its pages not copied yet
+)
 
 PAUSE_S = 60
 _seen = set()

@@ -139,13 +139,19 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
     finally:
         os.close(fd)
     hashed.close()
+    write_pagemap(images_dir, pid, plan, pages_id)
+    return written
+
+
+def write_pagemap(images_dir, pid, plan, pages_id):
+    """pagemap-PID.img: the runs with data (in pages-<pages_id>.img order) and the PE_PARENT ones."""
+    from crpy.images import framing
     from crpy.images.pb import pagemap_pb2          # only now: preloaded while pages moved
 
     entries = [pagemap_pb2.pagemap_head(pages_id=pages_id)]
     # in address order (criu's reader wants it); the runs with data keep their file order
     entries += [framing.new_pagemap_entry(s, (e - s) // PAGE, f) for s, e, f, _ in sorted(plan.runs + plan.parent_runs)]
     framing.write_image(framing.image_path(images_dir, "pagemap", pid), "pagemap", entries)
-    return written
 
 
 def _put_back_frame(fd, runs, parasite, hashed):

@@ -104,6 +104,17 @@ class Parasite:
         self._busy = False
         return total
 
+    def vmsplice_into(self, pipe_w, iovs, nbytes):
+        """Page references of `iovs` into pipe_w (which must hold nbytes), kept there for the
+        caller to splice out later; the parasite's copy of pipe_w is closed again."""
+        task_fd, _, _ = self._chan.call(ch.RECVFD, fds=[pipe_w])
+        try:
+            ret, _, _ = self._chan.call(ch.DUMP, (task_fd,), _pack_iovs(iovs))
+        finally:
+            self._chan.call(ch.CLOSE, (task_fd,))
+        if ret != nbytes:
+            raise ParasiteError(f"pid {self.pid}: vmsplice moved {ret} of {nbytes} bytes")
+
     def _drain(self, pipe_r, out_fd, nbytes):
         ret, _, _ = self._chan.receive(ch.DUMP)
         if ret != nbytes:

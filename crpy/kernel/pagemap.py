@@ -2,8 +2,8 @@
 
 One ioctl returns compact runs (start, end, categories) instead of one u64 per page.  The system
 headers are 6.1, so the ABI constants are spelled out here.  The kernel stops when the result
-vector is full and reports how far it got (walk_end); scan() resumes from there, so any range
-size works with a fixed buffer.
+vector is full and reports how far it got (walk_end, stale after more than 512 regions: see
+scan()); scan() resumes from there, so any range size works with a fixed buffer.
 """
 
 import os
@@ -81,17 +81,18 @@ class Pagemap:
         while pos < end:
             arg.start, arg.end, arg.walk_end = pos, end, 0
             n = ioctl(self.fd, PAGEMAP_SCAN, arg, what=f"PAGEMAP_SCAN of pid {self.pid}")
-            walk_end = arg.walk_end or end
-            # With a full vector the kernel may report walk_end below the last region's end
-            # (measured: at a PMD boundary); keep only what lies below walk_end and rescan the rest.
             for i in range(n):
-                r = vec[i]
-                if r.start >= walk_end:
-                    break
-                _append_run(out, r.start, min(r.end, walk_end), r.categories)
-            if walk_end <= pos:
+                _append_run(out, vec[i].start, vec[i].end, vec[i].categories)
+            if n < _VEC_LEN:
+                break                      # room left: the walk reached `end`
+            # Full: go on after what was found.  walk_end alone cannot say where: the kernel
+            # leaves it at its last internal buffer flush (every 512 regions) even when the
+            # walk went on past it, and rescanning from there would lose the pages that
+            # PM_SCAN_WP_MATCHING protected again after it (measured on 6.18).
+            nxt = max(arg.walk_end, vec[n - 1].end)
+            if nxt <= pos:
                 break
-            pos = walk_end
+            pos = nxt
         return out
 
     def data_runs(self, start, end):

@@ -182,6 +182,32 @@ def test_killed_pre_dump_leaves_task_untracked(target_bin, tmp_path):
         _check_untracked(t, fds)
 
 
+@pytest.mark.parametrize("mode", ["splice", "read"])
+@pytest.mark.parametrize("how", ["fails", "killed"])
+def test_pre_dump_ending_while_it_copies_leaves_task_untracked(target_bin, tmp_path, mode, how):
+    """A round that fails, or is SIGKILLed, after the tree resumed and before its pages are
+    copied leaves the task running, intact and untracked (its page references just go)."""
+    with SelfCheckingTarget(target_bin, tmp_path) as t:
+        fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+        _step(t, 1)
+        assert _pre_dump(t, tmp_path / "p1").returncode == 0
+        argv = [sys.executable, "-m", "crpy", "pre-dump", "-t", str(t.pid), "-D", str(tmp_path / "p2"),
+                "--prev-images-dir", "../p1", "--track-mem", "--pre-dump-mode", mode]
+        fault = "pre-dump-copy:pause" if how == "killed" else "pre-dump-copy"
+        p = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=dict(os.environ, CRPY_FAULT=fault))
+        try:
+            if how == "killed":
+                assert p.stderr.readline().strip() == "crpy-fault: paused at pre-dump-copy"
+                _step(t, 2)                # it runs while crpy holds its pages
+                p.kill()
+            else:
+                assert p.wait(timeout=60) == 1 and "fault point pre-dump-copy" in p.stderr.read()
+        finally:
+            p.kill()
+            p.wait()
+        _check_untracked(t, fds)
+
+
 def _check_untracked(t, fds):
     """No uffd-registered area, no holder, the fd table as before, and the task still works."""
     wait_for(lambda: not _uffd_areas(t.pid), timeout=10, what="the uffd registrations to go")
@@ -298,3 +324,98 @@ def test_plain_dump_of_a_tracked_task(target_bin, tmp_path):
         wait_for(lambda: not _holder_alive(t.pid), what="the holder to end with the task")
         t.restore(tmp_path / "full")
         t.verdict(main_sleeps_in=None)
+
+
+def test_pages_past_the_pipe_budget_are_read_after_the_resume(target_bin, tmp_path, monkeypatch):
+    """--pre-dump-mode splice holds at most MAX_PIPES pipes of page references (here 1 of 64 KiB):
+    the rest is read from the running task, and the chain still restores byte-exact.  In-process
+    (crpy.api) so that the limits can be lowered."""
+    import fcntl
+
+    from crpy import api
+    from crpy.dump import parasite, predump_pages
+
+    monkeypatch.setattr(predump_pages, "MAX_PIPES", 1)
+    monkeypatch.setattr(parasite, "_grow_pipe", lambda fd: fcntl.fcntl(fd, parasite.F_SETPIPE_SZ, 64 << 10))
+    with SelfCheckingTarget(target_bin, tmp_path) as t:
+        _step(t, 1)
+        os.mkdir(tmp_path / "p1")
+        stats = api.pre_dump(t.pid, str(tmp_path / "p1"))
+        assert stats["pipe_bytes"] == 64 << 10 and stats["read_bytes"] > 0, stats
+        _step(t, 2)
+        r = crpy("dump", "-t", t.pid, "-D", tmp_path / "final", "--prev-images-dir", "../p1", "--track-mem",
+                 "-v4", "-o", "dump.log")
+        assert r.returncode == 0, r.stderr + log_tail(tmp_path / "final" / "dump.log")
+        t.proc.wait(timeout=10)
+        t.restore(tmp_path / "final")
+        t.verdict(main_sleeps_in=None)
+
+
+@pytest.mark.parametrize("mode", ["splice", "read"])
+def test_pre_dump_modes_restore_byte_exact(target_bin, tmp_path, mode):
+    """Both --pre-dump-mode's copy after the resume; a 2-round chain restores byte-exact."""
+    with SelfCheckingTarget(target_bin, tmp_path) as t:
+        for i in (1, 2):
+            _step(t, i)
+            r = crpy("pre-dump", "-t", t.pid, "-D", tmp_path / f"p{i}", "-v4", "-o", "pd.log", "--pre-dump-mode", mode,
+                     *(["--prev-images-dir", "../p1", "--track-mem"] if i == 2 else []))
+            assert r.returncode == 0, r.stderr + log_tail(tmp_path / f"p{i}" / "pd.log")
+            done = read_text(tmp_path / f"p{i}" / "pd.log")
+            assert ("'pipe_bytes': 0" in done) == (mode == "read"), done[-400:]
+        _step(t, 3)
+        r = crpy("dump", "-t", t.pid, "-D", tmp_path / "final", "--prev-images-dir", "../p2", "--track-mem")
+        assert r.returncode == 0, r.stderr
+        t.proc.wait(timeout=10)
+        t.restore(tmp_path / "final")
+        t.verdict(main_sleeps_in=None)
+
+
+def test_read_mode_after_unmap_and_mprotect_since_the_scan(tmp_path):
+    """A page unmapped between the frozen scan and the read after the resume reads as zeros (its
+    VMA is gone: no later round takes it from this one); one made PROT_NONE keeps its bytes (its
+    tracking survives mprotect, so a later round may take it from this one)."""
+    import ctypes
+    import mmap
+
+    from crpy.dump.predump_pages import _Reader
+
+    area = mmap.mmap(-1, 3 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    area[:] = b"a" * 4096 + b"b" * 4096 + b"c" * 4096
+    start = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.munmap(ctypes.c_void_p(start + 4096), 4096) == 0
+    assert libc.mprotect(ctypes.c_void_p(start + 2 * 4096), 4096, 0) == 0     # PROT_NONE: still read
+    out = os.open(tmp_path / "pages", os.O_RDWR | os.O_CREAT, 0o600)
+    reader = _Reader(os.getpid())
+    try:
+        reader.copy(start, 3 * 4096, out)
+        assert os.pread(out, 3 * 4096, 0) == b"a" * 4096 + bytes(4096) + b"c" * 4096
+    finally:
+        reader.close()
+        os.close(out)
+
+
+@pytest.fixture(scope="module")
+def remap_bin(tmp_path_factory):
+    if not _wp_async_available():
+        pytest.skip("userfaultfd WP_ASYNC (Linux 6.7+) is not available: no pre-dump tracking")
+    return build_c(tmp_path_factory.mktemp("remap"), "precopy_remap_target", HERE / "precopy_remap_target.c")
+
+
+@pytest.mark.parametrize("mode", ["splice", "read"])
+@pytest.mark.parametrize("broken", [False, True])
+def test_pages_changing_shape_while_copied(remap_bin, tmp_path, mode, broken):
+    """Areas unmapped and mapped again, flipped to PROT_NONE and back, zapped, without pause
+    while 3 rounds copy after the resume: the chain restores what the last turn left (and a
+    damaged page is seen: the target's check can fail)."""
+    env = dict(os.environ, ZDTM_BREAK="1") if broken else None
+    with SelfCheckingTarget(remap_bin, tmp_path, env=env) as t:
+        for i in (1, 2, 3):
+            r = crpy("pre-dump", "-t", t.pid, "-D", tmp_path / f"p{i}", "-v4", "-o", "pd.log", "--pre-dump-mode", mode,
+                     *(["--prev-images-dir", f"../p{i - 1}", "--track-mem"] if i > 1 else []))
+            assert r.returncode == 0, r.stderr + log_tail(tmp_path / f"p{i}" / "pd.log")
+        r = crpy("dump", "-t", t.pid, "-D", tmp_path / "final", "--prev-images-dir", "../p3", "--track-mem")
+        assert r.returncode == 0, r.stderr
+        t.proc.wait(timeout=10)
+        t.restore(tmp_path / "final")
+        t.verdict(main_sleeps_in=None, want="FAIL" if broken else "PASS")

@@ -50,6 +50,8 @@ def parse_args(argv):
                    help="ask each test to damage its state: expect every test to report FAIL")
     p.add_argument("--pre", type=int, default=0, metavar="N",
                    help="N crpy pre-dump rounds before each dump, which then saves only what changed")
+    p.add_argument("--pre-mode", choices=("splice", "read"), default=None,
+                   help="crpy pre-dump --pre-dump-mode of those rounds (crpy's default if not given)")
     p.add_argument("--list", action="store_true", help="list the tests and exit")
     args = p.parse_args(argv)
     if not args.list and not args.all and not args.names:
@@ -123,7 +125,7 @@ def main(argv=None):
             for n in iters:
                 result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
                                          break_state=args.break_state, leave_running=args.leave_running,
-                                         pre=args.pre)
+                                         pre=args.pre, pre_mode=args.pre_mode)
                 if result.skipped:     # the machine lacks what it needs: once, with the reason
                     print(f"{'SKIP':9} {name}: {result.reason}", flush=True)
                     skipped += 1
