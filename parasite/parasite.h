@@ -55,7 +55,7 @@ enum parasite_op {
     PAR_SIGACTS = 6,    /* data = struct blob_ksigaction[64] for signals 1..64; ret = 64 */
     PAR_MISC = 7,       /* data = struct parasite_misc */
     PAR_DRAIN_FDS = 8,  /* data = s32 fds[] (<= PAR_MAX_FDS); reply carries them; ret = count */
-    PAR_FINISH = 9,     /* ret = 0, then the parasite cures itself */
+    PAR_FINISH = 9,     /* ret = the channel fd; all other fds closed, it waits for the dumper (or EOF) */
     PAR_TIMERS = 10,    /* data = s32 ids[] (<= PAR_MAX_TIMERS); reply = struct parasite_timer[] */
     PAR_UFFD = 11,      /* a0 = userfaultfd() flags; the reply carries the new fd, closed here */
 };

@@ -6,7 +6,7 @@ import os
 
 from crpy.errors import CrpyError, UnsupportedResource
 from crpy.kernel import proc
-from crpy.log import log
+from crpy.log import DEBUG, log
 from crpy.record import dataclass
 
 
@@ -46,8 +46,9 @@ def collect_facts(pid, stop_signal):
     _check_maps_crpy_exe(pid, facts.exe, vmas)
     _refuse_large_ghosts(pid, facts)
     log.info("Collected %d VMAs, %d fds of task %d (%s)", len(vmas), len(facts.fds), pid, facts.comm)
-    for v in vmas:
-        log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))
+    if log.enabled(DEBUG):               # the lines cost a sort and a join per VMA to build
+        for v in vmas:
+            log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))
     return facts
 
 

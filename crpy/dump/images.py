@@ -79,11 +79,12 @@ def follow_image(images_dir, path):
     return recorder.follow(path) if recorder is not None else _NotFollowed()
 
 
-def digest_written_images(images_dir):
-    """Start hashing the images written so far (a task's pages) while the dump goes on."""
+def digest_written_images(images_dir, unfollowed=None):
+    """Start hashing the images written so far (a task's pages) while the dump goes on;
+    unfollowed: bytes written since the last call into images follow_image() does not hash."""
     recorder = _recorders.get(str(images_dir))
     if recorder is not None:
-        recorder.hash_written()
+        recorder.hash_written(unfollowed)
 
 
 def write_image_digests(images_dir):

@@ -1,9 +1,9 @@
 """Getting the parasite out again, leaving the task exactly as it was seized.
 
-Normal cure (parasite-recipe.md fact 13): interrupt the idle parasite, send FINISH, follow it
-with PTRACE_SYSCALL to the exit-stop of its munmap, then INTERRUPT + CONT so the task takes an
-event-stop before returning to user mode, and put back signal mask, XSAVE area and registers
-there.  Restoring at an event-stop lets the kernel's own restart logic see the original
+Normal cure (after parasite-recipe.md fact 13): send FINISH (the parasite closes its fds but
+the channel and waits on it), interrupt it, inject close(channel) and munmap(parasite) through
+G, then INTERRUPT + CONT so the task takes an event-stop before returning to user mode, and put
+back signal mask, XSAVE area and registers there.  Restoring at an event-stop lets the kernel's own restart logic see the original
 orig_rax/rax, so a syscall the task was sleeping in restarts exactly.
 
 Forced unload (the parasite faulted, hung or broke the protocol, and the dumper is alive):
@@ -14,14 +14,13 @@ injected syscalls through G, then restore the same way.
 import os
 
 from crpy.dump import infect_mem
-from crpy.dump.infect import inject_syscall, resume_to_syscall_stop
+from crpy.dump.infect import inject_syscall
 from crpy.dump.infect_channel import FINISH
 from crpy.errors import KernelError, ParasiteError
 from crpy.kernel import ptrace
 from crpy.log import log
 
 NR_CLOSE, NR_MUNMAP = 3, 11
-_MAX_STOPS = 200
 
 
 def to_event_stop(pid):
@@ -54,33 +53,29 @@ def restore_saved(saved):
         saved.stopped_by = 0
 
 
-def _step(saved):
-    resume_to_syscall_stop(saved)
-    return ptrace.get_syscall_info(saved.pid)
-
-
 def cure(saved, channel):
-    """The normal path; the task ends seized, at an event-stop, with its original state."""
+    """The normal path; the task ends seized, at an event-stop, with its original state.
+
+    FINISH makes the parasite close its fds but the channel and wait on it; the task is
+    interrupted in that wait and the close of the channel and the munmap are injected: six
+    stops per task where stepping the parasite through its own cure took fifteen."""
     pid = saved.pid
     if _is_stopped(pid) is not None:  # a stop already reported (a fault): no normal cure
         raise ParasiteError(f"pid {pid}: the parasite is stopped, not idle")
+    channel.send(FINISH)
+    sock, _, _ = channel.receive(FINISH, timeout=5)
     ptrace.interrupt(pid)
     status = _wait_stop(pid)
     if not ptrace.is_event_stop(status):
         raise ParasiteError(f"pid {pid}: parasite stopped: {ptrace.describe_status(status)}")
-    channel.send(FINISH)
-    for _ in range(_MAX_STOPS):
-        info = _step(saved)
-        if info.op == ptrace.SYSCALL_INFO_ENTRY and info.nr == NR_MUNMAP and info.args[0] == saved.map_base:
-            break
-    else:
-        raise ParasiteError(f"pid {pid}: parasite did not unmap itself after FINISH")
-    info = _step(saved)
-    if info.op != ptrace.SYSCALL_INFO_EXIT or info.rval != 0:
-        raise ParasiteError(f"pid {pid}: parasite munmap failed: {info}")
+    rval = inject_syscall(saved, NR_CLOSE, sock)
+    if rval != 0:
+        raise ParasiteError(f"pid {pid}: closing the parasite's channel (fd {sock}) failed: {os.strerror(-rval)}")
+    rval = inject_syscall(saved, NR_MUNMAP, saved.map_base, saved.map_len)
+    if rval != 0:
+        raise ParasiteError(f"pid {pid}: munmap of the parasite failed: {os.strerror(-rval)}")
     saved.map_base = 0
     to_event_stop(pid)
-    channel.receive(FINISH, timeout=5)
     channel.close()
     restore_saved(saved)
 

@@ -21,16 +21,24 @@ from crpy.record import dataclass
 
 
 class _Clock:
-    """Seconds spent per step, for the stats."""
+    """Time spent per step, summed over the tasks of a tree: stats["time"] in seconds, and one
+    -v log line of milliseconds per step, wall (perf_counter_ns) / crpy's CPU (process_time_ns:
+    under a loaded machine the wall time swings, the CPU time shows crpy's own work)."""
 
     def __init__(self, stats):
-        self.stats, self.t = stats, time.monotonic()
+        self.stats, self.ns, self.cpu = stats, {}, {}
+        self.t, self.c = time.perf_counter_ns(), time.process_time_ns()
 
     def __call__(self, name):
-        now = time.monotonic()
-        times = self.stats.setdefault("time", {})      # summed over the tasks of a tree
-        times[name] = round(times.get(name, 0.0) + now - self.t, 6)
-        self.t = now
+        now, cpu = time.perf_counter_ns(), time.process_time_ns()
+        self.ns[name] = self.ns.get(name, 0) + now - self.t
+        self.cpu[name] = self.cpu.get(name, 0) + cpu - self.c
+        self.t, self.c = now, cpu
+
+    def close(self):
+        self.stats["time"] = {k: round(v / 1e9, 6) for k, v in self.ns.items()}
+        log.info("Step times (ms wall/cpu, all tasks): %s",
+                 ", ".join(f"{k} {v / 1e6:.1f}/{self.cpu[k] / 1e6:.1f}" for k, v in self.ns.items()))
 
 
 def run_dump(opts):
@@ -95,12 +103,14 @@ def _dump(opts):
             progress.task_done()
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
         faults.point("after-tree-images")
+        tick("tree-images")
         write_image_digests(opts.images_dir)
         faults.point("after-images")
-        tick("images")
+        tick("digests")
         if not opts.leave_running:
             kill_tree(tasks)
-        tick("finish")
+        tick("kill")
+    tick.close()
     stats["tasks"] = len(tasks)
     log.info("Dump of %d finished: %s", pid, stats)
     return stats
@@ -167,12 +177,15 @@ def _dump_task(tree, task, n, stats, tick):
     faults.point("after-collect", pid)
     tick("collect")
     with infected(pid) as infection:
+        tick("infect")
         start_preload()                   # imports ride along while the pages move GIL-free
-        _add(stats, dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids,
-                               tree.shmem_done))
-        digest_written_images(images_dir)          # hashed beside the rest of the dump
-        faults.point("after-pages", pid)
+        written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done)
+        _add(stats, written)
         tick("pages")
+        # hashed beside the rest of the dump (private pages were, as they were written)
+        digest_written_images(images_dir, written["shmem_bytes"])
+        faults.point("after-pages", pid)
+        tick("digests")
         fdinfo = dump_fds(facts, files)
         fs = dump_fs(facts, files)
         faults.point("after-fds", pid)
@@ -180,14 +193,17 @@ def _dump_task(tree, task, n, stats, tick):
         misc = dump_misc(infection.parasite)
         discount_frozen_time(misc, task.seized.frozen_at)
         faults.point("before-cure", pid)
+        tick("parasite-cmds")
         infection.cure()
     faults.point("after-cure", pid)
+    tick("cure")
     regs = dump_regs(pid)
     _drop_stop_signal(regs, task.seized.stop_signal)
     mm = mm_entry(facts, plans, page_plan, misc, exe_id)
     creds = dump_creds(facts.status, misc)
     core = core_entry(facts, regs, sigactions, misc, creds, task.seized.stop_signal)
     task.pgid, task.sid = misc.get("pgid", facts.stat.pgrp), misc.get("sid", facts.stat.session)
+    tick("regs-build")
     write_task_images(images_dir, pid, n, {"core": core, "mm": mm, "fs": fs, "fdinfo": fdinfo}, task.files_id)
     dump_threads(images_dir, task.seized.threads, creds)
     faults.point("after-task-images", pid)

@@ -22,5 +22,13 @@ def _import_all():
             return                     # the main thread meets the same error, with a hint
 
 
+_started = []            # one preload per process: a tree's later tasks find the modules there
+
+
 def start_preload():
+    """Start the imports once; later calls (the next tasks of a tree) do nothing: a thread
+    started per task cost about a millisecond each while the main thread held the GIL."""
+    if _started:
+        return
+    _started.append(True)
     threading.Thread(target=_import_all, name="crpy-preload", daemon=True).start()

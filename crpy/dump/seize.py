@@ -17,13 +17,15 @@ class SeizedTask:
 
 
 @contextlib.contextmanager
-def seized(pid):
+def seized(pid, interrupted=False):
+    """interrupted: PTRACE_SEIZE and INTERRUPT were sent already (crpy.dump.tree seizes the
+    children of a pass all at once, so they stop in parallel): only the stop is collected."""
     from crpy.kernel import ptrace
 
     log.info("Seizing task %d", pid)
     from crpy.dump.threads import detach_threads, seize_threads
 
-    task = SeizedTask(pid, ptrace.seize(pid))
+    task = SeizedTask(pid, ptrace.wait_event_stop(pid) if interrupted else ptrace.seize(pid))
     try:
         seize_threads(pid, task.threads)
         yield task

@@ -23,6 +23,7 @@ import mmap
 import os
 import struct
 import threading
+import time
 import zlib
 from collections import namedtuple
 
@@ -137,49 +138,57 @@ def _hash_range(fd, fn, start, end, chunk_size=CHUNK_SIZE):
 
 
 class _Follower:
-    """A file being written front to back (pages-N.img): a thread hashes each chunk as soon as
-    the file has grown past it, beside the writing; bytes rewritten later (rewritten()) are
-    hashed again at close().  Only the last few MiB are left to hash when the writer is done."""
+    """A file being written front to back (pages-N.img): the recorder's one hashing thread
+    (_FollowWorker) hashes each chunk as soon as the file has grown past it, beside the writing;
+    bytes rewritten later (rewritten()) are hashed again at close().  Only the last few MiB are
+    left to hash when the writer is done.  No thread of its own: a tree of 128 small tasks
+    follows 128 files, and a thread started per file cost more than hashing them."""
 
-    POLL = 0.002                   # seconds between looks at the file's size
     MIN_STEP = 4 * CHUNK_SIZE      # hash at least this much at a time
 
-    def __init__(self, path, algo, on_done):
-        self.path, self.fn, self.on_done = path, hash_function(algo), on_done
+    def __init__(self, path, algo, on_done, worker):
+        self.path, self.fn, self.on_done, self.worker = path, hash_function(algo), on_done, worker
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.chunks, self.redo, self.error = [], set(), None
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="crpy-digest-follow")
-        self._thread.start()
+        self.lock = threading.Lock()   # held by whoever hashes: the worker, or close()
+        self.closed = False
+        worker.add(self)
 
-    def _run(self):
-        try:
-            while not self._closed.is_set():
+    def hash_grown(self):
+        """The worker's turn: hash the complete chunks written since the last turn, if enough."""
+        with self.lock:
+            if self.closed or self.error is not None:
+                return False
+            try:
                 size = os.fstat(self.fd).st_size
                 end = size - size % CHUNK_SIZE
                 done = len(self.chunks) * CHUNK_SIZE
-                if end - done >= self.MIN_STEP:
-                    self.chunks += _hash_range(self.fd, self.fn, done, end)
-                else:
-                    self._closed.wait(self.POLL)
-        except BaseException as e:  # noqa: BLE001 - the file is hashed again whole at the end
-            self.error = e
+                if end - done < self.MIN_STEP:
+                    return False
+                self.chunks += _hash_range(self.fd, self.fn, done, end)
+                return True
+            except BaseException as e:  # noqa: BLE001 - the file is hashed again whole at the end
+                self.error = e
+                return False
 
     def rewritten(self, offset, length):
         """The writer wrote [offset, offset+length) again: those chunks are hashed at close()."""
         if length > 0:
             self.redo.update(range(offset // CHUNK_SIZE, (offset + length - 1) // CHUNK_SIZE + 1))
 
+    def _stop(self):
+        with self.lock:
+            self.closed = True
+        self.worker.remove(self)
+
     def abandon(self):
         """The writing failed: stop, hash nothing more."""
-        self._closed.set()
-        self._thread.join()
+        self._stop()
         os.close(self.fd)
 
     def close(self):
         """The file is complete: hash its tail and the rewritten chunks; FileDigest or None."""
-        self._closed.set()
-        self._thread.join()
+        self._stop()
         try:
             if self.error is not None:
                 return None
@@ -196,6 +205,39 @@ class _Follower:
             os.close(self.fd)
 
 
+class _FollowWorker:
+    """One thread per recorder that hashes the growing files it follows, started with the first
+    one; it sleeps while no file is followed."""
+
+    POLL = 0.002                   # seconds between looks at the files' sizes
+
+    def __init__(self):
+        self.following, self.thread = [], None
+        self.cond = threading.Condition()
+
+    def add(self, follower):
+        with self.cond:
+            self.following.append(follower)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, daemon=True, name="crpy-digest-follow")
+                self.thread.start()
+            self.cond.notify()
+
+    def remove(self, follower):
+        with self.cond:
+            if follower in self.following:
+                self.following.remove(follower)
+
+    def _run(self):
+        while True:
+            with self.cond:
+                while not self.following:
+                    self.cond.wait()
+                todo = list(self.following)
+            if not any([f.hash_grown() for f in todo]):
+                time.sleep(self.POLL)
+
+
 class Recorder:
     """The dump's side: hash the images as they are written, then write crpy-digests."""
 
@@ -203,20 +245,36 @@ class Recorder:
         self.images_dir, self.algo = os.fspath(images_dir), algo or default_algo()
         self.done = {}                           # name -> FileDigest
         self._thread, self._error = None, None
+        self._worker = _FollowWorker()
+        self._looked_at = set()                  # names hash_written found small: left to write()
+        self._unfollowed = 0                     # bytes written outside follow() since the last look
 
     def follow(self, path):
         """Hash path while it is being written (see _Follower); .close() once it is complete."""
-        return _Follower(path, self.algo, self._followed)
+        return _Follower(path, self.algo, self._followed, self._worker)
 
     def _followed(self, path, result):
         self.done[os.path.basename(path)] = result
 
-    def hash_written(self):
+    def hash_written(self, unfollowed=None):
         """Hash the big images written so far in a background thread (the hash releases the GIL,
-        so it runs beside the rest of the dump on another CPU)."""
+        so it runs beside the rest of the dump on another CPU).  unfollowed: bytes the caller
+        wrote since its last call into files it did not follow(); the directory is looked at
+        only once they add up to a file worth a thread (a tree of small tasks: never per task)."""
+        if unfollowed is not None:
+            self._unfollowed += unfollowed
+            if self._unfollowed < _BACKGROUND_MIN:
+                return
+        self._unfollowed = 0
         self._join()
-        todo = [n for n in image_names(self.images_dir) if n not in self.done
-                and os.stat(os.path.join(self.images_dir, n)).st_size >= _BACKGROUND_MIN]
+        todo = []
+        for name in image_names(self.images_dir):
+            if name in self.done or name in self._looked_at:
+                continue
+            if os.stat(os.path.join(self.images_dir, name)).st_size >= _BACKGROUND_MIN:
+                todo.append(name)
+            else:
+                self._looked_at.add(name)
         if todo:
             self._thread = threading.Thread(target=self._hash_all, args=(todo,), daemon=True,
                                             name="crpy-digests")

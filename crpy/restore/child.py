@@ -108,9 +108,9 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
 
 @contextlib.contextmanager
 def _step(name):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     yield
-    log.debug("%s: %.1f ms", name, (time.perf_counter() - t) * 1e3)
+    log.debug("%s: %.1f ms (cpu %.1f ms)", name, (time.perf_counter() - t) * 1e3, (time.process_time() - c) * 1e3)
 
 
 def _die_with_parent(parent):
@@ -270,7 +270,7 @@ def _frame_and_gadget(task, vdso_pair):
     from crpy.kernel._sys import lib
 
     xsize, xcr0 = lib.crpy_xsave_user_size(), lib.crpy_xgetbv0()
-    pretcode = gadgets.task_restorer(task.sigactions) or gadgets.find_sigreturn(task.areas, _read_range)
+    pretcode = gadgets.task_restorer(task.sigactions) or gadgets.find_sigreturn(task.areas, read_range)
     gadget, kind = 0, 0
     if pretcode:
         vdso_cur, vdso_target, vdso_len = vdso_pair
@@ -288,7 +288,7 @@ def _frame_and_gadget(task, vdso_pair):
     return frame, gadget, kind
 
 
-def _read_range(path, offset, length):
+def read_range(path, offset, length):
     with open(path, "rb") as f:
         f.seek(offset)
         return f.read(length)

@@ -38,6 +38,12 @@ def task_restorer(sigactions):
     return 0
 
 
+# (path, offset, length) -> where SIGRETURN_CODE is in that part of the file (-1: nowhere).
+# Filled by crpy before it forks a tree (crpy.restore.tree_preload): the tasks inherit it and do
+# not each read the same 1.5 MiB of libc text into fresh memory of their own.
+_found_in_file = {}
+
+
 def find_sigreturn(areas, read_file_range):
     """Address of `mov $15,%rax; syscall` in an executable private file mapping of the task.
 
@@ -45,8 +51,10 @@ def find_sigreturn(areas, read_file_range):
     for a in areas:
         if a.kind != "file_private" or not a.prot & 4:
             continue
-        data = read_file_range(a.path, a.pgoff, a.length)
-        pos = data.find(SIGRETURN_CODE)
+        key = (a.path, a.pgoff, a.length)
+        pos = _found_in_file.get(key)
+        if pos is None:
+            pos = _found_in_file[key] = read_file_range(a.path, a.pgoff, a.length).find(SIGRETURN_CODE)
         if pos >= 0:
             return a.start + pos
     return 0

@@ -170,8 +170,10 @@ def files_by_id(images_dir):
     path = framing.image_path(images_dir, "files")
     if not os.path.exists(path):
         return {}
+    from crpy.resources.fdtable import read_files
+
     out = {}
-    for e in framing.read_image(path, "files"):
+    for e in read_files(images_dir).values():        # parsed once: the tasks' fd restores reuse it
         if e.HasField("reg"):
             out[e.id] = e.reg
         elif e.HasField("memfd"):

@@ -88,8 +88,11 @@ def _restore(opts, images_checked):
     from crpy.restore import fork, parent, tree, tree_preload, tree_shmem
 
     t0 = time.perf_counter()
+    tick = _StepClock()
     cpuinfo.check_images(opts.images_dir)
+    tick("cpuinfo")
     nodes = tree.load_tree(opts.images_dir)
+    tick("load")
     root = nodes[0]
     log.info("read images of %d tasks under pid %d (%.3f s)", len(nodes), root.pid,
              time.perf_counter() - t0)
@@ -101,11 +104,15 @@ def _restore(opts, images_checked):
     pids = [n.pid for n in nodes]
     tree.check_pids_free(pids + tree.helper_pids(nodes) +
                          [t.tid for n in nodes if n.task for t in n.task.threads])
+    tick("pids-free")
     _make_ghosts(opts.images_dir)          # once for the whole tree, before any fork
     tree_shmem.share_objects(nodes)
     faults.point("restore-after-ghosts")
+    tick("ghosts-shmem")
     tree_preload.preload(nodes, opts.images_dir)
+    tick("preload")
     images_checked.wait()                  # intact (or refused): nothing is forked before
+    tick("integrity-wait")
     faults.point("restore-after-preload")
     keep_above = _keep_above()
     read_fd, write_fd = _report_pipe(keep_above)
@@ -119,6 +126,7 @@ def _restore(opts, images_checked):
         raise
     os.close(write_fd)
     os.close(go_read)
+    tick("fork-root")
     # only now: no thread of crpy's may run while it forks
     progress.start("restore", len(nodes), sum(n.task.pages_bytes for n in nodes if n.task), poll=_read_by(pids))
     barrier = tree.Barrier(read_fd, go_write, pid, pids)
@@ -126,6 +134,7 @@ def _restore(opts, images_checked):
         barrier.run(before_go=_before_go)
     finally:
         progress.finish()
+    tick("tasks-ready-and-go")
     run.drop_core_dir()
     parent.wait_main_threads_out(nodes)
     parent.wait_stopped(nodes)
@@ -134,11 +143,29 @@ def _restore(opts, images_checked):
     except RestoreError:
         barrier.kill_all()
         raise
+    tick("settle")
+    tick.log()
     log.info("%d tasks under pid %d restored in %.3f s", len(nodes), pid, time.perf_counter() - t0)
     parent.write_pidfile(opts.pidfile, pid)
     if opts.detach:
         return pid
     return parent.wait_task(pid, ended)
+
+
+class _StepClock:
+    """Milliseconds per step of crpy's own side of the restore (perf_counter_ns), for one -v
+    line; a task's own steps are logged by the task (crpy.restore.child, -v4)."""
+
+    def __init__(self):
+        self.ns, self.t = {}, time.perf_counter_ns()
+
+    def __call__(self, name):
+        now = time.perf_counter_ns()
+        self.ns[name] = self.ns.get(name, 0) + now - self.t
+        self.t = now
+
+    def log(self):
+        log.info("Step times (ms): %s", ", ".join(f"{k} {v / 1e6:.1f}" for k, v in self.ns.items()))
 
 
 def _read_by(pids):

@@ -1,5 +1,6 @@
 """Import, once in crpy before the first fork, everything the restored tasks import lazily
-(the fd kinds the images hold, protobuf classes, the cffi module, the restorer blob): every task
+(the fd kinds the images hold, protobuf classes, the cffi module, the restorer blob), and
+what every task would otherwise compute alike (where the sigreturn code is in libc): every task
 of a tree then inherits it through fork instead of importing it again (hundreds of milliseconds
 each, times the number of tasks).  Only what the images use: a kind no task holds is never
 imported (start-up of a small restore).  Best effort: anything that fails here fails again,
@@ -9,11 +10,22 @@ from crpy.log import log
 
 
 def preload(nodes, images_dir):
-    try:
-        _preload(nodes, images_dir)
-    except Exception as e:                    # noqa: BLE001 - the task reports it properly
-        log.debug("preload: %s", e)
+    for step in (_preload, _find_sigreturns):
+        try:
+            step(nodes, images_dir)
+        except Exception as e:                # noqa: BLE001 - the task reports it properly
+            log.debug("preload: %s", e)
     _quiet_gc()
+
+
+def _find_sigreturns(nodes, images_dir):
+    """Where the sigreturn code is that each task's frame returns through (libc's text, read
+    and searched once here rather than in every task)."""
+    from crpy.restore import child, gadgets
+
+    for n in nodes:
+        if n.task is not None and not gadgets.task_restorer(n.task.sigactions):
+            gadgets.find_sigreturn(n.task.areas, child.read_range)
 
 
 def _quiet_gc():
