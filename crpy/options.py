@@ -23,6 +23,7 @@ class DumpOptions:
     pre_dump: bool = False            # criu pre-dump: pages only, the tree resumes (crpy.dump.predump)
     prev_images_dir: str | None = None      # criu --prev-images-dir, relative to images_dir
     track_mem: bool = False           # criu --track-mem: pages unchanged since prev_images_dir are not dumped
+    compress: bool = False            # criu --compress: page images compressed (crpy.images.pagecodec)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,10 @@ def pre_dump(opts):
                 if not task.zombie:
                     _pre_dump_task(track, task, images_dir, files, next(pages_ids), stats)
             track.finish()
+            if opts.compress:
+                from crpy.dump.compress import compress_page_images
+
+                compress_page_images(images_dir, stats)
             write_image_digests(images_dir)
             faults.point("after-images")
         track.hand_over()                  # the tree runs again; the holder keeps the fds
