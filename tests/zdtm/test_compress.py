@@ -102,6 +102,4 @@ def test_damaged_compressed_pages_are_refused_and_intact_ones_restore(dump_test,
         passed, reason = test.stop()
         assert passed, reason
     finally:
-        for pid in pids:
-            if procs.proc_state(pid) not in (None, "Z", "X"):
-                procs.kill_and_reap(pid)
+        procs.kill_alive(pids)
