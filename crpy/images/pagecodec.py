@@ -50,6 +50,18 @@ def _lz4_block(path):
     return lz4.block
 
 
+def _reuse_block_buffers():
+    """Let malloc serve the 1 MiB block buffers from its heap: by default each is a fresh mmap,
+    and faulting its pages in costs more than lz4 itself (a decode runs 3x faster here without).
+    Still bounded: memory above 8 MiB free at the heap's top goes back to the system."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 4 * BLOCK_SIZE)
+    libc.mallopt(m_trim_threshold, 8 * BLOCK_SIZE)
+
+
 def codec_of(head):
     """The codec a pagemap head names for its pages image (CODEC_NONE: raw)."""
     return head.crpy_codec if head.HasField("crpy_codec") else CODEC_NONE
@@ -67,6 +79,7 @@ def compress_file(path, codec=CODEC_LZ4):
     if codec != CODEC_LZ4:
         raise ValueError(f"unknown page codec {codec}")
     lz4_block = _lz4_block(path)
+    _reuse_block_buffers()
 
     from crpy.images.create import create_image
 
@@ -112,6 +125,7 @@ def decode_into(path, out_fd):
     """Decompress the compressed pages image at path into out_fd (from offset 0); raw bytes.
     ImageError naming the offset of the first block that is damaged."""
     lz4_block = _lz4_block(path)
+    _reuse_block_buffers()
 
     src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
