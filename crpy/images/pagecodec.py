@@ -73,36 +73,49 @@ def _write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
+def _workers():
+    """Threads that compress or decode blocks side by side (lz4 and the file I/O drop the GIL)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _batches(items, n):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
 def compress_file(path, codec=CODEC_LZ4):
     """Replace the raw pages image at path by its compressed form (a new file renamed over it, so
-    a crash leaves either the raw or the whole compressed image); (raw bytes, bytes written)."""
+    a crash leaves either the raw or the whole compressed image); (raw bytes, bytes written).
+    Blocks are compressed a batch at a time by a few threads and written in order."""
     if codec != CODEC_LZ4:
         raise ValueError(f"unknown page codec {codec}")
     lz4_block = _lz4_block(path)
     _reuse_block_buffers()
+    from concurrent.futures import ThreadPoolExecutor
 
     from crpy.images.create import create_image
+
+    def pack(offset):
+        block = os.pread(src, BLOCK_SIZE, offset)
+        packed = lz4_block.compress(block, store_size=False)
+        if len(packed) >= len(block):        # random data: keep it as it is
+            return _BLOCK.pack(len(block), len(block) | STORED) + block, len(block)
+        return _BLOCK.pack(len(block), len(packed)) + packed, len(block)
 
     tmp = path + ".compressing"
     src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         out = create_image(tmp)
         try:
-            raw = stored = 0
             head = _HEAD.pack(MAGIC, codec, BLOCK_SIZE)
             _write_all(out, head)
-            stored += len(head)
-            while True:
-                block = os.pread(src, BLOCK_SIZE, raw)
-                if not block:
-                    break
-                packed = lz4_block.compress(block, store_size=False)
-                flag = 0
-                if len(packed) >= len(block):   # random data: keep it as it is
-                    packed, flag = block, STORED
-                _write_all(out, _BLOCK.pack(len(block), len(packed) | flag) + packed)
-                raw += len(block)
-                stored += _BLOCK.size + len(packed)
+            raw, stored = 0, len(head)
+            offsets = list(range(0, os.fstat(src).st_size, BLOCK_SIZE))
+            with ThreadPoolExecutor(_workers()) as pool:
+                for batch in _batches(offsets, 4 * _workers()):
+                    for data, n in pool.map(pack, batch):
+                        _write_all(out, data)
+                        raw, stored = raw + n, stored + len(data)
         finally:
             os.close(out)
     except BaseException:
@@ -123,46 +136,63 @@ def _unlink_quietly(path):
 
 def decode_into(path, out_fd):
     """Decompress the compressed pages image at path into out_fd (from offset 0); raw bytes.
-    ImageError naming the offset of the first block that is damaged."""
+    ImageError naming the offset of the first block that is damaged.  The block headers are
+    read first (a few hundred bytes per GiB); the blocks are then decoded by a few threads."""
     lz4_block = _lz4_block(path)
     _reuse_block_buffers()
+    from concurrent.futures import ThreadPoolExecutor
 
     src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.fstat(src).st_size
-        head = os.pread(src, _HEAD.size, 0)
-        if len(head) < _HEAD.size or _HEAD.unpack(head)[0] != MAGIC:
-            raise ImageError(path, "not a compressed pages image (no crpy page codec header), "
-                             "though its pagemap says it is", 0, _HINT)
-        _, codec, block_size = _HEAD.unpack(head)
-        if codec != CODEC_LZ4 or not 0 < block_size <= 64 << 20:
-            raise ImageError(path, f"unknown page codec {codec} (block size {block_size})", 0,
-                             "written by a newer crpy?")
-        pos, raw = _HEAD.size, 0
-        while pos < size:
-            raw_len, stored_len = _decode_block(path, src, out_fd, pos, size, block_size, raw, lz4_block)
-            raw += raw_len
-            pos += _BLOCK.size + stored_len
+        blocks, raw = _block_index(path, src)
+
+        def decode(block):
+            _decode_block(path, src, out_fd, block, lz4_block)
+
+        with ThreadPoolExecutor(_workers()) as pool:
+            for batch in _batches(blocks, 4 * _workers()):
+                list(pool.map(decode, batch))     # the first failure in file order is raised
         return raw
     finally:
         os.close(src)
 
 
-def _decode_block(path, src, out_fd, pos, size, block_size, raw_at, lz4_block):
-    """One block at file offset pos, written to out_fd at raw offset raw_at; (raw, stored) lengths."""
-    hdr = os.pread(src, _BLOCK.size, pos)
-    if len(hdr) < _BLOCK.size:
-        raise ImageError(path, f"block header cut short ({size - pos} bytes left)", pos, _HINT)
-    raw_len, stored_len = _BLOCK.unpack(hdr)
-    length = stored_len & ~STORED
-    if not 0 < raw_len <= block_size or length > block_size + (block_size >> 6) + 64:
-        raise ImageError(path, f"bad block header (raw {raw_len}, stored {length} bytes)", pos, _HINT)
+def _block_index(path, src):
+    """([(file offset, raw offset, raw length, stored length, stored as is)], raw bytes) of a
+    compressed image whose headers all hold together; ImageError at the first that does not."""
+    size = os.fstat(src).st_size
+    head = os.pread(src, _HEAD.size, 0)
+    if len(head) < _HEAD.size or _HEAD.unpack(head)[0] != MAGIC:
+        raise ImageError(path, "not a compressed pages image (no crpy page codec header), "
+                         "though its pagemap says it is", 0, _HINT)
+    _, codec, block_size = _HEAD.unpack(head)
+    if codec != CODEC_LZ4 or not 0 < block_size <= 64 << 20:
+        raise ImageError(path, f"unknown page codec {codec} (block size {block_size})", 0,
+                         "written by a newer crpy?")
+    blocks, pos, raw = [], _HEAD.size, 0
+    while pos < size:
+        hdr = os.pread(src, _BLOCK.size, pos)
+        if len(hdr) < _BLOCK.size:
+            raise ImageError(path, f"block header cut short ({size - pos} bytes left)", pos, _HINT)
+        raw_len, stored_len = _BLOCK.unpack(hdr)
+        length = stored_len & ~STORED
+        if not 0 < raw_len <= block_size or length > block_size + (block_size >> 6) + 64:
+            raise ImageError(path, f"bad block header (raw {raw_len}, stored {length} bytes)", pos, _HINT)
+        end = pos + _BLOCK.size + length
+        if end > size:
+            raise ImageError(path, f"block cut short ({size - pos - _BLOCK.size} of {length} bytes)", pos, _HINT)
+        if raw_len != block_size and end != size:
+            raise ImageError(path, f"a short block ({raw_len} bytes) before the last one", pos, _HINT)
+        blocks.append((pos, raw, raw_len, length, bool(stored_len & STORED)))
+        pos, raw = end, raw + raw_len
+    return blocks, raw
+
+
+def _decode_block(path, src, out_fd, block, lz4_block):
+    """One block of the index, written to out_fd at its raw offset."""
+    pos, raw_at, raw_len, length, as_is = block
     data = os.pread(src, length, pos + _BLOCK.size)
-    if len(data) != length:
-        raise ImageError(path, f"block cut short ({len(data)} of {length} bytes)", pos, _HINT)
-    if raw_len != block_size and pos + _BLOCK.size + length != size:
-        raise ImageError(path, f"a short block ({raw_len} bytes) before the last one", pos, _HINT)
-    if not stored_len & STORED:
+    if not as_is:
         try:
             data = lz4_block.decompress(data, uncompressed_size=raw_len)
         except Exception as e:    # noqa: BLE001 - lz4 raises its own LZ4BlockError
@@ -170,7 +200,6 @@ def _decode_block(path, src, out_fd, pos, size, block_size, raw_at, lz4_block):
     if len(data) != raw_len:
         raise ImageError(path, f"block decompresses to {len(data)} bytes, not {raw_len}", pos, _HINT)
     os.pwrite(out_fd, data, raw_at)
-    return raw_len, length
 
 
 # ------------------------------------------------------------------------------ restore side
