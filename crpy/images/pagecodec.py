@@ -21,6 +21,8 @@ path like the raw image; the digests of crpy-digests cover the compressed bytes 
 
     compress_file(path) -> (raw bytes, stored bytes)     raw pages-N.img -> compressed, in place
     raw_path(pages_path, head) -> path                   where the raw bytes of a pages image are
+    image_of(path) -> path                               the image a decoded copy stands for
+    summary(path) -> {codec, raw_size, pages} or {}      what `crpy show` says of a pages image
     release()                                            drop the decoded copies (end of a restore)
 """
 
@@ -234,6 +236,28 @@ def raw_path(pages_path, head):
 
         log.debug("decoded %s into %s (%d bytes)", pages_path, known[1], size)
     return known[1]
+
+
+def image_of(path):
+    """The compressed image a decoded copy's path (raw_path) stands for; other paths as they are."""
+    for key, (_, decoded) in _decoded.items():
+        if decoded == path:
+            return key
+    return path
+
+
+def summary(path):
+    """What `crpy show` says of a compressed pages image ({} for a raw one): codec and raw size."""
+    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        head = os.pread(src, _HEAD.size, 0)
+        if len(head) < _HEAD.size or _HEAD.unpack(head)[0] != MAGIC:
+            return {}
+        _, raw = _block_index(path, src)
+        codec = _HEAD.unpack(head)[1]
+        return {"codec": CODEC_NAMES.get(codec, codec), "raw_size": raw, "pages": raw // 4096}
+    finally:
+        os.close(src)
 
 
 def release():

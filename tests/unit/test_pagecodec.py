@@ -80,11 +80,24 @@ def test_raw_path_of_a_raw_and_of_a_compressed_image(compressed):
         assert pagecodec.raw_path(str(path), head) == where          # decoded once
         with open(where, "rb") as f:
             assert f.read() == raw
+        assert pagecodec.image_of(where) == os.path.realpath(path) and pagecodec.image_of("x") == "x"
     finally:
         pagecodec.release()
     head.crpy_codec = 7
     with pytest.raises(ImageError, match="unknown page codec 7"):
         pagecodec.raw_path(str(path), head)
+
+
+def test_show_says_codec_and_raw_size(compressed, tmp_path):
+    from crpy.images import show
+
+    path, raw = compressed
+    shown = show.decode_file(str(path))
+    assert shown["codec"] == "lz4" and shown["raw_size"] == len(raw) and shown["pages"] == len(raw) // 4096
+    assert shown["size"] == os.path.getsize(path)
+    plain = tmp_path / "pages-9.img"
+    plain.write_bytes(bytes(8192))
+    assert "codec" not in show.decode_file(str(plain)) and show.decode_file(str(plain))["pages"] == 2
 
 
 def test_crit_ignores_the_codec_field(tmp_path):

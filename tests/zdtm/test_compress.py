@@ -10,6 +10,7 @@ decoder in one line naming the image and the offset of the damaged block, before
 forked; the intact dump restores, and the restored task holds nothing of the decoding (no memfd).
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -74,6 +75,8 @@ def test_damaged_compressed_pages_are_refused_and_intact_ones_restore(dump_test,
     assert heads and all(h.crpy_codec == pagecodec.CODEC_LZ4 for h in heads.values()), heads
     for name in heads:
         assert (images / name).read_bytes()[:8] == pagecodec.MAGIC, name
+        shown = json.loads(harness.run_crpy("show", images / name).stdout)
+        assert shown["codec"] == "lz4" and shown["raw_size"] >= 4096, shown
     pids = test.tree or [test.pid]
     procs.reap_strays()
 
@@ -84,6 +87,9 @@ def test_damaged_compressed_pages_are_refused_and_intact_ones_restore(dump_test,
     with open(damaged / name, "r+b") as f:       # lz4 sees bad match offsets and lengths
         f.seek(at + 8)
         f.write(b"\xff" * 32)
+    res = harness.run_crpy("restore", "-D", damaged, "-d", timeout=120)   # the digests see it first
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and name in res.stderr, res.stderr
+    assert "--skip-integrity" in res.stderr, res.stderr
     digest.write_digests(damaged)                # the digests agree: the decoder must see it
     res = harness.run_crpy("restore", "-D", damaged, "-d", "-v4", "-o", "restore.log", timeout=120)
     lines = [l for l in res.stderr.splitlines() if l.strip()]
