@@ -63,6 +63,8 @@ def _parser():
                             help="the previous pre-dump's images, relative to -D (linked as DIR/parent)")
         parser.add_argument("--track-mem", action="store_true",
                             help="dump only pages written since --prev-images-dir (userfaultfd tracking)")
+        parser.add_argument("--compress", action="store_true",
+                            help="write the page images compressed (lz4); restore reads them as they are")
 
     r = sub.add_parser("restore", help="restore a process tree")
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
@@ -157,7 +159,8 @@ def _run(args, verbosity):
                            shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
                            file_locks=args.file_locks, link_remap=args.link_remap,
                            ghost_limit=args.ghost_limit,
-                           prev_images_dir=args.prev_images_dir, track_mem=args.track_mem)
+                           prev_images_dir=args.prev_images_dir, track_mem=args.track_mem,
+                           compress=args.compress)
         run_dump(opts)
         return 0
     if args.command == "pre-dump":
@@ -167,7 +170,7 @@ def _run(args, verbosity):
         run_dump(DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
                              leave_running=True, log_file=args.log_file, verbosity=verbosity, pre_dump=True,
                              prev_images_dir=args.prev_images_dir, track_mem=True,
-                             pre_dump_mode=args.pre_dump_mode))
+                             pre_dump_mode=args.pre_dump_mode, compress=args.compress))
         return 0
     if args.command == "restore":
         from crpy.options import RestoreOptions

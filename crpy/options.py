@@ -24,6 +24,7 @@ class DumpOptions:
     prev_images_dir: str | None = None      # criu --prev-images-dir, relative to images_dir
     track_mem: bool = False           # criu --track-mem: pages unchanged since prev_images_dir are not dumped
     pre_dump_mode: str = "splice"     # criu --pre-dump-mode: splice (page references) or read (process_vm_readv)
+    compress: bool = False            # criu --compress: page images compressed (crpy.images.pagecodec)
 
 
 @dataclass(frozen=True)

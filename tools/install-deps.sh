@@ -16,7 +16,7 @@ if [ -n "$need" ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-${PY:-python3} -m pip install -q --disable-pip-version-check "cffi>=1.16" "protobuf>=4.21" "xxhash>=3" "pyelftools>=0.30" "pytest>=7" "pytest-timeout>=2"
+${PY:-python3} -m pip install -q --disable-pip-version-check "cffi>=1.16" "protobuf>=4.21" "xxhash>=3" "lz4>=4" "pyelftools>=0.30" "pytest>=7" "pytest-timeout>=2"
 # atheris (coverage-guided fuzzing of the image readers, `make fuzz`): a wheel for CPython 3.11,
 # installed in seconds; where it has none, `make fuzz` and its test say they are skipped.
 ${PY:-python3} -m pip install -q --disable-pip-version-check --only-binary=:all: "atheris>=2.3" || \

@@ -104,6 +104,11 @@ def _dump(opts):
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
         faults.point("after-tree-images")
         tick("tree-images")
+        if opts.compress:
+            from crpy.dump.compress import compress_page_images
+
+            compress_page_images(opts.images_dir, stats)
+            tick("compress")
         write_image_digests(opts.images_dir)
         faults.point("after-images")
         tick("digests")

@@ -48,6 +48,10 @@ def pre_dump(opts):
         while held:
             write_pages(*held.pop(0), images_dir)
         track.finish()
+        if opts.compress:
+            from crpy.dump.compress import compress_page_images
+
+            compress_page_images(images_dir, stats)
         write_image_digests(images_dir)
         faults.point("after-images")
         track.hand_over()                  # the holder keeps the fds

@@ -11,7 +11,7 @@ import functools
 import os
 
 from crpy.errors import ImageError
-from crpy.images import framing
+from crpy.images import framing, pagecodec
 from crpy.images.pages import PAGE_SIZE, PE_PARENT, PE_PRESENT
 
 PARENT_LINK = "parent"
@@ -59,6 +59,7 @@ def _task_runs(images_dir, pid):
     if not entries:
         raise ImageError(mpath, "no pagemap head")
     ppath = framing.image_path(images_dir, "pages", entries[0].pages_id)
+    ppath = pagecodec.raw_path(ppath, entries[0])    # compressed (--compress): its decoded copy
     out, offset = [], 0
     for e in entries[1:]:                      # data offsets follow the entries' file order
         length = framing.pagemap_nr_pages(e) * PAGE_SIZE

@@ -78,7 +78,7 @@ def decode_file(path):
 def _add_page_sources(path, entries):
     """In a pre-dump chain (a `parent` link beside the pagemap), each entry also says where its
     bytes are: "source": ["DIR/pages-N.img@OFFSET+LENGTH", ...] (crpy's key; crit has none)."""
-    from crpy.images import chain
+    from crpy.images import chain, pagecodec
 
     images_dir = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
@@ -95,7 +95,8 @@ def _add_page_sources(path, entries):
         except ImageError as e:
             entry["source"] = f"missing: {e.one_line()}"
             continue
-        entry["source"] = [f"{p}@{o:#x}+{n:#x}" for p, o, n in found]
+        # a compressed image is named itself; the offsets are then in its decoded bytes
+        entry["source"] = [f"{pagecodec.image_of(p)}@{o:#x}+{n:#x}" for p, o, n in found]
 
 
 def _raw_summary(path, kind):
@@ -103,7 +104,12 @@ def _raw_summary(path, kind):
         size = os.stat(path).st_size
     except OSError as e:
         raise ImageError(path, f"cannot stat image: {os.strerror(e.errno)}") from None
-    return {"magic": magic.CRIT_NAMES[kind.name], "size": size, "pages": size // PAGE_SIZE}
+    out = {"magic": magic.CRIT_NAMES[kind.name], "size": size, "pages": size // PAGE_SIZE}
+    if kind.name == "pages":
+        from crpy.images import pagecodec
+
+        out.update(pagecodec.summary(path))     # compressed (--compress): its codec and raw size
+    return out
 
 
 def _image_files(directory):

@@ -63,7 +63,7 @@ def check(fdfacts):
     pid, fd = fdfacts.pid, fdfacts.fd
     _, marks = _read(pid, fd)
     fhandle.refuse_unless_ready(pid, fd, "fanotify", [
-        (f"mark on inode {ino}", nbytes, htype, hex_handle, sdev)
+        (f"mark on inode {ino}", nbytes, htype, hex_handle, sdev, ino)
         for ino, sdev, _, _, _, nbytes, htype, hex_handle in marks])
 
 

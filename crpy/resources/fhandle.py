@@ -34,16 +34,21 @@ def kernel_dev(sdev):
     return os.makedev(sdev >> 20, sdev & 0xFFFFF)
 
 
-def mount_of(sdev):
-    """A mount point of the filesystem with kernel device number sdev, or None."""
-    want = kernel_dev(sdev)
+def mounts_of(sdev):
+    """Mount points of the filesystem with kernel device number sdev, in mountinfo order."""
+    want, out = kernel_dev(sdev), []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
             major, minor = (int(x) for x in fields[2].split(":"))
             if os.makedev(major, minor) == want:
-                return fields[4].replace("\\040", " ")
-    return None
+                out.append(fields[4].replace("\\040", " "))
+    return out
+
+
+def mount_of(sdev):
+    """A mount point of the filesystem with kernel device number sdev, or None."""
+    return next(iter(mounts_of(sdev)), None)
 
 
 def open_handle(fh, sdev, flags=O_PATH):
@@ -67,10 +72,11 @@ def open_handle(fh, sdev, flags=O_PATH):
         os.close(mount_fd)
 
 
-def refuse_unless_ready(pid, fd, kind, objects):
+def refuse_unless_ready(pid, fd, kind, objects, scan=False):
     """At dump time, for a notification group of task pid at fd: refused (UnsupportedResource)
     while it has events queued, which cannot be put back, or when one of its watched `objects`
-    ((what, fdinfo handle bytes, type, hex, sdev)) cannot be opened again by its handle."""
+    ((what, fdinfo handle bytes, type, hex, sdev, ino)) cannot be opened again by its handle
+    (nor, with scan, found by a scan of its filesystem's mounts: crpy.resources.irmap)."""
     from crpy.errors import UnsupportedResource
     from crpy.resources import taskfd
 
@@ -78,9 +84,15 @@ def refuse_unless_ready(pid, fd, kind, objects):
     if queued:
         raise UnsupportedResource(pid, kind, fd, f"with {queued} bytes of events queued",
                                   "crpy cannot put queued events back; dump once the task has read them")
-    for what, nbytes, htype, hex_handle, sdev in objects:
+    for what, nbytes, htype, hex_handle, sdev, ino in objects:
         try:
             os.close(open_handle(fh_entry(nbytes, htype, hex_handle), sdev))
         except Exception as e:
+            if scan:
+                from crpy.resources import irmap
+
+                if irmap.find_path(sdev, ino) is not None:
+                    continue
+                e = f"{e}; not found either by a scan of its filesystem's mounts ({irmap.SCAN_LIMIT} entries)"
             raise UnsupportedResource(pid, kind, fd, what,
                                       f"its object cannot be opened again by file handle ({e})") from None

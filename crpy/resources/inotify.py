@@ -4,8 +4,10 @@ events are queued.
 As CRIU does, one files.img entry of type INOTIFY (inotify_file_entry) per group, a
 inotify_wd_entry per watch from /proc/PID/fdinfo ("inotify wd:N ino:I sdev:D mask:M
 ignored_mask:0 fhandle-bytes:B fhandle-type:T f_handle:HEX"): the watched object is kept as its
-file handle (crpy.resources.fhandle), tried at dump time so an object that cannot be found again
-is refused before the task is touched.  Events already queued cannot be put back into a group:
+file handle (crpy.resources.fhandle), tried at dump time; where the handle cannot be opened
+(ramfs and other filesystems whose handles only identify), the object is found by a scan of its
+filesystem's mounts (crpy.resources.irmap, as criu's irmap) and its path kept in fh_entry.path;
+an object found neither way is refused before the task is touched.  Events already queued cannot be put back into a group:
 a group holding some (FIONREAD on crpy's duplicate of the fd) is refused by name.
 
 Restore opens each object by handle (O_PATH) and adds the watch through /proc/self/fd; the
@@ -50,8 +52,8 @@ def check(fdfacts):
 
     pid, fd = fdfacts.pid, fdfacts.fd
     fhandle.refuse_unless_ready(pid, fd, "inotify", [
-        (f"watch wd {wd} (inode {ino})", nbytes, htype, hex_handle, sdev)
-        for wd, ino, sdev, _, _, nbytes, htype, hex_handle in watches(pid, fd)])
+        (f"watch wd {wd} (inode {ino})", nbytes, htype, hex_handle, sdev, ino)
+        for wd, ino, sdev, _, _, nbytes, htype, hex_handle in watches(pid, fd)], scan=True)
 
 
 def dump_fd(fdfacts, file_id, files):
@@ -61,9 +63,23 @@ def dump_fd(fdfacts, file_id, files):
 
     e = fsnotify_pb2.inotify_file_entry(id=file_id, flags=fdfacts.info.flags & ~O_CLOEXEC, fown=fown())
     for wd, ino, sdev, mask, ignored, nbytes, htype, hex_handle in watches(fdfacts.pid, fdfacts.fd):
-        e.wd.add(id=file_id, i_ino=ino, mask=mask, ignored_mask=ignored, s_dev=sdev, wd=wd,
-                 f_handle=fhandle.fh_entry(nbytes, htype, hex_handle))
+        fh = fhandle.fh_entry(nbytes, htype, hex_handle)
+        path = _scanned_path(fh, sdev, ino)
+        if path is not None:
+            fh.path = path
+        e.wd.add(id=file_id, i_ino=ino, mask=mask, ignored_mask=ignored, s_dev=sdev, wd=wd, f_handle=fh)
     return fdinfo_pb2.file_entry(type=fdinfo_pb2.INOTIFY, id=file_id, ify=e)
+
+
+def _scanned_path(fh, sdev, ino):
+    """The object's path (criu's irmap) when its handle cannot be opened, else None."""
+    from crpy.resources import fhandle, irmap
+
+    try:
+        os.close(fhandle.open_handle(fh, sdev))
+        return None
+    except Exception:  # noqa: BLE001 - check() found the object by the scan (or refused it)
+        return irmap.find_path(sdev, ino)
 
 
 def restore_fd(entry, ctx):
@@ -101,7 +117,14 @@ def _add_watch(fd, w):
     try:
         obj = fhandle.open_handle(w.f_handle, w.s_dev)
     except CrpyError as err:
-        raise RestoreError(f"{where}: its object cannot be opened by file handle: {err}") from None
+        if not w.f_handle.HasField("path"):
+            raise RestoreError(f"{where}: its object cannot be opened by file handle: {err}") from None
+        from crpy.resources import irmap
+
+        try:        # the dump found it by a scan of the mounts (criu's irmap)
+            obj = irmap.open_checked(w.f_handle.path, w.s_dev, w.i_ino)
+        except RestoreError as e:
+            raise RestoreError(f"{where}: neither its file handle ({err}) nor its path: {e}") from None
     from crpy.kernel._sys import ffi
 
     path = ffi.new("char[]", f"/proc/self/fd/{obj}".encode())

@@ -270,13 +270,14 @@ def make_inode(images_dir, inode):
 def _fill(fd, images_dir, inode):
     """Contents from pagemap-shmem-SHMID.img (none: all holes); nothing past the size."""
     from crpy.errors import ImageError
-    from crpy.images import framing
+    from crpy.images import framing, pagecodec
 
     spath = framing.image_path(images_dir, "pagemap_shmem", inode.shmid)
     if not os.path.exists(spath):
         return
     entries = framing.read_image(spath, "pagemap_shmem")
     ppath = framing.image_path(images_dir, "pages", entries[0].pages_id)
+    ppath = pagecodec.raw_path(ppath, entries[0])    # compressed (--compress): its decoded copy
     src = os.open(ppath, os.O_RDONLY | O_CLOEXEC)
     try:
         offset = 0

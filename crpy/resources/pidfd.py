@@ -1,8 +1,14 @@
 """pidfd: dump and restore of a pidfd of a task of the dumped tree, with its flags
-(PIDFD_NONBLOCK, PIDFD_THREAD on a thread-group leader).  Refused at dump: a pidfd of a task outside the tree, of a thread, of a zombie
-or of a task that has exited and been reaped (crpy cannot make its struct pid again), and one
-shared by several tasks unless it is of the tree's root (shared files are opened before the
+(PIDFD_NONBLOCK, PIDFD_THREAD on a thread-group leader), of a zombie of the tree (restored as a
+zombie with its pid, so the same pidfd_open finds it), and of a task that has exited and been
+reaped (fdinfo "Pid: -1").  Refused at dump: a pidfd of a task outside the tree, of a thread, and
+one shared by several tasks unless it is of the tree's root (shared files are opened before the
 tree's other tasks are forked).
+
+A pidfd of a reaped task only tells that the task is gone: it polls readable, waitid on it says
+ECHILD, pidfd_send_signal ESRCH, and its fdinfo says Pid: -1; which task it was can no longer be
+seen.  Restore makes such a pidfd as criu 4.x does: a helper child that exits at once, a pidfd of
+it, and the helper reaped (its pid number is free again right away).
 
 As CRIU does, one files.img entry of type PIDFD (pidfd_entry) per open file: the pid the pidfd
 refers to (/proc/PID/fdinfo "NSpid"), its pidfs inode and flags.  Restore asks pidfd_open for
@@ -31,9 +37,9 @@ def check(fdfacts):
     from crpy.kernel import proc
 
     pid, fd, target = fdfacts.pid, fdfacts.fd, target_pid(fdfacts.info.raw)
-    hint = "crpy restores a pidfd only of a live process of the dumped tree"
+    hint = "crpy restores a pidfd only of a process of the dumped tree (live or zombie) or of one reaped"
     if target <= 0:
-        raise UnsupportedResource(pid, "pidfd", fd, "of a task that has exited", hint)
+        return                             # a reaped task: restored as one (_of_a_reaped_task)
     if target not in resources.tree_pids:
         try:
             status = proc.status(target)
@@ -41,11 +47,14 @@ def check(fdfacts):
             status = None
         if status is not None and status.tgid != target:
             where = f"of thread {target} (of pid {status.tgid})"
+        elif status is not None and status.state == "Z" and status.ppid in resources.tree_pids:
+            where = None                   # a zombie of the tree: restored as a zombie, same pid
         elif status is not None and status.state == "Z":
-            where = f"of zombie {target}"
+            where = f"of zombie {target}, outside the dumped tree"
         else:
             where = f"of pid {target}, outside the dumped tree"
-        raise UnsupportedResource(pid, "pidfd", fd, where, hint)
+        if where is not None:
+            raise UnsupportedResource(pid, "pidfd", fd, where, hint)
     if target != resources.tree_pids[0] and _held_by_another_task(pid, fd):
         raise UnsupportedResource(pid, "pidfd", fd, f"of pid {target}, shared with another task of the tree",
                                   "the restore opens a shared file before it forks the tree's tasks: "
@@ -78,6 +87,8 @@ def restore_fd(entry, ctx):
     from crpy.kernel.syscalls import NR, sys_call
 
     e = entry.pidfd
+    if e.nspid <= 0:
+        return _of_a_reaped_task(e.flags & (os.O_NONBLOCK | PIDFD_THREAD))
     deadline = time.monotonic() + _WAIT_FOR_TASK
     while True:
         try:
@@ -86,3 +97,18 @@ def restore_fd(entry, ctx):
             if time.monotonic() > deadline:
                 raise RestoreError(f"pidfd of pid {e.nspid}: {err}") from None
             time.sleep(0.005)
+
+
+def _of_a_reaped_task(flags):
+    """A pidfd (with flags) of a task that has exited and been reaped: of a helper child that
+    exits at once, reaped before the pidfd is handed over (so waitid on it says ECHILD)."""
+    from crpy.kernel.syscalls import NR, sys_call
+
+    helper = os.fork()
+    if helper == 0:
+        os._exit(0)
+    try:
+        fd = sys_call(NR.pidfd_open, helper, flags, what=f"pidfd_open of the helper {helper}")
+    finally:
+        os.waitpid(helper, 0)
+    return fd

@@ -387,13 +387,20 @@ def _add_pages(task, images_dir):
     if not entries:
         raise _framing().entry_error(mpath, "no pagemap head")
     runs = [(e.vaddr, framing.pagemap_nr_pages(e) * PAGE, _pe_flags(e)) for e in entries[1:]]
-    ppath = framing.image_path(images_dir, "pages", entries[0].pages_id)
+    ppath = _raw_pages_path(framing.image_path(images_dir, "pages", entries[0].pages_id), entries[0])
     task.pages_bytes += _place_runs(task.areas, runs, ppath, mpath, _ParentPages(images_dir, task.pid))
     for area in task.areas:
         if area.kind == "anon_shared":
             spath = framing.image_path(images_dir, "pagemap_shmem", area.shmid)
             if os.path.exists(spath):
                 task.pages_bytes += _add_shmem(area, framing, spath)
+
+
+def _raw_pages_path(ppath, head):
+    """Where the raw bytes of a pages image are: itself, or its decoded copy (--compress)."""
+    from crpy.images import pagecodec
+
+    return pagecodec.raw_path(ppath, head)
 
 
 def _pe_flags(e):
@@ -500,7 +507,7 @@ def _add_shmem(area, framing, spath):
     entries = framing.read_image(spath, "pagemap_shmem")
     if not entries:
         raise framing.entry_error(spath, "no pagemap head")
-    ppath = framing.image_path(os.path.dirname(spath), "pages", entries[0].pages_id)
+    ppath = _raw_pages_path(framing.image_path(os.path.dirname(spath), "pages", entries[0].pages_id), entries[0])
     offset = 0
     size = max(area.shmem_size, area.pgoff + area.length)
     for n, e in enumerate(entries[1:]):

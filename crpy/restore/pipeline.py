@@ -48,12 +48,22 @@ def run_restore(opts):
         raise
     finally:
         _drop_mapped_ghosts()
+        _drop_decoded_pages()
 
 
 def _make_ghosts(images_dir):
     from crpy.resources import ghost
 
     ghost.materialize_all(images_dir)
+
+
+def _drop_decoded_pages():
+    """The decoded copies of compressed page images (crpy.images.pagecodec), if any."""
+    import sys
+
+    codec = sys.modules.get("crpy.images.pagecodec")    # imported only if an image was compressed
+    if codec is not None:
+        codec.release()
 
 
 def _drop_mapped_ghosts():
@@ -136,6 +146,7 @@ def _restore(opts, images_checked):
         progress.finish()
     tick("tasks-ready-and-go")
     run.drop_core_dir()
+    _drop_decoded_pages()                  # every task has read its pages by now
     parent.wait_main_threads_out(nodes)
     parent.wait_stopped(nodes)
     try:

@@ -18,20 +18,20 @@ def subreaper():
 
 @pytest.fixture
 def dump_test(tmp_path):
-    """dump_test(NAME) starts zdtm test NAME and dumps it into tmp_path/images; returns (test,
+    """dump_test(NAME, *DUMP_OPTIONS) starts zdtm test NAME and dumps it into tmp_path/images; returns (test,
     images dir).  The test is killed at the end, whatever happened."""
     from tests.zdtm import harness
 
     started = []
 
-    def run(name):
+    def run(name, *extra):
         test = harness.ZdtmTest(name, str(tmp_path))
         started.append(test)
         test.start()
         images = tmp_path / "images"
         images.mkdir()
         try:
-            harness.dump(test.pid, str(images))
+            harness.dump(test.pid, str(images), extra=extra)
         except harness.HarnessError as e:
             pytest.fail(f"dump of {name} failed: {e}")
         return test, str(images)

@@ -24,7 +24,6 @@ DESC = {
     "epoll_outside": {"dump_fails": True},
     "inotify_queued": {"dump_fails": True},
     "fanotify_mount": {"dump_fails": True},
-    "pidfd_dead": {"dump_fails": True},
     "pidfd_outside": {"dump_fails": True},
     "pidfd_shared": {"dump_fails": True},
     "refused_io_uring": {"dump_fails": True},

@@ -296,14 +296,14 @@ def images_root():
     return "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
-def pre_dumps(pid, images_dir, rounds, mode=None):
+def pre_dumps(pid, images_dir, rounds, mode=None, extra=()):
     """`rounds` crpy pre-dump rounds into images_dir/pre1.. (each after the previous, with time
     between them for the test to change its memory); returns the --prev-images-dir options of
     the final dump into images_dir."""
     for n in range(1, rounds + 1):
         d = os.path.join(images_dir, f"pre{n}")
         os.mkdir(d)
-        proc = run_crpy("pre-dump", "-t", pid, "-D", d, "-v4", "-o", "pre-dump.log",
+        proc = run_crpy("pre-dump", "-t", pid, "-D", d, "-v4", "-o", "pre-dump.log", *extra,
                         *(["--prev-images-dir", f"../pre{n - 1}", "--track-mem"] if n > 1 else []),
                         *(["--pre-dump-mode", mode] if mode else []))
         if proc.returncode != 0:
@@ -313,8 +313,9 @@ def pre_dumps(pid, images_dir, rounds, mode=None):
 
 
 def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, leave_running=False, pre=0,
-            pre_mode=None):
-    """Run one test with `iters` dump/restore cycles; returns a Result.  Whatever happens (also
+            pre_mode=None, compress=False):
+    """Run one test with `iters` dump/restore cycles (compress: every dump and pre-dump with
+    --compress); returns a Result.  Whatever happens (also
     Ctrl-C or SIGTERM of the harness), the test and anything crpy left are killed and the
     directories removed (unless keep_images)."""
     started = time.monotonic()
@@ -324,7 +325,7 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
     images = []
     try:
         try:
-            _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running, pre, pre_mode)
+            _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running, pre, pre_mode, compress)
             result.passed, result.reason = test.stop()
         except TestSkipped as e:
             result.skipped, result.reason = True, str(e)
@@ -347,7 +348,7 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
     return result
 
 
-def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode=None):
+def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode=None, compress=False):
     """Start the test and put it through `iters` dump/restore cycles (0: just let it run), each
     dump after `pre` pre-dump rounds (and then of only what changed since the last)."""
     test.start()
@@ -362,9 +363,10 @@ def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode
                 continue
             vmas = {pid: procstate.vmas(pid) for pid in test.tree or [test.pid]}
             step = "pre-dump"
-            chain = pre_dumps(test.pid, images[-1], pre, pre_mode)
+            packed = ["--compress"] if compress else []
+            chain = pre_dumps(test.pid, images[-1], pre, pre_mode, packed)
             step = "dump"
-            dump(test.pid, images[-1], leave_running=leave_running, extra=opts.get("dump", []) + chain)
+            dump(test.pid, images[-1], leave_running=leave_running, extra=opts.get("dump", []) + chain + packed)
             if test.tree and leave_running:   # the root was killed by dump(); the rest of the tree now
                 for pid in test.tree:
                     kill_and_reap(pid)

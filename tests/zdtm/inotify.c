@@ -7,6 +7,7 @@
  * directory's parent; a new watch gets the next number.
  */
 #include "lib/zdtmtst.h"
+#include "lib/inotifyw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,34 +19,6 @@
 #include <unistd.h>
 
 static char before[4096];
-
-static void watches(int fd, char *out, size_t size)
-{
-	char path[64], info[4096], *p;
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	if (read_whole(path, info, sizeof(info)) < 0)
-		test_abort("fdinfo: %s", strerror(errno));
-	out[0] = 0;
-	for (char *l = strtok(info, "\n"); l; l = strtok(NULL, "\n")) {
-		if (strncmp(l, "inotify ", 8))
-			continue;
-		if ((p = strstr(l, " fhandle-bytes")))
-			*p = 0;
-		snprintf(out + strlen(out), size - strlen(out), "%s\n", l);
-	}
-}
-
-/* The wd and mask of the next event, -1 for none. */
-static int next_event(int fd, uint32_t *mask)
-{
-	char buf[4096] __attribute__((aligned(8)));
-	ssize_t n = read(fd, buf, sizeof(buf));
-	if (n < (ssize_t)sizeof(struct inotify_event))
-		return -1;
-	struct inotify_event *ev = (struct inotify_event *)buf;
-	*mask = ev->mask;
-	return ev->wd;
-}
 
 int main(int argc, char **argv)
 {
@@ -64,7 +37,7 @@ int main(int argc, char **argv)
 	wfile = inotify_add_watch(grp, file, IN_MODIFY | IN_ONESHOT | IN_EXCL_UNLINK);
 	wgap = inotify_add_watch(grp, "/", IN_ACCESS);
 	inotify_rm_watch(grp, wgap);
-	while (next_event(grp, &mask) >= 0)   /* the IN_IGNORED of the removed watch */
+	while (inotify_next_event(grp, &mask) >= 0)   /* the IN_IGNORED of the removed watch */
 		;
 	char parent[PATH_MAX];
 	snprintf(parent, sizeof(parent), "%s", dir);
@@ -72,32 +45,32 @@ int main(int argc, char **argv)
 	wparent = inotify_add_watch(grp, parent, IN_ATTRIB | IN_ONLYDIR);
 	if (grp < 0 || quiet < 0 || wdir < 0 || wfile < 0 || wparent < 0)
 		test_abort("inotify: %s", strerror(errno));
-	watches(grp, before, sizeof(before));
+	inotify_watches(grp, before, sizeof(before));
 	test_daemon();
 
 	test_waitsig();
 	if (zdtm_break)
 		inotify_rm_watch(grp, wfile);
-	watches(grp, after, sizeof(after));
+	inotify_watches(grp, after, sizeof(after));
 	if (strcmp(before, after)) {
 		test_msg("watches before the dump:\n%s---- now:\n%s", before, after);
 		fail("the watches fdinfo lists changed");
 	}
-	while ((wd = next_event(grp, &mask)) >= 0)
+	while ((wd = inotify_next_event(grp, &mask)) >= 0)
 		fail("an event queued after restore: wd %d mask %#x", wd, mask);
 	char created[PATH_MAX + 8];
 	snprintf(created, sizeof(created), "%s/new", dir);
 	close(open(created, O_CREAT | O_WRONLY, 0644));
-	if ((wd = next_event(grp, &mask)) != wdir || !(mask & IN_CREATE))
+	if ((wd = inotify_next_event(grp, &mask)) != wdir || !(mask & IN_CREATE))
 		fail("creating a file: wd %d mask %#x, want wd %d IN_CREATE", wd, mask, wdir);
 	int f = open(file, O_WRONLY);
 	if (write(f, "x", 1) != 1)
 		fail("write: %s", strerror(errno));
 	close(f);
-	if ((wd = next_event(grp, &mask)) != wfile || !(mask & IN_MODIFY))
+	if ((wd = inotify_next_event(grp, &mask)) != wfile || !(mask & IN_MODIFY))
 		fail("writing the file: wd %d mask %#x, want wd %d IN_MODIFY", wd, mask, wfile);
 	chmod(dir, 0700);
-	if ((wd = next_event(grp, &mask)) != wparent || !(mask & IN_ATTRIB))
+	if ((wd = inotify_next_event(grp, &mask)) != wparent || !(mask & IN_ATTRIB))
 		fail("chmod in the parent: wd %d mask %#x, want wd %d IN_ATTRIB", wd, mask, wparent);
 	if (!(fcntl(grp, F_GETFL) & O_NONBLOCK) || !(fcntl(quiet, F_GETFD) & FD_CLOEXEC) ||
 	    (fcntl(quiet, F_GETFL) & O_NONBLOCK))

@@ -68,6 +68,13 @@ def kill_and_reap(pid):
         pass
 
 
+def kill_alive(pids):
+    """Kill and reap those of pids that still run (what a test restored, at its end)."""
+    for pid in pids:
+        if proc_state(pid) not in (None, "Z", "X"):
+            kill_and_reap(pid)
+
+
 def reap_strays():
     """Reap every finished child (subreaper duty)."""
     while True:

@@ -187,6 +187,4 @@ def _restore_and_check(test, images, *extra):
         passed, reason = test.stop()
         assert passed, reason
     finally:
-        for pid in pids:
-            if procs.proc_state(pid) not in (None, "Z", "X"):
-                procs.kill_and_reap(pid)
+        procs.kill_alive(pids)
