@@ -7,6 +7,7 @@ LINGER, PRIORITY, RCVLOWAT, MARK, PASSCRED, PASSSEC and the device bound to.  re
 timestamping.  apply() sets each option only where it differs from what the fresh socket has.
 """
 
+import errno
 import socket
 import struct
 
@@ -56,7 +57,11 @@ def read(s):
     for name, opt in _INTS.items():
         setattr(e, name, _get(s, opt))
     for name, opt in _BOOLS.items():
-        setattr(e, name, bool(_get(s, opt)))
+        try:
+            setattr(e, name, bool(_get(s, opt)))
+        except OSError as err:
+            if err.errno != errno.EOPNOTSUPP:       # SO_PASSCRED/PASSSEC: unix and netlink only (Linux 6.16+)
+                raise
     e.so_oobinline = _get(s, socket.SO_OOBINLINE)
     onoff, linger = LINGER.unpack(s.getsockopt(SOL, socket.SO_LINGER, LINGER.size))
     if onoff:

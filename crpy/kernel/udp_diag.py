@@ -1,0 +1,66 @@
+"""The kernel's sock_diag for UDP and UDP-Lite sockets (inet_diag, udp_diag): shutdown bits and
+queue lengths, which no getsockopt tells.
+
+One SOCK_DIAG_BY_FAMILY request (inet_diag_req_v2, NLM_F_DUMP) per family and protocol lists every
+socket of crpy's network namespace; each reply is an inet_diag_msg followed by attributes, of which
+INET_DIAG_SHUTDOWN (always sent) is read.  The netlink framing is crpy.kernel.sock_diag's.
+"""
+
+import struct
+from crpy.record import dataclass
+
+INET_DIAG_SHUTDOWN = 8
+IPPROTO_UDP, IPPROTO_UDPLITE = 17, 136
+AF_INET, AF_INET6 = 2, 10
+
+_REQ = struct.Struct("=BBBBI48x")              # family, protocol, ext, pad, states, sockid (any)
+_MSG = struct.Struct("=BBBB48xIIIII")          # family, state, timer, retrans, id, expires, rqueue, wqueue, uid, inode
+
+
+@dataclass
+class UdpDiag:
+    """What sock_diag says of one UDP or UDP-Lite socket."""
+    ino: int
+    state: int                  # TCP_ESTABLISHED (connected) or TCP_CLOSE
+    rqueue: int = 0             # receive memory in use (datagrams queued)
+    wqueue: int = 0             # send memory in use (corked data not yet sent)
+    shutdown: int = 0           # RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2
+
+
+def request(family, protocol, seq=1):
+    """The netlink message asking for every socket of `family` and `protocol`."""
+    from crpy.kernel import sock_diag as sd
+
+    body = _REQ.pack(family, protocol, 0, 0, sd.ALL_STATES)
+    return sd._NLMSG.pack(sd._NLMSG.size + len(body), sd.SOCK_DIAG_BY_FAMILY,
+                          sd.NLM_F_REQUEST | sd.NLM_F_DUMP, seq, 0) + body
+
+
+def parse_msg(payload):
+    """UdpDiag from the payload of one reply (after the nlmsghdr)."""
+    from crpy.kernel import sock_diag as sd
+
+    _, state, _, _, _, rqueue, wqueue, _, ino = _MSG.unpack_from(payload, 0)
+    d = UdpDiag(ino=ino, state=state, rqueue=rqueue, wqueue=wqueue)
+    for kind, data in sd._attrs(payload, _MSG.size, len(payload)):
+        if kind == INET_DIAG_SHUTDOWN:
+            d.shutdown = data[0]
+    return d
+
+
+def udp_sockets():
+    """{ino: UdpDiag} of every UDP and UDP-Lite socket, v4 and v6, of crpy's network namespace."""
+    import socket
+    from crpy.kernel import sock_diag as sd
+
+    out = {}
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, sd.NETLINK_SOCK_DIAG) as s:
+        seq = 0
+        for family in (AF_INET, AF_INET6):
+            for protocol in (IPPROTO_UDP, IPPROTO_UDPLITE):
+                seq += 1
+                s.sendto(request(family, protocol, seq), (0, 0))
+                for payload in sd._replies(s, seq):
+                    d = parse_msg(payload)
+                    out[d.ino] = d
+    return out
