@@ -139,12 +139,7 @@ def _read(pid, fd, s, ino):
     if bad is not None:
         _refuse(pid, fd, f"{kind} with {bad[0]}", bad[1])
     local = s.getsockname()
-    try:
-        peer = s.getpeername()
-    except OSError as e:
-        if e.errno != errno.ENOTCONN:
-            raise
-        peer = None
+    peer = _peer(pid, s, family, stype, proto, ino)
     e = sk_inet_pb2.inet_sk_entry(id=0, ino=ino, family=family, type=stype, proto=proto,
                                   state=TCP_ESTABLISHED if peer else TCP_CLOSE,
                                   src_port=local[1] if stype != SOCK_RAW else 0,
@@ -179,6 +174,31 @@ def _get(s, level, opt):
         if err.errno in (errno.ENOPROTOOPT, errno.EOPNOTSUPP):
             return None
         raise
+
+
+def _peer(pid, s, family, stype, proto, ino):
+    """The address connected to, or None.  Raw and ping sockets answer ENOTCONN to getpeername
+    even when connected (their port is 0): their peer is the line of /proc/PID/net/{raw,icmp}[6]
+    of their inode (rem_address, the address words in hex as the kernel holds them)."""
+    if _is_udp(proto):
+        try:
+            return s.getpeername()
+        except OSError as e:
+            if e.errno != errno.ENOTCONN:
+                raise
+            return None
+    table = ("raw" if stype == SOCK_RAW else "icmp") + ("6" if family == AF_INET6 else "")
+    for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
+        cols = line.split()
+        if int(cols[9]) != ino:
+            continue
+        if int(cols[3], 16) != TCP_ESTABLISHED:
+            return None
+        addr_hex, port_hex = cols[2].split(":")
+        words = [int(addr_hex[i:i + 8], 16) for i in range(0, len(addr_hex), 8)]
+        host = socket.inet_ntop(family, struct.pack(f"={len(words)}I", *words))
+        return (host, int(port_hex, 16)) + ((0, 0) if family == AF_INET6 else ())
+    return None
 
 
 def _read_ip_opts(s, e, family, stype, proto):
@@ -225,7 +245,11 @@ def _check_queues(pid, fd, s, e, kind):
     import array
 
     buf = array.array("i", [0])
-    fcntl.ioctl(s.fileno(), SIOCOUTQ, buf)
+    try:
+        fcntl.ioctl(s.fileno(), SIOCOUTQ, buf)
+    except OSError as err:
+        if err.errno != errno.ENOTTY:     # a ping socket: it sends each datagram whole, never corks
+            raise
     if buf[0]:
         _refuse(pid, fd, f"{kind} with {buf[0]} bytes of send memory in use (data corked by UDP_CORK or MSG_MORE)",
                 "crpy cannot cork them again; uncork or send them before the dump")
