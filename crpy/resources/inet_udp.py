@@ -27,7 +27,6 @@ import os
 import socket
 import struct
 
-O_CLOEXEC = 0o2000000
 AF_INET, AF_INET6 = 2, 10
 SOCK_DGRAM, SOCK_RAW = 2, 3
 IPPROTO_ICMP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_RAW, IPPROTO_UDPLITE = 1, 17, 58, 255, 136
@@ -93,34 +92,25 @@ def _int_opt_applies(families, family, proto):
 # ---------------------------------------------------------------- dump side
 
 def _refuse(pid, fd, what, hint):
-    from crpy.errors import UnsupportedResource
+    from crpy.resources.sockcopy import refuse
 
-    raise UnsupportedResource(pid, what, fd, None, hint)
+    refuse(pid, fd, what, hint)
 
 
 def _udp_diag():
-    from crpy import resources
     from crpy.kernel import udp_diag
+    from crpy.resources.sockcopy import memo
 
-    memo = resources.dump_memo
-    if "udp-diag" not in memo:
-        memo["udp-diag"] = udp_diag.udp_sockets()
-    return memo["udp-diag"]
+    return memo("udp-diag", udp_diag.udp_sockets)
 
 
 def check(fdfacts):
     """Read the socket (refusing what the restore could not make again) before the parasite;
     dump_fd writes what was read."""
-    from crpy import resources
-    from crpy.resources.unix_socket import _getfd
+    from crpy.resources import sockcopy
 
-    pid, fd = fdfacts.pid, fdfacts.fd
-    s = socket.socket(fileno=_getfd(pid, fd))
-    try:
-        entry = _read(pid, fd, s, fdfacts.st.st_ino)
-    finally:
-        s.close()
-    resources.dump_memo.setdefault("inet-read", {})[fdfacts.st.st_ino] = entry
+    pid, fd, ino = fdfacts.pid, fdfacts.fd, fdfacts.st.st_ino
+    sockcopy.keep("inet", ino, sockcopy.read_copy(pid, fd, lambda s: _read(pid, fd, s, ino)))
 
 
 def _addr_words(family, host):
@@ -234,12 +224,9 @@ def _check_queues(pid, fd, s, e, kind):
     """Shutdown bits into e; refused: datagrams to read, bytes corked not yet sent."""
     import select
 
-    try:
-        s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        queued = True
-    except BlockingIOError:
-        queued = False
-    if queued:
+    from crpy.resources.sockcopy import has_queued
+
+    if has_queued(s):
         _refuse(pid, fd, f"{kind} with datagrams queued to read",
                 "crpy (like criu) cannot queue them again from their senders' addresses; read them before the dump")
     import array
@@ -266,15 +253,10 @@ def _check_queues(pid, fd, s, e, kind):
 
 
 def dump_fd(fdfacts, file_id, files):
-    from crpy import resources
-    from crpy.images.pb import fdinfo_pb2, sk_inet_pb2
-    from crpy.resources.regfile import fown
+    from crpy.images.pb import fdinfo_pb2
+    from crpy.resources.sockcopy import kept
 
-    entry = sk_inet_pb2.inet_sk_entry()
-    entry.CopyFrom(resources.dump_memo["inet-read"][fdfacts.st.st_ino])
-    entry.id, entry.flags = file_id, fdfacts.info.flags & ~O_CLOEXEC
-    entry.fown.CopyFrom(fown())
-    return fdinfo_pb2.file_entry(type=fdinfo_pb2.INETSK, id=file_id, isk=entry)
+    return fdinfo_pb2.file_entry(type=fdinfo_pb2.INETSK, id=file_id, isk=kept("inet", fdfacts, file_id))
 
 
 # ---------------------------------------------------------------- restore side
