@@ -2,7 +2,7 @@
 groups and the flags no getsockopt shows (a dump callback running).
 
 One SOCK_DIAG_BY_FAMILY request for AF_NETLINK, every protocol (NDIAG_PROTO_ALL), NLM_F_DUMP,
-lists every netlink socket of crpy's network namespace; the framing is crpy.kernel.sock_diag's.
+lists every netlink socket of crpy's network namespace; the framing is crpy.kernel.diag_dump's.
 """
 
 import struct
@@ -32,12 +32,8 @@ class NetlinkDiag:
     flags: int = 0                                 # NDIAG_FLAG_*
 
 
-def request(seq=1):
-    from crpy.kernel import sock_diag as sd
-
-    body = _REQ.pack(AF_NETLINK, NDIAG_PROTO_ALL, 0, 0, NDIAG_SHOW_GROUPS | NDIAG_SHOW_FLAGS, 0xFFFFFFFF, 0xFFFFFFFF)
-    return sd._NLMSG.pack(sd._NLMSG.size + len(body), sd.SOCK_DIAG_BY_FAMILY,
-                          sd.NLM_F_REQUEST | sd.NLM_F_DUMP, seq, 0) + body
+def request_body():
+    return _REQ.pack(AF_NETLINK, NDIAG_PROTO_ALL, 0, 0, NDIAG_SHOW_GROUPS | NDIAG_SHOW_FLAGS, 0xFFFFFFFF, 0xFFFFFFFF)
 
 
 def parse_msg(payload):
@@ -56,9 +52,6 @@ def parse_msg(payload):
 
 def netlink_sockets():
     """{ino: NetlinkDiag} of every netlink socket of crpy's network namespace."""
-    import socket
-    from crpy.kernel import sock_diag as sd
+    from crpy.kernel import diag_dump
 
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, sd.NETLINK_SOCK_DIAG) as s:
-        s.sendto(request(), (0, 0))
-        return {d.ino: d for d in map(parse_msg, sd._replies(s, 1))}
+    return diag_dump.collect([request_body()], parse_msg)

@@ -3,7 +3,7 @@ queue lengths, which no getsockopt tells.
 
 One SOCK_DIAG_BY_FAMILY request (inet_diag_req_v2, NLM_F_DUMP) per family and protocol lists every
 socket of crpy's network namespace; each reply is an inet_diag_msg followed by attributes, of which
-INET_DIAG_SHUTDOWN (always sent) is read.  The netlink framing is crpy.kernel.sock_diag's.
+INET_DIAG_SHUTDOWN (always sent) is read.  The framing is crpy.kernel.diag_dump's.
 """
 
 import struct
@@ -27,13 +27,11 @@ class UdpDiag:
     shutdown: int = 0           # RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2
 
 
-def request(family, protocol, seq=1):
-    """The netlink message asking for every socket of `family` and `protocol`."""
+def request_body(family, protocol):
+    """inet_diag_req_v2 asking for every socket of `family` and `protocol`."""
     from crpy.kernel import sock_diag as sd
 
-    body = _REQ.pack(family, protocol, 0, 0, sd.ALL_STATES)
-    return sd._NLMSG.pack(sd._NLMSG.size + len(body), sd.SOCK_DIAG_BY_FAMILY,
-                          sd.NLM_F_REQUEST | sd.NLM_F_DUMP, seq, 0) + body
+    return _REQ.pack(family, protocol, 0, 0, sd.ALL_STATES)
 
 
 def parse_msg(payload):
@@ -50,17 +48,7 @@ def parse_msg(payload):
 
 def udp_sockets():
     """{ino: UdpDiag} of every UDP and UDP-Lite socket, v4 and v6, of crpy's network namespace."""
-    import socket
-    from crpy.kernel import sock_diag as sd
+    from crpy.kernel import diag_dump
 
-    out = {}
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, sd.NETLINK_SOCK_DIAG) as s:
-        seq = 0
-        for family in (AF_INET, AF_INET6):
-            for protocol in (IPPROTO_UDP, IPPROTO_UDPLITE):
-                seq += 1
-                s.sendto(request(family, protocol, seq), (0, 0))
-                for payload in sd._replies(s, seq):
-                    d = parse_msg(payload)
-                    out[d.ino] = d
-    return out
+    return diag_dump.collect([request_body(f, p) for f in (AF_INET, AF_INET6) for p in (IPPROTO_UDP, IPPROTO_UDPLITE)],
+                             parse_msg)

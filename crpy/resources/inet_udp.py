@@ -23,7 +23,6 @@ one error naming it.
 
 import errno
 import fcntl
-import os
 import socket
 import struct
 
@@ -178,7 +177,9 @@ def _peer(pid, s, family, stype, proto, ino):
                 raise
             return None
     table = ("raw" if stype == SOCK_RAW else "icmp") + ("6" if family == AF_INET6 else "")
-    for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
+    with open(f"/proc/{pid}/net/{table}") as f:
+        lines = f.read().splitlines()[1:]
+    for line in lines:
         cols = line.split()
         if int(cols[9]) != ino:
             continue
@@ -275,22 +276,13 @@ def _is_any(words):
 
 def restore_fd(entry, ctx):
     """A new socket made as the one of `entry` was."""
-    from crpy.errors import RestoreError
+    from crpy.resources.sockcopy import made
 
     e = entry.isk
     s = socket.socket(e.family, e.type | socket.SOCK_CLOEXEC, e.proto)
-    try:
-        _make(s, e)
-    except OSError as err:
-        s.close()
-        where = _sockaddr(e.family, e.src_addr, e.src_port, e.ifname) if e.src_addr else None
-        if err.errno == errno.EADDRINUSE:
-            raise RestoreError(f"{describe(e.family, e.type, e.proto)} id {e.id}: port {e.src_port} of "
-                               f"{where[0]} is taken by another socket") from None
-        raise RestoreError(f"{describe(e.family, e.type, e.proto)} id {e.id}: {err}") from None
-    fd = s.detach()
-    fcntl.fcntl(fd, fcntl.F_SETFL, e.flags & os.O_NONBLOCK)
-    return fd
+    return made(s, lambda s: _make(s, e), e.flags, lambda err: f"{describe(e.family, e.type, e.proto)} id {e.id}: " + (
+        f"port {e.src_port} of {_sockaddr(e.family, e.src_addr, 0, e.ifname)[0]} is taken by another socket"
+        if err.errno == errno.EADDRINUSE else str(err)))
 
 
 def _set_if_differs(s, level, opt, value):

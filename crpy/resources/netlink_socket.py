@@ -18,8 +18,6 @@ to the peer port id and group.  A port id another socket took since is one error
 """
 
 import errno
-import fcntl
-import os
 import socket
 
 SOL_NETLINK = 270
@@ -110,20 +108,12 @@ def groups_of(words):
 
 
 def restore_fd(entry, ctx):
-    from crpy.errors import RestoreError
+    from crpy.resources.sockcopy import made
 
     e = entry.nlsk
     s = socket.socket(socket.AF_NETLINK, (e.type or socket.SOCK_RAW) | socket.SOCK_CLOEXEC, e.protocol)
-    try:
-        _make(s, e)
-    except OSError as err:
-        s.close()
-        if err.errno == errno.EADDRINUSE:
-            raise RestoreError(f"{describe(e.protocol)} id {e.id}: port id {e.portid} is taken by another socket") from None
-        raise RestoreError(f"{describe(e.protocol)} id {e.id}: {err}") from None
-    fd = s.detach()
-    fcntl.fcntl(fd, fcntl.F_SETFL, e.flags & os.O_NONBLOCK)
-    return fd
+    return made(s, lambda s: _make(s, e), e.flags, lambda err: f"{describe(e.protocol)} id {e.id}: " + (
+        f"port id {e.portid} is taken by another socket" if err.errno == errno.EADDRINUSE else str(err)))
 
 
 def _make(s, e):

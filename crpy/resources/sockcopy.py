@@ -1,7 +1,7 @@
-"""What the socket kinds other than unix (inet_udp, netlink_socket, packet_socket) share at dump:
+"""What the socket kinds other than unix (inet_udp, netlink_socket, packet_socket) share.  At dump:
 a refusal in one line, a look at crpy's own copy of the task's socket (pidfd_getfd: the same
 socket, nothing taken from the task), whether anything waits to be read, and the record read
-at check() time that dump_fd() then writes."""
+at check() time that dump_fd() then writes.  At restore: a socket made up, or one error."""
 
 import socket
 
@@ -59,3 +59,21 @@ def kept(kind, fdfacts, file_id):
     entry.id, entry.flags = file_id, fdfacts.info.flags & ~0o2000000     # O_CLOEXEC is the fdinfo entry's
     entry.fown.CopyFrom(fown())
     return entry
+
+
+def made(s, make, flags, message):
+    """The fd of socket s once make(s) has set it up, with file status flags `flags` (O_NONBLOCK);
+    on failure s is closed and RestoreError says message(OSError)."""
+    import fcntl
+    import os
+
+    from crpy.errors import RestoreError
+
+    try:
+        make(s)
+    except OSError as err:
+        s.close()
+        raise RestoreError(message(err)) from None
+    fd = s.detach()
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & os.O_NONBLOCK)
+    return fd

@@ -50,6 +50,7 @@ DESC = {
     "udp_queued": {"dump_fails": True},
     "udp_corked": {"dump_fails": True},
     "netlink_queued": {"dump_fails": True},
+    "packet_ring": {"dump_fails": True},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.
