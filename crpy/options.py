@@ -23,6 +23,7 @@ class DumpOptions:
     pre_dump: bool = False            # criu pre-dump: pages only, the tree resumes (crpy.dump.predump)
     prev_images_dir: str | None = None      # criu --prev-images-dir, relative to images_dir
     track_mem: bool = False           # criu --track-mem: pages unchanged since prev_images_dir are not dumped
+    network_lock: str | None = None   # criu --network-lock: nftables, iptables, skip (None: nftables if nft works)
 
 
 @dataclass(frozen=True)
@@ -34,3 +35,4 @@ class RestoreOptions:
     log_file: str | None = None
     verbosity: int = 2
     skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)
+    network_lock: str | None = None   # criu --network-lock: how the dump locked it (lifted once the tree runs)

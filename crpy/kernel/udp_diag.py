@@ -14,7 +14,8 @@ IPPROTO_UDP, IPPROTO_UDPLITE = 17, 136
 AF_INET, AF_INET6 = 2, 10
 
 _REQ = struct.Struct("=BBBBI48x")              # family, protocol, ext, pad, states, sockid (any)
-_MSG = struct.Struct("=BBBB48xIIIII")          # family, state, timer, retrans, id, expires, rqueue, wqueue, uid, inode
+# family, state, timer, retrans, id (sport, dport: big-endian; src, dst; if; cookie), expires, rqueue, wqueue, uid, inode
+_MSG = struct.Struct("=BBBB2s2s16s16sI8xIIIII")
 
 
 @dataclass
@@ -22,6 +23,9 @@ class UdpDiag:
     """What sock_diag says of one UDP or UDP-Lite socket."""
     ino: int
     state: int                  # TCP_ESTABLISHED (connected) or TCP_CLOSE
+    family: int = AF_INET
+    local_addr: str = ""        # bound address ("0.0.0.0", "::" unbound) and port
+    local_port: int = 0
     rqueue: int = 0             # receive memory in use (datagrams queued)
     wqueue: int = 0             # send memory in use (corked data not yet sent)
     shutdown: int = 0           # RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2
@@ -38,8 +42,12 @@ def parse_msg(payload):
     """UdpDiag from the payload of one reply (after the nlmsghdr)."""
     from crpy.kernel import sock_diag as sd
 
-    _, state, _, _, _, rqueue, wqueue, _, ino = _MSG.unpack_from(payload, 0)
-    d = UdpDiag(ino=ino, state=state, rqueue=rqueue, wqueue=wqueue)
+    import socket
+
+    family, state, _, _, sport, _, src, _, _, _, rqueue, wqueue, _, ino = _MSG.unpack_from(payload, 0)
+    addr = socket.inet_ntop(family, src[:4] if family == AF_INET else src)
+    d = UdpDiag(ino=ino, state=state, family=family, local_addr=addr, local_port=int.from_bytes(sport, "big"),
+                rqueue=rqueue, wqueue=wqueue)
     for kind, data in sd._attrs(payload, _MSG.size, len(payload)):
         if kind == INET_DIAG_SHUTDOWN:
             d.shutdown = data[0]

@@ -9,7 +9,9 @@ repair traffic).  --network-lock iptables does the same with a chain crpy-<pid> 
 ip6tables; skip locks nothing.  The default is nftables where `nft` works, else iptables.
 
 The dump takes the lock (dump_lock().add(connections), called by the socket kinds as they meet
-connections; the table is made at the first, so a dump without any costs nothing), and at its end
+connections; the table is made at the first, so a dump without any costs nothing; UDP's bound
+ports only when the dump kills the tree, add_if_killed: a peer then gets silence rather than ICMP
+port unreachable, ECONNREFUSED on its connected socket, until the restore), and at its end
 keeps it for the restore, or lifts it (--leave-running, or the dump failed).  A janitor
 (crpy.netlock.janitor) lifts it if crpy dies first.  `crpy restore` lifts it once the tree runs
 again (release_after_restore); a failed restore keeps it, for the next attempt.
@@ -23,13 +25,39 @@ SOCCR_MARK = 0xC114
 
 @dataclass(frozen=True)
 class Connection:
-    """A TCP endpoint of the tree: a connection (local and remote address and port), or a
-    listening socket (remote None: every packet to local_addr:local_port is dropped)."""
+    """An endpoint of the tree: a connection (local and remote address and port), or a listening
+    or bound socket (remote None: every packet to local_addr:local_port is dropped)."""
     family: int                       # socket.AF_INET or AF_INET6
-    local_addr: str
+    local_addr: str | None           # None (after normalized()): any address
     local_port: int
     remote_addr: str | None = None
     remote_port: int | None = None
+    proto: str = "tcp"                # "tcp" or "udp"
+
+
+def _unmapped(family, addr):
+    """(family, address) with a v4-mapped v6 address as the v4 one its packets carry."""
+    import socket
+
+    if family == socket.AF_INET6 and addr and addr.lower().startswith("::ffff:") and "." in addr:
+        return socket.AF_INET, addr[7:]
+    return family, addr
+
+
+def normalized(c):
+    """The Connections whose packets are those of c, as the firewall sees them: a v4-mapped v6
+    endpoint is v4; a wildcard local address becomes None (any address), for each family it
+    receives (a v6 socket on "::" may be dual-stack: v4 as well)."""
+    import socket
+
+    family, local = _unmapped(c.family, c.local_addr)
+    remote_family, remote = _unmapped(c.family, c.remote_addr)
+    if remote is not None:
+        return [Connection(remote_family, local, c.local_port, remote, c.remote_port, c.proto)]
+    if local in ("0.0.0.0", "::"):
+        families = (socket.AF_INET, socket.AF_INET6) if local == "::" else (socket.AF_INET,)
+        return [Connection(f, None, c.local_port, proto=c.proto) for f in families]
+    return [Connection(family, local, c.local_port, proto=c.proto)]
 
 
 def table_name(root_pid):
@@ -59,15 +87,28 @@ class NetworkLock:
     """The lock of one tree: made at the first add(), lifted by release(), left for the restore
     by keep().  A janitor lifts it if crpy dies in between."""
 
-    def __init__(self, root_pid, method):
-        self.root_pid, self.method = root_pid, method
+    def __init__(self, root_pid, method, tree_killed=True):
+        self._method, self.tree_killed = method, tree_killed
         self.name = table_name(root_pid)
         self.made, self.locked = False, []
+
+    @property
+    def method(self):
+        """--network-lock, the default found when first needed (it runs nft: not for every dump)."""
+        if self._method is None:
+            self._method = default_method()
+        return self._method
+
+    def add_if_killed(self, connections):
+        """add() when the dump kills the tree (not with --leave-running: the sockets stay, and
+        what arrives meanwhile is queued for them)."""
+        if self.tree_killed:
+            self.add(connections)
 
     def add(self, connections):
         """Drop every packet of these connections from now on."""
         connections = list(connections)
-        if self.method == "skip" or not connections:
+        if not connections or self.method == "skip":
             return
         from crpy.log import log
         from crpy.netlock import janitor
@@ -78,7 +119,7 @@ class NetworkLock:
             janitor.made(self.method, self.name)
             impl.create(self.name, SOCCR_MARK)
             self.made = True
-        impl.add(self.name, connections)
+        impl.add(self.name, [n for c in connections for n in normalized(c)])
         self.locked += connections
         log.info("network lock %s (%s): %d connection(s) locked", self.name, self.method, len(connections))
 
@@ -104,17 +145,16 @@ class NetworkLock:
 _current = [None]
 
 
-def begin_dump(root_pid, method):
+def begin_dump(root_pid, method, leave_running=False):
     """The lock of the dump that starts (nothing is made yet)."""
-    _current[0] = NetworkLock(root_pid, method or default_method())
+    _current[0] = NetworkLock(root_pid, method, tree_killed=not leave_running)
     return _current[0]
 
 
 def dump_lock():
-    """The lock of the dump in progress, for the socket kinds: dump_lock().add(connections)."""
-    if _current[0] is None:
-        raise RuntimeError("no dump in progress has a network lock")
-    return _current[0]
+    """The lock of the dump in progress, for the socket kinds: dump_lock().add(connections)
+    (outside a dump: one that locks nothing)."""
+    return _current[0] if _current[0] is not None else NetworkLock(0, "skip")
 
 
 def end_dump(ok, leave_running):

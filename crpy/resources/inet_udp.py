@@ -15,6 +15,8 @@ visible to any interface crpy has, so not restored: multicast group memberships,
 ping socket, or an unbound UDP one, shut for writing only (sock_diag has no raw/ping handler
 on this kernel and does not list unbound UDP sockets).
 
+Network lock: the tree's bound UDP ports are locked (crpy.netlock) when the dump kills the tree.
+
 Restore: socket(), options (SO_REUSEADDR, IP_FREEBIND, IPV6_V6ONLY before bind), bind to the
 address and port, connect to the peer, UDP_CORK, shutdown (the kernel records it even on an
 unconnected socket, answering ENOTCONN), file status flags.  A port another socket took since is
@@ -110,6 +112,21 @@ def check(fdfacts):
 
     pid, fd, ino = fdfacts.pid, fdfacts.fd, fdfacts.st.st_ino
     sockcopy.keep("inet", ino, sockcopy.read_copy(pid, fd, lambda s: _read(pid, fd, s, ino)))
+    sockcopy.memo("udp-locked", _lock_udp_ports)
+
+
+def _lock_udp_ports():
+    """The network lock (crpy.netlock) of every UDP port the tree holds, at the first UDP socket
+    met, once: while the tree is gone, a datagram sent to it is dropped instead of answered with
+    ICMP port unreachable (ECONNREFUSED on the sender's connected socket)."""
+    from crpy import netlock
+    from crpy.resources.unix_socket import _tree_sockets
+
+    held = _tree_sockets()
+    ports = {netlock.Connection(d.family, d.local_addr, d.local_port, proto="udp")
+             for ino, d in _udp_diag().items() if ino in held and d.local_port}
+    netlock.dump_lock().add_if_killed(sorted(ports, key=lambda c: (c.family, c.local_addr, c.local_port)))
+    return True
 
 
 def _addr_words(family, host):

@@ -9,9 +9,12 @@ from tests.unit.test_sock_diag import _ino, _rta
 
 
 def test_parse_udp_msg_reads_queues_inode_and_shutdown():
-    payload = struct.pack("=BBBB48xIIIII", 2, 1, 0, 0, 0, 11, 22, 0, 4242) + _rta(udp_diag.INET_DIAG_SHUTDOWN, b"\x02")
+    sockid = struct.pack(">HH", 5353, 53) + bytes([127, 0, 0, 1]) + bytes(12) + bytes(16) + bytes(12)
+    payload = struct.pack("=BBBB", 2, 1, 0, 0) + sockid + struct.pack("=IIIII", 0, 11, 22, 0, 4242) \
+        + _rta(udp_diag.INET_DIAG_SHUTDOWN, b"\x02")
     d = udp_diag.parse_msg(payload)
     assert (d.ino, d.state, d.rqueue, d.wqueue, d.shutdown) == (4242, 1, 11, 22, 2)
+    assert (d.family, d.local_addr, d.local_port) == (2, "127.0.0.1", 5353)
 
 
 def test_live_udp_and_udplite_sockets_with_their_shutdown_bits():
@@ -24,6 +27,7 @@ def test_live_udp_and_udplite_sockets_with_their_shutdown_bits():
         b.shutdown(socket.SHUT_WR)
         found = udp_diag.udp_sockets()
         assert found[_ino(a)].shutdown == 0 and found[_ino(a)].state == 7
+        assert (found[_ino(a)].local_addr, found[_ino(a)].local_port) == a.getsockname()[:2]
         assert found[_ino(b)].shutdown == 2 and found[_ino(b)].state == 1
 
 

@@ -1,6 +1,7 @@
 """The network lock (crpy.netlock), on the loopback of a network namespace each test makes itself
-(unshare -n): while locked, a SYN to a locked listening port gets neither an answer nor a RST and
-data on a locked connection does not arrive; once lifted, both go through (TCP retransmits).
+(unshare -n): while locked, a SYN to a locked listening port gets neither an answer nor a RST,
+data on a locked connection does not arrive, nor a datagram (v4) to a locked dual-stack UDP port bound to any address; once lifted,
+they go through (TCP retransmits).
 Both methods (nftables, iptables), the dump's keep/release at its end, and the janitor lifting
 the lock of a crpy SIGKILLed while holding it."""
 
@@ -39,7 +40,15 @@ srv.bind(("127.0.0.1", 0)); srv.listen(8); port = srv.getsockname()[1]
 cli = socket.create_connection(("127.0.0.1", port)); acc, _ = srv.accept()
 conn = netlock.Connection(socket.AF_INET, "127.0.0.1", acc.getsockname()[1], "127.0.0.1", cli.getsockname()[1])
 listener = netlock.Connection(socket.AF_INET, "127.0.0.1", port)
-lock = netlock.lock(4242, [conn, listener], METHOD)
+udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); udp.bind(("::", 0)); udp.settimeout(0.5)   # dual-stack
+udp_sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp_sender.connect(("127.0.0.1", udp.getsockname()[1]))
+bound = netlock.Connection(socket.AF_INET6, "::", udp.getsockname()[1], proto="udp")
+lock = netlock.lock(4242, [conn, listener, bound], METHOD)
+udp_sender.send(b"u1")
+try:
+    udp_locked = udp.recv(10).decode()
+except socket.timeout:
+    udp_locked = None
 out = {"exists": netlock.backend(METHOD).exists("crpy-4242")}
 cli.sendall(b"while locked")
 acc.settimeout(0.8)
@@ -56,6 +65,9 @@ try:
 except OSError:
     out["connected_locked"] = False
 lock.release()
+out["udp_locked"] = udp_locked
+udp_sender.send(b"u2")
+out["udp_after"] = udp.recv(10).decode()
 out["exists_after"] = netlock.backend(METHOD).exists("crpy-4242")
 acc.settimeout(5)
 out["arrived_after"] = acc.recv(100).decode()
@@ -81,6 +93,7 @@ def test_locked_connection_and_listener_get_nothing_then_go_through(method):
     assert out["connect_locked"] == 0 and not out["connected_locked"], "a SYN to a locked port got an answer or a RST"
     assert out["arrived_after"] == "while locked", "the data held back was not retransmitted once unlocked"
     assert out["connected_after"], "the SYN held back was not answered once unlocked"
+    assert out["udp_locked"] is None and out["udp_after"] == "u2", "a locked UDP port got a datagram, or an unlocked one none"
 
 
 def test_dump_keeps_the_lock_for_the_restore_which_lifts_it():
@@ -126,3 +139,17 @@ out["after"] = netlock.backend(METHOD).exists("crpy-4343")
 print(json.dumps(out))
 ''')
     assert out == {"before": True, "after": False}
+
+
+def test_normalized_endpoints_as_the_firewall_sees_them():
+    import socket
+
+    from crpy import netlock
+
+    C = netlock.Connection
+    assert netlock.normalized(C(socket.AF_INET6, "::ffff:127.0.0.1", 5, "::ffff:127.0.0.2", 6)) == \
+        [C(socket.AF_INET, "127.0.0.1", 5, "127.0.0.2", 6)]
+    assert netlock.normalized(C(socket.AF_INET6, "::", 53, proto="udp")) == \
+        [C(socket.AF_INET, None, 53, proto="udp"), C(socket.AF_INET6, None, 53, proto="udp")]
+    assert netlock.normalized(C(socket.AF_INET, "0.0.0.0", 80)) == [C(socket.AF_INET, None, 80)]
+    assert netlock.normalized(C(socket.AF_INET6, "::1", 80)) == [C(socket.AF_INET6, "::1", 80)]
