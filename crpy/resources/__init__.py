@@ -28,7 +28,7 @@ _MODULES = {
     "pidfd": "crpy.resources.pidfd",     # pidfds of tasks of the tree
     "fanotify": "crpy.resources.fanotify",  # fanotify groups with their inode marks
     "unixsk": "crpy.resources.unix_socket",  # unix sockets: pairs, bound, listening, with queued data
-    "inetsk": "crpy.resources.inet_udp",   # UDP, UDP-Lite, raw and ping sockets
+    "inetsk": "crpy.resources.inet_socket",  # inet sockets: TCP (inet_tcp), UDP, UDP-Lite, raw, ping (inet_udp)
     "netlinksk": "crpy.resources.netlink_socket",  # netlink sockets: portid, groups, peer
     "packetsk": "crpy.resources.packet_socket",  # packet sockets: interface, version, fanout, multicast list
 }

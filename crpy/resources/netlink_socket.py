@@ -86,7 +86,7 @@ def _read(pid, fd, s, d, kind):
                 raise
     e = sk_netlink_pb2.netlink_sk_entry(id=0, ino=d.ino, protocol=d.protocol, state=d.state, flags=0,
                                         portid=d.portid, dst_portid=d.dst_portid, dst_group=d.dst_group,
-                                        opts=sockopts.read(s), nl_flags=nl_flags, type=d.type)
+                                        opts=sockopts.read(s), nl_flags=nl_flags, sk_type=d.type)
     while d.groups and not d.groups[-1]:
         d.groups.pop()
     e.groups.extend(d.groups)
@@ -111,7 +111,7 @@ def restore_fd(entry, ctx):
     from crpy.resources.sockcopy import made
 
     e = entry.nlsk
-    s = socket.socket(socket.AF_NETLINK, (e.type or socket.SOCK_RAW) | socket.SOCK_CLOEXEC, e.protocol)
+    s = socket.socket(socket.AF_NETLINK, (e.sk_type or socket.SOCK_RAW) | socket.SOCK_CLOEXEC, e.protocol)
     return made(s, lambda s: _make(s, e), e.flags, lambda err: f"{describe(e.protocol)} id {e.id}: " + (
         f"port id {e.portid} is taken by another socket" if err.errno == errno.EADDRINUSE else str(err)))
 

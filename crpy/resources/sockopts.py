@@ -7,7 +7,6 @@ LINGER, PRIORITY, RCVLOWAT, MARK, PASSCRED, PASSSEC and the device bound to.  re
 timestamping.  apply() sets each option only where it differs from what the fresh socket has.
 """
 
-import errno
 import socket
 import struct
 
@@ -59,9 +58,8 @@ def read(s):
     for name, opt in _BOOLS.items():
         try:
             setattr(e, name, bool(_get(s, opt)))
-        except OSError as err:
-            if err.errno != errno.EOPNOTSUPP:       # SO_PASSCRED/PASSSEC: unix and netlink only (Linux 6.16+)
-                raise
+        except OSError:
+            continue        # not of this family (SO_PASSCRED/PASSSEC on TCP since Linux 6.16): left unset
     e.so_oobinline = _get(s, socket.SO_OOBINLINE)
     onoff, linger = LINGER.unpack(s.getsockopt(SOL, socket.SO_LINGER, LINGER.size))
     if onoff:
