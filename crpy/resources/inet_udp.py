@@ -8,9 +8,10 @@ this module lists (_INT_OPTS; crpy's field 1005).  UDP's shutdown bits and corke
 sock_diag (crpy.kernel.udp_diag); a raw or ping socket's from poll() (RDHUP: reading shut, HUP:
 both) and SIOCOUTQ.  One files.img entry of type INETSK (inet_sk_entry, CRIU's field numbers).
 
-Refused at dump, by name: datagrams waiting to be read (CRIU does not restore UDP queues either:
-a datagram would have to be sent again from its sender's address and port, which another socket
-holds), bytes corked and not yet sent (UDP_CORK or MSG_MORE), options sockopts refuses.  Not
+Datagrams waiting on a UDP socket are queued again exactly, each from its sender's address and
+port (crpy.resources.udp_queue; CRIU does not restore UDP queues).  Refused at dump, by name:
+datagrams waiting on a UDP-Lite, raw or ping socket, those udp_queue cannot queue again, bytes
+corked and not yet sent (UDP_CORK or MSG_MORE), options sockopts refuses.  Not
 visible to any interface crpy has, so not restored: multicast group memberships, and a raw or
 ping socket, or an unbound UDP one, shut for writing only (sock_diag has no raw/ping handler
 on this kernel and does not list unbound UDP sockets).
@@ -53,6 +54,8 @@ _INT_OPTS = ((SOL_IP, 10, "IP_MTU_DISCOVER", (AF_INET,)),
              (SOL_IP, 13, "IP_RECVTOS", (AF_INET,)),
              (SOL_IP, 12, "IP_RECVTTL", (AF_INET,)),
              (SOL_IP, 19, "IP_TRANSPARENT", (AF_INET, AF_INET6)),
+             (SOL_IP, 20, "IP_RECVORIGDSTADDR", (AF_INET, AF_INET6)),
+             (SOL_IPV6, 74, "IPV6_RECVORIGDSTADDR", (AF_INET6,)),
              (SOL_IP, 24, "IP_BIND_ADDRESS_NO_PORT", (AF_INET, AF_INET6)),
              (SOL_IP, 33, "IP_MULTICAST_TTL", (AF_INET,)),
              (SOL_IP, 34, "IP_MULTICAST_LOOP", (AF_INET,)),
@@ -239,16 +242,14 @@ def _read_ip_opts(s, e, family, stype, proto):
 
 
 def _check_queues(pid, fd, s, e, kind):
-    """Shutdown bits into e; refused: datagrams to read, bytes corked not yet sent."""
+    """Shutdown bits into e, the datagrams queued read (_read_queue); refused: bytes corked."""
+    import array
     import select
 
     from crpy.resources.sockcopy import has_queued
 
     if has_queued(s):
-        _refuse(pid, fd, f"{kind} with datagrams queued to read",
-                "crpy (like criu) cannot queue them again from their senders' addresses; read them before the dump")
-    import array
-
+        _read_queue(pid, fd, s, e, kind)
     buf = array.array("i", [0])
     try:
         fcntl.ioctl(s.fileno(), SIOCOUTQ, buf)
@@ -270,11 +271,50 @@ def _check_queues(pid, fd, s, e, kind):
         e.shutdown = shut
 
 
+def _read_queue(pid, fd, s, e, kind):
+    """The datagrams waiting on a UDP socket (crpy.resources.udp_queue), for dump_fd; refused
+    where they could not be queued again exactly."""
+    from crpy import resources
+    from crpy.resources import udp_queue
+
+    if e.proto != IPPROTO_UDP:
+        _refuse(pid, fd, f"{kind} with datagrams queued to read",
+                "crpy queues again only UDP datagrams; read them before the dump")
+    if any(o.level == SOL_UDP and o.name == 104 and o.value for o in e.int_opts):
+        _refuse(pid, fd, f"{kind} with UDP_GRO and datagrams queued", "they may be coalesced; read them first")
+    wildcard = not any(e.src_addr)
+    tells_dst = e.ip_opts.pktinfo or any(o.name in (20, 74) and o.value for o in e.int_opts)
+    if wildcard and tells_dst:
+        _refuse(pid, fd, f"{kind} bound to any address, with IP_PKTINFO or IP_RECVORIGDSTADDR and datagrams queued",
+                "crpy cannot tell to which address each was sent; read them before the dump")
+    try:
+        datagrams = udp_queue.read(s, 1 << 16)
+    except OSError as err:
+        _refuse(pid, fd, f"{kind} whose queue cannot be read ({err})", "read it before the dump")
+    peer = None
+    if e.state == TCP_ESTABLISHED:
+        peer = (udp_queue.unmapped(e.family, _sockaddr(e.family, e.dst_addr, e.dst_port, "")[0]), e.dst_port)
+    for _, sender in datagrams:
+        if e.family == AF_INET6 and sender[3]:
+            _refuse(pid, fd, f"{kind} with a datagram queued from the link-local {sender[0]}%{sender[3]}",
+                    "read it before the dump")
+        if peer is not None and (udp_queue.unmapped(e.family, sender[0]), sender[1]) != peer:
+            _refuse(pid, fd, f"connected {kind} with a datagram queued from {sender[0]} port {sender[1]}, not its peer",
+                    "it came before the connect; read it before the dump")
+    resources.dump_memo.setdefault("udp-queue", {})[e.ino] = datagrams
+
+
 def dump_fd(fdfacts, file_id, files):
+    from crpy import resources
     from crpy.images.pb import fdinfo_pb2
+    from crpy.resources import udp_queue
     from crpy.resources.sockcopy import kept
 
-    return fdinfo_pb2.file_entry(type=fdinfo_pb2.INETSK, id=file_id, isk=kept("inet", fdfacts, file_id))
+    isk = kept("inet", fdfacts, file_id)
+    datagrams = resources.dump_memo.get("udp-queue", {}).get(isk.ino, [])
+    for entry, data in udp_queue.dump_entries(file_id, datagrams, isk.family):
+        files.payload("sk_queues", entry, data)
+    return fdinfo_pb2.file_entry(type=fdinfo_pb2.INETSK, id=file_id, isk=isk)
 
 
 # ---------------------------------------------------------------- restore side
@@ -297,7 +337,7 @@ def restore_fd(entry, ctx):
 
     e = entry.isk
     s = socket.socket(e.family, e.type | socket.SOCK_CLOEXEC, e.proto)
-    return made(s, lambda s: _make(s, e), e.flags, lambda err: f"{describe(e.family, e.type, e.proto)} id {e.id}: " + (
+    return made(s, lambda s: _make(s, e, ctx, entry.id), e.flags, lambda err: f"{describe(e.family, e.type, e.proto)} id {e.id}: " + (
         f"port {e.src_port} of {_sockaddr(e.family, e.src_addr, 0, e.ifname)[0]} is taken by another socket"
         if err.errno == errno.EADDRINUSE else str(err)))
 
@@ -307,8 +347,8 @@ def _set_if_differs(s, level, opt, value):
         s.setsockopt(level, opt, value)
 
 
-def _make(s, e):
-    from crpy.resources import sockopts
+def _make(s, e, ctx, file_id):
+    from crpy.resources import sockopts, udp_queue
 
     if e.family == AF_INET6:
         _set_if_differs(s, SOL_IPV6, socket.IPV6_V6ONLY, int(e.v6only))
@@ -319,6 +359,9 @@ def _make(s, e):
         s.bind(_sockaddr(e.family, e.src_addr, e.src_port, e.ifname))
     if e.state == TCP_ESTABLISHED:
         s.connect(_sockaddr(e.family, e.dst_addr, e.dst_port, e.ifname))
+    datagrams = udp_queue.queued_for(ctx, file_id) if ctx is not None else []
+    if datagrams:
+        udp_queue.requeue(s, e.family, s.getsockname(), datagrams)
     if e.HasField("peek_off") and e.peek_off != -1:
         s.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, e.peek_off)
     if _is_udp(e.proto):

@@ -1,6 +1,6 @@
 /*
- * udp_queued: a connected UDP pair with a datagram waiting to be read.  crpy cannot queue it again
- * from its sender's address (nor can criu): the dump must refuse in one line naming the socket and
+ * udp_queued: a UDP-Lite pair with a datagram waiting to be read.  crpy queues again only plain UDP
+ * datagrams (crpy.resources.udp_queue): the dump must refuse in one line naming the socket and
  * leave the task untouched (desc.py dump_fails).  The check: the datagram is still queued, whole,
  * and is the only one.
  */
@@ -13,6 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#ifndef IPPROTO_UDPLITE
+#define IPPROTO_UDPLITE 136
+#endif
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -21,8 +25,8 @@ int main(int argc, char **argv)
 	int a, b;
 
 	test_init(argc, argv);
-	a = socket(AF_INET, SOCK_DGRAM, 0);
-	b = socket(AF_INET, SOCK_DGRAM, 0);
+	a = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+	b = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
 	if (a < 0 || b < 0 || bind(b, (struct sockaddr *)&sa, sizeof(sa)) || getsockname(b, (struct sockaddr *)&sa, &len) ||
 	    connect(a, (struct sockaddr *)&sa, len) || send(a, "queued", 6, 0) != 6)
 		test_abort("socket: %s", strerror(errno));
