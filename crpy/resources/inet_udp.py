@@ -2,9 +2,10 @@
 
 Dump.  What the socket is comes from crpy's own copy of it (pidfd_getfd: the same socket, nothing
 taken from the task): SO_DOMAIN/SO_TYPE/SO_PROTOCOL, getsockname (bound address and port, a raw
-socket's protocol, a ping socket's ident), getpeername (connected), the SOL_SOCKET options
+socket's protocol, a ping socket's ident), the peer (getpeername; a raw or ping socket's from
+/proc/PID/net/raw|icmp[6], getpeername says ENOTCONN for them), the SOL_SOCKET options
 (crpy.resources.sockopts), the IP/IPv6/raw options of ip_opts_entry, and the other integer options
-this module lists (_INT_OPTS; crpy's field 1005).  UDP's shutdown bits and corked bytes come from
+this module lists (_INT_OPTS; crpy's field 1105).  UDP's shutdown bits and corked bytes come from
 sock_diag (crpy.kernel.udp_diag); a raw or ping socket's from poll() (RDHUP: reading shut, HUP:
 both) and SIOCOUTQ.  One files.img entry of type INETSK (inet_sk_entry, CRIU's field numbers).
 
@@ -19,7 +20,7 @@ on this kernel and does not list unbound UDP sockets).
 Network lock: the tree's bound UDP ports are locked (crpy.netlock) when the dump kills the tree.
 
 Restore: socket(), options (SO_REUSEADDR, IP_FREEBIND, IPV6_V6ONLY before bind), bind to the
-address and port, connect to the peer, UDP_CORK, shutdown (the kernel records it even on an
+address and port, connect to the peer, the queued datagrams (udp_queue), UDP_CORK, shutdown (the kernel records it even on an
 unconnected socket, answering ENOTCONN), file status flags.  A port another socket took since is
 one error naming it.
 """
