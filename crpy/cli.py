@@ -13,7 +13,7 @@ _NOT_YET = {
     "dump": ["--tcp-established", "--ext-unix-sk", "--manage-cgroups",
              "--page-server", "--address", "--port",
              "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
-             "--network-lock", "--skip-in-flight", "--tcp-close", "--timeout",
+             "--skip-in-flight", "--tcp-close", "--timeout",
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
     "restore": ["--tcp-established", "--ext-unix-sk",
                 "--manage-cgroups", "--root", "--inherit-fd", "--external", "--auto-dedup",
@@ -57,6 +57,7 @@ def _parser():
                    help="keep open, unlinked files as links in their file system, not in the images")
     d.add_argument("--ghost-limit", type=_size, default=1 << 20, metavar="SIZE",
                    help="largest unlinked file whose contents go into the images (criu's: 1M; K, M, G)")
+    _network_lock_arg(d)
 
     for parser in (d, _pre_dump_parser(sub)):
         parser.add_argument("--prev-images-dir", metavar="REL",
@@ -77,6 +78,7 @@ def _parser():
     r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
     r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
     r.add_argument("--ghost-limit", type=_size, metavar="SIZE", help="accepted: a limit of the dump only")
+    _network_lock_arg(r)
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
 
@@ -91,6 +93,12 @@ def _parser():
     s.add_argument("paths", nargs="+", metavar="FILE|DIR")
     s.add_argument("--pretty", action="store_true", help="indent the JSON")
     return p
+
+
+def _network_lock_arg(parser):
+    parser.add_argument("--network-lock", choices=("nftables", "iptables", "skip"), metavar="METHOD",
+                        help="how the tree's connections are locked from the dump until the restore: nftables "
+                             "(the default where nft works), iptables or skip")
 
 
 def _pre_dump_parser(sub):
@@ -160,7 +168,7 @@ def _run(args, verbosity):
                            file_locks=args.file_locks, link_remap=args.link_remap,
                            ghost_limit=args.ghost_limit,
                            prev_images_dir=args.prev_images_dir, track_mem=args.track_mem,
-                           compress=args.compress)
+                           compress=args.compress, network_lock=args.network_lock)
         run_dump(opts)
         return 0
     if args.command == "pre-dump":
@@ -178,7 +186,8 @@ def _run(args, verbosity):
 
         opts = RestoreOptions(images_dir=args.images_dir, detach=args.restore_detached,
                               pidfile=args.pidfile, shell_job=args.shell_job, log_file=args.log_file,
-                              verbosity=verbosity, skip_integrity=args.skip_integrity)
+                              verbosity=verbosity, skip_integrity=args.skip_integrity,
+                              network_lock=args.network_lock)
         result = run_restore(opts)
         return 0 if args.restore_detached else result
     if args.command == "check":

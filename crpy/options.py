@@ -25,6 +25,7 @@ class DumpOptions:
     track_mem: bool = False           # criu --track-mem: pages unchanged since prev_images_dir are not dumped
     pre_dump_mode: str = "splice"     # criu --pre-dump-mode: splice (page references) or read (process_vm_readv)
     compress: bool = False            # criu --compress: page images compressed (crpy.images.pagecodec)
+    network_lock: str | None = None   # criu --network-lock: nftables, iptables, skip (None: nftables if nft works)
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,4 @@ class RestoreOptions:
     log_file: str | None = None
     verbosity: int = 2
     skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)
+    network_lock: str | None = None   # criu --network-lock: how the dump locked it (lifted once the tree runs)

@@ -6,7 +6,7 @@
 # enough for the page pipe.
 set -e
 need=""
-for pair in gcc:gcc make:make protoc:protobuf-compiler crit:criu \
+for pair in gcc:gcc make:make protoc:protobuf-compiler crit:criu nft:nftables iptables:iptables \
             redis-server:redis-server redis-cli:redis-tools memcached:memcached; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
 done
@@ -24,3 +24,5 @@ ${PY:-python3} -m pip install -q --disable-pip-version-check --only-binary=:all:
 # Pipes above 1 MiB need this raised (root lacks CAP_SYS_RESOURCE here).
 cur=$(cat /proc/sys/fs/pipe-max-size)
 [ "$cur" -ge 67108864 ] || sysctl -q -w fs.pipe-max-size=67108864
+# ICMP "ping" sockets for every group (systemd's default; the kernel's is none): the raw_sockets test.
+sysctl -q -w net.ipv4.ping_group_range="0 2147483647"

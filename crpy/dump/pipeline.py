@@ -87,6 +87,7 @@ def _dump(opts):
     begin_image_digests(opts.images_dir, skip=opts.skip_integrity)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(ghost.links_removed_on_failure())    # unwound last: after the detach
+        cleanup.push(_network_lock(opts))
         if track is not None:
             cleanup.callback(track.abandon)      # the final dump ends the tracking, failed or not
             track.begin()
@@ -119,6 +120,20 @@ def _dump(opts):
     stats["tasks"] = len(tasks)
     log.info("Dump of %d finished: %s", pid, stats)
     return stats
+
+
+def _network_lock(opts):
+    """The dump's network lock (crpy.netlock: taken by the socket kinds as they meet connections);
+    the exit function that, after the tasks are detached or killed, keeps it for the restore or
+    lifts it (--leave-running, a failure)."""
+    from crpy import netlock
+
+    netlock.begin_dump(opts.pid, opts.network_lock, opts.leave_running)
+
+    def end(exc_type, exc, tb):
+        netlock.end_dump(exc_type is None, opts.leave_running)
+        return False
+    return end
 
 
 @dataclass

@@ -28,13 +28,16 @@ _MODULES = {
     "pidfd": "crpy.resources.pidfd",     # pidfds of tasks of the tree
     "fanotify": "crpy.resources.fanotify",  # fanotify groups with their inode marks
     "unixsk": "crpy.resources.unix_socket",  # unix sockets: pairs, bound, listening, with queued data
+    "inetsk": "crpy.resources.inet_socket",  # inet sockets: TCP (inet_tcp), UDP, UDP-Lite, raw, ping (inet_udp)
+    "netlinksk": "crpy.resources.netlink_socket",  # netlink sockets: portid, groups, peer
+    "packetsk": "crpy.resources.packet_socket",  # packet sockets: interface, version, fanout, multicast list
 }
 
 # kind -> fd_types name of its files.img / fdinfo entries
 _FD_TYPES = {"reg": "REG", "ghost": "REG", "pipe": "PIPE", "fifo": "FIFO", "tty": "TTY", "pty": "TTY", "ctty": "TTY",
              "memfd": "MEMFD", "ns": "NS", "eventfd": "EVENTFD", "timerfd": "TIMERFD", "signalfd": "SIGNALFD",
              "eventpoll": "EVENTPOLL", "inotify": "INOTIFY", "pidfd": "PIDFD", "fanotify": "FANOTIFY",
-             "unixsk": "UNIXSK"}
+             "unixsk": "UNIXSK", "inetsk": "INETSK", "netlinksk": "NETLINKSK", "packetsk": "PACKETSK"}
 
 # Character devices handled by their own (future) kinds, not as plain files.
 _TTY_MAJORS = {4, 5} | set(range(136, 144))

@@ -193,7 +193,15 @@ def _socket_kind(pid, fd, st):
     kind = unix_socket.socket_kind(pid, fd)
     if kind == "unixsk":
         unix_socket.check_fd(pid, fd, st)
-    return kind
+    from crpy.resources.inet_socket import DATAGRAM_PROTOS
+
+    if kind.removesuffix(" socket") in DATAGRAM_PROTOS:
+        return "inetsk"
+    return _SOCKET_KINDS.get(kind, kind)
+
+
+# the kernel's protocol name ('<NAME> socket') -> kind, for the sockets of other families
+_SOCKET_KINDS = {"NETLINK socket": "netlinksk", "PACKET socket": "packetsk"}
 
 
 def _on_shell_terminal(pid, st):

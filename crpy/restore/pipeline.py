@@ -157,6 +157,7 @@ def _restore(opts, images_checked):
     tick("settle")
     tick.log()
     log.info("%d tasks under pid %d restored in %.3f s", len(nodes), pid, time.perf_counter() - t0)
+    _unlock_network(opts, pid)
     parent.write_pidfile(opts.pidfile, pid)
     if opts.detach:
         return pid
@@ -177,6 +178,19 @@ class _StepClock:
 
     def log(self):
         log.info("Step times (ms): %s", ", ".join(f"{k} {v / 1e6:.1f}" for k, v in self.ns.items()))
+
+
+def _unlock_network(opts, root_pid):
+    """The tree runs again: lift the network lock its dump left (crpy.netlock, named after the
+    root's pid, which the restore gives back), if its images hold inet sockets (else there is
+    none, and no firewall tool is run)."""
+    from crpy import netlock
+    from crpy.images.pb import fdinfo_pb2
+    from crpy.resources.fdtable import read_files
+
+    if any(e.type == fdinfo_pb2.INETSK for e in read_files(opts.images_dir).values()):
+        if netlock.release_after_restore(root_pid, opts.network_lock):
+            log.info("network lock of pid %d lifted", root_pid)
 
 
 def _read_by(pids):

@@ -202,6 +202,25 @@ def file_entries():
                        ie=_cls("fsnotify_pb2.fanotify_inode_mark_entry")(
                            i_ino=0x20C448, f_handle=_cls("fh_pb2.fh_entry")(bytes=8, type=1,
                                                                            handle=[0x20C448] + [0] * 15)))])),
+           fe(type=4, id=18, isk=_cls("sk_inet_pb2.inet_sk_entry")(      # a connected UDP socket
+               id=18, ino=123462, family=2, type=2, proto=17, state=1, src_port=5353, dst_port=53,
+               flags=0o4000, backlog=0, src_addr=[0x0100007F], dst_addr=[0x0100007F], fown=_fown(),
+               opts=_cls("sk_opts_pb2.sk_opts_entry")(so_sndbuf=212992, so_rcvbuf=212992, so_snd_tmo_sec=0,
+                                                      so_snd_tmo_usec=0, so_rcv_tmo_sec=0, so_rcv_tmo_usec=0,
+                                                      so_broadcast=True),
+               ip_opts=_cls("sk_inet_pb2.ip_opts_entry")(freebind=False), shutdown=1)),
+           fe(type=13, id=19, nlsk=_cls("sk_netlink_pb2.netlink_sk_entry")(      # NETLINK_ROUTE in groups 1, 3, 33
+               id=19, ino=123463, protocol=0, state=0, flags=2, portid=4242, groups=[5, 1], dst_portid=0,
+               dst_group=0, fown=_fown(),
+               opts=_cls("sk_opts_pb2.sk_opts_entry")(so_sndbuf=212992, so_rcvbuf=212992, so_snd_tmo_sec=0,
+                                                      so_snd_tmo_usec=0, so_rcv_tmo_sec=0, so_rcv_tmo_usec=0))),
+           fe(type=10, id=20, psk=_cls("packet_sock_pb2.packet_sock_entry")(      # bound to lo, in a fanout group
+               id=20, type=3, protocol=0x88B5, flags=0, ifindex=1, fown=_fown(),
+               opts=_cls("sk_opts_pb2.sk_opts_entry")(so_sndbuf=212992, so_rcvbuf=212992, so_snd_tmo_sec=0,
+                                                      so_snd_tmo_usec=0, so_rcv_tmo_sec=0, so_rcv_tmo_usec=0),
+               version=1, reserve=64, aux_data=True, orig_dev=False, vnet_hdr=False, loss=True, timestamp=1,
+               copy_thresh=0, fanout=0x1234,
+               mclist=[_cls("packet_sock_pb2.packet_mclist")(index=1, type=0, addr=bytes.fromhex("01005e0000fb"))])),
            fe(type=20, id=13, pidfd=_cls("pidfd_pb2.pidfd_entry")(id=13, ino=50531, flags=0o4002, nspid=PID + 1,
                                                                 fown=_fown()))]
     return out

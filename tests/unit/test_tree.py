@@ -408,13 +408,23 @@ def _pages_bytes(imgs, pid):
 
 
 SOCKET_KID_C = r"""
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 int main(int argc, char **argv)
 {
     if (fork() == 0) {
-        if (fork() == 0) { socket(AF_INET, SOCK_DGRAM, 0); for (;;) pause(); }   /* UDP: not dumped yet */
+        if (fork() == 0) {      /* a UDP socket with a datagram queued: refused (crpy.resources.inet_udp) */
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            socklen_t len = sizeof(a);
+            int s = socket(AF_INET, SOCK_DGRAM, 0);
+            bind(s, (struct sockaddr *)&a, len);
+            getsockname(s, (struct sockaddr *)&a, &len);
+            sendto(s, "x", 1, 0, (struct sockaddr *)&a, len);
+            for (;;) pause();
+        }
         for (;;) pause();
     }
     usleep(200000);

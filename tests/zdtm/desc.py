@@ -46,6 +46,10 @@ DESC = {
     "unix_backlog": {"dump_fails": True},
     "unix_scm_rights": {"dump_fails": True},
     "unix_peercred": {"dump_fails": True},
+    "udp_queued": {"dump_fails": True},
+    "udp_corked": {"dump_fails": True},
+    "netlink_queued": {"dump_fails": True},
+    "packet_ring": {"dump_fails": True},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.

@@ -407,3 +407,42 @@ def test_restore_after_the_failures(dumped, tmp_path):
     test.pid = test.root
     harness.check_tree_back(test.tree)
     assert_passes(test)
+
+
+# --------------------------------------------------------------------------- network lock
+
+def _network_locks():
+    """Tables crpy's network lock left (crpy.netlock: nftables table inet crpy-PID)."""
+    if not shutil.which("nft"):
+        pytest.skip("nft is missing (tools/install-deps.sh installs nftables): no network lock to look for")
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[-1] for line in out.splitlines() if "crpy-" in line]
+
+
+@pytest.mark.parametrize("tree", ["udp_sockets"], indirect=True)
+@pytest.mark.parametrize("fault", faults.DUMP_POINTS)
+def test_failed_dump_lifts_the_network_lock(tree, tmp_path, fault):
+    """udp_sockets holds bound UDP ports, which a dump that kills the tree locks: a dump failing at
+    any point lifts the lock (its datagrams flow again: the test passes)."""
+    _failed_dump(tree, tmp_path, fault)
+    assert f"crpy-{tree.pid}" not in _network_locks(), f"the network lock is left after a dump failed at {fault}"
+
+
+@pytest.mark.parametrize("tree", ["udp_sockets"], indirect=True)
+def test_dump_killed_leaves_no_network_lock(tree, tmp_path):
+    """crpy SIGKILLed with the lock taken (paused once every image is written): the janitor
+    (crpy.netlock.janitor) lifts it, and the tree runs on untouched."""
+    images = tmp_path / "images"
+    images.mkdir()
+    before = states(tree)
+    proc, _ = _paused(dump_argv(tree, images), "after-images")
+    assert f"crpy-{tree.pid}" in _network_locks(), "the dump took no network lock: nothing tested"
+    proc.kill()
+    proc.wait()
+    proc.stderr.close()
+    deadline = time.monotonic() + GONE_WAIT
+    while f"crpy-{tree.pid}" in _network_locks() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"crpy-{tree.pid}" not in _network_locks(), "the network lock of a killed crpy is left"
+    assert_tree_untouched(tree, before, "crpy killed with the network lock taken", wait=SELF_CURE_WAIT)
+    assert_passes(tree)
