@@ -1,4 +1,5 @@
-"""The crpy command line: dump, pre-dump, restore, check, cpuinfo, check-images, show.
+"""The crpy command line: dump, pre-dump, restore, check, cpuinfo, check-images, show, and the
+migration commands page-server, receive and migrate (crpy.migrate.cli).
 
 Options are spelled as criu spells them, so scripts written for criu run unchanged.  An option of
 criu's that crpy does not implement yet is refused by name, never silently ignored.  Every crpy
@@ -11,7 +12,6 @@ import sys
 # criu options that crpy knows of but does not implement yet: refused with a clear message.
 _NOT_YET = {
     "dump": ["--tcp-established", "--ext-unix-sk", "--manage-cgroups",
-             "--page-server", "--address", "--port",
              "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
              "--network-lock", "--skip-in-flight", "--tcp-close", "--timeout",
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
@@ -63,6 +63,7 @@ def _parser():
                             help="the previous pre-dump's images, relative to -D (linked as DIR/parent)")
         parser.add_argument("--track-mem", action="store_true",
                             help="dump only pages written since --prev-images-dir (userfaultfd tracking)")
+        _page_server_client_args(parser)
 
     r = sub.add_parser("restore", help="restore a process tree")
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
@@ -77,6 +78,7 @@ def _parser():
     r.add_argument("--ghost-limit", type=_size, metavar="SIZE", help="accepted: a limit of the dump only")
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
+    _migration_parsers(sub)
 
     c = sub.add_parser("cpuinfo", help="write this CPU's cpuinfo.img, or check images' against this CPU")
     c.add_argument("action", choices=["dump", "check"])
@@ -98,6 +100,24 @@ def _pre_dump_parser(sub):
     p.add_argument("-o", "--log-file", metavar="FILE")
     p.add_argument("--skip-integrity", action="store_true", help="write no digests of the images")
     return p
+
+
+def _page_server_client_args(parser):
+    parser.add_argument("--page-server", action="store_true",
+                        help="send the page data to `crpy page-server` at --address/--port (all images sent at the end)")
+    parser.add_argument("--address", metavar="A", help="the page server's address (default localhost)")
+    parser.add_argument("--port", type=int, default=0, metavar="N", help="the page server's port")
+
+
+def _migration_parsers(sub):
+    """page-server, receive, migrate (crpy.pageserver, crpy.migrate)."""
+    p = sub.add_parser("page-server", help="receive the images of a dump --page-server into -D")
+    p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    p.add_argument("--port", type=int, required=True, metavar="N", help="TCP port (0: any, printed)")
+    p.add_argument("--address", metavar="A", help="address to listen on (default: all)")
+    p.add_argument("-d", "--daemon", action="store_true", help="go to the background once listening")
+    p.add_argument("--status-fd", type=int, metavar="FD", help="write one byte to FD once listening")
+    p.add_argument("-o", "--log-file", metavar="FILE")
 
 
 def _size(text):
@@ -154,7 +174,8 @@ def _run(args, verbosity):
                            shell_job=args.shell_job, log_file=args.log_file, verbosity=verbosity,
                            file_locks=args.file_locks, link_remap=args.link_remap,
                            ghost_limit=args.ghost_limit,
-                           prev_images_dir=args.prev_images_dir, track_mem=args.track_mem)
+                           prev_images_dir=args.prev_images_dir, track_mem=args.track_mem,
+                           page_server=args.page_server, address=args.address, port=args.port)
         run_dump(opts)
         return 0
     if args.command == "pre-dump":
@@ -163,7 +184,8 @@ def _run(args, verbosity):
 
         run_dump(DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
                              leave_running=True, log_file=args.log_file, verbosity=verbosity, pre_dump=True,
-                             prev_images_dir=args.prev_images_dir, track_mem=True))
+                             prev_images_dir=args.prev_images_dir, track_mem=True,
+                             page_server=args.page_server, address=args.address, port=args.port))
         return 0
     if args.command == "restore":
         from crpy.options import RestoreOptions
@@ -174,6 +196,10 @@ def _run(args, verbosity):
                               verbosity=verbosity, skip_integrity=args.skip_integrity)
         result = run_restore(opts)
         return 0 if args.restore_detached else result
+    if args.command in ("page-server", "receive", "migrate"):
+        from crpy.migrate.cli import run_command
+
+        return run_command(args, verbosity)
     if args.command == "check":
         from crpy.check import run_check
 

@@ -23,6 +23,9 @@ class DumpOptions:
     pre_dump: bool = False            # criu pre-dump: pages only, the tree resumes (crpy.dump.predump)
     prev_images_dir: str | None = None      # criu --prev-images-dir, relative to images_dir
     track_mem: bool = False           # criu --track-mem: pages unchanged since prev_images_dir are not dumped
+    page_server: bool = False         # criu --page-server: page data to `crpy page-server` (crpy.pageserver)
+    address: str | None = None        # criu --address of the page server
+    port: int = 0                     # criu --port of the page server
 
 
 @dataclass(frozen=True)

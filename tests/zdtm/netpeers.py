@@ -1,0 +1,136 @@
+"""Test helpers for crpy's page server and migration: a `crpy page-server` or `crpy receive`
+started in the background (its port read from its "listening on" line), a TCP relay that damages
+or cuts the stream on purpose, and a network namespace with a veth link (a second "host")."""
+
+import os
+import select
+import socket
+import subprocess
+import threading
+import uuid
+
+from tests.zdtm import harness
+
+
+class Server:
+    """`crpy page-server` (or `crpy receive`) in the background; .port once it listens."""
+
+    def __init__(self, *args, prefix=()):
+        self.proc = subprocess.Popen(list(prefix) + harness.crpy_command(*args), cwd=harness.REPO,
+                                     env=harness.crpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise harness.HarnessError(f"crpy {args[0]} did not start: {line!r} {err.strip()}")
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def wait(self, timeout=60):
+        """(exit code, stderr) once it ends."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            return None, err
+        return self.proc.returncode, err
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+class Relay:
+    """127.0.0.1:PORT -> 127.0.0.1:target, one connection.  flip_at: the byte at that offset of
+    the sender's stream is inverted on the way; cut_at: both sides are closed after that many
+    bytes of the sender's stream."""
+
+    def __init__(self, target_port, flip_at=None, cut_at=None):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target, self.flip_at, self.cut_at = target_port, flip_at, cut_at
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        a, _ = self.listener.accept()
+        b = socket.create_connection(("127.0.0.1", self.target))
+        try:
+            self._relay(a, b)
+        except OSError:               # either side went away: so does the relay
+            pass
+        finally:
+            a.close()
+            b.close()
+            self.listener.close()
+
+    def _relay(self, a, b):
+        passed = 0
+        while True:
+            ready, _, _ = select.select([a, b], [], [], 30)
+            if not ready:
+                return
+            for s in ready:
+                data = s.recv(1 << 16)
+                if not data:
+                    return
+                if s is a:
+                    if self.cut_at is not None and passed + len(data) >= self.cut_at:
+                        b.sendall(data[:self.cut_at - passed])
+                        return
+                    if self.flip_at is not None and passed <= self.flip_at < passed + len(data):
+                        i = self.flip_at - passed
+                        data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+                    passed += len(data)
+                    b.sendall(data)
+                else:
+                    a.sendall(data)
+
+
+def _ip(*args, check=True):
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise harness.HarnessError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc
+
+
+class NetNs:
+    """A network namespace of the test's own, linked to this one by a veth pair with addresses the
+    test chooses (10.R.R.1 here, 10.R.R.2 there, R random); removed by close()."""
+
+    def __init__(self):
+        tag = uuid.uuid4().hex[:6]
+        self.name, self.here_if, self.there_if = f"crpy-mig-{tag}", f"cm{tag}a", f"cm{tag}b"
+        r = int(tag[:4], 16)
+        net = f"10.{200 + r % 50}.{(r >> 8) % 250 + 1}"
+        self.here, self.there = f"{net}.1", f"{net}.2"
+        _ip("netns", "add", self.name)
+        try:
+            _ip("link", "add", self.here_if, "type", "veth", "peer", "name", self.there_if)
+            _ip("link", "set", self.there_if, "netns", self.name)
+            _ip("addr", "add", f"{self.here}/30", "dev", self.here_if)
+            _ip("link", "set", self.here_if, "up")
+            _ip("-n", self.name, "addr", "add", f"{self.there}/30", "dev", self.there_if)
+            _ip("-n", self.name, "link", "set", self.there_if, "up")
+            _ip("-n", self.name, "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def prefix(self):
+        """The command prefix that runs a program in the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+    def close(self):
+        _ip("link", "del", self.here_if, check=False)
+        _ip("netns", "del", self.name, check=False)
+
+
+def page_server_args(port, address="127.0.0.1"):
+    return ["--page-server", "--address", address, "--port", str(port)]
+
+
+def listing(path):
+    return sorted(os.listdir(path))
