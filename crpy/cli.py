@@ -110,14 +110,9 @@ def _page_server_client_args(parser):
 
 
 def _migration_parsers(sub):
-    """page-server, receive, migrate (crpy.pageserver, crpy.migrate)."""
-    p = sub.add_parser("page-server", help="receive the images of a dump --page-server into -D")
-    p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
-    p.add_argument("--port", type=int, required=True, metavar="N", help="TCP port (0: any, printed)")
-    p.add_argument("--address", metavar="A", help="address to listen on (default: all)")
-    p.add_argument("-d", "--daemon", action="store_true", help="go to the background once listening")
-    p.add_argument("--status-fd", type=int, metavar="FD", help="write one byte to FD once listening")
-    p.add_argument("-o", "--log-file", metavar="FILE")
+    from crpy.migrate.cli import add_parsers
+
+    add_parsers(sub)
 
 
 def _size(text):

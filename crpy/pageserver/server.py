@@ -220,8 +220,10 @@ class Session:
         for path in reversed(self.created):
             try:
                 if os.path.isdir(path) and not os.path.islink(path):
-                    os.rmdir(path)
-                else:
+                    import shutil
+
+                    shutil.rmtree(path)       # made by this session: all in it is ours (restore.log ...)
+                elif os.path.lexists(path):
                     os.unlink(path)
             except OSError as e:
                 log.error("Page server: cannot remove %s: %s", path, e.strerror)

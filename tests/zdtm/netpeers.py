@@ -15,9 +15,9 @@ from tests.zdtm import harness
 class Server:
     """`crpy page-server` (or `crpy receive`) in the background; .port once it listens."""
 
-    def __init__(self, *args, prefix=()):
+    def __init__(self, *args, prefix=(), env=None):
         self.proc = subprocess.Popen(list(prefix) + harness.crpy_command(*args), cwd=harness.REPO,
-                                     env=harness.crpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=harness.crpy_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
@@ -43,20 +43,20 @@ class Server:
 
 
 class Relay:
-    """127.0.0.1:PORT -> 127.0.0.1:target, one connection.  flip_at: the byte at that offset of
+    """127.0.0.1:PORT -> host:target, one connection.  flip_at: the byte at that offset of
     the sender's stream is inverted on the way; cut_at: both sides are closed after that many
     bytes of the sender's stream."""
 
-    def __init__(self, target_port, flip_at=None, cut_at=None):
+    def __init__(self, target_port, flip_at=None, cut_at=None, host="127.0.0.1"):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.target, self.flip_at, self.cut_at = target_port, flip_at, cut_at
+        self.target, self.host, self.flip_at, self.cut_at = target_port, host, flip_at, cut_at
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
         a, _ = self.listener.accept()
-        b = socket.create_connection(("127.0.0.1", self.target))
+        b = socket.create_connection((self.host, self.target))
         try:
             self._relay(a, b)
         except OSError:               # either side went away: so does the relay
@@ -128,9 +128,48 @@ class NetNs:
         _ip("netns", "del", self.name, check=False)
 
 
+def start_test(tmp_path, name, env=None):
+    """zdtm test NAME started in tmp_path/work (the caller kills it at the end)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    test = harness.ZdtmTest(name, str(work), env=env)
+    test.start()
+    return test
+
+
 def page_server_args(port, address="127.0.0.1"):
     return ["--page-server", "--address", address, "--port", str(port)]
 
 
 def listing(path):
     return sorted(os.listdir(path))
+
+
+def run_migrate(pid, to, work, rounds, env=None, timeout=300):
+    """`crpy migrate -t PID --to TO` with exactly `rounds` pre-copy rounds; reaps the source task
+    as soon as crpy kills it (as its parent would: the restore needs the pid free); returns a
+    CompletedProcess.  The output goes through files: nothing can block while we poll."""
+    import tempfile
+    import time
+
+    argv = harness.crpy_command("migrate", "-t", pid, "--to", to, "--max-rounds", rounds, "--min-rounds",
+                                rounds, "-D", work, "-v4", "-o", "migrate.log")
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, cwd=harness.REPO, env=harness.crpy_env(env), stdout=out, stderr=err)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            harness._try_reap(pid)
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise harness.HarnessError(f"crpy migrate did not finish in {timeout} s")
+            time.sleep(0.005)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())
+
+
+def tracked(pid):
+    """Does a pre-dump memory-tracking holder still exist for pid (crpy.dump.memtrack_holder)?"""
+    with open("/proc/net/unix") as f:
+        return f"@crpy-memtrack-{pid}-" in f.read()

@@ -8,17 +8,10 @@ import os
 import pytest
 
 from tests.zdtm import harness
-from tests.zdtm.netpeers import Relay, Server, listing, page_server_args
+from tests.zdtm.netpeers import Relay, Server, listing, page_server_args, start_test
 
 pytestmark = pytest.mark.usefixtures("subreaper")
 
-
-def _start(tmp_path, name, env=None):
-    work = tmp_path / "work"
-    work.mkdir()
-    test = harness.ZdtmTest(name, str(work), env=env)
-    test.start()
-    return test
 
 
 def _server(directory):
@@ -50,7 +43,7 @@ def _pre_dump_through(test, local, remote, n):
 
 @pytest.mark.parametrize("name", ["dirtymem", "maps", "shmem", "threads_fpu"])
 def test_dump_through_page_server(tmp_path, name):
-    test = _start(tmp_path, name)
+    test = start_test(tmp_path, name)
     try:
         vmas = {test.pid: harness.procstate.vmas(test.pid)}
         _dump_through(test, tmp_path / "local", tmp_path / "remote")
@@ -66,7 +59,7 @@ def test_dump_through_page_server(tmp_path, name):
 
 def test_page_server_restore_catches_a_broken_state(tmp_path):
     """--break: the restored task reports FAIL (its check can fail after this path too)."""
-    test = _start(tmp_path, "dirtymem", env={"ZDTM_BREAK": "1"})
+    test = start_test(tmp_path, "dirtymem", env={"ZDTM_BREAK": "1"})
     try:
         _dump_through(test, tmp_path / "local", tmp_path / "remote")
         harness.restore(str(tmp_path / "remote"), test.pid)
@@ -78,7 +71,7 @@ def test_page_server_restore_catches_a_broken_state(tmp_path):
 
 @pytest.mark.parametrize("rounds", [1, 3])
 def test_pre_dump_rounds_through_page_server(tmp_path, rounds):
-    test = _start(tmp_path, "dirtymem")
+    test = start_test(tmp_path, "dirtymem")
     try:
         for n in range(1, rounds + 1):
             _pre_dump_through(test, tmp_path / "local" / f"pre{n}", tmp_path / "remote" / f"pre{n}", n)
@@ -96,7 +89,7 @@ def test_damaged_stream_refused(tmp_path, damage):
     """One byte of page data inverted on the way, or the stream cut in the middle of the page
     data: the server refuses and removes what it wrote; the dump fails in one line; the task runs
     on untouched."""
-    test = _start(tmp_path, "dirtymem")
+    test = start_test(tmp_path, "dirtymem")
     remote = tmp_path / "remote"
     server = _server(remote)
     try:
