@@ -278,7 +278,7 @@ def daemonize():
         os._exit(0)
     os.setsid()
     null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1):
+    for fd in (0, 1, 2):              # whoever started us waits for none of them: the log has it all
         os.dup2(null, fd)
     os.close(null)
 

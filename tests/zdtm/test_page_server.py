@@ -4,6 +4,7 @@ checks itself.  A stream damaged or cut on the way is refused by the server, whi
 and the dump fails in one line with the task left as it was."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -107,4 +108,29 @@ def test_damaged_stream_refused(tmp_path, damage):
         assert test.stop() == (True, "PASS")
     finally:
         server.kill()
+        test.kill()
+
+
+def test_page_server_daemon_and_status_fd(tmp_path):
+    """criu's -d/--daemon and --status-fd: the command returns once the socket listens (one byte
+    on the status fd first), the server goes on in the background and takes the dump."""
+    test = start_test(tmp_path, "dirtymem")
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    r, w = os.pipe()
+    try:
+        proc = subprocess.run(harness.crpy_command("page-server", "-D", remote, "--port", "0", "--address",
+                                                   "127.0.0.1", "-d", "--status-fd", w, "-o", "ps.log"),
+                              cwd=harness.REPO, env=harness.crpy_env(), capture_output=True, text=True,
+                              timeout=60, pass_fds=(w,))
+        os.close(w)
+        assert proc.returncode == 0, proc.stderr
+        assert os.read(r, 1) == b"\0"
+        port = int(proc.stdout.strip().rsplit(":", 1)[1])
+        (tmp_path / "local").mkdir()
+        harness.dump(test.pid, str(tmp_path / "local"), extra=page_server_args(port))
+        harness.restore(str(remote), test.pid)
+        assert test.stop() == (True, "PASS")
+    finally:
+        os.close(r)
         test.kill()
