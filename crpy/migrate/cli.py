@@ -29,7 +29,8 @@ def _migrate(args, verbosity):
                      on_round=lambda r: print(r.line(), flush=True), verbosity=verbosity,
                      log_file=args.log_file, lazy=args.lazy)
     print(f"migrated {args.tree} to {args.to}: restored as pid {result.pid}; frozen "
-          f"{result.frozen_seconds:.3f} s; local images in {work}", flush=True)
+          f"{result.frozen_seconds:.3f} s (restore there {result.restore_seconds:.3f} s); "
+          f"local images in {work}", flush=True)
     return 0
 
 

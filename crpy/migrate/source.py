@@ -18,7 +18,12 @@ the memory tracking, and the receiver removes everything it wrote.  Then the sou
 and the receiver restores.  If that restore fails, the receiver leaves nothing behind and the tree
 is restored here from the local copy of the same images (same pids, same state as the final dump),
 and migrate fails saying so; only if that local restore fails too is the tree lost (said in the
-error).  --lazy (post-copy) is the lazy-pages branch's: the hook is `lazy_final_dump`.
+error).
+
+--lazy (post-copy) is the lazy-pages branch's.  The hook: Migration(lazy=True) refuses in
+__init__ today; with lazy pages, _final() becomes a dump that leaves the private pages behind
+(criu dump --lazy-pages), RESTORE a `crpy restore --lazy-pages` on the receiver fetching them from
+a page server this side keeps until every page has arrived.
 """
 
 import os
@@ -50,6 +55,7 @@ class Result:
     pid: int                  # the restored root, on the destination
     rounds: list = field(default_factory=list)
     frozen_seconds: float = 0.0   # from the final dump's start to the destination's restore done
+    restore_seconds: float = 0.0  # of which the destination's restore (the rest: the final dump)
 
 
 def _fail(message, hint):
@@ -99,7 +105,7 @@ class Migration:
                     break                   # the dirty set stopped shrinking: more rounds won't help
             started = time.monotonic()
             tracked = False                 # the final dump ends the tracking, failed or not
-            self._round(client, "dump", prev, len(self.result.rounds) + 1)
+            self._final(client, prev)
         except BaseException:
             client.close()                  # the receiver drops everything it got
             if tracked:
@@ -107,8 +113,10 @@ class Migration:
             raise
         # the source tree is gone now: the receiver has every image, checked
         try:
+            asked = time.monotonic()
             self.result.pid = client.call(_restore_cmd(), 0, b"dump", what="RESTORE")
             self.result.frozen_seconds = time.monotonic() - started
+            self.result.restore_seconds = time.monotonic() - asked
             client.call(_done_cmd(), what="DONE")
         except BaseException as e:
             client.close()
@@ -116,6 +124,10 @@ class Migration:
         client.close()
         log.info("Migration of %d done: frozen %.3f s", self.pid, self.result.frozen_seconds)
         return self.result
+
+    def _final(self, client, prev):
+        """The final dump, frozen: the pages written since the last round and every image."""
+        return self._round(client, "dump", prev, len(self.result.rounds) + 1)
 
     def _round(self, client, name, prev, number):
         from crpy.dump.pipeline import run_dump
