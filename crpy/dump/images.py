@@ -99,6 +99,6 @@ def write_image_digests(images_dir):
 
 def _send_to_page_server(images_dir):
     """--page-server: the server gets the rest of the images and checks them, before the kill."""
-    from crpy.pageserver import sink
+    from crpy import pageserver
 
-    sink.finish(images_dir)
+    pageserver.finish(images_dir)

@@ -155,9 +155,9 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
 
 def _page_server_stream(images_dir, pages_path):
     """The page sink of `--page-server` (crpy.pageserver.sink), or None: a local file."""
-    from crpy.pageserver import sink
+    from crpy import pageserver
 
-    return sink.pages_stream(images_dir, pages_path)
+    return pageserver.pages_stream(images_dir, pages_path)
 
 
 def _put_back_frame(fd, runs, parasite, hashed):

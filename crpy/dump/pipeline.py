@@ -43,7 +43,7 @@ def run_dump(opts):
     log.info("Dumping task %d into %s", opts.pid, opts.images_dir)
     try:
         try:
-            from crpy.pageserver.sink import session
+            from crpy.pageserver import session
 
             with session(opts):           # --page-server: page data goes to the server
                 if opts.pre_dump:

@@ -132,7 +132,7 @@ class Migration:
     def _round(self, client, name, prev, number):
         from crpy.dump.pipeline import run_dump
         from crpy.options import DumpOptions
-        from crpy.pageserver import sink
+        from crpy import pageserver
 
         images_dir = os.path.join(self.work_dir, name)
         os.makedirs(images_dir, exist_ok=True)
@@ -145,11 +145,11 @@ class Migration:
         opts = DumpOptions(pid=self.pid, images_dir=images_dir, pre_dump=pre, leave_running=pre,
                            track_mem=pre or prev is not None, prev_images_dir=f"../{prev}" if prev else None,
                            verbosity=self.verbosity, log_file=self.log_file)
-        sink.attach(images_dir, client)
+        pageserver.attach(images_dir, client)
         try:
             stats = run_dump(opts)
         finally:
-            sink.detach(images_dir)
+            pageserver.detach(images_dir)
         now = time.monotonic()
         pages = stats.get("pages", 0) if pre else _dump_pages(images_dir)
         rate = pages * 4096 / MiB / since if self.result.rounds and since > 0 else 0.0

@@ -21,7 +21,6 @@ little endian) and bytes: both ends compute it over the same bytes, the sender o
 the way is caught and named.
 """
 
-import socket
 import struct
 import zlib
 
@@ -120,6 +119,8 @@ class StreamHash:
 
 
 def connect(address, port, timeout=30):
+    import socket
+
     try:
         sock = socket.create_connection((address, port), timeout=timeout)
     except OSError as e:

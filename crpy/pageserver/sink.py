@@ -9,17 +9,11 @@ Nothing passes through Python objects.  finish() is called when crpy-digests is 
 sends the other images and the parent link, then waits for the server's verdict; a refusal fails
 the dump in one line and the tree is left as it was.
 
-    with session(opts): run the dump       # dump/pre-dump --page-server --address A --port N
-    attach(images_dir, client) / detach(images_dir)       # crpy migrate: one connection, many dumps
+Which dump sends to which server: the registry in crpy.pageserver (session, attach, detach).
 """
 
-import contextlib
-import mmap
 import os
-import socket
-import struct
 
-from crpy.log import log
 from crpy.pageserver import protocol as P
 
 COPY_CHUNK = 4 << 20               # bytes copied out of the page pipe at a time
@@ -33,6 +27,9 @@ def _dump_error(message):
 
 
 def _set_timeouts(sock, send_s, recv_s):
+    import socket
+    import struct
+
     for opt, sec in ((socket.SO_SNDTIMEO, send_s), (socket.SO_RCVTIMEO, recv_s)):
         sock.setsockopt(socket.SOL_SOCKET, opt, struct.pack("ll", sec, 0))
 
@@ -97,6 +94,8 @@ class Client:
     def scratch(self):
         """(memfd, its read-only mapping): where page data is copied out of the page pipe."""
         if self._scratch is None:
+            import mmap
+
             fd = os.memfd_create("crpy-page-copy", os.MFD_CLOEXEC)
             os.ftruncate(fd, COPY_CHUNK)
             self._scratch = (fd, mmap.mmap(fd, COPY_CHUNK, mmap.MAP_SHARED, mmap.PROT_READ))
@@ -104,6 +103,8 @@ class Client:
 
     def send_file(self, path):
         """A whole local file (an image written by the dump): sendfile to the socket."""
+        import mmap
+
         name = os.path.basename(path)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -134,6 +135,7 @@ class Client:
         FIN; returns once the server has checked and kept everything (DumpError if not)."""
         from crpy.images import digest
         from crpy.images.chain import PARENT_LINK
+        from crpy.log import log
 
         for entry in sorted(os.scandir(images_dir), key=lambda e: e.name):
             if entry.name == PARENT_LINK and entry.is_symlink():
@@ -242,52 +244,3 @@ def _sendfile_exactly(dst, src, count):
         if n <= 0:
             raise OSError(0, "sendfile to the local pages image stopped short")
         done += n
-
-
-# ---- sessions: which images dir streams its pages to which server ----
-
-def _key(images_dir):
-    return os.path.realpath(images_dir)
-
-
-def attach(images_dir, client):
-    _sessions[_key(images_dir)] = client
-
-
-def detach(images_dir):
-    return _sessions.pop(_key(images_dir), None)
-
-
-def pages_stream(images_dir, path):
-    """A RemotePages for pages-N.img when images_dir's dump sends to a page server, else None."""
-    if not _sessions:
-        return None
-    client = _sessions.get(_key(images_dir))
-    return RemotePages(client, images_dir, path) if client is not None else None
-
-
-def finish(images_dir):
-    """The dump's crpy-digests is written: the server gets the rest and says if all arrived."""
-    client = _sessions.get(_key(images_dir)) if _sessions else None
-    if client is not None:
-        client.finish(images_dir)
-
-
-@contextlib.contextmanager
-def session(opts):
-    """`dump/pre-dump --page-server --address A --port N`: one connection for this dump."""
-    if not getattr(opts, "page_server", False):
-        yield None
-        return
-    if not opts.port:
-        from crpy.errors import OptionError
-
-        raise OptionError("--page-server needs --port (and --address, default localhost)",
-                          "give the address and port `crpy page-server` listens on")
-    client = Client.connect(opts.address or "localhost", opts.port)
-    attach(opts.images_dir, client)
-    try:
-        yield client
-    finally:
-        detach(opts.images_dir)
-        client.close()             # before FIN (a failure): the server drops what it got
