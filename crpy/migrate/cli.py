@@ -27,11 +27,19 @@ def _migrate(args, verbosity):
     work = args.images_dir or tempfile.mkdtemp(prefix=f"crpy-migrate-{args.tree}-")
     result = migrate(args.tree, args.to, work, max_rounds=args.max_rounds, min_rounds=args.min_rounds,
                      on_round=lambda r: print(r.line(), flush=True), verbosity=verbosity,
-                     log_file=args.log_file, lazy=args.lazy)
+                     log_file=args.log_file, lazy=args.lazy,
+                     dump_opts={"file_locks": args.file_locks, "link_remap": args.link_remap,
+                                "shell_job": args.shell_job, "ghost_limit": args.ghost_limit})
     print(f"migrated {args.tree} to {args.to}: restored as pid {result.pid}; frozen "
           f"{result.frozen_seconds:.3f} s (restore there {result.restore_seconds:.3f} s); "
           f"local images in {work}", flush=True)
     return 0
+
+
+def _size(text):
+    from crpy.cli import _size as size
+
+    return size(text)
 
 
 def add_parsers(sub):
@@ -59,4 +67,8 @@ def add_parsers(sub):
                    help="pre-copy rounds at least, even when the dirty set stops shrinking")
     m.add_argument("-D", "--images-dir", metavar="DIR", help="local work directory (default: a new one in /tmp)")
     m.add_argument("--lazy", action="store_true", help="post-copy (not implemented yet: refused)")
+    m.add_argument("-l", "--file-locks", action="store_true", help="as crpy dump --file-locks (every round)")
+    m.add_argument("--link-remap", action="store_true", help="as crpy dump --link-remap")
+    m.add_argument("-j", "--shell-job", action="store_true", help="as crpy dump --shell-job")
+    m.add_argument("--ghost-limit", type=_size, default=1 << 20, metavar="SIZE", help="as crpy dump --ghost-limit")
     m.add_argument("-o", "--log-file", metavar="FILE")

@@ -77,7 +77,7 @@ class Migration:
     """migrate(pid) to `crpy receive` at host:port; on_round(Round) is called after each round."""
 
     def __init__(self, pid, host, port, work_dir, max_rounds=5, min_rounds=1, on_round=None,
-                 verbosity=2, log_file=None, lazy=False):
+                 verbosity=2, log_file=None, lazy=False, dump_opts=None):
         if lazy:
             from crpy.errors import OptionError
 
@@ -86,6 +86,7 @@ class Migration:
         self.pid, self.host, self.port, self.work_dir = pid, host, port, work_dir
         self.max_rounds, self.min_rounds = max_rounds, min(min_rounds, max_rounds)
         self.on_round, self.verbosity, self.log_file = on_round, verbosity, log_file
+        self.dump_opts = dict(dump_opts or {})  # crpy.options.DumpOptions fields for every round
         self.result = Result(pid)
 
     def run(self):
@@ -144,7 +145,7 @@ class Migration:
         pre = name != "dump"
         opts = DumpOptions(pid=self.pid, images_dir=images_dir, pre_dump=pre, leave_running=pre,
                            track_mem=pre or prev is not None, prev_images_dir=f"../{prev}" if prev else None,
-                           verbosity=self.verbosity, log_file=self.log_file)
+                           verbosity=self.verbosity, log_file=self.log_file, **self.dump_opts)
         pageserver.attach(images_dir, client)
         try:
             stats = run_dump(opts)

@@ -311,7 +311,8 @@ def pre_dumps(pid, images_dir, rounds):
     return ["--prev-images-dir", f"pre{rounds}", "--track-mem"] if rounds else []
 
 
-def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, leave_running=False, pre=0):
+def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, leave_running=False, pre=0,
+            migrate=None):
     """Run one test with `iters` dump/restore cycles; returns a Result.  Whatever happens (also
     Ctrl-C or SIGTERM of the harness), the test and anything crpy left are killed and the
     directories removed (unless keep_images)."""
@@ -322,7 +323,7 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
     images = []
     try:
         try:
-            _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running, pre)
+            _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running, pre, migrate)
             result.passed, result.reason = test.stop()
         except TestSkipped as e:
             result.skipped, result.reason = True, str(e)
@@ -345,7 +346,7 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
     return result
 
 
-def _run_cycles(test, images, iters, keep_images, leave_running, pre=0):
+def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, migrate=None):
     """Start the test and put it through `iters` dump/restore cycles (0: just let it run), each
     dump after `pre` pre-dump rounds (and then of only what changed since the last)."""
     test.start()
@@ -359,6 +360,15 @@ def _run_cycles(test, images, iters, keep_images, leave_running, pre=0):
                                     f"{dump_must_fail(test.pid, images[-1], opts.get('dump', []))}")
                 continue
             vmas = {pid: procstate.vmas(pid) for pid in test.tree or [test.pid]}
+            if migrate is not None:    # crpy migrate/receive instead (tests.zdtm.netpeers)
+                from tests.zdtm import netpeers
+
+                step = "migrate"
+                netpeers.migrate_cycle(test, images[-1], migrate)
+                if test.tree:
+                    check_tree_back(test.tree)
+                check_vmas_back(vmas)
+                continue
             step = "pre-dump"
             chain = pre_dumps(test.pid, images[-1], pre)
             step = "dump"

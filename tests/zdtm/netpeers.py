@@ -145,20 +145,22 @@ def listing(path):
     return sorted(os.listdir(path))
 
 
-def run_migrate(pid, to, work, rounds, env=None, timeout=300):
-    """`crpy migrate -t PID --to TO` with exactly `rounds` pre-copy rounds; reaps the source task
-    as soon as crpy kills it (as its parent would: the restore needs the pid free); returns a
+def run_migrate(pid, to, work, rounds, env=None, timeout=300, pids=None, extra=()):
+    """`crpy migrate -t PID --to TO` with exactly `rounds` pre-copy rounds; reaps the source tree
+    (pids, default pid) as soon as crpy kills it (as a parent would: the restore needs the pids
+    free); returns a
     CompletedProcess.  The output goes through files: nothing can block while we poll."""
     import tempfile
     import time
 
     argv = harness.crpy_command("migrate", "-t", pid, "--to", to, "--max-rounds", rounds, "--min-rounds",
-                                rounds, "-D", work, "-v4", "-o", "migrate.log")
+                                rounds, "-D", work, "-v4", "-o", "migrate.log", *extra)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, cwd=harness.REPO, env=harness.crpy_env(env), stdout=out, stderr=err)
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
-            harness._try_reap(pid)
+            for p in pids or [pid]:
+                harness._try_reap(p)
             if time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
@@ -173,3 +175,39 @@ def tracked(pid):
     """Does a pre-dump memory-tracking holder still exist for pid (crpy.dump.memtrack_holder)?"""
     with open("/proc/net/unix") as f:
         return f"@crpy-memtrack-{pid}-" in f.read()
+
+
+def migrate_cycle(test, images_dir, rounds):
+    """The harness's --migrate N: test's tree migrated by `crpy migrate` with N pre-copy rounds to
+    `crpy receive` in a network namespace made for it (removed after); the restored root must be
+    the same pid, in that namespace."""
+    ns, server = NetNs(), None
+    try:
+        dst = os.path.join(images_dir, "dst")
+        os.mkdir(dst)
+        server = Server("receive", "--listen", "0", "--address", ns.there, "-D", dst, "-v4", "-o",
+                        os.path.join(images_dir, "receive.log"), prefix=ns.prefix())
+        proc = run_migrate(test.pid, f"{ns.there}:{server.port}", os.path.join(images_dir, "src"), rounds,
+                           pids=test.tree or [test.pid], extra=test.opts.get("dump", []))
+        rc, err = server.wait()
+        if proc.returncode != 0:
+            raise harness.HarnessError(f"crpy migrate exited with {proc.returncode}: {proc.stderr.strip()}")
+        if rc != 0:
+            raise harness.HarnessError(f"crpy receive exited with {rc}: {err.strip()}")
+        if f"restored as pid {test.pid};" not in proc.stdout:
+            raise harness.HarnessError(f"crpy migrate did not restore pid {test.pid}: {proc.stdout.strip()}")
+        if os.readlink(f"/proc/{test.pid}/ns/net") != _netns_id(ns.name):
+            raise harness.HarnessError(f"pid {test.pid} is not in the destination's namespace")
+    finally:
+        if server is not None:
+            server.kill()
+        ns.close()
+
+
+def _netns_id(name):
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        return f"net:[{st.st_ino}]"
+    finally:
+        os.close(fd)

@@ -1,6 +1,7 @@
 """`crpy migrate` to `crpy receive` running in a network namespace made by the test (a second
 host on this machine, linked by a veth pair with addresses the test chooses, removed after).
-zdtm tests migrate with 1 and 3 pre-copy rounds and check themselves on the destination.  Fault
+zdtm tests migrate with 1 and 3 pre-copy rounds through the harness (`--migrate N`) and check
+themselves on the destination.  Fault
 injection: whatever fails before the destination has every image checked leaves the source
 running untouched and untracked, and the destination empty; a restore failing on the destination
 brings the tree back on the source, and still leaves the destination empty."""
@@ -11,6 +12,7 @@ import pytest
 
 from tests.zdtm import harness, procstate
 from tests.zdtm.netpeers import NetNs, Relay, Server, listing, run_migrate, start_test, tracked
+from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_word
 
 pytestmark = pytest.mark.usefixtures("subreaper")
 
@@ -31,9 +33,35 @@ def _receive(netns, dst, env=None):
                   "-o", str(dst.parent / "receive.log"), prefix=netns.prefix(), env=env)
 
 
+MIGRATE_TESTS = ["dirtymem", "mem256", "maps", "shmem", "threads_fpu"]
+
+
 @pytest.mark.parametrize("rounds", [1, 3])
-@pytest.mark.parametrize("name", ["dirtymem", "maps", "threads_fpu"])
-def test_migrate(tmp_path, netns, name, rounds):
+@pytest.mark.parametrize("name", [_case(n) for n in MIGRATE_TESTS])
+def test_zdtm_migrate(name, rounds):
+    """`python3 -m tests.zdtm.run NAME --migrate N`: the harness's checks (same pid, every VMA
+    as before, in the destination's namespace) and the test's own."""
+    rc, out = run_harness(name, "--migrate", str(rounds))
+    skip_if_skipped(out, name)
+    assert verdict_word(out, name) == "PASS", out
+    assert rc == 0, out
+
+
+def test_zdtm_migrate_tree_stop_and_copy():
+    """tree5 (5 tasks, a socket pair, a file lock): no pre-copy rounds (pre-dump refuses its lock
+    and its socket between tasks), the final dump and restore over the link."""
+    rc, out = run_harness("tree5", "--migrate", "0")
+    assert verdict_word(out, "tree5") == "PASS", out
+
+
+def test_zdtm_migrate_catches_a_broken_state():
+    rc, out = run_harness("dirtymem", "--migrate", "1", "--break")
+    assert verdict_word(out, "dirtymem") == "DETECTED", out
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_migrate_prints_its_rounds(tmp_path, netns, rounds):
+    name = "dirtymem"
     test = start_test(tmp_path, name)
     try:
         vmas = {test.pid: procstate.vmas(test.pid)}
@@ -50,19 +78,6 @@ def test_migrate(tmp_path, netns, name, rounds):
         assert os.readlink(f"/proc/{test.pid}/ns/net") != os.readlink("/proc/self/ns/net")
         harness.check_vmas_back(vmas)
         assert test.stop() == (True, "PASS")
-    finally:
-        test.kill()
-
-
-def test_migrated_task_catches_a_broken_state(tmp_path, netns):
-    test = start_test(tmp_path, "dirtymem", env={"ZDTM_BREAK": "1"})
-    try:
-        server = _receive(netns, tmp_path / "dst")
-        proc = run_migrate(test.pid, f"{netns.there}:{server.port}", str(tmp_path / "src"), 1)
-        server.wait()
-        assert proc.returncode == 0, proc.stderr
-        passed, reason = test.stop()
-        assert not passed and reason.startswith("FAIL"), reason
     finally:
         test.kill()
 
