@@ -21,6 +21,8 @@ from crpy.log import log
 from crpy.pageserver import protocol as P
 
 PIPE_SIZE = 4 << 20
+HASH_STEP = 4 << 20                # bytes received between two updates of a stream digest
+SOCKET_BUFFER = 4 << 20
 _F_SETPIPE_SZ = 1031
 
 
@@ -35,13 +37,17 @@ def _check_name(name, what):
 
 
 class _OpenFile:
-    def __init__(self, directory, name, algo):
+    """A file being received: its stream digest, and its crpy-digests chunks hashed beside the
+    writing by the directory's digest.Recorder (so FIN does not read it all again)."""
+
+    def __init__(self, directory, name, algo, recorder):
         from crpy.images.create import create_image
 
         self.name, self.path = name, os.path.join(directory, name)
         self.fd = create_image(self.path)
         self.rfd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        self.digest, self.size = P.StreamHash(algo), 0
+        self.digest, self.size, self.written = P.StreamHash(algo), 0, 0   # size: bytes hashed
+        self.follow = recorder.follow(self.path)
 
     def hash_region(self, start, length):
         """Hash bytes [start, start+length) as written (through the page cache, no copy)."""
@@ -50,9 +56,10 @@ class _OpenFile:
             with memoryview(m) as mv:
                 self.digest.update(mv[start - base:])
 
-    def close(self):
+    def close(self, complete):
         os.close(self.fd)
         os.close(self.rfd)
+        self.follow.close() if complete else self.follow.abandon()
 
 
 class Session:
@@ -62,6 +69,7 @@ class Session:
     def __init__(self, sock, root_dir, receive=None):
         self.sock, self.root, self.dir, self.receive = sock, root_dir, root_dir, receive
         self.algo, self.file, self.created, self.pipe = None, None, [], None
+        self.recorder = None           # digest.Recorder of self.dir: crpy-digests at FIN
         self.bytes = 0
 
     def serve(self):
@@ -113,7 +121,7 @@ class Session:
         if self.receive is None:
             raise Refused("SUBDIR is for crpy receive, not crpy page-server")
         name = _check_name(self._payload(b).decode(errors="replace"), "directory")
-        self.dir = os.path.join(self.root, name)
+        self.dir, self.recorder = os.path.join(self.root, name), None
         os.mkdir(self.dir, 0o700)
         self.created.append(self.dir)
 
@@ -125,7 +133,9 @@ class Session:
             raise Refused(f"OPEN {name} while {self.file.name} is open")
         if not digest.is_image_name(name) or name == digest.FILE_NAME:
             raise Refused(f"refused file name {name!r}: not an image")
-        self.file = _OpenFile(self.dir, name, self.algo)
+        if self.recorder is None:
+            self.recorder = digest.Recorder(self.dir)
+        self.file = _OpenFile(self.dir, name, self.algo, self.recorder)
         self.created.append(self.file.path)
 
     def _data(self, a, b):
@@ -142,12 +152,15 @@ class Session:
         while left:
             n = os.splice(sock, self.pipe[1], min(left, PIPE_SIZE))
             if n <= 0:
-                raise P.StreamError(f"{f.name}: the stream ended after {f.size + b - left} bytes, "
+                raise P.StreamError(f"{f.name}: the stream ended after {f.written} bytes, "
                                     f"{left} short of the {b} announced (truncated)")
             _splice_exactly(self.pipe[0], f.fd, n)
-            f.hash_region(f.size, n)
-            f.size += n
             left -= n
+            f.written += n
+            # hashed a few MiB at a time: a socket read brings tens of KiB, a mapping each costs
+            if f.written - f.size >= HASH_STEP or not left:
+                f.hash_region(f.size, f.written - f.size)
+                f.size = f.written
         self.bytes += b
 
     def _patch(self, a, b):
@@ -157,12 +170,13 @@ class Session:
             raise Refused(f"{f.name}: PATCH of {len(data)} bytes at {a} beyond its {f.size} bytes")
         os.pwrite(f.fd, data, a)
         f.digest.update_patch(a, data)
+        f.follow.rewritten(a, len(data))
 
     def _close(self, a, b):
         f = self._need_file("CLOSE")
         got = f.digest.value()
         self.file = None
-        f.close()
+        f.close(complete=got == a)
         if got != a:
             raise Refused(f"{f.name}: damaged on the way: the {f.size} bytes received hash to {got:#x}, "
                           f"the sender's to {a:#x}")
@@ -182,7 +196,8 @@ class Session:
 
         if self.file is not None:
             raise Refused(f"FIN while {self.file.name} is open")
-        count = digest.write_digests(self.dir)
+        recorder, self.recorder = self.recorder or digest.Recorder(self.dir), None
+        count = recorder.write()       # hashes only what was not followed (links are not images)
         self.created.append(os.path.join(self.dir, digest.FILE_NAME))
         log.info("Page server: %d images in %s (%d bytes received)", count, self.dir, self.bytes)
         self._reply(P.OK, count)
@@ -215,7 +230,7 @@ class Session:
         except OSError:
             pass
         if self.file is not None:
-            self.file.close()
+            self.file.close(complete=False)
             self.file = None
         for path in reversed(self.created):
             try:
@@ -259,6 +274,7 @@ def accept(listener, timeout=None):
     listener.settimeout(timeout)
     conn, peer = listener.accept()
     conn.settimeout(None)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
     # a sender that stalls must not hold the server for ever
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 120, 0))
     return conn, peer

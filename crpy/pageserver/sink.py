@@ -50,7 +50,10 @@ class Client:
             sock = P.connect(address, port)
         except P.StreamError as e:
             raise _dump_error(str(e)) from None
-        sock.settimeout(None)          # blocking: splice(2) needs it; the timeouts are the kernel's
+        sock.settimeout(None)          # blocking: splice/sendfile need it; the timeouts are the kernel's
+        import socket
+
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, COPY_CHUNK)
         _set_timeouts(sock, 60, 600)
         client = cls(sock, f"{address}:{port}", keep_local)
         client.call(P.HELLO, P.VERSION, client.algo.encode(), "HELLO")
