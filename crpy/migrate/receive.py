@@ -16,30 +16,55 @@ from crpy.log import log
 
 
 class _Restorer:
-    """What RESTORE runs: a detached `crpy restore` of one directory, as its own process (its
-    tree then belongs to whoever reaps for us, as after criu restore -d)."""
+    """What RESTORE runs: crpy.migrate.restore_worker, a process of its own started at the first
+    round (prepare), so its start-up is not in the frozen time; the restored tree is detached
+    from it and belongs to whoever reaps for us, as after `criu restore -d`."""
 
-    def __init__(self, skip_integrity=False):
-        self.skip_integrity = skip_integrity
+    def __init__(self):
+        self.worker = None
+
+    def prepare(self):
+        if self.worker is not None:
+            return
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, PYTHONPATH=repo + (os.pathsep + os.environ["PYTHONPATH"]
+                                                   if os.environ.get("PYTHONPATH") else ""))
+        self.worker = subprocess.Popen([sys.executable, "-m", "crpy.migrate.restore_worker"], env=env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True)
 
     def restore(self, images_dir):
         from crpy.pageserver.server import Refused
 
-        pidfile = os.path.join(images_dir, "restored.pid")
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, PYTHONPATH=repo + (os.pathsep + os.environ["PYTHONPATH"]
-                                                   if os.environ.get("PYTHONPATH") else ""))
-        argv = [sys.executable, "-m", "crpy", "restore", "-D", images_dir, "-d", "--pidfile", pidfile,
-                "-v4", "-o", "restore.log"] + (["--skip-integrity"] if self.skip_integrity else [])
-        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, timeout=600)
-        if proc.returncode != 0:
-            lines = [l for l in proc.stderr.splitlines() if l.strip()]
-            raise Refused(f"the restore on the destination failed: {lines[-1] if lines else proc.returncode}")
-        with open(pidfile) as f:
-            pid = int(f.read())
+        self.prepare()
+        worker, self.worker = self.worker, None
+        try:
+            worker.stdin.write(images_dir + "\n")
+            worker.stdin.close()
+            answer = ""
+            for line in worker.stdout:
+                if line.startswith(("pid ", "error ")):
+                    answer = line.strip()
+                    break
+        except OSError as e:
+            answer = f"error the restore worker is gone: {e.strerror}"
+        status = worker.wait()
+        if not answer.startswith("pid "):
+            why = answer.removeprefix("error ") or f"the restore worker ended with {status}"
+            raise Refused(f"the restore on the destination failed: {why}")
+        pid = int(answer.split()[1])
         log.info("Receive: restored %s as pid %d", images_dir, pid)
         return pid
+
+    def abandon(self):
+        """The session failed: the worker goes without restoring anything."""
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            try:
+                worker.stdin.close()
+            except OSError:
+                pass
+            worker.wait()
 
 
 def run_receive(images_dir, address, port, status_fd=None):

@@ -64,7 +64,8 @@ class _OpenFile:
 
 class Session:
     """Serve one connection.  receive: None for `crpy page-server` (one dump, ends at FIN), or an
-    object with restore(dir) -> pid (crpy receive: SUBDIR per round, RESTORE, DONE)."""
+    object with prepare(), restore(dir) -> pid and abandon() (crpy receive: SUBDIR per round,
+    RESTORE, DONE)."""
 
     def __init__(self, sock, root_dir, receive=None):
         self.sock, self.root, self.dir, self.receive = sock, root_dir, root_dir, receive
@@ -124,6 +125,7 @@ class Session:
         self.dir, self.recorder = os.path.join(self.root, name), None
         os.mkdir(self.dir, 0o700)
         self.created.append(self.dir)
+        self.receive.prepare()         # the restore's start-up, paid while the source runs
 
     def _open(self, a, b):
         from crpy.images import digest
@@ -225,6 +227,8 @@ class Session:
     def _fail(self, line):
         """Tell the sender (best effort), then take back everything this session made."""
         log.error("Page server: %s", line)
+        if self.receive is not None:
+            self.receive.abandon()
         try:
             self._reply(P.ERR, 0, line.encode()[:P.MAX_PAYLOAD])
         except OSError:
