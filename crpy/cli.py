@@ -1,4 +1,5 @@
-"""The crpy command line: dump, pre-dump, restore, check, cpuinfo, check-images, show.
+"""The crpy command line: dump, pre-dump, restore, check, cpuinfo, check-images, show, and the
+migration commands page-server, receive and migrate (crpy.migrate.cli).
 
 Options are spelled as criu spells them, so scripts written for criu run unchanged.  An option of
 criu's that crpy does not implement yet is refused by name, never silently ignored.  Every crpy
@@ -11,7 +12,6 @@ import sys
 # criu options that crpy knows of but does not implement yet: refused with a clear message.
 _NOT_YET = {
     "dump": ["--tcp-established", "--ext-unix-sk", "--manage-cgroups",
-             "--page-server", "--address", "--port",
              "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
              "--skip-in-flight", "--tcp-close", "--timeout",
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
@@ -66,6 +66,7 @@ def _parser():
                             help="dump only pages written since --prev-images-dir (userfaultfd tracking)")
         parser.add_argument("--compress", action="store_true",
                             help="write the page images compressed (lz4); restore reads them as they are")
+        _page_server_client_args(parser)
 
     r = sub.add_parser("restore", help="restore a process tree")
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
@@ -81,6 +82,7 @@ def _parser():
     _network_lock_arg(r)
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
+    _migration_parsers(sub)
 
     c = sub.add_parser("cpuinfo", help="write this CPU's cpuinfo.img, or check images' against this CPU")
     c.add_argument("action", choices=["dump", "check"])
@@ -111,6 +113,19 @@ def _pre_dump_parser(sub):
                    help="how pages are copied after the tree resumed: from page references taken while "
                         "it was frozen (splice), or read from the running tree (read)")
     return p
+
+
+def _page_server_client_args(parser):
+    parser.add_argument("--page-server", action="store_true",
+                        help="send the page data to `crpy page-server` at --address/--port (all images sent at the end)")
+    parser.add_argument("--address", metavar="A", help="the page server's address (default localhost)")
+    parser.add_argument("--port", type=int, default=0, metavar="N", help="the page server's port")
+
+
+def _migration_parsers(sub):
+    from crpy.migrate.cli import add_parsers
+
+    add_parsers(sub)
 
 
 def _size(text):
@@ -168,7 +183,8 @@ def _run(args, verbosity):
                            file_locks=args.file_locks, link_remap=args.link_remap,
                            ghost_limit=args.ghost_limit,
                            prev_images_dir=args.prev_images_dir, track_mem=args.track_mem,
-                           compress=args.compress, network_lock=args.network_lock)
+                           compress=args.compress, network_lock=args.network_lock,
+                           page_server=args.page_server, address=args.address, port=args.port)
         run_dump(opts)
         return 0
     if args.command == "pre-dump":
@@ -178,7 +194,8 @@ def _run(args, verbosity):
         run_dump(DumpOptions(pid=args.tree, images_dir=args.images_dir, skip_integrity=args.skip_integrity,
                              leave_running=True, log_file=args.log_file, verbosity=verbosity, pre_dump=True,
                              prev_images_dir=args.prev_images_dir, track_mem=True,
-                             pre_dump_mode=args.pre_dump_mode, compress=args.compress))
+                             pre_dump_mode=args.pre_dump_mode, compress=args.compress,
+                             page_server=args.page_server, address=args.address, port=args.port))
         return 0
     if args.command == "restore":
         from crpy.options import RestoreOptions
@@ -190,6 +207,10 @@ def _run(args, verbosity):
                               network_lock=args.network_lock)
         result = run_restore(opts)
         return 0 if args.restore_detached else result
+    if args.command in ("page-server", "receive", "migrate"):
+        from crpy.migrate.cli import run_command
+
+        return run_command(args, verbosity)
     if args.command == "check":
         from crpy.check import run_check
 

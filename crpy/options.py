@@ -26,6 +26,9 @@ class DumpOptions:
     pre_dump_mode: str = "splice"     # criu --pre-dump-mode: splice (page references) or read (process_vm_readv)
     compress: bool = False            # criu --compress: page images compressed (crpy.images.pagecodec)
     network_lock: str | None = None   # criu --network-lock: nftables, iptables, skip (None: nftables if nft works)
+    page_server: bool = False         # criu --page-server: page data to `crpy page-server` (crpy.pageserver)
+    address: str | None = None        # criu --address of the page server
+    port: int = 0                     # criu --port of the page server
 
 
 @dataclass(frozen=True)

@@ -101,9 +101,12 @@ def _copy_unreadable(pid, group, out_fd):
                 from crpy.errors import DumpError
 
                 raise DumpError(f"pid {pid}: read {len(data)} of {length} bytes at {addr:#x}")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out_fd, view):]
+            if hasattr(out_fd, "write_bytes"):      # a page server's stream (crpy.pageserver.sink)
+                out_fd.write_bytes(data)
+            else:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out_fd, view):]
             done += length
         return done
     finally:
@@ -118,8 +121,9 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
     from crpy.dump.images import follow_image
 
     pages_path = framing.image_path(images_dir, "pages", pages_id)
-    fd = _open_out(pages_path)
-    hashed = follow_image(images_dir, pages_path)   # digests of the chunks as they land
+    remote = _page_server_stream(images_dir, pages_path)
+    fd = remote if remote is not None else _open_out(pages_path)
+    hashed = remote if remote is not None else follow_image(images_dir, pages_path)  # digests as they land
     written = 0
     try:
         for n, (readable, group) in enumerate(_chunks(plan.runs)):
@@ -137,7 +141,8 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
         hashed.abandon()
         raise
     finally:
-        os.close(fd)
+        if remote is None:
+            os.close(fd)
     hashed.close()
     write_pagemap(images_dir, pid, plan, pages_id)
     return written
@@ -154,6 +159,13 @@ def write_pagemap(images_dir, pid, plan, pages_id):
     framing.write_image(framing.image_path(images_dir, "pagemap", pid), "pagemap", entries)
 
 
+def _page_server_stream(images_dir, pages_path):
+    """The page sink of `--page-server` (crpy.pageserver.sink), or None: a local file."""
+    from crpy import pageserver
+
+    return pageserver.pages_stream(images_dir, pages_path)
+
+
 def _put_back_frame(fd, runs, parasite, hashed):
     """The parasite keeps an emergency rt_sigframe on the task's stack while it is in; the image
     must hold the bytes the task had there (the parasite saved them), not the frame."""
@@ -166,7 +178,10 @@ def _put_back_frame(fd, runs, parasite, hashed):
     for s, e, _, _ in runs:
         lo, hi = max(s, start), min(e, end)
         if lo < hi:
-            os.pwrite(fd, old[lo - start:hi - start], offset + lo - s)
+            if hasattr(fd, "pwrite"):               # a page server's stream
+                fd.pwrite(old[lo - start:hi - start], offset + lo - s)
+            else:
+                os.pwrite(fd, old[lo - start:hi - start], offset + lo - s)
             hashed.rewritten(offset + lo - s, hi - lo)
         offset += e - s
 

@@ -119,7 +119,10 @@ class Parasite:
         ret, _, _ = self._chan.receive(ch.DUMP)
         if ret != nbytes:
             raise ParasiteError(f"pid {self.pid}: vmsplice moved {ret} of {nbytes} bytes")
-        _splice_all(pipe_r, out_fd, nbytes)
+        if hasattr(out_fd, "splice_from"):      # a page sink other than a file (crpy.pageserver.sink)
+            out_fd.splice_from(pipe_r, nbytes)
+        else:
+            _splice_all(pipe_r, out_fd, nbytes)
         return nbytes
 
     # ---- state only the task can see ----

@@ -51,11 +51,14 @@ def run_dump(opts):
     log.info("Dumping task %d into %s", opts.pid, opts.images_dir)
     try:
         try:
-            if opts.pre_dump:
-                from crpy.dump.predump import pre_dump
+            from crpy.pageserver import session
 
-                return pre_dump(opts)
-            return _dump(opts)
+            with session(opts):           # --page-server: page data goes to the server
+                if opts.pre_dump:
+                    from crpy.dump.predump import pre_dump
+
+                    return pre_dump(opts)
+                return _dump(opts)
         except OSError as e:              # the task is cured and detached by now; say it in one line
             where = f" ({e.filename})" if e.filename else ""
             raise DumpError(f"dump of pid {opts.pid} failed: {e.strerror or e}{where}") from e

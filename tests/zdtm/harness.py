@@ -313,9 +313,9 @@ def pre_dumps(pid, images_dir, rounds, mode=None, extra=()):
 
 
 def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, leave_running=False, pre=0,
-            pre_mode=None, compress=False):
+            pre_mode=None, compress=False, migrate=None):
     """Run one test with `iters` dump/restore cycles (compress: every dump and pre-dump with
-    --compress); returns a Result.  Whatever happens (also
+    --compress; migrate: crpy migrate with that many rounds instead); returns a Result.  Whatever happens (also
     Ctrl-C or SIGTERM of the harness), the test and anything crpy left are killed and the
     directories removed (unless keep_images)."""
     started = time.monotonic()
@@ -325,7 +325,8 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
     images = []
     try:
         try:
-            _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running, pre, pre_mode, compress)
+            _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running, pre=pre,
+                        pre_mode=pre_mode, compress=compress, migrate=migrate)
             result.passed, result.reason = test.stop()
         except TestSkipped as e:
             result.skipped, result.reason = True, str(e)
@@ -348,7 +349,8 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
     return result
 
 
-def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode=None, compress=False):
+def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode=None, compress=False,
+                migrate=None):
     """Start the test and put it through `iters` dump/restore cycles (0: just let it run), each
     dump after `pre` pre-dump rounds (and then of only what changed since the last)."""
     test.start()
@@ -362,6 +364,15 @@ def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode
                                     f"{dump_must_fail(test.pid, images[-1], opts.get('dump', []))}")
                 continue
             vmas = {pid: procstate.vmas(pid) for pid in test.tree or [test.pid]}
+            if migrate is not None:    # crpy migrate/receive instead (tests.zdtm.netpeers)
+                from tests.zdtm import netpeers
+
+                step = "migrate"
+                netpeers.migrate_cycle(test, images[-1], migrate)
+                if test.tree:
+                    check_tree_back(test.tree)
+                check_vmas_back(vmas)
+                continue
             step = "pre-dump"
             packed = ["--compress"] if compress else []
             chain = pre_dumps(test.pid, images[-1], pre, pre_mode, packed)

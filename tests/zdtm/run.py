@@ -1,7 +1,7 @@
 """Run zdtm tests through crpy dump/restore.
 
     python3 -m tests.zdtm.run NAME [NAME...] [--iters N[,N...]] [--all] [--no-cr] [--keep-images]
-                              [--break] [--leave-running] [--pre N] [--compress]
+                              [--break] [--leave-running] [--pre N] [--compress] [--migrate N]
 
 --all runs every test; without --iters it runs each with 1 and with 3 dump/restore iterations
 (named tests default to 1).  --no-cr starts and stops the tests without dumping them (to check the
@@ -12,6 +12,8 @@ the harness then kills it and restores the images.
 --pre N runs N `crpy pre-dump` rounds before each dump, which then saves only the pages changed
 since the last round (--prev-images-dir --track-mem): restore reads them through the chain.
 --compress dumps (and pre-dumps) with --compress: restore reads the compressed page images.
+--migrate N replaces dump and restore by `crpy migrate` with N pre-copy rounds to `crpy receive`
+running in a network namespace made for the run (veth link, removed after); 1 iteration only.
 ZDTM_CRPY="cmd ..." in the environment replaces `python3 -m crpy` as the C/R tool.
 Tests listed in tests/zdtm/known_gaps.py run too; their failure is reported as KNOWN-GAP with the
 reason and does not fail the run, but their passing (FIXED) does, so the list stays honest.
@@ -54,6 +56,9 @@ def parse_args(argv):
     p.add_argument("--pre-mode", choices=("splice", "read"), default=None,
                    help="crpy pre-dump --pre-dump-mode of those rounds (crpy's default if not given)")
     p.add_argument("--compress", action="store_true", help="dump and pre-dump with --compress (lz4 page images)")
+    p.add_argument("--migrate", type=int, metavar="N",
+                   help="instead of dump/restore: crpy migrate with N pre-copy rounds to crpy receive in a "
+                        "network namespace made for the run (1 iteration)")
     p.add_argument("--list", action="store_true", help="list the tests and exit")
     args = p.parse_args(argv)
     if not args.list and not args.all and not args.names:
@@ -113,6 +118,10 @@ def main(argv=None):
         print(e, file=sys.stderr)
         return 2
     iters = [1] if args.no_cr else args.iters or ([1, 3] if args.all else [1])
+    if args.migrate is not None and iters != [1]:
+        print("--migrate runs 1 iteration: the migrated task lives in the run's namespaces, which a "
+              "dump refuses", file=sys.stderr)
+        return 2
     procs.set_subreaper()
     # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the running test is killed and cleaned up.
     signal.signal(signal.SIGTERM, _interrupted)
@@ -127,7 +136,8 @@ def main(argv=None):
             for n in iters:
                 result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
                                          break_state=args.break_state, leave_running=args.leave_running,
-                                         pre=args.pre, pre_mode=args.pre_mode, compress=args.compress)
+                                         pre=args.pre, pre_mode=args.pre_mode, compress=args.compress,
+                                         migrate=args.migrate)
                 if result.skipped:     # the machine lacks what it needs: once, with the reason
                     print(f"{'SKIP':9} {name}: {result.reason}", flush=True)
                     skipped += 1

@@ -1,0 +1,108 @@
+"""The page server's session (crpy.pageserver.server.Session) against a raw client on a socket
+pair: a well-formed stream is kept whole with its crpy-digests; a bad magic, a name that is not an
+image, a PATCH beyond the data, a digest that differs and a stream cut short are each refused with
+one line sent to the sender, and nothing the session wrote is left."""
+
+import os
+import socket
+import threading
+
+import pytest
+
+from crpy.images import digest
+from crpy.pageserver import protocol as P
+from crpy.pageserver.server import Refused, Session
+
+
+def _serve(tmp_path):
+    a, b = socket.socketpair()
+    outcome = {}
+
+    def run():
+        try:
+            Session(a, str(tmp_path)).serve()
+            outcome["ok"] = True
+        except Refused as e:
+            outcome["refused"] = str(e)
+        finally:
+            a.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return b, t, outcome
+
+
+def _hello(sock):
+    algo = P.default_algo()
+    P.send(sock, P.HELLO, P.VERSION, algo.encode())
+    assert P.expect_ok(sock, "HELLO") == 0
+    return algo
+
+
+def _send_file(sock, algo, name, data, damage=None):
+    h = P.StreamHash(algo)
+    h.update(data)
+    P.send(sock, P.OPEN, 0, name.encode())
+    P.send_data_header(sock, len(data))
+    sock.sendall(data if damage is None else damage(data))
+    P.send(sock, P.CLOSE, h.value())
+
+
+def test_a_whole_stream_is_kept_with_digests(tmp_path):
+    sock, t, outcome = _serve(tmp_path)
+    algo = _hello(sock)
+    data = os.urandom(3 * 4096)
+    _send_file(sock, algo, "pages-1.img", data)
+    P.send(sock, P.FIN)
+    assert P.expect_ok(sock, "FIN") == 1
+    t.join(10)
+    assert outcome == {"ok": True}
+    assert (tmp_path / "pages-1.img").read_bytes() == data
+    assert digest.damaged_images(str(tmp_path)) == []
+
+
+def _refused(tmp_path, steps):
+    sock, t, outcome = _serve(tmp_path)
+    steps(sock, _hello(sock))
+    try:
+        cmd, _, payload = P.recv(sock)
+    except P.StreamError:
+        cmd, payload = None, b""
+    sock.close()
+    t.join(10)
+    assert sorted(os.listdir(tmp_path)) == []
+    return cmd, payload.decode(), outcome.get("refused", "")
+
+
+def test_damaged_data_is_refused_and_removed(tmp_path):
+    flip = lambda d: bytes([d[0] ^ 1]) + d[1:]   # noqa: E731
+    cmd, line, refused = _refused(tmp_path, lambda s, algo: _send_file(s, algo, "pages-1.img", bytes(8192), flip))
+    assert cmd == P.ERR and "pages-1.img: damaged on the way" in line and line == refused
+
+
+def test_a_cut_stream_is_refused_and_removed(tmp_path):
+    def steps(sock, algo):
+        P.send(sock, P.OPEN, 0, b"pages-1.img")
+        P.send_data_header(sock, 8192)
+        sock.sendall(bytes(100))
+        sock.shutdown(socket.SHUT_WR)
+
+    _, _, refused = _refused(tmp_path, steps)
+    assert "truncated" in refused and "pages-1.img" in refused
+
+
+@pytest.mark.parametrize("name", ["../x.img", "notes.txt", "crpy-digests", ".hidden.img"])
+def test_names_that_are_not_images_are_refused(tmp_path, name):
+    cmd, line, _ = _refused(tmp_path, lambda s, algo: P.send(s, P.OPEN, 0, name.encode()))
+    assert cmd == P.ERR and "refused" in line and name in line
+
+
+def test_patch_beyond_the_data_and_bad_magic_are_refused(tmp_path):
+    def patch(sock, algo):
+        P.send(sock, P.OPEN, 0, b"pages-1.img")
+        P.send(sock, P.PATCH, 4096, b"xx")
+
+    cmd, line, _ = _refused(tmp_path, patch)
+    assert cmd == P.ERR and "PATCH of 2 bytes at 4096 beyond" in line
+    cmd, line, _ = _refused(tmp_path, lambda s, algo: s.sendall(b"\0" * P.HEADER.size))
+    assert cmd == P.ERR and "not a crpy page server message" in line

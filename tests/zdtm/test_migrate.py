@@ -1,0 +1,137 @@
+"""`crpy migrate` to `crpy receive` running in a network namespace made by the test (a second
+host on this machine, linked by a veth pair with addresses the test chooses, removed after).
+zdtm tests migrate with 1 and 3 pre-copy rounds through the harness (`--migrate N`) and check
+themselves on the destination.  Fault
+injection: whatever fails before the destination has every image checked leaves the source
+running untouched and untracked, and the destination empty; a restore failing on the destination
+brings the tree back on the source, and still leaves the destination empty."""
+
+import os
+
+import pytest
+
+from tests.zdtm import harness, procstate
+from tests.zdtm.netpeers import NetNs, Relay, Server, listing, run_migrate, start_test, tracked
+from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_word
+
+pytestmark = pytest.mark.usefixtures("subreaper")
+
+
+@pytest.fixture(scope="module")
+def netns():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root (ip netns add)")
+    ns = NetNs()
+    yield ns
+    ns.close()
+
+
+
+def _receive(netns, dst, env=None):
+    dst.mkdir()
+    return Server("receive", "--listen", "0", "--address", netns.there, "-D", str(dst), "-v4",
+                  "-o", str(dst.parent / "receive.log"), prefix=netns.prefix(), env=env)
+
+
+MIGRATE_TESTS = ["dirtymem", "mem256", "maps", "shmem", "threads_fpu"]
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+@pytest.mark.parametrize("name", [_case(n) for n in MIGRATE_TESTS])
+def test_zdtm_migrate(name, rounds):
+    """`python3 -m tests.zdtm.run NAME --migrate N`: the harness's checks (same pid, every VMA
+    as before, in the destination's namespace) and the test's own."""
+    rc, out = run_harness(name, "--migrate", str(rounds))
+    skip_if_skipped(out, name)
+    assert verdict_word(out, name) == "PASS", out
+    assert rc == 0, out
+
+
+def test_zdtm_migrate_tree_stop_and_copy():
+    """tree5 (5 tasks, a socket pair, a file lock): no pre-copy rounds (pre-dump refuses its lock
+    and its socket between tasks), the final dump and restore over the link."""
+    rc, out = run_harness("tree5", "--migrate", "0")
+    assert verdict_word(out, "tree5") == "PASS", out
+
+
+def test_zdtm_migrate_catches_a_broken_state():
+    rc, out = run_harness("dirtymem", "--migrate", "1", "--break")
+    assert verdict_word(out, "dirtymem") == "DETECTED", out
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_migrate_prints_its_rounds(tmp_path, netns, rounds):
+    name = "dirtymem"
+    test = start_test(tmp_path, name)
+    try:
+        vmas = {test.pid: procstate.vmas(test.pid)}
+        server = _receive(netns, tmp_path / "dst")
+        proc = run_migrate(test.pid, f"{netns.there}:{server.port}", str(tmp_path / "src"), rounds)
+        rc, err = server.wait()
+        assert proc.returncode == 0, proc.stderr + harness.tail(str(tmp_path / "receive.log"))
+        assert rc == 0, err
+        lines = proc.stdout.splitlines()
+        assert [l.split(" (")[0] for l in lines if l.startswith("round ")] == \
+            [f"round {n}" for n in range(1, rounds + 2)], proc.stdout
+        assert f"restored as pid {test.pid}; frozen" in lines[-1], proc.stdout
+        # it runs on the other side of the link now
+        assert os.readlink(f"/proc/{test.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        harness.check_vmas_back(vmas)
+        assert test.stop() == (True, "PASS")
+    finally:
+        test.kill()
+
+
+def _must_fail_untouched(tmp_path, netns, rounds, migrate_env=None, relay=None):
+    """A migration that fails before the source is killed: one line, the source as it was and
+    untracked, the destination's directory empty."""
+    test = start_test(tmp_path, "dirtymem")
+    try:
+        before = procstate.snapshot(test.pid)
+        server = _receive(netns, tmp_path / "dst")
+        to = f"{netns.there}:{server.port}"
+        if relay is not None:
+            to = f"127.0.0.1:{Relay(server.port, host=netns.there, **relay).port}"
+        proc = run_migrate(test.pid, to, str(tmp_path / "src"), rounds, env=migrate_env)
+        rc, err = server.wait()
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+        assert rc == 1, err
+        assert listing(tmp_path / "dst") == []
+        assert not tracked(test.pid)
+        diffs = procstate.differences(before, procstate.snapshot(test.pid))
+        assert not diffs, diffs
+        assert test.stop() == (True, "PASS")
+        return lines[0]
+    finally:
+        test.kill()
+
+
+@pytest.mark.parametrize("fault,rounds", [("after-images", 0), ("after-tree-images", 2), ("after-pages", 1)])
+def test_migrate_fault_leaves_source_intact(tmp_path, netns, fault, rounds):
+    """after-images with no pre-copy: the final dump fails after the destination checked every
+    image; after-tree-images: in the final dump after 2 rounds; after-pages: in the first round."""
+    line = _must_fail_untouched(tmp_path, netns, rounds, migrate_env={"CRPY_FAULT": fault})
+    assert f"fault point {fault}" in line, line
+
+
+def test_migrate_damaged_stream_leaves_source_intact(tmp_path, netns):
+    line = _must_fail_untouched(tmp_path, netns, 1, relay={"flip_at": 4096})
+    assert "damaged on the way" in line, line
+
+
+def test_restore_failing_on_destination_brings_the_tree_back(tmp_path, netns):
+    test = start_test(tmp_path, "dirtymem")
+    try:
+        server = _receive(netns, tmp_path / "dst", env={"CRPY_FAULT": "restore-after-load"})
+        proc = run_migrate(test.pid, f"{netns.there}:{server.port}", str(tmp_path / "src"), 1)
+        rc, err = server.wait()
+        assert proc.returncode == 1, proc.stdout
+        assert "the tree was restored here" in proc.stderr and "fault point restore-after-load" in proc.stderr
+        assert rc == 1, err
+        assert listing(tmp_path / "dst") == []
+        # the tree is back here (same pid, this namespace) and passes its own check
+        assert os.readlink(f"/proc/{test.pid}/ns/net") == os.readlink("/proc/self/ns/net")
+        assert test.stop() == (True, "PASS")
+    finally:
+        test.kill()
