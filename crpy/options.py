@@ -23,6 +23,8 @@ class DumpOptions:
     pre_dump: bool = False            # criu pre-dump: pages only, the tree resumes (crpy.dump.predump)
     prev_images_dir: str | None = None      # criu --prev-images-dir, relative to images_dir
     track_mem: bool = False           # criu --track-mem: pages unchanged since prev_images_dir are not dumped
+    tcp_established: bool = False     # criu --tcp-established: dump established TCP connections (repair mode)
+    skip_in_flight: bool = False      # criu --skip-in-flight: drop connections not yet accepted
 
 
 @dataclass(frozen=True)
@@ -34,3 +36,4 @@ class RestoreOptions:
     log_file: str | None = None
     verbosity: int = 2
     skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)
+    tcp_close: bool = False           # criu --tcp-close: established TCP connections come back closed

@@ -56,7 +56,10 @@ def read(s):
     for name, opt in _INTS.items():
         setattr(e, name, _get(s, opt))
     for name, opt in _BOOLS.items():
-        setattr(e, name, bool(_get(s, opt)))
+        try:
+            setattr(e, name, bool(_get(s, opt)))
+        except OSError:
+            continue        # not of this family (SO_PASSCRED/PASSSEC on TCP since Linux 6.16): left unset
     e.so_oobinline = _get(s, socket.SO_OOBINLINE)
     onoff, linger = LINGER.unpack(s.getsockopt(SOL, socket.SO_LINGER, LINGER.size))
     if onoff:

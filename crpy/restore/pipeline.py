@@ -74,11 +74,25 @@ def _drop_file_names():
     _drop_link_remap_links()
 
 
-def _before_go():
+def _before_go(images_dir, pids):
     from crpy import faults
 
     faults.point("restore-before-go")
     _drop_file_names()
+    _connections_live(images_dir, pids)
+
+
+def _connections_live(images_dir, pids):
+    """Every task has its sockets: restored TCP connections leave repair mode."""
+    from crpy.resources import tcp_stream
+
+    tcp_stream.go_live(images_dir, pids)
+
+
+def _configure_kinds(opts):
+    from crpy.resources import inet_tcp
+
+    inet_tcp.configure_restore(tcp_close=opts.tcp_close)
 
 
 def _restore(opts, images_checked):
@@ -89,6 +103,7 @@ def _restore(opts, images_checked):
 
     t0 = time.perf_counter()
     cpuinfo.check_images(opts.images_dir)
+    _configure_kinds(opts)
     nodes = tree.load_tree(opts.images_dir)
     root = nodes[0]
     log.info("read images of %d tasks under pid %d (%.3f s)", len(nodes), root.pid,
@@ -123,7 +138,7 @@ def _restore(opts, images_checked):
     progress.start("restore", len(nodes), sum(n.task.pages_bytes for n in nodes if n.task), poll=_read_by(pids))
     barrier = tree.Barrier(read_fd, go_write, pid, pids)
     try:
-        barrier.run(before_go=_before_go)
+        barrier.run(before_go=lambda: _before_go(opts.images_dir, pids))
     finally:
         progress.finish()
     run.drop_core_dir()
