@@ -95,8 +95,10 @@ def check_fd(pid, fd, st):
     """Read TCP socket pid/fd (kept for dump_fd), or UnsupportedResource before the parasite."""
     from crpy import resources
     from crpy.images.pb import sk_inet_pb2
-
     from crpy.resources import taskfd
+
+    if st.st_ino in resources.dump_memo.get("tcp", {}):
+        return                        # a socket another task (or fd) of the tree holds: read once
 
     s = socket.socket(fileno=taskfd.duplicate(pid, fd))
     try:
@@ -116,7 +118,7 @@ def check_fd(pid, fd, st):
         if e.state == TCP_ESTABLISHED:
             from crpy.resources import tcp_stream
 
-            stream = tcp_stream.read(pid, fd, s, what)
+            stream = tcp_stream.read(pid, fd, s, what, e.opts.reuseaddr)
     finally:
         s.close()
     resources.dump_memo.setdefault("tcp", {})[st.st_ino] = (e, stream)

@@ -58,9 +58,10 @@ def _peek_queue(s, queue, length):
     return seq, data
 
 
-def read(pid, fd, s, what):
+def read(pid, fd, s, what, reuseaddr):
     """(tcp_stream_entry, receive queue bytes, send queue bytes) of the established socket s
-    (crpy's copy of pid/fd), left in repair mode until finish_dump."""
+    (crpy's copy of pid/fd), left in repair mode until finish_dump (which gives SO_REUSEADDR,
+    that repair mode overrides, back as `reuseaddr`)."""
     from crpy.errors import UnsupportedResource
     from crpy.images.pb import tcp_stream_pb2
 
@@ -72,7 +73,7 @@ def read(pid, fd, s, what):
     except OSError as e:
         raise UnsupportedResource(pid, f"established {what}", fd,
                                   hint=f"TCP repair mode refused ({e.strerror}): crpy needs CAP_NET_ADMIN") from None
-    _held.append(os.dup(s.fileno()))
+    _held.append((os.dup(s.fileno()), reuseaddr))
     info = s.getsockopt(IPPROTO_TCP, socket.TCP_INFO, 8)
     if info[0] != TCP_ESTABLISHED:
         raise UnsupportedResource(pid, f"{what}, no longer established", fd, hint="dump again")
@@ -109,20 +110,21 @@ def finish_dump(killed):
     """The dump ends: after the tree was killed the sockets close silently (repair mode);
     otherwise (--leave-running, a failed dump) they leave repair mode and go on."""
     while _held:
-        fd = _held.pop()
+        fd, reuseaddr = _held.pop()
+        s = socket.socket(fileno=fd)
         try:
             if not killed:
-                _set_repair(fd, 0)
+                repair_off(s, reuseaddr)
         finally:
-            os.close(fd)
+            s.close()
 
 
-def _set_repair(fd, on):
-    s = socket.socket(fileno=fd)
-    try:
-        s.setsockopt(IPPROTO_TCP, TCP_REPAIR, on)
-    finally:
-        s.detach()
+def repair_off(s, reuseaddr):
+    """Out of repair mode (a window probe goes out), with the task's SO_REUSEADDR again (leaving
+    repair mode clears it)."""
+    s.setsockopt(IPPROTO_TCP, TCP_REPAIR, 0)
+    if reuseaddr:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 
 
 # ---------------------------------------------------------------- restore side
@@ -214,7 +216,7 @@ def _go_live_one(images_dir, pid, fd, isk):
     e, _, sq = read_stream(images_dir, isk.ino)
     s = socket.socket(fileno=taskfd.duplicate(pid, fd))
     try:
-        s.setsockopt(IPPROTO_TCP, TCP_REPAIR, 0)
+        repair_off(s, isk.opts.reuseaddr)
         if e.unsq_len:                      # never sent before the dump: sent now, as the task would
             _send_all(s, sq[len(sq) - e.unsq_len:], socket.MSG_DONTWAIT)   # (the task's O_NONBLOCK untouched)
     except OSError as err:

@@ -8,6 +8,7 @@
  * and each accepted connection carries data both ways.
  */
 #include "lib/zdtmtst.h"
+#include "lib/inetsk.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,40 +30,10 @@ struct lsk {
 	socklen_t len;
 };
 
-static int geti(int fd, int level, int opt)
-{
-	int v = -1;
-	socklen_t len = sizeof(v);
-
-	if (getsockopt(fd, level, opt, &v, &len))
-		return -1;
-	return v;
-}
-
 static void seti(int fd, int level, int opt, int v)
 {
-	if (setsockopt(fd, level, opt, &v, sizeof(v)))
+	if (inet_seti(fd, level, opt, v))
 		test_abort("setsockopt %d/%d: %s", level, opt, strerror(errno));
-}
-
-static void make_addr(int family, const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons(port);
-		inet_pton(AF_INET, addr, &a->sin_addr);
-		*len = sizeof(*a);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(port);
-		inet_pton(AF_INET6, addr, &a->sin6_addr);
-		*len = sizeof(*a);
-	}
 }
 
 static void listen_on(struct lsk *l, int v6only)
@@ -72,7 +43,7 @@ static void listen_on(struct lsk *l, int v6only)
 		test_abort("socket: %s", strerror(errno));
 	if (l->family == AF_INET6)
 		seti(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only);
-	make_addr(l->family, l->addr, 0, &l->name, &l->len);
+	l->len = inet_addr_of(l->family, l->addr, 0, &l->name);
 	if (bind(l->fd, (struct sockaddr *)&l->name, l->len) || listen(l->fd, l->backlog))
 		test_abort("%s: bind/listen: %s", l->what, strerror(errno));
 	l->len = sizeof(l->name);
@@ -83,7 +54,7 @@ static int connected(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLOUT };
 
-	return poll(&p, 1, 300) == 1 && geti(fd, SOL_SOCKET, SO_ERROR) == 0;
+	return poll(&p, 1, 300) == 1 && inet_geti(fd, SOL_SOCKET, SO_ERROR) == 0;
 }
 
 static void check_listener(struct lsk *l)
@@ -93,7 +64,7 @@ static void check_listener(struct lsk *l)
 	int c[MAXC], n, i;
 	char buf[8];
 
-	if (geti(l->fd, SOL_SOCKET, SO_ACCEPTCONN) != 1) {
+	if (inet_geti(l->fd, SOL_SOCKET, SO_ACCEPTCONN) != 1) {
 		fail("%s: no longer listening", l->what);
 		return;
 	}
@@ -138,7 +109,7 @@ static void check_listener(struct lsk *l)
 
 #define EXPECT(fd, level, opt, want)                                                      \
 	do {                                                                              \
-		int got_ = geti(fd, level, opt);                                          \
+		int got_ = inet_geti(fd, level, opt);                                          \
 		if (got_ != (want))                                                       \
 			fail(#opt " is %d, not %d", got_, (int)(want));                   \
 	} while (0)
@@ -176,7 +147,7 @@ int main(int argc, char **argv)
 	listen_on(&ls[2], 0);
 	unbound = socket(AF_INET, SOCK_STREAM, 0);
 	bound = socket(AF_INET6, SOCK_STREAM, 0);
-	make_addr(AF_INET6, "::1", 0, &bname, &blen);
+	blen = inet_addr_of(AF_INET6, "::1", 0, &bname);
 	if (bind(bound, (struct sockaddr *)&bname, blen))
 		test_abort("bind: %s", strerror(errno));
 	blen = sizeof(bname);
