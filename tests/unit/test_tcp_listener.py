@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 
+import pytest
+
 from tests.unit.crhelpers import build_c, crpy, gone, kill_quietly, log_tail, read_text, start_target, wait_for
 
 LISTENER = r"""
@@ -53,60 +55,58 @@ int main(int argc, char **argv)
 """
 
 
-def test_port_taken_at_restore(tmp_path):
+@pytest.fixture
+def listener(tmp_path):
+    """(the target's Popen, its port, an empty images dir); the target is killed at the end."""
     exe = build_c(tmp_path, "tcp_listener", LISTENER)
     out = tmp_path / "out"
     proc = start_target([exe, out], lambda: "ready" in read_text(out), "the listener")
-    port = int(read_text(out).split()[1])
     images = tmp_path / "img"
     images.mkdir()
     try:
+        yield proc, int(read_text(out).split()[1]), images
+    finally:
+        kill_quietly(proc.pid)
+
+
+def test_port_taken_at_restore(listener):
+    proc, port, images = listener
+    r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log")
+    assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
+    proc.wait()
+    with socket.socket() as thief:
+        thief.bind(("127.0.0.1", port))
+        thief.listen(1)
+        r = crpy("restore", "-D", images, "-d", "-o", "restore.log")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1, r.stderr
+        assert f"127.0.0.1:{port}" in lines[0] and f"pid {os.getpid()} fd {thief.fileno()}" in lines[0], lines[0]
+        wait_for(lambda: gone(proc.pid), 10, "the failed restore to leave nothing running")
+    r = crpy("restore", "-D", images, "-d", "-o", "restore2.log")
+    assert r.returncode == 0, r.stderr + log_tail(images / "restore2.log")
+    os.kill(proc.pid, signal.SIGUSR1)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        assert c.recv(2) == b"hi"
+
+
+def test_waiting_connection_refused_or_skipped_in_flight(listener):
+    proc, port, images = listener
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as waiting:
         r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1, r.stderr
+        assert f"127.0.0.1:{port} with 1 connection(s) waiting" in lines[0] and "--skip-in-flight" in lines[0]
+        assert proc.poll() is None
+        r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--skip-in-flight")
         assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
         proc.wait()
-        with socket.socket() as thief:
-            thief.bind(("127.0.0.1", port))
-            thief.listen(1)
-            r = crpy("restore", "-D", images, "-d", "-o", "restore.log")
-            lines = r.stderr.strip().splitlines()
-            assert r.returncode != 0 and len(lines) == 1, r.stderr
-            assert f"127.0.0.1:{port}" in lines[0] and f"pid {os.getpid()} fd {thief.fileno()}" in lines[0], lines[0]
-            wait_for(lambda: gone(proc.pid), 10, "the failed restore to leave nothing running")
-        r = crpy("restore", "-D", images, "-d", "-o", "restore2.log")
-        assert r.returncode == 0, r.stderr + log_tail(images / "restore2.log")
+        r = crpy("restore", "-D", images, "-d", "-o", "restore.log")
+        assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
         os.kill(proc.pid, signal.SIGUSR1)
         with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
             assert c.recv(2) == b"hi"
-    finally:
-        kill_quietly(proc.pid)
-
-
-def test_waiting_connection_refused_or_skipped_in_flight(tmp_path):
-    exe = build_c(tmp_path, "tcp_listener", LISTENER)
-    out = tmp_path / "out"
-    proc = start_target([exe, out], lambda: "ready" in read_text(out), "the listener")
-    port = int(read_text(out).split()[1])
-    images = tmp_path / "img"
-    images.mkdir()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as waiting:
-            r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log")
-            lines = r.stderr.strip().splitlines()
-            assert r.returncode != 0 and len(lines) == 1, r.stderr
-            assert f"127.0.0.1:{port} with 1 connection(s) waiting" in lines[0] and "--skip-in-flight" in lines[0]
-            assert proc.poll() is None
-            r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--skip-in-flight")
-            assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
-            proc.wait()
-            r = crpy("restore", "-D", images, "-d", "-o", "restore.log")
-            assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
-            os.kill(proc.pid, signal.SIGUSR1)
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
-                assert c.recv(2) == b"hi"
-            try:
-                dropped = waiting.recv(2)
-            except ConnectionResetError:
-                dropped = b""
-            assert dropped == b"", "the connection waiting at the dump was accepted after the restore"
-    finally:
-        kill_quietly(proc.pid)
+        try:
+            dropped = waiting.recv(2)
+        except ConnectionResetError:
+            dropped = b""
+        assert dropped == b"", "the connection waiting at the dump was accepted after the restore"
