@@ -130,3 +130,56 @@ def test_connection_to_a_peer_outside_survives(echo_target, tmp_path, restore_mo
     with pytest.raises(BlockingIOError):
         conn.recv(1)                            # each byte exactly once
     assert read_text(out) == "ready\n", f"the target says {read_text(out)!r}"
+
+
+def _nft(*args):
+    import subprocess
+
+    return subprocess.run(["nft", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_sent_but_unacknowledged_data_is_sent_again(echo_target, tmp_path):
+    """Bytes the target sent that the peer never acknowledged (an nftables rule drops our ACKs
+    for a moment) stay in its send queue through the dump as sent-not-acked (the tcp-stream image
+    shows them) and are retransmitted after the restore: the peer reads them once, the
+    connection goes on."""
+    import shutil
+
+    from crpy.images import framing
+
+    if shutil.which("nft") is None:
+        pytest.skip("nft (nftables) is missing: this test drops the peer's ACKs with it")
+    conn, proc, pids, out = echo_target
+    table = f"crpy_test_unacked_{os.getpid()}"
+    ours, theirs = conn.getsockname()[1], conn.getpeername()[1]
+    os.kill(proc.pid, signal.SIGSTOP)
+    conn.sendall(b"echo me\n")                  # in its receive queue, acknowledged
+    time.sleep(0.1)
+    r = _nft("add", "table", "inet", table)
+    if r.returncode:
+        pytest.skip(f"nftables refuses a table here: {r.stderr.strip()}")
+    try:
+        assert _nft("add", "chain", "inet", table, "out", "{ type filter hook output priority 0; }").returncode == 0
+        assert _nft("add", "rule", "inet", table, "out", "tcp", "sport", str(ours), "tcp", "dport", str(theirs),
+                    "drop").returncode == 0
+        os.kill(proc.pid, signal.SIGCONT)
+        assert _recv_exactly(conn, 8) == b"ECHO ME\n"   # received; our ACK for it is dropped
+        images = tmp_path / "img"
+        images.mkdir()
+        r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--tcp-established")
+        assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
+        proc.wait()
+    finally:
+        _nft("delete", "table", "inet", table)
+    streams = [p for p in os.listdir(images) if p.startswith("tcp-stream-")]
+    (stream, _), = framing.read_payload_image(str(images / streams[0]), "tcp_stream")
+    assert stream.outq_len - stream.unsq_len == 8, f"not sent-but-unacknowledged at the dump: {stream}"
+    r = crpy("restore", "-D", images, "-d", "-o", "restore.log")
+    assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
+    pids.append(proc.pid)
+    conn.sendall(b"after the restore\n")
+    assert _recv_exactly(conn, 18) == b"AFTER THE RESTORE\n"   # not the echo a second time
+    conn.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        conn.recv(1)
+    assert read_text(out) == "ready\n", f"the target says {read_text(out)!r}"
