@@ -8,8 +8,9 @@ IPV6_V6ONLY, IP_FREEBIND, IP_TOS and IP_TTL.  A listening socket's backlog and t
 waiting in it come from INET_DIAG (crpy.kernel.inet_diag): connections not yet accepted are
 refused by name, or dropped with --skip-in-flight (criu's).  An established connection is
 refused without --tcp-established (criu's); with it, its stream (sequence numbers, queues,
-window, options) is read in repair mode by crpy.resources.tcp_stream.  Half-closed states,
-SYN_SENT and the rest are refused by name (see check_state).
+window, options) is read in repair mode by crpy.resources.tcp_stream, half-closed ones too
+(FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING: crpy.resources.tcp_fin).  SYN_SENT and the rest
+are refused by name (see check_state).
 
 Restore (restore_fd): a socket of the same family, its options set on the fresh socket; bound
 with SO_REUSEADDR for the moment (an accepted connection of the tree shares its listener's
@@ -38,6 +39,13 @@ _restore_policy = {"tcp_close": False}
 def configure_restore(tcp_close=False):
     """criu's restore --tcp-close: established connections come back closed."""
     _restore_policy["tcp_close"] = tcp_close
+
+
+def connected(state):
+    """ESTABLISHED or half-closed: a connection crpy saves through repair mode."""
+    from crpy.resources.tcp_fin import HALF_CLOSED
+
+    return state == TCP_ESTABLISHED or state in HALF_CLOSED
 
 
 def restored_closed():
@@ -115,10 +123,10 @@ def check_fd(pid, fd, st):
         _read_ip_opts(s, e)
         e.crpy_tcp_opts.CopyFrom(_read_tcp_opts(s, e.state))
         stream = None
-        if e.state == TCP_ESTABLISHED:
+        if connected(e.state):
             from crpy.resources import tcp_stream
 
-            stream = tcp_stream.read(pid, fd, s, what, e.opts.reuseaddr)
+            stream = tcp_stream.read(pid, fd, s, what, e.opts.reuseaddr, e.state)
     finally:
         s.close()
     resources.dump_memo.setdefault("tcp", {})[st.st_ino] = (e, stream)
@@ -137,14 +145,14 @@ def check_state(pid, fd, e, what, s):
         if d.rqueue and not resources.allowed("skip_in_flight"):
             _refuse(pid, fd, f"listening {what} with {d.rqueue} connection(s) waiting in its backlog, not accepted",
                     "accept them before the dump, or dump with --skip-in-flight to drop them")
-    elif e.state == TCP_ESTABLISHED:
+    elif connected(e.state):
         if not resources.allowed("tcp_established"):
-            _refuse(pid, fd, f"established {what}",
+            _refuse(pid, fd, f"established {what}" + (f" ({state_name(e.state)})" if e.state != TCP_ESTABLISHED else ""),
                     "dump with --tcp-established to save the connection (TCP repair mode)")
     elif e.state != TCP_CLOSE:
         _refuse(pid, fd, f"{what} in state {state_name(e.state)}",
-                "crpy restores listening, closed and established TCP sockets; let the connection "
-                "finish (or close it) before the dump")
+                "crpy restores listening, closed, established and half-closed TCP sockets; let the "
+                "connection be made (or close it) before the dump")
 
 
 def _read_names(pid, fd, s, e):
@@ -231,7 +239,7 @@ def restore_fd(entry, ctx):
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(e.v6only))
         _sockopts().apply(s, e.opts)
         _apply_ip_opts(s, e)
-        if e.state == TCP_ESTABLISHED and not _restore_policy["tcp_close"]:
+        if connected(e.state) and not _restore_policy["tcp_close"]:
             from crpy.resources import tcp_stream
 
             tcp_stream.restore(s, e, ctx.images_dir)

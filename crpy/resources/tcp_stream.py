@@ -15,12 +15,15 @@ address (repair mode forces the reuse of a port), given both sequence numbers, c
 and timestamp, its receive queue and the sent part of its send queue, then its window.  It
 stays in repair mode until every task of the tree has its sockets (a packet to an end not yet
 made would draw a RST): go_live, run by crpy just before the tree resumes, takes each one out
-of repair mode and sends the part of the send queue that was never sent.
+of repair mode and sends the part of the send queue that was never sent.  Half-closed
+connections: crpy.resources.tcp_fin puts their FINs back.
 """
 
 import os
 import socket
 import struct
+
+from crpy.resources import tcp_fin
 
 IPPROTO_TCP = 6
 TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ, TCP_REPAIR_OPTIONS = 19, 20, 21, 22
@@ -58,9 +61,9 @@ def _peek_queue(s, queue, length):
     return seq, data
 
 
-def read(pid, fd, s, what, reuseaddr):
-    """(tcp_stream_entry, receive queue bytes, send queue bytes) of the established socket s
-    (crpy's copy of pid/fd), left in repair mode until finish_dump (which gives SO_REUSEADDR,
+def read(pid, fd, s, what, reuseaddr, state):
+    """(tcp_stream_entry, receive queue bytes, send queue bytes) of the connected socket s
+    (crpy's copy of pid/fd, established or half-closed: `state`), left in repair mode until finish_dump (which gives SO_REUSEADDR,
     that repair mode overrides, back as `reuseaddr`)."""
     from crpy.errors import UnsupportedResource
     from crpy.images.pb import tcp_stream_pb2
@@ -75,10 +78,11 @@ def read(pid, fd, s, what, reuseaddr):
                                   hint=f"TCP repair mode refused ({e.strerror}): crpy needs CAP_NET_ADMIN") from None
     _held.append((os.dup(s.fileno()), reuseaddr))
     info = s.getsockopt(IPPROTO_TCP, socket.TCP_INFO, 8)
-    if info[0] != TCP_ESTABLISHED:
-        raise UnsupportedResource(pid, f"{what}, no longer established", fd, hint="dump again")
+    if info[0] != state:
+        raise UnsupportedResource(pid, f"{what}, whose state changed while read", fd, hint="dump again")
     options, scales = info[5], info[6]
-    outq, unsent, inq = _ioctl_int(s, SIOCOUTQ), _ioctl_int(s, SIOCOUTQNSD), _ioctl_int(s, SIOCINQ)
+    outq, unsent = tcp_fin.dump_lengths(state, _ioctl_int(s, SIOCOUTQ), _ioctl_int(s, SIOCOUTQNSD))
+    inq = _ioctl_int(s, SIOCINQ)
     e = tcp_stream_pb2.tcp_stream_entry(
         inq_len=inq, inq_seq=0, outq_len=outq, outq_seq=0, opt_mask=options,
         snd_wscale=scales & 0xF if options & TCPI_OPT_WSCALE else 0,
@@ -153,9 +157,10 @@ def restore(s, isk, images_dir):
     from crpy.resources.inet_tcp import words_addr
 
     e, rq, sq = read_stream(images_dir, isk.ino)
+    inq_seq, outq_seq = tcp_fin.restore_seqs(isk.state, e.inq_seq, e.outq_seq)
     s.setsockopt(IPPROTO_TCP, TCP_REPAIR, 1)
     s.bind((words_addr(isk.family, isk.src_addr), isk.src_port))
-    for queue, seq in ((TCP_RECV_QUEUE, e.inq_seq - e.inq_len), (TCP_SEND_QUEUE, e.outq_seq - e.outq_len)):
+    for queue, seq in ((TCP_RECV_QUEUE, inq_seq - e.inq_len), (TCP_SEND_QUEUE, outq_seq - e.outq_len)):
         s.setsockopt(IPPROTO_TCP, TCP_REPAIR_QUEUE, queue)
         s.setsockopt(IPPROTO_TCP, TCP_QUEUE_SEQ, struct.pack("=I", seq & 0xFFFFFFFF))
     s.connect((words_addr(isk.family, isk.dst_addr), isk.dst_port))
@@ -173,13 +178,17 @@ def restore(s, isk, images_dir):
         s.setsockopt(IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)
         _send_all(s, rq)
     sent = len(sq) - e.unsq_len
+    if isk.state in tcp_fin.SENT_FIN:      # our FIN follows: all counts as sent (retransmitted later)
+        sent = len(sq)
     if sent:                               # sent before the dump, not yet acknowledged
         s.setsockopt(IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)
         _send_all(s, sq[:sent])
     s.setsockopt(IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE)
     if e.HasField("snd_wl1"):
+        rcv_wup, rcv_wnd = tcp_fin.window_before_fin(isk.state, e.rcv_wup, e.rcv_wnd)
         s.setsockopt(IPPROTO_TCP, TCP_REPAIR_WINDOW,
-                     _WINDOW.pack(e.snd_wl1, e.snd_wnd, e.max_window, e.rcv_wnd, e.rcv_wup))
+                     _WINDOW.pack(e.snd_wl1, e.snd_wnd, e.max_window, rcv_wnd, rcv_wup & 0xFFFFFFFF))
+    tcp_fin.in_child(s, isk.state)
 
 
 def go_live(images_dir, pids):
@@ -201,7 +210,7 @@ def go_live(images_dir, pids):
             continue                         # a zombie has no fd table
         for fe in fdinfo:
             entry = files.get(fe.id)
-            if entry is None or not entry.HasField("isk") or entry.isk.state != TCP_ESTABLISHED \
+            if entry is None or not entry.HasField("isk") or not inet_tcp.connected(entry.isk.state) \
                     or entry.isk.ino in done or inet_tcp.restored_closed():
                 continue
             done.add(entry.isk.ino)
@@ -216,8 +225,10 @@ def _go_live_one(images_dir, pid, fd, isk):
     e, _, sq = read_stream(images_dir, isk.ino)
     s = socket.socket(fileno=taskfd.duplicate(pid, fd))
     try:
+        if isk.state != TCP_ESTABLISHED:
+            tcp_fin.when_all_made(s, isk, e)
         repair_off(s, isk.opts.reuseaddr)
-        if e.unsq_len:                      # never sent before the dump: sent now, as the task would
+        if e.unsq_len and isk.state not in tcp_fin.SENT_FIN:   # never sent before the dump: sent now, as the task would
             _send_all(s, sq[len(sq) - e.unsq_len:], socket.MSG_DONTWAIT)   # (the task's O_NONBLOCK untouched)
     except OSError as err:
         raise RestoreError(f"pid {pid} fd {fd}: cannot bring {describe(isk)} back to life: "

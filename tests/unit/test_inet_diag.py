@@ -49,3 +49,4 @@ def test_live_listener_and_connection():
         l6.listen(3)
         d = inet_diag.inet_sockets(socket.AF_INET6, socket.IPPROTO_TCP)[_ino(l6)]
         assert (d.family, d.src, d.wqueue) == (socket.AF_INET6, "::1", 3)
+

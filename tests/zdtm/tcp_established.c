@@ -51,31 +51,6 @@ static int tcp_pair(int family, const char *addr, int cfamily, const char *caddr
 	return l;
 }
 
-static unsigned char pat(unsigned long i, int seed)
-{
-	return (unsigned char)(i * 7 + seed + (i >> 8));
-}
-
-/* write the pattern until the connection takes no more */
-static unsigned long fill(int fd, int seed)
-{
-	unsigned char buf[4096];
-	unsigned long total = 0;
-	int fl = fcntl(fd, F_GETFL);
-
-	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	for (;;) {
-		for (unsigned i = 0; i < sizeof(buf); i++)
-			buf[i] = pat(total + i, seed);
-		ssize_t n = write(fd, buf, sizeof(buf));
-		if (n <= 0)
-			break;
-		total += n;
-	}
-	fcntl(fd, F_SETFL, fl);
-	return total;
-}
-
 struct reader {
 	int fd, seed;
 	unsigned long want, got;
@@ -107,7 +82,7 @@ static void drain(struct reader *r, int n)
 				return;
 			}
 			for (ssize_t k = 0; k < got; k++)
-				if (buf[k] != pat(r[i].got + k, r[i].seed)) {
+				if (buf[k] != inet_pattern(r[i].got + k, r[i].seed)) {
 					fail("%s: byte %lu differs", r[i].what, r[i].got + k);
 					return;
 				}
@@ -155,8 +130,8 @@ int main(int argc, char **argv)
 	la = tcp_pair(AF_INET, "127.0.0.1", AF_INET, "127.0.0.1", 65536, &ca, &sa);
 	inet_seti(ca, IPPROTO_TCP, TCP_NODELAY, 1);
 	inet_seti(ca, SOL_SOCKET, SO_REUSEADDR, 1);     /* repair mode overrides it: must come back */
-	c2s = fill(ca, 1);
-	s2c = fill(sa, 2);
+	c2s = inet_fill(ca, 1);
+	s2c = inet_fill(sa, 2);
 	lc = tcp_pair(AF_INET6, "::ffff:127.0.0.1", AF_INET, "127.0.0.1", 0, &cc, &sc);
 	close(lc);
 	if (send(cc, "mapped up", 9, 0) != 9 || send(sc, "mapped down", 11, 0) != 11)

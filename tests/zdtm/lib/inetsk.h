@@ -1,14 +1,17 @@
 /*
  * inetsk.h: small helpers of the TCP socket tests (header only): an int socket option read and
- * set, a sockaddr for an address string and port, either family.
+ * set, a sockaddr for an address string and port, either family, a test byte pattern and a
+ * writer that fills a connection with it.
  */
 #ifndef ZDTM_INETSK_H
 #define ZDTM_INETSK_H
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* an int option, -1 when it cannot be read */
 static inline int inet_geti(int fd, int level, int opt)
@@ -44,6 +47,32 @@ static inline socklen_t inet_addr_of(int family, const char *addr, int port, str
 	a->sin6_port = htons(port);
 	inet_pton(AF_INET6, addr, &a->sin6_addr);
 	return sizeof(*a);
+}
+
+/* the byte at offset i of a test stream */
+static inline unsigned char inet_pattern(unsigned long i, int seed)
+{
+	return (unsigned char)(i * 7 + seed + (i >> 8));
+}
+
+/* write the pattern to fd until the connection takes no more; returns the bytes written */
+static inline unsigned long inet_fill(int fd, int seed)
+{
+	unsigned char buf[4096];
+	unsigned long total = 0;
+	int fl = fcntl(fd, F_GETFL);
+
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	for (;;) {
+		for (unsigned i = 0; i < sizeof(buf); i++)
+			buf[i] = inet_pattern(total + i, seed);
+		ssize_t n = write(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		total += n;
+	}
+	fcntl(fd, F_SETFL, fl);
+	return total;
 }
 
 #endif
