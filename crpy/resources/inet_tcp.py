@@ -79,7 +79,7 @@ def words_addr(family, words):
 def describe(e):
     """'TCP socket 127.0.0.1:80 -> 127.0.0.1:5000' for messages, from an inet_sk_entry."""
     src = endpoint(e.family, words_addr(e.family, e.src_addr), e.src_port)
-    if e.state in (TCP_LISTEN, TCP_CLOSE):
+    if e.state in (TCP_LISTEN, TCP_CLOSE) or not e.dst_port:
         return f"TCP socket {src}"
     return f"TCP socket {src} -> {endpoint(e.family, words_addr(e.family, e.dst_addr), e.dst_port)}"
 
@@ -92,11 +92,12 @@ def _refuse(pid, fd, what, hint):
     raise UnsupportedResource(pid, what, fd, None, hint)
 
 
-def _listen_diag(family, ino):
-    """INET_DIAG's view of the listening socket `ino` (its backlog and waiting connections)."""
+def _diag(family, ino, state):
+    """INET_DIAG's view of socket `ino` in `state` (a listener's backlog and waiting connections,
+    the destination of a connect() under way), or None."""
     from crpy.kernel import inet_diag
 
-    return inet_diag.inet_sockets(family, IPPROTO_TCP, ino=ino, states=1 << TCP_LISTEN).get(ino)
+    return inet_diag.inet_sockets(family, IPPROTO_TCP, ino=ino, states=1 << state).get(ino)
 
 
 def check_fd(pid, fd, st):
@@ -137,7 +138,7 @@ def check_state(pid, fd, e, what, s):
     from crpy import resources
 
     if e.state == TCP_LISTEN:
-        d = _listen_diag(e.family, e.ino)
+        d = _diag(e.family, e.ino, TCP_LISTEN)
         if d is None:
             _refuse(pid, fd, f"listening {what} that sock_diag does not list",
                     "it lives in another network namespace, or inet_diag/tcp_diag is missing")
@@ -150,6 +151,9 @@ def check_state(pid, fd, e, what, s):
             _refuse(pid, fd, f"established {what}" + (f" ({state_name(e.state)})" if e.state != TCP_ESTABLISHED else ""),
                     "dump with --tcp-established to save the connection (TCP repair mode)")
     elif e.state != TCP_CLOSE:
+        d = _diag(e.family, e.ino, e.state)
+        if d is not None and d.dport:             # not connected yet: getpeername() knows nothing
+            what += f" -> {endpoint(e.family, d.dst, d.dport)}"
         _refuse(pid, fd, f"{what} in state {state_name(e.state)}",
                 "crpy restores listening, closed, established and half-closed TCP sockets; let the "
                 "connection be made (or close it) before the dump")
