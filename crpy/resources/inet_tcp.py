@@ -94,10 +94,14 @@ def _refuse(pid, fd, what, hint):
 
 def _diag(family, ino, state):
     """INET_DIAG's view of socket `ino` in `state` (a listener's backlog and waiting connections,
-    the destination of a connect() under way), or None."""
+    the destination of a connect() under way), or None.  Asked once per dump, family and state."""
+    from crpy import resources
     from crpy.kernel import inet_diag
 
-    return inet_diag.inet_sockets(family, IPPROTO_TCP, ino=ino, states=1 << state).get(ino)
+    key = ("tcp-diag", family, state)
+    if key not in resources.dump_memo:
+        resources.dump_memo[key] = inet_diag.inet_sockets(family, IPPROTO_TCP, states=1 << state)
+    return resources.dump_memo[key].get(ino)
 
 
 def check_fd(pid, fd, st):
