@@ -194,11 +194,6 @@ def restore(s, isk, images_dir):
 def go_live(images_dir, pids):
     """Before the restored tree resumes: every restored connection leaves repair mode (each
     task's socket, reached with pidfd_getfd) and sends what it had never sent."""
-    from crpy.images import magic
-
-    prefix = magic.kind("tcp_stream").pattern.split("{")[0]
-    if not any(name.startswith(prefix) for name in os.listdir(images_dir)):
-        return
     from crpy.resources import inet_tcp
     from crpy.resources.fdtable import read_fdinfo, read_files
 

@@ -83,16 +83,20 @@ def _before_go(images_dir, pids):
 
 
 def _connections_live(images_dir, pids):
-    """Every task has its sockets: restored TCP connections leave repair mode."""
+    """Every task has its sockets: restored TCP connections leave repair mode (only a dump
+    with tcp-stream images has any: nothing is imported otherwise)."""
+    if not any(name.startswith("tcp-stream-") for name in os.listdir(images_dir)):
+        return
     from crpy.resources import tcp_stream
 
     tcp_stream.go_live(images_dir, pids)
 
 
 def _configure_kinds(opts):
-    from crpy.resources import inet_tcp
+    if opts.tcp_close:                     # (the default needs no import)
+        from crpy.resources import inet_tcp
 
-    inet_tcp.configure_restore(tcp_close=opts.tcp_close)
+        inet_tcp.configure_restore(tcp_close=True)
 
 
 def _restore(opts, images_checked):
