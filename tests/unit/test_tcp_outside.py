@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from crpy.images import framing
 from tests.unit.crhelpers import build_c, crpy, gone, kill_quietly, log_tail, read_text, start_target, wait_for
 
 ECHO_UPPER = r"""
@@ -145,8 +146,6 @@ def test_sent_but_unacknowledged_data_is_sent_again(echo_target, tmp_path):
     connection goes on."""
     import shutil
 
-    from crpy.images import framing
-
     if shutil.which("nft") is None:
         pytest.skip("nft (nftables) is missing: this test drops the peer's ACKs with it")
     conn, proc, pids, out = echo_target
@@ -183,3 +182,29 @@ def test_sent_but_unacknowledged_data_is_sent_again(echo_target, tmp_path):
     with pytest.raises(BlockingIOError):
         conn.recv(1)
     assert read_text(out) == "ready\n", f"the target says {read_text(out)!r}"
+
+
+def test_half_closed_by_the_peer_outside(echo_target, tmp_path):
+    """The peer sent data and shut down its side while the target was stopped: the target's end is
+    in CLOSE_WAIT with the data unread when it is dumped.  Restored, it reads the data, then end-of-
+    file (the peer's FIN made again), echoes, and its close reaches the peer as a FIN."""
+    conn, proc, pids, out = echo_target
+    os.kill(proc.pid, signal.SIGSTOP)
+    conn.sendall(b"last words\n")
+    conn.shutdown(socket.SHUT_WR)
+    time.sleep(0.1)
+    images = tmp_path / "img"
+    images.mkdir()
+    r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--tcp-established")
+    assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
+    proc.wait()
+    files = framing.read_image(str(images / "files.img"), "files")
+    assert [e.isk.state for e in files if e.HasField("isk")] == [8]      # CLOSE_WAIT
+    r = crpy("restore", "-D", images, "-d", "-o", "restore.log")
+    assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
+    pids.append(proc.pid)
+    os.kill(proc.pid, signal.SIGCONT)
+    assert _recv_exactly(conn, 11) == b"LAST WORDS\n"
+    conn.settimeout(10)
+    assert conn.recv(1) == b"", "the target's close did not come as a FIN"     # (a RST raises)
+    wait_for(lambda: "read 0: EOF" in read_text(out), 10, "the target to read end-of-file")
