@@ -11,13 +11,13 @@ import sys
 
 # criu options that crpy knows of but does not implement yet: refused with a clear message.
 _NOT_YET = {
-    "dump": ["--tcp-established", "--ext-unix-sk", "--manage-cgroups",
+    "dump": ["--ext-unix-sk", "--manage-cgroups",
              "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
-             "--skip-in-flight", "--tcp-close", "--timeout",
+             "--tcp-close", "--timeout",
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
-    "restore": ["--tcp-established", "--ext-unix-sk",
+    "restore": ["--ext-unix-sk",
                 "--manage-cgroups", "--root", "--inherit-fd", "--external", "--auto-dedup",
-                "--lazy-pages", "--restore-sibling", "--leave-stopped", "--tcp-close", "--stream",
+                "--lazy-pages", "--restore-sibling", "--leave-stopped", "--stream",
                 "--page-server", "--address", "--port"],
 }
 
@@ -53,6 +53,9 @@ def _parser():
     d.add_argument("--skip-integrity", action="store_true",
                    help="write no digests of the images (crpy-digests); restore them with --skip-integrity")
     d.add_argument("-l", "--file-locks", action="store_true", help="dump the file locks the tree holds")
+    d.add_argument("--tcp-established", action="store_true", help="dump established TCP connections")
+    d.add_argument("--skip-in-flight", action="store_true",
+                   help="drop TCP connections waiting in a listener's backlog, not yet accepted")
     d.add_argument("--link-remap", action="store_true",
                    help="keep open, unlinked files as links in their file system, not in the images")
     d.add_argument("--ghost-limit", type=_size, default=1 << 20, metavar="SIZE",
@@ -77,6 +80,8 @@ def _parser():
     r.add_argument("--skip-integrity", action="store_true",
                    help="restore without checking the images against crpy-digests (images of criu or another tool)")
     r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
+    r.add_argument("--tcp-established", action="store_true", help="accepted: dumped connections are always restored")
+    r.add_argument("--tcp-close", action="store_true", help="restore established TCP connections closed")
     r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
     r.add_argument("--ghost-limit", type=_size, metavar="SIZE", help="accepted: a limit of the dump only")
     _network_lock_arg(r)
@@ -183,6 +188,7 @@ def _run(args, verbosity):
                            file_locks=args.file_locks, link_remap=args.link_remap,
                            ghost_limit=args.ghost_limit,
                            prev_images_dir=args.prev_images_dir, track_mem=args.track_mem,
+                           tcp_established=args.tcp_established, skip_in_flight=args.skip_in_flight,
                            compress=args.compress, network_lock=args.network_lock,
                            page_server=args.page_server, address=args.address, port=args.port)
         run_dump(opts)
@@ -204,7 +210,7 @@ def _run(args, verbosity):
         opts = RestoreOptions(images_dir=args.images_dir, detach=args.restore_detached,
                               pidfile=args.pidfile, shell_job=args.shell_job, log_file=args.log_file,
                               verbosity=verbosity, skip_integrity=args.skip_integrity,
-                              network_lock=args.network_lock)
+                              network_lock=args.network_lock, tcp_close=args.tcp_close)
         result = run_restore(opts)
         return 0 if args.restore_detached else result
     if args.command in ("page-server", "receive", "migrate"):

@@ -29,6 +29,8 @@ class DumpOptions:
     page_server: bool = False         # criu --page-server: page data to `crpy page-server` (crpy.pageserver)
     address: str | None = None        # criu --address of the page server
     port: int = 0                     # criu --port of the page server
+    tcp_established: bool = False     # criu --tcp-established: dump established TCP connections (repair mode)
+    skip_in_flight: bool = False      # criu --skip-in-flight: drop connections not yet accepted
 
 
 @dataclass(frozen=True)
@@ -41,3 +43,4 @@ class RestoreOptions:
     verbosity: int = 2
     skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)
     network_lock: str | None = None   # criu --network-lock: how the dump locked it (lifted once the tree runs)
+    tcp_close: bool = False           # criu --tcp-close: established TCP connections come back closed

@@ -84,7 +84,8 @@ def _dump(opts):
     pid = opts.pid
     stats = {"pid": pid}
     tick = _Clock(stats)
-    resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job, opts.ghost_limit)
+    resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job, opts.ghost_limit,
+                             opts.tcp_established, opts.skip_in_flight)
     check_target(pid)
     track = _tracking(opts)
     begin_image_digests(opts.images_dir, skip=opts.skip_integrity)
@@ -95,6 +96,7 @@ def _dump(opts):
             cleanup.callback(track.abandon)      # the final dump ends the tracking, failed or not
             track.begin()
         tasks = cleanup.enter_context(seize_tree(pid))
+        cleanup.callback(_finish_tcp, killed=False)   # a failed dump: connections go on
         resources.set_dump_tree([t.pid for t in tasks if not t.zombie])
         pages_ids = itertools.count(1)
         tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks, track)
@@ -118,6 +120,7 @@ def _dump(opts):
         tick("digests")
         if not opts.leave_running:
             kill_tree(tasks)
+            _finish_tcp(killed=True)             # closed in repair mode: no FIN, no RST
         tick("kill")
     tick.close()
     stats["tasks"] = len(tasks)
@@ -232,6 +235,14 @@ def _dump_task(tree, task, n, stats, tick):
     faults.point("after-task-images", pid)
     tick("images")
     _add(stats, {"vmas": len(plans), "fds": len(fdinfo), "pages": page_plan.nr_pages})
+
+
+def _finish_tcp(killed):
+    """The established TCP connections the dump put in repair mode (crpy.resources.tcp_stream)."""
+    import sys
+
+    if "crpy.resources.tcp_stream" in sys.modules:
+        sys.modules["crpy.resources.tcp_stream"].finish_dump(killed)
 
 
 def _tracking(opts):

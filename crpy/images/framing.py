@@ -113,6 +113,9 @@ def write_payload_image(path, kind, items):
             tail = k.tail and not getattr(entry, "chunks", False)
             if (data and not tail) or (tail and len(items) > 1):
                 raise ValueError(f"{kind}: raw data follows the head only when chunks is unset")
+        elif "+" in k.payload:                # several fields: the caller set them
+            if payload_length(k, entry) != len(data):
+                raise ValueError(f"{kind}: {k.payload} of entry {i} is not the {len(data)} bytes given")
         else:
             setattr(entry, k.payload, len(data))
         body = _serialize(path, k, i, entry)
@@ -207,6 +210,11 @@ def _frame_spans(path, data, off):
     return spans
 
 
+def payload_length(k, msg):
+    """Bytes following entry msg of payload kind k (the sum of the fields k.payload names)."""
+    return sum(getattr(msg, name) for name in k.payload.split("+"))
+
+
 def _parse_with_payload(path, data, off, k):
     """Entries each followed by raw bytes whose length the entry's payload field gives.
 
@@ -229,7 +237,7 @@ def _parse_with_payload(path, data, off, k):
                 break
             payloads.append(b"")
             continue
-        length = getattr(msg, k.payload)
+        length = payload_length(k, msg)
         if off + length > len(data):
             raise ImageError(path, f"payload of entry {index - 1} needs {length} bytes, only "
                              f"{len(data) - off} left", off, _HINT_TRUNCATED)

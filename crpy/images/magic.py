@@ -22,7 +22,8 @@ IMG_VERSION = 2
 # header      : HEADER_COMMON, HEADER_SERVICE or None
 # entry       : "module.message" of every entry (after the head, if any)
 # head        : "module.message" of a first entry of another type (pagemap), or None
-# payload     : name of the entry field giving the length of raw bytes after each entry, or None
+# payload     : name of the entry field giving the length of raw bytes after each entry, or None;
+#               "a+b": the sum of those fields (tcp-stream: both queues), which the writer sets
 # tail        : the head may instead be followed by raw data up to the end of the file (ghost files
 #               whose head has chunks unset)
 Kind = namedtuple("Kind", "name pattern magic header entry head payload tail")
@@ -60,6 +61,9 @@ KINDS = {k.name: k for k in (
        head="ghost_file_pb2.ghost_file_entry", payload="len", tail=True),
     _k("file_locks", "filelocks.img", 0x54323616, "file_lock_pb2.file_lock_entry"),
     _k("sk_queues", "sk-queues.img", 0x56264026, "sk_packet_pb2.sk_packet_entry", payload="length"),
+    # the receive queue, then the send queue
+    _k("tcp_stream", "tcp-stream-{id:x}.img", 0x51465506, "tcp_stream_pb2.tcp_stream_entry",
+       payload="inq_len+outq_len"),
     # crpy's own, not a CRIU image: no .img suffix, so crit and criu never take it for one
     _k("digests", "crpy-digests", 0x63727064, "crpy_digest_pb2.image_digest_entry",
        head="crpy_digest_pb2.digest_head"),
@@ -72,6 +76,7 @@ CRIT_NAMES = {
     "fdinfo": "FDINFO", "fs": "FS", "pipes_data": "PIPES_DATA", "fifo_data": "FIFO_DATA",
     "memfd_inode": "MEMFD_INODE", "seccomp": "SECCOMP", "timens": "TIMENS", "cpuinfo": "CPUINFO", "stats": "STATS",
     "remap_fpath": "REMAP_FPATH", "ghost_file": "GHOST_FILE", "tty_info": "TTY_INFO", "tty_data": "TTY_DATA", "sk_queues": "SK_QUEUES",
+    "tcp_stream": "TCP_STREAM",
     "file_locks": "FILE_LOCKS", "digests": "CRPY_DIGESTS",
 }
 
@@ -90,7 +95,7 @@ OTHER_MAGICS = {
     0x61394011: "NS_FILES", 0x60454618: "PACKETSK", 0x61157326: "PIDNS", 0x56513555: "PIPES",
     0x52603957: "POSIX_TIMERS", 0x50363636: "REG_FILES",
     0x57113925: "RLIMIT", 0x55344201: "SIGACT", 0x59255647: "SIGNAL", 0x57323820: "SIGNALFD",
-    0x51465506: "TCP_STREAM", 0x50493712: "TIMERFD",
+    0x50493712: "TIMERFD",
     0x59433025: "TTY_FILES",
     0x57143751: "TUNFILE", 0x54373943: "UNIXSK", 0x55474906: "USERNS", 0x54473203: "UTSNS",
     0x54123737: "VMAS",

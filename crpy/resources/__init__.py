@@ -137,13 +137,16 @@ def fd_type(kind):
 
 
 DEFAULT_GHOST_LIMIT = 1 << 20        # criu's default --ghost-limit
-_policy = {"file_locks": False, "link_remap": False, "shell_job": False, "ghost_limit": DEFAULT_GHOST_LIMIT}
+_policy = {"file_locks": False, "link_remap": False, "shell_job": False, "ghost_limit": DEFAULT_GHOST_LIMIT,
+           "tcp_established": False, "skip_in_flight": False}
 
 
-def configure_dump(file_locks=False, link_remap=False, shell_job=False, ghost_limit=DEFAULT_GHOST_LIMIT):
-    """criu's --file-locks / --link-remap / --shell-job / --ghost-limit for the dump that is
-    about to run."""
-    _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job, ghost_limit=ghost_limit)
+def configure_dump(file_locks=False, link_remap=False, shell_job=False, ghost_limit=DEFAULT_GHOST_LIMIT,
+                   tcp_established=False, skip_in_flight=False):
+    """criu's --file-locks / --link-remap / --shell-job / --ghost-limit / --tcp-established /
+    --skip-in-flight for the dump that is about to run."""
+    _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job, ghost_limit=ghost_limit,
+                   tcp_established=tcp_established, skip_in_flight=skip_in_flight)
     fd_tables_seen.clear()
     fd_table_owners.clear()
     tree_pids.clear()

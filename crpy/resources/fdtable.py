@@ -187,12 +187,18 @@ def _terminal_kind(pid, fd, target, st):
 
 
 def _socket_kind(pid, fd, st):
-    """'unixsk' for a unix socket the restore can make again (else refused), or '<PROTO> socket'."""
+    """'unixsk' for a unix socket, 'inetsk' for a TCP one, that the restore can make again (else
+    refused), or '<PROTO> socket'."""
     from crpy.resources import unix_socket
 
     kind = unix_socket.socket_kind(pid, fd)
     if kind == "unixsk":
         unix_socket.check_fd(pid, fd, st)
+    elif kind in ("TCP socket", "TCPv6 socket"):
+        from crpy.resources import inet_tcp
+
+        inet_tcp.check_fd(pid, fd, st)
+        return "inetsk"
     from crpy.resources.inet_socket import DATAGRAM_PROTOS
 
     if kind.removesuffix(" socket") in DATAGRAM_PROTOS:

@@ -6,16 +6,21 @@ import contextlib
 import os
 
 
-@contextlib.contextmanager
-def grabbed(pid, fd):
-    """A duplicate of task pid's fd (same open file description), closed on the way out."""
+def duplicate(pid, fd):
+    """crpy's new fd on task pid's fd (same open file description); the caller closes it."""
     from crpy.kernel.syscalls import NR, sys_call
 
     pidfd = sys_call(NR.pidfd_open, pid, 0, what="pidfd_open", pid=pid)
     try:
-        mine = sys_call(NR.pidfd_getfd, pidfd, fd, 0, what="pidfd_getfd", pid=pid)
+        return sys_call(NR.pidfd_getfd, pidfd, fd, 0, what="pidfd_getfd", pid=pid)
     finally:
         os.close(pidfd)
+
+
+@contextlib.contextmanager
+def grabbed(pid, fd):
+    """A duplicate of task pid's fd (same open file description), closed on the way out."""
+    mine = duplicate(pid, fd)
     try:
         yield mine
     finally:

@@ -84,11 +84,29 @@ def _drop_file_names():
     _drop_link_remap_links()
 
 
-def _before_go():
+def _before_go(images_dir, pids):
     from crpy import faults
 
     faults.point("restore-before-go")
     _drop_file_names()
+    _connections_live(images_dir, pids)
+
+
+def _connections_live(images_dir, pids):
+    """Every task has its sockets: restored TCP connections leave repair mode (only a dump
+    with tcp-stream images has any: nothing is imported otherwise)."""
+    if not any(name.startswith("tcp-stream-") for name in os.listdir(images_dir)):
+        return
+    from crpy.resources import tcp_stream
+
+    tcp_stream.go_live(images_dir, pids)
+
+
+def _configure_kinds(opts):
+    if opts.tcp_close:                     # (the default needs no import)
+        from crpy.resources import inet_tcp
+
+        inet_tcp.configure_restore(tcp_close=True)
 
 
 def _restore(opts, images_checked):
@@ -101,6 +119,7 @@ def _restore(opts, images_checked):
     tick = _StepClock()
     cpuinfo.check_images(opts.images_dir)
     tick("cpuinfo")
+    _configure_kinds(opts)
     nodes = tree.load_tree(opts.images_dir)
     tick("load")
     root = nodes[0]
@@ -141,7 +160,7 @@ def _restore(opts, images_checked):
     progress.start("restore", len(nodes), sum(n.task.pages_bytes for n in nodes if n.task), poll=_read_by(pids))
     barrier = tree.Barrier(read_fd, go_write, pid, pids)
     try:
-        barrier.run(before_go=_before_go)
+        barrier.run(before_go=lambda: _before_go(opts.images_dir, pids))
     finally:
         progress.finish()
     tick("tasks-ready-and-go")

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <linux/vm_sockets.h>
 #include <unistd.h>
 
 static volatile int usr1;
@@ -48,7 +49,7 @@ int main(int argc, char **argv)
     fcntl(7, F_SETFD, FD_CLOEXEC);
     close(lfd);
     if (argc > 2 && !strcmp(argv[2], "socket")) {
-        int s = socket(AF_INET, SOCK_STREAM, 0);   /* TCP: not dumped yet */
+        int s = socket(AF_VSOCK, SOCK_STREAM, 0);  /* vsock: not dumped */
         dup2(s, 9);
         close(s);
     }

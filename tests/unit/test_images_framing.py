@@ -38,7 +38,7 @@ def test_round_trip_every_kind(tmp_path, kind):
         back = framing.read_payload_image(path, kind)
         assert [(m.SerializeToString(), d) for m, d in back] == \
             [(m.SerializeToString(), bytes(d)) for m, d in entries]
-        assert all(getattr(m, k.payload) == len(d) for m, d in back[1 if k.head else 0:])
+        assert all(framing.payload_length(k, m) == len(d) for m, d in back[1 if k.head else 0:])
     else:
         size = framing.write_image(path, kind, entries)
         assert size == os.path.getsize(path)
@@ -255,3 +255,20 @@ def test_ghost_file_raw_tail(tmp_path):
     with pytest.raises(ValueError):  # raw data after a chunked head makes no sense
         head.chunks = True
         framing.write_payload_image(path, "ghost_file", [(head, data)])
+
+
+def test_tcp_stream_payload_is_both_queues(tmp_path):
+    """tcp-stream: the receive then the send queue follow the entry (inq_len + outq_len bytes); a
+    writer whose lengths disagree with the bytes is refused, a file cut short names its offset."""
+    entry, data = image_samples().samples()["tcp_stream"][0]
+    path = framing.image_path(tmp_path, "tcp_stream", 0x325D38)
+    assert os.path.basename(path) == "tcp-stream-325d38.img"
+    with pytest.raises(ValueError):
+        framing.write_payload_image(path, "tcp_stream", [(entry, data + b"!")])
+    framing.write_payload_image(path, "tcp_stream", [(entry, data)])
+    (m, d), = framing.read_payload_image(path, "tcp_stream")
+    assert bytes(d[:m.inq_len]) == b"hello" and bytes(d[m.inq_len:]) == b"pending"
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 3)
+    with pytest.raises(ImageError, match=r"at offset \d+: payload of entry 0 needs 12 bytes"):
+        framing.read_payload_image(path, "tcp_stream")

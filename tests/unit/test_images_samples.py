@@ -175,6 +175,20 @@ def file_entries():
                name=b"/run/crpy.sock", shutdown=1,
                file_perms=_cls("sk_unix_pb2.file_perms_entry")(mode=0o140640, uid=0, gid=0),
                vfs_ino=991, vfs_dev=0x803, peek_off=-1)),
+           fe(type=4, id=16, isk=_cls("sk_inet_pb2.inet_sk_entry")(      # an established TCP connection
+               id=16, ino=123460, family=2, type=1, proto=6, state=1, src_port=8080, dst_port=40558,
+               flags=0o4000, backlog=0, src_addr=[0x0100007F], dst_addr=[0x0100007F], fown=_fown(),
+               opts=_cls("sk_opts_pb2.sk_opts_entry")(so_sndbuf=2626560, so_rcvbuf=131072, so_snd_tmo_sec=0,
+                                                      so_snd_tmo_usec=0, so_rcv_tmo_sec=0, so_rcv_tmo_usec=0,
+                                                      so_keepalive=True, tcp_keepidle=77),
+               ip_opts=_cls("sk_inet_pb2.ip_opts_entry")(freebind=False),
+               crpy_tcp_opts=_cls("sk_inet_pb2.crpy_tcp_opts_entry")(nodelay=True, congestion="cubic"))),
+           fe(type=4, id=17, isk=_cls("sk_inet_pb2.inet_sk_entry")(      # an IPv6 listener
+               id=17, ino=123461, family=10, type=1, proto=6, state=10, src_port=443, dst_port=0,
+               flags=2, backlog=128, src_addr=[0, 0, 0, 0x01000000], dst_addr=[0, 0, 0, 0], fown=_fown(),
+               opts=_cls("sk_opts_pb2.sk_opts_entry")(so_sndbuf=16384, so_rcvbuf=131072, so_snd_tmo_sec=0,
+                                                      so_snd_tmo_usec=0, so_rcv_tmo_sec=0, so_rcv_tmo_usec=0,
+                                                      reuseaddr=True), v6only=True)),
            fe(type=6, id=7, efd=_cls("eventfd_pb2.eventfd_file_entry")(id=7, flags=2, fown=_fown(), counter=5,
                                                                         semaphore=True)),
            fe(type=11, id=8, tty=_cls("tty_pb2.tty_file_entry")(id=8, tty_info_id=1, flags=2, fown=_fown())),
@@ -272,6 +286,10 @@ def samples():
                       (_cls("sk_packet_pb2.sk_packet_entry")(
                           id_for=6, length=0, scm=[_cls("sk_packet_pb2.scm_entry")(type=1, rights=[3])]), b"fd"),
                       (_cls("sk_packet_pb2.sk_packet_entry")(id_for=15, length=0), b"")],    # a 0-byte datagram
+        "tcp_stream": [(_cls("tcp_stream_pb2.tcp_stream_entry")(
+            inq_len=5, inq_seq=0x1234, outq_len=7, outq_seq=0xFFFFFFF0, opt_mask=7, snd_wscale=7, mss_clamp=65483,
+            rcv_wscale=7, timestamp=123456, cork=False, nodelay=True, unsq_len=3, snd_wl1=0x1230, snd_wnd=65536,
+            max_window=65536, rcv_wnd=65536, rcv_wup=0x1234), b"hello" + b"pending")],
         "digests": [_cls("crpy_digest_pb2.digest_head")(algo="xxh3_64", chunk_size=1 << 20, body=0x1234),
                     _cls("crpy_digest_pb2.image_digest_entry")(name="pages-1.img", size=3 << 20,
                                                                 chunks=[1, 2 ** 64 - 1, 3])],
@@ -345,7 +363,8 @@ NEWER_THAN_CRIT = {"nr_pages", "compat_nr_pages", "cap_amb", "no_new_privs", "cg
                    "payload_len", "xsave_components",
                    "semaphore", "held_at", "held_file", "owner",  # crpy-only fields (>= 1000)
                    "pidfd",  # CRIU 4.x's pidfd entry: crit 3.17 knows neither it nor its fd type (20)
-                   "vfs_ino", "vfs_dev", "peek_off"}     # crpy-only fields (>= 1000) of unix_sk_entry
+                   "vfs_ino", "vfs_dev", "peek_off",     # crpy-only fields (>= 1000) of unix_sk_entry
+                   "crpy_tcp_opts"}                      # crpy-only field (>= 1000) of inet_sk_entry
 
 
 @functools.lru_cache(maxsize=None)
@@ -377,6 +396,9 @@ def assert_matches_crit(crit_doc, ours, where="", magic_name=None):
     if isinstance(crit_doc, dict):
         assert isinstance(ours, dict), where
         for key, value in crit_doc.items():
+            if key == "extra" and isinstance(value, dict):   # tcp-stream: both queues, base64
+                assert sum(len(base64.b64decode(q)) for q in value.values()) == ours["payload_len"], where
+                continue
             if key == "extra":  # crit's base64 of a payload (pipes-data); ours gives its length
                 assert len(base64.b64decode(value)) == ours["payload_len"], where
                 continue

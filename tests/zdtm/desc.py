@@ -50,6 +50,11 @@ DESC = {
     "udp_corked": {"dump_fails": True},
     "netlink_queued": {"dump_fails": True},
     "packet_ring": {"dump_fails": True},
+    "tcp_established": {"dump": ["--tcp-established"]},
+    "tcp_no_established": {"dump_fails": True},
+    "tcp_half_closed": {"dump": ["--tcp-established"]},
+    "tcp_backlog": {"dump_fails": True},
+    "tcp_syn_sent": {"dump_fails": True, "dump": ["--tcp-established"]},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.

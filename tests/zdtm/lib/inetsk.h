@@ -1,0 +1,78 @@
+/*
+ * inetsk.h: small helpers of the TCP socket tests (header only): an int socket option read and
+ * set, a sockaddr for an address string and port, either family, a test byte pattern and a
+ * writer that fills a connection with it.
+ */
+#ifndef ZDTM_INETSK_H
+#define ZDTM_INETSK_H
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* an int option, -1 when it cannot be read */
+static inline int inet_geti(int fd, int level, int opt)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	if (getsockopt(fd, level, opt, &v, &len))
+		return -1;
+	return v;
+}
+
+static inline int inet_seti(int fd, int level, int opt, int v)
+{
+	return setsockopt(fd, level, opt, &v, sizeof(v));
+}
+
+/* sockaddr_in or sockaddr_in6 for addr:port into ss; returns its length */
+static inline socklen_t inet_addr_of(int family, const char *addr, int port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons(port);
+		inet_pton(AF_INET, addr, &a->sin_addr);
+		return sizeof(*a);
+	}
+	struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+
+	a->sin6_family = AF_INET6;
+	a->sin6_port = htons(port);
+	inet_pton(AF_INET6, addr, &a->sin6_addr);
+	return sizeof(*a);
+}
+
+/* the byte at offset i of a test stream */
+static inline unsigned char inet_pattern(unsigned long i, int seed)
+{
+	return (unsigned char)(i * 7 + seed + (i >> 8));
+}
+
+/* write the pattern to fd until the connection takes no more; returns the bytes written */
+static inline unsigned long inet_fill(int fd, int seed)
+{
+	unsigned char buf[4096];
+	unsigned long total = 0;
+	int fl = fcntl(fd, F_GETFL);
+
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	for (;;) {
+		for (unsigned i = 0; i < sizeof(buf); i++)
+			buf[i] = inet_pattern(total + i, seed);
+		ssize_t n = write(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		total += n;
+	}
+	fcntl(fd, F_SETFL, fl);
+	return total;
+}
+
+#endif
