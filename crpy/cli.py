@@ -1,4 +1,4 @@
-"""The crpy command line: dump, pre-dump, restore, check, cpuinfo, check-images, show.
+"""The crpy command line: dump, pre-dump, restore, lazy-pages, check, cpuinfo, check-images, show.
 
 Options are spelled as criu spells them, so scripts written for criu run unchanged.  An option of
 criu's that crpy does not implement yet is refused by name, never silently ignored.  Every crpy
@@ -17,7 +17,7 @@ _NOT_YET = {
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
     "restore": ["--tcp-established", "--ext-unix-sk",
                 "--manage-cgroups", "--root", "--inherit-fd", "--external", "--auto-dedup",
-                "--lazy-pages", "--restore-sibling", "--leave-stopped", "--tcp-close", "--stream",
+                "--restore-sibling", "--leave-stopped", "--tcp-close", "--stream",
                 "--page-server", "--address", "--port"],
 }
 
@@ -75,6 +75,9 @@ def _parser():
     r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
     r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
     r.add_argument("--ghost-limit", type=_size, metavar="SIZE", help="accepted: a limit of the dump only")
+    r.add_argument("--lazy-pages", action="store_true",
+                   help="private anonymous memory comes on first touch from `crpy lazy-pages -D DIR`")
+    _lazy_pages_parser(sub)
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
 
@@ -98,6 +101,15 @@ def _pre_dump_parser(sub):
     p.add_argument("-o", "--log-file", metavar="FILE")
     p.add_argument("--skip-integrity", action="store_true", help="write no digests of the images")
     return p
+
+
+def _lazy_pages_parser(sub):
+    z = sub.add_parser("lazy-pages", help="serve the pages of a `restore --lazy-pages` (post-copy)")
+    z.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    z.add_argument("-o", "--log-file", metavar="FILE")
+    z.add_argument("--page-server", action="store_true", help="fetch the pages from a `crpy page-server`")
+    z.add_argument("--address", metavar="A")
+    z.add_argument("--port", type=int, metavar="N")
 
 
 def _size(text):
@@ -171,9 +183,15 @@ def _run(args, verbosity):
 
         opts = RestoreOptions(images_dir=args.images_dir, detach=args.restore_detached,
                               pidfile=args.pidfile, shell_job=args.shell_job, log_file=args.log_file,
-                              verbosity=verbosity, skip_integrity=args.skip_integrity)
+                              verbosity=verbosity, skip_integrity=args.skip_integrity,
+                              lazy_pages=args.lazy_pages)
         result = run_restore(opts)
         return 0 if args.restore_detached else result
+    if args.command == "lazy-pages":
+        from crpy.lazy.daemon import run_lazy_pages
+
+        return run_lazy_pages(args.images_dir, args.log_file, verbosity,
+                              (args.address, args.port) if args.page_server else None)
     if args.command == "check":
         from crpy.check import run_check
 

@@ -34,3 +34,4 @@ class RestoreOptions:
     log_file: str | None = None
     verbosity: int = 2
     skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)
+    lazy_pages: bool = False          # criu --lazy-pages: private anonymous memory from `crpy lazy-pages`

@@ -1,0 +1,258 @@
+"""`crpy lazy-pages -D DIR`: serve the lazy memory of `crpy restore --lazy-pages` (criu's flow).
+
+It listens on DIR/lazy-pages.socket.  Each restored task connects once (crpy.restore.lazy) with
+its uffd and the pages of its lazy VMAs, at the addresses of their premap slots.  One loop, one
+thread: faults first (the faulting page and up to FAULT_PAGES pending pages after it, by
+UFFDIO_COPY, which wakes the task), events next, and when nothing waits a PUSH_PAGES batch pushed
+in the background.  An mm ("MM") is closed as soon as none of its pages is pending; the daemon
+exits when every task has connected and every MM is done.
+
+The mm changes of the tasks come as events, handled as criu does: REMAP moves pending pages
+(the restorer's own mremap of each slot to its place is one), UNMAP and REMOVE (munmap,
+madvise(DONTNEED)) drop them -- the task reads zeros there now, as it would have -- and FORK
+gives the child an MM of its own with the parent's pending pages (fork copied the rest).  While
+an event is unread the kernel answers UFFDIO_COPY with EAGAIN: read the events, then retry.
+
+CRPY_LAZY_PUSH_DELAY_MS (test-only, like CRPY_FAULT) sleeps that long before each background
+batch: tests see faults served, and can kill the daemon while most pages are still away.
+"""
+
+import bisect
+import os
+import select
+import socket
+import time
+
+from crpy.lazy.source import SourceGone
+from crpy.log import log
+
+PAGE = 4096
+FAULT_PAGES = 16
+PUSH_PAGES = 256
+EEXIST, EAGAIN, ENOENT, EFAULT, ESRCH, EINVAL = 17, 11, 2, 14, 3, 22
+
+
+class MM:
+    """One task's (or forked child's) mm: its uffd and the pages not in it yet."""
+
+    def __init__(self, key, pid, fd, pending):
+        self.key, self.pid, self.fd = key, pid, fd
+        self.pending = pending         # page address (as the mm sees it now) -> (image name, offset)
+        self.order = sorted(pending)   # push order; may hold addresses no longer pending
+        self.cursor = 0
+
+    def moved(self):
+        self.order, self.cursor = sorted(self.pending), 0
+
+    def in_range(self, start, end):
+        lo, hi = bisect.bisect_left(self.order, start), bisect.bisect_left(self.order, end)
+        return [a for a in self.order[lo:hi] if a in self.pending]
+
+
+class Daemon:
+    def __init__(self, source, guard):
+        self.source, self.guard = source, guard
+        self.mms = {}                  # uffd -> MM
+        self.expected = None           # tasks that will connect (from the first message)
+        self.connected = 0
+        self.next_key = 0
+        self.served = self.pushed = 0
+
+    # ------------------------------------------------------------------ clients
+    def accept(self, conn):
+        from crpy.restore.lazy import read_message
+
+        message, fd = read_message(conn)
+        self.connected += 1
+        self.expected = message["tasks"]
+        pending = {}
+        for slot, _start, _length, runs in message["areas"]:
+            for rel, n, name, off in runs:
+                for i in range(0, n, PAGE):
+                    pending[slot + rel + i] = (name, off + i)
+        if fd >= 0:
+            self._add(MM(self._key(), message["pid"], fd, pending))
+        conn.sendall(b"ok")
+        log.info("pid %d connected: %d lazy pages (%d of %d tasks)", message["pid"], len(pending),
+                 self.connected, self.expected)
+
+    def _key(self):
+        self.next_key += 1
+        return self.next_key
+
+    def _add(self, mm):
+        self.guard.hold(mm.key, mm.pid, mm.fd)
+        self.mms[mm.fd] = mm
+        self._close_if_done(mm)
+
+    def _close_if_done(self, mm):
+        if mm.pending or mm.fd not in self.mms:
+            return
+        del self.mms[mm.fd]
+        self.guard.release(mm.key)
+        os.close(mm.fd)
+        log.info("pid %d: every page in (mm %d)", mm.pid, mm.key)
+
+    def finished(self):
+        return self.expected is not None and self.connected >= self.expected and not self.mms
+
+    # ------------------------------------------------------------------ events
+    def read_events(self, mm):
+        from crpy.kernel import uffd
+
+        while mm.fd in self.mms:
+            try:
+                data = os.read(mm.fd, uffd.MSG_SIZE * 64)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            for event, a, b, c in uffd.parse_messages(data):
+                self._event(mm, event, a, b, c)
+
+    def _event(self, mm, event, a, b, c):
+        from crpy.kernel import uffd
+
+        if event == uffd.UFFD_EVENT_PAGEFAULT:
+            self.fault(mm, b & ~(PAGE - 1))
+        elif event == uffd.UFFD_EVENT_REMAP:
+            moved = {b + (addr - a): mm.pending.pop(addr) for addr in mm.in_range(a, a + c)}
+            mm.pending.update(moved)
+            mm.moved()
+            log.debug("pid %d: remap %#x -> %#x (%d bytes, %d pending pages)", mm.pid, a, b, c, len(moved))
+        elif event in (uffd.UFFD_EVENT_UNMAP, uffd.UFFD_EVENT_REMOVE):
+            for addr in mm.in_range(a, b):
+                del mm.pending[addr]
+            log.debug("pid %d: %s %#x-%#x", mm.pid, "unmap" if event == uffd.UFFD_EVENT_UNMAP else "remove", a, b)
+            self._close_if_done(mm)
+        elif event == uffd.UFFD_EVENT_FORK:
+            child = MM(self._key(), mm.pid, a, dict(mm.pending))
+            log.info("pid %d forked: its child gets %d pending pages (mm %d)", mm.pid, len(child.pending),
+                     child.key)
+            self._add(child)
+
+    # ------------------------------------------------------------------ copying
+    def fault(self, mm, addr):
+        from crpy.kernel import uffd
+
+        if addr in mm.pending:
+            self._copy(mm, addr, FAULT_PAGES)
+            self.served += 1
+            if addr not in mm.pending:
+                return
+        # not ours (never saved, or already in and raced): a zero page, or just wake the task
+        err = uffd.zeropage(mm.fd, addr, PAGE)
+        if err == -EEXIST:
+            uffd.wake(mm.fd, addr, PAGE)
+        elif err == -EAGAIN:
+            self.read_events(mm)
+            if mm.fd in self.mms:
+                self.fault(mm, addr)
+
+    def push(self):
+        """One background batch, into the first MM with pages pending; False when none is."""
+        for mm in list(self.mms.values()):
+            while mm.cursor < len(mm.order) and mm.order[mm.cursor] not in mm.pending:
+                mm.cursor += 1
+            if mm.cursor < len(mm.order):
+                self.pushed += self._copy(mm, mm.order[mm.cursor], PUSH_PAGES)
+                return True
+        return False
+
+    def _copy(self, mm, addr, max_pages):
+        """UFFDIO_COPY the pending run from addr (contiguous in memory and in one image);
+        returns pages copied.  Pages found already present are dropped from pending."""
+        from crpy.kernel import uffd
+
+        name, off = mm.pending[addr]
+        n = 1
+        while n < max_pages and mm.pending.get(addr + n * PAGE) == (name, off + n * PAGE):
+            n += 1
+        src = self.source.address(name, off, n * PAGE)
+        done, err = uffd.copy(mm.fd, addr, src, n * PAGE)
+        for i in range(done // PAGE):
+            del mm.pending[addr + i * PAGE]
+        if err == -EAGAIN:
+            self.read_events(mm)       # an mm change waits to be read first
+        elif err in (-EEXIST, -ENOENT, -EFAULT, -EINVAL) and not done:
+            mm.pending.pop(addr, None)   # present already, or no longer a registered VMA there
+        elif err == -ESRCH:
+            log.info("pid %d: its mm is gone (%d pages never needed)", mm.pid, len(mm.pending))
+            mm.pending.clear()
+        elif err and not done:
+            log.warning("pid %d: UFFDIO_COPY at %#x: %s", mm.pid, addr, os.strerror(-err))
+            mm.pending.pop(addr, None)
+        self._close_if_done(mm)
+        return done // PAGE
+
+    def fail(self, why):
+        """The source is gone: kill every waiting task (the guard's way) and say it once."""
+        from crpy.lazy.guard import _kill_trees
+
+        killed = _kill_trees(sorted({mm.pid for mm in self.mms.values()}))
+        log.error("lazy-pages: %s: killed the restored task(s) %s, which would wait for pages forever",
+                  why, ", ".join(map(str, killed)) or "(none left)")
+        for mm in list(self.mms.values()):
+            mm.pending.clear()
+            self._close_if_done(mm)
+
+
+def run_lazy_pages(images_dir, log_file, verbosity, page_server):
+    from crpy import log as crpy_log
+    from crpy.lazy.guard import Guard
+    from crpy.lazy.source import open_source
+    from crpy.restore.lazy import socket_path
+
+    crpy_log.setup(verbosity, log_file, images_dir)
+    source = open_source(images_dir, page_server)
+    path = socket_path(os.path.abspath(images_dir))
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    listener.bind(path)
+    listener.listen(64)
+    log_path = log_file and (log_file if os.path.isabs(log_file) else os.path.join(images_dir, log_file))
+    daemon = Daemon(source, Guard(log_path))
+    log.info("lazy-pages: listening on %s", path)
+    try:
+        _loop(daemon, listener)
+    except SourceGone as e:
+        daemon.fail(str(e))
+        daemon.guard.done()
+        return 1
+    finally:
+        listener.close()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    daemon.guard.done()
+    log.info("lazy-pages: all pages in (%d served on fault, %d pushed)", daemon.served, daemon.pushed)
+    return 0
+
+
+def _loop(daemon, listener):
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    watched = set()
+    delay = int(os.environ.get("CRPY_LAZY_PUSH_DELAY_MS", "0")) / 1000
+    while not daemon.finished():
+        for fd in set(daemon.mms) - watched:
+            poller.register(fd, select.POLLIN)
+        for fd in watched - set(daemon.mms):
+            poller.unregister(fd)
+        watched = set(daemon.mms)
+        ready = poller.poll(0 if any(mm.pending for mm in daemon.mms.values()) else 1000)
+        for fd, _ in ready:
+            if fd == listener.fileno():
+                conn, _ = listener.accept()
+                with conn:
+                    daemon.accept(conn)
+            elif fd in daemon.mms:
+                daemon.read_events(daemon.mms[fd])
+        if not ready:
+            if delay:
+                time.sleep(delay)
+            daemon.push()
