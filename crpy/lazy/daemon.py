@@ -150,12 +150,22 @@ class Daemon:
                 self.fault(mm, addr)
 
     def push(self):
-        """One background batch, into the first MM with pages pending; False when none is."""
+        """One background batch of up to PUSH_PAGES pages (in runs: the saved pages of a VMA
+        need not be contiguous), into the first MM with pages pending; False when none is."""
         for mm in list(self.mms.values()):
-            while mm.cursor < len(mm.order) and mm.order[mm.cursor] not in mm.pending:
-                mm.cursor += 1
-            if mm.cursor < len(mm.order):
-                self.pushed += self._copy(mm, mm.order[mm.cursor], PUSH_PAGES)
+            budget = PUSH_PAGES
+            while budget > 0 and mm.fd in self.mms:
+                while mm.cursor < len(mm.order) and mm.order[mm.cursor] not in mm.pending:
+                    mm.cursor += 1
+                if mm.cursor >= len(mm.order):
+                    break
+                addr = mm.order[mm.cursor]
+                done = self._copy(mm, addr, budget)
+                self.pushed += done
+                budget -= max(done, 1)
+                if addr in mm.pending:     # EAGAIN: the events are read, the next batch retries
+                    break
+            if budget < PUSH_PAGES:
                 return True
         return False
 

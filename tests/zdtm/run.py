@@ -1,7 +1,7 @@
 """Run zdtm tests through crpy dump/restore.
 
     python3 -m tests.zdtm.run NAME [NAME...] [--iters N[,N...]] [--all] [--no-cr] [--keep-images]
-                              [--break] [--leave-running] [--pre N]
+                              [--break] [--leave-running] [--pre N] [--lazy]
 
 --all runs every test; without --iters it runs each with 1 and with 3 dump/restore iterations
 (named tests default to 1).  --no-cr starts and stops the tests without dumping them (to check the
@@ -11,6 +11,7 @@ check: then a test passes the run only if it reports FAIL (proof that its check 
 the harness then kills it and restores the images.
 --pre N runs N `crpy pre-dump` rounds before each dump, which then saves only the pages changed
 since the last round (--prev-images-dir --track-mem): restore reads them through the chain.
+--lazy restores with --lazy-pages: the harness starts `crpy lazy-pages` first (tests/zdtm/lazy.py).
 ZDTM_CRPY="cmd ..." in the environment replaces `python3 -m crpy` as the C/R tool.
 Tests listed in tests/zdtm/known_gaps.py run too; their failure is reported as KNOWN-GAP with the
 reason and does not fail the run, but their passing (FIXED) does, so the list stays honest.
@@ -50,6 +51,8 @@ def parse_args(argv):
                    help="ask each test to damage its state: expect every test to report FAIL")
     p.add_argument("--pre", type=int, default=0, metavar="N",
                    help="N crpy pre-dump rounds before each dump, which then saves only what changed")
+    p.add_argument("--lazy", action="store_true",
+                   help="restore with --lazy-pages, a `crpy lazy-pages` daemon serving the memory")
     p.add_argument("--list", action="store_true", help="list the tests and exit")
     args = p.parse_args(argv)
     if not args.list and not args.all and not args.names:
@@ -123,7 +126,7 @@ def main(argv=None):
             for n in iters:
                 result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
                                          break_state=args.break_state, leave_running=args.leave_running,
-                                         pre=args.pre)
+                                         pre=args.pre, lazy=args.lazy)
                 if result.skipped:     # the machine lacks what it needs: once, with the reason
                     print(f"{'SKIP':9} {name}: {result.reason}", flush=True)
                     skipped += 1
