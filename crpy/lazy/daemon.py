@@ -29,6 +29,7 @@ from crpy.log import log
 PAGE = 4096
 FAULT_PAGES = 16
 PUSH_PAGES = 256
+MISS_SECONDS = 0.5
 EEXIST, EAGAIN, ENOENT, EFAULT, ESRCH, EINVAL = 17, 11, 2, 14, 3, 22
 
 
@@ -37,12 +38,15 @@ class MM:
 
     def __init__(self, key, pid, fd, pending):
         self.key, self.pid, self.fd = key, pid, fd
-        self.pending = pending         # page address (as the mm sees it now) -> (image name, offset)
+        # page address (as the mm sees it now) -> (image name, offset, in a MADV_WIPEONFORK VMA)
+        self.pending = pending
         self.order = sorted(pending)   # push order; may hold addresses no longer pending
         self.cursor = 0
+        self.missed = {}               # page address -> when UFFDIO_COPY first found no VMA there
 
     def moved(self):
         self.order, self.cursor = sorted(self.pending), 0
+        self.missed = {a: t for a, t in self.missed.items() if a in self.pending}
 
     def in_range(self, start, end):
         lo, hi = bisect.bisect_left(self.order, start), bisect.bisect_left(self.order, end)
@@ -66,10 +70,10 @@ class Daemon:
         self.connected += 1
         self.expected = message["tasks"]
         pending = {}
-        for slot, _start, _length, runs in message["areas"]:
+        for slot, _start, _length, wipe, runs in message["areas"]:
             for rel, n, name, off in runs:
                 for i in range(0, n, PAGE):
-                    pending[slot + rel + i] = (name, off + i)
+                    pending[slot + rel + i] = (name, off + i, wipe)
         if fd >= 0:
             self._add(MM(self._key(), message["pid"], fd, pending))
         conn.sendall(b"ok")
@@ -126,7 +130,8 @@ class Daemon:
             log.debug("pid %d: %s %#x-%#x", mm.pid, "unmap" if event == uffd.UFFD_EVENT_UNMAP else "remove", a, b)
             self._close_if_done(mm)
         elif event == uffd.UFFD_EVENT_FORK:
-            child = MM(self._key(), mm.pid, a, dict(mm.pending))
+            # fork copied the present pages; a wipe-on-fork VMA starts empty in the child
+            child = MM(self._key(), mm.pid, a, {k: v for k, v in mm.pending.items() if not v[2]})
             log.info("pid %d forked: its child gets %d pending pages (mm %d)", mm.pid, len(child.pending),
                      child.key)
             self._add(child)
@@ -158,12 +163,16 @@ class Daemon:
                 while mm.cursor < len(mm.order) and mm.order[mm.cursor] not in mm.pending:
                     mm.cursor += 1
                 if mm.cursor >= len(mm.order):
+                    if mm.missed:          # pages that found no VMA: another pass after the events
+                        mm.moved()
                     break
                 addr = mm.order[mm.cursor]
                 done = self._copy(mm, addr, budget)
                 self.pushed += done
                 budget -= max(done, 1)
-                if addr in mm.pending:     # EAGAIN: the events are read, the next batch retries
+                if addr in mm.missed:
+                    mm.cursor += 1
+                elif addr in mm.pending:   # EAGAIN: the events are read, the next batch retries
                     break
             if budget < PUSH_PAGES:
                 return True
@@ -174,9 +183,9 @@ class Daemon:
         returns pages copied.  Pages found already present are dropped from pending."""
         from crpy.kernel import uffd
 
-        name, off = mm.pending[addr]
+        name, off, wipe = mm.pending[addr]
         n = 1
-        while n < max_pages and mm.pending.get(addr + n * PAGE) == (name, off + n * PAGE):
+        while n < max_pages and mm.pending.get(addr + n * PAGE) == (name, off + n * PAGE, wipe):
             n += 1
         src = self.source.address(name, off, n * PAGE)
         done, err = uffd.copy(mm.fd, addr, src, n * PAGE)
@@ -184,8 +193,13 @@ class Daemon:
             del mm.pending[addr + i * PAGE]
         if err == -EAGAIN:
             self.read_events(mm)       # an mm change waits to be read first
-        elif err in (-EEXIST, -ENOENT, -EFAULT, -EINVAL) and not done:
+        elif err in (-ENOENT, -EINVAL) and not done and n > 1:
+            return self._copy(mm, addr, 1)   # the run crosses into another VMA: page by page
+        elif err == -ENOENT and not done:
+            self._missed(mm, addr)
+        elif err in (-EEXIST, -EFAULT, -EINVAL) and not done:
             mm.pending.pop(addr, None)   # present already, or no longer a registered VMA there
+            log.debug("pid %d: page %#x not copied: %s", mm.pid, addr, os.strerror(-err))
         elif err == -ESRCH:
             log.info("pid %d: its mm is gone (%d pages never needed)", mm.pid, len(mm.pending))
             mm.pending.clear()
@@ -194,6 +208,17 @@ class Daemon:
             mm.pending.pop(addr, None)
         self._close_if_done(mm)
         return done // PAGE
+
+    def _missed(self, mm, addr):
+        """No VMA at addr: a move or unmap whose event is on its way (the kernel queues it only
+        after the change), or a VMA this mm never had (MADV_DONTFORK, in a forked child).  The
+        page stays pending for MISS_SECONDS, retried after the events, then it is dropped."""
+        first = mm.missed.setdefault(addr, time.monotonic())
+        self.read_events(mm)
+        if addr in mm.pending and time.monotonic() - first > MISS_SECONDS:
+            del mm.pending[addr]
+            del mm.missed[addr]
+            log.debug("pid %d: no VMA at page %#x for %.1f s: dropped", mm.pid, addr, MISS_SECONDS)
 
     def fail(self, why):
         """The source is gone: kill every waiting task (the guard's way) and say it once."""

@@ -2,7 +2,8 @@
 userfaultfd to the lazy-pages daemon (crpy.lazy.daemon).
 
 Lazy, as criu makes them: private anonymous VMAs with saved pages, except those premap must fill
-itself (pages shared copy-on-write with a parent or child, mlock()ed, hugetlb, droppable).  Their
+itself (pages shared copy-on-write with a parent or child, mlock()ed, hugetlb, droppable) and
+read-only ones (few pages; and moved while registered they came back without VM_ACCOUNT, "ac").  Their
 slots are mapped but not filled; just before the barrier the child opens a userfaultfd on its own
 mm (the task's: the restorer never execs), registers each lazy slot in missing mode, sends the fd
 and the list of pages over DIR/lazy-pages.socket, waits for the daemon's "ok" and closes its copy.
@@ -20,6 +21,8 @@ from crpy.log import log
 SOCKET_NAME = "lazy-pages.socket"
 _EAGER_FLAGS = 0x2000 | 0x40000        # MAP_LOCKED, MAP_HUGETLB
 _MAP_DROPPABLE, _MAP_TYPE = 0x08, 0x0f
+_PROT_WRITE = 2
+_MADV_WIPEONFORK = 1 << 18              # vma_entry.madv bit
 
 
 def socket_path(images_dir):
@@ -32,7 +35,7 @@ def mark_lazy(task, node):
     held_by_kids = {(a.start, a.end) for kid in getattr(node, "children", ()) if kid.task
                     for a in kid.task.areas if a.cow_runs}
     for area in task.areas:
-        area.lazy = (area.kind == "anon" and bool(area.runs) and not area.cow_runs and not area.cow_src
+        area.lazy = (area.kind == "anon" and bool(area.runs) and bool(area.prot & _PROT_WRITE) and not area.cow_runs and not area.cow_src
                      and not area.inherit and not area.flags & _EAGER_FLAGS
                      and area.flags & _MAP_TYPE != _MAP_DROPPABLE
                      and (area.start, area.end) not in held_by_kids)
@@ -45,7 +48,7 @@ def hand_over(task, slots, sock_path, tasks):
 
     lazy = [s for s in slots if getattr(s.area, "lazy", False)]
     images_dir = os.path.dirname(sock_path)
-    areas = [[s.addr, s.area.start, s.area.length,
+    areas = [[s.addr, s.area.start, s.area.length, bool(s.area.madv & _MADV_WIPEONFORK),
               [[rel, n, os.path.relpath(path, images_dir), off] for rel, n, path, off in s.area.runs]]
              for s in lazy]
     fd = -1
