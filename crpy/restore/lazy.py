@@ -3,7 +3,8 @@ userfaultfd to the lazy-pages daemon (crpy.lazy.daemon).
 
 Lazy, as criu makes them: private anonymous VMAs with saved pages, except those premap must fill
 itself (pages shared copy-on-write with a parent or child, mlock()ed, hugetlb, droppable) and
-read-only ones (few pages; and moved while registered they came back without VM_ACCOUNT, "ac").  Their
+read-only ones (few pages; and moved while registered they came back without VM_ACCOUNT, "ac"),
+and those with guard regions or next to one.  Their
 slots are mapped but not filled; just before the barrier the child opens a userfaultfd on its own
 mm (the task's: the restorer never execs), registers each lazy slot in missing mode, sends the fd
 and the list of pages over DIR/lazy-pages.socket, waits for the daemon's "ok" and closes its copy.
@@ -34,11 +35,23 @@ def mark_lazy(task, node):
     copy-on-write pages from this task's slots)."""
     held_by_kids = {(a.start, a.end) for kid in getattr(node, "children", ()) if kid.task
                     for a in kid.task.areas if a.cow_runs}
+    near_guards = _near_guards(task)
     for area in task.areas:
         area.lazy = (area.kind == "anon" and bool(area.runs) and bool(area.prot & _PROT_WRITE) and not area.cow_runs and not area.cow_src
                      and not area.inherit and not area.flags & _EAGER_FLAGS
                      and area.flags & _MAP_TYPE != _MAP_DROPPABLE
-                     and (area.start, area.end) not in held_by_kids)
+                     and (area.start, area.end) not in held_by_kids
+                     and (area.start, area.end) not in near_guards)
+
+
+def _near_guards(task):
+    """(start, end) of the areas holding MADV_GUARD_INSTALL regions and of their neighbours:
+    the unregistering at the end would let such a VMA merge with its neighbour (the guards'
+    flag does not keep VMAs apart in a merge), where the task had two."""
+    spans = [(a.start, a.end) for a in task.areas
+             if any(g < a.end and g + n > a.start for g, n in task.guards)]
+    return {(a.start, a.end) for a in task.areas
+            if any(a.start <= e and a.end >= s for s, e in spans)}
 
 
 def hand_over(task, slots, sock_path, tasks):
