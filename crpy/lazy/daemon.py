@@ -36,13 +36,36 @@ EEXIST, EAGAIN, ENOENT, EFAULT, ESRCH, EINVAL = 17, 11, 2, 14, 3, 22
 class MM:
     """One task's (or forked child's) mm: its uffd and the pages not in it yet."""
 
-    def __init__(self, key, pid, fd, pending):
+    def __init__(self, key, pid, fd, pending, unplaced=None):
         self.key, self.pid, self.fd = key, pid, fd
         # page address (as the mm sees it now) -> (image name, offset, in a MADV_WIPEONFORK VMA)
         self.pending = pending
-        self.order = sorted(pending)   # push order; may hold addresses no longer pending
-        self.cursor = 0
+        # areas still in their premap slot: slot address -> (final start, length, [their pages]);
+        # their pages are keyed by final address already, and pushed once the area is in place
+        self.unplaced = unplaced or {}
+        waiting = {p for _, _, pages in self.unplaced.values() for p in pages}
+        self.order = sorted(a for a in pending if a not in waiting)   # push order; may hold
+        self.cursor = 0                                               # addresses no longer pending
         self.missed = {}               # page address -> when UFFDIO_COPY first found no VMA there
+
+    def place(self, slot, to, length):
+        """The restorer moved an area from its slot to its place (O(its pages), no rekeying);
+        False if (slot, to, length) is no such move."""
+        area = self.unplaced.get(slot)
+        if area is None or area[:2] != (to, length):
+            return False
+        del self.unplaced[slot]
+        self.order = self.order[self.cursor:] + area[2]
+        self.order.sort()              # two sorted runs: timsort merges them in linear time
+        self.cursor = 0
+        return True
+
+    def slot_page(self, addr):
+        """(final address) of a page of an area still in its slot, else None."""
+        for slot, (start, n, _) in self.unplaced.items():
+            if slot <= addr < slot + n:
+                return start + addr - slot
+        return None
 
     def moved(self):
         self.order, self.cursor = sorted(self.pending), 0
@@ -69,14 +92,20 @@ class Daemon:
         message, fd = read_message(conn)
         self.connected += 1
         self.expected = message["tasks"]
-        pending = {}
-        for slot, _start, _length, wipe, runs in message["areas"]:
+        key = self._key()
+        if fd >= 0:
+            self.guard.hold(key, message["pid"], fd)
+        conn.sendall(b"ok")            # the task goes on; its first move event waits for us anyway
+        pending, unplaced = {}, {}
+        for slot, start, length, wipe, runs in message["areas"]:
+            pages = []
             for rel, n, name, off in runs:
                 for i in range(0, n, PAGE):
-                    pending[slot + rel + i] = (name, off + i, wipe)
+                    pending[start + rel + i] = (name, off + i, wipe)
+                    pages.append(start + rel + i)
+            unplaced[slot] = (start, length, pages)
         if fd >= 0:
-            self._add(MM(self._key(), message["pid"], fd, pending))
-        conn.sendall(b"ok")
+            self._add(MM(key, message["pid"], fd, pending, unplaced), held=True)
         log.info("pid %d connected: %d lazy pages (%d of %d tasks)", message["pid"], len(pending),
                  self.connected, self.expected)
 
@@ -84,8 +113,9 @@ class Daemon:
         self.next_key += 1
         return self.next_key
 
-    def _add(self, mm):
-        self.guard.hold(mm.key, mm.pid, mm.fd)
+    def _add(self, mm, held=False):
+        if not held:
+            self.guard.hold(mm.key, mm.pid, mm.fd)
         self.mms[mm.fd] = mm
         self._close_if_done(mm)
 
@@ -119,6 +149,8 @@ class Daemon:
 
         if event == uffd.UFFD_EVENT_PAGEFAULT:
             self.fault(mm, b & ~(PAGE - 1))
+        elif event == uffd.UFFD_EVENT_REMAP and mm.place(a, b, c):
+            log.debug("pid %d: area %#x-%#x in place (from %#x)", mm.pid, b, b + c, a)
         elif event == uffd.UFFD_EVENT_REMAP:
             moved = {b + (addr - a): mm.pending.pop(addr) for addr in mm.in_range(a, a + c)}
             mm.pending.update(moved)
@@ -131,7 +163,9 @@ class Daemon:
             self._close_if_done(mm)
         elif event == uffd.UFFD_EVENT_FORK:
             # fork copied the present pages; a wipe-on-fork VMA starts empty in the child
-            child = MM(self._key(), mm.pid, a, {k: v for k, v in mm.pending.items() if not v[2]})
+            child = MM(self._key(), mm.pid, a, {k: v for k, v in mm.pending.items() if not v[2]},
+                       {s: (st, n, [p for p in pages if not mm.pending.get(p, (0, 0, 1))[2]])
+                        for s, (st, n, pages) in mm.unplaced.items()})
             log.info("pid %d forked: its child gets %d pending pages (mm %d)", mm.pid, len(child.pending),
                      child.key)
             self._add(child)
@@ -140,7 +174,13 @@ class Daemon:
     def fault(self, mm, addr):
         from crpy.kernel import uffd
 
-        if addr in mm.pending:
+        key = mm.slot_page(addr) if mm.unplaced else None
+        if key in mm.pending:          # a touch before the restorer moved the area: one page
+            self._copy(mm, key, 1, dst=addr)
+            self.served += 1
+            if key not in mm.pending:
+                return
+        elif addr in mm.pending:
             self._copy(mm, addr, FAULT_PAGES)
             self.served += 1
             if addr not in mm.pending:
@@ -178,9 +218,10 @@ class Daemon:
                 return True
         return False
 
-    def _copy(self, mm, addr, max_pages):
-        """UFFDIO_COPY the pending run from addr (contiguous in memory and in one image);
-        returns pages copied.  Pages found already present are dropped from pending."""
+    def _copy(self, mm, addr, max_pages, dst=None):
+        """UFFDIO_COPY the pending run from addr (contiguous in memory and in one image) to
+        dst (default addr); returns pages copied.  Pages found already present are dropped
+        from pending."""
         from crpy.kernel import uffd
 
         name, off, wipe = mm.pending[addr]
@@ -188,7 +229,7 @@ class Daemon:
         while n < max_pages and mm.pending.get(addr + n * PAGE) == (name, off + n * PAGE, wipe):
             n += 1
         src = self.source.address(name, off, n * PAGE)
-        done, err = uffd.copy(mm.fd, addr, src, n * PAGE)
+        done, err = uffd.copy(mm.fd, addr if dst is None else dst, src, n * PAGE)
         for i in range(done // PAGE):
             del mm.pending[addr + i * PAGE]
         if err == -EAGAIN:

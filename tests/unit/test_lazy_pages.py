@@ -115,3 +115,13 @@ def test_daemon_killed_mid_way_kills_the_task_with_one_line(tmp_path, lazy_mem):
     finally:
         lazy.stop_daemon(daemon)
         kill_quietly(pid)
+
+
+def test_the_restorer_moving_an_area_into_place_makes_its_pages_pushable():
+    d = Daemon(source=None, guard=_Guard())
+    pages = [0x7f0000000000, 0x7f0000002000]
+    mm = MM(1, 100, -1, {p: ("pages-1.img", i * PAGE, False) for i, p in enumerate(pages)},
+            {0x100000: (0x7f0000000000, 0x3000, list(pages))})
+    assert mm.order == [] and mm.slot_page(0x102000) == 0x7f0000002000
+    d._event(mm, uffd.UFFD_EVENT_REMAP, 0x100000, 0x7f0000000000, 0x3000)
+    assert mm.order == pages and not mm.unplaced and mm.slot_page(0x102000) is None
