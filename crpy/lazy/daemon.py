@@ -36,42 +36,63 @@ EEXIST, EAGAIN, ENOENT, EFAULT, ESRCH, EINVAL = 17, 11, 2, 14, 3, 22
 class MM:
     """One task's (or forked child's) mm: its uffd and the pages not in it yet."""
 
-    def __init__(self, key, pid, fd, pending, unplaced=None):
+    def __init__(self, key, pid, fd, pending=None, unplaced=None, areas=None):
         self.key, self.pid, self.fd = key, pid, fd
-        # page address (as the mm sees it now) -> (image name, offset, in a MADV_WIPEONFORK VMA)
-        self.pending = pending
-        # areas still in their premap slot: slot address -> (final start, length, [their pages]);
-        # their pages are keyed by final address already, and pushed once the area is in place
+        # page address (final: where the task has it) -> (image name, offset, in a WIPEONFORK VMA)
+        self.pending = {} if pending is None else pending
+        # areas still in their premap slot: slot address -> (final start, length); their pages
+        # are pushed once the restorer has moved them (the REMAP event), with no rekeying
         self.unplaced = unplaced or {}
-        waiting = {p for _, _, pages in self.unplaced.values() for p in pages}
-        self.order = sorted(a for a in pending if a not in waiting)   # push order; may hold
-        self.cursor = 0                                               # addresses no longer pending
+        self._areas = areas            # the task's message, expanded into pending when first needed
+        self.order, self.cursor = [], 0   # push order: pages in place (some no longer pending)
+        self.stale = True
         self.missed = {}               # page address -> when UFFDIO_COPY first found no VMA there
 
+    @property
+    def ready(self):
+        return self._areas is None
+
+    def expand(self):
+        """The message's runs as pages (done when idle, or at the first fault: not on the
+        restore's path, where the restorer waits for each move event to be read)."""
+        if self._areas is None:
+            return
+        for _slot, start, _length, wipe, runs in self._areas:
+            for rel, n, name, off in runs:
+                for i in range(0, n, PAGE):
+                    self.pending[start + rel + i] = (name, off + i, wipe)
+        self._areas = None
+        self.stale = True
+
+    def refresh(self):
+        """The push order again: the pending pages of the areas in place, sorted."""
+        self.expand()
+        if not self.stale:
+            return
+        order = sorted(self.pending)
+        for start, n in sorted(self.unplaced.values(), reverse=True):
+            del order[bisect.bisect_left(order, start):bisect.bisect_left(order, start + n)]
+        self.order, self.cursor, self.stale = order, 0, False
+        self.missed = {a: t for a, t in self.missed.items() if a in self.pending}
+
     def place(self, slot, to, length):
-        """The restorer moved an area from its slot to its place (O(its pages), no rekeying);
-        False if (slot, to, length) is no such move."""
-        area = self.unplaced.get(slot)
-        if area is None or area[:2] != (to, length):
+        """The restorer moved an area from its slot to its place; False if (slot, to, length)
+        is no such move."""
+        if self.unplaced.get(slot) != (to, length):
             return False
         del self.unplaced[slot]
-        self.order = self.order[self.cursor:] + area[2]
-        self.order.sort()              # two sorted runs: timsort merges them in linear time
-        self.cursor = 0
+        self.stale = True
         return True
 
     def slot_page(self, addr):
         """(final address) of a page of an area still in its slot, else None."""
-        for slot, (start, n, _) in self.unplaced.items():
+        for slot, (start, n) in self.unplaced.items():
             if slot <= addr < slot + n:
                 return start + addr - slot
         return None
 
-    def moved(self):
-        self.order, self.cursor = sorted(self.pending), 0
-        self.missed = {a: t for a, t in self.missed.items() if a in self.pending}
-
     def in_range(self, start, end):
+        self.refresh()
         lo, hi = bisect.bisect_left(self.order, start), bisect.bisect_left(self.order, end)
         return [a for a in self.order[lo:hi] if a in self.pending]
 
@@ -95,18 +116,12 @@ class Daemon:
         key = self._key()
         if fd >= 0:
             self.guard.hold(key, message["pid"], fd)
-        conn.sendall(b"ok")            # the task goes on; its first move event waits for us anyway
-        pending, unplaced = {}, {}
-        for slot, start, length, wipe, runs in message["areas"]:
-            pages = []
-            for rel, n, name, off in runs:
-                for i in range(0, n, PAGE):
-                    pending[start + rel + i] = (name, off + i, wipe)
-                    pages.append(start + rel + i)
-            unplaced[slot] = (start, length, pages)
-        if fd >= 0:
-            self._add(MM(key, message["pid"], fd, pending, unplaced), held=True)
-        log.info("pid %d connected: %d lazy pages (%d of %d tasks)", message["pid"], len(pending),
+            self._add(MM(key, message["pid"], fd, areas=message["areas"],
+                         unplaced={slot: (start, length) for slot, start, length, _, _ in message["areas"]}),
+                      held=True)
+        conn.sendall(b"ok")
+        pages = sum(n for area in message["areas"] for _, n, _, _ in area[4]) // PAGE
+        log.info("pid %d connected: %d lazy pages (%d of %d tasks)", message["pid"], pages,
                  self.connected, self.expected)
 
     def _key(self):
@@ -120,7 +135,7 @@ class Daemon:
         self._close_if_done(mm)
 
     def _close_if_done(self, mm):
-        if mm.pending or mm.fd not in self.mms:
+        if mm.pending or not mm.ready or mm.fd not in self.mms:
             return
         del self.mms[mm.fd]
         self.guard.release(mm.key)
@@ -154,7 +169,7 @@ class Daemon:
         elif event == uffd.UFFD_EVENT_REMAP:
             moved = {b + (addr - a): mm.pending.pop(addr) for addr in mm.in_range(a, a + c)}
             mm.pending.update(moved)
-            mm.moved()
+            mm.stale = True
             log.debug("pid %d: remap %#x -> %#x (%d bytes, %d pending pages)", mm.pid, a, b, c, len(moved))
         elif event in (uffd.UFFD_EVENT_UNMAP, uffd.UFFD_EVENT_REMOVE):
             for addr in mm.in_range(a, b):
@@ -163,9 +178,9 @@ class Daemon:
             self._close_if_done(mm)
         elif event == uffd.UFFD_EVENT_FORK:
             # fork copied the present pages; a wipe-on-fork VMA starts empty in the child
+            mm.expand()
             child = MM(self._key(), mm.pid, a, {k: v for k, v in mm.pending.items() if not v[2]},
-                       {s: (st, n, [p for p in pages if not mm.pending.get(p, (0, 0, 1))[2]])
-                        for s, (st, n, pages) in mm.unplaced.items()})
+                       dict(mm.unplaced))
             log.info("pid %d forked: its child gets %d pending pages (mm %d)", mm.pid, len(child.pending),
                      child.key)
             self._add(child)
@@ -174,6 +189,7 @@ class Daemon:
     def fault(self, mm, addr):
         from crpy.kernel import uffd
 
+        mm.expand()
         key = mm.slot_page(addr) if mm.unplaced else None
         if key in mm.pending:          # a touch before the restorer moved the area: one page
             self._copy(mm, key, 1, dst=addr)
@@ -199,12 +215,13 @@ class Daemon:
         need not be contiguous), into the first MM with pages pending; False when none is."""
         for mm in list(self.mms.values()):
             budget = PUSH_PAGES
+            mm.refresh()
             while budget > 0 and mm.fd in self.mms:
                 while mm.cursor < len(mm.order) and mm.order[mm.cursor] not in mm.pending:
                     mm.cursor += 1
                 if mm.cursor >= len(mm.order):
                     if mm.missed:          # pages that found no VMA: another pass after the events
-                        mm.moved()
+                        mm.stale = True
                     break
                 addr = mm.order[mm.cursor]
                 done = self._copy(mm, addr, budget)
@@ -314,13 +331,15 @@ def _loop(daemon, listener):
     poller.register(listener, select.POLLIN)
     watched = set()
     delay = int(os.environ.get("CRPY_LAZY_PUSH_DELAY_MS", "0")) / 1000
+    pushing = True                     # until a push finds nothing to do: then wait for events
     while not daemon.finished():
         for fd in set(daemon.mms) - watched:
             poller.register(fd, select.POLLIN)
         for fd in watched - set(daemon.mms):
             poller.unregister(fd)
         watched = set(daemon.mms)
-        ready = poller.poll(0 if any(mm.pending for mm in daemon.mms.values()) else 1000)
+        ready = poller.poll(0 if pushing else 50)
+        pushing = pushing or bool(ready)
         for fd, _ in ready:
             if fd == listener.fileno():
                 conn, _ = listener.accept()
@@ -331,4 +350,4 @@ def _loop(daemon, listener):
         if not ready:
             if delay:
                 time.sleep(delay)
-            daemon.push()
+            pushing = daemon.push()

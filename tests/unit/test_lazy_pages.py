@@ -52,6 +52,7 @@ def test_remap_moves_pending_pages_with_their_image_offsets():
     assert mm.pending == {0x7f0000000000: ("pages-1.img", 0, False),
                           0x7f0000001000: ("pages-1.img", PAGE, False),
                           0x20000: ("pages-1.img", 2 * PAGE, False)}
+    mm.refresh()
     assert mm.order == sorted(mm.pending)
 
 
@@ -120,8 +121,13 @@ def test_daemon_killed_mid_way_kills_the_task_with_one_line(tmp_path, lazy_mem):
 def test_the_restorer_moving_an_area_into_place_makes_its_pages_pushable():
     d = Daemon(source=None, guard=_Guard())
     pages = [0x7f0000000000, 0x7f0000002000]
-    mm = MM(1, 100, -1, {p: ("pages-1.img", i * PAGE, False) for i, p in enumerate(pages)},
-            {0x100000: (0x7f0000000000, 0x3000, list(pages))})
+    mm = MM(1, 100, -1, unplaced={0x100000: (0x7f0000000000, 0x3000)},
+            areas=[[0x100000, 0x7f0000000000, 0x3000, False, [[0, PAGE, "pages-1.img", 0],
+                                                               [2 * PAGE, PAGE, "pages-1.img", PAGE]]]])
+    assert not mm.pending and not mm.ready          # expanded when first needed, not on arrival
+    mm.refresh()
     assert mm.order == [] and mm.slot_page(0x102000) == 0x7f0000002000
     d._event(mm, uffd.UFFD_EVENT_REMAP, 0x100000, 0x7f0000000000, 0x3000)
+    mm.refresh()
     assert mm.order == pages and not mm.unplaced and mm.slot_page(0x102000) is None
+    assert mm.pending[pages[1]] == ("pages-1.img", PAGE, False)
