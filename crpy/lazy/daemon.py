@@ -13,8 +13,8 @@ madvise(DONTNEED)) drop them -- the task reads zeros there now, as it would have
 gives the child an MM of its own with the parent's pending pages (fork copied the rest).  While
 an event is unread the kernel answers UFFDIO_COPY with EAGAIN: read the events, then retry.
 
-CRPY_LAZY_PUSH_DELAY_MS (test-only, like CRPY_FAULT) sleeps that long before each background
-batch: tests see faults served, and can kill the daemon while most pages are still away.
+CRPY_LAZY_PUSH_DELAY_MS (test-only, like CRPY_FAULT) waits that long for events before each
+background batch: tests see faults served, and can kill the daemon while most pages are still away.
 """
 
 import bisect
@@ -30,6 +30,7 @@ PAGE = 4096
 FAULT_PAGES = 16
 PUSH_PAGES = 256
 MISS_SECONDS = 0.5
+EXPAND_STEP = 2048                  # pages of a task's message turned into table entries per idle step
 EEXIST, EAGAIN, ENOENT, EFAULT, ESRCH, EINVAL = 17, 11, 2, 14, 3, 22
 
 
@@ -43,7 +44,13 @@ class MM:
         # areas still in their premap slot: slot address -> (final start, length); their pages
         # are pushed once the restorer has moved them (the REMAP event), with no rekeying
         self.unplaced = unplaced or {}
+        # where pages may be: the areas' final spans, and the targets of later mremaps (None:
+        # anywhere, for an MM made from a page table)
+        self.spans = list(self.unplaced.values()) if areas is not None else None
         self._areas = areas            # the task's message, expanded into pending when first needed
+        self._expanding = None
+        self.area_pages = {}           # (final start, length) -> its pages, in order (from the message)
+        self.by_table = areas is None  # push order from sorting pending (after an mremap of the task's)
         self.order, self.cursor = [], 0   # push order: pages in place (some no longer pending)
         self.stale = True
         self.missed = {}               # page address -> when UFFDIO_COPY first found no VMA there
@@ -52,26 +59,60 @@ class MM:
     def ready(self):
         return self._areas is None
 
-    def expand(self):
-        """The message's runs as pages (done when idle, or at the first fault: not on the
-        restore's path, where the restorer waits for each move event to be read)."""
+    def expand(self, pages=None):
+        """The message's runs as pages, `pages` more of them (None: all).  A step at a time when
+        idle, so that the restorer, which waits for each of its move events to be read, never
+        waits for a whole 1 GiB table; all of it at a first fault or an event."""
         if self._areas is None:
             return
-        for _slot, start, _length, wipe, runs in self._areas:
+        if self._expanding is None:
+            self._expanding = self._expand_steps()
+        for _ in (iter(int, 1) if pages is None else range(0, pages, EXPAND_STEP)):
+            if next(self._expanding, None) is None:
+                self._areas = self._expanding = None
+                self.stale = True
+                return
+
+    def find_page(self, addr):
+        """Before the table is whole (a fault while it is being built): put the one page at
+        addr (final address) into pending, from the message, if it is a saved page."""
+        if self._areas is None or addr in self.pending:
+            return
+        for _slot, start, length, wipe, runs in self._areas:
+            if start <= addr < start + length:
+                for rel, n, name, off in runs:
+                    if start + rel <= addr < start + rel + n:
+                        self.pending[addr] = (name, off + addr - start - rel, wipe)
+                        return
+
+    def _expand_steps(self):
+        step = 0
+        for _slot, start, length, wipe, runs in self._areas:
+            pages = self.area_pages[(start, length)] = []
             for rel, n, name, off in runs:
                 for i in range(0, n, PAGE):
                     self.pending[start + rel + i] = (name, off + i, wipe)
-        self._areas = None
-        self.stale = True
+                    pages.append(start + rel + i)
+                    step += 1
+                    if step % EXPAND_STEP == 0:
+                        yield True
+        yield True
 
     def refresh(self):
         """The push order again: the pending pages of the areas in place, sorted."""
         self.expand()
         if not self.stale:
             return
-        order = sorted(self.pending)
-        for start, n in sorted(self.unplaced.values(), reverse=True):
-            del order[bisect.bisect_left(order, start):bisect.bisect_left(order, start + n)]
+        waiting = set(self.unplaced.values())
+        if self.by_table:
+            order = sorted(self.pending)
+            for start, n in sorted(waiting, reverse=True):
+                del order[bisect.bisect_left(order, start):bisect.bisect_left(order, start + n)]
+        else:                          # the areas' own lists, joined: no sort on the task's path
+            order = []
+            for span in sorted(self.area_pages):
+                if span not in waiting:
+                    order.extend(self.area_pages[span])
         self.order, self.cursor, self.stale = order, 0, False
         self.missed = {a: t for a, t in self.missed.items() if a in self.pending}
 
@@ -90,6 +131,15 @@ class MM:
             if slot <= addr < slot + n:
                 return start + addr - slot
         return None
+
+    def may_hold(self, start, end):
+        """Could [start, end) hold pending pages?  Only in place (not in a slot), and within a
+        span of the task's lazy areas (or where a later mremap moved pages): the restorer's own
+        unmaps of the old slots answer no without a look at the page table."""
+        if self.spans is None:
+            return True
+        waiting = set(self.unplaced.values())
+        return any(start < s + n and s < end for s, n in self.spans if (s, n) not in waiting)
 
     def in_range(self, start, end):
         self.refresh()
@@ -166,11 +216,17 @@ class Daemon:
             self.fault(mm, b & ~(PAGE - 1))
         elif event == uffd.UFFD_EVENT_REMAP and mm.place(a, b, c):
             log.debug("pid %d: area %#x-%#x in place (from %#x)", mm.pid, b, b + c, a)
+        elif event == uffd.UFFD_EVENT_REMAP and not mm.may_hold(a, a + c):
+            pass
         elif event == uffd.UFFD_EVENT_REMAP:
+            if mm.spans is not None:
+                mm.spans.append((b, c))
             moved = {b + (addr - a): mm.pending.pop(addr) for addr in mm.in_range(a, a + c)}
             mm.pending.update(moved)
-            mm.stale = True
+            mm.stale = mm.by_table = True
             log.debug("pid %d: remap %#x -> %#x (%d bytes, %d pending pages)", mm.pid, a, b, c, len(moved))
+        elif event in (uffd.UFFD_EVENT_UNMAP, uffd.UFFD_EVENT_REMOVE) and not mm.may_hold(a, b):
+            pass
         elif event in (uffd.UFFD_EVENT_UNMAP, uffd.UFFD_EVENT_REMOVE):
             for addr in mm.in_range(a, b):
                 del mm.pending[addr]
@@ -181,6 +237,7 @@ class Daemon:
             mm.expand()
             child = MM(self._key(), mm.pid, a, {k: v for k, v in mm.pending.items() if not v[2]},
                        dict(mm.unplaced))
+            child.spans = None if mm.spans is None else list(mm.spans)
             log.info("pid %d forked: its child gets %d pending pages (mm %d)", mm.pid, len(child.pending),
                      child.key)
             self._add(child)
@@ -189,8 +246,8 @@ class Daemon:
     def fault(self, mm, addr):
         from crpy.kernel import uffd
 
-        mm.expand()
         key = mm.slot_page(addr) if mm.unplaced else None
+        mm.find_page(addr if key is None else key)
         if key in mm.pending:          # a touch before the restorer moved the area: one page
             self._copy(mm, key, 1, dst=addr)
             self.served += 1
@@ -215,6 +272,11 @@ class Daemon:
         need not be contiguous), into the first MM with pages pending; False when none is."""
         for mm in list(self.mms.values()):
             budget = PUSH_PAGES
+            if not mm.ready:
+                mm.expand(EXPAND_STEP)
+                return True
+            if mm.unplaced:            # the restorer is still moving areas: its events come first
+                continue
             mm.refresh()
             while budget > 0 and mm.fd in self.mms:
                 while mm.cursor < len(mm.order) and mm.order[mm.cursor] not in mm.pending:
@@ -330,7 +392,7 @@ def _loop(daemon, listener):
     poller = select.poll()
     poller.register(listener, select.POLLIN)
     watched = set()
-    delay = int(os.environ.get("CRPY_LAZY_PUSH_DELAY_MS", "0")) / 1000
+    delay_ms = int(os.environ.get("CRPY_LAZY_PUSH_DELAY_MS", "0"))   # events are read meanwhile
     pushing = True                     # until a push finds nothing to do: then wait for events
     while not daemon.finished():
         for fd in set(daemon.mms) - watched:
@@ -338,7 +400,7 @@ def _loop(daemon, listener):
         for fd in watched - set(daemon.mms):
             poller.unregister(fd)
         watched = set(daemon.mms)
-        ready = poller.poll(0 if pushing else 50)
+        ready = poller.poll((delay_ms or 0) if pushing else 50)
         pushing = pushing or bool(ready)
         for fd, _ in ready:
             if fd == listener.fileno():
@@ -348,6 +410,4 @@ def _loop(daemon, listener):
             elif fd in daemon.mms:
                 daemon.read_events(daemon.mms[fd])
         if not ready:
-            if delay:
-                time.sleep(delay)
             pushing = daemon.push()
