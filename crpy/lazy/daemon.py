@@ -161,6 +161,8 @@ class Daemon:
         from crpy.restore.lazy import read_message
 
         message, fd = read_message(conn)
+        if message is None:            # `restore --lazy-pages` checking that we listen
+            return
         self.connected += 1
         self.expected = message["tasks"]
         key = self._key()

@@ -30,6 +30,20 @@ def socket_path(images_dir):
     return os.path.join(images_dir, SOCKET_NAME)
 
 
+def check_daemon(images_dir):
+    """The daemon's socket path, if something listens there; else a refusal before any fork."""
+    path = socket_path(images_dir)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        s.connect(path)                # a probe: the daemon drops a connection that says nothing
+    except OSError as e:
+        raise RestoreError(f"--lazy-pages: cannot reach the lazy-pages daemon at {path}: "
+                           f"{os.strerror(e.errno)} (start `crpy lazy-pages -D DIR` first)") from None
+    finally:
+        s.close()
+    return path
+
+
 def mark_lazy(task, node):
     """Set area.lazy on the task's lazy areas (node: its tree node, whose children may take
     copy-on-write pages from this task's slots)."""
@@ -97,8 +111,10 @@ def _send(sock_path, message, fd):
 
 
 def read_message(conn):
-    """The daemon's side of _send: (message, fd or -1)."""
+    """The daemon's side of _send: (message, fd or -1); (None, -1) for check_daemon's probe."""
     head, fds, _, _ = socket.recv_fds(conn, 8, 1)
+    if not head and not fds:
+        return None, -1
     while len(head) < 8:
         more = conn.recv(8 - len(head))
         if not more:

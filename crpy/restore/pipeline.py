@@ -114,7 +114,7 @@ def _restore(opts, images_checked):
     if opts.lazy_pages:
         from crpy.restore import lazy
 
-        run.lazy_socket = lazy.socket_path(os.path.abspath(opts.images_dir))
+        run.lazy_socket = lazy.check_daemon(os.path.abspath(opts.images_dir))
     try:
         pid = fork.fork_node(root, run, close_in_child=(read_fd, go_write))
     except BaseException:

@@ -88,6 +88,7 @@ def lazy_mem(tmp_path):
 
 
 def test_daemon_killed_mid_way_kills_the_task_with_one_line(tmp_path, lazy_mem):
+    """(And before it: a restore --lazy-pages with no daemon listening is refused in one line.)"""
     import subprocess
 
     from tests.zdtm import lazy
@@ -102,6 +103,10 @@ def test_daemon_killed_mid_way_kills_the_task_with_one_line(tmp_path, lazy_mem):
         r = crpy("dump", "-t", pid, "-D", images, "-v4", "-o", "dump.log")
         assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
         wait_for(lambda: gone(pid), what="the dumped task gone")
+        r = crpy("restore", "-D", images, "-d", "--lazy-pages")           # no daemon yet: refused
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "cannot reach the lazy-pages daemon" in r.stderr and "crpy lazy-pages -D" in r.stderr, r.stderr
+        assert gone(pid)
         daemon = lazy.start_daemon(str(images), push_delay_ms=1000)    # most pages stay away
         r = crpy("restore", "-D", images, "-d", "--lazy-pages", "-v4", "-o", "restore.log", timeout=60)
         assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
@@ -131,3 +136,9 @@ def test_the_restorer_moving_an_area_into_place_makes_its_pages_pushable():
     mm.refresh()
     assert mm.order == pages and not mm.unplaced and mm.slot_page(0x102000) is None
     assert mm.pending[pages[1]] == ("pages-1.img", PAGE, False)
+
+
+def test_lazy_pages_from_a_page_server_is_refused_in_one_line(tmp_path):
+    r = crpy("lazy-pages", "-D", tmp_path, "--page-server", "--address", "127.0.0.1", "--port", "1")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "not implemented yet" in r.stderr, r.stderr
