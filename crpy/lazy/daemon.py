@@ -23,6 +23,7 @@ import select
 import socket
 import time
 
+from crpy.errors import CrpyError
 from crpy.lazy.source import SourceGone
 from crpy.log import log
 
@@ -30,8 +31,13 @@ PAGE = 4096
 FAULT_PAGES = 16
 PUSH_PAGES = 256
 MISS_SECONDS = 0.5
+WAIT_TASKS_S = 30                   # served every task that came, waiting for the rest: give up after
 EXPAND_STEP = 2048                  # pages of a task's message turned into table entries per idle step
 EEXIST, EAGAIN, ENOENT, EFAULT, ESRCH, EINVAL = 17, 11, 2, 14, 3, 22
+
+
+class LazyPagesError(CrpyError):
+    """The daemon cannot finish (tasks that never connected)."""
 
 
 class MM:
@@ -379,6 +385,9 @@ def run_lazy_pages(images_dir, log_file, verbosity, page_server):
         daemon.fail(str(e))
         daemon.guard.done()
         return 1
+    except LazyPagesError:
+        daemon.guard.done()
+        raise
     finally:
         listener.close()
         try:
@@ -396,7 +405,12 @@ def _loop(daemon, listener):
     watched = set()
     delay_ms = int(os.environ.get("CRPY_LAZY_PUSH_DELAY_MS", "0"))   # events are read meanwhile
     pushing = True                     # until a push finds nothing to do: then wait for events
+    last_connect = None
     while not daemon.finished():
+        if (daemon.connected and not daemon.mms and last_connect is not None
+                and time.monotonic() - last_connect > WAIT_TASKS_S):
+            raise LazyPagesError(f"{daemon.connected} of {daemon.expected} restored tasks connected and were "
+                                 f"served; the others never came in {WAIT_TASKS_S} s (did the restore fail?)")
         for fd in set(daemon.mms) - watched:
             poller.register(fd, select.POLLIN)
         for fd in watched - set(daemon.mms):
@@ -409,6 +423,7 @@ def _loop(daemon, listener):
                 conn, _ = listener.accept()
                 with conn:
                     daemon.accept(conn)
+                last_connect = time.monotonic()
             elif fd in daemon.mms:
                 daemon.read_events(daemon.mms[fd])
         if not ready:
