@@ -161,6 +161,7 @@ class Daemon:
         self.connected = 0
         self.next_key = 0
         self.served = self.pushed = 0
+        self.retry = []                # (mm, address) of faults to take again
 
     # ------------------------------------------------------------------ clients
     def accept(self, conn):
@@ -256,16 +257,18 @@ class Daemon:
 
         key = mm.slot_page(addr) if mm.unplaced else None
         mm.find_page(addr if key is None else key)
-        if key in mm.pending:          # a touch before the restorer moved the area: one page
-            self._copy(mm, key, 1, dst=addr)
-            self.served += 1
-            if key not in mm.pending:
-                return
-        elif addr in mm.pending:
-            self._copy(mm, addr, FAULT_PAGES)
-            self.served += 1
-            if addr not in mm.pending:
-                return
+        if key in mm.pending or addr in mm.pending:
+            if key in mm.pending:      # a touch before the restorer moved the area: one page
+                self._copy(mm, key, 1, dst=addr)
+            else:
+                self._copy(mm, addr, FAULT_PAGES)
+            if (addr if key is None else key) in mm.pending and mm.fd in self.mms:
+                # not copied (the mm was changing): never a zero page for a saved one; the
+                # thread waits on, and the fault is taken again once the events are read
+                self.retry.append((mm, addr))
+            else:
+                self.served += 1
+            return
         # not ours (never saved, or already in and raced): a zero page, or just wake the task
         err = uffd.zeropage(mm.fd, addr, PAGE)
         if err == -EEXIST:
@@ -274,6 +277,13 @@ class Daemon:
             self.read_events(mm)
             if mm.fd in self.mms:
                 self.fault(mm, addr)
+
+    def retry_faults(self):
+        retry, self.retry = self.retry, []
+        for mm, addr in retry:
+            if mm.fd in self.mms:
+                self.fault(mm, addr)
+        return bool(retry)
 
     def push(self):
         """One background batch of up to PUSH_PAGES pages (in runs: the saved pages of a VMA
@@ -426,5 +436,7 @@ def _loop(daemon, listener):
                 last_connect = time.monotonic()
             elif fd in daemon.mms:
                 daemon.read_events(daemon.mms[fd])
+        if daemon.retry_faults():
+            continue
         if not ready:
             pushing = daemon.push()
