@@ -37,10 +37,6 @@ class LocalPages:
             raise SourceGone(f"pages image {name} ends at {len(m)}, a page at offset {offset} is missing")
         return ctypes.addressof(ctypes.c_char.from_buffer(m, offset))
 
-    def close(self):
-        # the ctypes views keep the maps exported: let the process exit drop them
-        self._maps.clear()
-
 
 def open_source(images_dir, page_server):
     """The source for `crpy lazy-pages`: the images in images_dir, or (address, port) of a page

@@ -142,3 +142,19 @@ def test_lazy_pages_from_a_page_server_is_refused_in_one_line(tmp_path):
     r = crpy("lazy-pages", "-D", tmp_path, "--page-server", "--address", "127.0.0.1", "--port", "1")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "not implemented yet" in r.stderr, r.stderr
+
+
+def test_a_page_source_that_fails_kills_the_waiting_tasks():
+    """SourceGone (pages image unreadable, later a page server gone) in the daemon itself: every
+    task still waiting for pages is SIGKILLed and the daemon closes what it held."""
+    import subprocess
+
+    waiting = subprocess.Popen(["sleep", "60"])
+    try:
+        d, mm = _daemon([0x10000])
+        mm.pid = waiting.pid
+        d.fail("page server gone")
+        assert waiting.wait(10) == -signal.SIGKILL
+        assert not d.mms and d.guard.released == [1]
+    finally:
+        kill_quietly(waiting.pid)
