@@ -10,7 +10,8 @@ import struct
 import pytest
 
 from crpy.kernel import uffd
-from crpy.lazy.daemon import MM, PAGE, Daemon
+from crpy.lazy.daemon import Daemon
+from crpy.lazy.mm import MM, PAGE
 from tests.unit.crhelpers import ROOT, crpy, gone, kill_quietly, log_tail, read_text, wait_for
 
 
