@@ -18,7 +18,8 @@ import time
 from bench import common
 
 # Further benchmarks, each a module of bench/ with run(reps) -> printed lines.
-EXTRA_BENCHES = ["tree", "threads", "files", "epoll", "digests", "startup", "predump", "compress", "migrate"]
+EXTRA_BENCHES = ["tree", "threads", "files", "epoll", "digests", "startup", "predump", "compress", "migrate",
+                 "lazy"]
 
 
 def heap_ranges(pid, min_len):

@@ -1,5 +1,5 @@
-"""The crpy command line: dump, pre-dump, restore, check, cpuinfo, check-images, show, and the
-migration commands page-server, receive and migrate (crpy.migrate.cli).
+"""The crpy command line: dump, pre-dump, restore, lazy-pages, check, cpuinfo, check-images, show,
+and the migration commands page-server, receive and migrate (crpy.migrate.cli).
 
 Options are spelled as criu spells them, so scripts written for criu run unchanged.  An option of
 criu's that crpy does not implement yet is refused by name, never silently ignored.  Every crpy
@@ -17,7 +17,7 @@ _NOT_YET = {
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
     "restore": ["--ext-unix-sk",
                 "--manage-cgroups", "--root", "--inherit-fd", "--external", "--auto-dedup",
-                "--lazy-pages", "--restore-sibling", "--leave-stopped", "--stream",
+                "--restore-sibling", "--leave-stopped", "--stream",
                 "--page-server", "--address", "--port"],
 }
 
@@ -85,6 +85,9 @@ def _parser():
     r.add_argument("--link-remap", action="store_true", help="accepted: link-remapped files are always restored")
     r.add_argument("--ghost-limit", type=_size, metavar="SIZE", help="accepted: a limit of the dump only")
     _network_lock_arg(r)
+    r.add_argument("--lazy-pages", action="store_true",
+                   help="private anonymous memory comes on first touch from `crpy lazy-pages -D DIR`")
+    _lazy_pages_parser(sub)
 
     sub.add_parser("check", help="check that this kernel has what crpy needs")
     _migration_parsers(sub)
@@ -131,6 +134,13 @@ def _migration_parsers(sub):
     from crpy.migrate.cli import add_parsers
 
     add_parsers(sub)
+def _lazy_pages_parser(sub):
+    z = sub.add_parser("lazy-pages", help="serve the pages of a `restore --lazy-pages` (post-copy)")
+    z.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    z.add_argument("-o", "--log-file", metavar="FILE")
+    z.add_argument("--page-server", action="store_true", help="fetch the pages from a `crpy page-server`")
+    z.add_argument("--address", metavar="A")
+    z.add_argument("--port", type=int, metavar="N")
 
 
 def _size(text):
@@ -210,13 +220,19 @@ def _run(args, verbosity):
         opts = RestoreOptions(images_dir=args.images_dir, detach=args.restore_detached,
                               pidfile=args.pidfile, shell_job=args.shell_job, log_file=args.log_file,
                               verbosity=verbosity, skip_integrity=args.skip_integrity,
-                              network_lock=args.network_lock, tcp_close=args.tcp_close)
+                              network_lock=args.network_lock, tcp_close=args.tcp_close,
+                              lazy_pages=args.lazy_pages)
         result = run_restore(opts)
         return 0 if args.restore_detached else result
     if args.command in ("page-server", "receive", "migrate"):
         from crpy.migrate.cli import run_command
 
         return run_command(args, verbosity)
+    if args.command == "lazy-pages":
+        from crpy.lazy.daemon import run_lazy_pages
+
+        return run_lazy_pages(args.images_dir, args.log_file, verbosity,
+                              (args.address, args.port) if args.page_server else None)
     if args.command == "check":
         from crpy.check import run_check
 

@@ -44,3 +44,4 @@ class RestoreOptions:
     skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)
     network_lock: str | None = None   # criu --network-lock: how the dump locked it (lifted once the tree runs)
     tcp_close: bool = False           # criu --tcp-close: established TCP connections come back closed
+    lazy_pages: bool = False          # criu --lazy-pages: private anonymous memory from `crpy lazy-pages`

@@ -72,6 +72,11 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
         entry = blob.install_blob(plan.blob)
     if hooks:
         hooks.take_parent_pages(task)
+    lazy_socket = hooks.lazy_socket if hooks else None
+    if lazy_socket:
+        from crpy.restore import lazy
+
+        lazy.mark_lazy(task, hooks.node)
     t1 = time.perf_counter()
     nbytes = premap.premap_all(plan.slots)
     premap.close_pages()
@@ -99,6 +104,9 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
         task_state.apply(task.state)
         _chroot(task)
     log.info("child ready to jump into the restorer after %.3f s", time.perf_counter() - t0)
+    if lazy_socket:
+        with _step("lazy pages"):
+            lazy.hand_over(task, plan.slots, lazy_socket, hooks.nr_tasks)
     faults.point("restore-before-ready", task.pid)
     if hooks:
         hooks.before_jump()

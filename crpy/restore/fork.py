@@ -200,6 +200,16 @@ class Hooks:
     def before_jump(self):
         _ready_and_wait(self.node, self.run)
 
+    @property
+    def lazy_socket(self):
+        """--lazy-pages: the daemon's socket (crpy.restore.lazy), else None."""
+        return getattr(self.run, "lazy_socket", None)
+
+    @property
+    def nr_tasks(self):
+        """Tasks of the tree that run (zombies aside): each connects to the lazy-pages daemon."""
+        return sum(1 for n in self.run.nodes.values() if n.task)
+
 
 def _files_before_children(node, run):
     """The files' hook: objects a task shares with its children (pipes...) made here, once,

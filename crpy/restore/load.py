@@ -54,6 +54,7 @@ class Area:
     fdflags: int = None  # file kinds: open flags of the mapped file (vma_entry.fdflags), if recorded
     shmem_size: int = 0  # anon_shared: size of the whole object (0: what the mappings cover)
     object_runs: list = field(default_factory=list)  # anon_shared: [(object offset, length, path, offset)]
+    lazy: bool = False   # --lazy-pages: its pages come from the lazy-pages daemon (crpy.restore.lazy)
 
     @property
     def page_align(self):

@@ -147,6 +147,10 @@ def _restore(opts, images_checked):
     read_fd, write_fd = _report_pipe(keep_above)
     go_read, go_write = _go_pipe(keep_above)
     run = fork.TreeRun(write_fd, go_read, keep_above, nodes)
+    if opts.lazy_pages:
+        from crpy.restore import lazy
+
+        run.lazy_socket = lazy.check_daemon(os.path.abspath(opts.images_dir))
     try:
         pid = fork.fork_node(root, run, close_in_child=(read_fd, go_write))
     except BaseException:

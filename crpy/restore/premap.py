@@ -258,6 +258,8 @@ def _batches(slots):
     """(pages path, file offset, [(address, length)]) batches in file order."""
     pieces = []
     for slot in slots:
+        if slot.area.lazy:           # the lazy-pages daemon serves them (crpy.restore.lazy)
+            continue
         for rel, length, path, off in slot.area.runs:
             for pos in range(0, length, CHUNK):
                 pieces.append((path, off + pos, slot.addr + rel + pos, min(CHUNK, length - pos)))

@@ -3,6 +3,8 @@
     dump, restore : extra arguments for `crpy dump` / `crpy restore` (e.g. --file-locks)
     dump_fails    : the dump must fail with one line on stderr and leave the task running, untouched
                     (it then still passes its own check); no restore follows
+    lazy          : restore with --lazy-pages (tests/zdtm/lazy.py); lazy_push_delay_ms slows the
+                    daemon's background push so the test's own reads fault the pages in
     needs         : CPU features the test cannot run without, as /proc/cpuinfo flags (e.g. pku and
                     ospke: protection keys, in the CPU and enabled by the kernel).  On a CPU that
                     lacks one the test does not run at all: it is reported as SKIP with the missing
@@ -55,6 +57,7 @@ DESC = {
     "tcp_half_closed": {"dump": ["--tcp-established"]},
     "tcp_backlog": {"dump_fails": True},
     "tcp_syn_sent": {"dump_fails": True, "dump": ["--tcp-established"]},
+    "lazy_mem": {"lazy": True, "lazy_push_delay_ms": 10},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a
 # test skipped on any CPU.

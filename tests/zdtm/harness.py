@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from tests.zdtm import build, desc, procstate
+from tests.zdtm import lazy as lazy_restore
 from tests.zdtm.procs import (HarnessError, children_of, describe_status, kill_and_reap, kill_leftovers,
                               proc_state, reap, reap_strays)
 
@@ -100,6 +101,7 @@ class ZdtmTest:
         self.tree = []   # every pid of a test that forks (from OUTFILE.pids), the root included
         self.opts = desc.options(name)
         self.details = []
+        self.lazy_daemon = None   # `crpy lazy-pages` of the last restore, while it serves
 
     def start(self):
         exe = build.build([self.name])[0]
@@ -185,14 +187,19 @@ def check_tree_back(tree):
         raise HarnessError(f"{len(missing)} of the tree's {len(tree)} pids not back after the restore: {missing}")
 
 
-def check_vmas_back(before):
+def check_vmas_back(before, ignore_flag=None):
     """Every VMA of every task of the tree as before the dump: range, protection, offset, path,
     VmFlags (madvise state, mlock, hugetlb ...) and page size.  (A task restored stopped stands
-    in the restorer until SIGCONT: it is not compared.)"""
+    in the restorer until SIGCONT: it is not compared.)  ignore_flag: a VmFlag the restored side
+    may carry (lazy restore: "um" while the daemon serves)."""
     for pid, vmas in before.items():
         if proc_state(pid) in ("T", "t"):
             continue
-        diffs = procstate.vma_differences(vmas, procstate.vmas(pid))
+        after = procstate.vmas(pid)
+        if ignore_flag:
+            after = [(line, " ".join(f for f in flags.split() if f != ignore_flag), size)
+                     for line, flags, size in after]
+        diffs = procstate.vma_differences(vmas, after)
         if diffs:
             raise HarnessError(f"pid {pid}: " + "; ".join(diffs))
 
@@ -313,9 +320,10 @@ def pre_dumps(pid, images_dir, rounds, mode=None, extra=()):
 
 
 def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, leave_running=False, pre=0,
-            pre_mode=None, compress=False, migrate=None):
+            pre_mode=None, compress=False, migrate=None, lazy=False):
     """Run one test with `iters` dump/restore cycles (compress: every dump and pre-dump with
-    --compress; migrate: crpy migrate with that many rounds instead); returns a Result.  Whatever happens (also
+    --compress; migrate: crpy migrate with that many rounds instead; lazy: every restore with
+    --lazy-pages); returns a Result.  Whatever happens (also
     Ctrl-C or SIGTERM of the harness), the test and anything crpy left are killed and the
     directories removed (unless keep_images)."""
     started = time.monotonic()
@@ -325,15 +333,18 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
     images = []
     try:
         try:
-            _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running, pre=pre,
-                        pre_mode=pre_mode, compress=compress, migrate=migrate)
+            daemon = _run_cycles(test, images, 0 if no_cr else iters, keep_images, leave_running, pre=pre,
+                                 pre_mode=pre_mode, compress=compress, migrate=migrate, lazy=lazy)
             result.passed, result.reason = test.stop()
+            if daemon:
+                lazy_restore.wait_daemon(daemon, images[-1])
         except TestSkipped as e:
             result.skipped, result.reason = True, str(e)
         except HarnessError as e:
             result.reason = str(e)
         finally:
             test.kill()
+            lazy_restore.stop_daemon(test.lazy_daemon)
             left = kill_leftovers()
         if left and result.passed:
             result.passed, result.reason = False, f"processes left behind (killed now): {left}"
@@ -350,12 +361,17 @@ def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, le
 
 
 def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode=None, compress=False,
-                migrate=None):
+                migrate=None, lazy=False):
     """Start the test and put it through `iters` dump/restore cycles (0: just let it run), each
-    dump after `pre` pre-dump rounds (and then of only what changed since the last)."""
+    dump after `pre` pre-dump rounds (and then of only what changed since the last).  lazy (or
+    desc "lazy"): each restore with --lazy-pages; returns its daemon, still serving, or None."""
     test.start()
     opts = test.opts
+    lazy = lazy or bool(opts.get("lazy"))
     for i in range(iters):
+        if test.lazy_daemon:               # every page of the last restore in before the next dump
+            lazy_restore.wait_daemon(test.lazy_daemon, images[-1])
+            test.lazy_daemon = None
         images.append(tempfile.mkdtemp(prefix=f"zdtm-{test.name}-img{i + 1}-", dir=images_root()))
         step = "dump"
         try:
@@ -384,22 +400,27 @@ def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode
             if test.tree:
                 check_tree_gone(test.tree)
             step = "restore"
-            restore(images[-1], test.pid, extra=opts.get("restore", []))
+            extra = opts.get("restore", [])
+            if lazy:
+                test.lazy_daemon = lazy_restore.start_daemon(images[-1], opts.get("lazy_push_delay_ms", 0))
+                extra = extra + ["--lazy-pages"]
+            restore(images[-1], test.pid, extra=extra)
             if test.tree:
                 check_tree_back(test.tree)
-            check_vmas_back(vmas)
+            check_vmas_back(vmas, lazy_restore.UFFD_FLAG if lazy else None)
         except HarnessError as e:
             raise HarnessError(f"iteration {i + 1}: {step}: {e}") from e
         if not keep_images and i > 0:
             shutil.rmtree(images[-2], ignore_errors=True)
     if not iters:
         time.sleep(RUN_AFTER_RESTORE)   # as a restored test would run before its SIGTERM
+    return test.lazy_daemon
 
 
 def _failure_details(test, images):
     details = []
     if images:
-        for log in ("dump.log", "restore.log"):
+        for log in ("dump.log", "restore.log", "lazy-pages.log"):
             path = os.path.join(images[-1], log)
             if os.path.exists(path):
                 details.append(f"--- tail of {log} (iteration {len(images)}) ---\n{tail(path)}")

@@ -1,7 +1,7 @@
 """Run zdtm tests through crpy dump/restore.
 
     python3 -m tests.zdtm.run NAME [NAME...] [--iters N[,N...]] [--all] [--no-cr] [--keep-images]
-                              [--break] [--leave-running] [--pre N] [--compress] [--migrate N]
+                              [--break] [--leave-running] [--pre N] [--compress] [--migrate N] [--lazy]
 
 --all runs every test; without --iters it runs each with 1 and with 3 dump/restore iterations
 (named tests default to 1).  --no-cr starts and stops the tests without dumping them (to check the
@@ -14,6 +14,7 @@ since the last round (--prev-images-dir --track-mem): restore reads them through
 --compress dumps (and pre-dumps) with --compress: restore reads the compressed page images.
 --migrate N replaces dump and restore by `crpy migrate` with N pre-copy rounds to `crpy receive`
 running in a network namespace made for the run (veth link, removed after); 1 iteration only.
+--lazy restores with --lazy-pages: the harness starts `crpy lazy-pages` first (tests/zdtm/lazy.py).
 ZDTM_CRPY="cmd ..." in the environment replaces `python3 -m crpy` as the C/R tool.
 Tests listed in tests/zdtm/known_gaps.py run too; their failure is reported as KNOWN-GAP with the
 reason and does not fail the run, but their passing (FIXED) does, so the list stays honest.
@@ -59,6 +60,8 @@ def parse_args(argv):
     p.add_argument("--migrate", type=int, metavar="N",
                    help="instead of dump/restore: crpy migrate with N pre-copy rounds to crpy receive in a "
                         "network namespace made for the run (1 iteration)")
+    p.add_argument("--lazy", action="store_true",
+                   help="restore with --lazy-pages, a `crpy lazy-pages` daemon serving the memory")
     p.add_argument("--list", action="store_true", help="list the tests and exit")
     args = p.parse_args(argv)
     if not args.list and not args.all and not args.names:
@@ -137,7 +140,7 @@ def main(argv=None):
                 result = harness.run_one(name, n, no_cr=args.no_cr, keep_images=args.keep_images,
                                          break_state=args.break_state, leave_running=args.leave_running,
                                          pre=args.pre, pre_mode=args.pre_mode, compress=args.compress,
-                                         migrate=args.migrate)
+                                         migrate=args.migrate, lazy=args.lazy)
                 if result.skipped:     # the machine lacks what it needs: once, with the reason
                     print(f"{'SKIP':9} {name}: {result.reason}", flush=True)
                     skipped += 1

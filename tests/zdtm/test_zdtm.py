@@ -147,3 +147,17 @@ def test_mem256_catches_outside_corruption(tmp_path):
         test.kill()
     assert not passed, test.outfile_text()
     assert "MiB 100 differs" in test.outfile_text(), test.outfile_text()
+
+
+# Tests run with `run --lazy` (restore --lazy-pages, a crpy lazy-pages daemon serving the memory):
+# big memory, many VMA kinds, a tree, threads, a fork after the restore, guard regions.
+LAZY_TESTS = ["mem256", "maps", "tree5", "forkafter", "threads_futex", "stack", "vmflags", "guard",
+              "brk", "dirtymem"]
+
+
+@pytest.mark.parametrize("name", [_case(n) for n in LAZY_TESTS])
+def test_lazy_restore(name):
+    rc, out = run_harness(name, "--iters", "3", "--lazy")
+    skip_if_skipped(out, name)
+    assert verdict_word(out, name) in ("PASS", "FIXED"), out
+    assert rc == 0 or known_gap(name), out
