@@ -59,13 +59,19 @@ def _ready(ready_file):
 def crpy_seconds(label, *args):
     """Run `python3 -m crpy ARGS` from the project root; the seconds it took.  A failure ends the
     benchmark with one line naming `label` (the benchmark) and crpy's own error."""
-    return crpy_run(label, *args)[0]
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "crpy", *args], cwd=ROOT, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"{label}: crpy {' '.join(args)} failed: {r.stderr.strip()}")
+    return dt
 
 
 def crpy_run(label, *args):
     """crpy_seconds, and crpy's own peak RSS in MiB: GNU time's %M (ru_maxrss) of the crpy process,
     started from time's small process (a fork of this benchmark would hand its own peak RSS on
-    through exec); a restored task is not waited for by crpy, so its memory is not counted."""
+    through exec; time costs a millisecond more); a restored task is not waited for by crpy, so
+    its memory is not counted."""
     import tempfile
 
     with tempfile.NamedTemporaryFile("r", prefix="crpy-bench-rss-") as rss:
@@ -83,10 +89,11 @@ def dump_then_restore(label, proc, images, pids=None, extra=(), peaks=None):
     its tasks (pids, default proc alone) are gone, `crpy restore -d` of it under the same pids.
     extra: options given to both (--skip-integrity: no digests written, none checked).
     peaks: a list to which (dump, restore) peak RSS in MiB of crpy itself is appended."""
-    dump, dump_rss = crpy_run(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
+    run = crpy_run if peaks is not None else lambda *a: (crpy_seconds(*a), None)
+    dump, dump_rss = run(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
     proc.wait()
     wait_gone(pids or [proc.pid])
-    restore, restore_rss = crpy_run(label, "restore", "-d", "-D", images, *extra)
+    restore, restore_rss = run(label, "restore", "-d", "-D", images, *extra)
     if peaks is not None:
         peaks.append((dump_rss, restore_rss))
     return dump, restore
