@@ -7,7 +7,8 @@ alternating runs.  The cost of the image digests (crpy-digests): each round dump
 two targets back to back, one with digests and one with --skip-integrity (in alternating order),
 and the median of the per-round ratios is printed.  crpy's own peak RSS (GNU time's %M) is
 printed for those runs and for one round with a 4 GiB task (--rss-mib; target: under 64 MiB).
-Run as root from the project root: python3 -m bench.run [--reps N] [--mib N] [--rss-mib N] [--only-memory]
+Run as root from the project root:
+    python3 -m bench.run [--reps N] [--mib N] [--rss-mib N] [--only-memory]
 """
 
 import argparse
@@ -109,7 +110,8 @@ def main():
     for mib, got in ((args.mib, peaks), (args.rss_mib, big_peaks)):
         if got:
             print(f"crpy peak RSS, {mib} MiB task: dump {max(p[0] for p in got):.0f} MiB, restore "
-                  f"{max(p[1] for p in got):.0f} MiB (largest of {len(got)}, digests or not; target < 64 MiB)")
+                  f"{max(p[1] for p in got):.0f} MiB (largest of {len(got)}, digests or not; "
+                  f"target < 64 MiB)")
     for name in EXTRA_BENCHES if not args.only_memory else ():
         module = importlib.import_module(f"bench.{name}")
         for line in module.run(args.reps):

@@ -301,9 +301,9 @@ def _fill_batches(batches):
     for path, offset, iovs, populate in batches:
         fd = _pages_fd(path)
         want = sum(n for _, n in iovs)
-        if populate:                 # one call allocates what preadv would fault in page by page
-            for addr, n in iovs:
-                lib.crpy_syscall6(NR.madvise, addr, n, MADV_POPULATE_WRITE, 0, 0, 0)  # a hint: errors only cost time
+        if populate:   # one call allocates what preadv would fault in page by page; a failure
+            for addr, n in iovs:                                     # only costs time
+                lib.crpy_syscall6(NR.madvise, addr, n, MADV_POPULATE_WRITE, 0, 0, 0)
         got = os.preadv(fd, [(ctypes.c_char * n).from_address(a) for a, n in iovs], offset)
         if got < want:
             _finish_short(fd, path, offset, iovs, got)
