@@ -17,6 +17,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
+GNU_TIME = "/usr/bin/time"          # GNU time (make deps installs it): peak RSS of one command
 
 
 def build_c(workdir, name, source, *flags):
@@ -66,14 +67,35 @@ def crpy_seconds(label, *args):
     return dt
 
 
-def dump_then_restore(label, proc, images, pids=None, extra=()):
+def crpy_run(label, *args):
+    """crpy_seconds, and crpy's own peak RSS in MiB: GNU time's %M (ru_maxrss) of the crpy process,
+    started from time's small process (a fork of this benchmark would hand its own peak RSS on
+    through exec; time costs a millisecond more); a restored task is not waited for by crpy, so
+    its memory is not counted."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", prefix="crpy-bench-rss-") as rss:
+        t0 = time.perf_counter()
+        r = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name, sys.executable, "-m", "crpy", *args],
+                           cwd=ROOT, capture_output=True, text=True)
+        dt = time.perf_counter() - t0
+        if r.returncode:
+            raise SystemExit(f"{label}: crpy {' '.join(args)} failed: {r.stderr.strip()}")
+        return dt, int(rss.read().split()[-1]) / 1024
+
+
+def dump_then_restore(label, proc, images, pids=None, extra=(), peaks=None):
     """(dump seconds, restore seconds): `crpy dump` of proc's tree into images, then, once all
     its tasks (pids, default proc alone) are gone, `crpy restore -d` of it under the same pids.
-    extra: options given to both (--skip-integrity: no digests written, none checked)."""
-    dump = crpy_seconds(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
+    extra: options given to both (--skip-integrity: no digests written, none checked).
+    peaks: a list to which (dump, restore) peak RSS in MiB of crpy itself is appended."""
+    run = crpy_run if peaks is not None else lambda *a: (crpy_seconds(*a), None)
+    dump, dump_rss = run(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
     proc.wait()
     wait_gone(pids or [proc.pid])
-    restore = crpy_seconds(label, "restore", "-d", "-D", images, *extra)
+    restore, restore_rss = run(label, "restore", "-d", "-D", images, *extra)
+    if peaks is not None:
+        peaks.append((dump_rss, restore_rss))
     return dump, restore
 
 

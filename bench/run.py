@@ -5,7 +5,10 @@ process_vm_readv of the same memory into a reused 64 MiB buffer (the cheapest wa
 Timings on these VMs swing 2-5x, so every figure is the median (and minimum) of several
 alternating runs.  The cost of the image digests (crpy-digests): each round dumps and restores
 two targets back to back, one with digests and one with --skip-integrity (in alternating order),
-and the median of the per-round ratios is printed.  Run as root from the project root: python3 -m bench.run [--reps N] [--mib N]
+and the median of the per-round ratios is printed.  crpy's own peak RSS (GNU time's %M) is
+printed for those runs and for one round with a 4 GiB task (--rss-mib; target: under 64 MiB).
+Run as root from the project root:
+    python3 -m bench.run [--reps N] [--mib N] [--rss-mib N] [--only-memory]
 """
 
 import argparse
@@ -55,8 +58,9 @@ def baseline_pvr(pid, mib):
     return dt
 
 
-def one_round(exe, mib, workdir, n):
-    """(baseline, (dump, restore) with digests, (dump, restore) without): one back-to-back pair."""
+def one_round(exe, mib, workdir, n, peaks=None):
+    """(baseline, (dump, restore) with digests, (dump, restore) without): one back-to-back pair.
+    peaks: a list to which crpy's (dump, restore) peak RSS in MiB are appended."""
     times, base = {}, None
     for digests in ((True, False) if n % 2 == 0 else (False, True)):
         pidfile = os.path.join(workdir, "hold.pid")
@@ -66,7 +70,7 @@ def one_round(exe, mib, workdir, n):
             if base is None:
                 base = baseline_pvr(proc.pid, mib)
             extra = () if digests else ("--skip-integrity",)
-            times[digests] = common.dump_then_restore("bench", proc, imgs, extra=extra)
+            times[digests] = common.dump_then_restore("bench", proc, imgs, extra=extra, peaks=peaks)
     return base, times[True], times[False]
 
 
@@ -80,11 +84,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--rss-mib", type=int, default=4096,
+                    help="size of the task whose dump and restore measure crpy's peak RSS (0: skip)")
+    ap.add_argument("--only-memory", action="store_true", help="skip the further benchmarks")
     args = ap.parse_args()
+    peaks, big_peaks = [], []
     with common.child_subreaper(), common.work_dir("crpy-bench-") as workdir:
         with open(os.path.join(common.ROOT, "bench", "hold.c")) as f:
             exe = common.build_c(workdir, "hold", f.read(), "-O2")
-        rows = [one_round(exe, args.mib, workdir, n) for n in range(args.reps)]
+        rows = [one_round(exe, args.mib, workdir, n, peaks) for n in range(args.reps)]
+        if args.rss_mib:
+            one_round(exe, args.rss_mib, workdir, 0, big_peaks)
     gib = args.mib / 1024
     print(f"crpy bench: {args.mib} MiB of touched random data, images on /dev/shm, {args.reps} rounds")
     base = report("baseline process_vm_readv", [r[0] for r in rows], gib)
@@ -98,7 +108,12 @@ def main():
         ratios = sorted(r[1][i] / r[2][i] for r in rows)
         print(f"digests cost: {what} with/without, median of {len(rows)} pairs {statistics.median(ratios):.3f}x "
               f"(pairs {' '.join(f'{x:.3f}' for x in ratios)})")
-    for name in EXTRA_BENCHES:
+    for mib, got in ((args.mib, peaks), (args.rss_mib, big_peaks)):
+        if got:
+            print(f"crpy peak RSS, {mib} MiB task: dump {max(p[0] for p in got):.0f} MiB, restore "
+                  f"{max(p[1] for p in got):.0f} MiB (largest of {len(got)}, digests or not; "
+                  f"target < 64 MiB)")
+    for name in EXTRA_BENCHES if not args.only_memory else ():
         module = importlib.import_module(f"bench.{name}")
         for line in module.run(args.reps):
             print(line)

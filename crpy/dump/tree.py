@@ -177,9 +177,28 @@ def kill_tree(tasks):
             pass
         t.killed = True
     for t in live:
+        _release_memory(t.pid)
+    for t in live:
         reap_threads(t.threads)
         _collect_exit(t.pid)
     log.info("Tree of %d tasks killed", len(tasks))
+
+
+def _release_memory(pid):
+    """Free the memory of a killed task from here (process_mrelease), beside its own exit on the
+    other CPU: a 1 GiB task takes about 0.1 s to exit, and the dump waits for that exit.
+    Best effort: an error (task gone already, mm shared with a live task) only costs time."""
+    from crpy.kernel._sys import lib
+    from crpy.kernel.syscalls import NR
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        lib.crpy_syscall6(NR.process_mrelease, pidfd, 0, 0, 0, 0, 0)   # Linux 5.15
+    finally:
+        os.close(pidfd)
 
 
 def _collect_exit(pid):

@@ -32,7 +32,7 @@ from crpy.images import framing, magic
 
 FILE_NAME = magic.kind("digests").pattern
 CHUNK_SIZE = 1 << 20
-_WINDOW = 64 << 20                 # bytes mapped at a time: bounded page tables, same speed
+_WINDOW = 4 << 20                  # bytes mapped at a time: mapped page cache counts in crpy's RSS
 # only images this big are worth a background thread while the dump goes on
 _BACKGROUND_MIN = 4 << 20
 _CHECK_THREADS = 2                 # the restore's check hashes a big image in this many parts

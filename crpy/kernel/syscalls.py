@@ -18,6 +18,7 @@ class NR:
     process_vm_readv, process_vm_writev, kcmp = 310, 311, 312
     userfaultfd, membarrier, rseq = 323, 324, 334
     pidfd_send_signal, pidfd_open, clone3, pidfd_getfd = 424, 434, 435, 438
+    process_mrelease = 448
 
 
 def _lib():

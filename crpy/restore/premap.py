@@ -2,8 +2,9 @@
 
 Each slot gets a mapping of the VMA's final kind (anonymous private or shared, growsdown for a
 stack, private or shared of the right file at the right offset), its saved pages are read in
-with preadv straight from pages-N.img (big chunks, no copy through Python objects), then it gets
-its final protection and madvise flags.  The blob then only has to mremap each slot into place;
+with preadv straight from pages-N.img (big chunks, no copy through Python objects; anonymous
+memory allocated first by MADV_POPULATE_WRITE, a big fill in two threads), then it gets its
+final protection and madvise flags.  The blob then only has to mremap each slot into place;
 VMA flags, file and offset travel with the mapping.  This is the hot path of a restore.
 """
 
@@ -238,44 +239,101 @@ def close_pages():
         os.close(_pages_fds.popitem()[1])
 
 
+MADV_POPULATE_WRITE = 23            # Linux 5.14: allocate the pages of a range in one call
+FILL_THREADS = 2                    # the machines have 2 cores; page faults of one mm scale
+_PARALLEL_MIN = 64 << 20            # below this, a second thread costs more than it saves
+
+
 def fill(slots):
     """Read every run into place.  Runs that follow each other in a pages image are read by one
     preadv with one iovec per run (up to CHUNK bytes and IOV_MAX iovecs), so a fragmented
-    address space costs few syscalls."""
-    total = 0
-    for path, offset, iovs in _batches(slots):
-        fd = _pages_fd(path)
-        want = sum(n for _, n in iovs)
-        got = os.preadv(fd, [(ctypes.c_char * n).from_address(a) for a, n in iovs], offset)
-        if got < want:
-            _finish_short(fd, path, offset, iovs, got)
-        total += want
+    address space costs few syscalls.  Big fills are cut in FILL_THREADS parts read at once
+    (preadv releases the GIL; the time goes into page faults and copies, which run in
+    parallel)."""
+    batches = list(_batches(slots))
+    for path in {b[0] for b in batches}:          # opened here: the threads only read the dict
+        _pages_fd(path)
+    total = sum(n for _, _, iovs, _ in batches for _, n in iovs)
+    parts = FILL_THREADS if total >= _PARALLEL_MIN and (os.cpu_count() or 1) > 1 else 1
+    if parts == 1:
+        _fill_batches(batches)
+    else:
+        _fill_parallel(_split(batches, total, parts))
     log.debug("read %d bytes of pages", total)
     return total
 
 
+def _split(batches, total, parts):
+    """batches cut into `parts` lists of about equal byte counts (whole batches)."""
+    out, part, done = [[] for _ in range(parts)], 0, 0
+    for batch in batches:
+        out[part].append(batch)
+        done += sum(n for _, n in batch[2])
+        if done >= total * (part + 1) // parts and part < parts - 1:
+            part += 1
+    return out
+
+
+def _fill_parallel(parts):
+    import threading
+
+    errors = []
+
+    def run(batches):
+        try:
+            _fill_batches(batches)
+        except BaseException as e:  # noqa: BLE001 - raised below, in the task's thread
+            errors.append(e)
+
+    helpers = [threading.Thread(target=run, args=(b,), name="crpy-fill") for b in parts[1:]]
+    for t in helpers:
+        t.start()
+    run(parts[0])
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _fill_batches(batches):
+    from crpy.kernel._sys import lib
+
+    for path, offset, iovs, populate in batches:
+        fd = _pages_fd(path)
+        want = sum(n for _, n in iovs)
+        if populate:   # one call allocates what preadv would fault in page by page; a failure
+            for addr, n in iovs:                                     # only costs time
+                lib.crpy_syscall6(NR.madvise, addr, n, MADV_POPULATE_WRITE, 0, 0, 0)
+        got = os.preadv(fd, [(ctypes.c_char * n).from_address(a) for a, n in iovs], offset)
+        if got < want:
+            _finish_short(fd, path, offset, iovs, got)
+
+
 def _batches(slots):
-    """(pages path, file offset, [(address, length)]) batches in file order."""
+    """(pages path, file offset, [(address, length)], populate first) batches in file order.
+    populate: anonymous memory, every byte of which the read overwrites (a private file mapping
+    would first read its file only to have it overwritten)."""
     pieces = []
     for slot in slots:
         if slot.area.lazy:           # the lazy-pages daemon serves them (crpy.restore.lazy)
             continue
+        populate = slot.area.kind in ("anon", "anon_shared")
         for rel, length, path, off in slot.area.runs:
             for pos in range(0, length, CHUNK):
-                pieces.append((path, off + pos, slot.addr + rel + pos, min(CHUNK, length - pos)))
+                pieces.append((path, off + pos, slot.addr + rel + pos, min(CHUNK, length - pos), populate))
     pieces.sort(key=lambda p: (p[0], p[1]))
     batch = None
-    for path, off, addr, n in pieces:
+    for path, off, addr, n, populate in pieces:
         if (batch and batch[0] == path and batch[1] + batch[3] == off and len(batch[2]) < IOV_MAX
-                and batch[3] + n <= CHUNK):
+                and batch[3] + n <= CHUNK and batch[4] == populate):
             batch[2].append((addr, n))
             batch[3] += n
             continue
         if batch:
-            yield batch[0], batch[1], batch[2]
-        batch = [path, off, [(addr, n)], n]
+            yield batch[0], batch[1], batch[2], batch[4]
+        batch = [path, off, [(addr, n)], n, populate]
     if batch:
-        yield batch[0], batch[1], batch[2]
+        yield batch[0], batch[1], batch[2], batch[4]
 
 
 def _finish_short(fd, path, offset, iovs, got):
