@@ -15,7 +15,7 @@ PAGE = 4096
 
 
 def _slot(addr, kind, runs):
-    return types.SimpleNamespace(addr=addr, area=types.SimpleNamespace(kind=kind, runs=runs))
+    return types.SimpleNamespace(addr=addr, area=types.SimpleNamespace(kind=kind, runs=runs, lazy=False))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
