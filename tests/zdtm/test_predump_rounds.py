@@ -1,14 +1,18 @@
 """zdtm tests through pre-dump chains: `python3 -m tests.zdtm.run NAME --pre N` runs N crpy
 pre-dump rounds while the test runs, then a dump of only what changed since the last round
 (--prev-images-dir --track-mem), and restores through the chain; the test checks its state.
-Tests whose memory changes between rounds, grows, moves or spans threads and trees."""
+Tests whose memory changes between rounds, grows, moves or spans threads and trees, or that hold
+fds a pre-dump leaves to the final dump."""
 
 import pytest
 
 from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_word
 
 PRE_DUMP_TESTS = ["dirtymem", "precopy_writer", "mem256", "maps", "brk", "stack", "guard", "filemap_private", "shmem",
-                  "threads_fpu", "tree50"]
+                  "threads_fpu", "tree50",
+                  "tree5",         # fds of every kind a pre-dump must not refuse (a lock, a socket pair, ghosts)
+                  "creds",         # a task without CAP_SYS_PTRACE: its userfaultfd is UFFD_USER_MODE_ONLY
+                  "filemap_zap"]   # zapped pages of a tracked private file mapping
 
 
 @pytest.mark.parametrize("rounds", [1, 3])
