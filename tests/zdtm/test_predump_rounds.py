@@ -10,9 +10,9 @@ from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_wo
 
 PRE_DUMP_TESTS = ["dirtymem", "precopy_writer", "mem256", "maps", "brk", "stack", "guard", "filemap_private", "shmem",
                   "threads_fpu", "tree50",
-                  "tree5",         # fds of every kind a pre-dump must not refuse (a lock, a socket pair, ghosts)
-                  "creds",         # a task without CAP_SYS_PTRACE: its userfaultfd is UFFD_USER_MODE_ONLY
-                  "filemap_zap"]   # zapped pages of a tracked private file mapping
+                  "tree5",           # fds of every kind a pre-dump must not refuse (a lock, a socket pair, ghosts)
+                  "predump_unpriv",  # no capability: a UFFD_USER_MODE_ONLY userfaultfd, writes by the kernel
+                  "filemap_zap"]     # zapped pages of a tracked private file mapping
 
 
 @pytest.mark.parametrize("rounds", [1, 3])
