@@ -11,6 +11,8 @@ from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_wo
 PRE_DUMP_TESTS = ["dirtymem", "precopy_writer", "mem256", "maps", "brk", "stack", "guard", "filemap_private", "shmem",
                   "threads_fpu", "tree50",
                   "tree5",           # fds of every kind a pre-dump must not refuse (a lock, a socket pair, ghosts)
+                  "pty_ctty",        # a pty and controlling terminal of the tree (was refused: master "outside")
+                  "unix_listen",     # a listening socket (a pre-dump round crashed on its SO_PEERCRED check)
                   "predump_unpriv",  # no capability: a UFFD_USER_MODE_ONLY userfaultfd, writes by the kernel
                   "filemap_zap"]     # zapped pages of a tracked private file mapping
 
