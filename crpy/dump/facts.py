@@ -27,7 +27,10 @@ class TaskFacts:
     comm: str
 
 
-def collect_facts(pid, stop_signal):
+def collect_facts(pid, stop_signal, memory_only=False):
+    """The task's facts, refusing what crpy cannot dump.  memory_only (a pre-dump, as criu's):
+    no fds are collected (fds=[]) and nothing but memory and the shape the parasite needs is
+    refused (fds, locks, sockets, unlinked files...): the final dump checks all of it."""
     from crpy.dump.target import check_shape
     from crpy.resources.fdtable import collect_fds
 
@@ -38,18 +41,25 @@ def collect_facts(pid, stop_signal):
     facts = TaskFacts(pid=pid, stat=proc.stat(pid), status=status, vmas=vmas, auxv=proc.auxv(pid),
                       exe=proc.exe(pid), cwd=proc.cwd(pid), root=proc.root(pid),
                       exe_st=proc.stat_link(pid, "exe"), cwd_st=proc.stat_link(pid, "cwd"),
-                      root_st=proc.stat_link(pid, "root"), fds=collect_fds(pid), comm=proc.comm(pid))
-    for name, path, st in (("root", facts.root, facts.root_st), ("executable", facts.exe, facts.exe_st)):
-        if path.endswith(" (deleted)") and not (name == "executable" and memfd_file(path, st.st_dev)):
-            raise UnsupportedResource(pid, f"unlinked {name}", target=path,
-                                      hint="unlinked files come in a later crpy")
+                      root_st=proc.stat_link(pid, "root"), fds=[] if memory_only else collect_fds(pid),
+                      comm=proc.comm(pid))
     _check_maps_crpy_exe(pid, facts.exe, vmas)
-    _refuse_large_ghosts(pid, facts)
+    if not memory_only:
+        _check_files(pid, facts)
     log.info("Collected %d VMAs, %d fds of task %d (%s)", len(vmas), len(facts.fds), pid, facts.comm)
     if log.enabled(DEBUG):               # the lines cost a sort and a join per VMA to build
         for v in vmas:
             log.debug("vma %s %s", v, " ".join(sorted(v.vmflags)))
     return facts
+
+
+def _check_files(pid, facts):
+    """Unlinked root or executable, unlinked files too large to copy (not a pre-dump's business)."""
+    for name, path, st in (("root", facts.root, facts.root_st), ("executable", facts.exe, facts.exe_st)):
+        if path.endswith(" (deleted)") and not (name == "executable" and memfd_file(path, st.st_dev)):
+            raise UnsupportedResource(pid, f"unlinked {name}", target=path,
+                                      hint="unlinked files come in a later crpy")
+    _refuse_large_ghosts(pid, facts)
 
 
 def _check_maps_crpy_exe(pid, exe, vmas):

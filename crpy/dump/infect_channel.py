@@ -123,7 +123,9 @@ class Channel:
             raise ParasiteError(f"pid {self.pid}: bad reply (op {rop}, {len(raw)} bytes) to command {op}")
         if ret < 0:
             _close_all(fds)
-            raise ParasiteError(f"pid {self.pid}: parasite command {op}: {os.strerror(-ret)}")
+            err = ParasiteError(f"pid {self.pid}: parasite command {op}: {os.strerror(-ret)}")
+            err.errno = -ret              # what the task's own call returned
+            raise err
         return ret, raw[REPLY.size:], fds
 
     def _read(self, op, timeout, nfds):

@@ -12,6 +12,7 @@ and the dumper splices the pipe into the image file.  If the dumper dies at any 
 parasite sees EOF and cures itself (parasite-recipe.md).
 """
 
+import errno
 import os
 import struct
 
@@ -167,12 +168,18 @@ class Parasite:
         return out
 
     def userfaultfd(self, flags):
-        """A new userfaultfd of the task's mm, in this process only (the task closed its copy)."""
-        ret, _, got = self._chan.call(ch.UFFD, (flags,), nfds=1)
-        if ret < 0:
-            for fd in got:
-                os.close(fd)
-            raise ParasiteError(f"pid {self.pid}: userfaultfd() in the task: {os.strerror(-ret)}")
+        """A new userfaultfd of the task's mm, in this process only (the task closed its copy).
+        A task without CAP_SYS_PTRACE (vm.unprivileged_userfaultfd=0) gets EPERM unless it asks
+        for UFFD_USER_MODE_ONLY: asked for then, which async write-protect does not notice (the
+        kernel clears the bit itself, on any fault, without handle_userfault)."""
+        try:
+            _, _, got = self._chan.call(ch.UFFD, (flags,), nfds=1)
+        except ParasiteError as e:
+            if getattr(e, "errno", None) != errno.EPERM:
+                raise
+            from crpy.kernel.uffd import UFFD_USER_MODE_ONLY
+
+            _, _, got = self._chan.call(ch.UFFD, (flags | UFFD_USER_MODE_ONLY,), nfds=1)
         if len(got) != 1:
             raise ParasiteError(f"pid {self.pid}: userfaultfd() sent {len(got)} fds")
         return got[0]

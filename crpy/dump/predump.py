@@ -1,7 +1,8 @@
 """The pre-dump pipeline (criu pre-dump): the tree's memory only, and the tree goes on running.
 
-  tracking: take it back from the holder ─► seize_tree ─► per task: /proc facts ─► VMAs ─► pages
-  scan ─► written since the last round (re-armed) ─► infect ─► register new VMAs ─► page references
+  tracking: take it back from the holder ─► seize_tree ─► per task: /proc facts (memory only:
+  no fd is looked at, as criu's pre-dump; the final dump checks them) ─► VMAs ─► pages scan ─►
+  written since the last round (re-armed) ─► infect ─► register new VMAs ─► page references
   into pipes (splice mode) ─► cure ─► detach: the tree runs again ─► pages-N.img and pagemaps
   (crpy.dump.predump_pages) ─► crpy-memtrack.json, digests ─► the holder keeps the tracking
 
@@ -75,7 +76,7 @@ def _pre_dump_task(track, task, files, pages_id, stats, held, budget):
     from crpy.dump.vmas import plan_vmas
 
     pid = task.pid
-    facts = collect_facts(pid, task.seized.stop_signal)
+    facts = collect_facts(pid, task.seized.stop_signal, memory_only=True)
     track.check_task(pid, facts)
     plans = plan_vmas(facts, files)
     page_plan = scan_pages(pid, plans)

@@ -19,6 +19,7 @@ UFFDIO_REGISTER_MODE_WP = 1 << 1
 UFFDIO_WRITEPROTECT_MODE_WP = 1 << 0
 
 O_CLOEXEC, O_NONBLOCK = 0o2000000, 0o4000
+UFFD_USER_MODE_ONLY = 1               # userfaultfd() flag: what a task without CAP_SYS_PTRACE may ask
 
 
 def _ioctl(fd, request, words, what):

@@ -204,21 +204,33 @@ def check_vmas_back(before, ignore_flag=None):
             raise HarnessError(f"pid {pid}: " + "; ".join(diffs))
 
 
-def dump_must_fail(pid, images_dir, extra=()):
+def dump_must_fail(pid, images_dir, extra=(), pre=0, pre_mode=None):
     """A dump of a task holding something crpy cannot dump: it must fail with one line on stderr and
-    leave the task exactly as it was."""
+    leave the task exactly as it was.  With `pre` pre-dump rounds before it (a pre-dump looks at
+    memory only, so they usually pass): the refusal, a round's or the dump's, leaves the task as
+    it was before the first round."""
     before = procstate.snapshot(pid)
-    proc = run_crpy("dump", "-t", pid, "-D", images_dir, "-v4", "-o", "dump.log", *extra)
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    for n in range(1, pre + 1):
+        proc = _pre_dump_round(pid, images_dir, n, pre_mode)
+        if proc.returncode != 0:
+            return f"pre-dump {n}: " + _refused(pid, before, proc, "pre-dump")
+    proc = run_crpy("dump", "-t", pid, "-D", images_dir, "-v4", "-o", "dump.log", *extra,
+                    *(["--prev-images-dir", f"pre{pre}", "--track-mem"] if pre else []))
     if proc.returncode == 0:
         raise HarnessError("the dump succeeded, but it must fail for this test")
+    return _refused(pid, before, proc, "dump")
+
+
+def _refused(pid, before, proc, what):
+    """The one line a failed crpy `what` printed; HarnessError unless the task is as `before`."""
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
     if len(lines) != 1:
-        raise HarnessError(f"a failed dump must print one line, printed {len(lines)}: {proc.stderr!r}")
+        raise HarnessError(f"a failed {what} must print one line, printed {len(lines)}: {proc.stderr!r}")
     if proc_state(pid) in (None, "Z", "X"):
-        raise HarnessError(f"pid {pid} did not survive the failed dump")
+        raise HarnessError(f"pid {pid} did not survive the failed {what}")
     diffs = procstate.differences(before, procstate.snapshot(pid))
     if diffs:
-        raise HarnessError(f"the failed dump changed pid {pid}: " + "; ".join(diffs))
+        raise HarnessError(f"the failed {what} changed pid {pid}: " + "; ".join(diffs))
     return lines[0]
 
 
@@ -308,15 +320,24 @@ def pre_dumps(pid, images_dir, rounds, mode=None, extra=()):
     between them for the test to change its memory); returns the --prev-images-dir options of
     the final dump into images_dir."""
     for n in range(1, rounds + 1):
-        d = os.path.join(images_dir, f"pre{n}")
-        os.mkdir(d)
-        proc = run_crpy("pre-dump", "-t", pid, "-D", d, "-v4", "-o", "pre-dump.log", *extra,
-                        *(["--prev-images-dir", f"../pre{n - 1}", "--track-mem"] if n > 1 else []),
-                        *(["--pre-dump-mode", mode] if mode else []))
+        proc = _pre_dump_round(pid, images_dir, n, mode, extra)
         if proc.returncode != 0:
-            raise HarnessError(f"pre-dump {n} failed: {proc.stderr.strip()}\n{tail(os.path.join(d, 'pre-dump.log'))}")
-        time.sleep(RUN_AFTER_RESTORE)
+            log_path = os.path.join(images_dir, f"pre{n}", "pre-dump.log")
+            raise HarnessError(f"pre-dump {n} failed: {proc.stderr.strip()}\n{tail(log_path)}")
     return ["--prev-images-dir", f"pre{rounds}", "--track-mem"] if rounds else []
+
+
+def _pre_dump_round(pid, images_dir, n, mode=None, extra=()):
+    """Round n (from 1) into images_dir/preN, after the previous one (extra: more pre-dump
+    options, --compress); then lets the test run."""
+    d = os.path.join(images_dir, f"pre{n}")
+    os.mkdir(d)
+    proc = run_crpy("pre-dump", "-t", pid, "-D", d, "-v4", "-o", "pre-dump.log", *extra,
+                    *(["--prev-images-dir", f"../pre{n - 1}", "--track-mem"] if n > 1 else []),
+                    *(["--pre-dump-mode", mode] if mode else []))
+    if proc.returncode == 0:
+        time.sleep(RUN_AFTER_RESTORE)
+    return proc
 
 
 def run_one(name, iters=1, no_cr=False, keep_images=False, break_state=False, leave_running=False, pre=0,
@@ -377,7 +398,7 @@ def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode
         try:
             if opts.get("dump_fails"):
                 test.details.append(f"iteration {i + 1}: the dump failed as it must: "
-                                    f"{dump_must_fail(test.pid, images[-1], opts.get('dump', []))}")
+                                    f"{dump_must_fail(test.pid, images[-1], opts.get('dump', []), pre, pre_mode)}")
                 continue
             vmas = {pid: procstate.vmas(pid) for pid in test.tree or [test.pid]}
             if migrate is not None:    # crpy migrate/receive instead (tests.zdtm.netpeers)
