@@ -68,7 +68,9 @@ def crpy_seconds(label, *args):
 
 
 def crpy_run(label, *args):
-    """crpy_seconds, and crpy's own peak RSS in MiB: GNU time's %M (ru_maxrss) of the crpy process,
+    """(crpy_seconds, crpy's own peak RSS in MiB, crpy's CPU seconds, user + system of all its
+    threads: what a loaded machine inflates far less than the seconds): GNU time's %M
+    (ru_maxrss), %U and %S of the crpy process,
     started from time's small process (a fork of this benchmark would hand its own peak RSS on
     through exec; time costs a millisecond more); a restored task is not waited for by crpy, so
     its memory is not counted."""
@@ -76,26 +78,31 @@ def crpy_run(label, *args):
 
     with tempfile.NamedTemporaryFile("r", prefix="crpy-bench-rss-") as rss:
         t0 = time.perf_counter()
-        r = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name, sys.executable, "-m", "crpy", *args],
+        r = subprocess.run([GNU_TIME, "-f", "%M %U %S", "-o", rss.name, sys.executable, "-m", "crpy", *args],
                            cwd=ROOT, capture_output=True, text=True)
         dt = time.perf_counter() - t0
         if r.returncode:
             raise SystemExit(f"{label}: crpy {' '.join(args)} failed: {r.stderr.strip()}")
-        return dt, int(rss.read().split()[-1]) / 1024
+        kib, user, system = rss.read().split()[-3:]
+        return dt, int(kib) / 1024, float(user) + float(system)
 
 
-def dump_then_restore(label, proc, images, pids=None, extra=(), peaks=None):
+def dump_then_restore(label, proc, images, pids=None, extra=(), peaks=None, cpus=None):
     """(dump seconds, restore seconds): `crpy dump` of proc's tree into images, then, once all
     its tasks (pids, default proc alone) are gone, `crpy restore -d` of it under the same pids.
     extra: options given to both (--skip-integrity: no digests written, none checked).
-    peaks: a list to which (dump, restore) peak RSS in MiB of crpy itself is appended."""
-    run = crpy_run if peaks is not None else lambda *a: (crpy_seconds(*a), None)
-    dump, dump_rss = run(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
+    peaks: a list to which (dump, restore) peak RSS in MiB of crpy itself is appended;
+    cpus: one to which crpy's (dump, restore) CPU seconds are appended."""
+    timed = peaks is not None or cpus is not None
+    run = crpy_run if timed else lambda *a: (crpy_seconds(*a), None, None)
+    dump, dump_rss, dump_cpu = run(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
     proc.wait()
     wait_gone(pids or [proc.pid])
-    restore, restore_rss = run(label, "restore", "-d", "-D", images, *extra)
+    restore, restore_rss, restore_cpu = run(label, "restore", "-d", "-D", images, *extra)
     if peaks is not None:
         peaks.append((dump_rss, restore_rss))
+    if cpus is not None:
+        cpus.append((dump_cpu, restore_cpu))
     return dump, restore
 
 

@@ -5,8 +5,10 @@ process_vm_readv of the same memory into a reused 64 MiB buffer (the cheapest wa
 Timings on these VMs swing 2-5x, so every figure is the median (and minimum) of several
 alternating runs.  The cost of the image digests (crpy-digests): each round dumps and restores
 two targets back to back, one with digests and one with --skip-integrity (in alternating order),
-and the median of the per-round ratios is printed.  crpy's own peak RSS (GNU time's %M) is
-printed for those runs and for one round with a 4 GiB task (--rss-mib; target: under 64 MiB).
+and the median of the per-round ratios is printed, with crpy's own CPU time with and without
+(the hashing's price where a loaded machine makes the wall ratios swing).  crpy's own peak
+RSS (GNU time's %M) is printed for those runs and for one round with a 4 GiB task (--rss-mib;
+target: under 64 MiB).
 Run as root from the project root:
     python3 -m bench.run [--reps N] [--mib N] [--rss-mib N] [--only-memory]
 """
@@ -59,9 +61,10 @@ def baseline_pvr(pid, mib):
 
 
 def one_round(exe, mib, workdir, n, peaks=None):
-    """(baseline, (dump, restore) with digests, (dump, restore) without): one back-to-back pair.
+    """(baseline, (dump, restore) with digests, (dump, restore) without, crpy's CPU seconds of
+    (dump, restore) with digests, the same without): one back-to-back pair.
     peaks: a list to which crpy's (dump, restore) peak RSS in MiB are appended."""
-    times, base = {}, None
+    times, cpus, base = {}, {}, None
     for digests in ((True, False) if n % 2 == 0 else (False, True)):
         pidfile = os.path.join(workdir, "hold.pid")
         proc = common.start_target([exe, str(mib), pidfile], pidfile, "bench: the target", timeout=120,
@@ -70,8 +73,11 @@ def one_round(exe, mib, workdir, n, peaks=None):
             if base is None:
                 base = baseline_pvr(proc.pid, mib)
             extra = () if digests else ("--skip-integrity",)
-            times[digests] = common.dump_then_restore("bench", proc, imgs, extra=extra, peaks=peaks)
-    return base, times[True], times[False]
+            cpu = []
+            times[digests] = common.dump_then_restore("bench", proc, imgs, extra=extra, peaks=peaks,
+                                                      cpus=cpu)
+            cpus[digests] = cpu[0]
+    return base, times[True], times[False], cpus[True], cpus[False]
 
 
 def report(name, times, gib):
@@ -108,6 +114,12 @@ def main():
         ratios = sorted(r[1][i] / r[2][i] for r in rows)
         print(f"digests cost: {what} with/without, median of {len(rows)} pairs {statistics.median(ratios):.3f}x "
               f"(pairs {' '.join(f'{x:.3f}' for x in ratios)})")
+        # crpy's own CPU (its threads too; not the restored task's): the hashing's real price,
+        # which the wall ratios above show only on a quiet machine
+        with_cpu, without_cpu = (statistics.median(r[k][i] for r in rows) for k in (3, 4))
+        print(f"digests cost: {what} crpy CPU (user+sys) median {with_cpu * 1e3:.0f} ms with, "
+              f"{without_cpu * 1e3:.0f} ms without (+{(with_cpu - without_cpu) * 1e3:.0f} ms per "
+              f"{args.mib} MiB)")
     for mib, got in ((args.mib, peaks), (args.rss_mib, big_peaks)):
         if got:
             print(f"crpy peak RSS, {mib} MiB task: dump {max(p[0] for p in got):.0f} MiB, restore "

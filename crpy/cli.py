@@ -181,6 +181,12 @@ def main(argv=None):
         return 130
 
 
+def _start_integrity_check(images_dir):
+    from crpy.restore import integrity
+
+    return integrity.start(images_dir)
+
+
 def _run(args, verbosity):
     from crpy import log
 
@@ -214,6 +220,9 @@ def _run(args, verbosity):
                              page_server=args.page_server, address=args.address, port=args.port))
         return 0
     if args.command == "restore":
+        # the image check hashes every image on the other core from now on, not only once the
+        # restore's modules are imported and its log is set up (tens of ms sooner)
+        checked = None if args.skip_integrity else _start_integrity_check(args.images_dir)
         from crpy.options import RestoreOptions
         from crpy.restore.pipeline import run_restore
 
@@ -222,7 +231,7 @@ def _run(args, verbosity):
                               verbosity=verbosity, skip_integrity=args.skip_integrity,
                               network_lock=args.network_lock, tcp_close=args.tcp_close,
                               lazy_pages=args.lazy_pages)
-        result = run_restore(opts)
+        result = run_restore(opts, checked)
         return 0 if args.restore_detached else result
     if args.command in ("page-server", "receive", "migrate"):
         from crpy.migrate.cli import run_command

@@ -25,8 +25,9 @@ from crpy.errors import CrpyError, RestoreError
 from crpy.log import log
 
 
-def run_restore(opts):
-    """Restore the task in opts.images_dir; its pid if opts.detach, else its exit status."""
+def run_restore(opts, images_checked=None):
+    """Restore the task in opts.images_dir; its pid if opts.detach, else its exit status.
+    images_checked: its integrity check, if the caller started it already (crpy.cli, early)."""
     log_file = opts.log_file
     if log_file and not os.path.isabs(log_file) and not os.path.isdir(opts.images_dir):
         log_file = None                    # no images dir to put it in: the error goes to stderr
@@ -36,7 +37,8 @@ def run_restore(opts):
         raise RestoreError(f"cannot open the log file {log_file}: {os.strerror(e.errno)}") from None
     from crpy.restore import integrity
 
-    images_checked = integrity.start(opts.images_dir, opts.skip_integrity)
+    if images_checked is None:
+        images_checked = integrity.start(opts.images_dir, opts.skip_integrity)
     try:
         return _restore(opts, images_checked)
     except Exception as e:
