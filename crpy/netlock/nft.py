@@ -62,4 +62,5 @@ def exists(name):
 
 
 def remove(name):
-    tool(["nft", "delete", "table", "inet", name], check=False)
+    """Delete the table; whether it was there (one nft call: no `exists` first)."""
+    return tool(["nft", "delete", "table", "inet", name], check=False).returncode == 0
