@@ -114,12 +114,14 @@ class NetworkLock:
         from crpy.netlock import janitor
 
         impl = backend(self.method)
+        entries = [n for c in connections for n in normalized(c)]
         if not self.made:
             janitor.ready()                      # forked before the table exists: a kill cannot leave it
             janitor.made(self.method, self.name)
-            impl.create(self.name, SOCCR_MARK)
+            impl.create(self.name, SOCCR_MARK, entries)     # made with its first entries at once
             self.made = True
-        impl.add(self.name, [n for c in connections for n in normalized(c)])
+        else:
+            impl.add(self.name, entries)
         self.locked += connections
         log.info("network lock %s (%s): %d connection(s) locked", self.name, self.method, len(connections))
 
