@@ -35,7 +35,7 @@ fuzz: build      ## a short image fuzzing pass (fixed seed, about a minute); pyt
 demo: install    ## start a counter, dump it, show it gone, restore it, watch it count on
 	sh tools/demo.sh
 
-bench: build     ## page dump/restore speed against a process_vm_readv baseline; trees, threads, fds, epoll, digests, start-up
+bench: build     ## page dump/restore speed against a process_vm_readv baseline; trees, threads, fds, epoll, digests, start-up, 1000 TCP connections
 	$(PY) -m bench.run
 
 clean:

@@ -24,7 +24,7 @@ from bench import common
 
 # Further benchmarks, each a module of bench/ with run(reps) -> printed lines.
 EXTRA_BENCHES = ["tree", "threads", "files", "epoll", "digests", "startup", "predump", "compress", "migrate",
-                 "lazy"]
+                 "lazy", "tcp"]
 
 
 def heap_ranges(pid, min_len):

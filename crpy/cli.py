@@ -13,7 +13,7 @@ import sys
 _NOT_YET = {
     "dump": ["--ext-unix-sk", "--manage-cgroups",
              "--lazy-pages", "--auto-dedup", "--external", "--root", "--freeze-cgroup",
-             "--tcp-close", "--timeout",
+             "--timeout",
              "--evasive-devices", "--leave-stopped", "--pidfd-store", "--stream"],
     "restore": ["--ext-unix-sk",
                 "--manage-cgroups", "--root", "--inherit-fd", "--external", "--auto-dedup",
@@ -54,6 +54,8 @@ def _parser():
                    help="write no digests of the images (crpy-digests); restore them with --skip-integrity")
     d.add_argument("-l", "--file-locks", action="store_true", help="dump the file locks the tree holds")
     d.add_argument("--tcp-established", action="store_true", help="dump established TCP connections")
+    d.add_argument("--tcp-close", action="store_true",
+                   help="accept established TCP connections without saving them: restored closed (restore --tcp-close)")
     d.add_argument("--skip-in-flight", action="store_true",
                    help="drop TCP connections waiting in a listener's backlog, not yet accepted")
     d.add_argument("--link-remap", action="store_true",
@@ -205,7 +207,7 @@ def _run(args, verbosity):
                            ghost_limit=args.ghost_limit,
                            prev_images_dir=args.prev_images_dir, track_mem=args.track_mem,
                            tcp_established=args.tcp_established, skip_in_flight=args.skip_in_flight,
-                           compress=args.compress, network_lock=args.network_lock,
+                           tcp_close=args.tcp_close, compress=args.compress, network_lock=args.network_lock,
                            page_server=args.page_server, address=args.address, port=args.port)
         run_dump(opts)
         return 0

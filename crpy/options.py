@@ -31,6 +31,7 @@ class DumpOptions:
     port: int = 0                     # criu --port of the page server
     tcp_established: bool = False     # criu --tcp-established: dump established TCP connections (repair mode)
     skip_in_flight: bool = False      # criu --skip-in-flight: drop connections not yet accepted
+    tcp_close: bool = False           # criu --tcp-close: established TCP connections not saved (restored closed)
 
 
 @dataclass(frozen=True)

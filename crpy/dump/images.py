@@ -18,12 +18,16 @@ def ids_entry(n=1, files_id=None):
     return core_pb2.task_kobj_ids_entry(vm_id=n, files_id=files_id or n, fs_id=n, sighand_id=n)
 
 
-def inventory_entry():
+def inventory_entry(tcp_close=False):
+    """tcp_close: dumped with --tcp-close (criu's field: its restore then wants --tcp-close too)."""
     from crpy.images.pb import inventory_pb2
 
-    return inventory_pb2.inventory_entry(img_version=IMG_VERSION, fdinfo_per_id=True,
-                                         root_ids=ids_entry(), ns_per_id=True,
-                                         lsmtype=inventory_pb2.NO_LSM)
+    e = inventory_pb2.inventory_entry(img_version=IMG_VERSION, fdinfo_per_id=True,
+                                      root_ids=ids_entry(), ns_per_id=True,
+                                      lsmtype=inventory_pb2.NO_LSM)
+    if tcp_close:
+        e.tcp_close = True
+    return e
 
 
 def _write(images_dir, kind, entries, id=None):
@@ -43,10 +47,10 @@ def write_task_images(images_dir, pid, n, dumped, files_id=None):
     log.info("Images of task %d written to %s", pid, images_dir)
 
 
-def write_tree_images(images_dir, pstree, files):
+def write_tree_images(images_dir, pstree, files, tcp_close=False):
     from crpy import cpuinfo
 
-    _write(images_dir, "inventory", [inventory_entry()])
+    _write(images_dir, "inventory", [inventory_entry(tcp_close)])
     cpuinfo.write(images_dir)        # the XSAVE features and layout the core images were read in
     _write(images_dir, "pstree", pstree)
     _write(images_dir, "files", files)

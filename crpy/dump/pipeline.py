@@ -85,7 +85,7 @@ def _dump(opts):
     stats = {"pid": pid}
     tick = _Clock(stats)
     resources.configure_dump(opts.file_locks, opts.link_remap, opts.shell_job, opts.ghost_limit,
-                             opts.tcp_established, opts.skip_in_flight)
+                             opts.tcp_established, opts.skip_in_flight, opts.tcp_close)
     check_target(pid)
     track = _tracking(opts)
     begin_image_digests(opts.images_dir, skip=opts.skip_integrity)
@@ -107,7 +107,7 @@ def _dump(opts):
         for n, task in enumerate(tasks, 1):
             _dump_task(tree, task, n, stats, tick)
             progress.task_done()
-        write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries)
+        write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries, opts.tcp_close)
         faults.point("after-tree-images")
         tick("tree-images")
         if opts.compress:

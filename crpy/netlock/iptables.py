@@ -12,12 +12,15 @@ _TOOLS = {socket.AF_INET: "iptables", socket.AF_INET6: "ip6tables"}
 _HOOKS = (("INPUT", "-in"), ("OUTPUT", "-out"))
 
 
-def create(name, mark):
+def create(name, mark, connections=()):
+    """The chains, then `connections` locked in them."""
     for t in _TOOLS.values():
         lines = [f":{name}{sfx} - [0:0]" for _, sfx in _HOOKS]
         for hook, sfx in _HOOKS:
             lines += [f"-I {hook} -j {name}{sfx}", f"-A {name}{sfx} -m mark --mark {mark:#x} -j ACCEPT"]
         tool([f"{t}-restore", "-w", "--noflush"], "*filter\n" + "\n".join(lines) + "\nCOMMIT\n")
+    if connections:
+        add(name, connections)
 
 
 def rules(name, c):

@@ -138,15 +138,15 @@ def fd_type(kind):
 
 DEFAULT_GHOST_LIMIT = 1 << 20        # criu's default --ghost-limit
 _policy = {"file_locks": False, "link_remap": False, "shell_job": False, "ghost_limit": DEFAULT_GHOST_LIMIT,
-           "tcp_established": False, "skip_in_flight": False}
+           "tcp_established": False, "skip_in_flight": False, "tcp_close": False}
 
 
 def configure_dump(file_locks=False, link_remap=False, shell_job=False, ghost_limit=DEFAULT_GHOST_LIMIT,
-                   tcp_established=False, skip_in_flight=False):
+                   tcp_established=False, skip_in_flight=False, tcp_close=False):
     """criu's --file-locks / --link-remap / --shell-job / --ghost-limit / --tcp-established /
-    --skip-in-flight for the dump that is about to run."""
+    --skip-in-flight / --tcp-close for the dump that is about to run."""
     _policy.update(file_locks=file_locks, link_remap=link_remap, shell_job=shell_job, ghost_limit=ghost_limit,
-                   tcp_established=tcp_established, skip_in_flight=skip_in_flight)
+                   tcp_established=tcp_established, skip_in_flight=skip_in_flight, tcp_close=tcp_close)
     fd_tables_seen.clear()
     fd_table_owners.clear()
     tree_pids.clear()

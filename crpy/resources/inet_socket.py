@@ -14,8 +14,11 @@ def _module(datagram):
 
 
 def _is_datagram(fdfacts):
+    from crpy import resources
     from crpy.resources.unix_socket import socket_kind
 
+    if fdfacts.st.st_ino in resources.dump_memo.get("tcp", {}):
+        return False                  # read by inet_tcp.check_fd already: no second getxattr
     return socket_kind(fdfacts.pid, fdfacts.fd).removesuffix(" socket") in DATAGRAM_PROTOS
 
 

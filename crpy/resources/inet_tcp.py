@@ -9,8 +9,11 @@ waiting in it come from INET_DIAG (crpy.kernel.inet_diag): connections not yet a
 refused by name, or dropped with --skip-in-flight (criu's).  An established connection is
 refused without --tcp-established (criu's); with it, its stream (sequence numbers, queues,
 window, options) is read in repair mode by crpy.resources.tcp_stream, half-closed ones too
-(FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING: crpy.resources.tcp_fin).  SYN_SENT and the rest
-are refused by name (see check_state).
+(FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING: crpy.resources.tcp_fin).  With --tcp-close
+(criu's, winning over --tcp-established) a connection is accepted but its stream is not read,
+nor locked: only its socket (names, options) is saved, the inventory says so, and the restore
+wants --tcp-close (it comes back closed; its peer sees it close when the dump kills the tree).
+SYN_SENT and the rest are refused by name (see check_state).
 
 Restore (restore_fd): a socket of the same family, its options set on the fresh socket; bound
 with SO_REUSEADDR for the moment (an accepted connection of the tree shares its listener's
@@ -131,7 +134,7 @@ def check_fd(pid, fd, st):
         _read_ip_opts(s, e)
         e.crpy_tcp_opts.CopyFrom(_read_tcp_opts(s, e.state))
         stream = None
-        if connected(e.state):
+        if connected(e.state) and not resources.allowed("tcp_close"):
             from crpy.resources import tcp_stream
 
             stream = tcp_stream.read(pid, fd, s, what, e.opts.reuseaddr, e.state)
@@ -146,7 +149,7 @@ def _lock_tree_connections():
     dropped (and retransmitted once the restored tree runs) instead of drawing a RST.  Listeners
     are locked only when the dump kills the tree: a connect() then waits for the restore instead
     of being refused.  One firewall call for all, however many connections."""
-    from crpy import netlock
+    from crpy import netlock, resources
     from crpy.kernel import inet_diag
     from crpy.resources.unix_socket import _tree_sockets
 
@@ -156,7 +159,7 @@ def _lock_tree_connections():
         for ino, d in inet_diag.inet_sockets(family, IPPROTO_TCP).items():
             if ino not in held:
                 continue
-            if connected(d.state):
+            if connected(d.state) and not resources.allowed("tcp_close"):   # closed anyway: not locked
                 conns.append(netlock.Connection(d.family, d.src, d.sport, d.dst, d.dport))
             elif d.state == TCP_LISTEN:
                 listeners.append(netlock.Connection(d.family, d.src, d.sport))
@@ -180,9 +183,10 @@ def check_state(pid, fd, e, what, s):
             _refuse(pid, fd, f"listening {what} with {d.rqueue} connection(s) waiting in its backlog, not accepted",
                     "accept them before the dump, or dump with --skip-in-flight to drop them")
     elif connected(e.state):
-        if not resources.allowed("tcp_established"):
+        if not resources.allowed("tcp_established") and not resources.allowed("tcp_close"):
             _refuse(pid, fd, f"established {what}" + (f" ({state_name(e.state)})" if e.state != TCP_ESTABLISHED else ""),
-                    "dump with --tcp-established to save the connection (TCP repair mode)")
+                    "dump with --tcp-established to save the connection (TCP repair mode), "
+                    "or with --tcp-close to restore it closed")
     elif e.state != TCP_CLOSE:
         d = _diag(e.family, e.ino, e.state)
         if d is not None and d.dport:             # not connected yet: getpeername() knows nothing

@@ -109,6 +109,19 @@ def _configure_kinds(opts):
         from crpy.resources import inet_tcp
 
         inet_tcp.configure_restore(tcp_close=True)
+    elif _dumped_with_tcp_close(opts.images_dir):
+        raise RestoreError(f"{opts.images_dir}: dumped with --tcp-close, its established TCP connections "
+                           "were not saved", "restore with --tcp-close (they come back closed), as criu wants")
+
+
+def _dumped_with_tcp_close(images_dir):
+    """The inventory's tcp_close (criu's field); False when it cannot be read (load names why)."""
+    from crpy.images import framing
+
+    try:
+        return framing.read_one(framing.image_path(images_dir, "inventory"), "inventory").tcp_close
+    except (OSError, CrpyError):
+        return False
 
 
 def _restore(opts, images_checked):

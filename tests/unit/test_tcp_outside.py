@@ -208,3 +208,32 @@ def test_half_closed_by_the_peer_outside(echo_target, tmp_path):
     conn.settimeout(10)
     assert conn.recv(1) == b"", "the target's close did not come as a FIN"     # (a RST raises)
     wait_for(lambda: "read 0: EOF" in read_text(out), 10, "the target to read end-of-file")
+
+
+def test_dump_tcp_close_saves_no_connection(echo_target, tmp_path):
+    """criu's dump --tcp-close: accepted without --tcp-established, the connection's stream is not
+    saved (no tcp-stream image, inventory.tcp_close) nor locked, so its peer sees it end once the
+    tree is killed; a restore without --tcp-close is refused in one line, nothing left running; with
+    it the target's socket is back closed (its blocked read gets ENOTCONN)."""
+    conn, proc, pids, out = echo_target
+    images = tmp_path / "img"
+    images.mkdir()
+    r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--tcp-close")
+    assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
+    proc.wait()
+    assert not [p for p in os.listdir(images) if p.startswith("tcp-stream-")]
+    assert framing.read_one(str(images / "inventory.img"), "inventory").tcp_close
+    import shutil
+
+    if shutil.which("nft"):                     # (without nft the lock would be iptables': none either way)
+        assert f"crpy-{proc.pid}" not in _nft("list", "tables").stdout, "a connection not saved was locked"
+    assert _recv_exactly(conn, 1, timeout=5.0) == b"", "the peer did not see the connection end"
+    r = crpy("restore", "-D", images, "-d")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "--tcp-close" in r.stderr, r.stderr
+    assert gone(proc.pid)
+    r = crpy("restore", "-D", images, "-d", "-o", "restore.log", "--tcp-close")
+    assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
+    pids.append(proc.pid)
+    wait_for(lambda: "read" in read_text(out), what="the restored target's read to fail")
+    assert "Transport endpoint is not connected" in read_text(out), read_text(out)

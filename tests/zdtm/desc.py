@@ -57,6 +57,7 @@ DESC = {
     "tcp_half_closed": {"dump": ["--tcp-established"]},
     "tcp_backlog": {"dump_fails": True},
     "tcp_syn_sent": {"dump_fails": True, "dump": ["--tcp-established"]},
+    "tcp_close": {"dump": ["--tcp-close"], "restore": ["--tcp-close"]},
     "lazy_mem": {"lazy": True, "lazy_push_delay_ms": 10},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a

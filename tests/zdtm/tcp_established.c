@@ -100,20 +100,9 @@ static void drain(struct reader *r, int n)
 			fail("%s: more data than written", r[i].what);
 }
 
-static int recv_exact(int fd, const char *want)
-{
-	char buf[64];
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	ssize_t n;
-
-	poll(&p, 1, 5000);
-	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-	return n == (ssize_t)strlen(want) && !memcmp(buf, want, n);
-}
-
 static void talk(int a, int b, const char *what)
 {
-	if (send(a, "ping", 4, 0) != 4 || !recv_exact(b, "ping") || send(b, "pong", 4, 0) != 4 || !recv_exact(a, "pong"))
+	if (send(a, "ping", 4, 0) != 4 || !inet_recv_exact(b, "ping") || send(b, "pong", 4, 0) != 4 || !inet_recv_exact(a, "pong"))
 		fail("%s: no new data both ways", what);
 }
 
@@ -150,7 +139,7 @@ int main(int argc, char **argv)
 		if (connect(c, (struct sockaddr *)&ss, len) || send(c, "to parent", 9, 0) != 9)
 			_exit(1);
 		test_usr1_wait();
-		if (!recv_exact(c, "to child"))
+		if (!inet_recv_exact(c, "to child"))
 			_exit(2);
 		if (send(c, "after", 5, 0) != 5)
 			_exit(3);
@@ -179,16 +168,16 @@ int main(int argc, char **argv)
 	struct reader r[] = { { sa, 1, c2s, 0, "A client to server" }, { ca, 2, s2c, 0, "A server to client" } };
 	drain(r, 2);
 	talk(ca, sa, "A");
-	if (!recv_exact(sc, "mapped up") || !recv_exact(cc, "mapped down"))
+	if (!inet_recv_exact(sc, "mapped up") || !inet_recv_exact(cc, "mapped down"))
 		fail("C lost its queued messages");
 	if (getpeername(sc, (struct sockaddr *)&after, &alen) || alen != blen || memcmp(&after, &before, alen) ||
 	    after.ss_family != AF_INET6)
 		fail("C's accepted end has another peer name");
 	talk(cc, sc, "C");
-	if (!recv_exact(sb, "to parent"))
+	if (!inet_recv_exact(sb, "to parent"))
 		fail("B: the child's message is lost");
 	kill(kid, SIGUSR1);
-	if (!recv_exact(sb, "after"))
+	if (!inet_recv_exact(sb, "after"))
 		fail("B: the child's message after restore did not come");
 	if (waitpid(kid, &status, 0) != kid || status)
 		fail("child ended with status 0x%x", status);

@@ -1,7 +1,7 @@
 /*
  * inetsk.h: small helpers of the TCP socket tests (header only): an int socket option read and
  * set, a sockaddr for an address string and port, either family, a test byte pattern and a
- * writer that fills a connection with it.
+ * writer that fills a connection with it, a read of one expected message.
  */
 #ifndef ZDTM_INETSK_H
 #define ZDTM_INETSK_H
@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,6 +74,18 @@ static inline unsigned long inet_fill(int fd, int seed)
 	}
 	fcntl(fd, F_SETFL, fl);
 	return total;
+}
+
+/* the next read of fd (waiting up to 5 s for it) is exactly the string `want` */
+static inline int inet_recv_exact(int fd, const char *want)
+{
+	char buf[64];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	poll(&p, 1, 5000);
+	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	return n == (ssize_t)strlen(want) && !memcmp(buf, want, n);
 }
 
 #endif
