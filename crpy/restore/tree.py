@@ -30,6 +30,7 @@ class Node:
     comm: str = ""                   # a zombie's name
     children: list = field(default_factory=list)
     slots: dict = None               # (start, end) -> premap address, set before it forks
+    plan: object = None              # layout.RegionPlan its parent made for it, from the parent's maps
     helper_sid: int = 0              # its session leader is gone: a helper with this pid makes it
     helper_pgid: int = 0             # its group leader is gone: a helper with this pid makes the group
     files_id: int = 0                # ids.files_id; equal to its parent's: one fd table (CLONE_FILES)
