@@ -274,15 +274,23 @@ def read_fdinfo(images_dir, pid):
     return framing.read_image(framing.image_path(images_dir, "fdinfo", ids.files_id), "fdinfo")
 
 
-# files.img path -> (its bytes, entries by id), the last parsed: crpy parses the tree's files.img
-# before it forks (crpy.restore.tree_preload) and every task inherits the entries, instead of
-# each parsing the whole tree's files (640 entries for 128 tasks) for its own few fds.
+# files.img path -> (its bytes, entries by id, whether one is a tty), the last parsed: crpy parses
+# the tree's files.img before it forks (crpy.restore.tree_preload) and every task inherits the
+# entries, instead of each parsing the whole tree's files (640 entries for 128 tasks) for its own
+# few fds.  A task neither copies nor walks them: that would write to every entry's memory, and
+# so copy all of it into each task of the tree.
 _files_parsed = {}
 
 
 def read_files(images_dir):
-    """files.img entries by id (a fresh dict; parsed again only when the file's bytes differ
-    from the last parse)."""
+    """files.img entries by id, read-only (parsed again only when the file's bytes differ from
+    the last parse)."""
+    return _parse_files(images_dir)[1]
+
+
+def _parse_files(images_dir):
+    import types
+
     from crpy.images import framing
 
     path = framing.image_path(images_dir, "files")
@@ -293,10 +301,11 @@ def read_files(images_dir):
         data = None                     # read_image names the problem
     last = _files_parsed.get(path)
     if data is None or last is None or last[0] != data:
-        last = (data, {e.id: e for e in framing.read_image(path, "files")})
+        entries = {e.id: e for e in framing.read_image(path, "files")}
+        last = (data, types.MappingProxyType(entries), any(e.HasField("tty") for e in entries.values()))
         if data is not None:
             _files_parsed[path] = last
-    return dict(last[1])
+    return last
 
 
 def kind_of_entry(entry):
@@ -364,7 +373,8 @@ def before_children(images_dir, pid, child_pids, keep_above):
 def restore_fds(images_dir, pid, keep_above):
     """Leave exactly the dumped fds of task `pid` open at their numbers, plus whatever sits at
     keep_above and above (the caller's own fds)."""
-    fdinfos, files = read_fd_images(images_dir, pid)
+    fdinfos = read_fdinfo(images_dir, pid)
+    _, files, has_tty = _parse_files(images_dir)
     wanted = {}
     for e in fdinfos:
         if e.fd >= keep_above:
@@ -375,7 +385,7 @@ def restore_fds(images_dir, pid, keep_above):
         wanted[e.fd] = e
     placed = {}                                   # file id -> fd number already holding it
     ctx = RestoreContext(images_dir, files, max(wanted, default=0) + 1)
-    if any(f.HasField("tty") for f in files.values()):
+    if has_tty:
         from crpy.resources import tty
 
         ctx.cache["terminal"] = tty.restore_terminal_path()   # before fds 0-2 are replaced
@@ -397,7 +407,7 @@ def restore_fds(images_dir, pid, keep_above):
         from crpy.resources import tty
 
         tty.take_foreground(ctx)
-    if any(f.HasField("tty") for f in files.values()):
+    if has_tty:
         from crpy.resources import ctty
 
         ctty.after_fds(ctx)

@@ -27,9 +27,12 @@ class TreeRun:
     """What every task of one restore shares (inherited through fork)."""
 
     def __init__(self, report_fd, go_fd, keep_above, nodes):
+        from crpy.restore.tree import files_sharers
+
         self.report_fd, self.go_fd, self.keep_above = report_fd, go_fd, keep_above
         self.nodes = {n.pid: n for n in nodes}
         self.pids = set(self.nodes)
+        self.sharers = files_sharers(self.nodes)
         # process groups the restore makes: led by a task, or by a helper for a leader that is gone
         self.groups = self.pids | {n.helper_pgid for n in nodes if n.helper_pgid}
         self.core_dir = _core_dir(nodes)
@@ -199,11 +202,11 @@ class Hooks:
 
     def files_sync(self):
         """(done fd, wait fd, wait count) for the restorer (rst_args.files_*)."""
-        from crpy.restore.tree import files_leader, files_sharers
+        from crpy.restore.tree import files_leader
 
         if self.node.shares_files:
             return files_leader(self.node, self.run.nodes).files_done[1], -1, 0
-        count = files_sharers(self.node, self.run.nodes)
+        count = self.run.sharers.get(self.node.pid, 0)
         return (-1, self.node.files_done[0], count) if count else (-1, -1, 0)
 
     def before_jump(self):

@@ -1,6 +1,7 @@
 """Unit tests of where a tree's task gets its restorer region: planned by the parent that forks
 it, from the parent's maps (crpy.restore.child.plan_for_child), and planned again by the task
-itself when the parent mapped something there since (child._reserve_region)."""
+itself when the parent mapped something there since (child._reserve_region); and what every task
+of a tree shares without walking or copying it (the fd table sharers, files.img's entries)."""
 
 from types import SimpleNamespace
 
@@ -61,3 +62,34 @@ def test_a_child_that_cannot_be_planned_by_its_parent_plans_itself(monkeypatch):
 
     monkeypatch.setattr(child, "_plan", refuse)
     assert child.plan_for_child("a") is None
+
+
+def test_fd_table_sharers_are_counted_once_per_table_at_any_depth():
+    from crpy.restore.tree import Node, files_sharers
+
+    def node(pid, ppid, shares):
+        n = Node(pid, ppid, 1, 1)
+        n.shares_files = shares
+        return n
+
+    nodes = {n.pid: n for n in (node(1, 0, False), node(2, 1, True), node(3, 2, True),
+                                node(4, 1, False), node(5, 4, True), node(6, 4, False))}
+    assert files_sharers(nodes) == {1: 2, 4: 1}
+
+
+def test_the_files_a_task_inherits_are_read_only(tmp_path):
+    """A task gets crpy's parsed files.img entries as they are (a copy would write to all of
+    them): anything that tried to change them would change every later task's."""
+    from crpy.images import framing
+    from crpy.images.pb import fdinfo_pb2
+    from crpy.resources import fdtable
+
+    entry = fdinfo_pb2.file_entry(type=fdinfo_pb2.REG, id=7)
+    entry.reg.id, entry.reg.flags, entry.reg.pos, entry.reg.name = 7, 0, 0, "/x"
+    entry.reg.fown.uid = entry.reg.fown.euid = entry.reg.fown.signum = 0
+    entry.reg.fown.pid_type = entry.reg.fown.pid = 0
+    framing.write_image(framing.image_path(str(tmp_path), "files"), "files", [entry])
+    files = fdtable.read_files(str(tmp_path))
+    assert list(files) == [7] and files is fdtable.read_files(str(tmp_path))
+    with pytest.raises(TypeError):
+        files[8] = entry
