@@ -209,17 +209,22 @@ _maps_here = [0, None]          # [pid, _self_maps()] of the process forking chi
 
 def plan_for_child(task):
     """The restorer region of a child this process is about to fork, planned here, from this
-    process's own maps (read once for all its children), which the child inherits: a child
-    planning it itself would read and parse them again, and copy the pages that work writes
-    (a few hundred page faults in each task of a tree).  None when it cannot be planned (the
+    process's own maps (read once for all its children), which the child inherits, and its
+    signal frame (plan.frame): a child doing that work itself would read and parse the maps
+    again, and copy the pages the work writes (a few hundred page faults in each task of a tree).  None when it cannot be planned (the
     child then plans it itself, and says why it cannot)."""
     pid = os.getpid()
     if _maps_here[0] != pid:
         _maps_here[:] = [pid, _self_maps()]
     try:
-        return _plan(task, _maps_here[1])
+        plan = _plan(task, _maps_here[1])
     except CrpyError:
         return None
+    try:                      # its signal frame too: the task's own registers, this vDSO
+        plan.frame = _frame_and_gadget(task, _vdso_moves(plan)[3])
+    except CrpyError:
+        pass                  # the child builds it, and says why it cannot
+    return plan
 
 
 def _reserve_region(task, plan):
@@ -287,6 +292,24 @@ def _find_rseq():
 
 
 def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
+    pairs, hop, cur_block, vdso_pair = _vdso_moves(plan)
+    log.debug("vdso block %#x-%#x -> %#x%s", cur_block[0], cur_block[1], pairs[0][1],
+              " (overlapping: through scratch)" if hop else "")
+    unmap = layout.unmap_list([(plan.start, plan.start + plan.length), cur_block])
+    premade = getattr(plan, "frame", None)           # built by the parent (plan_for_child)
+    frame, gadget, kind = premade if premade is not None else _frame_and_gadget(task, vdso_pair)
+    a = blob.new_args(plan.args, blob.nr_siginfo(task))
+    blob.fill_args(a, report_fd=report_fd, close_from=keep_above, region=(plan.start, plan.length),
+                   cur_rseq=_current_rseq(), unmap=unmap, specials=pairs, hop=hop,
+                   scratch=plan.scratch, moves=[(s.area.start, s.area.length, s.addr) for s in plan.slots],
+                   guards=task.guards, task=task, exe_fd=exe_fd, frame=frame, gadget=gadget,
+                   gadget_kind=kind, files_sync=files_sync)
+    return a
+
+
+def _vdso_moves(plan):
+    """(vDSO/vvar moves [(current, target, length)], whether they need the scratch hop, the
+    current block, the vDSO's own move)."""
     from crpy.errors import RestoreError
 
     cur_specials = [(n, s, e) for s, e, n in plan.maps if n in layout.SPECIAL_NAMES]
@@ -295,19 +318,8 @@ def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
     except ValueError as e:
         raise RestoreError(f"cannot move the vDSO: {e}") from None
     cur_block = (pairs[0][0], pairs[-1][0] + pairs[-1][2])
-    hop = layout.needs_hop(pairs)
-    log.debug("vdso block %#x-%#x -> %#x%s", cur_block[0], cur_block[1], pairs[0][1],
-              " (overlapping: through scratch)" if hop else "")
-    unmap = layout.unmap_list([(plan.start, plan.start + plan.length), cur_block])
     vdso_start = next(s for s, _, n in plan.maps if n == "[vdso]")
-    frame, gadget, kind = _frame_and_gadget(task, next(p for p in pairs if p[0] == vdso_start))
-    a = blob.new_args(plan.args, blob.nr_siginfo(task))
-    blob.fill_args(a, report_fd=report_fd, close_from=keep_above, region=(plan.start, plan.length),
-                   cur_rseq=_current_rseq(), unmap=unmap, specials=pairs, hop=hop,
-                   scratch=plan.scratch, moves=[(s.area.start, s.area.length, s.addr) for s in plan.slots],
-                   guards=task.guards, task=task, exe_fd=exe_fd, frame=frame, gadget=gadget,
-                   gadget_kind=kind, files_sync=files_sync)
-    return a
+    return pairs, layout.needs_hop(pairs), cur_block, next(p for p in pairs if p[0] == vdso_start)
 
 
 def _frame_and_gadget(task, vdso_pair):

@@ -49,8 +49,10 @@ def test_parent_reads_its_maps_once_for_all_its_children(monkeypatch):
     reads, seen = [], []
     monkeypatch.setattr(child, "_maps_here", [0, None])
     monkeypatch.setattr(child, "_self_maps", lambda: reads.append(1) or [(0x1000, 0x2000, "")])
-    monkeypatch.setattr(child, "_plan", lambda task, maps=None: seen.append(maps) or task)
-    assert [child.plan_for_child(t) for t in ("a", "b", "c")] == ["a", "b", "c"]
+    monkeypatch.setattr(child, "_plan", lambda task, maps=None: seen.append(maps) or SimpleNamespace(task=task))
+    monkeypatch.setattr(child, "_vdso_moves", lambda plan: ([], False, (0, 0), None))
+    monkeypatch.setattr(child, "_frame_and_gadget", lambda task, pair: None)
+    assert [child.plan_for_child(t).task for t in ("a", "b", "c")] == ["a", "b", "c"]
     assert len(reads) == 1 and seen == [[(0x1000, 0x2000, "")]] * 3
 
 
@@ -93,3 +95,21 @@ def test_the_files_a_task_inherits_are_read_only(tmp_path):
     assert list(files) == [7] and files is fdtable.read_files(str(tmp_path))
     with pytest.raises(TypeError):
         files[8] = entry
+
+
+def test_parent_builds_the_signal_frame_with_the_plan_or_leaves_it_to_the_child(monkeypatch):
+    from crpy.errors import RestoreError
+
+    monkeypatch.setattr(child, "_maps_here", [0, None])
+    monkeypatch.setattr(child, "_self_maps", lambda: [])
+    monkeypatch.setattr(child, "_plan", lambda task, maps=None: SimpleNamespace())
+    monkeypatch.setattr(child, "_vdso_moves", lambda plan: ([], False, (0, 0), ("vdso pair")))
+    monkeypatch.setattr(child, "_frame_and_gadget", lambda task, pair: ("frame", task, pair))
+    assert child.plan_for_child("t").frame == ("frame", "t", "vdso pair")
+
+    def refuse(task, pair):
+        raise RestoreError("no sigreturn code")
+
+    monkeypatch.setattr(child, "_frame_and_gadget", refuse)
+    plan = child.plan_for_child("t")
+    assert plan is not None and getattr(plan, "frame", None) is None
