@@ -79,22 +79,43 @@ def test_fd_table_sharers_are_counted_once_per_table_at_any_depth():
     assert files_sharers(nodes) == {1: 2, 4: 1}
 
 
+def _write_files(d, *ids):
+    from crpy.images import framing
+    from crpy.images.pb import fdinfo_pb2
+
+    entries = []
+    for i in ids:
+        entry = fdinfo_pb2.file_entry(type=fdinfo_pb2.REG, id=i)
+        entry.reg.id, entry.reg.flags, entry.reg.pos, entry.reg.name = i, 0, 0, "/x"
+        entry.reg.fown.uid = entry.reg.fown.euid = entry.reg.fown.signum = 0
+        entry.reg.fown.pid_type = entry.reg.fown.pid = 0
+        entries.append(entry)
+    framing.write_image(framing.image_path(str(d), "files"), "files", entries)
+    return entries[0]
+
+
 def test_the_files_a_task_inherits_are_read_only(tmp_path):
     """A task gets crpy's parsed files.img entries as they are (a copy would write to all of
     them): anything that tried to change them would change every later task's."""
-    from crpy.images import framing
-    from crpy.images.pb import fdinfo_pb2
     from crpy.resources import fdtable
 
-    entry = fdinfo_pb2.file_entry(type=fdinfo_pb2.REG, id=7)
-    entry.reg.id, entry.reg.flags, entry.reg.pos, entry.reg.name = 7, 0, 0, "/x"
-    entry.reg.fown.uid = entry.reg.fown.euid = entry.reg.fown.signum = 0
-    entry.reg.fown.pid_type = entry.reg.fown.pid = 0
-    framing.write_image(framing.image_path(str(tmp_path), "files"), "files", [entry])
+    entry = _write_files(tmp_path, 7)
     files = fdtable.read_files(str(tmp_path))
     assert list(files) == [7] and files is fdtable.read_files(str(tmp_path))
     with pytest.raises(TypeError):
         files[8] = entry
+
+
+def test_an_fd_image_is_parsed_again_only_when_its_bytes_change(tmp_path):
+    from crpy.images import framing
+    from crpy.resources import fdtable
+
+    path = framing.image_path(str(tmp_path), "files")
+    _write_files(tmp_path, 1, 2)
+    first = fdtable._parsed(path, "files")[1]
+    assert fdtable._parsed(path, "files")[1] is first and [e.id for e in first] == [1, 2]
+    _write_files(tmp_path, 3)
+    assert [e.id for e in fdtable._parsed(path, "files")[1]] == [3]
 
 
 def test_parent_builds_the_signal_frame_with_the_plan_or_leaves_it_to_the_child(monkeypatch):
