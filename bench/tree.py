@@ -4,6 +4,8 @@ each a small C program in pause()), images on /dev/shm; milliseconds per process
 same run, alternating with the tree's rounds: the same commands for a single process (crpy's
 fixed cost), and the kernel's own price of a tree, fork+exit+wait of 128 processes (criu 4.2,
 the issue's yardstick, does not run on this kernel).  Medians (and minima) of `reps` rounds.
+Also what the restore cost each restored child (page faults, CPU time; they only sleep after it):
+steadier than the wall time on a machine other work shares.
 run(reps) -> printed lines; `python3 -m bench.tree [reps]` runs it alone."""
 
 import os
@@ -67,13 +69,27 @@ def _children(pid):
 
 
 def _one_round(exe, workdir, tasks=TASKS):
+    """(dump s, restore s, restored child's page faults, its CPU ms): medians over the children."""
     p = _start(exe, workdir, tasks)
     pids = [p.pid] + _children(p.pid)
     with common.killed_after(pids), common.image_dir("crpy-bench-tree-") as imgs:
         dump, restore = common.dump_then_restore("bench.tree", p, imgs, pids)
         if len(_children(p.pid)) != tasks - 1:
             raise SystemExit("bench.tree: the restored tree is incomplete")
-        return dump, restore
+        faults, cpu = _restore_cost(pids[1:]) if tasks > 1 else (0, 0)
+        return dump, restore, faults, cpu
+
+
+def _restore_cost(pids):
+    """Median page faults and CPU ms of restored tasks that have only slept since: what their
+    restore cost them (less noisy than wall time on a shared machine)."""
+    faults, cpu = [], []
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            faults.append(int(f.read().rsplit(")", 1)[1].split()[7]))     # minflt
+        with open(f"/proc/{pid}/schedstat") as f:
+            cpu.append(int(f.read().split()[0]) / 1e6)                     # ns on a CPU
+    return statistics.median(faults), statistics.median(cpu)
 
 
 def _fork_exit_seconds(exe):
@@ -102,6 +118,8 @@ def run(reps=3):
                  f"{statistics.median(r[k] for r in singles):.3f} s")
         lines.append(common.ms_line(name, [r[k] / TASKS for r in trees], more=whole) +
                      f"  target < {TARGETS_MS[name]} ms")
+    lines.append(f"  each restored child: {statistics.median(r[2] for r in trees):.0f} page faults, "
+                 f"{statistics.median(r[3] for r in trees):.2f} ms of CPU (medians)")
     lines.append(f"  baseline: fork+exit+wait of {TASKS} processes {fork_ms:.1f} ms "
                  f"({fork_ms / TASKS:.3f} ms per process)")
     return lines

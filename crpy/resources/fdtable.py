@@ -281,36 +281,57 @@ def read_fd_images(images_dir, pid):
 
 
 def read_fdinfo(images_dir, pid):
-    """The fdinfo entries of task pid's fd table (ids-PID.img says which table)."""
+    """The fdinfo entries of task pid's fd table (ids-PID.img says which table), read-only."""
     from crpy.images import framing
 
-    ids = framing.read_image(framing.image_path(images_dir, "ids", pid), "ids")[0]
-    return framing.read_image(framing.image_path(images_dir, "fdinfo", ids.files_id), "fdinfo")
-
-
-# files.img path -> (its bytes, entries by id), the last parsed: crpy parses the tree's files.img
-# before it forks (crpy.restore.tree_preload) and every task inherits the entries, instead of
-# each parsing the whole tree's files (640 entries for 128 tasks) for its own few fds.
-_files_parsed = {}
+    ids = _parsed(framing.image_path(images_dir, "ids", pid), "ids")[1][0]
+    return _parsed(framing.image_path(images_dir, "fdinfo", ids.files_id), "fdinfo")[1]
 
 
 def read_files(images_dir):
-    """files.img entries by id (a fresh dict; parsed again only when the file's bytes differ
-    from the last parse)."""
+    """files.img entries by id, read-only."""
+    return _parse_files(images_dir)[1]
+
+
+def _by_id(entries):
+    """files.img's entries by id, and whether one is a tty."""
+    import types
+
+    by_id = {e.id: e for e in entries}
+    return types.MappingProxyType(by_id), any(e.HasField("tty") for e in entries)
+
+
+# image path -> (its bytes, its entries or what derive made of them), the last parse of each
+# image: crpy parses the tree's fd images before it forks (crpy.restore.tree_preload) and every
+# task inherits the entries, instead of parsing them again (the files.img of the whole tree, 640
+# entries for 128 tasks, for its own few fds).  A task neither copies nor walks them: that would
+# write to their memory, and so copy it into each task of the tree.  An image is parsed again
+# when its bytes differ from the last parse.
+_images_parsed = {}
+
+
+def _parsed(path, kind, derive=tuple):
     from crpy.images import framing
 
-    path = framing.image_path(images_dir, "files")
     try:
         with open(path, "rb", buffering=0) as f:
             data = f.read()
     except OSError:
         data = None                     # read_image names the problem
-    last = _files_parsed.get(path)
+    last = _images_parsed.get(path)
     if data is None or last is None or last[0] != data:
-        last = (data, {e.id: e for e in framing.read_image(path, "files")})
+        last = (data, derive(framing.read_image(path, kind)))
         if data is not None:
-            _files_parsed[path] = last
-    return dict(last[1])
+            _images_parsed[path] = last
+    return last
+
+
+def _parse_files(images_dir):
+    """(files.img's bytes, entries by id, whether one is a tty)."""
+    from crpy.images import framing
+
+    data, (files, has_tty) = _parsed(framing.image_path(images_dir, "files"), "files", _by_id)
+    return data, files, has_tty
 
 
 def kind_of_entry(entry):
@@ -378,7 +399,8 @@ def before_children(images_dir, pid, child_pids, keep_above):
 def restore_fds(images_dir, pid, keep_above):
     """Leave exactly the dumped fds of task `pid` open at their numbers, plus whatever sits at
     keep_above and above (the caller's own fds)."""
-    fdinfos, files = read_fd_images(images_dir, pid)
+    fdinfos = read_fdinfo(images_dir, pid)
+    _, files, has_tty = _parse_files(images_dir)
     wanted = {}
     for e in fdinfos:
         if e.fd >= keep_above:
@@ -389,7 +411,7 @@ def restore_fds(images_dir, pid, keep_above):
         wanted[e.fd] = e
     placed = {}                                   # file id -> fd number already holding it
     ctx = RestoreContext(images_dir, files, max(wanted, default=0) + 1)
-    if any(f.HasField("tty") for f in files.values()):
+    if has_tty:
         from crpy.resources import tty
 
         ctx.cache["terminal"] = tty.restore_terminal_path()   # before fds 0-2 are replaced
@@ -411,7 +433,7 @@ def restore_fds(images_dir, pid, keep_above):
         from crpy.resources import tty
 
         tty.take_foreground(ctx)
-    if any(f.HasField("tty") for f in files.values()):
+    if has_tty:
         from crpy.resources import ctty
 
         ctty.after_fds(ctx)

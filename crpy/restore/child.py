@@ -13,12 +13,14 @@ exit 1; the parent turns it into a RestoreError and makes sure no process is lef
 
 import contextlib
 import ctypes
+import errno
 import os
 import time
 import warnings
 
 from crpy import faults
 from crpy.errors import CrpyError
+from crpy.kernel.libc import libc
 from crpy.log import log
 from crpy.restore import blob, exe, gadgets, layout, premap, sigframe, task_state
 
@@ -30,7 +32,7 @@ _kept_streams = []             # old log streams: never closed, their fd numbers
 
 def run_child(task, report_fd, keep_above, parent, hooks=None):
     """Become the task; never returns.  parent: the forking pid (this child dies with it).
-    hooks (crpy.restore.fork.Hooks, for a tree): session(), take_parent_pages(task),
+    hooks (crpy.restore.fork.Hooks, for a tree): session(), premade_plan(), take_parent_pages(task),
     fork_children(plan), shares_files, fork_table_sharers(), files_sync() and before_jump()
     (the tree's barrier)."""
     try:
@@ -67,8 +69,7 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
     with _step("session"):
         restore_session(task) if hooks is None else hooks.session()
     with _step("restorer region"):
-        plan = _plan(task)
-        premap.reserve_region(plan)
+        plan = _reserve_region(task, hooks.premade_plan() if hooks else None)
         entry = blob.install_blob(plan.blob)
     if hooks:
         hooks.take_parent_pages(task)
@@ -124,8 +125,7 @@ def _step(name):
 def _die_with_parent(parent):
     """SIGKILL this half-built task if crpy dies before it is done (the blob then sets the
     task's own parent-death signal)."""
-    libc = ctypes.CDLL(None)
-    libc.prctl(1, 9, 0, 0, 0)                  # PR_SET_PDEATHSIG, SIGKILL
+    libc().prctl(1, 9, 0, 0, 0)                # PR_SET_PDEATHSIG, SIGKILL
     if os.getppid() != parent:
         os._exit(1)
 
@@ -212,8 +212,49 @@ def _self_maps():
             for s, e, name in _MAPS_LINE.findall(data)]
 
 
-def _plan(task):
-    maps = _self_maps()
+_maps_here = [0, None]          # [pid, _self_maps()] of the process forking children
+
+
+def plan_for_child(task):
+    """The restorer region of a child this process is about to fork, planned here, from this
+    process's own maps (read once for all its children), which the child inherits, and its
+    signal frame (plan.frame): a child doing that work itself would read and parse the maps
+    again, and copy the pages the work writes (a few hundred page faults in each task of a tree).  None when it cannot be planned (the
+    child then plans it itself, and says why it cannot)."""
+    pid = os.getpid()
+    if _maps_here[0] != pid:
+        _maps_here[:] = [pid, _self_maps()]
+    try:
+        plan = _plan(task, _maps_here[1])
+    except CrpyError:
+        return None
+    try:                      # its signal frame too: the task's own registers, this vDSO
+        plan.frame = _frame_and_gadget(task, _vdso_moves(plan)[3])
+    except CrpyError:
+        pass                  # the child builds it, and says why it cannot
+    return plan
+
+
+def _reserve_region(task, plan):
+    """The restorer region reserved: where its parent planned it (plan_for_child), unless the
+    parent mapped something there after it read its maps; otherwise planned here."""
+    from crpy.errors import KernelError
+
+    if plan is not None:
+        try:
+            premap.reserve_region(plan)
+            return plan
+        except KernelError as e:
+            if e.errno != errno.EEXIST:
+                raise
+            log.debug("pid %d: the region its parent planned is taken; planned again", task.pid)
+    plan = _plan(task)
+    premap.reserve_region(plan)
+    return plan
+
+
+def _plan(task, maps=None):
+    maps = _self_maps() if maps is None else maps
     taken = [(s, e) for s, e, _ in maps if e <= layout.TASK_SIZE]
     taken += [(a.start, a.end) for a in task.areas] + [(s, s + n) for s, n in task.guards]
     movable = [a for a in task.areas if a.kind not in ("vdso", "vvar")]
@@ -232,12 +273,21 @@ def _plan(task):
     return plan
 
 
+_rseq = []                     # [current_rseq()], found once: every task of a tree forks from crpy
+
+
 def _current_rseq():
-    """(area, len, sig) of this thread's glibc rseq registration, or None."""
-    libc = ctypes.CDLL(None)
+    """(area, len, sig) of this thread's glibc rseq registration, or None: the same in crpy and
+    in every task it forks (one thread, one TLS, inherited), so looked up once."""
+    if not _rseq:
+        _rseq.append(_find_rseq())
+    return _rseq[0]
+
+
+def _find_rseq():
     try:
-        size = ctypes.c_uint.in_dll(libc, "__rseq_size").value
-        offset = ctypes.c_long.in_dll(libc, "__rseq_offset").value
+        size = ctypes.c_uint.in_dll(libc(), "__rseq_size").value
+        offset = ctypes.c_long.in_dll(libc(), "__rseq_offset").value
     except ValueError:
         return None
     if not size:
@@ -250,6 +300,24 @@ def _current_rseq():
 
 
 def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
+    pairs, hop, cur_block, vdso_pair = _vdso_moves(plan)
+    log.debug("vdso block %#x-%#x -> %#x%s", cur_block[0], cur_block[1], pairs[0][1],
+              " (overlapping: through scratch)" if hop else "")
+    unmap = layout.unmap_list([(plan.start, plan.start + plan.length), cur_block])
+    premade = getattr(plan, "frame", None)           # built by the parent (plan_for_child)
+    frame, gadget, kind = premade if premade is not None else _frame_and_gadget(task, vdso_pair)
+    a = blob.new_args(plan.args, blob.nr_siginfo(task))
+    blob.fill_args(a, report_fd=report_fd, close_from=keep_above, region=(plan.start, plan.length),
+                   cur_rseq=_current_rseq(), unmap=unmap, specials=pairs, hop=hop,
+                   scratch=plan.scratch, moves=[(s.area.start, s.area.length, s.addr) for s in plan.slots],
+                   guards=task.guards, task=task, exe_fd=exe_fd, frame=frame, gadget=gadget,
+                   gadget_kind=kind, files_sync=files_sync)
+    return a
+
+
+def _vdso_moves(plan):
+    """(vDSO/vvar moves [(current, target, length)], whether they need the scratch hop, the
+    current block, the vDSO's own move)."""
     from crpy.errors import RestoreError
 
     cur_specials = [(n, s, e) for s, e, n in plan.maps if n in layout.SPECIAL_NAMES]
@@ -258,19 +326,8 @@ def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
     except ValueError as e:
         raise RestoreError(f"cannot move the vDSO: {e}") from None
     cur_block = (pairs[0][0], pairs[-1][0] + pairs[-1][2])
-    hop = layout.needs_hop(pairs)
-    log.debug("vdso block %#x-%#x -> %#x%s", cur_block[0], cur_block[1], pairs[0][1],
-              " (overlapping: through scratch)" if hop else "")
-    unmap = layout.unmap_list([(plan.start, plan.start + plan.length), cur_block])
     vdso_start = next(s for s, _, n in plan.maps if n == "[vdso]")
-    frame, gadget, kind = _frame_and_gadget(task, next(p for p in pairs if p[0] == vdso_start))
-    a = blob.new_args(plan.args, blob.nr_siginfo(task))
-    blob.fill_args(a, report_fd=report_fd, close_from=keep_above, region=(plan.start, plan.length),
-                   cur_rseq=_current_rseq(), unmap=unmap, specials=pairs, hop=hop,
-                   scratch=plan.scratch, moves=[(s.area.start, s.area.length, s.addr) for s in plan.slots],
-                   guards=task.guards, task=task, exe_fd=exe_fd, frame=frame, gadget=gadget,
-                   gadget_kind=kind, files_sync=files_sync)
-    return a
+    return pairs, layout.needs_hop(pairs), cur_block, next(p for p in pairs if p[0] == vdso_start)
 
 
 def _frame_and_gadget(task, vdso_pair):

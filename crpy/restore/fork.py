@@ -17,6 +17,7 @@ import signal
 import time
 
 from crpy.errors import CrpyError, RestoreError
+from crpy.kernel.libc import libc
 from crpy.log import log
 
 GROUP_WAIT_S = 5.0
@@ -26,9 +27,12 @@ class TreeRun:
     """What every task of one restore shares (inherited through fork)."""
 
     def __init__(self, report_fd, go_fd, keep_above, nodes):
+        from crpy.restore.tree import files_sharers
+
         self.report_fd, self.go_fd, self.keep_above = report_fd, go_fd, keep_above
         self.nodes = {n.pid: n for n in nodes}
         self.pids = set(self.nodes)
+        self.sharers = files_sharers(self.nodes)
         # process groups the restore makes: led by a task, or by a helper for a leader that is gone
         self.groups = self.pids | {n.helper_pgid for n in nodes if n.helper_pgid}
         self.core_dir = _core_dir(nodes)
@@ -68,6 +72,10 @@ def fork_node(node, run, close_in_child=()):
     shares its parent's fd table is cloned into it (CLONE_FILES)."""
     from crpy.kernel.clone import CLONE_FILES, fork_with_pid
 
+    if node.task is not None:
+        from crpy.restore.child import plan_for_child
+
+        node.plan = plan_for_child(node.task)
     if node.helper_sid or node.helper_pgid:
         if node.shares_files:
             raise RestoreError(f"pid {node.pid} shares its parent's fd table but must be forked by a "
@@ -144,6 +152,10 @@ class Hooks:
         self.session()
         self.fork_children(None)
 
+    def premade_plan(self):
+        """The restorer region its parent planned for it (crpy.restore.child.plan_for_child)."""
+        return self.node.plan
+
     def take_parent_pages(self, task):
         """Areas whose pages the parent holds (PE_PARENT runs) start from the parent's premapped
         copy, inherited by fork: its address in this process."""
@@ -190,11 +202,11 @@ class Hooks:
 
     def files_sync(self):
         """(done fd, wait fd, wait count) for the restorer (rst_args.files_*)."""
-        from crpy.restore.tree import files_leader, files_sharers
+        from crpy.restore.tree import files_leader
 
         if self.node.shares_files:
             return files_leader(self.node, self.run.nodes).files_done[1], -1, 0
-        count = files_sharers(self.node, self.run.nodes)
+        count = self.run.sharers.get(self.node.pid, 0)
         return (-1, self.node.files_done[0], count) if count else (-1, -1, 0)
 
     def before_jump(self):
@@ -266,9 +278,7 @@ def _ready_and_wait(node, run):
 
 
 def _stop_dying_with_parent():
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)      # PR_SET_PDEATHSIG, none (the restorer sets the task's)
+    libc().prctl(1, 0, 0, 0, 0)      # PR_SET_PDEATHSIG, none (the restorer sets the task's)
 
 
 def _exit_as(status, comm, core_dir):
@@ -278,7 +288,7 @@ def _exit_as(status, comm, core_dir):
     import ctypes
     import resource
 
-    ctypes.CDLL(None).prctl(15, ctypes.c_char_p(comm.encode()[:15]), 0, 0, 0)   # PR_SET_NAME
+    libc().prctl(15, ctypes.c_char_p(comm.encode()[:15]), 0, 0, 0)   # PR_SET_NAME
     core = os.WIFSIGNALED(status) and os.WCOREDUMP(status)
     _, core_hard = resource.getrlimit(resource.RLIMIT_CORE)
     resource.setrlimit(resource.RLIMIT_CORE, (core_hard if core else 0, core_hard))
@@ -286,7 +296,7 @@ def _exit_as(status, comm, core_dir):
         with open("/proc/self/coredump_filter", "w") as f:
             f.write("0")                      # no memory in the core, only the headers and notes
         os.chdir(core_dir)
-        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)                             # PR_SET_DUMPABLE
+        libc().prctl(4, 1, 0, 0, 0)                             # PR_SET_DUMPABLE
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig != signal.SIGKILL:             # SIGKILL's action cannot be set, nor needs to be

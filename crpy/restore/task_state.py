@@ -15,6 +15,7 @@ import os
 import resource
 
 from crpy.errors import RestoreError
+from crpy.kernel.libc import libc
 from crpy.log import log
 from crpy.record import dataclass, field
 
@@ -138,19 +139,19 @@ def check_creds(pid, state):
 
 def apply(state):
     """Set everything; the parts the kernel refuses without CAP_SYS_RESOURCE are logged."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.personality(ctypes.c_ulong(state.personality)) == -1:
+    lib = libc()
+    if lib.personality(ctypes.c_ulong(state.personality)) == -1:
         log.warning("personality %#x: %s", state.personality, os.strerror(ctypes.get_errno()))
     if state.dumpable in (0, 1):
-        _prctl(libc, PR_SET_DUMPABLE, state.dumpable)
+        _prctl(lib, PR_SET_DUMPABLE, state.dumpable)
     if state.thp_disabled:
-        _prctl(libc, PR_SET_THP_DISABLE, 1)
+        _prctl(lib, PR_SET_THP_DISABLE, 1)
     if state.child_subreaper:
-        _prctl(libc, PR_SET_CHILD_SUBREAPER, 1)
+        _prctl(lib, PR_SET_CHILD_SUBREAPER, 1)
     if state.timerslack_ns:
-        _prctl(libc, PR_SET_TIMERSLACK, state.timerslack_ns)
+        _prctl(lib, PR_SET_TIMERSLACK, state.timerslack_ns)
     if state.no_new_privs:
-        _prctl(libc, PR_SET_NO_NEW_PRIVS, 1)     # one way: crpy execs nothing after this
+        _prctl(lib, PR_SET_NO_NEW_PRIVS, 1)     # one way: crpy execs nothing after this
     _sched(state)
     _loginuid(state.loginuid)
     _membarrier(state.membarrier)
@@ -158,8 +159,8 @@ def apply(state):
     _itimers(state.itimers)
 
 
-def _prctl(libc, option, value):
-    if libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) == -1:
+def _prctl(lib, option, value):
+    if lib.prctl(option, ctypes.c_ulong(value), 0, 0, 0) == -1:
         log.warning("prctl(%d, %d): %s", option, value, os.strerror(ctypes.get_errno()))
 
 
@@ -254,12 +255,12 @@ def _itimers(itimers):
     """setitimer with the exact (sec, usec) pairs of the image (a float would round them up).
     The kernel adds one tick to a CPU-time timer's value when it is set: read it back and take
     the excess off once, so that dump/restore cycles do not push the timer further each time."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    lib = libc()
     for which, interval, value in itimers:
         want = value[0] * 1000000 + value[1]
-        got = _setitimer(libc, which, interval, want)
+        got = _setitimer(lib, which, interval, want)
         if which != 0 and want > got - want > 0:
-            _setitimer(libc, which, interval, want - (got - want))
+            _setitimer(lib, which, interval, want - (got - want))
 
 
 def _setitimer(libc, which, interval, value_us):

@@ -30,6 +30,7 @@ class Node:
     comm: str = ""                   # a zombie's name
     children: list = field(default_factory=list)
     slots: dict = None               # (start, end) -> premap address, set before it forks
+    plan: object = None              # layout.RegionPlan its parent made for it, from the parent's maps
     helper_sid: int = 0              # its session leader is gone: a helper with this pid makes it
     helper_pgid: int = 0             # its group leader is gone: a helper with this pid makes the group
     files_id: int = 0                # ids.files_id; equal to its parent's: one fd table (CLONE_FILES)
@@ -67,9 +68,16 @@ def files_leader(node, nodes):
     return node
 
 
-def files_sharers(leader, nodes):
-    """How many tasks were forked into `leader`'s fd table (CLONE_FILES), at any depth."""
-    return sum(1 for n in nodes.values() if n.shares_files and files_leader(n, nodes) is leader)
+def files_sharers(nodes):
+    """{pid of a table's first task: how many tasks were forked into its fd table (CLONE_FILES),
+    at any depth}, counted once before the fork (a task walking every node of the tree would
+    copy the memory of all of them)."""
+    counts = {}
+    for n in nodes.values():
+        if n.shares_files:
+            pid = files_leader(n, nodes).pid
+            counts[pid] = counts.get(pid, 0) + 1
+    return counts
 
 
 def _plan_session_helpers(nodes, by_pid):

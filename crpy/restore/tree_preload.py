@@ -52,6 +52,11 @@ def _preload(nodes, images_dir):
     blob.args_size()
     blob.blob()
     child._self_maps()                        # compiles its regex once for every task
+    child._current_rseq()
+    from crpy.kernel.libc import libc
+
+    for name in ("prctl", "personality"):     # looked up once: every task calls them
+        getattr(libc(), name)
     live = next((n for n in nodes if n.task is not None), None)
     if live is None:
         return
