@@ -10,6 +10,10 @@ def run_command(args, verbosity):
         from crpy.pageserver.server import run_page_server
 
         log.setup(verbosity, args.log_file, args.images_dir)
+        if args.lazy_pages:
+            from crpy.pageserver.serve import run_serving
+
+            return run_serving(args.images_dir, args.address, args.port, args.daemon, args.status_fd)
         return run_page_server(args.images_dir, args.address, args.port, args.daemon, args.status_fd)
     if args.command == "receive":
         from crpy.migrate.receive import run_receive
@@ -50,6 +54,8 @@ def add_parsers(sub):
     p.add_argument("--address", metavar="A", help="address to listen on (default: all)")
     p.add_argument("-d", "--daemon", action="store_true", help="go to the background once listening")
     p.add_argument("--status-fd", type=int, metavar="FD", help="write one byte to FD once listening")
+    p.add_argument("--lazy-pages", action="store_true",
+                   help="serve the pages of the dump in -D to `crpy lazy-pages --page-server` instead")
     p.add_argument("-o", "--log-file", metavar="FILE")
 
     r = sub.add_parser("receive", help="the destination of crpy migrate: receive a tree and restore it")

@@ -14,6 +14,10 @@ payload, except DATA, whose b raw bytes of file data follow (spliced, not read i
     RESTORE payload: the subdirectory (crpy receive)      -> OK a=root pid | ERR
     DONE    the migration is over (crpy receive)          -> OK
     ERR     payload: one line, why the server refuses     (then it closes the connection)
+    GET     a=offset, payload: "NAME\0LENGTH"             -> DATA of LENGTH bytes of pages image NAME
+                                                          (relative to the served dump) | ERR;
+                                                          criu's PS_IOV_GET, for `crpy lazy-pages
+                                                          --page-server` (crpy.pageserver.serve)
 
 A file's stream digest covers, in order, each DATA's bytes and each PATCH's offset (8 bytes,
 little endian) and bytes: both ends compute it over the same bytes, the sender over what it sent
@@ -28,9 +32,10 @@ MAGIC = 0x53505243                      # "CRPS"
 VERSION = 1
 HEADER = struct.Struct("<IIQQ")
 MAX_PAYLOAD = 1 << 20                   # any message but DATA
-(HELLO, OPEN, DATA, PATCH, CLOSE, LINK, SUBDIR, FIN, RESTORE, DONE, OK, ERR) = range(1, 13)
+(HELLO, OPEN, DATA, PATCH, CLOSE, LINK, SUBDIR, FIN, RESTORE, DONE, OK, ERR, GET) = range(1, 14)
 NAMES = {v: k for k, v in dict(HELLO=HELLO, OPEN=OPEN, DATA=DATA, PATCH=PATCH, CLOSE=CLOSE, LINK=LINK,
-                                SUBDIR=SUBDIR, FIN=FIN, RESTORE=RESTORE, DONE=DONE, OK=OK, ERR=ERR).items()}
+                                SUBDIR=SUBDIR, FIN=FIN, RESTORE=RESTORE, DONE=DONE, OK=OK, ERR=ERR,
+                                GET=GET).items()}
 
 
 class StreamError(Exception):
