@@ -12,6 +12,7 @@ payload, except DATA, whose b raw bytes of file data follow (spliced, not read i
     SUBDIR  payload: a directory name (crpy receive)      later files go into DIR/NAME
     FIN     the dump is complete                          -> OK | ERR  (crpy-digests written)
     RESTORE payload: the subdirectory (crpy receive)      -> OK a=root pid | ERR
+            [+ "\0lazy\0ADDR\0PORT\0NAME=SIZE..."]       crpy migrate --lazy (crpy.migrate.lazy)
     DONE    the migration is over (crpy receive)          -> OK
     ERR     payload: one line, why the server refuses     (then it closes the connection)
     GET     a=offset, payload: "NAME\0LENGTH"             -> DATA of LENGTH bytes of pages image NAME

@@ -72,6 +72,9 @@ class PageServing:
                 raise P.StreamError(f"expected HELLO version {P.VERSION}, got {P.NAMES[cmd]} {a}")
             P.send(sock, P.OK)
             while True:
+                if not sock.recv(1, socket.MSG_PEEK):
+                    log.info("Page server: the peer closed (%d bytes served so far)", self.bytes)
+                    return False       # at a message boundary: a peer done for now (a prefetch)
                 cmd, a, payload = P.recv(sock)
                 if cmd == P.GET:
                     self._get(sock, a, payload)
