@@ -140,6 +140,19 @@ def test_restore_failing_on_destination_brings_the_tree_back(tmp_path, netns):
 # ---------------------------------------------------------------- --lazy (post-copy)
 
 @pytest.mark.parametrize("rounds", [0, 1])
+def test_zdtm_migrate_lazy(rounds):
+    """`python3 -m tests.zdtm.run dirtymem --migrate N --lazy`: the harness's checks and the test's."""
+    rc, out = run_harness("dirtymem", "--migrate", str(rounds), "--lazy")
+    assert verdict_word(out, "dirtymem") == "PASS", out
+    assert rc == 0, out
+
+
+def test_zdtm_migrate_lazy_catches_a_broken_state():
+    rc, out = run_harness("dirtymem", "--migrate", "0", "--lazy", "--break")
+    assert verdict_word(out, "dirtymem") == "DETECTED", out
+
+
+@pytest.mark.parametrize("rounds", [0, 1])
 @pytest.mark.parametrize("name", ["dirtymem", "mem256"])
 def test_migrate_lazy(tmp_path, netns, name, rounds):
     """--lazy: the final dump's pages stay on the source and are fetched by the destination's
