@@ -3,7 +3,8 @@
 migrates one such task with pre-copy (`crpy migrate`, rounds until the dirty set stops shrinking),
 one with none (`--max-rounds 0`: stop-and-copy, i.e. dump + send + restore, all frozen) and one
 post-copy (`--lazy --max-rounds 0`: the final dump keeps the pages on the source, the destination
-runs at once and fetches them), in rotating order; printed: the median frozen time of each and the
+runs at once and fetches them) and one pre-copy then post-copy (`--lazy`, rounds as pre-copy's),
+in rotating order; printed: the median frozen time of each and the
 ratios to stop-and-copy (aim: pre-copy at most 1/10), and the pages and MiB sent per round of the
 last pre-copy migration.
 run(reps) -> printed lines; `python3 -m bench.migrate [reps] [MiB]` runs it alone."""
@@ -80,17 +81,19 @@ def _migrate(exe, mib, workdir, rounds, lazy=False):
 def run(reps=3, mib=1024):
     with common.child_subreaper(), common.work_dir("crpy-bench-mig-") as workdir:
         exe = common.build_c(workdir, "writer", WRITER_C, "-O2")
-        runs, last = {"pre": [], "stop": [], "lazy": []}, None
+        kinds = ("pre", "stop", "lazy", "pre+lazy")
+        runs, last = {k: [] for k in kinds}, None
         for n in range(reps):
-            kinds = ("pre", "stop", "lazy")
-            for kind in kinds[n % 3:] + kinds[:n % 3]:
-                frozen, sent = _migrate(exe, mib, workdir, 5 if kind == "pre" else 0, lazy=kind == "lazy")
+            for kind in kinds[n % 4:] + kinds[:n % 4]:
+                frozen, sent = _migrate(exe, mib, workdir, 5 if kind.startswith("pre") else 0,
+                                        lazy=kind.endswith("lazy"))
                 runs[kind].append(frozen)
                 if kind == "pre":
                     last = sent
     pre, stop, lazy = runs["pre"], runs["stop"], runs["lazy"]
     p, s = statistics.median(f for f, _ in pre), statistics.median(f for f, _ in stop)
     z = statistics.median(f for f, _ in lazy)
+    pz = statistics.median(f for f, _ in runs["pre+lazy"])
 
     def row(name, runs, med):
         return (f"  {name:14s} {med * 1e3:8.1f} ms  (min {min(f for f, _ in runs) * 1e3:.1f} ms; of which the "
@@ -98,7 +101,9 @@ def run(reps=3, mib=1024):
 
     lines = [f"migrate: {mib} MiB task rewriting a {HOT_MIB} MiB hot set, loopback, {reps} reps (median frozen):",
              row("pre-copy", pre, p), row("stop-and-copy", stop, s), row("lazy", lazy, z),
-             f"  pre-copy/stop-and-copy {p / s:.3f} (aim <= 0.1); lazy/stop-and-copy {z / s:.3f}",
+             row("pre-copy+lazy", runs["pre+lazy"], pz),
+             f"  pre-copy/stop-and-copy {p / s:.3f} (aim <= 0.1); lazy/stop-and-copy {z / s:.3f}; "
+             f"pre-copy+lazy/stop-and-copy {pz / s:.3f}",
              "  rounds of the last pre-copy (pages, MiB sent): " + ", ".join(f"{n} {m:.1f}" for n, m in last)]
     return lines
 
