@@ -1,9 +1,12 @@
 """Benchmark: live migration of a task holding MIB MiB (1 GiB) of touched data that rewrites a
 64 MiB hot set without pause, to `crpy receive` over loopback (images on /dev/shm).  Each rep
-migrates one such task with pre-copy (`crpy migrate`, rounds until the dirty set stops shrinking)
-and one with none (`--max-rounds 0`: stop-and-copy, i.e. dump + send + restore, all frozen), in
-alternating order; printed: the median frozen time of each and their ratio (aim: pre-copy at most
-1/10), and the pages and MiB sent per round of the last pre-copy migration.
+migrates one such task with pre-copy (`crpy migrate`, rounds until the dirty set stops shrinking),
+one with none (`--max-rounds 0`: stop-and-copy, i.e. dump + send + restore, all frozen) and one
+post-copy (`--lazy --max-rounds 0`: the final dump keeps the pages on the source, the destination
+runs at once and fetches them) and one pre-copy then post-copy (`--lazy`, rounds as pre-copy's),
+in rotating order; printed: the median frozen time of each and the
+ratios to stop-and-copy (aim: pre-copy at most 1/10), and the pages and MiB sent per round of the
+last pre-copy migration.
 run(reps) -> printed lines; `python3 -m bench.migrate [reps] [MiB]` runs it alone."""
 
 import os
@@ -53,7 +56,7 @@ def _receive(dst):
     return proc, int(line.rsplit(":", 1)[1])
 
 
-def _migrate(exe, mib, workdir, rounds):
+def _migrate(exe, mib, workdir, rounds, lazy=False):
     """One migration of a fresh writer; ((frozen s, of which the restore s), [(pages, MiB sent)] per round)."""
     ready = os.path.join(workdir, "ready")
     target = common.start_target([exe, str(mib), str(HOT_MIB), ready], ready, "bench.migrate: the writer",
@@ -61,7 +64,7 @@ def _migrate(exe, mib, workdir, rounds):
     with common.killed_after([target.pid]), common.image_dir("crpy-bench-mig-") as imgs:
         receiver, port = _receive(os.path.join(imgs, "dst"))
         args = [sys.executable, "-m", "crpy", "migrate", "-t", str(target.pid), "--to", f"127.0.0.1:{port}",
-                "--max-rounds", str(rounds), "-D", os.path.join(imgs, "src")]
+                "--max-rounds", str(rounds), "-D", os.path.join(imgs, "src")] + (["--lazy"] if lazy else [])
         mig = subprocess.Popen(args, cwd=common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while mig.poll() is None:
             target.poll()                 # reaps the source once the final dump killed it
@@ -78,22 +81,29 @@ def _migrate(exe, mib, workdir, rounds):
 def run(reps=3, mib=1024):
     with common.child_subreaper(), common.work_dir("crpy-bench-mig-") as workdir:
         exe = common.build_c(workdir, "writer", WRITER_C, "-O2")
-        pre, stop, last = [], [], None
+        kinds = ("pre", "stop", "lazy", "pre+lazy")
+        runs, last = {k: [] for k in kinds}, None
         for n in range(reps):
-            for kind in (("pre", "stop") if n % 2 == 0 else ("stop", "pre")):
-                frozen, sent = _migrate(exe, mib, workdir, 5 if kind == "pre" else 0)
-                (pre if kind == "pre" else stop).append(frozen)
+            for kind in kinds[n % 4:] + kinds[:n % 4]:
+                frozen, sent = _migrate(exe, mib, workdir, 5 if kind.startswith("pre") else 0,
+                                        lazy=kind.endswith("lazy"))
+                runs[kind].append(frozen)
                 if kind == "pre":
                     last = sent
+    pre, stop, lazy = runs["pre"], runs["stop"], runs["lazy"]
     p, s = statistics.median(f for f, _ in pre), statistics.median(f for f, _ in stop)
+    z = statistics.median(f for f, _ in lazy)
+    pz = statistics.median(f for f, _ in runs["pre+lazy"])
 
     def row(name, runs, med):
         return (f"  {name:14s} {med * 1e3:8.1f} ms  (min {min(f for f, _ in runs) * 1e3:.1f} ms; of which the "
                 f"destination's restore {statistics.median(r for _, r in runs) * 1e3:.1f} ms)")
 
     lines = [f"migrate: {mib} MiB task rewriting a {HOT_MIB} MiB hot set, loopback, {reps} reps (median frozen):",
-             row("pre-copy", pre, p), row("stop-and-copy", stop, s),
-             f"  pre-copy/stop-and-copy {p / s:.3f} (aim <= 0.1)",
+             row("pre-copy", pre, p), row("stop-and-copy", stop, s), row("lazy", lazy, z),
+             row("pre-copy+lazy", runs["pre+lazy"], pz),
+             f"  pre-copy/stop-and-copy {p / s:.3f} (aim <= 0.1); lazy/stop-and-copy {z / s:.3f}; "
+             f"pre-copy+lazy/stop-and-copy {pz / s:.3f}",
              "  rounds of the last pre-copy (pages, MiB sent): " + ", ".join(f"{n} {m:.1f}" for n, m in last)]
     return lines
 

@@ -248,11 +248,13 @@ class Daemon:
         from crpy.lazy.guard import _kill_trees
 
         killed = _kill_trees(sorted({mm.pid for mm in self.mms.values()}))
-        log.error("lazy-pages: %s: killed the restored task(s) %s, which would wait for pages forever",
-                  why, ", ".join(map(str, killed)) or "(none left)")
+        line = (f"lazy-pages: {why}: killed the restored task(s) {', '.join(map(str, killed)) or '(none left)'}, "
+                f"which would wait for pages forever")
+        log.error("%s", line)
         for mm in list(self.mms.values()):
             mm.pending.clear()
             self._close_if_done(mm)
+        return line
 
 
 def run_lazy_pages(images_dir, log_file, verbosity, page_server):
@@ -277,9 +279,9 @@ def run_lazy_pages(images_dir, log_file, verbosity, page_server):
     try:
         _loop(daemon, listener)
     except SourceGone as e:
-        daemon.fail(str(e))
+        line = daemon.fail(str(e))
         daemon.guard.done()
-        return 1
+        raise LazyPagesError(line, "the pages' source (its images or page server) went away") from None
     except LazyPagesError:
         daemon.guard.done()
         raise
@@ -291,6 +293,8 @@ def run_lazy_pages(images_dir, log_file, verbosity, page_server):
             pass
     daemon.guard.done()
     log.info("lazy-pages: all pages in (%d served on fault, %d pushed)", daemon.served, daemon.pushed)
+    if hasattr(source, "done"):        # a page server: it may stop serving now
+        source.done()
     return 0
 
 

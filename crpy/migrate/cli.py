@@ -10,6 +10,10 @@ def run_command(args, verbosity):
         from crpy.pageserver.server import run_page_server
 
         log.setup(verbosity, args.log_file, args.images_dir)
+        if args.lazy_pages:
+            from crpy.pageserver.serve import run_serving
+
+            return run_serving(args.images_dir, args.address, args.port, args.daemon, args.status_fd)
         return run_page_server(args.images_dir, args.address, args.port, args.daemon, args.status_fd)
     if args.command == "receive":
         from crpy.migrate.receive import run_receive
@@ -25,9 +29,14 @@ def _migrate(args, verbosity):
     from crpy.migrate.source import migrate
 
     work = args.images_dir or tempfile.mkdtemp(prefix=f"crpy-migrate-{args.tree}-")
+
+    def restored(result):              # --lazy: said before the pages are served
+        print(f"restored as pid {result.pid} there; frozen {result.frozen_seconds:.3f} s; serving its pages",
+              flush=True)
+
     result = migrate(args.tree, args.to, work, max_rounds=args.max_rounds, min_rounds=args.min_rounds,
                      on_round=lambda r: print(r.line(), flush=True), verbosity=verbosity,
-                     log_file=args.log_file, lazy=args.lazy,
+                     log_file=args.log_file, lazy=args.lazy, on_restored=restored,
                      dump_opts={"file_locks": args.file_locks, "link_remap": args.link_remap,
                                 "shell_job": args.shell_job, "ghost_limit": args.ghost_limit})
     print(f"migrated {args.tree} to {args.to}: restored as pid {result.pid}; frozen "
@@ -50,6 +59,8 @@ def add_parsers(sub):
     p.add_argument("--address", metavar="A", help="address to listen on (default: all)")
     p.add_argument("-d", "--daemon", action="store_true", help="go to the background once listening")
     p.add_argument("--status-fd", type=int, metavar="FD", help="write one byte to FD once listening")
+    p.add_argument("--lazy-pages", action="store_true",
+                   help="serve the pages of the dump in -D to `crpy lazy-pages --page-server` instead")
     p.add_argument("-o", "--log-file", metavar="FILE")
 
     r = sub.add_parser("receive", help="the destination of crpy migrate: receive a tree and restore it")
@@ -66,7 +77,7 @@ def add_parsers(sub):
     m.add_argument("--min-rounds", type=int, default=1, metavar="N",
                    help="pre-copy rounds at least, even when the dirty set stops shrinking")
     m.add_argument("-D", "--images-dir", metavar="DIR", help="local work directory (default: a new one in /tmp)")
-    m.add_argument("--lazy", action="store_true", help="post-copy (not implemented yet: refused)")
+    m.add_argument("--lazy", action="store_true", help="post-copy: the destination runs at once, its pages pulled from here after")
     m.add_argument("-l", "--file-locks", action="store_true", help="as crpy dump --file-locks (every round)")
     m.add_argument("--link-remap", action="store_true", help="as crpy dump --link-remap")
     m.add_argument("-j", "--shell-job", action="store_true", help="as crpy dump --shell-job")

@@ -33,13 +33,14 @@ class _Restorer:
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.DEVNULL, text=True)
 
-    def restore(self, images_dir):
+    def restore(self, images_dir, lazy=None):
+        """lazy: (address, port, NAME=SIZE ...) of crpy migrate --lazy (crpy.migrate.lazy)."""
         from crpy.pageserver.server import Refused
 
         self.prepare()
         worker, self.worker = self.worker, None
         try:
-            worker.stdin.write(images_dir + "\n")
+            worker.stdin.write("\t".join([images_dir, *(["lazy", *lazy] if lazy else [])]) + "\n")
             worker.stdin.close()
             answer = ""
             for line in worker.stdout:

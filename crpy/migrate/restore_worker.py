@@ -5,6 +5,9 @@ machine) are paid before the source tree is frozen, not in its frozen time.
     python3 -m crpy.migrate.restore_worker      prints "ready", then reads one line: an images
                                                 directory, restored detached (restore.log and
                                                 restored.pid in it); prints "pid N" or "error LINE"
+                                                "DIR\tlazy\tADDR\tPORT\tNAME=SIZE...": restored
+                                                with --lazy-pages from that page server
+                                                (crpy.migrate.lazy.prepare_lazy)
 
 End of input instead of a line: it exits and does nothing.
 """
@@ -35,21 +38,40 @@ def main():
     line = sys.stdin.readline()
     if not line.endswith("\n"):
         return 0
-    images_dir = line[:-1]
+    images_dir, *lazy = line[:-1].split("\t")
     from crpy.options import RestoreOptions
     from crpy.restore.pipeline import run_restore
 
+    daemon = None
     try:
+        if lazy:
+            from crpy.migrate.lazy import parse_request, prepare_lazy
+
+            daemon = prepare_lazy(images_dir, *parse_request(lazy[1:]))
         pid = run_restore(RestoreOptions(images_dir=images_dir, detach=True, verbosity=4, log_file="restore.log",
-                                         pidfile=os.path.join(images_dir, "restored.pid")))
+                                         pidfile=os.path.join(images_dir, "restored.pid"),
+                                         lazy_pages=bool(lazy),
+                                         # lazy: the sent images were checked at FIN by the receiver
+                                         # a moment ago; the pages images are placeholders filled
+                                         # from the source, which crpy-digests cannot list
+                                         skip_integrity=bool(lazy)))
     except CrpyError as e:
+        _stop(daemon)
         print(f"error {e.one_line()}", flush=True)
         return 1
     except Exception as e:  # noqa: BLE001 - a bug: still one line for the receiver to pass on
+        _stop(daemon)
         print(f"error internal error in the restore: {type(e).__name__}: {e}", flush=True)
         return 1
     print(f"pid {pid}", flush=True)
     return 0
+
+
+def _stop(daemon):
+    """The restore failed: its lazy-pages daemon has nothing to serve."""
+    if daemon is not None and daemon.poll() is None:
+        daemon.kill()
+        daemon.wait()
 
 
 if __name__ == "__main__":

@@ -20,10 +20,14 @@ is restored here from the local copy of the same images (same pids, same state a
 and migrate fails saying so; only if that local restore fails too is the tree lost (said in the
 error).
 
---lazy (post-copy) is the lazy-pages branch's.  The hook: Migration(lazy=True) refuses in
-__init__ today; with lazy pages, _final() becomes a dump that leaves the private pages behind
-(criu dump --lazy-pages), RESTORE a `crpy restore --lazy-pages` on the receiver fetching them from
-a page server this side keeps until every page has arrived.
+--lazy (post-copy): the pre-copy rounds as above (optional: --max-rounds 0), then a final dump
+whose pages images stay here (written locally; every other image is sent), a page server on
+this side serving them (crpy.pageserver.serve, on the address of this end of the connection),
+and RESTORE asks the receiver for `crpy restore --lazy-pages` with `crpy lazy-pages --page-server`
+fetching from it (crpy.migrate.restore_worker).  The restored tree runs at once; the frozen time
+ends there.  migrate then serves pages until the destination's daemon says it has them all (DONE),
+and only then returns: the source side exits when every page has arrived.  Killed before that,
+the destination's daemon kills the restored tasks in one line (crpy.lazy.daemon: SourceGone).
 """
 
 import os
@@ -77,12 +81,8 @@ class Migration:
     """migrate(pid) to `crpy receive` at host:port; on_round(Round) is called after each round."""
 
     def __init__(self, pid, host, port, work_dir, max_rounds=5, min_rounds=1, on_round=None,
-                 verbosity=2, log_file=None, lazy=False, dump_opts=None):
-        if lazy:
-            from crpy.errors import OptionError
-
-            raise OptionError("crpy migrate --lazy is not implemented in this crpy yet",
-                              "migrate without --lazy (pre-copy)")
+                 verbosity=2, log_file=None, lazy=False, dump_opts=None, on_restored=None):
+        self.lazy, self.serving, self.on_restored = lazy, None, on_restored
         self.pid, self.host, self.port, self.work_dir = pid, host, port, work_dir
         self.max_rounds, self.min_rounds = max_rounds, min(min_rounds, max_rounds)
         self.on_round, self.verbosity, self.log_file = on_round, verbosity, log_file
@@ -115,20 +115,45 @@ class Migration:
         # the source tree is gone now: the receiver has every image, checked
         try:
             asked = time.monotonic()
-            self.result.pid = client.call(_restore_cmd(), 0, b"dump", what="RESTORE")
+            request = b"dump"
+            if self.serving is not None:
+                request += b"\0" + self.serving.request()
+                self.serving.start()
+            self.result.pid = client.call(_restore_cmd(), 0, request, what="RESTORE")
             self.result.frozen_seconds = time.monotonic() - started
             self.result.restore_seconds = time.monotonic() - asked
             client.call(_done_cmd(), what="DONE")
         except BaseException as e:
             client.close()
+            if self.serving is not None:
+                self.serving.close()
             self._restore_here(e)
         client.close()
         log.info("Migration of %d done: frozen %.3f s", self.pid, self.result.frozen_seconds)
+        if self.serving is not None:
+            if self.on_restored is not None:
+                self.on_restored(self.result)
+            self.serving.run()             # until the destination has every page
         return self.result
 
     def _final(self, client, prev):
-        """The final dump, frozen: the pages written since the last round and every image."""
-        return self._round(client, "dump", prev, len(self.result.rounds) + 1)
+        """The final dump, frozen: the pages written since the last round and every image
+        (lazy: the pages images stay here, served by a page server started now)."""
+        if not self.lazy:
+            return self._round(client, "dump", prev, len(self.result.rounds) + 1)
+        from crpy.migrate.lazy import LazyServing
+
+        # listening before the final dump: once it is done the source tree is gone
+        self.serving = LazyServing(os.path.join(self.work_dir, "dump"), client.sock.getsockname()[0])
+        client.pages_local = True
+        try:
+            return self._round(client, "dump", prev, len(self.result.rounds) + 1)
+        except BaseException:
+            self.serving.close()
+            self.serving = None
+            raise
+        finally:
+            client.pages_local = False
 
     def _round(self, client, name, prev, number):
         from crpy.dump.pipeline import run_dump

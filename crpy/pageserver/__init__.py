@@ -48,7 +48,7 @@ def detach(images_dir):
 def pages_stream(images_dir, path):
     """A sink.RemotePages for pages-N.img when images_dir's dump sends to a page server, else None."""
     client = _sessions.get(_key(images_dir)) if _sessions else None
-    if client is None:
+    if client is None or client.pages_local:   # crpy migrate --lazy: pages stay here, served later
         return None
     from crpy.pageserver.sink import RemotePages
 

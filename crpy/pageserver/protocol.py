@@ -12,8 +12,13 @@ payload, except DATA, whose b raw bytes of file data follow (spliced, not read i
     SUBDIR  payload: a directory name (crpy receive)      later files go into DIR/NAME
     FIN     the dump is complete                          -> OK | ERR  (crpy-digests written)
     RESTORE payload: the subdirectory (crpy receive)      -> OK a=root pid | ERR
+            [+ "\0lazy\0ADDR\0PORT\0NAME=SIZE..."]       crpy migrate --lazy (crpy.migrate.lazy)
     DONE    the migration is over (crpy receive)          -> OK
     ERR     payload: one line, why the server refuses     (then it closes the connection)
+    GET     a=offset, payload: "NAME\0LENGTH"             -> DATA of LENGTH bytes of pages image NAME
+                                                          (relative to the served dump) | ERR;
+                                                          criu's PS_IOV_GET, for `crpy lazy-pages
+                                                          --page-server` (crpy.pageserver.serve)
 
 A file's stream digest covers, in order, each DATA's bytes and each PATCH's offset (8 bytes,
 little endian) and bytes: both ends compute it over the same bytes, the sender over what it sent
@@ -28,9 +33,10 @@ MAGIC = 0x53505243                      # "CRPS"
 VERSION = 1
 HEADER = struct.Struct("<IIQQ")
 MAX_PAYLOAD = 1 << 20                   # any message but DATA
-(HELLO, OPEN, DATA, PATCH, CLOSE, LINK, SUBDIR, FIN, RESTORE, DONE, OK, ERR) = range(1, 13)
+(HELLO, OPEN, DATA, PATCH, CLOSE, LINK, SUBDIR, FIN, RESTORE, DONE, OK, ERR, GET) = range(1, 14)
 NAMES = {v: k for k, v in dict(HELLO=HELLO, OPEN=OPEN, DATA=DATA, PATCH=PATCH, CLOSE=CLOSE, LINK=LINK,
-                                SUBDIR=SUBDIR, FIN=FIN, RESTORE=RESTORE, DONE=DONE, OK=OK, ERR=ERR).items()}
+                                SUBDIR=SUBDIR, FIN=FIN, RESTORE=RESTORE, DONE=DONE, OK=OK, ERR=ERR,
+                                GET=GET).items()}
 
 
 class StreamError(Exception):

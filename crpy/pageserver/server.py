@@ -210,8 +210,12 @@ class Session:
     def _restore(self, a, b):
         if self.receive is None:
             raise Refused("RESTORE is for crpy receive, not crpy page-server")
-        name = _check_name(self._payload(b).decode(errors="replace"), "directory")
-        pid = self.receive.restore(os.path.join(self.root, name))   # Refused if it failed
+        # payload: the subdirectory, then (crpy migrate --lazy) "\0lazy\0ADDR\0PORT\0NAME=SIZE..."
+        name, *lazy = self._payload(b).decode(errors="replace").split("\0")
+        if lazy and (lazy[0] != "lazy" or len(lazy) < 3 or any("\t" in f or "\n" in f for f in lazy)):
+            raise Refused(f"malformed RESTORE request {lazy[:3]!r}")
+        pid = self.receive.restore(os.path.join(self.root, _check_name(name, "directory")),
+                                   lazy[1:] or None)  # Refused if it failed
         self._reply(P.OK, pid)
 
     def _done(self, a, b):

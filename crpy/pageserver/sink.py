@@ -43,6 +43,7 @@ class Client:
         self.streamed = set()          # names already sent in the current directory
         self.bytes_sent = 0
         self._scratch = None
+        self.pages_local = False       # crpy migrate --lazy's final dump: pages-N.img not sent
 
     @classmethod
     def connect(cls, address, port, keep_local=False):
@@ -144,7 +145,8 @@ class Client:
             if entry.name == PARENT_LINK and entry.is_symlink():
                 self.send(P.LINK, 0, f"{PARENT_LINK}\0{os.readlink(entry.path)}".encode())
             elif (entry.is_file(follow_symlinks=False) and digest.is_image_name(entry.name)
-                  and entry.name != digest.FILE_NAME and entry.name not in self.streamed):
+                  and entry.name != digest.FILE_NAME and entry.name not in self.streamed
+                  and not (self.pages_local and entry.name.startswith("pages-"))):
                 self.send_file(entry.path)
         self.call(P.FIN, what="the end of the dump")
         log.info("Page server %s has the images of %s (%d bytes sent)", self.where, images_dir, self.bytes_sent)

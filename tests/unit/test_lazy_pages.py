@@ -139,10 +139,74 @@ def test_the_restorer_moving_an_area_into_place_makes_its_pages_pushable():
     assert mm.pending[pages[1]] == ("pages-1.img", PAGE, False)
 
 
-def test_lazy_pages_from_a_page_server_is_refused_in_one_line(tmp_path):
-    r = crpy("lazy-pages", "-D", tmp_path, "--page-server", "--address", "127.0.0.1", "--port", "1")
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "not implemented yet" in r.stderr, r.stderr
+def _dump_and_serve(tmp_path, lazy_mem):
+    """lazy_mem dumped into src/ (the source host's images, served by `crpy page-server
+    --lazy-pages`) and copied to dst/ without its pages images' bytes of lazy areas mattering:
+    (pid, outfile, dst, server)."""
+    import shutil
+    import subprocess
+
+    from tests.zdtm.netpeers import Server
+
+    pidfile, outfile, src, dst = tmp_path / "pid", tmp_path / "out", tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    subprocess.run([lazy_mem, f"--pidfile={pidfile}", f"--outfile={outfile}"], cwd=tmp_path, check=True,
+                   timeout=60)
+    pid = int(pidfile.read_text())
+    r = crpy("dump", "-t", pid, "-D", src, "-v4", "-o", "dump.log")
+    assert r.returncode == 0, r.stderr + log_tail(src / "dump.log")
+    wait_for(lambda: gone(pid), what="the dumped task gone")
+    shutil.copytree(src, dst)          # the other images, as migrate sends them
+    server = Server("page-server", "--lazy-pages", "-D", str(src), "--port", "0", "--address", "127.0.0.1",
+                    "-v4", "-o", "page-server.log")
+    return pid, outfile, dst, server
+
+
+def test_lazy_pages_fetches_from_a_page_server(tmp_path, lazy_mem):
+    from tests.zdtm import lazy
+
+    pid, outfile, dst, server = _dump_and_serve(tmp_path, lazy_mem)
+    daemon = None
+    try:
+        daemon = lazy.start_daemon(str(dst), page_server=server.port)
+        r = crpy("restore", "-D", dst, "-d", "--lazy-pages", "-v4", "-o", "restore.log", timeout=60)
+        assert r.returncode == 0, r.stderr + log_tail(dst / "restore.log")
+        lazy.wait_daemon(daemon, str(dst))
+        rc, err = server.wait()        # told DONE by the daemon: every page is in
+        assert rc == 0, err
+        served = [ln for ln in read_text(tmp_path / "src" / "page-server.log").splitlines() if "every page served" in ln]
+        assert served and int(served[0].split("(")[-1].split()[0]) >= 64 * PAGE, served
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: "PASS" in read_text(outfile) or "FAIL" in read_text(outfile), timeout=30,
+                 what="the restored task's verdict")
+        assert "PASS" in read_text(outfile), read_text(outfile)
+    finally:
+        lazy.stop_daemon(daemon)
+        server.kill()
+        kill_quietly(pid)
+
+
+def test_page_server_killed_mid_transfer_kills_the_task_with_one_line(tmp_path, lazy_mem):
+    from tests.zdtm import lazy
+
+    pid, outfile, dst, server = _dump_and_serve(tmp_path, lazy_mem)
+    daemon = None
+    try:
+        daemon = lazy.start_daemon(str(dst), push_delay_ms=1000, page_server=server.port)  # pages stay away
+        r = crpy("restore", "-D", dst, "-d", "--lazy-pages", "-v4", "-o", "restore.log", timeout=60)
+        assert r.returncode == 0, r.stderr + log_tail(dst / "restore.log")
+        server.kill()                  # the source host goes away
+        os.kill(pid, signal.SIGTERM)   # the task now touches its memory: its faults need the server
+        wait_for(lambda: gone(pid) or read_text(f"/proc/{pid}/stat").split(") ")[-1][:1] == "Z",
+                 timeout=60, what="the restored task killed")
+        assert daemon.wait(30) == 1
+        said = [ln for ln in read_text(dst / "lazy-pages.out").splitlines() if "killed" in ln]
+        assert len(said) == 1 and str(pid) in said[0] and "127.0.0.1:" in said[0], said
+        assert "PASS" not in read_text(outfile) and "FAIL" not in read_text(outfile), read_text(outfile)
+    finally:
+        lazy.stop_daemon(daemon)
+        server.kill()
+        kill_quietly(pid)
 
 
 def test_a_page_source_that_fails_kills_the_waiting_tasks():

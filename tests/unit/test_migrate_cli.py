@@ -27,9 +27,15 @@ def test_migrate_wants_host_and_port(sleeper):
     assert "--to 'nowhere': not HOST:PORT" in _one_line(crpy("migrate", "-t", sleeper, "--to", "nowhere"))
 
 
-def test_migrate_lazy_is_refused_by_name(sleeper, tmp_path):
+def test_migrate_lazy_to_an_unreachable_receiver_leaves_the_task_alone(sleeper, tmp_path):
     line = _one_line(crpy("migrate", "-t", sleeper, "--to", "127.0.0.1:1", "--lazy", "-D", tmp_path))
-    assert "--lazy is not implemented" in line
+    assert "cannot connect to the page server at 127.0.0.1:1" in line
+    assert os.path.exists(f"/proc/{sleeper}")
+
+
+def test_lazy_pages_from_an_unreachable_page_server_is_one_line(tmp_path):
+    line = _one_line(crpy("lazy-pages", "-D", tmp_path, "--page-server", "--address", "127.0.0.1", "--port", "1"))
+    assert "page server 127.0.0.1:1" in line and "cannot connect" in line
 
 
 def test_unreachable_receiver_leaves_the_task_alone(sleeper, tmp_path):

@@ -405,7 +405,7 @@ def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode
                 from tests.zdtm import netpeers
 
                 step = "migrate"
-                netpeers.migrate_cycle(test, images[-1], migrate)
+                netpeers.migrate_cycle(test, images[-1], migrate, lazy=lazy)
                 if test.tree:
                     check_tree_back(test.tree)
                 check_vmas_back(vmas)

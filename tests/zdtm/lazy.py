@@ -16,14 +16,17 @@ LAZY_TIMEOUT = 120
 UFFD_FLAG = "um"
 
 
-def start_daemon(images_dir, push_delay_ms=0):
-    """`crpy lazy-pages -D DIR` running, its socket ready."""
+def start_daemon(images_dir, push_delay_ms=0, page_server=None):
+    """`crpy lazy-pages -D DIR` running, its socket ready; page_server: the port of a
+    `crpy page-server --lazy-pages` on 127.0.0.1 to fetch the pages from."""
     from tests.zdtm.harness import REPO, crpy_command, crpy_env, tail
 
     sock = os.path.join(images_dir, "lazy-pages.socket")
     env = {"CRPY_LAZY_PUSH_DELAY_MS": str(push_delay_ms)} if push_delay_ms else None
     with open(os.path.join(images_dir, "lazy-pages.out"), "w") as out:
-        proc = subprocess.Popen(crpy_command("lazy-pages", "-D", images_dir, "-v4", "-o", "lazy-pages.log"),
+        remote = ["--page-server", "--address", "127.0.0.1", "--port", str(page_server)] if page_server else []
+        proc = subprocess.Popen(crpy_command("lazy-pages", "-D", images_dir, "-v4", "-o", "lazy-pages.log",
+                                             *remote),
                                 cwd=REPO, env=crpy_env(env), stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while not os.path.exists(sock):

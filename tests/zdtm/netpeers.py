@@ -177,10 +177,11 @@ def tracked(pid):
         return f"@crpy-memtrack-{pid}-" in f.read()
 
 
-def migrate_cycle(test, images_dir, rounds):
+def migrate_cycle(test, images_dir, rounds, lazy=False):
     """The harness's --migrate N: test's tree migrated by `crpy migrate` with N pre-copy rounds to
     `crpy receive` in a network namespace made for it (removed after); the restored root must be
-    the same pid, in that namespace."""
+    the same pid, in that namespace.  lazy (--migrate N --lazy): `crpy migrate --lazy`, which
+    returns once the destination has every page."""
     ns, server = NetNs(), None
     try:
         dst = os.path.join(images_dir, "dst")
@@ -188,7 +189,8 @@ def migrate_cycle(test, images_dir, rounds):
         server = Server("receive", "--listen", "0", "--address", ns.there, "-D", dst, "-v4", "-o",
                         os.path.join(images_dir, "receive.log"), prefix=ns.prefix())
         proc = run_migrate(test.pid, f"{ns.there}:{server.port}", os.path.join(images_dir, "src"), rounds,
-                           pids=test.tree or [test.pid], extra=test.opts.get("dump", []))
+                           pids=test.tree or [test.pid],
+                           extra=test.opts.get("dump", []) + (["--lazy"] if lazy else []))
         rc, err = server.wait()
         if proc.returncode != 0:
             raise harness.HarnessError(f"crpy migrate exited with {proc.returncode}: {proc.stderr.strip()}")

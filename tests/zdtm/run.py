@@ -14,7 +14,8 @@ since the last round (--prev-images-dir --track-mem): restore reads them through
 --compress dumps (and pre-dumps) with --compress: restore reads the compressed page images.
 --migrate N replaces dump and restore by `crpy migrate` with N pre-copy rounds to `crpy receive`
 running in a network namespace made for the run (veth link, removed after); 1 iteration only.
---lazy restores with --lazy-pages: the harness starts `crpy lazy-pages` first (tests/zdtm/lazy.py).
+--lazy restores with --lazy-pages: the harness starts `crpy lazy-pages` first (tests/zdtm/lazy.py);
+with --migrate N it is `crpy migrate --lazy` (post-copy after N pre-copy rounds).
 ZDTM_CRPY="cmd ..." in the environment replaces `python3 -m crpy` as the C/R tool.
 Tests listed in tests/zdtm/known_gaps.py run too; their failure is reported as KNOWN-GAP with the
 reason and does not fail the run, but their passing (FIXED) does, so the list stays honest.

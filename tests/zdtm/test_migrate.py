@@ -135,3 +135,83 @@ def test_restore_failing_on_destination_brings_the_tree_back(tmp_path, netns):
         assert test.stop() == (True, "PASS")
     finally:
         test.kill()
+
+
+# ---------------------------------------------------------------- --lazy (post-copy)
+
+@pytest.mark.parametrize("rounds", [0, 1])
+def test_zdtm_migrate_lazy(rounds):
+    """`python3 -m tests.zdtm.run dirtymem --migrate N --lazy`: the harness's checks and the test's."""
+    rc, out = run_harness("dirtymem", "--migrate", str(rounds), "--lazy")
+    assert verdict_word(out, "dirtymem") == "PASS", out
+    assert rc == 0, out
+
+
+def test_zdtm_migrate_lazy_catches_a_broken_state():
+    rc, out = run_harness("dirtymem", "--migrate", "0", "--lazy", "--break")
+    assert verdict_word(out, "dirtymem") == "DETECTED", out
+
+
+@pytest.mark.parametrize("rounds", [0, 1])
+@pytest.mark.parametrize("name", ["dirtymem", "mem256"])
+def test_migrate_lazy(tmp_path, netns, name, rounds):
+    """--lazy: the final dump's pages stay on the source and are fetched by the destination's
+    lazy-pages daemon from the source's page server; migrate returns once all are there."""
+    test = start_test(tmp_path, name)
+    try:
+        vmas = {test.pid: procstate.vmas(test.pid)}
+        server = _receive(netns, tmp_path / "dst")
+        proc = run_migrate(test.pid, f"{netns.there}:{server.port}", str(tmp_path / "src"), rounds,
+                           extra=["--lazy"])
+        rc, err = server.wait()
+        assert proc.returncode == 0, proc.stderr + harness.tail(str(tmp_path / "receive.log"))
+        assert rc == 0, err
+        assert f"restored as pid {test.pid} there; frozen" in proc.stdout, proc.stdout
+        assert f"restored as pid {test.pid}; frozen" in proc.stdout.splitlines()[-1], proc.stdout
+        # the final dump's pages were not sent: the destination's are the sparse files it filled
+        served = [l for l in harness.tail(str(tmp_path / "src" / "dump" / "migrate.log"), 400).splitlines()
+                  if "served lazily" in l]
+        assert served and int(served[0].split("Migration: ")[1].split()[0]) > 0, served
+        assert os.readlink(f"/proc/{test.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        lazy_log = str(tmp_path / "dst" / "dump" / "lazy-pages.log")
+        assert "all pages in" in harness.tail(lazy_log, 400), harness.tail(lazy_log)
+        harness.check_vmas_back(vmas, "um")
+        assert test.stop() == (True, "PASS")
+    finally:
+        test.kill()
+
+
+def test_migrate_lazy_source_killed_mid_transfer_kills_the_destination_task(tmp_path, netns):
+    """The source side killed while the destination still fetches pages (the daemon's background
+    push slowed down): the restored task, which needs them, is killed, said in one line."""
+    import signal
+    import subprocess
+    import time
+
+    test = start_test(tmp_path, "dirtymem")
+    proc = None
+    try:
+        server = _receive(netns, tmp_path / "dst", env={"CRPY_LAZY_PUSH_DELAY_MS": "1000"})
+        out = open(tmp_path / "migrate.out", "w+")
+        proc = subprocess.Popen(harness.crpy_command("migrate", "-t", test.pid, "--to", f"{netns.there}:{server.port}",
+                                                     "--max-rounds", "0", "-D", tmp_path / "src", "--lazy",
+                                                     "-v4", "-o", "migrate.log"),
+                                cwd=harness.REPO, env=harness.crpy_env(), stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while "serving its pages" not in (tmp_path / "migrate.out").read_text():
+            harness._try_reap(test.pid)
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "migrate.out").read_text()
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)      # the source host goes away, pages still there
+        proc.wait(30)
+        rc, err = server.wait()
+        assert rc == 0, err                  # the restore itself was done and confirmed
+        passed, why = test.stop()            # the task dies of SIGKILL rather than read zeros or hang
+        assert not passed and "SIGKILL" in why, why
+        said = [l for l in (tmp_path / "dst" / "dump" / "lazy-pages.out").read_text().splitlines() if l.strip()]
+        assert len(said) == 1 and "killed the restored task" in said[0] and str(netns.here) in said[0], said
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        test.kill()
