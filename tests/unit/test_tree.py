@@ -416,10 +416,10 @@ SOCKET_KID_C = r"""
 int main(int argc, char **argv)
 {
     if (fork() == 0) {
-        if (fork() == 0) {      /* a UDP socket with a datagram queued: refused (crpy.resources.inet_udp) */
+        if (fork() == 0) {      /* a UDP-Lite socket with a datagram queued: refused (crpy.resources.inet_udp) */
             struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
             socklen_t len = sizeof(a);
-            int s = socket(AF_INET, SOCK_DGRAM, 0);
+            int s = socket(AF_INET, SOCK_DGRAM, 136 /* IPPROTO_UDPLITE */);
             bind(s, (struct sockaddr *)&a, len);
             getsockname(s, (struct sockaddr *)&a, &len);
             sendto(s, "x", 1, 0, (struct sockaddr *)&a, len);
@@ -442,7 +442,7 @@ def test_an_unsupported_grandchild_leaves_the_whole_tree_untouched(tmp_path, sub
         maps = {pid: proc.maps(pid, vmflags=False) for pid in before}
         r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert "UDP socket" in r.stderr
+        assert "UDP-Lite socket" in r.stderr
         assert snapshot(p.pid) == before
         for pid in before:
             st = proc.status(pid)
