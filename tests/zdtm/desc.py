@@ -9,6 +9,8 @@
                     ospke: protection keys, in the CPU and enabled by the kernel).  On a CPU that
                     lacks one the test does not run at all: it is reported as SKIP with the missing
                     flags named (a pytest skip with that reason), never counted as passed or failed.
+    needs_cr      : the test checks what a dump and restore did to it (tcp_close: its connections
+                    come back closed): run without C/R (--no-cr) it is a SKIP saying so
 
 Trees need no entry: a test that forks writes the pids of its whole tree, one per line, to
 OUTFILE.pids before it is ready; the harness then checks that every one is gone after the dump and
@@ -57,7 +59,7 @@ DESC = {
     "tcp_half_closed": {"dump": ["--tcp-established"]},
     "tcp_backlog": {"dump_fails": True},
     "tcp_syn_sent": {"dump_fails": True, "dump": ["--tcp-established"]},
-    "tcp_close": {"dump": ["--tcp-close"], "restore": ["--tcp-close"]},
+    "tcp_close": {"dump": ["--tcp-close"], "restore": ["--tcp-close"], "needs_cr": True},
     "lazy_mem": {"lazy": True, "lazy_push_delay_ms": 10},
 }
 # Flags listed here (space-separated) count as missing: the harness's own tests use it to see a

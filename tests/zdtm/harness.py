@@ -386,8 +386,11 @@ def _run_cycles(test, images, iters, keep_images, leave_running, pre=0, pre_mode
     """Start the test and put it through `iters` dump/restore cycles (0: just let it run), each
     dump after `pre` pre-dump rounds (and then of only what changed since the last).  lazy (or
     desc "lazy"): each restore with --lazy-pages; returns its daemon, still serving, or None."""
-    test.start()
     opts = test.opts
+    if not iters and opts.get("needs_cr"):
+        raise TestSkipped(f"{test.name} checks what a dump and restore did to it (desc needs_cr): "
+                          "without C/R there is nothing to check")
+    test.start()
     lazy = lazy or bool(opts.get("lazy"))
     for i in range(iters):
         if test.lazy_daemon:               # every page of the last restore in before the next dump
