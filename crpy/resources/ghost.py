@@ -85,13 +85,14 @@ def _link_back(pid, fd, orig, st, file_id, files):
     from crpy.resources import regfile
 
     link = f"{orig}.crpy-link-remap.{st.st_ino}"
+    ghost_janitor.made(link, st=st)           # removed even if this dump is SIGKILLed, if it is this file
     try:
         _link_following(f"/proc/{pid}/fd/{fd}", link)
     except OSError as e:
+        ghost_janitor.forget(link)
         log.info("cannot link %s back (%s): its contents go into the images", orig, e.strerror)
         return None
     _links_made.append(link)
-    ghost_janitor.made(link)                  # removed even if this dump is SIGKILLed
     log.info("linked %s back as %s until the restore", orig, link)
     return files.add(lambda fid: regfile.file_entry(fid, link, st))
 

@@ -1,98 +1,98 @@
 """The ghosts' janitor: the names a restore puts on the file system for its time (ghost files,
 the directories made above them), and the --link-remap links of a dump that does not finish, go
-even when crpy is SIGKILLed half-way.
+even when crpy is SIGKILLed half-way (crpy.janitor runs it).
 
-A small child of crpy, forked at the first name, reads "+f PATH" / "+d PATH" (a name made) and
-"-PATH" (crpy removed it itself) from a pipe.  When the pipe ends it removes what is still listed
-(files, then directories deepest first) and exits: at EOF because crpy closed it after removing
-everything (nothing left to do), or because crpy died (the restored tasks, which inherited the
-pipe, die with crpy before the go, and close it at their fd restore).  It ignores SIGINT and
-SIGTERM: a Ctrl-C reaches the whole process group, and crpy then cleans up itself.
+A name is announced before it exists, so no kill can fall between making it and announcing it.
+Each one is made under a fresh temporary name of crpy's own (announced first: nobody else's
+file can have it), then announced under its real name with the inode it has, then renamed into
+place without replacing anything.  The janitor removes a real name only while it still is that
+inode: a kill before the rename cannot make it remove somebody else's file of the same name.
 """
 
+import errno
 import os
-import signal
-import time
+import secrets
 
-_pipe = None                 # crpy's write end
-_pid = None                  # the janitor's pid
-_REAP_S = 2.0
+from crpy.janitor import Janitor
 
-
-def ready():
-    """The janitor is running: called before a name is made, so that the fork is not in the
-    window between making the name and announcing it (a kill there would leave the name)."""
-    global _pipe, _pid
-    if _pipe is None:
-        _pipe, _pid = _start()
+_RENAME_NOREPLACE = 1
 
 
-def made(path, is_dir=False):
-    """A name made on the file system: removed by the janitor if crpy dies before forget()."""
-    ready()
-    _say(f"+{'d' if is_dir else 'f'} {path}")
-
-
-def forget(path):
-    if _pipe is not None:
-        _say(f"-{path}")
-
-
-def stop():
-    """Everything made is removed by crpy itself: the janitor ends (and is reaped, briefly)."""
-    global _pipe, _pid
-    if _pipe is None:
-        return
-    os.close(_pipe)
-    deadline = time.monotonic() + _REAP_S
-    while time.monotonic() < deadline:       # a dying restored task may hold the pipe a moment
+def _remove_listed(listed):
+    """Files first, then directories, deepest first; each only if it is still what was made."""
+    def is_dir(value):
+        return value.startswith("d")
+    for path, value in sorted(listed.items(), key=lambda n: (is_dir(n[1]), -len(n[0]))):
+        _, _, ident = value.partition(" ")
         try:
-            if os.waitpid(_pid, os.WNOHANG)[0]:
-                break
-        except ChildProcessError:
-            break
-        time.sleep(0.005)
-    _pipe = _pid = None
-
-
-def _say(line):
-    if "\n" in line:
-        raise ValueError(f"a ghost name with a newline: {line!r}")
-    os.write(_pipe, (line + "\n").encode("utf-8", "surrogateescape"))
-
-
-def _start():
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _run(r)
-        finally:
-            os._exit(0)
-    os.close(r)
-    return w, pid
-
-
-def _run(r):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.closerange(0, r)                      # crpy's fds (images, held ghosts) are not its business
-    os.closerange(r + 1, 1 << 16)
-    names, buf = {}, b""
-    while True:
-        data = os.read(r, 65536)
-        if not data:
-            break
-        buf += data
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            text = line.decode("utf-8", "surrogateescape")
-            if text.startswith("+"):
-                names[text[3:]] = text[1] == "d"
-            elif text.startswith("-"):
-                names.pop(text[1:], None)
-    for path, is_dir in sorted(names.items(), key=lambda n: (n[1], -len(n[0]))):
-        try:
-            os.rmdir(path) if is_dir else os.unlink(path)
+            if ident and ident != _identity(os.lstat(path)):
+                continue
+            os.rmdir(path) if is_dir(value) else os.unlink(path)
         except OSError:
             pass
+
+
+_janitor = Janitor(_remove_listed)
+ready = _janitor.ready
+forget = _janitor.forget
+stop = _janitor.stop
+
+
+def made(path, is_dir=False, st=None):
+    """`path` is removed by the janitor if crpy dies before forget(path); with st (its stat),
+    only while it is still that inode."""
+    _janitor.made(path, ("d" if is_dir else "f") + (f" {_identity(st)}" if st else ""))
+
+
+def make_named(paths, create, is_dir=False):
+    """Make a file system object by create(tmp_path) at a temporary name beside paths[0], then
+    give it the first of `paths` that is free, and return that; the janitor knows of it at every
+    moment.  FileExistsError when every one is taken."""
+    tmp = os.path.join(os.path.dirname(paths[0]), f".crpy-new.{os.getpid()}.{secrets.token_hex(6)}")
+    made(tmp, is_dir)
+    try:
+        create(tmp)
+        st = os.lstat(tmp)
+        for path in paths:
+            made(path, is_dir, st)
+            try:
+                _rename_noreplace(tmp, path, is_dir)
+            except BaseException as e:
+                forget(path)
+                if isinstance(e, FileExistsError) and path != paths[-1]:
+                    continue
+                raise
+            forget(tmp)
+            return path
+    except BaseException:
+        _remove_quietly(tmp, is_dir)
+        forget(tmp)
+        raise
+
+
+def _identity(st):
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _remove_quietly(path, is_dir):
+    try:
+        os.rmdir(path) if is_dir else os.unlink(path)
+    except OSError:
+        pass
+
+
+def _rename_noreplace(src, dst, is_dir):
+    """renameat2(RENAME_NOREPLACE): never over a name that exists (FileExistsError).  On a file
+    system without it, a file is linked then unlinked, which does not replace either."""
+    import ctypes
+
+    from crpy.kernel.libc import libc
+
+    if libc().renameat2(-100, os.fsencode(src), -100, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EINVAL and not is_dir:
+        os.link(src, dst)
+        os.unlink(src)
+        return
+    raise OSError(err, os.strerror(err), dst)

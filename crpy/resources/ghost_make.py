@@ -34,33 +34,21 @@ def create(items, orig):
     try:
         if _stat.S_ISREG(head.mode):
             # O_TMPFILE's name: the open flags say so only until a reopen through /proc
-            tmpfile = os.path.basename(orig) == f"#{head.ino}"
-            if tmpfile:
+            if os.path.basename(orig) == f"#{head.ino}":
                 fd = os.open(os.path.dirname(orig) or "/", os.O_RDWR | _O_TMPFILE | os.O_DIRECTORY | O_CLOEXEC,
                              0o600)
-                path = _hold(fd)
-            else:
-                fd, path = _create_named(orig, head.ino)
-                _names.append((path, False))
-                ghost_janitor.made(path)
-            try:
                 _fill(fd, items)
                 _set_metadata(head, fd=fd)
-            finally:
-                if not tmpfile:
-                    os.close(fd)
+                return _hold(fd)
+            path = ghost_janitor.make_named([orig, f"{orig}.crpy-ghost.{head.ino}.{os.getpid()}"],
+                                            lambda tmp: _make_file(tmp, head, items))
+            _names.append((path, False))
             return path
-        if _stat.S_ISDIR(head.mode):
-            os.mkdir(orig, 0o700)
-        elif _stat.S_ISLNK(head.mode):
-            os.symlink(head.symlnk_target, orig)
-        elif _stat.S_ISFIFO(head.mode) or _stat.S_ISCHR(head.mode) or _stat.S_ISBLK(head.mode):
-            os.mknod(orig, _stat.S_IFMT(head.mode) | 0o600, head.rdev if head.HasField("rdev") else 0)
-        else:
+        if not (_stat.S_ISDIR(head.mode) or _stat.S_ISLNK(head.mode) or _stat.S_ISFIFO(head.mode)
+                or _stat.S_ISCHR(head.mode) or _stat.S_ISBLK(head.mode)):
             raise RestoreError(f"cannot re-create unlinked file {orig}: file type {_stat.S_IFMT(head.mode):o}")
+        ghost_janitor.make_named([orig], lambda tmp: _make_special(tmp, head), _stat.S_ISDIR(head.mode))
         _names.append((orig, _stat.S_ISDIR(head.mode)))
-        ghost_janitor.made(orig, _stat.S_ISDIR(head.mode))
-        _set_metadata(head, path=orig)
         return orig
     except FileExistsError:
         raise RestoreError(f"cannot re-create unlinked {_what(head.mode)} {orig}: the name is taken",
@@ -75,14 +63,25 @@ def _what(mode):
             _stat.S_IFBLK: "device", _stat.S_IFLNK: "symlink"}.get(_stat.S_IFMT(mode), "file")
 
 
-def _create_named(orig, ino):
-    """(fd, path) of a new empty file at orig, or next to it when that name is taken."""
-    for path in (orig, f"{orig}.crpy-ghost.{ino}.{os.getpid()}"):
-        try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(orig)
+def _make_file(path, head, items):
+    """A regular ghost at `path` (new), with its contents and metadata."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
+    try:
+        _fill(fd, items)
+        _set_metadata(head, fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _make_special(path, head):
+    """A directory, symlink, FIFO or device node ghost at `path` (new), with its metadata."""
+    if _stat.S_ISDIR(head.mode):
+        os.mkdir(path, 0o700)
+    elif _stat.S_ISLNK(head.mode):
+        os.symlink(head.symlnk_target, path)
+    else:
+        os.mknod(path, _stat.S_IFMT(head.mode) | 0o600, head.rdev if head.HasField("rdev") else 0)
+    _set_metadata(head, path=path)
 
 
 def _hold(fd):
@@ -128,9 +127,8 @@ def _make_parents(path):
         missing.append(parent)
         parent = os.path.dirname(parent)
     for d in reversed(missing):
-        os.mkdir(d, 0o700)
+        ghost_janitor.make_named([d], lambda tmp: os.mkdir(tmp, 0o700), is_dir=True)
         _made_dirs.append(d)
-        ghost_janitor.made(d, is_dir=True)
 
 
 def remove_all():
