@@ -57,6 +57,7 @@ DESC = {
     "tcp_established": {"dump": ["--tcp-established"]},
     "tcp_no_established": {"dump_fails": True},
     "tcp_half_closed": {"dump": ["--tcp-established"]},
+    "tcp_closing": {"dump": ["--tcp-established"]},
     "tcp_backlog": {"dump_fails": True},
     "tcp_syn_sent": {"dump_fails": True, "dump": ["--tcp-established"]},
     "tcp_close": {"dump": ["--tcp-close"], "restore": ["--tcp-close"], "needs_cr": True},

@@ -1,14 +1,19 @@
 /*
  * inetsk.h: small helpers of the TCP socket tests (header only): an int socket option read and
  * set, a sockaddr for an address string and port, either family, a test byte pattern and a
- * writer that fills a connection with it, a read of one expected message.
+ * writer that fills a connection with it and a reader that checks it, a read of one expected
+ * message, a connected loopback pair, a connection's TCP state.
  */
 #ifndef ZDTM_INETSK_H
 #define ZDTM_INETSK_H
 
+#include "zdtmtst.h"
+
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -86,6 +91,74 @@ static inline int inet_recv_exact(int fd, const char *want)
 	poll(&p, 1, 5000);
 	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 	return n == (ssize_t)strlen(want) && !memcmp(buf, want, n);
+}
+
+/* the TCP state of fd (TCP_ESTABLISHED...), -1 when it cannot be read */
+static inline int inet_tcp_state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ? -1 : ti.tcpi_state;
+}
+
+/* a read of fd once it has something (waiting up to 5 s) */
+static inline ssize_t inet_recv_wait(int fd, void *buf, size_t size)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	poll(&p, 1, 5000);
+	return recv(fd, buf, size, MSG_DONTWAIT);
+}
+
+/* a connected IPv4 loopback pair; with bufsz, both ends' buffers that size (a small window) */
+static inline void inet_tcp_pair(int bufsz, int *client, int *server)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = inet_addr_of(AF_INET, "127.0.0.1", 0, &ss);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (bufsz)
+		inet_seti(l, SOL_SOCKET, SO_RCVBUF, bufsz), inet_seti(l, SOL_SOCKET, SO_SNDBUF, bufsz);
+	if (l < 0 || bind(l, (struct sockaddr *)&ss, len) || listen(l, 1) || getsockname(l, (struct sockaddr *)&ss, &len))
+		test_abort("listen: %s", strerror(errno));
+	*client = socket(AF_INET, SOCK_STREAM, 0);
+	if (bufsz)
+		inet_seti(*client, SOL_SOCKET, SO_RCVBUF, bufsz), inet_seti(*client, SOL_SOCKET, SO_SNDBUF, bufsz);
+	if (*client < 0 || connect(*client, (struct sockaddr *)&ss, len))
+		test_abort("connect: %s", strerror(errno));
+	*server = accept(l, NULL, NULL);
+	if (*server < 0)
+		test_abort("accept: %s", strerror(errno));
+	close(l);
+}
+
+/* fd reads exactly `total` bytes of the pattern `seed`, in order, then end-of-file; fails (naming
+ * `who`) and returns -1 otherwise */
+static inline int inet_read_pattern(int fd, unsigned long total, int seed, const char *who)
+{
+	unsigned char buf[8192];
+	unsigned long got = 0;
+
+	while (got < total) {
+		ssize_t n = inet_recv_wait(fd, buf, sizeof(buf));
+
+		if (n <= 0) {
+			fail("%s read %zd after %lu of %lu bytes", who, n, got, total);
+			return -1;
+		}
+		for (ssize_t k = 0; k < n; k++)
+			if (buf[k] != inet_pattern(got + k, seed)) {
+				fail("%s: byte %lu differs", who, got + k);
+				return -1;
+			}
+		got += n;
+	}
+	if (inet_recv_wait(fd, buf, sizeof(buf)) != 0) {
+		fail("%s does not read end-of-file after the data", who);
+		return -1;
+	}
+	return 0;
 }
 
 #endif
