@@ -1,0 +1,118 @@
+"""AIO contexts (crpy.resources.aio): the io_setup argument that makes a ring of the same size
+again, the ring header checks that refuse a ring crpy could not put back, and a real dump of a
+task holding two contexts as Debian's crit decodes it (mm.aios, the ring VMAs, their pages)."""
+
+import ctypes
+import subprocess
+
+import pytest
+
+from crpy.errors import UnsupportedResource
+from crpy.resources import aio
+
+NR_IO_SETUP, NR_IO_DESTROY = 206, 207
+VMA_AREA_AIORING = 1 << 13
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _ring_len(nr_events):
+    """(address, bytes) of a fresh context of nr_events, made and destroyed here."""
+    libc, ctx = _libc(), ctypes.c_ulong(0)
+    if libc.syscall(NR_IO_SETUP, nr_events, ctypes.byref(ctx)):
+        pytest.skip(f"io_setup({nr_events}) failed: errno {ctypes.get_errno()} (AIO not in this kernel?)")
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                if lo == ctx.value:
+                    return hi - lo
+        raise AssertionError(f"no VMA at the context {ctx.value:#x}")
+    finally:
+        libc.syscall(NR_IO_DESTROY, ctx)
+
+
+@pytest.mark.parametrize("nr_events", [1, 8, 100, 300, 1000, 5000])
+def test_estimated_nr_req_makes_the_same_ring(nr_events):
+    """CRIU's estimate, checked against this kernel: io_setup(estimate(len)) maps len again."""
+    length = _ring_len(nr_events)
+    assert _ring_len(aio.estimate_nr_req(length)) == length
+
+
+def _header(**over):
+    h = dict(id=0, nr=127, head=0, tail=0, magic=aio.RING_MAGIC, compat=1, incompat=0, header_length=32)
+    h.update(over)
+    return h
+
+
+def test_a_fresh_ring_passes():
+    aio.check_ring(7, 0x10000, 0x11000, _header(head=5, tail=3))
+
+
+@pytest.mark.parametrize("over, words", [
+    (dict(magic=0), "header (magic 0x0)"),
+    (dict(header_length=64), "header (magic"),
+    (dict(nr=126), "126 events do not fill its 4096 bytes"),
+    (dict(head=127), "head 127 or tail 0 outside its 127 events"),
+    (dict(tail=200), "head 0 or tail 200"),
+])
+def test_a_ring_io_setup_would_not_make_is_refused(over, words):
+    with pytest.raises(UnsupportedResource) as e:
+        aio.check_ring(7, 0x10000, 0x11000, _header(**over))
+    msg = e.value.one_line()
+    assert "pid 7" in msg and "AIO context" in msg and "ring at 0x10000" in msg and words in msg, msg
+
+
+_HOLDER = r"""
+#include <linux/aio_abi.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    aio_context_t a = 0, b = 0;
+    if (syscall(__NR_io_setup, 8, &a) || syscall(__NR_io_setup, 300, &b))
+        return 1;
+    FILE *f = fopen(argv[1], "w");
+    fprintf(f, "%llx %llx\n", (unsigned long long)a, (unsigned long long)b);
+    fclose(f);
+    for (;;)
+        pause();
+}
+"""
+
+
+def test_crit_decodes_the_aio_rings_of_a_dump(tmp_path):
+    """mm.aios holds (id = ring address, nr_req, ring_len) per context with CRIU's field
+    numbers, the ring VMAs carry VMA_AREA_AIORING and their pages are in the pagemap."""
+    from tests.unit.crhelpers import build_c, crpy, image_samples, read_text, wait_for
+
+    exe = build_c(tmp_path, "aio_holder", _HOLDER)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([exe, str(ready)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    images = tmp_path / "img"
+    try:
+        line = wait_for(lambda: read_text(ready).strip(), what="the AIO holder")
+        rings = [int(x, 16) for x in line.split()]
+        res = crpy("dump", "-t", proc.pid, "-D", images, "-R")
+        assert res.returncode == 0, res.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+    S = image_samples()
+    mm, = S.crit_decode(images / f"mm-{proc.pid}.img")["entries"]
+    got = {r["id"]: r for r in mm["aios"]}
+    assert sorted(got) == sorted(rings)
+    vmas = {v["start"]: v for v in mm["vmas"]}
+    for addr in rings:
+        v = vmas[addr]
+        length = v["end"] - addr
+        assert got[addr]["ring_len"] == length and got[addr]["nr_req"] == aio.estimate_nr_req(length)
+        assert v["status"] == VMA_AREA_AIORING and v["flags"] == 1     # CRIU's: the status alone, MAP_SHARED
+    pm = S.crit_decode(images / f"pagemap-{proc.pid}.img")["entries"][1:]
+    runs = [(e["vaddr"], e["vaddr"] + 4096 * e["nr_pages"]) for e in pm]
+    for addr in rings:                   # every page of each ring is saved
+        assert any(lo <= addr and addr + got[addr]["ring_len"] <= hi for lo, hi in runs)
