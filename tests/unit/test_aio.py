@@ -1,6 +1,8 @@
 """AIO contexts (crpy.resources.aio): the io_setup argument that makes a ring of the same size
-again, the ring header checks that refuse a ring crpy could not put back, and a real dump of a
-task holding two contexts as Debian's crit decodes it (mm.aios, the ring VMAs, their pages)."""
+again, the ring header checks that refuse a ring crpy could not put back, a real dump of a task
+holding two contexts as Debian's crit decodes it (mm.aios, the ring VMAs, their pages), and the
+refusal of a request that completes while the task is frozen (in flight).  The restore itself
+is tests/zdtm/aio_ring.c."""
 
 import ctypes
 import subprocess
@@ -116,3 +118,81 @@ def test_crit_decodes_the_aio_rings_of_a_dump(tmp_path):
     runs = [(e["vaddr"], e["vaddr"] + 4096 * e["nr_pages"]) for e in pm]
     for addr in rings:                   # every page of each ring is saved
         assert any(lo <= addr and addr + got[addr]["ring_len"] <= hi for lo, hi in runs)
+
+
+_POLLER = r"""
+#include <fcntl.h>
+#include <linux/aio_abi.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    aio_context_t ctx = 0;
+    struct iocb cb, *list[1] = { &cb };
+    int p[2];                                       /* the test writes into p[1] */
+    if (pipe(p) || syscall(__NR_io_setup, 8, &ctx))
+        return 1;
+    memset(&cb, 0, sizeof(cb));
+    cb.aio_lio_opcode = IOCB_CMD_POLL;              /* pending until the pipe has data */
+    cb.aio_fildes = p[0];
+    cb.aio_buf = POLLIN;
+    if (syscall(__NR_io_submit, ctx, 1, list) != 1)
+        return 2;
+    FILE *f = fopen(argv[1], "w");
+    fprintf(f, "%llx %d\n", (unsigned long long)ctx, p[1]);
+    fclose(f);
+    for (;;)
+        pause();
+}
+"""
+
+
+def _ring_tail(pid, ctx):
+    return aio.read_header(pid, ctx)["tail"]
+
+
+def test_a_request_completing_during_the_dump_is_refused(tmp_path, monkeypatch):
+    """An aio poll pending on a pipe completes while the task is frozen (the test writes the
+    pipe right after the pages are saved): the dump is refused naming the ring and "AIO
+    requests in flight", and the task runs on with the completion in its ring.  (A request that
+    stays pending through the whole dump cannot be seen: see crpy.resources.aio.)"""
+    import time
+
+    from crpy import api
+    from crpy.dump import pages
+    from tests.unit.crhelpers import build_c, read_text, wait_for
+
+    exe = build_c(tmp_path, "aio_poller", _POLLER)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([exe, str(ready)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: read_text(ready).endswith("\n"), what="the AIO poller")
+        ctx, write_fd = read_text(ready).split()
+        ctx, pipe_in = int(ctx, 16), f"/proc/{proc.pid}/fd/{write_fd}"
+        assert _ring_tail(proc.pid, ctx) == 0
+        real_dump_pages = pages.dump_pages
+
+        def completing_one(*args, **kwargs):
+            written = real_dump_pages(*args, **kwargs)
+            with open(pipe_in, "wb", buffering=0) as w:
+                w.write(b"x")
+            wait_for(lambda: _ring_tail(proc.pid, ctx) == 1, timeout=5, what="the poll's completion")
+            return written
+
+        monkeypatch.setattr(pages, "dump_pages", completing_one)
+        with pytest.raises(UnsupportedResource) as e:
+            api.dump(proc.pid, str(tmp_path / "img"))
+        msg = e.value.one_line()
+        assert f"pid {proc.pid}" in msg and f"ring at {ctx:#x}" in msg and "AIO requests in flight" in msg, msg
+        time.sleep(0.2)
+        assert proc.poll() is None, "the refused task is gone"
+        with open(f"/proc/{proc.pid}/status") as f:
+            state = next(line for line in f if line.startswith("State:"))
+        assert "T" not in state.split()[1] and _ring_tail(proc.pid, ctx) == 1, state
+    finally:
+        proc.kill()
+        proc.wait()
