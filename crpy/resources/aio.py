@@ -47,6 +47,20 @@ def estimate_nr_req(ring_len):
     return (events_in(ring_len) - 2) // 2
 
 
+def ring_len_here(nr_req):
+    """Bytes of the ring io_setup(nr_req) maps on this machine (fs/aio.c: ioctx_alloc and
+    aio_setup_ring), which depends on the number of possible CPUs."""
+    nr_events = max(nr_req, 4 * possible_cpus()) * 2 + 2
+    return -(-(HEADER.size + nr_events * EVENT_SIZE) // PAGE) * PAGE
+
+
+def possible_cpus():
+    """num_possible_cpus(): the CPUs listed in /sys/devices/system/cpu/possible ("0-3,6")."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        spans = [part.split("-") for part in f.read().strip().split(",")]
+    return sum(int(s[-1]) - int(s[0]) + 1 for s in spans)
+
+
 def read_header(pid, start):
     """The ring's header fields (dict) from the task's memory."""
     import os
@@ -127,6 +141,12 @@ def load_rings(path, mm, areas):
         if area is None or area.length != r.ring_len or r.ring_len % PAGE or not 0 < r.nr_req:
             raise framing.entry_error(path, f"aios {i}: ring at {r.id:#x} of {r.ring_len} bytes is not an "
                                       "AIO ring VMA of the image")
+        if ring_len_here(r.nr_req) != r.ring_len:
+            from crpy.errors import RestoreError
+
+            raise RestoreError(f"{path}: the AIO context at {r.id:#x} has a ring of {r.ring_len} bytes; "
+                               f"io_setup({r.nr_req}) makes one of {ring_len_here(r.nr_req)} here "
+                               f"({possible_cpus()} possible CPUs): it cannot be put back at its address")
         out.append((r.id, r.ring_len, r.nr_req))
     if rings:
         raise framing.entry_error(path, f"the AIO ring VMA at {min(rings):#x} has no aios entry")

@@ -40,6 +40,7 @@ def _ring_len(nr_events):
 def test_estimated_nr_req_makes_the_same_ring(nr_events):
     """CRIU's estimate, checked against this kernel: io_setup(estimate(len)) maps len again."""
     length = _ring_len(nr_events)
+    assert aio.ring_len_here(nr_events) == length            # the kernel's sizing, as crpy computes it
     assert _ring_len(aio.estimate_nr_req(length)) == length
 
 
@@ -65,6 +66,53 @@ def test_a_ring_io_setup_would_not_make_is_refused(over, words):
         aio.check_ring(7, 0x10000, 0x11000, _header(**over))
     msg = e.value.one_line()
     assert "pid 7" in msg and "AIO context" in msg and "ring at 0x10000" in msg and words in msg, msg
+
+
+def _mm(*rings):
+    from crpy.images.pb import mm_pb2
+
+    mm = mm_pb2.mm_entry()
+    for addr, length, nr_req in rings:
+        mm.aios.add(id=addr, ring_len=length, nr_req=nr_req)
+    return mm
+
+
+def _ring_areas(*spans):
+    from crpy.restore.load import Area
+
+    return [Area(s, e, 0, 3, 1, VMA_AREA_AIORING, 0, "aio") for s, e in spans]
+
+
+def test_the_restore_takes_rings_that_match_their_vmas(tmp_path):
+    length = aio.ring_len_here(8)
+    rings = aio.load_rings(tmp_path / "mm-1.img", _mm((0x10000, length, 8)), _ring_areas((0x10000, 0x10000 + length)))
+    assert rings == [(0x10000, length, 8)]
+
+
+@pytest.mark.parametrize("mm, spans, words", [
+    (_mm(), [(0x10000, 0x11000)], "the AIO ring VMA at 0x10000 has no aios entry"),
+    (_mm((0x20000, 4096, 62)), [(0x10000, 0x11000)], "aios 0: ring at 0x20000"),
+    (_mm((0x10000, 8192, 62)), [(0x10000, 0x11000)], "aios 0: ring at 0x10000 of 8192 bytes"),
+])
+def test_the_restore_refuses_aios_that_do_not_match(tmp_path, mm, spans, words):
+    from crpy.errors import ImageError
+
+    with pytest.raises(ImageError) as e:
+        aio.load_rings(tmp_path / "mm-1.img", mm, _ring_areas(*spans))
+    assert words in str(e.value)
+
+
+def test_a_ring_this_machine_sizes_otherwise_is_refused_before_the_fork(tmp_path):
+    """A ring saved where io_setup made it one page smaller (fewer CPUs): no new context could
+    take its place at its address."""
+    from crpy.errors import RestoreError
+
+    nr_req = 20000
+    length = aio.ring_len_here(nr_req) - 4096
+    with pytest.raises(RestoreError) as e:
+        aio.load_rings(tmp_path / "mm-1.img", _mm((0x10000, length, nr_req)),
+                       _ring_areas((0x10000, 0x10000 + length)))
+    assert "AIO context at 0x10000" in str(e.value) and "cannot be put back" in str(e.value)
 
 
 _HOLDER = r"""
