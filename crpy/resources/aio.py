@@ -13,9 +13,11 @@ VMAs; the restorer blob then makes a new context, brings its tail and head to th
 copies the events and mremaps the new ring over the copy (parasite/restorer.c, restore_aio).
 
 Requests still in flight cannot be seen from outside the kernel (the ring holds completions
-only; no /proc file counts requests), so crpy, like CRIU, cannot refuse them in general; it
-refuses a ring whose tail moved while the task was frozen (a request completed during the dump,
-so one was in flight), before the task is killed.
+only; no /proc file counts requests; CRIU's parasite does not check either: "XXX: wait aio
+completion").  crpy refuses a ring whose tail moved while the task was frozen (a request
+completed during the dump, so one was in flight), before the task is killed; a request that
+stays pending through the whole dump (an IOCB_CMD_POLL on an idle fd) goes unseen and is lost
+at restore.
 """
 
 import struct
@@ -28,6 +30,7 @@ HEADER = struct.Struct("<8I")      # id, nr, head, tail, magic, compat, incompat
 EVENT_SIZE = 32                    # struct io_event
 RING_MAGIC, COMPAT_FEATURES, INCOMPAT_FEATURES = 0xA10A10A1, 1, 0
 KIND = "AIO context (io_setup)"
+PROT_READ_WRITE = 3
 _IN_FLIGHT_HINT = "let its requests complete (io_getevents) before the dump"
 
 
@@ -99,6 +102,9 @@ def plan(pid, vma):
     are saved) after checking its header; the tail is kept to see whether it moves."""
     from crpy.images.vma_status import VMA_AREA_AIORING
 
+    if vma.prot != PROT_READ_WRITE:      # the new ring comes read-write, as io_setup maps it
+        raise UnsupportedResource(pid, KIND, target=f"with its ring at {vma.start:#x} mprotect()ed to {vma.prot:#x}",
+                                  hint="leave the ring read-write, as io_setup maps it")
     header = read_header(pid, vma.start)
     check_ring(pid, vma.start, vma.end, header)
     return dict(flags=0x01, status=VMA_AREA_AIORING, ring_tail=header["tail"])

@@ -244,3 +244,43 @@ def test_a_request_completing_during_the_dump_is_refused(tmp_path, monkeypatch):
     finally:
         proc.kill()
         proc.wait()
+
+
+_READ_ONLY_RING = r"""
+#include <linux/aio_abi.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    aio_context_t ctx = 0;
+    if (syscall(__NR_io_setup, 8, &ctx) || mprotect((void *)ctx, 4096, PROT_READ))
+        return 1;
+    FILE *f = fopen(argv[1], "w");
+    fprintf(f, "%llx\n", (unsigned long long)ctx);
+    fclose(f);
+    for (;;)
+        pause();
+}
+"""
+
+
+def test_a_ring_mprotected_is_refused_and_left_alone(tmp_path):
+    """The new ring comes read-write: a ring the program made read-only is refused by name."""
+    from tests.unit.crhelpers import build_c, crpy, read_text, wait_for
+
+    exe = build_c(tmp_path, "aio_read_only", _READ_ONLY_RING)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([exe, str(ready)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: read_text(ready).endswith("\n"), what="the AIO holder")
+        ctx = int(read_text(ready), 16)
+        res = crpy("dump", "-t", proc.pid, "-D", tmp_path / "img")
+        assert res.returncode == 1 and proc.poll() is None, res.stderr
+        line, = res.stderr.strip().splitlines()
+        assert f"pid {proc.pid}" in line and f"ring at {ctx:#x} mprotect()ed to 0x1" in line, line
+    finally:
+        proc.kill()
+        proc.wait()
