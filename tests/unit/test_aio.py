@@ -4,8 +4,8 @@ holding two contexts as Debian's crit decodes it (mm.aios, the ring VMAs, their 
 refusal of a request that completes while the task is frozen (in flight).  The restore itself
 is tests/zdtm/aio_ring.c."""
 
+import contextlib
 import ctypes
-import subprocess
 
 import pytest
 
@@ -14,6 +14,22 @@ from crpy.resources import aio
 
 NR_IO_SETUP, NR_IO_DESTROY = 206, 207
 VMA_AREA_AIORING = 1 << 13
+
+
+@contextlib.contextmanager
+def _holder(tmp_path, name, source):
+    """Build and start a C holder `BINARY READY`; yields (proc, the words of its ready line)
+    and kills it at the end."""
+    from tests.unit.crhelpers import build_c, kill_quietly, read_text, start_target
+
+    ready = tmp_path / "ready"
+    proc = start_target([build_c(tmp_path, name, source), ready], lambda: read_text(ready).endswith("\n"),
+                        what=f"the {name} holder")
+    try:
+        yield proc, read_text(ready).split()
+    finally:
+        kill_quietly(proc.pid)
+        proc.wait()
 
 
 def _libc():
@@ -137,21 +153,13 @@ int main(int argc, char **argv)
 def test_crit_decodes_the_aio_rings_of_a_dump(tmp_path):
     """mm.aios holds (id = ring address, nr_req, ring_len) per context with CRIU's field
     numbers, the ring VMAs carry VMA_AREA_AIORING and their pages are in the pagemap."""
-    from tests.unit.crhelpers import build_c, crpy, image_samples, read_text, wait_for
+    from tests.unit.crhelpers import crpy, image_samples
 
-    exe = build_c(tmp_path, "aio_holder", _HOLDER)
-    ready = tmp_path / "ready"
-    proc = subprocess.Popen([exe, str(ready)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    images = tmp_path / "img"
-    try:
-        line = wait_for(lambda: read_text(ready).strip(), what="the AIO holder")
-        rings = [int(x, 16) for x in line.split()]
+    with _holder(tmp_path, "aio_holder", _HOLDER) as (proc, words):
+        rings = [int(x, 16) for x in words]
+        images = tmp_path / "img"
         res = crpy("dump", "-t", proc.pid, "-D", images, "-R")
         assert res.returncode == 0, res.stderr
-    finally:
-        proc.kill()
-        proc.wait()
     S = image_samples()
     mm, = S.crit_decode(images / f"mm-{proc.pid}.img")["entries"]
     got = {r["id"]: r for r in mm["aios"]}
@@ -211,15 +219,9 @@ def test_a_request_completing_during_the_dump_is_refused(tmp_path, monkeypatch):
 
     from crpy import api
     from crpy.dump import pages
-    from tests.unit.crhelpers import build_c, read_text, wait_for
+    from tests.unit.crhelpers import wait_for
 
-    exe = build_c(tmp_path, "aio_poller", _POLLER)
-    ready = tmp_path / "ready"
-    proc = subprocess.Popen([exe, str(ready)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for(lambda: read_text(ready).endswith("\n"), what="the AIO poller")
-        ctx, write_fd = read_text(ready).split()
+    with _holder(tmp_path, "aio_poller", _POLLER) as (proc, (ctx, write_fd)):
         ctx, pipe_in = int(ctx, 16), f"/proc/{proc.pid}/fd/{write_fd}"
         assert _ring_tail(proc.pid, ctx) == 0
         real_dump_pages = pages.dump_pages
@@ -241,10 +243,6 @@ def test_a_request_completing_during_the_dump_is_refused(tmp_path, monkeypatch):
         with open(f"/proc/{proc.pid}/status") as f:
             state = next(line for line in f if line.startswith("State:"))
         assert "T" not in state.split()[1] and _ring_tail(proc.pid, ctx) == 1, state
-    finally:
-        proc.kill()
-        proc.wait()
-
 
 _READ_ONLY_RING = r"""
 #include <linux/aio_abi.h>
@@ -268,19 +266,11 @@ int main(int argc, char **argv)
 
 def test_a_ring_mprotected_is_refused_and_left_alone(tmp_path):
     """The new ring comes read-write: a ring the program made read-only is refused by name."""
-    from tests.unit.crhelpers import build_c, crpy, read_text, wait_for
+    from tests.unit.crhelpers import crpy
 
-    exe = build_c(tmp_path, "aio_read_only", _READ_ONLY_RING)
-    ready = tmp_path / "ready"
-    proc = subprocess.Popen([exe, str(ready)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for(lambda: read_text(ready).endswith("\n"), what="the AIO holder")
-        ctx = int(read_text(ready), 16)
+    with _holder(tmp_path, "aio_read_only", _READ_ONLY_RING) as (proc, (ctx,)):
+        ctx = int(ctx, 16)
         res = crpy("dump", "-t", proc.pid, "-D", tmp_path / "img")
         assert res.returncode == 1 and proc.poll() is None, res.stderr
         line, = res.stderr.strip().splitlines()
         assert f"pid {proc.pid}" in line and f"ring at {ctx:#x} mprotect()ed to 0x1" in line, line
-    finally:
-        proc.kill()
-        proc.wait()
