@@ -134,9 +134,7 @@ static void place_vmas(struct rst_args *a)
 
 #define __NR_io_setup 206
 #define __NR_io_submit 209
-#define O_WRONLY 1
-#define O_CLOEXEC 02000000
-#define IOCB_CMD_PWRITE 1
+#define IOCB_CMD_PREAD 0
 
 /* The kernel's struct aio_ring header (fs/aio.c), followed by nr struct io_event of 32 bytes. */
 struct rst_aio_ring {
@@ -157,8 +155,8 @@ struct rst_iocb {
 };
 
 /* The kernel keeps the ring's tail to itself (where the next completion goes): a new context
- * starts at 0.  Completions move it, so `count` one-byte writes to /dev/null (each completes at
- * once, in io_submit) bring it to the saved tail; a saved tail below head took a whole turn of
+ * starts at 0.  Completions move it, so `count` one-byte reads of /dev/zero (a->aio_fd; each
+ * completes at once, in io_submit) bring it to the saved tail; a saved tail below head took a whole turn of
  * the ring first.  Setting the ring's head as they go is what io_getevents would do: it hands
  * their slots back, and leaves head at the saved value in the end. */
 static void aio_move_tail(struct rst_args *a, struct rst_aio *r, u64 ctx, u32 head, u32 tail, u32 nr)
@@ -168,13 +166,10 @@ static void aio_move_tail(struct rst_args *a, struct rst_aio *r, u64 ctx, u32 he
     struct rst_iocb *list[RST_AIO_BATCH];
     u32 count = tail >= head ? tail : nr + tail, done = 0;
     char byte = 0;
-    long fd = sys3(__NR_open, (long)"/dev/null", O_WRONLY | O_CLOEXEC, 0);
 
-    if (IS_ERR(fd))
-        fail(a, RST_STEP_AIO, r->addr, fd);
     memset(&cb, 0, sizeof(cb));
-    cb.opcode = IOCB_CMD_PWRITE;
-    cb.fildes = (u32)fd;
+    cb.opcode = IOCB_CMD_PREAD;
+    cb.fildes = (u32)a->aio_fd;
     cb.buf = (u64)&byte;
     cb.nbytes = 1;
     for (u32 i = 0; i < RST_AIO_BATCH; i++)
@@ -187,7 +182,6 @@ static void aio_move_tail(struct rst_args *a, struct rst_aio *r, u64 ctx, u32 he
         done += (u32)got;
         __atomic_store_n(&ring->head, done < head ? done : head, __ATOMIC_RELEASE);
     }
-    sys1(__NR_close, fd);
 }
 
 static void restore_aio_ring(struct rst_args *a, struct rst_aio *r)

@@ -261,6 +261,6 @@ struct rst_args {
     struct rst_timer timers[64];
     struct rst_thread threads[256];
     uint32_t nr_aio;
-    uint32_t pad4;
+    int32_t aio_fd;              /* /dev/zero, opened by crpy (a chrooted task may lack it) */
     struct rst_aio aio[256];
 };

@@ -159,12 +159,15 @@ def load_rings(path, mm, areas):
     return out
 
 
-def fill_args(lib, a, rings):
-    """struct rst_aio per ring, for the restorer blob's aio step."""
+def fill_args(lib, a, rings, keep_above):
+    """struct rst_aio per ring for the restorer blob's aio step, and the /dev/zero its reads
+    move the new rings' tails with (an fd of crpy's, above keep_above: the blob closes it)."""
     from crpy.errors import RestoreError
+    from crpy.restore.exe import open_above
 
     if len(rings) > lib.RST_MAX_AIO:
         raise RestoreError(f"{len(rings)} AIO contexts; the restorer takes at most {lib.RST_MAX_AIO}")
     for i, (addr, length, nr_req) in enumerate(rings):
         a.aio[i].addr, a.aio[i].len, a.aio[i].nr_req = addr, length, nr_req
     a.nr_aio = len(rings)
+    a.aio_fd = open_above("/dev/zero", keep_above)

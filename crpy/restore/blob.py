@@ -109,7 +109,7 @@ def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, ho
     if getattr(task, "aio_rings", None):
         from crpy.resources import aio
 
-        aio.fill_args(lib, a, task.aio_rings)
+        aio.fill_args(lib, a, task.aio_rings, close_from)
     threads = getattr(task, "threads", None)
     if threads:
         from crpy.restore.threads import fill_threads
