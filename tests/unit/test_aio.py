@@ -274,3 +274,28 @@ def test_a_ring_mprotected_is_refused_and_left_alone(tmp_path):
         assert res.returncode == 1 and proc.poll() is None, res.stderr
         line, = res.stderr.strip().splitlines()
         assert f"pid {proc.pid}" in line and f"ring at {ctx:#x} mprotect()ed to 0x1" in line, line
+
+
+def test_a_failing_aio_step_of_the_restorer_is_reported_and_leaves_nothing(tmp_path):
+    """CRPY_FAULT=restorer:aio: the blob fails at its aio step (after the go); the restore says
+    so in one line and the task is gone; the same images then restore."""
+    import os
+
+    from tests.unit.crhelpers import crpy, kill_quietly
+
+    with _holder(tmp_path, "aio_holder", _HOLDER) as (proc, _):
+        images = tmp_path / "img"
+        res = crpy("dump", "-t", proc.pid, "-D", images)
+        assert res.returncode == 0, res.stderr
+        proc.wait(timeout=10)
+    res = crpy("restore", "-D", images, "-d", env={**os.environ, "CRPY_FAULT": "restorer:aio"})
+    line, = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and "restorer step aio failed" in line, res.stderr
+    assert not os.path.exists(f"/proc/{proc.pid}"), "the failed task is left"
+    res = crpy("restore", "-D", images, "-d")
+    try:
+        assert res.returncode == 0, res.stderr
+        with open(f"/proc/{proc.pid}/maps") as f:
+            assert "/[aio]" in f.read()
+    finally:
+        kill_quietly(proc.pid)
