@@ -45,9 +45,9 @@ RESTORE_POINTS = (
 )
 
 # the restorer blob's steps that have a fault point (parasite/restorer.c fault_point()); all run
-# after the go, in every task but timers (only in a task with POSIX timers)
+# after the go, in every task but timers and aio (only in a task with POSIX timers, AIO contexts)
 RESTORER_POINTS = tuple(f"restorer:{step}" for step in (
-    "unmap", "vdso", "vmas", "mm-map", "sigactions", "threads", "timers", "sigreturn", "close-fds"))
+    "unmap", "vdso", "vmas", "aio", "mm-map", "sigactions", "threads", "timers", "sigreturn", "close-fds"))
 
 # pre-dump only, after the steps it shares with the dump (not in all_points: a dump never reaches them)
 PRE_DUMP_POINTS = (

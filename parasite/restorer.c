@@ -130,6 +130,93 @@ static void place_vmas(struct rst_args *a)
     }
 }
 
+/* ------------------------------------------------------------------ AIO contexts */
+
+#define __NR_io_setup 206
+#define __NR_io_submit 209
+#define IOCB_CMD_PREAD 0
+
+/* The kernel's struct aio_ring header (fs/aio.c), followed by nr struct io_event of 32 bytes. */
+struct rst_aio_ring {
+    u32 id, nr, head, tail, magic, compat_features, incompat_features, header_length;
+};
+
+/* struct iocb of <linux/aio_abi.h> (x86_64, little endian). */
+struct rst_iocb {
+    u64 data;
+    u32 key, rw_flags;
+    u16 opcode;
+    int16_t reqprio;
+    u32 fildes;
+    u64 buf, nbytes;
+    s64 offset;
+    u64 reserved2;
+    u32 flags, resfd;
+};
+
+/* The kernel keeps the ring's tail to itself (where the next completion goes): a new context
+ * starts at 0.  Completions move it, so `count` one-byte reads of /dev/zero (a->aio_fd; each
+ * completes at once, in io_submit) bring it to the saved tail; a saved tail below head took a whole turn of
+ * the ring first.  Setting the ring's head as they go is what io_getevents would do: it hands
+ * their slots back, and leaves head at the saved value in the end. */
+static void aio_move_tail(struct rst_args *a, struct rst_aio *r, u64 ctx, u32 head, u32 tail, u32 nr)
+{
+    struct rst_aio_ring *ring = (struct rst_aio_ring *)ctx;
+    struct rst_iocb cb;
+    struct rst_iocb *list[RST_AIO_BATCH];
+    u32 count = tail >= head ? tail : nr + tail, done = 0;
+    char byte = 0;
+
+    memset(&cb, 0, sizeof(cb));
+    cb.opcode = IOCB_CMD_PREAD;
+    cb.fildes = (u32)a->aio_fd;
+    cb.buf = (u64)&byte;
+    cb.nbytes = 1;
+    for (u32 i = 0; i < RST_AIO_BATCH; i++)
+        list[i] = &cb;
+    while (done < count) {
+        u32 n = count - done < RST_AIO_BATCH ? count - done : RST_AIO_BATCH;
+        long got = sys3(__NR_io_submit, ctx, n, (long)list);
+        if (got <= 0)
+            fail(a, RST_STEP_AIO, r->addr, got ? got : -EINVAL);
+        done += (u32)got;
+        __atomic_store_n(&ring->head, done < head ? done : head, __ATOMIC_RELEASE);
+    }
+}
+
+static void restore_aio_ring(struct rst_args *a, struct rst_aio *r)
+{
+    struct rst_aio_ring *saved = (struct rst_aio_ring *)r->addr, *ring;
+    u32 head = saved->head, tail = saved->tail, nr = saved->nr;
+    u32 want = (u32)((r->len - sizeof(*saved)) / 32);
+    u64 ctx = 0;
+    long ret;
+
+    ret = sys2(__NR_io_setup, r->nr_req, (long)&ctx);
+    if (IS_ERR(ret))
+        fail(a, RST_STEP_AIO, r->addr, ret);
+    ring = (struct rst_aio_ring *)ctx;
+    /* A ring of another size cannot take the saved one's place (this kernel or CPU count sizes
+     * rings differently): refused rather than a context whose events land elsewhere. */
+    if (nr != want || ring->nr != nr || head >= nr || tail >= nr)
+        fail(a, RST_STEP_AIO, r->addr, -EINVAL);
+    if (head || tail)
+        aio_move_tail(a, r, ctx, head, tail, nr);
+    memcpy((void *)(ctx + sizeof(*saved)), (void *)(r->addr + sizeof(*saved)), r->len - sizeof(*saved));
+    ret = move(ctx, r->len, r->addr);          /* and the copy at addr is gone */
+    if ((u64)ret != r->addr)
+        fail(a, RST_STEP_AIO, r->addr, IS_ERR(ret) ? ret : -EINVAL);
+}
+
+static void restore_aio(struct rst_args *a)
+{
+    if (!a->nr_aio)
+        return;
+    fault_point(a, RST_STEP_AIO);
+    for (u32 i = 0; i < a->nr_aio; i++)
+        restore_aio_ring(a, &a->aio[i]);
+}
+
 /* Pending signals go back into the queues; every signal is blocked until rt_sigreturn sets the
  * task's mask, so they are delivered then, to the task's own handlers. */
 static void queue_signals(struct rst_args *a, u32 tid)
@@ -636,6 +723,7 @@ BLOB_EXPORT BLOB_NORETURN void restorer_main(struct rst_args *a)
     unmap_foreign(a);
     move_vdso(a);
     place_vmas(a);
+    restore_aio(a);
     restore_task_state(a);
     create_threads(a);
     restore_timers(a);

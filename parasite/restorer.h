@@ -33,6 +33,7 @@
 #define RST_STEP_THREAD_STATE 19
 #define RST_STEP_TIMERS 20
 #define RST_STEP_CREDS 21
+#define RST_STEP_AIO 22
 #define RST_EXIT_BASE 100
 
 /* How the final jump removes the region: see rst_args.gadget_kind. */
@@ -48,6 +49,8 @@
 #define RST_MAX_THREADS 256
 #define RST_THREAD_STACK 8192
 #define RST_MAX_TIMERS 64
+#define RST_MAX_AIO 256
+#define RST_AIO_BATCH 64
 /* rax and rip in the rt_sigframe (crpy/restore/sigframe.py lays it out: uc_mcontext at 48) */
 #define RST_FRAME_RAX_OFF 152
 #define RST_FRAME_RIP_OFF 176
@@ -111,6 +114,18 @@ struct rst_timer {
     int32_t clock;
     uint8_t sigevent[64];
     int64_t its[4];              /* struct itimerspec: interval sec, nsec, value sec, nsec */
+};
+
+/* One AIO context (io_setup) to make again.  Its saved ring (header, head, tail and the events
+ * not read yet) was premapped like anonymous memory and moved to `addr` with the other areas;
+ * the blob makes a new context of nr_req events, brings the new ring's kernel tail and head to
+ * the saved ones, copies the events in and mremaps the new ring over the copy at `addr`: the
+ * context id a program holds is the ring's address, so its io_* calls go on working. */
+struct rst_aio {
+    uint64_t addr;
+    uint64_t len;
+    uint32_t nr_req;
+    uint32_t pad;
 };
 
 /* One thread besides the main one: created by the blob with clone3 (set_tid = tid, fs base as
@@ -245,4 +260,7 @@ struct rst_args {
     struct rst_creds creds;
     struct rst_timer timers[64];
     struct rst_thread threads[256];
+    uint32_t nr_aio;
+    int32_t aio_fd;              /* /dev/zero, opened by crpy (a chrooted task may lack it) */
+    struct rst_aio aio[256];
 };

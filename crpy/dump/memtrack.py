@@ -26,7 +26,8 @@ RECORD = "crpy-memtrack.json"
 PE_PARENT = 1 << 0
 TASK_SIZE = 0x7FFFFFFFF000
 _UFFD_VMFLAGS = {"uw": "write-protect", "um": "missing", "ui": "minor"}
-_NOT_TRACKED = ("[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]")
+# (an AIO ring is no memory userfaultfd can register: its pages are saved whole every round)
+_NOT_TRACKED = ("[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "/[aio] (deleted)")
 
 
 def prev_dir(images_dir, rel):

@@ -2,6 +2,7 @@
 VMA, then the guard regions as CRIU-style VMA_AREA_GUARD entries at the end of the list."""
 
 from crpy.dump import vmas as V
+from crpy.images.vma_status import VMA_AREA_AIORING
 
 
 def mm_entry(facts, plans, page_plan, misc, exe_file_id):
@@ -17,6 +18,11 @@ def mm_entry(facts, plans, page_plan, misc, exe_file_id):
         thp_disabled=bool(misc.get("thp_disable", 0)))
     e.vmas.extend(p.entry() for p in plans)
     e.vmas.extend(V.guard_entry(s, end) for s, end in page_plan.guards)
+    if any(p.status & VMA_AREA_AIORING for p in plans):
+        from crpy.resources import aio
+
+        aio.refuse_in_flight(facts.pid, plans)
+        e.aios.extend(aio.ring_entries(plans))
     return e
 
 

@@ -12,6 +12,7 @@ import os
 
 from crpy import faults, progress
 from crpy.dump import vmas as V
+from crpy.images.vma_status import VMA_AREA_AIORING
 from crpy.kernel import hugetlb
 from crpy.log import log
 from crpy.pagesio import open_out as _open_out, write_shmem_object
@@ -42,6 +43,9 @@ def clip_runs(runs, plans):
     for p in private:
         flags = PE_PRESENT | (PE_LAZY if p.status & V.VMA_ANON_PRIVATE else 0)
         readable = p.task_can_read
+        if p.status & VMA_AREA_AIORING:    # all of it (its pages are page cache of the aio file)
+            out.append((p.start, p.end, flags, readable))
+            continue
         while i < len(runs) and runs[i][1] <= p.start:
             i += 1
         j = i

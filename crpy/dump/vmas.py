@@ -36,6 +36,7 @@ class VmaPlan:
     name: str
     pkey: int = 0            # memory protection key (vma_entry.pkey, a crpy extension)
     shmem_size: int = 0      # anon shared: size of the whole object (vma_entry.shmem_size, crpy)
+    ring_tail: int = -1      # AIO ring: its tail when planned (crpy.resources.aio.refuse_in_flight)
 
     @property
     def task_can_read(self):
@@ -107,8 +108,8 @@ def plan_vma(pid, vma, files, stat_of):
     extra = _map_flags(vma)
     from crpy.resources import aio
 
-    if aio.is_ring(vma):
-        aio.refuse(pid, vma)
+    if aio.is_ring(vma):            # its pages hold head, tail and the unread events
+        return VmaPlan(pages=PAGES_PRIVATE, **aio.plan(pid, vma), **base)
     if hugetlb.is_anon(vma) and not vma.shared:     # /anon_hugepage (deleted): anonymous memory
         return VmaPlan(flags=anon | extra, status=VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
                        pages=PAGES_PRIVATE, **base)

@@ -15,7 +15,7 @@ STEP_NAMES = {1: "rseq-unregister", 2: "unmap", 3: "vdso", 4: "vmas", 5: "guards
               7: "comm", 8: "sigactions", 9: "rseq", 10: "tid-address", 11: "robust-list",
               12: "fs-gs", 13: "close-fds", 14: "sigreturn", 15: "pdeathsig", 16: "sigqueue",
               17: "args-abi (the restorer blob and crpy.kernel._sys are from different builds: make build)",
-              18: "threads", 19: "thread-state", 20: "timers", 21: "creds"}
+              18: "threads", 19: "thread-state", 20: "timers", 21: "creds", 22: "aio"}
 EXIT_BASE = 100
 
 
@@ -106,6 +106,10 @@ def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, ho
     from crpy.restore import creds
 
     creds.fill(ffi, a, task.state.creds, task.state.dumpable)
+    if getattr(task, "aio_rings", None):
+        from crpy.resources import aio
+
+        aio.fill_args(lib, a, task.aio_rings, close_from)
     threads = getattr(task, "threads", None)
     if threads:
         from crpy.restore.threads import fill_threads

@@ -41,7 +41,7 @@ class Area:
     flags: int
     status: int
     madv: int
-    kind: str            # anon | anon_shared | file_private | file_shared | vdso | vvar
+    kind: str            # anon | anon_shared | file_private | file_shared | vdso | vvar | aio
     path: str = None     # mapped file (file kinds)
     shmid: int = 0
     runs: list = field(default_factory=list)   # [(offset in area, length, pages path, file offset)]
@@ -101,6 +101,7 @@ class TaskImage:
     pages_bytes: int = 0
     threads: list = field(default_factory=list)   # crpy.restore.threads.ThreadImage, leader aside
     exe_memfd: int = None      # the exe is a memfd (fexecve): its inode_id in memfd.img
+    aio_rings: list = field(default_factory=list)   # [(address, ring_len, nr_req)] (crpy.resources.aio)
 
 
 def _framing():
@@ -273,6 +274,10 @@ def _add_mm(task, mm, files):
             raise _framing().entry_error(path, f"vma {i} at {area.start:#x} overlaps the one before it")
         prev_end = area.end
         task.areas.append(area)
+    if mm.aios or any(a.kind == "aio" for a in task.areas):
+        from crpy.resources import aio
+
+        task.aio_rings = aio.load_rings(path, mm, task.areas)
 
 
 def _check_mm_fields(path, f):
@@ -312,7 +317,9 @@ def _area(path, i, v, files):
         if area.memfd is None:
             raise _framing().entry_error(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a memfd "
                                          "in files.img")
-    elif s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_AREA_MEMFD | VMA_UNSUPP):
+    elif s & VMA_AREA_AIORING:     # premapped with its saved pages; the blob makes the context
+        area.kind = "aio"
+    elif s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_MEMFD | VMA_UNSUPP):
         raise RestoreError(f"{path}: vma {i} at {v.start:#x} (status {s:#x}) is a kind crpy cannot restore yet")
     elif s & VMA_ANON_PRIVATE:
         area.kind = "anon"
@@ -464,10 +471,10 @@ def _place_data(areas, starts, vaddr, length, ppath, offset, mpath, n, bisect):
         if idx == len(areas) or areas[idx].start > addr:
             raise _framing().entry_error(mpath, f"entry {n + 1}: page {addr:#x} lies in no restorable VMA", n + 1)
         area = areas[idx]
-        if area.kind not in ("anon", "file_private", "vdso", "vvar"):
+        if area.kind not in ("anon", "file_private", "vdso", "vvar", "aio"):
             raise _framing().entry_error(mpath, f"entry {n + 1}: page {addr:#x} lies in a {area.kind} VMA", n + 1)
         piece = min(end, area.end) - addr
-        if area.kind in ("anon", "file_private"):    # CRIU also saves the vDSO: not needed
+        if area.kind in ("anon", "file_private", "aio"):    # CRIU also saves the vDSO: not needed
             area.runs.append((addr - area.start, piece, ppath, offset))
         offset += piece
         addr += piece

@@ -94,6 +94,8 @@ def _map(area, addr):
     try:
         if area.kind == "anon":
             flags = _anon_type(area) | MAP_ANONYMOUS | (area.flags & _ANON_FLAGS)
+        elif area.kind == "aio":     # the saved ring, read by the blob's aio step (restorer.c)
+            flags = MAP_PRIVATE | MAP_ANONYMOUS
         elif area.kind == "anon_shared":
             flags = MAP_SHARED | MAP_ANONYMOUS | (area.flags & (MAP_NORESERVE | _HUGE_FLAGS))
         else:

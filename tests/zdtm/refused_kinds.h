@@ -1,6 +1,6 @@
 /*
  * Shared by the tests of the kinds crpy refuses at dump (io_uring, userfaultfd, perf events, bpf
- * maps and programs, AIO contexts): each holds one, the dump must fail in one line naming it and
+ * maps and programs, AIO rings crpy cannot put back): each holds one, the dump must fail in one line naming it and
  * leave the task untouched (tests/zdtm/desc.py: dump_fails), then the test checks its object
  * still works.  ZDTM_BREAK makes it drop the object first, so the check can fail.
  */
