@@ -84,7 +84,7 @@ def task_core(facts, regs, sigactions, misc, stop_signal):
     stopped = stop_signal in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
     tc = core_pb2.task_core_entry(
         task_state=TASK_STOPPED if stopped else TASK_ALIVE, exit_code=0,
-        personality=misc.get("personality", proc.personality(pid)), flags=facts.stat.flags,
+        personality=misc["personality"] if "personality" in misc else proc.personality(pid), flags=facts.stat.flags,
         blk_sigset=regs.sigmask, comm=facts.comm, timers=_timers(misc), rlimits=_rlimits(pid),
         signals_s=_signal_queue(regs.pending_shared), oom_score_adj=proc.oom_score_adj(pid),
         sigactions=sigaction_entries(sigactions), child_subreaper=bool(misc.get("child_subreaper", False)))

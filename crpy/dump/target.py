@@ -17,9 +17,11 @@ CLONE_VM, CLONE_VFORK = 0x100, 0x4000
 NR_CLONE, NR_VFORK, NR_CLONE3 = 56, 58, 435
 KCMP_VM = 1
 STOP_SIGNALS = (19, 20, 21, 22)      # SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: a group-stop
+_own_namespaces = {}                 # crpy's, read once per dump (check_target empties it), not per task
 
 
 def check_target(pid):
+    _own_namespaces.clear()
     if pid <= 0 or not proc.exists(pid):
         raise NoSuchProcess(pid)
     me, chain = os.getpid(), []
@@ -73,7 +75,9 @@ def check_before_seize(pid):
 
 def check_namespaces(pid):
     """Until crpy restores namespaces, a task must live in crpy's own."""
-    own, its = proc.ns_inodes("self"), proc.ns_inodes(pid)
+    if not _own_namespaces:
+        _own_namespaces.update(proc.ns_inodes("self"))
+    own, its = _own_namespaces, proc.ns_inodes(pid)
     for name in NAMESPACES:
         if name in own and its.get(name, own[name]) != own[name]:
             kind = name.replace("_for_children", "")

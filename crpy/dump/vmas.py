@@ -165,8 +165,17 @@ def merge_vvar(plans):
 def plan_vmas(facts, files):
     from crpy.dump.facts import map_file_stat
 
-    stat_of = lambda v: map_file_stat(facts.pid, v)  # noqa: E731
+    stat_of = lambda v: _mapped_file_stat(facts.pid, v, files, map_file_stat)  # noqa: E731
     return merge_vvar([plan_vma(facts.pid, v, files, stat_of) for v in facts.vmas])
+
+
+def _mapped_file_stat(pid, vma, files, map_file_stat):
+    """The stat of a mapped file, taken once per dump for each file the maps lines name (device,
+    inode, path): every task of a tree maps the same libraries, and files.img holds one entry per
+    file anyway (FileTable.add_path keeps the first stat).  An unlinked one is looked at each time."""
+    if vma.deleted:
+        return map_file_stat(pid, vma)
+    return files.once(("mapped file stat", vma.dev, vma.inode, vma.path), lambda: map_file_stat(pid, vma))
 
 
 def guard_entry(start, end):

@@ -51,12 +51,11 @@ class TreeRun:
 def _core_dir(nodes):
     """A directory for the cores of the zombies that died with one (None if none did): the
     wait status says "core dumped" only after a real core dump.  Checked before any fork."""
-    import resource
-    import tempfile
-
     dumped = [n.pid for n in nodes if n.zombie and os.WIFSIGNALED(n.exit_code) and os.WCOREDUMP(n.exit_code)]
     if not dumped:
         return None
+    import resource
+    import tempfile   # only here: it imports random, whose at-fork hook would run in every task
     if resource.getrlimit(resource.RLIMIT_CORE)[1] == 0:
         raise RestoreError(f"pid {dumped[0]} is a zombie that dumped core, and crpy's RLIMIT_CORE hard "
                            "limit is 0: it cannot die the same way", "restore with a non-zero core limit")

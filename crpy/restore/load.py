@@ -165,16 +165,25 @@ def load_one_task(images_dir, item, core, files):
     return task
 
 
+class FilesById(dict):
+    """files.img id -> entry, and (paths) the mapped files already found and checked for this
+    restore, by id: every task of a tree maps the same libraries, each is looked at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.paths = {}
+
+
 def files_by_id(images_dir):
     """files.img id -> reg_file_entry of every regular file, memfd_file_entry of every memfd
     (VMAs and the exe refer to them)."""
     framing = _framing()
     path = framing.image_path(images_dir, "files")
+    out = FilesById()
     if not os.path.exists(path):
-        return {}
+        return out
     from crpy.resources.fdtable import read_files
 
-    out = {}
     for e in read_files(images_dir).values():        # parsed once: the tasks' fd restores reuse it
         if e.HasField("reg"):
             out[e.id] = e.reg
@@ -332,9 +341,7 @@ def _area(path, i, v, files):
         if v.shmid not in files or _memfd_inode(files[v.shmid]) is not None:
             raise _framing().entry_error(path, f"vma {i} at {v.start:#x} maps file id {v.shmid}, not a regular "
                                          "file in files.img")
-        area.path = (_mapped_ghost(path, v.shmid, files[v.shmid])
-                     or _existing_file(files[v.shmid], f"the file mapped at {v.start:#x}",
-                                    os.path.dirname(path)))
+        area.path = _mapped_file_path(path, v, files)
     else:
         raise _framing().entry_error(path, f"vma {i} at {v.start:#x} has an unknown status {s:#x}")
     return area
@@ -350,6 +357,19 @@ def _check_droppable(path, i, v):
     if v.flags & MAP_TYPE == MAP_DROPPABLE and not droppable_supported():
         raise RestoreError(f"{path}: vma {i} at {v.start:#x} is MAP_DROPPABLE, which this kernel lacks",
                            "restore on Linux 6.11 or later")
+
+
+def _mapped_file_path(mm_path, v, files):
+    """The path VMA entry v maps: its ghost, or the existing file once checked (found once per
+    file id when files keeps the paths found, crpy.restore.load.FilesById)."""
+    paths = getattr(files, "paths", {})
+    found = paths.get(v.shmid)
+    if found is None:
+        reg = files[v.shmid]
+        found = paths[v.shmid] = (_mapped_ghost(mm_path, v.shmid, reg)
+                                  or _existing_file(reg, f"the file mapped at {v.start:#x}",
+                                                    os.path.dirname(mm_path)))
+    return found
 
 
 def _mapped_ghost(mm_path, file_id, reg):

@@ -432,3 +432,19 @@ def test_image_write_failure_after_infect_is_one_line_and_task_unharmed(target, 
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "pages-1.img" in r.stderr
     assert proc.maps(target.pid, vmflags=False) == maps
     target.alive_and_clean()
+
+
+def test_a_mapped_file_is_looked_at_once_per_dump_unless_unlinked():
+    """Every task of a tree maps the same libraries: one stat per (device, inode, path) of the
+    maps lines for the whole dump; an unlinked file's mapping is looked at each time."""
+    from types import SimpleNamespace
+
+    from crpy.dump.files import FileTable
+
+    files, looked = FileTable(), []
+    stat = lambda pid, v: looked.append((pid, v.start)) or os.stat("/")  # noqa: E731
+    libc = [SimpleNamespace(start=s, dev=(8, 1), inode=42, path="/lib/libc.so.6", deleted=False) for s in (1, 2)]
+    gone = [SimpleNamespace(start=s, dev=(8, 1), inode=43, path="/tmp/x", deleted=True) for s in (3, 4)]
+    for pid, v in ((10, libc[0]), (11, libc[1]), (10, gone[0]), (11, gone[1])):
+        assert V._mapped_file_stat(pid, v, files, stat).st_ino == os.stat("/").st_ino
+    assert looked == [(10, 1), (10, 3), (11, 4)]

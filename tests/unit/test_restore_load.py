@@ -101,3 +101,33 @@ def test_shared_object_pages_keep_their_object_offsets(tmp_path):
     area.shmem_size = 4 * PAGE
     with pytest.raises(ImageError, match="lies outside the object"):
         load._add_shmem(area, framing, spath)
+
+
+def _file_vma(start, shmid=5):
+    from crpy.images.pb import vma_pb2
+    from crpy.images.vma_status import VMA_AREA_REGULAR, VMA_FILE_PRIVATE
+
+    return vma_pb2.vma_entry(start=start, end=start + PAGE, pgoff=0, shmid=shmid, prot=1, flags=0x02,
+                             status=VMA_AREA_REGULAR | VMA_FILE_PRIVATE, fd=-1)
+
+
+def test_a_file_mapped_many_times_is_checked_once_per_load(tmp_path, monkeypatch):
+    """Every task of a tree maps the same libraries: the file behind a files.img id is found and
+    checked once (FilesById.paths), and a file that changed is still refused at its first VMA."""
+    from crpy.errors import RestoreError
+    from crpy.images.pb import regfile_pb2
+
+    lib = tmp_path / "lib.so"
+    lib.write_bytes(b"x" * 100)
+    files = load.FilesById()
+    files[5] = regfile_pb2.reg_file_entry(id=5, flags=0, pos=0, name=str(lib), size=100)
+    checked = []
+    real = load._existing_file
+    monkeypatch.setattr(load, "_existing_file", lambda *a: checked.append(a[0].id) or real(*a))
+    mm = str(tmp_path / "mm-1.img")
+    paths = [load._area(mm, i, _file_vma(0x10000 + i * 2 * PAGE), files).path for i in range(3)]
+    assert paths == [str(lib)] * 3 and checked == [5]
+    files = load.FilesById()
+    files[5] = regfile_pb2.reg_file_entry(id=5, flags=0, pos=0, name=str(lib), size=99)
+    with pytest.raises(RestoreError, match="size is now 100, was 99"):
+        load._area(mm, 0, _file_vma(0x10000), files)
