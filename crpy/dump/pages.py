@@ -93,6 +93,8 @@ def _copy_unreadable(pid, group, out_fd, fed=None):
     """Pages the task itself cannot read (vmsplice would fault): /proc/PID/mem reads them
     (FOLL_FORCE).  Rare and small, so this one path copies through the dumper (and hashes them
     into `fed`, the file's digests the parasite computes otherwise)."""
+    log.debug("pid %d: %d bytes of pages it cannot read itself, read from /proc/PID/mem", pid,
+              sum(length for _, length in group))
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
     try:
         done = 0
