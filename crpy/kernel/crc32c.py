@@ -6,12 +6,6 @@ pages (parasite/crc32c.h), through the cffi module, with the GIL released.
     fast()                                  True if the CPU has SSE4.2's crc32 instruction
 """
 
-# file_chunks reads through a small buffer that stays in the CPU's cache (pread), not a mapping:
-# it takes no mmap_lock (two threads check one image at once) and builds no page tables; the
-# two measured alike for one thread (~0.2 s per GiB of page cache)
-_READ = 1
-
-
 def crc32c(buf, crc=0):
     from crpy.kernel._sys import ffi, lib
 
@@ -25,7 +19,7 @@ def file_chunks(fd, start, end, chunk):
     if end <= start:
         return []
     out = ffi.new("uint64_t[]", -(-(end - start) // chunk))
-    n = lib.crpy_crc32c_file(fd, start, end, chunk, out, _READ)
+    n = lib.crpy_crc32c_file(fd, start, end, chunk, out)
     if n < 0:
         import os
 
