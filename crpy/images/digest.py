@@ -1,15 +1,16 @@
 """Digests of the images of a dump: written by the dump into crpy-digests, checked before a restore.
 
 Every image file of the directory (page data included) is cut into CHUNK_SIZE pieces and each
-piece gets a 64-bit digest, so a damaged image is named with the byte range that differs.  The
-data is never copied through Python objects: each file is mapped read-only (its page cache, just
-written by the dump) and hashed in C over the mapping, a window at a time.  The hash is chosen by
-measurement (bench/digests.py): crc32c (SSE4.2's crc32 instruction, crpy.kernel.crc32c), because
-the parasite computes it where the pages already are, as it splices them (_Fed): the dump then
-never reads page data back; the restore's check reads it in C through a cache-sized buffer.
-Without SSE4.2, xxh3_64 of python-xxhash (about 20 GiB/s over a mapping here, where zlib.crc32
-manages 2.5 and blake2b 0.5), and zlib.crc32 without xxhash.  The file names its hash and the
-version of its format (VERSION; digests of older crpys, without crc32c, are still checked).
+piece gets a digest (64 bits wide in the file), so a damaged image is named with the byte range
+that differs.  The data is never copied through Python objects.  The hash is crc32c where the
+CPU has SSE4.2 (crpy.kernel.crc32c: the crc32 instruction, and AVX-512 VPCLMULQDQ folding where
+present, ~30 GB/s from cache): the parasite computes it where the pages already are, as it
+splices them into the pipe (_Fed), so the dump never reads page data back; the other images are
+hashed over their page cache, and the restore's check reads every image through a cache-sized
+buffer in C, the GIL released.  Without SSE4.2: xxh3_64 of python-xxhash over a read-only
+mapping, a window at a time, and zlib.crc32 without xxhash (bench/digests.py measures them all).
+The file names its hash and the version of its format (VERSION: digests of older crpys, format 1
+without crc32c, are still checked; a newer format is refused).
 
 crpy-digests has no .img suffix: criu and crit never open it, so the images stay CRIU's.  Its head
 carries a digest of its own entries, so damage to the file itself is told apart from damage to an
