@@ -11,6 +11,7 @@
  * restart_block, which the normal cure relies on to restart the task's own interrupted syscall.
  */
 #include "parasite.h"
+#include "crc32c.h"
 
 /* Entry (rdi = args).  If the CPU and kernel have protection keys (CPUID 7: ECX.OSPKE), open
  * them all (PKRU = 0) first: the task's PKRU may deny access to its own pages, and vmsplice
@@ -192,7 +193,48 @@ static BLOB_NORETURN void finish(int op)
 
 /* ---- commands ---- */
 
-static long do_dump(int pipe_fd, struct blob_iovec *iov, long n)
+/* crc32c of the pages spliced, per PAR_HASH_CHUNK bytes of the image they go to: the digest of
+ * crpy-digests computed where the pages already are (mapped, in cache), beside the dumper's
+ * splice out of the pipe.  The state runs on from one DUMP command to the next. */
+static struct {
+    u32 crc, into;              /* of the chunk being hashed: crc and bytes so far */
+    u32 n, done[(sizeof(reply_data) - 8) / 4];  /* chunks completed by this command */
+} hash;
+
+static long hash_bytes(const u8 *p, u64 len)
+{
+    while (len) {
+        u64 take = PAR_HASH_CHUNK - hash.into;
+        if (take > len)
+            take = len;
+        hash.crc = crc32c_update(hash.crc, p, take);
+        hash.into += (u32)take;
+        p += take;
+        len -= take;
+        if (hash.into == PAR_HASH_CHUNK) {
+            if (hash.n == sizeof(hash.done) / 4)
+                return -E2BIG;
+            hash.done[hash.n++] = hash.crc;
+            hash.crc = hash.into = 0;
+        }
+    }
+    return 0;
+}
+
+/* the first `bytes` of iov[0..n) */
+static long hash_iovs(const struct blob_iovec *iov, long n, long bytes)
+{
+    for (; n > 0 && bytes > 0; iov++, n--) {
+        u64 len = iov->len < (u64)bytes ? iov->len : (u64)bytes;
+        long r = hash_bytes(iov->base, len);
+        if (r < 0)
+            return r;
+        bytes -= (long)len;
+    }
+    return 0;
+}
+
+static long do_dump(int pipe_fd, struct blob_iovec *iov, long n, int hashing)
 {
     long total = 0;
 
@@ -214,6 +256,11 @@ static long do_dump(int pipe_fd, struct blob_iovec *iov, long n)
         if (r < 0)
             return r;
         total += r;
+        if (hashing) {          /* the pages just spliced: the pipe drains meanwhile */
+            long h = hash_iovs(iov, n, r);
+            if (h < 0)
+                return h;
+        }
         while (n > 0 && (u64)r >= iov->len) {  /* drop the iovecs done, trim a partial one */
             r -= (long)iov->len;
             iov++;
@@ -405,8 +452,21 @@ static void serve(struct parasite_cmd *cmd, long got_fd)
     case PAR_DUMP:
         if (cmd->len % sizeof(struct blob_iovec))
             return reply(cmd->op, -EINVAL, 0, 0, 0, 0);
-        r = do_dump((int)cmd->a[0], (struct blob_iovec *)data, cmd->len / sizeof(struct blob_iovec));
-        return reply(cmd->op, r, 0, 0, 0, 0);
+        if (cmd->a[1] & PAR_HASH_SET) {
+            if (cmd->a[3] >= PAR_HASH_CHUNK)
+                return reply(cmd->op, -EINVAL, 0, 0, 0, 0);
+            hash.crc = (u32)cmd->a[2];
+            hash.into = (u32)cmd->a[3];
+        }
+        hash.n = 0;
+        r = do_dump((int)cmd->a[0], (struct blob_iovec *)data, cmd->len / sizeof(struct blob_iovec),
+                    cmd->a[1] & PAR_HASH);
+        if (!(cmd->a[1] & PAR_HASH) || r < 0)
+            return reply(cmd->op, r, 0, 0, 0, 0);
+        ((u32 *)reply_data)[0] = hash.crc;
+        ((u32 *)reply_data)[1] = hash.into;
+        memcpy(reply_data + 8, hash.done, 4 * (size_t)hash.n);
+        return reply(cmd->op, r, reply_data, 8 + 4 * hash.n, 0, 0);
     case PAR_SIGACTS:
         return do_sigacts();
     case PAR_MISC:

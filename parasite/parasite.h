@@ -30,6 +30,10 @@ struct parasite_args {
     s32 last_err;
 };
 
+#define PAR_HASH 1              /* PAR_DUMP a1: hash what is spliced, going on from the state kept */
+#define PAR_HASH_SET 2          /* ... from the state in a2 (crc) and a3 (bytes into the chunk) */
+#define PAR_HASH_CHUNK (1UL << 20)
+
 enum parasite_state { PST_STARTED = 1, PST_CONNECTED, PST_SERVING, PST_CURING };
 
 /* Command: header, then `len` bytes of data (possibly with SCM_RIGHTS). */
@@ -51,7 +55,11 @@ enum parasite_op {
     PAR_OPEN = 2,       /* data = path\0, a0 = flags, a1 = mode; ret = fd (owned by the parasite) */
     PAR_CLOSE = 3,      /* a0 = fd that OPEN/RECVFD gave */
     PAR_RECVFD = 4,     /* fds arrive with the command; ret = first fd (owned) */
-    PAR_DUMP = 5,       /* a0 = pipe fd (owned); data = {u64 base, u64 len}[]; ret = bytes spliced */
+    PAR_DUMP = 5,       /* a0 = pipe fd (owned); data = {u64 base, u64 len}[]; ret = bytes spliced;
+                         * a1 = PAR_HASH_*: also crc32c the bytes per PAR_HASH_CHUNK of the file
+                         * (SET: a2 = crc of the a3 bytes of the current chunk written before);
+                         * reply = u32 {crc, bytes} of the current chunk, then a u32 crc per chunk
+                         * completed by this command */
     PAR_SIGACTS = 6,    /* data = struct blob_ksigaction[64] for signals 1..64; ret = 64 */
     PAR_MISC = 7,       /* data = struct parasite_misc */
     PAR_DRAIN_FDS = 8,  /* data = s32 fds[] (<= PAR_MAX_FDS); reply carries them; ret = count */

@@ -76,11 +76,13 @@ class _NotFollowed:
         pass
 
 
-def follow_image(images_dir, path):
+def follow_image(images_dir, path, fed=False):
     """path is about to be written front to back (pages-N.img): hash it as it lands; the writer
-    calls .rewritten(offset, length) for bytes it writes again, and .close() once done."""
+    calls .rewritten(offset, length) for bytes it writes again, and .close() once done.
+    fed: the writer can compute the crc32c digests itself (the parasite): given one with
+    .fed_by_writer set if that is the hash of this dump (crpy.images.digest._Fed)."""
     recorder = _recorders.get(str(images_dir))
-    return recorder.follow(path) if recorder is not None else _NotFollowed()
+    return recorder.follow(path, fed) if recorder is not None else _NotFollowed()
 
 
 def digest_written_images(images_dir, unfollowed=None):

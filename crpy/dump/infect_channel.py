@@ -18,6 +18,8 @@ from crpy.errors import ParasiteError
 from crpy.kernel import ptrace
 
 PING, OPEN, CLOSE, RECVFD, DUMP, SIGACTS, MISC, DRAIN_FDS, FINISH, TIMERS, UFFD = range(1, 12)
+HASH, HASH_SET = 1, 2              # DUMP a1: crc32c per HASH_CHUNK bytes too (parasite.h)
+HASH_CHUNK = 1 << 20
 MAX_TIMERS = 128
 MAX_FDS = 253
 CMD_BUF = 256 * 1024

@@ -93,9 +93,12 @@ def _chunks(runs):
         yield kind, group
 
 
-def _copy_unreadable(pid, group, out_fd):
+def _copy_unreadable(pid, group, out_fd, fed=None):
     """Pages the task itself cannot read (vmsplice would fault): /proc/PID/mem reads them
-    (FOLL_FORCE).  Rare and small, so this one path copies through the dumper."""
+    (FOLL_FORCE).  Rare and small, so this one path copies through the dumper (and hashes them
+    into `fed`, the file's digests the parasite computes otherwise)."""
+    log.debug("pid %d: %d bytes of pages it cannot read itself, read from /proc/PID/mem", pid,
+              sum(length for _, length in group))
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
     try:
         done = 0
@@ -105,6 +108,8 @@ def _copy_unreadable(pid, group, out_fd):
                 from crpy.errors import DumpError
 
                 raise DumpError(f"pid {pid}: read {len(data)} of {length} bytes at {addr:#x}")
+            if fed is not None:
+                fed.update(data)
             if hasattr(out_fd, "write_bytes"):      # a page server's stream (crpy.pageserver.sink)
                 out_fd.write_bytes(data)
             else:
@@ -127,12 +132,14 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
     pages_path = framing.image_path(images_dir, "pages", pages_id)
     remote = _page_server_stream(images_dir, pages_path)
     fd = remote if remote is not None else _open_out(pages_path)
-    hashed = remote if remote is not None else follow_image(images_dir, pages_path)  # digests as they land
+    # digests as the pages land; or computed by the parasite as it splices them (fed)
+    hashed = remote if remote is not None else follow_image(images_dir, pages_path, fed=True)
+    fed = hashed if getattr(hashed, "fed_by_writer", False) else None
     written = 0
     try:
         for n, (readable, group) in enumerate(_chunks(plan.runs)):
             want = sum(length for _, length in group)
-            got = parasite.dump_pages(group, fd) if readable else _copy_unreadable(pid, group, fd)
+            got = parasite.dump_pages(group, fd, fed) if readable else _copy_unreadable(pid, group, fd, fed)
             if got != want:
                 raise DumpError(f"pid {pid}: dumped {got} bytes of pages instead of {want}")
             written += got

@@ -3,6 +3,7 @@
     p = Parasite.infect(pid)          # task seized and stopped (crpy.kernel.ptrace.seize)
     p.ping()
     p.dump_pages(runs, out_fd)        # [(vaddr, length)] -> bytes written to out_fd
+    p.dump_pages(runs, out_fd, fed)   # and crc32c digests of the file's chunks into `fed`
     p.sigactions(), p.misc(), p.drain_fds(fds)
     p.cure()                          # task as seized: still seized, at an event-stop
 
@@ -81,8 +82,10 @@ class Parasite:
             raise
         self._pipe = (r, w, size, task_fd)
 
-    def dump_pages(self, runs, out_fd):
+    def dump_pages(self, runs, out_fd, fed=None):
         """Write the task's memory `runs` [(vaddr, length)], in order, to out_fd; -> bytes.
+        fed (crpy.images.digest._Fed): the parasite also computes the crc32c digests of the
+        file's chunks as it splices the pages, from fed.state() on, and feeds them to it.
 
         Pipelined: the pipe holds two half-pipe chunks, so the parasite vmsplices chunk i+1
         while this process splices chunk i out to the file."""
@@ -91,17 +94,20 @@ class Parasite:
         r, _, size, task_fd = self._pipe
         chunks = _chunks(runs, size // 2 if PIPELINE else size)
         total, pending = 0, None
+        # the first command says where the digest of the file's current chunk is; the rest go on
+        hashing = (ch.HASH | ch.HASH_SET, *fed.state()) if fed is not None else (0,)
         self._busy = True  # until the end: an error leaves a DUMP in flight
         for iovs, nbytes in chunks:
-            self._chan.send(ch.DUMP, (task_fd,), _pack_iovs(iovs))
+            self._chan.send(ch.DUMP, (task_fd, *hashing), _pack_iovs(iovs))
+            hashing = (ch.HASH,) if fed is not None else (0,)
             if pending is not None:
-                total += self._drain(r, out_fd, pending)
+                total += self._drain(r, out_fd, pending, fed)
             pending = nbytes
             if not PIPELINE:
-                total += self._drain(r, out_fd, pending)
+                total += self._drain(r, out_fd, pending, fed)
                 pending = None
         if pending is not None:
-            total += self._drain(r, out_fd, pending)
+            total += self._drain(r, out_fd, pending, fed)
         self._busy = False
         return total
 
@@ -116,10 +122,15 @@ class Parasite:
         if ret != nbytes:
             raise ParasiteError(f"pid {self.pid}: vmsplice moved {ret} of {nbytes} bytes")
 
-    def _drain(self, pipe_r, out_fd, nbytes):
-        ret, _, _ = self._chan.receive(ch.DUMP)
+    def _drain(self, pipe_r, out_fd, nbytes, fed=None):
+        ret, data, _ = self._chan.receive(ch.DUMP)
         if ret != nbytes:
             raise ParasiteError(f"pid {self.pid}: vmsplice moved {ret} of {nbytes} bytes")
+        if fed is not None:
+            if len(data) < 8 or len(data) % 4:
+                raise ParasiteError(f"pid {self.pid}: page digests of {len(data)} bytes")
+            crc, into, *done = struct.unpack("<%dI" % (len(data) // 4), data)
+            fed.fed(crc, into, done)
         if hasattr(out_fd, "splice_from"):      # a page sink other than a file (crpy.pageserver.sink)
             out_fd.splice_from(pipe_r, nbytes)
         else:

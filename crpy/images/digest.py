@@ -1,12 +1,16 @@
 """Digests of the images of a dump: written by the dump into crpy-digests, checked before a restore.
 
 Every image file of the directory (page data included) is cut into CHUNK_SIZE pieces and each
-piece gets a 64-bit digest, so a damaged image is named with the byte range that differs.  The
-data is never copied through Python objects: each file is mapped read-only (its page cache, just
-written by the dump) and hashed in C over the mapping, a window at a time.  The hash is chosen by
-measurement (bench/digests.py): xxh3_64 of python-xxhash, about 20 GiB/s here, where zlib.crc32
-manages 2.5 and blake2b 0.5; zlib.crc32 is the fallback when xxhash is not installed, and the
-file names the hash it was written with.
+piece gets a digest (64 bits wide in the file), so a damaged image is named with the byte range
+that differs.  The data is never copied through Python objects.  The hash is crc32c where the
+CPU has SSE4.2 (crpy.kernel.crc32c: the crc32 instruction, and AVX-512 VPCLMULQDQ folding where
+present, ~30 GB/s from cache): the parasite computes it where the pages already are, as it
+splices them into the pipe (_Fed), so the dump never reads page data back; the other images are
+hashed over their page cache, and the restore's check reads every image through a cache-sized
+buffer in C, the GIL released.  Without SSE4.2: xxh3_64 of python-xxhash over a read-only
+mapping, a window at a time, and zlib.crc32 without xxhash (bench/digests.py measures them all).
+The file names its hash and the version of its format (VERSION: digests of older crpys, format 1
+without crc32c, are still checked; a newer format is refused).
 
 crpy-digests has no .img suffix: criu and crit never open it, so the images stay CRIU's.  Its head
 carries a digest of its own entries, so damage to the file itself is told apart from damage to an
@@ -14,6 +18,7 @@ image.  One file per images directory: a pre-dump chain would have one in each d
 
     rec = Recorder(images_dir)
     f = rec.follow(path) ... f.rewritten(off, n) ... f.close()   # pages, hashed as they land
+    f = rec.follow(path, fed=True)        # or crc32c digests fed by the writer (f.fed_by_writer)
     rec.hash_written()                    # in the background, the big files written so far
     rec.write()                           # the rest, then crpy-digests
     damaged_images(images_dir) -> [ImageError]   # one per damaged image; [] when intact
@@ -29,8 +34,11 @@ from collections import namedtuple
 
 from crpy.errors import ImageError
 from crpy.images import framing, magic
+from crpy.log import log
 
 FILE_NAME = magic.kind("digests").pattern
+VERSION = 2                        # of crpy-digests: 1 (no version field) knew xxh3_64 and crc32
+_ALGOS = {1: ("xxh3_64", "crc32"), 2: ("crc32c", "xxh3_64", "crc32")}
 CHUNK_SIZE = 1 << 20
 _WINDOW = 4 << 20                  # bytes mapped at a time: mapped page cache counts in crpy's RSS
 # only images this big are worth a background thread while the dump goes on
@@ -60,6 +68,10 @@ def _xxh3_64():
 
 def hash_function(algo):
     """The C function (buffer -> int) of a digest algorithm named in crpy-digests."""
+    if algo == "crc32c":
+        from crpy.kernel.crc32c import crc32c
+
+        return crc32c
     fn = _xxh3_64() if algo == "xxh3_64" else zlib.crc32 if algo == "crc32" else None
     if fn is None:
         hint = "pip install xxhash" if algo == "xxh3_64" else "written by a newer crpy?"
@@ -67,8 +79,15 @@ def hash_function(algo):
     return fn
 
 
+def _crc32c_fast():
+    from crpy.kernel.crc32c import fast
+
+    return fast()
+
+
 def default_algo():
-    return "xxh3_64" if _xxh3_64() is not None else "crc32"
+    """crc32c where the CPU has its instruction (the parasite computes it: see the top)."""
+    return "crc32c" if _crc32c_fast() else "xxh3_64" if _xxh3_64() is not None else "crc32"
 
 
 def is_image_name(name):
@@ -103,7 +122,7 @@ def file_digest(path, algo, chunk_size=CHUNK_SIZE, threads=1):
 
         def hash_part(i):
             try:
-                results[i] = _hash_range(fd, fn, bounds[i][0], bounds[i][1], chunk_size)
+                results[i] = _hash_range(fd, fn, bounds[i][0], bounds[i][1], chunk_size, algo)
             except Exception as e:  # noqa: BLE001 - raised below, in the caller's thread
                 results[i] = e
 
@@ -121,8 +140,12 @@ def file_digest(path, algo, chunk_size=CHUNK_SIZE, threads=1):
         os.close(fd)
 
 
-def _hash_range(fd, fn, start, end, chunk_size=CHUNK_SIZE):
+def _hash_range(fd, fn, start, end, chunk_size=CHUNK_SIZE, algo=None):
     """Digests of the chunks of bytes [start, end) of fd (start a multiple of chunk_size)."""
+    if algo == "crc32c":                   # the whole loop in C
+        from crpy.kernel.crc32c import file_chunks
+
+        return file_chunks(fd, start, end, chunk_size)
     chunks = []
     for base in range(start, end, _WINDOW):
         length = min(_WINDOW, end - base)
@@ -150,6 +173,7 @@ class _Follower:
 
     def __init__(self, path, algo, on_done, worker):
         self.path, self.fn, self.on_done, self.worker = path, hash_function(algo), on_done, worker
+        self.algo = algo
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.chunks, self.redo, self.error = [], set(), None
         self.lock = threading.Lock()   # held by whoever hashes: the worker, or close()
@@ -167,7 +191,7 @@ class _Follower:
                 done = len(self.chunks) * CHUNK_SIZE
                 if end - done < self.MIN_STEP:
                     return False
-                self.chunks += _hash_range(self.fd, self.fn, done, end)
+                self.chunks += _hash_range(self.fd, self.fn, done, end, algo=self.algo)
                 return True
             except BaseException as e:  # noqa: BLE001 - the file is hashed again whole at the end
                 self.error = e
@@ -195,16 +219,77 @@ class _Follower:
             if self.error is not None:
                 return None
             st = os.fstat(self.fd)
-            self.chunks += _hash_range(self.fd, self.fn, len(self.chunks) * CHUNK_SIZE, st.st_size)
-            for i in sorted(self.redo):
-                if i < len(self.chunks):
-                    self.chunks[i] = _hash_range(self.fd, self.fn, i * CHUNK_SIZE,
-                                                 min((i + 1) * CHUNK_SIZE, st.st_size))[0]
+            self.chunks += _hash_range(self.fd, self.fn, len(self.chunks) * CHUNK_SIZE, st.st_size,
+                                       algo=self.algo)
+            _redo(self.fd, self.fn, self.algo, self.chunks, self.redo, st.st_size)
             result = FileDigest(st.st_size, self.chunks, _stamp(st))
             self.on_done(self.path, result)
             return result
         finally:
             os.close(self.fd)
+
+
+def _redo(fd, fn, algo, chunks, redo, size):
+    """Hash the chunks numbered in redo (written again) anew, from the file."""
+    for i in sorted(redo):
+        if i < len(chunks):
+            chunks[i] = _hash_range(fd, fn, i * CHUNK_SIZE, min((i + 1) * CHUNK_SIZE, size), algo=algo)[0]
+
+
+class _Fed:
+    """A file written front to back whose crc32c chunk digests its writer computes (the parasite,
+    as it splices the pages: crpy.dump.parasite): state() is where the running digest is,
+    fed() takes the writer's news, update() hashes bytes the writer wrote itself; bytes
+    rewritten later are hashed again from the file at close(), and a file that does not end
+    where the feeding did is hashed whole then (never a wrong digest)."""
+
+    fed_by_writer = True
+
+    def __init__(self, path, on_done):
+        self.path, self.on_done = path, on_done
+        self.chunks, self.crc, self.into, self.redo = [], 0, 0, set()
+
+    def state(self):
+        """(crc32c of the bytes of the current chunk so far, how many they are)"""
+        return self.crc, self.into
+
+    def fed(self, crc, into, done):
+        """The writer's news: `done` chunks completed, then (crc, into) the current one."""
+        self.chunks += done
+        self.crc, self.into = crc, into
+
+    def update(self, data):
+        from crpy.kernel.crc32c import crc32c
+
+        view = memoryview(data)
+        while view:
+            take = min(len(view), CHUNK_SIZE - self.into)
+            self.crc, self.into = crc32c(view[:take], self.crc), self.into + take
+            view = view[take:]
+            if self.into == CHUNK_SIZE:
+                self.fed(0, 0, [self.crc])
+
+    rewritten = _Follower.rewritten
+
+    def abandon(self):
+        pass
+
+    def close(self):
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if len(self.chunks) * CHUNK_SIZE + self.into != st.st_size:
+                log.info("%s: %d bytes, its writer hashed %d: hashed again whole", self.path, st.st_size,
+                         len(self.chunks) * CHUNK_SIZE + self.into)
+                result = file_digest(self.path, "crc32c")
+            else:
+                chunks = self.chunks + ([self.crc] if self.into else [])
+                _redo(fd, None, "crc32c", chunks, self.redo, st.st_size)
+                result = FileDigest(st.st_size, chunks, _stamp(st))
+        finally:
+            os.close(fd)
+        self.on_done(self.path, result)
+        return result
 
 
 class _FollowWorker:
@@ -251,8 +336,11 @@ class Recorder:
         self._looked_at = set()                  # names hash_written found small: left to write()
         self._unfollowed = 0                     # bytes written outside follow() since the last look
 
-    def follow(self, path):
-        """Hash path while it is being written (see _Follower); .close() once it is complete."""
+    def follow(self, path, fed=False):
+        """Hash path while it is being written (see _Follower); .close() once it is complete.
+        fed: the writer can compute crc32c digests itself; it does (a _Fed) if crc32c is the hash."""
+        if fed and self.algo == "crc32c":
+            return _Fed(path, self._followed)
         return _Follower(path, self.algo, self._followed, self._worker)
 
     def _followed(self, path, result):
@@ -316,7 +404,7 @@ def write_digests_file(images_dir, algo, chunk_size, entries):
     path = os.path.join(images_dir, FILE_NAME)
     body = b"".join(struct.pack("<I", e.ByteSize()) + e.SerializeToString() for e in entries)
     head = framing.message_class("crpy_digest_pb2.digest_head")(
-        algo=algo, chunk_size=chunk_size, body=hash_function(algo)(body))
+        algo=algo, chunk_size=chunk_size, body=hash_function(algo)(body), version=VERSION)
     framing.write_image(path, "digests", [head] + list(entries))
 
 
@@ -344,9 +432,14 @@ def read_digests(images_dir):
         raise ImageError(path, "the digests file itself is damaged: it has no head", len(data),
                          HINT_DAMAGED) from None
     body_at = 12 + struct.unpack_from("<I", data, 8)[0]   # header and type magics, head's size, head
-    if head.algo not in ("xxh3_64", "crc32"):
+    version = head.version if head.HasField("version") else 1
+    if version not in _ALGOS:
+        raise framing.entry_error(path, f"digests format version {version}: this crpy reads versions up to "
+                                  f"{VERSION} (written by a newer crpy, or damaged)", 0,
+                                  "check them with the crpy that dumped them, or restore with --skip-integrity")
+    if head.algo not in _ALGOS[version]:
         raise framing.entry_error(path, f"the digests file itself is damaged (or from a newer crpy): unknown "
-                                  f"digest algorithm {head.algo!r}", 0, HINT_DAMAGED)
+                                  f"digest algorithm {head.algo!r} in format version {version}", 0, HINT_DAMAGED)
     try:
         found = hash_function(head.algo)(memoryview(data)[body_at:])
     except ImageError as e:

@@ -21,7 +21,10 @@ def _pieces(ext):
 
 ffi = FFI()
 ffi.cdef(_pieces(".cdef"))
-ffi.set_source("crpy.kernel._sys", _pieces(".c"), extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"])
+# parasite/: C shared with the blobs (crc32c.h: the digest both the parasite and the restore compute)
+_PARASITE = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "parasite")
+ffi.set_source("crpy.kernel._sys", _pieces(".c"), include_dirs=[_PARASITE],
+               extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"])
 
 if __name__ == "__main__":
     # In-place build: python crpy/kernel/_build_ffi.py (run from the project root).

@@ -91,30 +91,35 @@ def expect_ok(sock, what):
 
 
 def default_algo():
-    from crpy.images.digest import default_algo as algo
+    """The stream's digest: xxh3_64 where installed (the sender hashes its mapped page cache, where
+    xxh3 is the fastest); crpy-digests' own hash (crc32c, or crc32) otherwise."""
+    from crpy.images import digest
 
-    return algo()
+    return "xxh3_64" if digest._xxh3_64() is not None else digest.default_algo()
 
 
 class StreamHash:
-    """The running digest of one file's stream: xxh3_64 (python-xxhash), or crc32 without it."""
+    """The running digest of one file's stream: xxh3_64 (python-xxhash), crc32c or crc32."""
 
     def __init__(self, algo):
         self.algo = algo
+        self._h, self._crc, self._fn = None, 0, zlib.crc32
         if algo == "xxh3_64":
             import xxhash
 
             self._h = xxhash.xxh3_64()
-        elif algo == "crc32":
-            self._h, self._crc = None, 0
-        else:
+        elif algo == "crc32c":
+            from crpy.kernel.crc32c import crc32c
+
+            self._fn = crc32c
+        elif algo != "crc32":
             raise StreamError(f"digest algorithm {algo!r} is not available here")
 
     def update(self, buf):
         if self._h is not None:
             self._h.update(buf)
         else:
-            self._crc = zlib.crc32(buf, self._crc)
+            self._crc = self._fn(buf, self._crc)
 
     def update_patch(self, offset, data):
         self.update(struct.pack("<Q", offset))

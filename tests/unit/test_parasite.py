@@ -145,6 +145,42 @@ def test_infect_talk_cure(victim, tmp_path):
     assert status(v.pid)["TracerPid"] == "0"
 
 
+def test_pages_are_hashed_as_they_are_spliced(victim_exe, tmp_path, monkeypatch):
+    """The parasite's crc32c digests of the pages it splices (crpy-digests' chunks) equal the
+    file's: across DUMP commands (a 1 MiB pipe: 512 KiB each, pipelined), across dump_pages
+    calls, and after bytes the dumper wrote itself between them (state() handed over)."""
+    from crpy.dump import parasite as par
+    from crpy.images import digest
+    from crpy.kernel.crc32c import crc32c
+
+    monkeypatch.setattr(par, "MAX_PIPE", 1 << 20)
+    path = tmp_path / "pages-1.img"
+    fed = digest._Fed(str(path), lambda p, r: None)
+    with Victim(victim_exe, "sleep") as v, left_as_before(v):
+        heap = v.heap & ~4095
+        runs = [(heap, 1 << 20), (heap + (2 << 20), 8192), (v.altstack & ~4095, 4096), (heap + 4096, 3 << 19)]
+        p = Parasite.infect(v.pid)
+        try:
+            with open(path, "wb") as f:
+                f.write(b"by the dumper" * 100)
+                fed.update(b"by the dumper" * 100)
+                f.flush()
+                p.dump_pages(runs, f.fileno(), fed)
+                f.write(b"x" * 3000)
+                fed.update(b"x" * 3000)
+                f.flush()
+                p.dump_pages(runs[:2], f.fileno(), fed)
+        except BaseException:
+            p.abort()
+            raise
+        p.cure()
+    data = path.read_bytes()
+    mib = digest.CHUNK_SIZE
+    assert len(fed.chunks) * mib + fed.into == len(data) > 3 * mib and fed.into
+    want = [crc32c(data[i:i + mib]) for i in range(0, len(data), mib)]
+    assert fed.chunks + [fed.crc] == want
+
+
 def test_drain_more_fds_than_one_message(victim_exe):
     """More than 253 fds (SCM_MAX_FD) go out in several messages."""
     with Victim(victim_exe, "busy") as v:
