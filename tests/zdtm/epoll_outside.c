@@ -24,9 +24,8 @@ int main(int argc, char **argv)
 	ep = epoll_create1(0);
 	if (ep < 0 || pipe(p) || pipe(pids) || epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev))
 		test_abort("setup: %s", strerror(errno));
-	mid = fork();
+	mid = test_fork();
 	if (mid == 0) {
-		test_forked_child();
 		pid_t holder = fork();
 		if (holder == 0) {             /* outside the tree once mid is gone: holds p[0] */
 			close(ep);

@@ -86,9 +86,7 @@ int main(int argc, char **argv)
 	if (zdtm_break)
 		area[(NPAGES / 3) * PAGE_SIZE + 777] ^= 0x10;
 
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork failed");
+	kid = test_fork();
 	if (kid == 0)                          /* odd step: a permutation of the pages */
 		_exit(check_pages(1, 40503, 0) ? 1 : 0);
 

@@ -80,7 +80,7 @@ int main(int argc, char **argv)
 		l.l_whence = SEEK_SET;
 		fcntl(PX, F_SETLK, &l);
 	}
-	pid_t me = getpid(), kid = fork();
+	pid_t me = getpid(), kid = test_fork();
 	if (kid == 0)
 		_exit(probe_locks(me));
 	static const char *what[] = { "", "the flock", "the POSIX lock", "the OFD lock" };

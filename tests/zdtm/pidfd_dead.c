@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 	pid_t kid;
 
 	test_init(argc, argv);
-	kid = fork();
+	kid = test_fork();
 	if (kid == 0)
 		_exit(0);
 	of_kid = syscall(SYS_pidfd_open, kid, 0);

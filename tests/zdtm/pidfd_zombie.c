@@ -36,13 +36,9 @@ int main(int argc, char **argv)
 	int of_kid;
 
 	test_init(argc, argv);
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork: %s", strerror(errno));
-	if (kid == 0) {
-		test_forked_child();
+	kid = test_fork();
+	if (kid == 0)
 		_exit(42);
-	}
 	of_kid = syscall(SYS_pidfd_open, kid, PIDFD_NONBLOCK);
 	if (of_kid < 0)
 		test_abort("pidfd_open: %s", strerror(errno));

@@ -48,7 +48,6 @@ static int member_check(pid_t leader)
 
 static void member(pid_t leader)
 {
-	test_forked_child();
 	if (setpgid(0, 0))
 		_exit(30);
 	int s = open(slave_path, O_RDWR);
@@ -64,7 +63,6 @@ static void leader(void)
 {
 	int status;
 
-	test_forked_child();
 	close(MASTER);
 	if (setsid() < 0)
 		_exit(40);
@@ -72,7 +70,7 @@ static void leader(void)
 	if (s < 0 || ioctl(s, TIOCSCTTY, 0))
 		_exit(41);
 	close(s);
-	pid_t me = getpid(), m = fork();
+	pid_t me = getpid(), m = test_fork();
 	if (m == 0)
 		member(me);
 	test_usr1_wait();                      /* M is in its group and holds the slave */
@@ -112,7 +110,7 @@ int main(int argc, char **argv)
 	if (stat(slave_path, &st) || pipe(pid_pipe))
 		test_abort("slave: %s", strerror(errno));
 	slave_rdev = st.st_rdev;
-	pids[0] = fork();
+	pids[0] = test_fork();
 	if (pids[0] == 0)
 		leader();
 	if (read(pid_pipe[0], &pids[1], sizeof(pids[1])) != sizeof(pids[1]))

@@ -13,9 +13,6 @@
 
 #define NKIDS 3
 
-static volatile sig_atomic_t go;
-static void on_usr1(int sig) { (void)sig; go = 1; }
-
 static void add(long *counter, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -25,7 +22,6 @@ static void add(long *counter, int n)
 int main(int argc, char **argv)
 {
 	pid_t kids[NKIDS];
-	sigset_t block, wait_mask;
 	long *counter;
 	int status;
 
@@ -33,20 +29,13 @@ int main(int argc, char **argv)
 	counter = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (counter == MAP_FAILED)
 		test_abort("mmap: %s", strerror(errno));
-	signal(SIGUSR1, on_usr1);
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, &wait_mask);
+	test_usr1_init();
 	add(counter, 100);
 	for (int i = 0; i < NKIDS; i++) {
-		kids[i] = fork();
-		if (kids[i] < 0)
-			test_abort("fork: %s", strerror(errno));
+		kids[i] = test_fork();
 		if (kids[i] == 0) {
-			test_forked_child();
 			add(counter, 100);
-			while (!go)
-				sigsuspend(&wait_mask);
+			test_usr1_wait();
 			add(counter, 1000);
 			_exit(0);
 		}

@@ -131,11 +131,8 @@ int main(int argc, char **argv)
 	if (pipe(p))
 		test_abort("pipe: %s", strerror(errno));
 	for (int i = 0; i < NCHILD; i++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			test_abort("fork: %s", strerror(errno));
+		pid_t pid = test_fork();
 		if (pid == 0) {
-			test_forked_child();
 			close(p[0]);
 			nkids = 0;
 			child(i, p[1]);
