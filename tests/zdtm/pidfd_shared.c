@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/pidfdw.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,15 +14,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static pid_t pidfd_pid(int fd)
-{
-	char path[64], info[512], *p;
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	if (read_whole(path, info, sizeof(info)) < 0 || !(p = strstr(info, "\nPid:")))
-		return -2;
-	return atoi(p + 5);
-}
 
 int main(int argc, char **argv)
 {
@@ -35,7 +27,7 @@ int main(int argc, char **argv)
 		test_usr1_wait();
 		_exit(0);
 	}
-	of_a = syscall(SYS_pidfd_open, kids[0], 0);
+	of_a = open_pidfd(kids[0], 0);
 	if (of_a < 0)
 		test_abort("pidfd_open: %s", strerror(errno));
 	kids[1] = test_fork();
