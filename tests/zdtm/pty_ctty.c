@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/ptyw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,11 +103,7 @@ int main(int argc, char **argv)
 
 	test_init(argc, argv);
 	test_usr1_init();
-	int m = posix_openpt(O_RDWR | O_NOCTTY);
-	if (m < 0 || grantpt(m) || unlockpt(m) || dup2(m, MASTER) != MASTER)
-		test_abort("pty: %s", strerror(errno));
-	close(m);
-	snprintf(slave_path, sizeof(slave_path), "%s", ptsname(MASTER));
+	pty_open_master(MASTER, slave_path, sizeof(slave_path));
 	if (stat(slave_path, &st) || pipe(pid_pipe))
 		test_abort("slave: %s", strerror(errno));
 	slave_rdev = st.st_rdev;
