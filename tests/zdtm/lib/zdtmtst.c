@@ -426,6 +426,36 @@ long check_pattern(const void *p, size_t len, uint64_t seed)
 	return -1;
 }
 
+int test_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed)
+{
+	size_t size = npages * PAGE_SIZE;
+	int fd;
+
+	for (size_t pg = 0; pg < npages; pg++)
+		fill_pattern(buf + pg * PAGE_SIZE, PAGE_SIZE, seed + pg);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, buf, size) != (ssize_t)size)
+		test_abort("cannot write %s: %s", path, strerror(errno));
+	return fd;
+}
+
+void check_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed, const char *why)
+{
+	size_t size = npages * PAGE_SIZE;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0 || pread(fd, buf, size, 0) != (ssize_t)size) {
+		fail("cannot read back %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	close(fd);
+	for (size_t pg = 0; pg < npages; pg++)
+		if (check_pattern(buf + pg * PAGE_SIZE, PAGE_SIZE, seed + pg) >= 0)
+			fail("file page %zu changed: %s", pg, why);
+}
+
 static sigjmp_buf probe_env;
 static volatile sig_atomic_t probe_active;
 

@@ -73,6 +73,13 @@ uint64_t xorshift64(uint64_t *state);
 void fill_pattern(void *p, size_t len, uint64_t seed);
 /* Offset of the first byte that differs from the pattern, or -1 when all match. */
 long check_pattern(const void *p, size_t len, uint64_t seed);
+/* A file of npages pages at path (created or truncated), page pg holding the pattern of seed + pg,
+ * built in buf (npages pages, left holding them); returns it open O_RDWR.  Setup fails
+ * (test_abort) if it cannot be written. */
+int test_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed);
+/* Reads that file back into buf: fail()s, saying why that is wrong, for each page that no longer
+ * holds its pattern (and once if it cannot be read). */
+void check_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed, const char *why);
 
 /* The value of field NAME ("VmFlags", "KernelPageSize", ...) in the /proc/self/smaps block of the
  * VMA that starts at addr, to the end of its line ("" when there is no such VMA or field). */
