@@ -20,41 +20,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void tcp_pair(int bufsz, int *client, int *server)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = inet_addr_of(AF_INET, "127.0.0.1", 0, &ss);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (bufsz)
-		inet_seti(l, SOL_SOCKET, SO_RCVBUF, bufsz), inet_seti(l, SOL_SOCKET, SO_SNDBUF, bufsz);
-	if (l < 0 || bind(l, (struct sockaddr *)&ss, len) || listen(l, 1) || getsockname(l, (struct sockaddr *)&ss, &len))
-		test_abort("listen: %s", strerror(errno));
-	*client = socket(AF_INET, SOCK_STREAM, 0);
-	if (bufsz)
-		inet_seti(*client, SOL_SOCKET, SO_RCVBUF, bufsz), inet_seti(*client, SOL_SOCKET, SO_SNDBUF, bufsz);
-	if (*client < 0 || connect(*client, (struct sockaddr *)&ss, len))
-		test_abort("connect: %s", strerror(errno));
-	*server = accept(l, NULL, NULL);
-	if (*server < 0)
-		test_abort("accept: %s", strerror(errno));
-	close(l);
-}
-
 static ssize_t recv_wait(int fd, void *buf, size_t size)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 
 	poll(&p, 1, 5000);
 	return recv(fd, buf, size, MSG_DONTWAIT);
-}
-
-static int state_of(int fd)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ? -1 : ti.tcpi_state;
 }
 
 int main(int argc, char **argv)
@@ -65,24 +36,27 @@ int main(int argc, char **argv)
 
 	test_init(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
-	tcp_pair(0, &ec, &es);
-	tcp_pair(0, &hc, &hs);
-	tcp_pair(65536, &fc, &fs);
+	inet_tcp_pair(0, &ec, &es);
+	inet_tcp_pair(0, &hc, &hs);
+	inet_tcp_pair(65536, &fc, &fs);
 	c2s = inet_fill(fc, 3);
 	if (send(ec, "queued", 6, 0) != 6 || send(hc, "last words", 10, 0) != 10 || shutdown(hc, SHUT_WR) ||
 	    shutdown(fc, SHUT_WR))
 		test_abort("send/shutdown: %s", strerror(errno));
 	usleep(100000);                          /* H's FIN is acknowledged */
-	if (state_of(hc) != TCP_FIN_WAIT2 || state_of(hs) != TCP_CLOSE_WAIT || state_of(fc) != TCP_FIN_WAIT1)
-		test_abort("states %d %d %d, not FIN_WAIT2 CLOSE_WAIT FIN_WAIT1", state_of(hc), state_of(hs), state_of(fc));
+	if (inet_tcp_state(hc) != TCP_FIN_WAIT2 || inet_tcp_state(hs) != TCP_CLOSE_WAIT ||
+	    inet_tcp_state(fc) != TCP_FIN_WAIT1)
+		test_abort("states %d %d %d, not FIN_WAIT2 CLOSE_WAIT FIN_WAIT1", inet_tcp_state(hc),
+			   inet_tcp_state(hs), inet_tcp_state(fc));
 	test_daemon();
 
 	test_waitsig();
 	if (zdtm_break)
 		recv(hs, buf, 1, MSG_DONTWAIT);
-	if (state_of(hc) != TCP_FIN_WAIT2 || state_of(hs) != TCP_CLOSE_WAIT || state_of(fc) != TCP_FIN_WAIT1)
-		fail("states %d %d %d after restore, not FIN_WAIT2 CLOSE_WAIT FIN_WAIT1", state_of(hc), state_of(hs),
-		     state_of(fc));
+	if (inet_tcp_state(hc) != TCP_FIN_WAIT2 || inet_tcp_state(hs) != TCP_CLOSE_WAIT ||
+	    inet_tcp_state(fc) != TCP_FIN_WAIT1)
+		fail("states %d %d %d after restore, not FIN_WAIT2 CLOSE_WAIT FIN_WAIT1", inet_tcp_state(hc),
+		     inet_tcp_state(hs), inet_tcp_state(fc));
 	if (recv_wait(es, buf, sizeof(buf)) != 6 || memcmp(buf, "queued", 6))
 		fail("E lost its queued message");
 	if (send(es, "back", 4, 0) != 4 || recv_wait(ec, buf, sizeof(buf)) != 4 || memcmp(buf, "back", 4))

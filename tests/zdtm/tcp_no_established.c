@@ -6,6 +6,7 @@
  * The test then checks its own state: both ends still get their queued message, and talk.
  */
 #include "lib/zdtmtst.h"
+#include "lib/inetsk.h"
 #include "lib/untouched.h"
 
 #include <errno.h>
@@ -15,31 +16,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void tcp_pair(int *client, int *server)
-{
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(addr);
-	int lsk = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (lsk < 0 || bind(lsk, (struct sockaddr *)&addr, sizeof(addr)) || listen(lsk, 1) ||
-	    getsockname(lsk, (struct sockaddr *)&addr, &len))
-		test_abort("tcp listen: %s", strerror(errno));
-	*client = socket(AF_INET, SOCK_STREAM, 0);
-	if (*client < 0 || connect(*client, (struct sockaddr *)&addr, sizeof(addr)))
-		test_abort("tcp connect: %s", strerror(errno));
-	*server = accept(lsk, NULL, NULL);
-	if (*server < 0)
-		test_abort("tcp accept: %s", strerror(errno));
-	close(lsk);
-}
-
 int main(int argc, char **argv)
 {
 	int client, server;
 	char buf[8];
 
 	test_init(argc, argv);
-	tcp_pair(&client, &server);
+	inet_tcp_pair(0, &client, &server);
 	if (write(server, "queued", 6) != 6 || write(client, "queued", 6) != 6)
 		test_abort("write: %s", strerror(errno));
 	untouched_mem_fill();
