@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -424,6 +425,19 @@ long check_pattern(const void *p, size_t len, uint64_t seed)
 		if (((const unsigned char *)p)[i] != (unsigned char)xorshift64(&st))
 			return (long)i;
 	return -1;
+}
+
+int queue_to_thread(pid_t tid, int sig, int value)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	si.si_signo = sig;
+	si.si_code = SI_QUEUE;
+	si.si_pid = getpid();
+	si.si_uid = getuid();
+	si.si_value.sival_int = value;
+	return (int)syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, &si);
 }
 
 int test_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed)

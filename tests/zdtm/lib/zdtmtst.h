@@ -89,6 +89,10 @@ void smaps_field(const void *addr, const char *name, char *out, size_t size);
  * may get new ones: shmem, hugetlbfs): "start-end perms offset path" ("" when there is none). */
 void maps_line(const void *addr, char *out, size_t size);
 
+/* rt_tgsigqueueinfo: signal sig queued to thread tid of this process as sigqueue(3) would (si_code
+ * SI_QUEUE, our pid and uid, the value); 0, or -1 with errno. */
+int queue_to_thread(pid_t tid, int sig, int value);
+
 /* Try to touch one byte: returns 0 if it worked, SIGSEGV/SIGBUS if it faulted. */
 int probe_read(const volatile void *addr);
 int probe_write(volatile void *addr);
