@@ -53,11 +53,8 @@ static int child(void *arg)
 	(void)arg;
 	if (read(sync_pipe[0], &c, 1) != 1)
 		return 30;                  /* the root has opened fd 50 in our shared table */
-	pid_t g = fork();
-	if (g < 0)
-		return 31;
+	pid_t g = test_fork();
 	if (g == 0) {
-		test_forked_child();
 		close(sync_pipe[0]);
 		close(sync_pipe[1]);
 		close(pid_pipe[0]);

@@ -98,9 +98,7 @@ static void child(int idx, int wfd)
 		/* The first sibling must be a group leader before the others join it. */
 		if (pipe(sync))
 			_exit(102);
-		pid_t pid = fork();
-		if (pid < 0)
-			_exit(103);
+		pid_t pid = test_fork();
 		if (pid == 0) {
 			close(sync[0]);
 			close(sync[1]);
