@@ -94,9 +94,8 @@ int main(int argc, char **argv)
 
 	test_waitsig();
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid)
-		fail("waitpid: %s", strerror(errno));
-	else if (status)
-		fail("the child found its credentials changed (status 0x%x, see above)", status);
+	int code = test_reap(kid, "the child");
+	if (code > 0)
+		fail("the child found its credentials changed (exit %d, see above)", code);
 	return test_finish();
 }

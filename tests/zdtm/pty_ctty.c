@@ -99,7 +99,6 @@ int main(int argc, char **argv)
 {
 	struct stat st;
 	pid_t pids[2];
-	int status;
 
 	test_init(argc, argv);
 	test_usr1_init();
@@ -121,10 +120,9 @@ int main(int argc, char **argv)
 
 	test_waitsig();
 	kill(pids[0], SIGUSR1);
-	if (waitpid(pids[0], &status, 0) != pids[0])
-		fail("waitpid: %s", strerror(errno));
-	else if (!WIFEXITED(status) || WEXITSTATUS(status))
-		fail("a check failed: wait status 0x%x (10: L lost its terminal, 11: L its session, 20: M "
-		     "its terminal, 21: M's session, 22: M not in the foreground, 23: M's line)", status);
+	int code = test_reap(pids[0], "the leader L");
+	if (code > 0)
+		fail("a check failed: exit %d (10: L lost its terminal, 11: L its session, 20: M its terminal, "
+		     "21: M's session, 22: M not in the foreground, 23: M's line)", code);
 	return test_finish();
 }

@@ -268,6 +268,20 @@ pid_t test_fork(void)
 	return pid;
 }
 
+int test_reap(pid_t pid, const char *who)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid) {
+		fail("%s (pid %d): waitpid: %s", who, pid, strerror(errno));
+		return -1;
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	fail("%s (pid %d) did not exit: wait status 0x%x", who, pid, status);
+	return -1;
+}
+
 void test_write_pids(const pid_t *pids, int n)
 {
 	char buf[32];

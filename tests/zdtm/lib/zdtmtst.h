@@ -45,6 +45,9 @@ static inline int test_go(void) { return !zdtm_stop; }
 void test_usr1_init(void);
 void test_usr1_wait(void);
 pid_t test_fork(void);
+/* Reaps child pid: its exit code; -1 after a fail() naming it `who` when it did not exit (killed
+ * by a signal: the wait status; or waitpid failed: why). */
+int test_reap(pid_t pid, const char *who);
 
 void test_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void test_text(const char *text); /* raw text of any length to the outfile */
