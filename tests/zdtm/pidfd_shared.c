@@ -18,7 +18,7 @@
 int main(int argc, char **argv)
 {
 	pid_t kids[2];
-	int of_a, status;
+	int of_a;
 
 	test_init(argc, argv);
 	test_usr1_init();
@@ -45,8 +45,9 @@ int main(int argc, char **argv)
 		fail("the parent's pidfd no longer names child A");
 	for (int i = 1; i >= 0; i--) {            /* B first: it looks at A */
 		kill(kids[i], SIGUSR1);
-		if (waitpid(kids[i], &status, 0) != kids[i] || status)
-			fail("child %d: status 0x%x", i, status);
+		int code = test_reap(kids[i], i ? "child B" : "child A");
+		if (code > 0)
+			fail("child %d: exit %d", i, code);
 	}
 	return test_finish();
 }

@@ -23,7 +23,6 @@ int main(int argc, char **argv)
 {
 	pid_t kids[NKIDS];
 	long *counter;
-	int status;
 
 	test_init(argc, argv);
 	counter = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -51,9 +50,11 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NKIDS; i++)
 		kill(kids[i], SIGUSR1);
 	add(counter, 1000);
-	for (int i = 0; i < NKIDS; i++)
-		if (waitpid(kids[i], &status, 0) != kids[i] || status)
-			fail("child %d ended with status 0x%x", kids[i], status);
+	for (int i = 0; i < NKIDS; i++) {
+		int code = test_reap(kids[i], "child");
+		if (code > 0)
+			fail("child %d exited %d", kids[i], code);
+	}
 	long got = __atomic_load_n(counter, __ATOMIC_SEQ_CST);
 	if (got != 1100 * (NKIDS + 1))
 		fail("counter is %ld, want %d", got, 1100 * (NKIDS + 1));
