@@ -99,10 +99,10 @@ def check_dev_tty(pid, fd, target):
     terminal, a pty of the tree."""
     from crpy.errors import UnsupportedResource
     from crpy.kernel import proc
-    from crpy.resources import pty
+    from crpy.resources import pty, taskfd
 
     tty_nr = proc.stat(pid).tty_nr
-    mine = pty._getfd(pid, fd)
+    mine = taskfd.duplicate(pid, fd)
     try:
         dev = _tiocgdev(mine)
     except OSError:

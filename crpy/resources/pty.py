@@ -121,9 +121,11 @@ def _grab_master(pid, index):
     """crpy's own fd on the master of pty `index` (pidfd_getfd), from task pid when it holds it,
     else from whichever task of the dumped tree does (a program holding the master of the pty
     its child runs on)."""
+    from crpy.resources import taskfd
+
     fd = _master_fd(pid, index)
     holder = (pid, fd) if fd is not None else _find_master(index)
-    return _getfd(*holder)
+    return taskfd.duplicate(*holder)
 
 
 def _master_fd(pid, index):
@@ -135,16 +137,6 @@ def _master_fd(pid, index):
         if st.st_rdev == PTMX_RDEV and int(proc.fdinfo(pid, fd).raw.get("tty-index", -1)) == index:
             return fd
     return None
-
-
-def _getfd(pid, fd):
-    from crpy.kernel.syscalls import NR, sys_call
-
-    pidfd = sys_call(NR.pidfd_open, pid, 0, what="pidfd_open", pid=pid)
-    try:
-        return sys_call(NR.pidfd_getfd, pidfd, fd, 0, what="pidfd_getfd", pid=pid)
-    finally:
-        os.close(pidfd)
 
 
 def _dump_pair(pid, index, files):

@@ -58,19 +58,12 @@ def dump_fd(fdfacts, file_id, files=None):
 def symlink_target_of(fdfacts):
     """Where the symlink an O_PATH|O_NOFOLLOW fd holds points (read through a copy of the
     task's own fd, so a renamed or unlinked link is read too); None for any other file."""
-    from crpy.kernel.syscalls import NR, sys_call
+    from crpy.resources import taskfd
 
     if not _stat.S_ISLNK(fdfacts.st.st_mode):
         return None
-    pidfd = sys_call(NR.pidfd_open, fdfacts.pid, 0, what="pidfd_open", pid=fdfacts.pid)
-    try:
-        fd = sys_call(NR.pidfd_getfd, pidfd, fdfacts.fd, 0, what="pidfd_getfd", pid=fdfacts.pid)
-    finally:
-        os.close(pidfd)
-    try:
+    with taskfd.grabbed(fdfacts.pid, fdfacts.fd) as fd:
         return os.readlink("", dir_fd=fd)
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------- restore side

@@ -14,9 +14,9 @@ def refuse(pid, fd, what, hint):
 
 def read_copy(pid, fd, reader):
     """reader(socket) on a copy of the task's fd `fd`, closed afterwards."""
-    from crpy.resources.unix_socket import _getfd
+    from crpy.resources import taskfd
 
-    s = socket.socket(fileno=_getfd(pid, fd))
+    s = socket.socket(fileno=taskfd.duplicate(pid, fd))
     try:
         return reader(s)
     finally:

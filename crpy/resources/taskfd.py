@@ -12,7 +12,7 @@ def duplicate(pid, fd):
 
     pidfd = sys_call(NR.pidfd_open, pid, 0, what="pidfd_open", pid=pid)
     try:
-        return sys_call(NR.pidfd_getfd, pidfd, fd, 0, what="pidfd_getfd", pid=pid)
+        return sys_call(NR.pidfd_getfd, pidfd, fd, 0, what=f"pidfd_getfd of fd {fd}", pid=pid)
     finally:
         os.close(pidfd)
 

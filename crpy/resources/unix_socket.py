@@ -133,7 +133,9 @@ def check_fd(pid, fd, st):
             _refuse(pid, fd, f"{kind} connected to an unnamed socket" +
                     (" while itself named" if d.name else " that is not connected back"),
                     "connect dgram sockets to a named socket, or use socketpair()")
-    mine = _getfd(pid, fd)
+    from crpy.resources import taskfd
+
+    mine = taskfd.duplicate(pid, fd)
     try:
         _check_peercred(pid, fd, d, mine, kind)
         opts, peek_off = _read_opts(pid, fd, mine, kind)
@@ -279,16 +281,6 @@ def _refuse_foreign_senders(pid, fd, d, queue, kind):
         if sender:
             _refuse(pid, fd, f"{kind} with datagrams queued from the named socket {sender!r}",
                     "crpy re-sends queued datagrams from an unnamed socket; read them before the dump")
-
-
-def _getfd(pid, fd):
-    from crpy.kernel.syscalls import NR, sys_call
-
-    pidfd = sys_call(NR.pidfd_open, pid, 0, what="pidfd_open", pid=pid)
-    try:
-        return sys_call(NR.pidfd_getfd, pidfd, fd, 0, what=f"pidfd_getfd of fd {fd}", pid=pid)
-    finally:
-        os.close(pidfd)
 
 
 def _read_opts(pid, fd, mine, kind):

@@ -77,6 +77,24 @@ def _recv_exactly(conn, n, timeout=10.0):
     return got
 
 
+def _dump(proc, tmp_path, *options):
+    """`crpy dump` of the target into tmp_path/img with these options; the target is gone (reaped)
+    after.  Returns the images directory."""
+    images = tmp_path / "img"
+    images.mkdir()
+    r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", *options)
+    assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
+    proc.wait()
+    return images
+
+
+def _restore(images, proc, pids, *options):
+    """`crpy restore -d` of the target under its pid, which joins pids (killed at the end)."""
+    r = crpy("restore", "-D", images, "-d", "-o", "restore.log", *options)
+    assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
+    pids.append(proc.pid)
+
+
 @pytest.fixture
 def echo_target(tmp_path):
     exe = build_c(tmp_path, "echo_upper", ECHO_UPPER)
@@ -102,22 +120,16 @@ def test_connection_to_a_peer_outside_survives(echo_target, tmp_path, restore_mo
     conn, proc, pids, out = echo_target
     conn.sendall(b"before the dump\n")
     assert _recv_exactly(conn, 16) == b"BEFORE THE DUMP\n"
-    images = tmp_path / "img"
-    images.mkdir()
     os.kill(proc.pid, signal.SIGSTOP)           # stopped: these bytes wait in its receive queue
     conn.sendall(b"queued at the dump\n")
     time.sleep(0.1)
-    r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--tcp-established")
-    assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
-    proc.wait()
+    images = _dump(proc, tmp_path, "--tcp-established")
     assert gone(proc.pid)
     conn.setblocking(False)                     # the target is gone: no FIN, no RST came
     with pytest.raises(BlockingIOError):
         conn.recv(100)
     extra = ["--tcp-close"] if restore_mode == "tcp-close" else []
-    r = crpy("restore", "-D", images, "-d", "-o", "restore.log", *extra)
-    assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
-    pids.append(proc.pid)                       # restored under the same pid, still stopped
+    _restore(images, proc, pids, *extra)        # restored under the same pid, still stopped
     os.kill(proc.pid, signal.SIGCONT)
     want = b"QUEUED AT THE DUMP\n"
     got = _recv_exactly(conn, len(want), timeout=10.0 if restore_mode == "kept" else 3.0)
@@ -163,19 +175,13 @@ def test_sent_but_unacknowledged_data_is_sent_again(echo_target, tmp_path):
                     "drop").returncode == 0
         os.kill(proc.pid, signal.SIGCONT)
         assert _recv_exactly(conn, 8) == b"ECHO ME\n"   # received; our ACK for it is dropped
-        images = tmp_path / "img"
-        images.mkdir()
-        r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--tcp-established")
-        assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
-        proc.wait()
+        images = _dump(proc, tmp_path, "--tcp-established")
     finally:
         _nft("delete", "table", "inet", table)
     streams = [p for p in os.listdir(images) if p.startswith("tcp-stream-")]
     (stream, _), = framing.read_payload_image(str(images / streams[0]), "tcp_stream")
     assert stream.outq_len - stream.unsq_len == 8, f"not sent-but-unacknowledged at the dump: {stream}"
-    r = crpy("restore", "-D", images, "-d", "-o", "restore.log")
-    assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
-    pids.append(proc.pid)
+    _restore(images, proc, pids)
     conn.sendall(b"after the restore\n")
     assert _recv_exactly(conn, 18) == b"AFTER THE RESTORE\n"   # not the echo a second time
     conn.setblocking(False)
@@ -193,16 +199,10 @@ def test_half_closed_by_the_peer_outside(echo_target, tmp_path):
     conn.sendall(b"last words\n")
     conn.shutdown(socket.SHUT_WR)
     time.sleep(0.1)
-    images = tmp_path / "img"
-    images.mkdir()
-    r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--tcp-established")
-    assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
-    proc.wait()
+    images = _dump(proc, tmp_path, "--tcp-established")
     files = framing.read_image(str(images / "files.img"), "files")
     assert [e.isk.state for e in files if e.HasField("isk")] == [8]      # CLOSE_WAIT
-    r = crpy("restore", "-D", images, "-d", "-o", "restore.log")
-    assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
-    pids.append(proc.pid)
+    _restore(images, proc, pids)
     os.kill(proc.pid, signal.SIGCONT)
     assert _recv_exactly(conn, 11) == b"LAST WORDS\n"
     conn.settimeout(10)
@@ -216,11 +216,7 @@ def test_dump_tcp_close_saves_no_connection(echo_target, tmp_path):
     tree is killed; a restore without --tcp-close is refused in one line, nothing left running; with
     it the target's socket is back closed (its blocked read gets ENOTCONN)."""
     conn, proc, pids, out = echo_target
-    images = tmp_path / "img"
-    images.mkdir()
-    r = crpy("dump", "-t", proc.pid, "-D", images, "-o", "dump.log", "--tcp-close")
-    assert r.returncode == 0, r.stderr + log_tail(images / "dump.log")
-    proc.wait()
+    images = _dump(proc, tmp_path, "--tcp-close")
     assert not [p for p in os.listdir(images) if p.startswith("tcp-stream-")]
     assert framing.read_one(str(images / "inventory.img"), "inventory").tcp_close
     import shutil
@@ -232,8 +228,6 @@ def test_dump_tcp_close_saves_no_connection(echo_target, tmp_path):
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "--tcp-close" in r.stderr, r.stderr
     assert gone(proc.pid)
-    r = crpy("restore", "-D", images, "-d", "-o", "restore.log", "--tcp-close")
-    assert r.returncode == 0, r.stderr + log_tail(images / "restore.log")
-    pids.append(proc.pid)
+    _restore(images, proc, pids, "--tcp-close")
     wait_for(lambda: "read" in read_text(out), what="the restored target's read to fail")
     assert "Transport endpoint is not connected" in read_text(out), read_text(out)

@@ -5,7 +5,7 @@ task, and an anonymous shared counter and a memfd every task maps.  After the re
 PID, parent, group and session back, the root reaps its zombies with the right status, and a
 write to the shared counter in one task is seen by all."""
 
-import ctypes
+import contextlib
 import os
 import signal
 import time
@@ -15,6 +15,7 @@ import pytest
 from crpy.images import framing
 from crpy.kernel import proc
 from tests.unit.crhelpers import build_c, crpy, kill_quietly, start_target
+from tests.zdtm import procs
 
 TREE_C = r"""
 #define _GNU_SOURCE
@@ -120,20 +121,10 @@ def tree_bin(tmp_path_factory):
 @pytest.fixture
 def subreaper():
     """Orphans of the tree (crpy restore -d exits) become our children, so we can reap them."""
-    libc = ctypes.CDLL(None)
-    libc.prctl(36, 1, 0, 0, 0)             # PR_SET_CHILD_SUBREAPER
+    procs.set_subreaper()
     yield
-    libc.prctl(36, 0, 0, 0, 0)
-    _reap_all()
-
-
-def _reap_all():
-    while True:
-        try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                return
-        except ChildProcessError:
-            return
+    procs.set_subreaper(False)
+    procs.reap_strays()
 
 
 def reap_gone(pids, timeout=10):
@@ -141,7 +132,7 @@ def reap_gone(pids, timeout=10):
     deadline = time.monotonic() + timeout
     while any(os.path.exists(f"/proc/{pid}") for pid in pids):
         assert time.monotonic() < deadline, "the tree was not killed"
-        _reap_all()
+        procs.reap_strays()
         time.sleep(0.01)
 
 
@@ -189,6 +180,18 @@ def kill_tree(pids):
     reap_gone(pids)
 
 
+@contextlib.contextmanager
+def tree_of(p):
+    """The tree under p as snapshot() sees it now; on the way out, whatever happened, every task
+    of it is killed and reaped, p too."""
+    before = snapshot(p.pid)
+    try:
+        yield before
+    finally:
+        kill_tree(before)
+        p.wait()
+
+
 def wait_file(path, timeout=5):
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -201,8 +204,7 @@ def test_tree_dump_and_restore(tree_bin, tmp_path, subreaper):
     work = tmp_path / "work"
     work.mkdir()
     p = start_tree(tree_bin, work)
-    before = snapshot(p.pid)
-    try:
+    with tree_of(p) as before:
         assert len(before) == 10, before
         assert len({v[2] for v in before.values()}) == 2, "two sessions"
         zombies = {pid for pid, v in before.items() if v[3] == "Z"}
@@ -217,8 +219,6 @@ def test_tree_dump_and_restore(tree_bin, tmp_path, subreaper):
             assert after[pid] == (want_ppid, pgid, sid, "Z" if pid in zombies else "S"), pid
         assert {proc.stat(pid).comm for pid in zombies} == {"tree"}, "zombies keep their name"
         _check_running(work, p.pid, before, exit_codes)
-    finally:
-        kill_tree(before)
 
 
 def _check_images(imgs, root, before, zombies):
@@ -256,8 +256,7 @@ def test_taken_pids_fail_cleanly(tree_bin, tmp_path, subreaper):
     work = tmp_path / "work"
     work.mkdir()
     p = start_tree(tree_bin, work)
-    before = snapshot(p.pid)
-    try:
+    with tree_of(p) as before:
         r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs", "--leave-running")
         assert r.returncode == 0, r.stderr
         assert snapshot(p.pid) == before, "--leave-running leaves the tree as it was"
@@ -266,9 +265,6 @@ def test_taken_pids_fail_cleanly(tree_bin, tmp_path, subreaper):
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert f"pid {p.pid} is taken" in r.stderr
         assert snapshot(p.pid) == before and set(proc.children(os.getpid())) <= kids, "nothing left"
-    finally:
-        kill_tree(before)
-        p.wait()
 
 
 STOP_C = r"""
@@ -293,8 +289,7 @@ def test_a_failure_in_one_task_kills_the_whole_tree(tree_bin, tmp_path, subreape
     work = tmp_path / "work"
     work.mkdir()
     p = start_tree(tree_bin, work)
-    before = snapshot(p.pid)
-    try:
+    with tree_of(p) as before:
         dump_tree(p, before, tmp_path / "imgs")
         for step in ("close-fds", "sigreturn"):              # every task fails after the go
             r = crpy("restore", "-d", "-D", tmp_path / "imgs", env=dict(os.environ, CRPY_FAULT=f"restorer:{step}"))
@@ -303,16 +298,13 @@ def test_a_failure_in_one_task_kills_the_whole_tree(tree_bin, tmp_path, subreape
             reap_gone(before)                                # all of them, killed and reaped
         restore_tree(tmp_path / "imgs")
         assert set(snapshot(p.pid)) == set(before), "nothing left behind: the same tree comes back"
-    finally:
-        kill_tree(before)
 
 
 def test_stopped_task_and_subreaper(tmp_path, subreaper):
     work = tmp_path / "work"
     work.mkdir()
     p = start_c(tmp_path, "stop", STOP_C, work / "ready", "-O1")
-    before = snapshot(p.pid)
-    try:
+    with tree_of(p) as before:
         stopped = [pid for pid, v in before.items() if v[3] == "T"]
         middle = next(pid for pid, v in before.items() if v[0] == p.pid and proc.children(pid))
         assert len(before) == 4 and len(stopped) == 1
@@ -331,8 +323,6 @@ def test_stopped_task_and_subreaper(tmp_path, subreaper):
         while proc.stat(grandchild).ppid != p.pid:
             assert time.monotonic() < deadline, "the root lost its child-subreaper flag"
             time.sleep(0.01)
-    finally:
-        kill_tree(before)
 
 
 COW_C = r"""
@@ -436,8 +426,7 @@ int main(int argc, char **argv)
 
 def test_an_unsupported_grandchild_leaves_the_whole_tree_untouched(tmp_path, subreaper):
     p = start_c(tmp_path, "sock", SOCKET_KID_C, tmp_path / "ready", "-O1")
-    before = snapshot(p.pid)
-    try:
+    with tree_of(p) as before:
         assert len(before) == 3
         maps = {pid: proc.maps(pid, vmflags=False) for pid in before}
         r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
@@ -448,9 +437,6 @@ def test_an_unsupported_grandchild_leaves_the_whole_tree_untouched(tmp_path, sub
             st = proc.status(pid)
             assert st.state == "S" and st.tracer_pid == 0, f"pid {pid} left stopped or traced"
             assert proc.maps(pid, vmflags=False) == maps[pid], f"pid {pid} keeps a parasite mapping"
-    finally:
-        kill_tree(before)
-        p.wait()
 
 
 DAEMON_C = r"""
@@ -477,8 +463,7 @@ int main(int argc, char **argv)
 
 def test_a_daemon_whose_session_leader_is_gone(tmp_path, subreaper):
     p = start_c(tmp_path, "daemon", DAEMON_C, tmp_path / "ready", "-O1")
-    before = snapshot(p.pid)
-    try:
+    with tree_of(p) as before:
         daemon = next(pid for pid in before if pid != p.pid)
         ppid, pgid, sid, _ = before[daemon]
         assert ppid == p.pid and sid == pgid and sid not in before, before
@@ -487,5 +472,3 @@ def test_a_daemon_whose_session_leader_is_gone(tmp_path, subreaper):
         after = snapshot(p.pid)
         assert after[daemon] == before[daemon], "its own session and group back, its parent too"
         assert not os.path.exists(f"/proc/{sid}"), "the session helper is gone"
-    finally:
-        kill_tree(before)

@@ -10,7 +10,8 @@ import subprocess
 
 ZDTM_DIR = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.path.join(ZDTM_DIR, "bin")
-LIB_SOURCES = [os.path.join(ZDTM_DIR, "lib", name) for name in ("zdtmtst.c", "zdtmtst.h", "unixsk.h")]
+LIB_DIR = os.path.join(ZDTM_DIR, "lib")
+LIB_C = os.path.join(LIB_DIR, "zdtmtst.c")
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-D_GNU_SOURCE"]
 # Extra flags per test, where one needs them (inline asm and target attributes cover the rest).
 EXTRA_CFLAGS = {}
@@ -34,7 +35,8 @@ def _stale(name):
     if not os.path.exists(out):
         return True
     headers = [os.path.join(ZDTM_DIR, h) for h in os.listdir(ZDTM_DIR) if h.endswith(".h")]  # shared by tests
-    sources = [os.path.join(ZDTM_DIR, name + ".c")] + LIB_SOURCES + headers + [os.path.abspath(__file__)]
+    library = [os.path.join(LIB_DIR, f) for f in os.listdir(LIB_DIR) if f.endswith((".c", ".h"))]  # every helper header too
+    sources = [os.path.join(ZDTM_DIR, name + ".c")] + library + headers + [os.path.abspath(__file__)]
     built = os.path.getmtime(out)
     return any(os.path.getmtime(s) > built for s in sources)
 
@@ -49,7 +51,7 @@ def build(names):
         if not _stale(name):
             continue
         tmp = f"{binary(name)}.tmp{os.getpid()}"
-        cmd = ["gcc", *CFLAGS, *EXTRA_CFLAGS.get(name, []), "-o", tmp, src, LIB_SOURCES[0]]
+        cmd = ["gcc", *CFLAGS, *EXTRA_CFLAGS.get(name, []), "-o", tmp, src, LIB_C]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(f"gcc failed for {name}:\n{proc.stderr}")

@@ -95,7 +95,7 @@ static int child_start(void *arg)
 int main(int argc, char **argv)
 {
 	pid_t pids[3];
-	int p[2], status;
+	int p[2];
 
 	test_init(argc, argv);
 	test_usr1_init();
@@ -123,10 +123,9 @@ int main(int argc, char **argv)
 		fail("open /dev/zero at fd 200: %s", strerror(errno));
 	close(fd);
 	kill(pids[0], SIGUSR1);
-	if (waitpid(pids[0], &status, 0) != pids[0])
-		fail("waitpid: %s", strerror(errno));
-	else if (!WIFEXITED(status) || WEXITSTATUS(status))
-		fail("a child's check failed: wait status 0x%x (exit 1x: child, 2x: grandchild)", status);
+	int code = test_reap(pids[0], "the child");
+	if (code > 0)
+		fail("a child's check failed: exit %d (1x: child, 2x: grandchild)", code);
 	if (!is_chardev(201, 1, 3) || !is_chardev(202, 1, 3))
 		fail("fds 201/202 the children opened are not in the root's table");
 	for (int n = 203; n < 65536; n++)

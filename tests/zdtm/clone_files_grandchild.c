@@ -53,11 +53,8 @@ static int child(void *arg)
 	(void)arg;
 	if (read(sync_pipe[0], &c, 1) != 1)
 		return 30;                  /* the root has opened fd 50 in our shared table */
-	pid_t g = fork();
-	if (g < 0)
-		return 31;
+	pid_t g = test_fork();
 	if (g == 0) {
-		test_forked_child();
 		close(sync_pipe[0]);
 		close(sync_pipe[1]);
 		close(pid_pipe[0]);
@@ -77,7 +74,6 @@ static int child(void *arg)
 int main(int argc, char **argv)
 {
 	pid_t pids[2];
-	int status;
 
 	test_init(argc, argv);
 	test_usr1_init();
@@ -108,10 +104,9 @@ int main(int argc, char **argv)
 		fail("open /dev/zero at fd %d: %s", ZERO_FD, strerror(errno));
 	close(fd);
 	kill(pids[0], SIGUSR1);
-	if (waitpid(pids[0], &status, 0) != pids[0])
-		fail("waitpid: %s", strerror(errno));
-	else if (!WIFEXITED(status) || WEXITSTATUS(status))
-		fail("a child's check failed: wait status 0x%x (exit 1x: child, 2x: grandchild)", status);
+	int code = test_reap(pids[0], "the child");
+	if (code > 0)
+		fail("a child's check failed: exit %d (1x: child, 2x: grandchild)", code);
 	off_t off = lseek(DATA_FD, 0, SEEK_CUR);
 	if (off != 15)
 		fail("data file offset %ld, expected 15", (long)off);

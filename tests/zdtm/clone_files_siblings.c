@@ -72,7 +72,6 @@ int main(int argc, char **argv)
 {
 	sigset_t block;
 	pid_t pids[2];
-	int status;
 
 	test_init(argc, argv);
 	signal(SIGUSR1, on_usr1);
@@ -98,8 +97,9 @@ int main(int argc, char **argv)
 	kill(pids[0], SIGUSR1);
 	kill(pids[1], SIGUSR1);
 	for (int i = 0; i < 2; i++) {
-		if (waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status) || WEXITSTATUS(status))
-			fail("child %d: wait status 0x%x (the children no longer share their fd table?)", i, status);
+		int code = test_reap(pids[i], i ? "the looker" : "the opener");
+		if (code > 0)
+			fail("child %d: exit %d (the children no longer share their fd table?)", i, code);
 	}
 	if (fcntl(300, F_GETFD) != -1)
 		fail("fd 300 of the children is in the parent's own table");

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -20,8 +21,6 @@ static const char *keys[] = { "Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "
 			      "CapAmb:", "NoNewPrivs:" };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 static char before[NKEYS][256];
-static volatile sig_atomic_t go;
-static void on_usr1(int sig) { (void)sig; go = 1; }
 
 static void status_lines(char out[NKEYS][256])
 {
@@ -46,7 +45,6 @@ static void child(int ready)
 {
 	gid_t groups[2] = { 1000, 1001 };
 	uint32_t caps = (1u << CAP_KILL) | (1u << CAP_NET_BIND_SERVICE);
-	sigset_t mask;
 
 	if (prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) || setgroups(2, groups) ||
 	    setresgid(4243, 4244, 4245) || prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) ||
@@ -56,10 +54,7 @@ static void child(int ready)
 	if (write(ready, "R", 1) != 1)
 		_exit(91);
 	close(ready);
-	sigprocmask(SIG_SETMASK, NULL, &mask);
-	sigdelset(&mask, SIGUSR1);
-	while (!go)
-		sigsuspend(&mask);
+	test_usr1_wait();
 	if (zdtm_break)
 		set_caps(1u << CAP_KILL, caps, 1u << CAP_KILL);
 	char now[NKEYS][256];
@@ -77,22 +72,15 @@ static void child(int ready)
 int main(int argc, char **argv)
 {
 	int p[2], status;
-	sigset_t block;
 	char c;
 	pid_t kid;
 
 	test_init(argc, argv);
-	signal(SIGUSR1, on_usr1);
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, NULL);
+	test_usr1_init();
 	if (pipe(p))
 		test_abort("pipe: %s", strerror(errno));
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork: %s", strerror(errno));
+	kid = test_fork();
 	if (kid == 0) {
-		test_forked_child();
 		close(p[0]);
 		child(p[1]);
 	}
@@ -106,9 +94,8 @@ int main(int argc, char **argv)
 
 	test_waitsig();
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid)
-		fail("waitpid: %s", strerror(errno));
-	else if (status)
-		fail("the child found its credentials changed (status 0x%x, see above)", status);
+	int code = test_reap(kid, "the child");
+	if (code > 0)
+		fail("the child found its credentials changed (exit %d, see above)", code);
 	return test_finish();
 }

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/ptyw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,10 +36,7 @@ int main(int argc, char **argv)
 	struct termios t;
 
 	test_init(argc, argv);
-	int m = posix_openpt(O_RDWR | O_NOCTTY);
-	if (m < 0 || grantpt(m) || unlockpt(m) || dup2(m, MASTER) != MASTER)
-		test_abort("pty: %s", strerror(errno));
-	close(m);
+	pty_open_master(MASTER, NULL, 0);
 	int s = open(ptsname(MASTER), O_RDWR | O_NOCTTY);
 	if (s < 0 || fstat(s, &st) || ioctl(s, TIOCSCTTY, 0))
 		test_abort("slave as controlling terminal: %s", strerror(errno));

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -18,7 +19,7 @@ int main(int argc, char **argv)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x7777 };
 	char path[64], info[1024], want[64];
-	int ep, p[2], status;
+	int ep, p[2];
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -49,7 +50,8 @@ int main(int argc, char **argv)
 	if (epoll_wait(ep, &ev, 1, 0) != 1 || ev.data.u64 != 0x7777)
 		fail("the registration of the child's pipe end does not report");
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || status)
-		fail("the child did not read the byte from its end (status 0x%x)", status);
+	int code = test_reap(kid, "the child");
+	if (code > 0)
+		fail("the child did not read the byte from its end (exit %d)", code);
 	return test_finish();
 }

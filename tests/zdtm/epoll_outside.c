@@ -24,10 +24,9 @@ int main(int argc, char **argv)
 	ep = epoll_create1(0);
 	if (ep < 0 || pipe(p) || pipe(pids) || epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev))
 		test_abort("setup: %s", strerror(errno));
-	mid = fork();
+	mid = test_fork();
 	if (mid == 0) {
-		test_forked_child();
-		pid_t holder = fork();
+		pid_t holder = test_fork();
 		if (holder == 0) {             /* outside the tree once mid is gone: holds p[0] */
 			close(ep);
 			for (;;)
@@ -37,7 +36,7 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 	pid_t holder = 0;
-	if (waitpid(mid, &status, 0) != mid || read(pids[0], &holder, sizeof(holder)) != sizeof(holder))
+	if (waitpid(mid, &status, 0) != mid || status || read(pids[0], &holder, sizeof(holder)) != sizeof(holder))
 		test_abort("the holder: %s", strerror(errno));
 	close(p[0]);
 	test_daemon();

@@ -7,6 +7,7 @@
 #include "lib/zdtmtst.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -31,7 +32,7 @@ int main(int argc, char **argv)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0xA };
 	uint64_t one = 1;
-	int ep, status;
+	int ep;
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -60,9 +61,9 @@ int main(int argc, char **argv)
 	if (registrations(ep) != 1)
 		fail("the shared set holds %d registrations, not 1", registrations(ep));
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status))
-		fail("child: %s (status 0x%x)", WEXITSTATUS(status) == 1 ? "not one registration" :
-		     "its own fd 10 wakes the set", status);
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child: %s (exit %d)", code == 1 ? "not one registration" : "its own fd 10 wakes the set", code);
 	write(TFD, &one, sizeof(one));
 	if (epoll_wait(ep, &ev, 1, 0) != 1 || ev.data.u64 != 0xA)
 		fail("eventfd A does not wake the set with 0xA");

@@ -17,7 +17,7 @@
 int main(int argc, char **argv)
 {
 	unsigned char data[4096], got[100];
-	int fd, status;
+	int fd;
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -53,8 +53,9 @@ int main(int argc, char **argv)
 	if (read(FD, got, 100) != 100 || memcmp(got, data + 1100, 100))
 		fail("parent: wrong bytes after the child's read");
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || status)
-		fail("child: %s (status 0x%x)", WEXITSTATUS(status) == 2 ? "the parent's read did not move its offset" :
-		     "wrong bytes at the shared offset", status);
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child: %s (exit %d)", code == 2 ? "the parent's read did not move its offset" :
+		     "wrong bytes at the shared offset", code);
 	return test_finish();
 }

@@ -57,30 +57,13 @@ static void check_pages(void)
 			fail("read-only mapping page %d differs from file page %d", pg, RO_OFF + pg);
 }
 
-static void check_file(void)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0 || pread(fd, filebuf, sizeof(filebuf), 0) != (ssize_t)sizeof(filebuf)) {
-		fail("cannot read back %s: %s", path, strerror(errno));
-		return;
-	}
-	close(fd);
-	for (int pg = 0; pg < NPAGES; pg++)
-		if (check_pattern(filebuf + pg * PAGE_SIZE, PAGE_SIZE, FILE_SEED + pg) >= 0)
-			fail("file page %d changed: a private write reached the file", pg);
-}
-
 int main(int argc, char **argv)
 {
 	int fd;
 
 	test_init(argc, argv);
 	path = test_path(".priv");
-	for (int pg = 0; pg < NPAGES; pg++)
-		fill_pattern(filebuf + pg * PAGE_SIZE, PAGE_SIZE, FILE_SEED + pg);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write(fd, filebuf, sizeof(filebuf)) != (ssize_t)sizeof(filebuf))
-		test_abort("cannot write %s", path);
+	fd = test_pattern_file(path, filebuf, NPAGES, FILE_SEED);
 	rw = mmap(NULL, sizeof(filebuf), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	ro = mmap(NULL, RO_PAGES * PAGE_SIZE, PROT_READ, MAP_PRIVATE, fd, RO_OFF * PAGE_SIZE);
 	close(fd);
@@ -102,9 +85,9 @@ int main(int argc, char **argv)
 	check_maps_line(rw, "rw-p", 0);
 	check_maps_line(ro, "r--p", RO_OFF * PAGE_SIZE);
 	check_pages();
-	check_file();
+	check_pattern_file(path, filebuf, NPAGES, FILE_SEED, "a private write reached the file");
 	/* A private write after the restore must not reach the file either. */
 	rw[0] ^= 0xff;
-	check_file();
+	check_pattern_file(path, filebuf, NPAGES, FILE_SEED, "a private write reached the file");
 	return test_finish();
 }

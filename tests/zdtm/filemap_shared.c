@@ -48,11 +48,7 @@ int main(int argc, char **argv)
 
 	test_init(argc, argv);
 	path = test_path(".shared");
-	for (int pg = 0; pg < NPAGES; pg++)
-		fill_pattern(buf + pg * PAGE_SIZE, PAGE_SIZE, FILE_SEED + pg);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
-		test_abort("cannot write %s", path);
+	fd = test_pattern_file(path, buf, NPAGES, FILE_SEED);
 	map = mmap(NULL, sizeof(buf), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (map == MAP_FAILED)

@@ -68,11 +68,7 @@ int main(int argc, char **argv)
 
 	test_init(argc, argv);
 	path = test_path(".zap");
-	for (int pg = 0; pg < NPAGES; pg++)
-		fill_pattern(filebuf + pg * PAGE_SIZE, PAGE_SIZE, FILE_SEED + pg);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write(fd, filebuf, sizeof(filebuf)) != (ssize_t)sizeof(filebuf))
-		test_abort("cannot write %s", path);
+	fd = test_pattern_file(path, filebuf, NPAGES, FILE_SEED);
 	area = mmap(NULL, sizeof(filebuf), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (area == MAP_FAILED)
@@ -91,12 +87,7 @@ int main(int argc, char **argv)
 	for (int pg = 0, bad = 0; pg < NPAGES; pg++)
 		if (check_pattern(area + pg * PAGE_SIZE, PAGE_SIZE, expected_seed(pg)) >= 0 && bad++ < 8)
 			fail("page %d (kind %d, %s) does not hold its data", pg, pg % 4, zapped ? "zapped" : "not zapped");
-	fd = open(path, O_RDONLY);
-	if (fd < 0 || pread(fd, filebuf, sizeof(filebuf), 0) != (ssize_t)sizeof(filebuf))
-		fail("cannot read back %s: %s", path, strerror(errno));
-	for (int pg = 0; fd >= 0 && pg < NPAGES; pg++)
-		if (check_pattern(filebuf + pg * PAGE_SIZE, PAGE_SIZE, FILE_SEED + pg) >= 0)
-			fail("file page %d changed: a private write reached the file", pg);
+	check_pattern_file(path, filebuf, NPAGES, FILE_SEED, "a private write reached the file");
 	test_msg("%s", zapped ? "pages zapped after a pre-dump armed the tracking" : "no pre-dump round: nothing zapped");
 	return test_finish();
 }

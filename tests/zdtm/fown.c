@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/ptyw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,9 +85,7 @@ int main(int argc, char **argv)
 	sigaction(SIGRTMIN + 2, &sa, NULL);
 	if (pipe(p) || pipe(q))
 		test_abort("pipe: %s", strerror(errno));
-	int m = posix_openpt(O_RDWR | O_NOCTTY);
-	if (m < 0 || grantpt(m) || unlockpt(m))
-		test_abort("pty: %s", strerror(errno));
+	int m = pty_open_master(-1, NULL, 0);
 	int s = open(ptsname(m), O_RDWR | O_NOCTTY);
 	struct termios t;
 	if (s < 0 || tcgetattr(s, &t))

@@ -92,7 +92,6 @@ int main(int argc, char **argv)
 				     "its file is linked again or resized" };
 	struct stat mine, kids;
 	char kid_fd[64], which[256], got[6];
-	int status;
 
 	test_init(argc, argv);
 	test_usr1_init();
@@ -141,11 +140,9 @@ int main(int argc, char **argv)
 	if (write(PARENT_FD, "PARENT", 6) != 6)
 		fail("parent write: %s", strerror(errno));
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status))
-		fail("child ended with status 0x%x", status);
-	else if (WEXITSTATUS(status))
-		fail("child: %s (exit %d)", WEXITSTATUS(status) < 5 ? why[WEXITSTATUS(status)] : "setup failed",
-		     WEXITSTATUS(status));
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child: %s (exit %d)", code < 5 ? why[code] : "setup failed", code);
 	if (pread(PARENT_FD, got, 6, 200) != 6 || memcmp(got, "KIDKID", 6))
 		fail("the parent does not see the child's write");
 	if (lseek(PARENT_FD, 0, SEEK_CUR) != 106)

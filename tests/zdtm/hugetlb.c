@@ -124,7 +124,6 @@ static void compare(int i, const void *addr, const char *what)
 
 int main(int argc, char **argv)
 {
-	int status;
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -177,8 +176,9 @@ int main(int argc, char **argv)
 		fail("the shared hugetlb mapping lost its data");
 	fill_pattern(shared, PAGE_SIZE, 0x1111);
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || status)
-		fail("the child saw other data in the shared hugetlb mapping (status 0x%x)", status);
+	int code = test_reap(kid, "the child");
+	if (code > 0)
+		fail("the child saw other data in the shared hugetlb mapping (exit %d)", code);
 	if (check_pattern(shared + huge - PAGE_SIZE, PAGE_SIZE, 0x2222) >= 0)
 		fail("the child's write to the shared hugetlb mapping did not show in the parent");
 	munmap(priv, 3 * huge);

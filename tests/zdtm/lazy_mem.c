@@ -69,7 +69,7 @@ int main(int argc, char **argv)
 {
 	unsigned char *moved;
 	pid_t kid;
-	int status, bad = 0;
+	int bad = 0;
 
 	test_init(argc, argv);
 	seed = (uint64_t)time(NULL) * 2654435761ULL ^ (uint64_t)getpid();
@@ -86,9 +86,7 @@ int main(int argc, char **argv)
 	if (zdtm_break)
 		area[(NPAGES / 3) * PAGE_SIZE + 777] ^= 0x10;
 
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork failed");
+	kid = test_fork();
 	if (kid == 0)                          /* odd step: a permutation of the pages */
 		_exit(check_pages(1, 40503, 0) ? 1 : 0);
 
@@ -103,8 +101,9 @@ int main(int argc, char **argv)
 	for (unsigned long j = MIB_PAGES; j-- > 0 && bad < 8;)
 		bad += check_page(moved + j * PAGE_SIZE, MOVED_AT + j, 0);
 	bad += check_pages(4, 24577, 1);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status))
-		fail("the child forked after the restore found wrong pages (status %#x)", status);
+	int code = test_reap(kid, "the child forked after the restore");
+	if (code > 0)
+		fail("the child forked after the restore found wrong pages (exit %d)", code);
 	(void)bad;
 	return test_finish();
 }

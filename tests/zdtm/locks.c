@@ -52,7 +52,6 @@ static int probe_locks(pid_t owner)
 int main(int argc, char **argv)
 {
 	struct flock l;
-	int status;
 
 	test_init(argc, argv);
 	open_at(".flock", FL);
@@ -80,13 +79,12 @@ int main(int argc, char **argv)
 		l.l_whence = SEEK_SET;
 		fcntl(PX, F_SETLK, &l);
 	}
-	pid_t me = getpid(), kid = fork();
+	pid_t me = getpid(), kid = test_fork();
 	if (kid == 0)
 		_exit(probe_locks(me));
 	static const char *what[] = { "", "the flock", "the POSIX lock", "the OFD lock" };
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status))
-		fail("probe child ended with status 0x%x", status);
-	else if (WEXITSTATUS(status))
-		fail("%s is no longer held", WEXITSTATUS(status) < 4 ? what[WEXITSTATUS(status)] : "a lock");
+	int code = test_reap(kid, "probe child");
+	if (code > 0)
+		fail("%s is no longer held", code < 4 ? what[code] : "a lock");
 	return test_finish();
 }

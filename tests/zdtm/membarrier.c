@@ -68,7 +68,6 @@ static int check(const char *who, long mask, long listed, int report)
 int main(int argc, char **argv)
 {
 	pid_t kid;
-	int status;
 	long listed;
 	char listed_text[32];
 
@@ -114,7 +113,8 @@ int main(int argc, char **argv)
 		fail("exec: %s", strerror(errno));
 	}
 	check("the test", PARENT_MASK, listed, 1);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status))
-		fail("the child's registrations differ (status 0x%x), want exactly %#x", status, CHILD_MASK);
+	int code = test_reap(kid, "the child");
+	if (code > 0)
+		fail("the child's registrations differ (exit %d), want exactly %#x", code, CHILD_MASK);
 	return test_finish();
 }

@@ -142,7 +142,7 @@ int main(int argc, char **argv)
 	char exe[256];
 	struct stat before, after;
 	unsigned long ino_before, ino_after;
-	int lines_before, lines_after, wfd, status;
+	int lines_before, lines_after, wfd;
 	pid_t kid;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
@@ -199,13 +199,12 @@ int main(int argc, char **argv)
 	if (strcmp(fds_before, fds_after))
 		fail("fds were %s, are %s", fds_before, fds_after);
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status))
-		fail("child ended with status 0x%x", status);
-	else if (WEXITSTATUS(status) == 1)
+	int code = test_reap(kid, "child");
+	if (code == 1)
 		fail("the child's exe is not " EXE_LINK);
-	else if (WEXITSTATUS(status) == 2)
+	else if (code == 2)
 		fail("the child's exe is not its parent's memfd inode");
-	else if (WEXITSTATUS(status))
-		fail("the child's global lost its value (exit %d)", WEXITSTATUS(status));
+	else if (code > 0)
+		fail("the child's global lost its value (exit %d)", code);
 	return test_finish();
 }

@@ -62,7 +62,7 @@ static void check_pos(int fd, off_t want, const char *what)
 
 int main(int argc, char **argv)
 {
-	int a, a2, b, c, status, seals;
+	int a, a2, b, c, seals;
 	struct stat sa, sa2;
 	pid_t kid;
 	long bad;
@@ -166,9 +166,10 @@ int main(int argc, char **argv)
 	if (seals != F_SEAL_SEAL)
 		fail("crpy-b: seals %#x, want F_SEAL_SEAL (created without MFD_ALLOW_SEALING)", seals);
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status))
-		fail("child: status %#x (1: crpy-b's offset not the parent's, 2: its own description of "
-		     "crpy-a lost its offset)", status);
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child: exit %d (1: crpy-b's offset not the parent's, 2: its own description of "
+		     "crpy-a lost its offset)", code);
 	check_pos(b, POS_B + MOVE_B, "crpy-b after the child moved it");
 	if (pread(a, got, 1, 6) != 1 || got[0] != 'K')
 		fail("crpy-a: the child's write through its own description is not seen: two inodes");

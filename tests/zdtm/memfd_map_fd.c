@@ -64,7 +64,7 @@ static int check_one_inode(unsigned long at, unsigned char mark)
 
 int main(int argc, char **argv)
 {
-	int status, r;
+	int r;
 	struct stat st;
 	pid_t kid;
 	long bad;
@@ -113,11 +113,10 @@ int main(int argc, char **argv)
 		fail("fd and mapping are two objects (check %d)", r);
 	area[SIZE / 2] = 0x55;
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status))
-		fail("child ended with status %#x", status);
-	else if (WEXITSTATUS(status))
-		fail("child: check %d failed (1 maps, 2 fd/mapping, 3 the parent's write)", WEXITSTATUS(status));
-	else if (area[SIZE / 2 + 100] != 0x77 || area[SIZE / 2 + 101] != 0x77)
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child: check %d failed (1 maps, 2 fd/mapping, 3 the parent's write)", code);
+	else if (code == 0 && (area[SIZE / 2 + 100] != 0x77 || area[SIZE / 2 + 101] != 0x77))
 		fail("the child's writes are not in the parent's mapping");
 	return test_finish();
 }

@@ -34,7 +34,7 @@ static int mapped_as_memfd(const void *area)
 int main(int argc, char **argv)
 {
 	unsigned char *area;
-	int fd, status;
+	int fd;
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -72,14 +72,13 @@ int main(int argc, char **argv)
 		fail("data differs at +%ld", bad);
 	fill_pattern(area + SIZE / 2, PAGE_SIZE, 0xbeef);
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status))
-		fail("child ended with status 0x%x", status);
-	else if (WEXITSTATUS(status) == 1)
+	int code = test_reap(kid, "child");
+	if (code == 1)
 		fail("the child sees other data");
-	else if (WEXITSTATUS(status) == 2)
+	else if (code == 2)
 		fail("the child does not see the parent's write: not shared");
-	else if (WEXITSTATUS(status))
-		fail("child exited %d", WEXITSTATUS(status));
+	else if (code > 0)
+		fail("child exited %d", code);
 	if (check_pattern(area + SIZE / 2 + PAGE_SIZE, PAGE_SIZE, 0xcafe) >= 0)
 		fail("the parent does not see the child's write: not shared");
 	return test_finish();

@@ -34,7 +34,7 @@ static long mono_ahead(void)
 int main(int argc, char **argv)
 {
 	char offsets[64];
-	int fd, status;
+	int fd;
 
 	if (unshare(CLONE_NEWTIME)) {
 		fprintf(stderr, "unshare(CLONE_NEWTIME): %s\n", strerror(errno));
@@ -62,10 +62,11 @@ int main(int argc, char **argv)
 	}
 	if (mono_ahead() < DAY - 60)
 		fail("CLOCK_MONOTONIC of the test is %ld s ahead of CLOCK_BOOTTIME, want a day", mono_ahead());
-	pid_t kid = fork();
+	pid_t kid = test_fork();
 	if (kid == 0)
 		_exit(mono_ahead() >= DAY - 60 ? 0 : 1);
-	if (kid < 0 || waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status))
-		fail("a new child of the test is not in its time namespace (status 0x%x)", status);
+	int code = test_reap(kid, "a new child of the test");
+	if (code > 0)
+		fail("a new child of the test is not in its time namespace (exit %d)", code);
 	return test_finish();
 }

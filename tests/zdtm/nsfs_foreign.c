@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 		dup2(open("/proc/self/ns/uts", O_RDONLY), FD);
 	if (fstat(FD, &other) || stat("/proc/self/ns/uts", &own) || other.st_ino == own.st_ino)
 		fail("fd %d is no longer on the other UTS namespace", FD);
-	else if (fork() == 0) {
+	else if (test_fork() == 0) {
 		_exit(setns(FD, CLONE_NEWUTS) || gethostname(name, sizeof(name)) || strcmp(name, "crpy-foreign"));
 	} else if (wait(&status) < 0 || status)
 		fail("the namespace behind fd %d lost its hostname", FD);

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/pidfdw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,21 +17,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#ifndef PIDFD_NONBLOCK
-#define PIDFD_NONBLOCK O_NONBLOCK
-#endif
-
-static int pidfd_open(pid_t pid, unsigned flags) { return syscall(SYS_pidfd_open, pid, flags); }
-
-static pid_t pidfd_pid(int fd)
-{
-	char path[64], info[512], *p;
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	if (read_whole(path, info, sizeof(info)) < 0 || !(p = strstr(info, "\nPid:")))
-		return -2;
-	return atoi(p + 5);
-}
 
 static int readable(int fd)
 {
@@ -48,17 +34,17 @@ int main(int argc, char **argv)
 
 	test_init(argc, argv);
 	test_usr1_init();
-	of_self = pidfd_open(getpid(), 0);
+	of_self = open_pidfd(getpid(), 0);
 	kid = test_fork();
 	if (kid == 0) {
-		int of_parent = pidfd_open(getppid(), 0);
+		int of_parent = open_pidfd(getppid(), 0);
 		signal(SIGUSR2, on_usr2);
 		test_usr1_wait();                     /* the parent restored and checked */
 		while (!got_usr2)
 			usleep(1000);
 		_exit(of_parent >= 0 && pidfd_pid(of_parent) == getppid() && pidfd_pid(of_self) == getppid() ? 42 : 1);
 	}
-	of_kid = pidfd_open(kid, PIDFD_NONBLOCK);
+	of_kid = open_pidfd(kid, PIDFD_NONBLOCK);
 	if (of_kid < 0 || of_self < 0)
 		test_abort("pidfd_open: %s", strerror(errno));
 	fcntl(of_self, F_SETFD, 0);

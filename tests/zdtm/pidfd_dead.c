@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/pidfdw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,27 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef PIDFD_NONBLOCK
-#define PIDFD_NONBLOCK O_NONBLOCK
-#endif
-
-static int reaped_pid_line(int fd)
-{
-	char path[64], line[256];
-	int found = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strcmp(line, "Pid:\t-1\n"))
-			found = 1;
-	fclose(f);
-	return found;
-}
-
 static void check_gone(int fd, int nonblock, const char *what)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -47,7 +27,7 @@ static void check_gone(int fd, int nonblock, const char *what)
 		fail("%s: flags %#x, O_NONBLOCK should be %d", what, fl, nonblock);
 		return;
 	}
-	if (!reaped_pid_line(fd))
+	if (pidfd_pid(fd) != -1)
 		fail("%s: fdinfo does not say Pid: -1", what);
 	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
 		fail("%s: the pidfd of the reaped child is not readable", what);
@@ -63,11 +43,11 @@ int main(int argc, char **argv)
 	pid_t kid;
 
 	test_init(argc, argv);
-	kid = fork();
+	kid = test_fork();
 	if (kid == 0)
 		_exit(0);
-	of_kid = syscall(SYS_pidfd_open, kid, 0);
-	of_kid_nb = syscall(SYS_pidfd_open, kid, PIDFD_NONBLOCK);
+	of_kid = open_pidfd(kid, 0);
+	of_kid_nb = open_pidfd(kid, PIDFD_NONBLOCK);
 	if (of_kid < 0 || of_kid_nb < 0 || waitpid(kid, &status, 0) != kid)
 		test_abort("pidfd_open/waitpid: %s", strerror(errno));
 	test_daemon();

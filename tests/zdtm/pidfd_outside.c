@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/pidfdw.h"
 
 #include <errno.h>
 #include <string.h>
@@ -13,11 +14,10 @@
 
 int main(int argc, char **argv)
 {
-	char path[64], info[512];
 	int of_init;
 
 	test_init(argc, argv);
-	of_init = syscall(SYS_pidfd_open, 1, 0);
+	of_init = open_pidfd(1, 0);
 	if (of_init < 0)
 		test_abort("pidfd_open(1): %s", strerror(errno));
 	test_daemon();
@@ -25,8 +25,7 @@ int main(int argc, char **argv)
 	test_waitsig();
 	if (zdtm_break)
 		close(of_init);
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", of_init);
-	if (read_whole(path, info, sizeof(info)) < 0 || !strstr(info, "\nPid:\t1\n"))
+	if (pidfd_pid(of_init) != 1)
 		fail("the pidfd no longer names pid 1");
 	return test_finish();
 }

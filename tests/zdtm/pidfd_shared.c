@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/pidfdw.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -14,19 +15,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static pid_t pidfd_pid(int fd)
-{
-	char path[64], info[512], *p;
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	if (read_whole(path, info, sizeof(info)) < 0 || !(p = strstr(info, "\nPid:")))
-		return -2;
-	return atoi(p + 5);
-}
-
 int main(int argc, char **argv)
 {
 	pid_t kids[2];
-	int of_a, status;
+	int of_a;
 
 	test_init(argc, argv);
 	test_usr1_init();
@@ -35,7 +27,7 @@ int main(int argc, char **argv)
 		test_usr1_wait();
 		_exit(0);
 	}
-	of_a = syscall(SYS_pidfd_open, kids[0], 0);
+	of_a = open_pidfd(kids[0], 0);
 	if (of_a < 0)
 		test_abort("pidfd_open: %s", strerror(errno));
 	kids[1] = test_fork();
@@ -53,8 +45,9 @@ int main(int argc, char **argv)
 		fail("the parent's pidfd no longer names child A");
 	for (int i = 1; i >= 0; i--) {            /* B first: it looks at A */
 		kill(kids[i], SIGUSR1);
-		if (waitpid(kids[i], &status, 0) != kids[i] || status)
-			fail("child %d: status 0x%x", i, status);
+		int code = test_reap(kids[i], i ? "child B" : "child A");
+		if (code > 0)
+			fail("child %d: exit %d", i, code);
 	}
 	return test_finish();
 }

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/pidfdw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,33 +18,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef PIDFD_NONBLOCK
-#define PIDFD_NONBLOCK O_NONBLOCK
-#endif
-
-static int fdinfo_pid(int fd)
-{
-	char path[64], info[2048], *p;
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	if (read_whole(path, info, sizeof(info)) < 0 || !(p = strstr(info, "\nPid:\t")))
-		return 0;
-	return atoi(p + 6);
-}
-
 int main(int argc, char **argv)
 {
 	pid_t kid;
 	int of_kid;
 
 	test_init(argc, argv);
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork: %s", strerror(errno));
-	if (kid == 0) {
-		test_forked_child();
+	kid = test_fork();
+	if (kid == 0)
 		_exit(42);
-	}
-	of_kid = syscall(SYS_pidfd_open, kid, PIDFD_NONBLOCK);
+	of_kid = open_pidfd(kid, PIDFD_NONBLOCK);
 	if (of_kid < 0)
 		test_abort("pidfd_open: %s", strerror(errno));
 	while (proc_state(kid) != 'Z')
@@ -58,8 +42,8 @@ int main(int argc, char **argv)
 	siginfo_t si = { 0 };
 	if (proc_state(kid) != 'Z')
 		fail("child %d is in state %c, not a zombie", kid, proc_state(kid));
-	if (fdinfo_pid(of_kid) != kid)
-		fail("the pidfd names pid %d, not %d", fdinfo_pid(of_kid), kid);
+	if (pidfd_pid(of_kid) != kid)
+		fail("the pidfd names pid %d, not %d", pidfd_pid(of_kid), kid);
 	if (!(fcntl(of_kid, F_GETFL) & O_NONBLOCK))
 		fail("the pidfd lost O_NONBLOCK");
 	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))

@@ -18,7 +18,7 @@ static unsigned char buf[INFLIGHT + 1000];
 
 int main(int argc, char **argv)
 {
-	int p[2], status;
+	int p[2];
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -57,7 +57,8 @@ int main(int argc, char **argv)
 	char c;
 	if (read(p[0], &c, 1) != 0)
 		fail("no EOF after the child exited: another writer holds the pipe");
-	if (waitpid(kid, &status, 0) != kid || status)
-		fail("child ended with status 0x%x", status);
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child exited %d", code);
 	return test_finish();
 }

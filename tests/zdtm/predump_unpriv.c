@@ -54,11 +54,7 @@ int main(int argc, char **argv)
 
 	test_init(argc, argv);
 	path = test_path(".pages");
-	for (int k = 0; k < FILE_PAGES; k++)
-		fill_pattern(filebuf + k * PAGE_SIZE, PAGE_SIZE, FILE_SEED + k);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write(fd, filebuf, sizeof(filebuf)) != (ssize_t)sizeof(filebuf))
-		test_abort("cannot write %s", path);
+	fd = test_pattern_file(path, filebuf, FILE_PAGES, FILE_SEED);
 	area = mmap(NULL, NPAGES * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (area == MAP_FAILED)
 		test_abort("mmap failed");

@@ -5,6 +5,7 @@
  * size are the same, both sides read their waiting bytes, and the pair still carries data.
  */
 #include "lib/zdtmtst.h"
+#include "lib/ptyw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,10 +35,7 @@ int main(int argc, char **argv)
 	int mflags, sflags;
 
 	test_init(argc, argv);
-	int m = posix_openpt(O_RDWR | O_NOCTTY);
-	if (m < 0 || grantpt(m) || unlockpt(m) || dup2(m, MASTER) < 0)
-		test_abort("posix_openpt: %s", strerror(errno));
-	close(m);
+	pty_open_master(MASTER, NULL, 0);
 	int s = open(ptsname(MASTER), O_RDWR | O_NOCTTY);
 	if (s < 0 || dup2(s, SLAVE) < 0)
 		test_abort("open %s: %s", ptsname(MASTER), strerror(errno));

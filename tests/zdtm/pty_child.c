@@ -110,7 +110,6 @@ int main(int argc, char **argv)
 				     "master B did not read the bytes waiting for it" };
 	struct termios raw;
 	char slave_a[64];
-	int status;
 
 	test_init(argc, argv);
 	test_usr1_init();
@@ -149,12 +148,10 @@ int main(int argc, char **argv)
 	char line[64] = "";
 	ssize_t n = read_wait(MASTER_A, line, sizeof(line) - 1, 5000);
 	line[n > 0 ? n : 0] = 0;
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status))
-		fail("child ended with status 0x%x", status);
-	else if (WEXITSTATUS(status))
-		fail("child: %s (exit %d)", WEXITSTATUS(status) < 5 ? why[WEXITSTATUS(status)] : "setup failed",
-		     WEXITSTATUS(status));
-	else if (strcmp(line, "ok\r\n"))
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child: %s (exit %d)", code < 5 ? why[code] : "setup failed", code);
+	else if (code == 0 && strcmp(line, "ok\r\n"))
 		fail("pair A did not carry the child's verdict after restore (read \"%s\")", line);
 	return test_finish();
 }

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/ptyw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +49,6 @@ static int member_check(pid_t leader)
 
 static void member(pid_t leader)
 {
-	test_forked_child();
 	if (setpgid(0, 0))
 		_exit(30);
 	int s = open(slave_path, O_RDWR);
@@ -64,7 +64,6 @@ static void leader(void)
 {
 	int status;
 
-	test_forked_child();
 	close(MASTER);
 	if (setsid() < 0)
 		_exit(40);
@@ -72,7 +71,7 @@ static void leader(void)
 	if (s < 0 || ioctl(s, TIOCSCTTY, 0))
 		_exit(41);
 	close(s);
-	pid_t me = getpid(), m = fork();
+	pid_t me = getpid(), m = test_fork();
 	if (m == 0)
 		member(me);
 	test_usr1_wait();                      /* M is in its group and holds the slave */
@@ -100,19 +99,14 @@ int main(int argc, char **argv)
 {
 	struct stat st;
 	pid_t pids[2];
-	int status;
 
 	test_init(argc, argv);
 	test_usr1_init();
-	int m = posix_openpt(O_RDWR | O_NOCTTY);
-	if (m < 0 || grantpt(m) || unlockpt(m) || dup2(m, MASTER) != MASTER)
-		test_abort("pty: %s", strerror(errno));
-	close(m);
-	snprintf(slave_path, sizeof(slave_path), "%s", ptsname(MASTER));
+	pty_open_master(MASTER, slave_path, sizeof(slave_path));
 	if (stat(slave_path, &st) || pipe(pid_pipe))
 		test_abort("slave: %s", strerror(errno));
 	slave_rdev = st.st_rdev;
-	pids[0] = fork();
+	pids[0] = test_fork();
 	if (pids[0] == 0)
 		leader();
 	if (read(pid_pipe[0], &pids[1], sizeof(pids[1])) != sizeof(pids[1]))
@@ -126,10 +120,9 @@ int main(int argc, char **argv)
 
 	test_waitsig();
 	kill(pids[0], SIGUSR1);
-	if (waitpid(pids[0], &status, 0) != pids[0])
-		fail("waitpid: %s", strerror(errno));
-	else if (!WIFEXITED(status) || WEXITSTATUS(status))
-		fail("a check failed: wait status 0x%x (10: L lost its terminal, 11: L its session, 20: M "
-		     "its terminal, 21: M's session, 22: M not in the foreground, 23: M's line)", status);
+	int code = test_reap(pids[0], "the leader L");
+	if (code > 0)
+		fail("a check failed: exit %d (10: L lost its terminal, 11: L its session, 20: M its terminal, "
+		     "21: M's session, 22: M not in the foreground, 23: M's line)", code);
 	return test_finish();
 }

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/ptyw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,10 +27,7 @@ int main(int argc, char **argv)
 	char c;
 
 	test_init(argc, argv);
-	int m = posix_openpt(O_RDWR | O_NOCTTY);
-	if (m < 0 || grantpt(m) || unlockpt(m))
-		test_abort("pty: %s", strerror(errno));
-	snprintf(path, sizeof(path), "%s", ptsname(m));
+	int m = pty_open_master(-1, path, sizeof(path));
 	int s = open(path, O_RDWR | O_NOCTTY);
 	if (s < 0 || dup2(s, SLAVE) != SLAVE || fstat(SLAVE, &st))
 		test_abort("slave: %s", strerror(errno));

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "lib/zdtmtst.h"
+#include "lib/ptyw.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,10 +29,7 @@ int main(int argc, char **argv)
 	char path[64], c[4];
 
 	test_init(argc, argv);
-	int m = posix_openpt(O_RDWR | O_NOCTTY);
-	if (m < 0 || grantpt(m) || unlockpt(m))
-		test_abort("pty: %s", strerror(errno));
-	snprintf(path, sizeof(path), "%s", ptsname(m));
+	int m = pty_open_master(-1, path, sizeof(path));
 	int s = open(path, O_RDWR | O_NOCTTY);
 	if (s < 0 || tcgetattr(s, &t))
 		test_abort("slave: %s", strerror(errno));

@@ -13,9 +13,6 @@
 
 #define NKIDS 3
 
-static volatile sig_atomic_t go;
-static void on_usr1(int sig) { (void)sig; go = 1; }
-
 static void add(long *counter, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -25,28 +22,19 @@ static void add(long *counter, int n)
 int main(int argc, char **argv)
 {
 	pid_t kids[NKIDS];
-	sigset_t block, wait_mask;
 	long *counter;
-	int status;
 
 	test_init(argc, argv);
 	counter = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (counter == MAP_FAILED)
 		test_abort("mmap: %s", strerror(errno));
-	signal(SIGUSR1, on_usr1);
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, &wait_mask);
+	test_usr1_init();
 	add(counter, 100);
 	for (int i = 0; i < NKIDS; i++) {
-		kids[i] = fork();
-		if (kids[i] < 0)
-			test_abort("fork: %s", strerror(errno));
+		kids[i] = test_fork();
 		if (kids[i] == 0) {
-			test_forked_child();
 			add(counter, 100);
-			while (!go)
-				sigsuspend(&wait_mask);
+			test_usr1_wait();
 			add(counter, 1000);
 			_exit(0);
 		}
@@ -62,9 +50,11 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NKIDS; i++)
 		kill(kids[i], SIGUSR1);
 	add(counter, 1000);
-	for (int i = 0; i < NKIDS; i++)
-		if (waitpid(kids[i], &status, 0) != kids[i] || status)
-			fail("child %d ended with status 0x%x", kids[i], status);
+	for (int i = 0; i < NKIDS; i++) {
+		int code = test_reap(kids[i], "child");
+		if (code > 0)
+			fail("child %d exited %d", kids[i], code);
+	}
 	long got = __atomic_load_n(counter, __ATOMIC_SEQ_CST);
 	if (got != 1100 * (NKIDS + 1))
 		fail("counter is %ld, want %d", got, 1100 * (NKIDS + 1));

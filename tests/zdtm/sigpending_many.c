@@ -55,17 +55,9 @@ int main(int argc, char **argv)
 		if (sigqueue(getpid(), sig, v))
 			test_abort("sigqueue #%d: %s", i, strerror(errno));
 	}
-	for (int i = 0; i < NPRIVATE; i++) {
-		siginfo_t si;
-		memset(&si, 0, sizeof(si));
-		si.si_signo = SIGRTMIN + 4;
-		si.si_code = SI_QUEUE;
-		si.si_pid = getpid();
-		si.si_uid = getuid();
-		si.si_value.sival_int = value_of(SIGRTMIN + 4, i);
-		if (syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), SIGRTMIN + 4, &si))
+	for (int i = 0; i < NPRIVATE; i++)
+		if (queue_to_thread(gettid(), SIGRTMIN + 4, value_of(SIGRTMIN + 4, i)))
 			test_abort("rt_tgsigqueueinfo #%d: %s", i, strerror(errno));
-	}
 	test_daemon();
 
 	test_waitsig();

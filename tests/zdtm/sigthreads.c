@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -17,19 +18,6 @@
 static pid_t thread_tid;
 static volatile int thread_go, thread_ready;
 static char thread_fail[256];
-
-static void queue_to_thread(pid_t tid, int sig, int value)
-{
-	siginfo_t si;
-	memset(&si, 0, sizeof(si));
-	si.si_signo = sig;
-	si.si_code = SI_QUEUE;
-	si.si_pid = getpid();
-	si.si_uid = getuid();
-	si.si_value.sival_int = value;
-	if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, &si))
-		test_abort("rt_tgsigqueueinfo: %s", strerror(errno));
-}
 
 /* Take signal `sig` now; check its code (1: not checked) and value (value < 0: not checked). */
 static const char *take(int sig, int code, int value, char *why, size_t size)
@@ -109,9 +97,11 @@ int main(int argc, char **argv)
 	sigqueue(getpid(), SIGRTMIN + 1, v);
 	v.sival_int = 222;
 	sigqueue(getpid(), SIGRTMIN + 1, v);
-	queue_to_thread(gettid(), SIGRTMIN + 3, 444);
+	if (queue_to_thread(gettid(), SIGRTMIN + 3, 444))
+		test_abort("rt_tgsigqueueinfo: %s", strerror(errno));
 	syscall(SYS_tgkill, getpid(), thread_tid, SIGUSR2);
-	queue_to_thread(thread_tid, SIGRTMIN + 2, 333);
+	if (queue_to_thread(thread_tid, SIGRTMIN + 2, 333))
+		test_abort("rt_tgsigqueueinfo: %s", strerror(errno));
 	test_daemon();
 
 	test_waitsig();

@@ -23,7 +23,7 @@ static int recv_exact(int fd, const char *want)
 
 int main(int argc, char **argv)
 {
-	int sv[2], d[2], status;
+	int sv[2], d[2];
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -64,7 +64,8 @@ int main(int argc, char **argv)
 	kill(kid, SIGUSR1);
 	if (!recv_exact(sv[0], "after"))
 		fail("the child's message after restore did not come");
-	if (waitpid(kid, &status, 0) != kid || status)
-		fail("child ended with status 0x%x", status);
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child exited %d", code);
 	return test_finish();
 }

@@ -22,11 +22,8 @@ int main(int argc, char **argv)
 	pid_t kid;
 
 	test_init(argc, argv);
-	kid = fork();
-	if (kid < 0)
-		test_abort("fork: %s", strerror(errno));
+	kid = test_fork();
 	if (kid == 0) {
-		test_forked_child();
 		signal(SIGCONT, on_cont);
 		raise(SIGSTOP);   /* itself, once the protocol pipe is closed */
 		while (!continued)

@@ -26,7 +26,6 @@ static void *idle_thread(void *arg)
 
 int main(int argc, char **argv)
 {
-	int status;
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -50,7 +49,8 @@ int main(int argc, char **argv)
 		kill(kid, SIGKILL);
 	expect_proc_state(kid, 'T');
 	kill(kid, SIGCONT);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status) != 17)
-		fail("the child did not exit 17 after SIGCONT (status 0x%x)", status);
+	int code = test_reap(kid, "the child");
+	if (code >= 0 && code != 17)
+		fail("the child did not exit 17 after SIGCONT (exit %d)", code);
 	return test_finish();
 }

@@ -77,7 +77,8 @@ int main(int argc, char **argv)
 			fail("a tracer sees the child stopped by signal %d, want SIGTSTP (%d)", sig, SIGTSTP);
 	}
 	kill(kid, SIGCONT);
-	if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status) != 17)
-		fail("the child did not exit 17 after SIGCONT (status 0x%x)", status);
+	int code = test_reap(kid, "the child");
+	if (code >= 0 && code != 17)
+		fail("the child did not exit 17 after SIGCONT (exit %d)", code);
 	return test_finish();
 }

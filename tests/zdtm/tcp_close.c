@@ -41,8 +41,7 @@ static int tcp_pair(int family, const char *addr, int *client, int *server, stru
 /* fd is a closed TCP socket of `family`: the state, no peer, a read refused */
 static void expect_closed(int fd, int family, const char *what)
 {
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
+	int state = inet_tcp_state(fd);
 	struct sockaddr_storage peer;
 	socklen_t plen = sizeof(peer);
 	char c;
@@ -52,8 +51,8 @@ static void expect_closed(int fd, int family, const char *what)
 		fail("%s is not a TCP socket of its family any more", what);
 		return;
 	}
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) || ti.tcpi_state != TCP_CLOSE)
-		fail("%s is in TCP state %d, not closed (%d)", what, ti.tcpi_state, TCP_CLOSE);
+	if (state != TCP_CLOSE)
+		fail("%s is in TCP state %d, not closed (%d)", what, state, TCP_CLOSE);
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0 || errno != ENOTCONN)
 		fail("%s still has a peer", what);
 	if (recv(fd, &c, 1, MSG_DONTWAIT) != -1 || errno != ENOTCONN)

@@ -108,7 +108,7 @@ static void talk(int a, int b, const char *what)
 
 int main(int argc, char **argv)
 {
-	int la, ca, sa, lb, sb, lc, cc, sc, status;
+	int la, ca, sa, lb, sb, lc, cc, sc;
 	struct sockaddr_storage before, after;
 	socklen_t blen = sizeof(before), alen = sizeof(after);
 	unsigned long c2s, s2c;
@@ -179,7 +179,8 @@ int main(int argc, char **argv)
 	kill(kid, SIGUSR1);
 	if (!inet_recv_exact(sb, "after"))
 		fail("B: the child's message after restore did not come");
-	if (waitpid(kid, &status, 0) != kid || status)
-		fail("child ended with status 0x%x", status);
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child exited %d", code);
 	return test_finish();
 }

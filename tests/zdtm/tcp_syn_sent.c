@@ -17,14 +17,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int state_of(int fd)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ? -1 : ti.tcpi_state;
-}
-
 int main(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
@@ -52,16 +44,16 @@ int main(int argc, char **argv)
 	if (connect(syn, (struct sockaddr *)&ss, len) == 0 || errno != EINPROGRESS)
 		test_abort("the second connect did not wait: %s", strerror(errno));
 	usleep(50000);
-	if (state_of(syn) != TCP_SYN_SENT)
-		test_skip("the second connect is in state %d, not SYN_SENT", state_of(syn));
+	if (inet_tcp_state(syn) != TCP_SYN_SENT)
+		test_skip("the second connect is in state %d, not SYN_SENT", inet_tcp_state(syn));
 	test_daemon();
 
 	test_waitsig();
 	a = zdtm_break ? -2 : accept(l, NULL, NULL);       /* broken: the queue stays full */
 	if (a == -1)
 		fail("the first connection is lost: %s", strerror(errno));
-	if (poll(&p, 1, 10000) != 1 || inet_geti(syn, SOL_SOCKET, SO_ERROR) != 0 || state_of(syn) != TCP_ESTABLISHED)
-		fail("the connection in SYN_SENT did not complete (state %d)", state_of(syn));
+	if (poll(&p, 1, 10000) != 1 || inet_geti(syn, SOL_SOCKET, SO_ERROR) != 0 || inet_tcp_state(syn) != TCP_ESTABLISHED)
+		fail("the connection in SYN_SENT did not complete (state %d)", inet_tcp_state(syn));
 	p = (struct pollfd){ .fd = es, .events = POLLIN };
 	poll(&p, 1, 5000);
 	if (recv(es, buf, sizeof(buf), MSG_DONTWAIT) != 6 || memcmp(buf, "queued", 6))

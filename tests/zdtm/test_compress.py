@@ -20,29 +20,25 @@ import pytest
 
 from crpy.images import digest, framing, pagecodec
 from tests.zdtm import harness, procs
-from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_word
+from tests.zdtm.cases import expect_detected, expect_pass, zdtm_tests
 
 COMPRESS_TESTS = ["mem256", "dirtymem", "maps", "brk", "stack", "shmem", "memfd_shared", "filemap_private",
                   "threads_fpu", "tree5"]
 
 
-@pytest.mark.parametrize("name", [_case(n) for n in COMPRESS_TESTS])
-def test_compressed_dumps_restore(name):
-    rc, out = run_harness(name, "--compress", "--iters", "1,3")
-    skip_if_skipped(out, name)
-    assert out.count("PASS") == 2, out
-    assert rc == 0, out
+@pytest.mark.parametrize("iters", [1, 3])
+@zdtm_tests(COMPRESS_TESTS)
+def test_compressed_dumps_restore(name, iters):
+    expect_pass(name, "--compress", "--iters", str(iters))
 
 
 @pytest.mark.parametrize("mode", [("--pre", "2"), ("--leave-running",)], ids=["pre-dump-chain", "leave-running"])
 def test_compressed_pre_dump_chain_and_leave_running(mode):
-    rc, out = run_harness("dirtymem", "--compress", *mode)
-    assert verdict_word(out, "dirtymem") == "PASS" and rc == 0, out
+    expect_pass("dirtymem", "--compress", *mode)
 
 
 def test_compressed_dump_of_a_broken_state_is_caught():
-    rc, out = run_harness("dirtymem", "--compress", "--break")
-    assert verdict_word(out, "dirtymem") == "DETECTED" and rc == 0, out
+    expect_detected("dirtymem", "--compress")
 
 
 def _pages_images(images):

@@ -23,7 +23,6 @@ unlinked file, which the restore makes again as a ghost on disk for its time.
 
 import os
 import random
-import selectors
 import shutil
 import signal
 import subprocess
@@ -34,7 +33,7 @@ import pytest
 from crpy import faults
 from tests.zdtm import harness, procstate
 from tests.zdtm.procs import kill_and_reap, proc_state, reap_strays
-from tests.zdtm.test_sacred import assert_one_error_line
+from tests.zdtm.test_sacred import assert_one_error_line, start_paused, wait_stopped_by_sigint
 
 VICTIM = "tree5"
 KILL_MOMENTS = int(os.environ.get("CRPY_KILL_MOMENTS", "10"))
@@ -338,22 +337,9 @@ def test_restore_killed_right_after_the_go(dumped, tmp_path):
 # ----------------------------------------------------------------------------------- Ctrl-C
 
 def _paused(argv, fault):
-    """crpy started with CRPY_FAULT=fault:pause; (Popen, stderr so far) once it says it paused."""
-    proc = subprocess.Popen(harness.crpy_command(*argv), cwd=harness.REPO,
-                            env=harness.crpy_env({"CRPY_FAULT": f"{fault}:pause"}),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
-    seen, deadline = b"", time.monotonic() + 60
-    while b"crpy-fault: paused at" not in seen:
-        if time.monotonic() > deadline or (proc.poll() is not None and not sel.select(0)):
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"crpy never paused at {fault} (rc {proc.returncode}): {seen.decode()}")
-        if sel.select(timeout=0.5):
-            seen += os.read(proc.stderr.fileno(), 4096)
-    sel.close()
-    return proc, seen.decode()
+    """crpy started with CRPY_FAULT=fault:pause, leading a session (a terminal's Ctrl-C reaches its
+    group); (Popen, stderr so far) once it says it paused."""
+    return start_paused(argv, f"{fault}:pause", "crpy-fault: paused at", new_session=True)
 
 
 def paused_restore(dumped, tmp_path, fault):
@@ -370,11 +356,7 @@ def paused_restore(dumped, tmp_path, fault):
 def _interrupt(proc, seen):
     """Ctrl-C: SIGINT to crpy's whole process group, as a terminal sends it (crpy leads its own)."""
     os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("crpy did not stop within 30 s of SIGINT")
+    wait_stopped_by_sigint(proc)
     stderr = seen + proc.stderr.read().decode()
     proc.stderr.close()
     lines = [l for l in stderr.splitlines() if l.strip() and not l.startswith("crpy-fault:")]

@@ -12,7 +12,7 @@ import pytest
 
 from tests.zdtm import harness, procstate
 from tests.zdtm.netpeers import NetNs, Relay, Server, listing, run_migrate, start_test, tracked
-from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_word
+from tests.zdtm.cases import expect_detected, expect_pass, zdtm_tests
 
 pytestmark = pytest.mark.usefixtures("subreaper")
 
@@ -37,26 +37,21 @@ MIGRATE_TESTS = ["dirtymem", "mem256", "maps", "shmem", "threads_fpu"]
 
 
 @pytest.mark.parametrize("rounds", [1, 3])
-@pytest.mark.parametrize("name", [_case(n) for n in MIGRATE_TESTS])
+@zdtm_tests(MIGRATE_TESTS)
 def test_zdtm_migrate(name, rounds):
     """`python3 -m tests.zdtm.run NAME --migrate N`: the harness's checks (same pid, every VMA
     as before, in the destination's namespace) and the test's own."""
-    rc, out = run_harness(name, "--migrate", str(rounds))
-    skip_if_skipped(out, name)
-    assert verdict_word(out, name) == "PASS", out
-    assert rc == 0, out
+    expect_pass(name, "--migrate", str(rounds))
 
 
 def test_zdtm_migrate_tree_stop_and_copy():
     """tree5 (5 tasks, a socket pair, a file lock): no pre-copy rounds (pre-dump refuses its lock
     and its socket between tasks), the final dump and restore over the link."""
-    rc, out = run_harness("tree5", "--migrate", "0")
-    assert verdict_word(out, "tree5") == "PASS", out
+    expect_pass("tree5", "--migrate", "0")
 
 
 def test_zdtm_migrate_catches_a_broken_state():
-    rc, out = run_harness("dirtymem", "--migrate", "1", "--break")
-    assert verdict_word(out, "dirtymem") == "DETECTED", out
+    expect_detected("dirtymem", "--migrate", "1")
 
 
 @pytest.mark.parametrize("rounds", [1, 3])
@@ -142,14 +137,11 @@ def test_restore_failing_on_destination_brings_the_tree_back(tmp_path, netns):
 @pytest.mark.parametrize("rounds", [0, 1])
 def test_zdtm_migrate_lazy(rounds):
     """`python3 -m tests.zdtm.run dirtymem --migrate N --lazy`: the harness's checks and the test's."""
-    rc, out = run_harness("dirtymem", "--migrate", str(rounds), "--lazy")
-    assert verdict_word(out, "dirtymem") == "PASS", out
-    assert rc == 0, out
+    expect_pass("dirtymem", "--migrate", str(rounds), "--lazy")
 
 
 def test_zdtm_migrate_lazy_catches_a_broken_state():
-    rc, out = run_harness("dirtymem", "--migrate", "0", "--lazy", "--break")
-    assert verdict_word(out, "dirtymem") == "DETECTED", out
+    expect_detected("dirtymem", "--migrate", "0", "--lazy")
 
 
 @pytest.mark.parametrize("rounds", [0, 1])

@@ -6,7 +6,7 @@ fds a pre-dump leaves to the final dump."""
 
 import pytest
 
-from tests.zdtm.test_zdtm import _case, run_harness, skip_if_skipped, verdict_word
+from tests.zdtm.cases import expect_detected, expect_pass, zdtm_tests
 
 PRE_DUMP_TESTS = ["dirtymem", "precopy_writer", "mem256", "maps", "brk", "stack", "guard", "filemap_private", "shmem",
                   "threads_fpu", "tree50",
@@ -18,18 +18,14 @@ PRE_DUMP_TESTS = ["dirtymem", "precopy_writer", "mem256", "maps", "brk", "stack"
 
 
 @pytest.mark.parametrize("rounds", [1, 3])
-@pytest.mark.parametrize("name", [_case(n) for n in PRE_DUMP_TESTS])
+@zdtm_tests(PRE_DUMP_TESTS)
 def test_pre_dump_rounds(name, rounds):
-    rc, out = run_harness(name, "--pre", str(rounds))
-    skip_if_skipped(out, name)
-    assert verdict_word(out, name) in ("PASS", "FIXED"), out
-    assert rc == 0, out
+    expect_pass(name, "--pre", str(rounds))
 
 
 def test_pre_dump_rounds_catch_a_broken_state():
     """With --break the test reports FAIL after the chain's restore too (its check can fail)."""
-    rc, out = run_harness("dirtymem", "--pre", "2", "--break")
-    assert verdict_word(out, "dirtymem") == "DETECTED", out
+    expect_detected("dirtymem", "--pre", "2")
 
 
 @pytest.mark.parametrize("mode, rounds, iters", [("splice", "1", "20"), ("read", "2", "5")])
@@ -37,10 +33,7 @@ def test_pre_dump_loses_no_write_of_a_busy_writer(mode, rounds, iters):
     """Pre-dump copies after the tree resumed, in both --pre-dump-mode's: a task writing all the
     time through pre-dump+dump cycles (20 of them with splice) never comes back with a page older
     than its last write.  This failed with the PAGEMAP_SCAN walk_end bug (crpy.kernel.pagemap)."""
-    rc, out = run_harness("precopy_writer", "--pre", rounds, "--iters", iters, "--pre-mode", mode)
-    skip_if_skipped(out, "precopy_writer")
-    assert verdict_word(out, "precopy_writer") == "PASS", out
-    assert rc == 0, out
+    expect_pass("precopy_writer", "--pre", rounds, "--iters", iters, "--pre-mode", mode)
 
 
 
@@ -52,7 +45,7 @@ REFUSED_BY_THE_DUMP = ["unsupported_fd", "unix_peer_outside", "ghost_limit", "fo
 REFUSED_BY_A_ROUND = ["refused_userfaultfd", "refused_aio"]
 
 
-@pytest.mark.parametrize("name", [_case(n) for n in REFUSED_BY_THE_DUMP + REFUSED_BY_A_ROUND])
+@zdtm_tests(REFUSED_BY_THE_DUMP + REFUSED_BY_A_ROUND)
 def test_pre_dump_rounds_then_refused(name, monkeypatch):
     from tests.zdtm import harness
 

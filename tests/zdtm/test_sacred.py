@@ -72,25 +72,37 @@ def assert_untouched_alive(test, before, when, wait=0.0):
     assert not diffs, f"{when}: {test.name} {test.pid} changed: " + "; ".join(diffs)
 
 
-def start_paused_dump(pid, images_dir):
-    """Start crpy dump with the pause-in-pages fault; return (Popen, stderr so far) once paused."""
-    proc = subprocess.Popen(harness.crpy_command("dump", "-t", pid, "-D", images_dir, "-v4", "-o",
-                                                 "dump.log"),
-                            cwd=harness.REPO, env=harness.crpy_env({"CRPY_FAULT": "pause-in-pages"}),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start_paused(argv, fault, pause_line, new_session=False):
+    """crpy ARGV started with CRPY_FAULT=fault (in a session of its own with new_session); returns
+    (Popen, stderr so far) once it has said pause_line."""
+    proc = subprocess.Popen(harness.crpy_command(*argv), cwd=harness.REPO, env=harness.crpy_env({"CRPY_FAULT": fault}),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=new_session)
     sel = selectors.DefaultSelector()
     sel.register(proc.stderr, selectors.EVENT_READ)
     seen, deadline = b"", time.monotonic() + 60
-    while PAUSE_LINE.encode() not in seen:
-        if time.monotonic() > deadline or proc.poll() is not None and not sel.select(0):
+    while pause_line.encode() not in seen:
+        if time.monotonic() > deadline or (proc.poll() is not None and not sel.select(0)):
             proc.kill()
             proc.wait()
-            pytest.fail(f"crpy never reached the pause point (rc {proc.returncode}): {seen.decode()}")
+            pytest.fail(f"crpy never paused at {fault} (rc {proc.returncode}): {seen.decode()}")
         if sel.select(timeout=0.5):
-            chunk = os.read(proc.stderr.fileno(), 4096)
-            seen += chunk
+            seen += os.read(proc.stderr.fileno(), 4096)
     sel.close()
     return proc, seen.decode()
+
+
+def start_paused_dump(pid, images_dir):
+    """Start crpy dump with the pause-in-pages fault; return (Popen, stderr so far) once paused."""
+    return start_paused(("dump", "-t", pid, "-D", images_dir, "-v4", "-o", "dump.log"), "pause-in-pages", PAUSE_LINE)
+
+
+def wait_stopped_by_sigint(proc):
+    """crpy, sent SIGINT, ends within 30 s (else it is killed and the test fails)."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("crpy did not stop within 30 s of SIGINT")
 
 
 def finish(proc, seen):
@@ -125,11 +137,7 @@ def test_dumper_interrupted_in_pages(victim, tmp_path):
     before = procstate.snapshot(victim.pid)
     proc, seen = start_paused_dump(victim.pid, str(tmp_path))
     proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("crpy did not stop within 30 s of SIGINT")
+    wait_stopped_by_sigint(proc)
     stderr = finish(proc, seen)
     assert_one_error_line(proc.returncode, stderr)
     assert_untouched(victim, before, wait=SELF_CURE_WAIT)

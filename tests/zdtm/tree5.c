@@ -126,11 +126,8 @@ static void fork_kid(int idx)
 	int p[2], sv[2] = { -1, -1 };
 	if (pipe(p) || (idx == 2 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv)))
 		_exit(102);
-	pid_t pid = fork();
-	if (pid < 0)
-		_exit(103);
+	pid_t pid = test_fork();
 	if (pid == 0) {
-		test_forked_child();
 		close(p[0]);
 		if (ghost_held >= 0)
 			close(ghost_held);

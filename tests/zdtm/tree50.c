@@ -98,9 +98,7 @@ static void child(int idx, int wfd)
 		/* The first sibling must be a group leader before the others join it. */
 		if (pipe(sync))
 			_exit(102);
-		pid_t pid = fork();
-		if (pid < 0)
-			_exit(103);
+		pid_t pid = test_fork();
 		if (pid == 0) {
 			close(sync[0]);
 			close(sync[1]);
@@ -131,11 +129,8 @@ int main(int argc, char **argv)
 	if (pipe(p))
 		test_abort("pipe: %s", strerror(errno));
 	for (int i = 0; i < NCHILD; i++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			test_abort("fork: %s", strerror(errno));
+		pid_t pid = test_fork();
 		if (pid == 0) {
-			test_forked_child();
 			close(p[0]);
 			nkids = 0;
 			child(i, p[1]);

@@ -21,9 +21,9 @@ int main(int argc, char **argv)
 	test_init(argc, argv);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
 		test_abort("socketpair: %s", strerror(errno));
-	kid = fork();
+	kid = test_fork();
 	if (kid == 0) {
-		if (fork() == 0) {              /* the grandchild: outside the tree once its parent exits */
+		if (test_fork() == 0) {         /* the grandchild: outside the tree once its parent exits */
 			for (int fd = 0; fd < 1024; fd++)   /* nothing of the harness's kept open */
 				if (fd != sv[1])
 					close(fd);

@@ -9,6 +9,7 @@
 #include "lib/unixsk.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,7 +21,7 @@ int main(int argc, char **argv)
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
 	char name[64];
-	int l, s, status;
+	int l, s;
 	pid_t kid;
 
 	test_init(argc, argv);
@@ -53,7 +54,8 @@ int main(int argc, char **argv)
 	char buf[4];
 	if (recv(s, buf, sizeof(buf), 0) != 2)
 		fail("the connection no longer carries data");
-	if (waitpid(kid, &status, 0) != kid || status)
-		fail("child ended with status 0x%x", status);
+	int code = test_reap(kid, "child");
+	if (code > 0)
+		fail("child exited %d", code);
 	return test_finish();
 }

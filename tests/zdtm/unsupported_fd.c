@@ -7,6 +7,7 @@
  * Without vsock in the kernel (CONFIG_VSOCKETS) it is skipped.
  */
 #include "lib/zdtmtst.h"
+#include "lib/untouched.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,16 +15,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static unsigned char mem[1 << 20];
-
-static void expect(int fd, const char *what)
-{
-	char buf[32];
-
-	if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) != 6 || memcmp(buf, "queued", 6))
-		fail("the %s lost its queued message", what);
-}
 
 int main(int argc, char **argv)
 {
@@ -38,18 +29,15 @@ int main(int argc, char **argv)
 		test_skip("no AF_VSOCK socket: %s (CONFIG_VSOCKETS)", strerror(errno));
 	if (write(sv[0], "queued", 6) != 6)
 		test_abort("write: %s", strerror(errno));
-	fill_pattern(mem, sizeof(mem), 0xabab);
+	untouched_mem_fill();
 	test_daemon();
 
 	test_waitsig();
-	if (zdtm_break)
-		mem[777] ^= 1;
+	untouched_mem_break();
 	usleep(10000);                             /* loopback delivers at once; leave it a moment */
-	expect(sv[1], "socket pair");
+	untouched_expect_queued(sv[1], "socket pair");
 	if (getsockopt(vsk, SOL_SOCKET, SO_DOMAIN, &domain, &len) || domain != AF_VSOCK)
 		fail("the vsock socket is no longer one");
-	long bad = check_pattern(mem, sizeof(mem), 0xabab);
-	if (bad >= 0)
-		fail("memory differs at +%ld", bad);
+	untouched_mem_check();
 	return test_finish();
 }

@@ -67,9 +67,8 @@ int main(int argc, char **argv)
 	if (zdtm_break)
 		kill(v, SIGKILL);
 	kill(v, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid)
-		fail("waitpid(%d): %s", kid, strerror(errno));
-	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 16)
-		fail("the child ended with status 0x%x, want exit 16 (its vfork child exited 6)", status);
+	int code = test_reap(kid, "the child");
+	if (code >= 0 && code != 16)
+		fail("the child exited %d, want 16 (its vfork child exited 6)", code);
 	return test_finish();
 }

@@ -25,7 +25,6 @@ int main(int argc, char **argv)
 {
 	pthread_t th;
 	pid_t kid;
-	int status;
 
 	test_init(argc, argv);
 	test_usr1_init();
@@ -43,9 +42,8 @@ int main(int argc, char **argv)
 	if (zdtm_break)
 		kill(kid, SIGKILL);
 	kill(kid, SIGUSR1);
-	if (waitpid(kid, &status, 0) != kid)
-		fail("waitpid(%d): %s", kid, strerror(errno));
-	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 23)
-		fail("the child ended with status 0x%x, want exit 23 from its thread", status);
+	int code = test_reap(kid, "the child");
+	if (code >= 0 && code != 23)
+		fail("the child exited %d, want 23 from its thread", code);
 	return test_finish();
 }

@@ -20,11 +20,8 @@ int main(int argc, char **argv)
 
 	test_init(argc, argv);
 	for (int i = 0; i < N; i++) {
-		kids[i] = fork();
-		if (kids[i] < 0)
-			test_abort("fork: %s", strerror(errno));
+		kids[i] = test_fork();
 		if (kids[i] == 0) {
-			test_forked_child();
 			if (i == 2)
 				raise(SIGUSR2);
 			_exit(i == 0 ? 7 : 42);

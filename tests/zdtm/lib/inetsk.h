@@ -1,13 +1,11 @@
 /*
  * inetsk.h: small helpers of the TCP socket tests (header only): an int socket option read and
- * set, a sockaddr for an address string and port, either family, a test byte pattern and a
- * writer that fills a connection with it and a reader that checks it, a read of one expected
- * message, a connected loopback pair, a connection's TCP state.
+ * set, a sockaddr for an address string and port, either family, a connected loopback pair, the
+ * TCP state, a test byte pattern and a writer that fills a connection with it and a reader
+ * that checks it, a wait-then-read, a read of one expected message.
  */
 #ifndef ZDTM_INETSK_H
 #define ZDTM_INETSK_H
-
-#include "zdtmtst.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,6 +16,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "zdtmtst.h"
 
 /* an int option, -1 when it cannot be read */
 static inline int inet_geti(int fd, int level, int opt)
@@ -53,6 +53,39 @@ static inline socklen_t inet_addr_of(int family, const char *addr, int port, str
 	a->sin6_port = htons(port);
 	inet_pton(AF_INET6, addr, &a->sin6_addr);
 	return sizeof(*a);
+}
+
+/* A TCP connection over 127.0.0.1, both ends ours: *client connected, *server accepted (the
+ * listener closed); bufsz, when not 0, is SO_RCVBUF and SO_SNDBUF of both.  Setup fails
+ * (test_abort) without one. */
+static inline void inet_tcp_pair(int bufsz, int *client, int *server)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = inet_addr_of(AF_INET, "127.0.0.1", 0, &ss);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (bufsz)
+		inet_seti(l, SOL_SOCKET, SO_RCVBUF, bufsz), inet_seti(l, SOL_SOCKET, SO_SNDBUF, bufsz);
+	if (l < 0 || bind(l, (struct sockaddr *)&ss, len) || listen(l, 1) || getsockname(l, (struct sockaddr *)&ss, &len))
+		test_abort("listen: %s", strerror(errno));
+	*client = socket(AF_INET, SOCK_STREAM, 0);
+	if (bufsz)
+		inet_seti(*client, SOL_SOCKET, SO_RCVBUF, bufsz), inet_seti(*client, SOL_SOCKET, SO_SNDBUF, bufsz);
+	if (*client < 0 || connect(*client, (struct sockaddr *)&ss, len))
+		test_abort("connect: %s", strerror(errno));
+	*server = accept(l, NULL, NULL);
+	if (*server < 0)
+		test_abort("accept: %s", strerror(errno));
+	close(l);
+}
+
+/* the TCP state of fd (TCP_ESTABLISHED, TCP_CLOSE, ...: TCP_INFO's), -1 when it cannot be read */
+static inline int inet_tcp_state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ? -1 : ti.tcpi_state;
 }
 
 /* the byte at offset i of a test stream */
@@ -93,15 +126,6 @@ static inline int inet_recv_exact(int fd, const char *want)
 	return n == (ssize_t)strlen(want) && !memcmp(buf, want, n);
 }
 
-/* the TCP state of fd (TCP_ESTABLISHED...), -1 when it cannot be read */
-static inline int inet_tcp_state(int fd)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ? -1 : ti.tcpi_state;
-}
-
 /* a read of fd once it has something (waiting up to 5 s) */
 static inline ssize_t inet_recv_wait(int fd, void *buf, size_t size)
 {
@@ -109,28 +133,6 @@ static inline ssize_t inet_recv_wait(int fd, void *buf, size_t size)
 
 	poll(&p, 1, 5000);
 	return recv(fd, buf, size, MSG_DONTWAIT);
-}
-
-/* a connected IPv4 loopback pair; with bufsz, both ends' buffers that size (a small window) */
-static inline void inet_tcp_pair(int bufsz, int *client, int *server)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = inet_addr_of(AF_INET, "127.0.0.1", 0, &ss);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (bufsz)
-		inet_seti(l, SOL_SOCKET, SO_RCVBUF, bufsz), inet_seti(l, SOL_SOCKET, SO_SNDBUF, bufsz);
-	if (l < 0 || bind(l, (struct sockaddr *)&ss, len) || listen(l, 1) || getsockname(l, (struct sockaddr *)&ss, &len))
-		test_abort("listen: %s", strerror(errno));
-	*client = socket(AF_INET, SOCK_STREAM, 0);
-	if (bufsz)
-		inet_seti(*client, SOL_SOCKET, SO_RCVBUF, bufsz), inet_seti(*client, SOL_SOCKET, SO_SNDBUF, bufsz);
-	if (*client < 0 || connect(*client, (struct sockaddr *)&ss, len))
-		test_abort("connect: %s", strerror(errno));
-	*server = accept(l, NULL, NULL);
-	if (*server < 0)
-		test_abort("accept: %s", strerror(errno));
-	close(l);
 }
 
 /* fd reads exactly `total` bytes of the pattern `seed`, in order, then end-of-file; fails (naming

@@ -1,6 +1,7 @@
 /*
- * Helpers of the inotify zdtm tests (header only): the watches a group's fdinfo lists, and the
- * next event of a non-blocking group.
+ * Helpers of the inotify zdtm tests (header only): the watches a group's fdinfo lists and their
+ * check against the list recorded before the dump, and the next event of a non-blocking group and
+ * its check against the wd and mask it must have.
  */
 #ifndef ZDTM_INOTIFYW_H
 #define ZDTM_INOTIFYW_H
@@ -43,5 +44,31 @@ static inline int inotify_next_event(int fd, uint32_t *mask)
 	*mask = ev->mask;
 	return ev->wd;
 }
+
+/* fail()s, showing both lists, if fd's watches are no longer the ones recorded in before. */
+static inline void inotify_expect_watches(int fd, const char *before)
+{
+	char after[4096];
+
+	inotify_watches(fd, after, sizeof(after));
+	if (strcmp(before, after)) {
+		test_msg("watches before the dump:\n%s---- now:\n%s", before, after);
+		fail("the watches fdinfo lists changed");
+	}
+}
+
+/* fail()s, saying what was done, unless the next event is on want_wd with a bit of want_mask
+ * (named by want_name). */
+static inline void inotify_expect_event_named(int fd, int want_wd, uint32_t want_mask, const char *want_name,
+					      const char *what)
+{
+	uint32_t mask = 0;
+	int wd = inotify_next_event(fd, &mask);
+
+	if (wd != want_wd || !(mask & want_mask))
+		fail("%s: wd %d mask %#x, want wd %d %s", what, wd, mask, want_wd, want_name);
+}
+#define inotify_expect_event(fd, want_wd, want_mask, what) \
+	inotify_expect_event_named(fd, want_wd, want_mask, #want_mask, what)
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -267,6 +268,20 @@ pid_t test_fork(void)
 	return pid;
 }
 
+int test_reap(pid_t pid, const char *who)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid) {
+		fail("%s (pid %d): waitpid: %s", who, pid, strerror(errno));
+		return -1;
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	fail("%s (pid %d) did not exit: wait status 0x%x", who, pid, status);
+	return -1;
+}
+
 void test_write_pids(const pid_t *pids, int n)
 {
 	char buf[32];
@@ -424,6 +439,49 @@ long check_pattern(const void *p, size_t len, uint64_t seed)
 		if (((const unsigned char *)p)[i] != (unsigned char)xorshift64(&st))
 			return (long)i;
 	return -1;
+}
+
+int queue_to_thread(pid_t tid, int sig, int value)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	si.si_signo = sig;
+	si.si_code = SI_QUEUE;
+	si.si_pid = getpid();
+	si.si_uid = getuid();
+	si.si_value.sival_int = value;
+	return (int)syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, &si);
+}
+
+int test_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed)
+{
+	size_t size = npages * PAGE_SIZE;
+	int fd;
+
+	for (size_t pg = 0; pg < npages; pg++)
+		fill_pattern(buf + pg * PAGE_SIZE, PAGE_SIZE, seed + pg);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, buf, size) != (ssize_t)size)
+		test_abort("cannot write %s: %s", path, strerror(errno));
+	return fd;
+}
+
+void check_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed, const char *why)
+{
+	size_t size = npages * PAGE_SIZE;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0 || pread(fd, buf, size, 0) != (ssize_t)size) {
+		fail("cannot read back %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	close(fd);
+	for (size_t pg = 0; pg < npages; pg++)
+		if (check_pattern(buf + pg * PAGE_SIZE, PAGE_SIZE, seed + pg) >= 0)
+			fail("file page %zu changed: %s", pg, why);
 }
 
 static sigjmp_buf probe_env;

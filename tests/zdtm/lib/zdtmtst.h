@@ -45,6 +45,9 @@ static inline int test_go(void) { return !zdtm_stop; }
 void test_usr1_init(void);
 void test_usr1_wait(void);
 pid_t test_fork(void);
+/* Reaps child pid: its exit code; -1 after a fail() naming it `who` when it did not exit (killed
+ * by a signal: the wait status; or waitpid failed: why). */
+int test_reap(pid_t pid, const char *who);
 
 void test_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void test_text(const char *text); /* raw text of any length to the outfile */
@@ -73,6 +76,13 @@ uint64_t xorshift64(uint64_t *state);
 void fill_pattern(void *p, size_t len, uint64_t seed);
 /* Offset of the first byte that differs from the pattern, or -1 when all match. */
 long check_pattern(const void *p, size_t len, uint64_t seed);
+/* A file of npages pages at path (created or truncated), page pg holding the pattern of seed + pg,
+ * built in buf (npages pages, left holding them); returns it open O_RDWR.  Setup fails
+ * (test_abort) if it cannot be written. */
+int test_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed);
+/* Reads that file back into buf: fail()s, saying why that is wrong, for each page that no longer
+ * holds its pattern (and once if it cannot be read). */
+void check_pattern_file(const char *path, unsigned char *buf, size_t npages, uint64_t seed, const char *why);
 
 /* The value of field NAME ("VmFlags", "KernelPageSize", ...) in the /proc/self/smaps block of the
  * VMA that starts at addr, to the end of its line ("" when there is no such VMA or field). */
@@ -81,6 +91,10 @@ void smaps_field(const void *addr, const char *name, char *out, size_t size);
 /* The /proc/self/maps line of the VMA that starts at addr, without device and inode (a restore
  * may get new ones: shmem, hugetlbfs): "start-end perms offset path" ("" when there is none). */
 void maps_line(const void *addr, char *out, size_t size);
+
+/* rt_tgsigqueueinfo: signal sig queued to thread tid of this process as sigqueue(3) would (si_code
+ * SI_QUEUE, our pid and uid, the value); 0, or -1 with errno. */
+int queue_to_thread(pid_t tid, int sig, int value);
 
 /* Try to touch one byte: returns 0 if it worked, SIGSEGV/SIGBUS if it faulted. */
 int probe_read(const volatile void *addr);
