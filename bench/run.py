@@ -8,7 +8,8 @@ two targets back to back, one with digests and one with --skip-integrity (in alt
 and the median of the per-round ratios is printed, with crpy's own CPU time with and without
 (the hashing's price where a loaded machine makes the wall ratios swing).  crpy's own peak
 RSS (GNU time's %M) is printed for those runs and for one round with a 4 GiB task (--rss-mib;
-target: under 64 MiB).
+target: under 64 MiB).  As in bench/startup.py, crpy runs from .pyc files (common.bytecode_cached,
+warmed by one uncounted round with a 16 MiB task), as an installed crpy does.
 Run as root from the project root:
     python3 -m bench.run [--reps N] [--mib N] [--rss-mib N] [--only-memory]
 """
@@ -95,9 +96,10 @@ def main():
     ap.add_argument("--only-memory", action="store_true", help="skip the further benchmarks")
     args = ap.parse_args()
     peaks, big_peaks = [], []
-    with common.child_subreaper(), common.work_dir("crpy-bench-") as workdir:
+    with common.child_subreaper(), common.work_dir("crpy-bench-") as workdir, common.bytecode_cached(workdir):
         with open(os.path.join(common.ROOT, "bench", "hold.c")) as f:
             exe = common.build_c(workdir, "hold", f.read(), "-O2")
+        one_round(exe, 16, workdir, 0)          # warm-up: writes the .pyc files
         rows = [one_round(exe, args.mib, workdir, n, peaks) for n in range(args.reps)]
         if args.rss_mib:
             one_round(exe, args.rss_mib, workdir, 0, big_peaks)

@@ -8,7 +8,6 @@ one round that is not counted), as an installed crpy runs: without .pyc files ev
 its modules again, which is not start-up but a setting of the environment.
 run(reps) -> printed lines; `python3 -m bench.startup [reps]` runs it alone."""
 
-import contextlib
 import os
 import statistics
 import subprocess
@@ -28,19 +27,6 @@ int main(int argc, char **argv)
     for (;;) pause();
 }
 """
-
-
-@contextlib.contextmanager
-def _bytecode_cached(workdir):
-    """os.environ with .pyc files written and read (under workdir), for the commands started inside."""
-    saved = dict(os.environ)
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "pycache")
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _seconds(*argv):
@@ -64,7 +50,8 @@ def _one_round(exe, workdir):
 
 def run(reps=5):
     reps = max(reps, 5)
-    with common.child_subreaper(), common.work_dir("crpy-bench-startup-") as workdir, _bytecode_cached(workdir):
+    with common.child_subreaper(), common.work_dir("crpy-bench-startup-") as workdir, \
+            common.bytecode_cached(workdir):
         exe = common.build_c(workdir, "sleeper", SLEEPER_C, "-O1")
         _one_round(exe, workdir)                 # warm-up: writes the .pyc files
         rounds = [_one_round(exe, workdir) for _ in range(reps)]

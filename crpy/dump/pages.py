@@ -2,8 +2,9 @@
 
 Which pages: PAGEMAP_SCAN (crpy.kernel.pagemap) over the whole address space, clipped to the VMAs
 whose pages are saved (vmas.PAGES_PRIVATE).  How: the parasite vmsplices them into a pipe that is
-spliced into pages-1.img, so the data never passes through Python.  pagemap-PID.img lists the
-runs in file order.  Anonymous shared memory goes to pagemap-shmem-SHMID.img + its own pages file,
+spliced into pages-1.img, so the data never passes through Python.  One writer: tmpfs fills a
+file under its inode lock, and the lock-free way (faults on a shared mapping) costs twice the CPU
+per page (bench/tmpfs_write.py, README).  pagemap-PID.img lists the runs in file order.  Anonymous shared memory goes to pagemap-shmem-SHMID.img + its own pages file,
 read from the shmem object itself (/proc/PID/map_files) with sendfile (crpy.pagesio), so pages only in the page
 cache are not lost.  Guard regions (MADV_GUARD_INSTALL) come from the same scan.
 """
