@@ -52,8 +52,8 @@ class HeldPages:
 class PipeBudget:
     """What the tree's pipes may still hold in this round (shared by its tasks)."""
 
-    def __init__(self, mode):
-        self.bytes, self.pipes = (BUDGET, MAX_PIPES) if mode == "splice" else (0, 0)
+    def __init__(self, mode, limit=BUDGET, pipes=MAX_PIPES):
+        self.bytes, self.pipes = (limit, pipes) if mode == "splice" else (0, 0)
 
     def take(self, nbytes):
         if nbytes > self.bytes or self.pipes < 1:
