@@ -21,6 +21,7 @@ a complete dump once drain_all returned.
 
 import os
 import threading
+import time
 
 from crpy.log import log
 
@@ -49,14 +50,21 @@ class HeldDump:
         the pagemap written; returns the bytes of page data."""
         from crpy.dump.images import follow_image
         from crpy.dump.pages import _put_back_frame, write_pagemap
-        from crpy.dump.predump_pages import MAX_PIPES, PipeBudget, take_pages
+        from crpy.dump.pages import PagePlan
+        from crpy.dump.predump_pages import MAX_PIPES, HeldPages, PipeBudget, take_pages
         from crpy.images import framing
         from crpy.pagesio import open_out
 
         if self.budget is None:        # no byte limit: the tree is killed, pinning costs no memory
             self.budget = PipeBudget("splice", limit=1 << 62, pipes=MAX_PIPES)
         path = framing.image_path(self.images_dir, "pages", pages_id)
-        held = take_pages(parasite, pid, plan, self.budget)
+        held = HeldPages(pid, plan, parasite.saved)
+        try:
+            for runs in _segments(pid, plan.runs):
+                held.parts += take_pages(parasite, pid, PagePlan(runs=runs), self.budget).parts
+        except BaseException:
+            held.close()
+            raise
         fd = open_out(path)
         try:
             parts, offset = [], 0
@@ -101,7 +109,7 @@ class HeldDump:
         from crpy.dump.pages import _put_back_frame
 
         offset, nbytes, r = part
-        done = 0
+        done, t0 = 0, time.perf_counter()
         while done < nbytes:
             n = os.splice(r, image.fd, nbytes - done, offset_dst=offset + done)
             if n <= 0:
@@ -112,6 +120,8 @@ class HeldDump:
         # the frame bytes may fall in this part: put back (again) over what was just drained
         _put_back_frame(image.fd, image.held.plan.runs, image.held, follow_image(self.images_dir, image.path))
         self.drained += nbytes
+        log.debug("Held pages: %d bytes at %d of %s drained (%.1f ms)", nbytes, offset, image.path,
+                  (time.perf_counter() - t0) * 1e3)
         return nbytes
 
     def close(self):
@@ -123,6 +133,36 @@ class HeldDump:
                 image.parts = []
                 os.close(image.fd)
             self.images = {}
+
+
+BIG_AREA = 8 << 20                 # a VMA with this many bytes of pages gets pipes of its own
+
+
+def _segments(pid, runs):
+    """runs (in file order) cut into groups that never share a pipe: each VMA with BIG_AREA bytes
+    of pages or more alone, the smaller ones between together.  Why: the destination fetches
+    the pages of the areas it restores eagerly (stacks, data of libraries: small) during the
+    frozen time, and a pipe is drained front to back: a few KiB of them at the end of a 64 MiB
+    pipe shared with a big area would cost draining all of it then."""
+    import bisect
+
+    from crpy.kernel import proc
+
+    starts = [v.start for v in proc.maps(pid, vmflags=False)]
+    where = [bisect.bisect_right(starts, s) - 1 for s, _, _, _ in runs]
+    sizes = {}
+    for (s, e, _, _), vma in zip(runs, where):
+        sizes[vma] = sizes.get(vma, 0) + e - s
+    group, key = [], None
+    for run, vma in zip(runs, where):
+        k = vma if sizes[vma] >= BIG_AREA else "small"
+        if group and k != key:
+            yield group
+            group = []
+        group.append(run)
+        key = k
+    if group:
+        yield group
 
 
 def _place(pid, part, fd, offset, parts):
