@@ -26,10 +26,12 @@ import time
 from crpy.log import log
 
 _open = {}                         # realpath of an images dir -> HeldDump of the dump writing it
+DRAIN_STEP = 4 << 20               # bytes drained in the background per hold of the lock
 
 
 class _Image:
-    """One pages-N.img: its fd and its parts still in pipes, [offset, nbytes, pipe read end]."""
+    """One pages-N.img: its fd and its parts still in pipes, [offset, nbytes, pipe read end,
+    bytes drained already]."""
 
     def __init__(self, path, fd, held, parts):
         self.path, self.fd, self.held, self.parts = path, fd, held, parts
@@ -83,7 +85,8 @@ class HeldDump:
         return offset
 
     def ensure(self, path, offset, length):
-        """Bytes [offset, offset+length) of pages image `path` are in the file (drained now if not)."""
+        """Bytes [offset, offset+length) of pages image `path` are in the file (drained now if
+        not: a pipe only as far as needed, since the pages are asked for mostly in order)."""
         image = self.images.get(os.path.realpath(path))
         if image is None:
             return
@@ -91,45 +94,52 @@ class HeldDump:
         with self.lock:
             for part in list(image.parts):
                 if part[0] < end and offset < part[0] + part[1]:
-                    self._drain(image, part)
+                    self._drain(image, part, min(end - part[0], part[1]))
 
     def drain_all(self):
-        """Every pipe into its image (the local dump complete); bytes drained here."""
+        """Every pipe into its image (the local dump complete), DRAIN_STEP bytes per hold of the
+        lock (a GET meanwhile waits for one step at most); bytes drained here."""
         done = 0
         for image in list(self.images.values()):
             while True:
                 with self.lock:
                     if not image.parts:
                         break
-                    done += self._drain(image, image.parts[0])
+                    part = image.parts[0]
+                    done += self._drain(image, part, min(part[3] + DRAIN_STEP, part[1]))
         return done
 
-    def _drain(self, image, part):
+    def _drain(self, image, part, upto):
+        """Part [offset, nbytes, pipe, drained] of image drained up to byte `upto` of it."""
         from crpy.dump.images import follow_image
         from crpy.dump.pages import _put_back_frame
 
-        offset, nbytes, r = part
-        done, t0 = 0, time.perf_counter()
-        while done < nbytes:
-            n = os.splice(r, image.fd, nbytes - done, offset_dst=offset + done)
+        offset, nbytes, r, done = part
+        if upto <= done:
+            return 0
+        t0, first = time.perf_counter(), done
+        while done < upto:
+            n = os.splice(r, image.fd, upto - done, offset_dst=offset + done)
             if n <= 0:
                 raise OSError(0, f"{image.path}: the page pipe ran dry after {done} of {nbytes} bytes")
             done += n
-        image.parts.remove(part)
-        os.close(r)
-        # the frame bytes may fall in this part: put back (again) over what was just drained
+        part[3] = done
+        if done == nbytes:
+            image.parts.remove(part)
+            os.close(r)
+        # the frame bytes may fall in what was just drained: put back (again) over it
         _put_back_frame(image.fd, image.held.plan.runs, image.held, follow_image(self.images_dir, image.path))
-        self.drained += nbytes
-        log.debug("Held pages: %d bytes at %d of %s drained (%.1f ms)", nbytes, offset, image.path,
+        self.drained += done - first
+        log.debug("Held pages: %d bytes at %d of %s drained (%.1f ms)", done - first, offset + first, image.path,
                   (time.perf_counter() - t0) * 1e3)
-        return nbytes
+        return done - first
 
     def close(self):
         """Drop what is still in pipes and close the images."""
         with self.lock:
             for image in self.images.values():
-                for _, _, r in image.parts:
-                    os.close(r)
+                for part in image.parts:
+                    os.close(part[2])
                 image.parts = []
                 os.close(image.fd)
             self.images = {}
@@ -172,7 +182,7 @@ def _place(pid, part, fd, offset, parts):
     from crpy.dump.predump_pages import _Reader, _write_all
 
     if isinstance(part, tuple):
-        parts.append([offset, part[1], part[0]])
+        parts.append([offset, part[1], part[0], 0])
         return part[1]
     os.lseek(fd, offset, os.SEEK_SET)
     if isinstance(part, bytes):

@@ -48,7 +48,9 @@ def test_held_pages_drain_on_demand_then_restore(target_bin, tmp_path, monkeypat
             # nothing copied while frozen: only the few bytes of the parasite's frame put back
             assert path.stat().st_blocks * 512 <= 16 << 10, path.stat()
             assert not (images / "crpy-digests").exists()
-            held.ensure(str(path), size - 4096, 4096)          # the last page first
+            held.ensure(str(path), 0, 4096)                    # a pipe drained only as far as asked
+            assert held.drained == 4096
+            held.ensure(str(path), size - 4096, 4096)          # then the last page
             with open(path, "rb") as f:
                 f.seek(size - 4096)
                 assert f.read(4096) != bytes(4096)
