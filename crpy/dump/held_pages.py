@@ -53,12 +53,12 @@ class HeldDump:
         from crpy.dump.images import follow_image
         from crpy.dump.pages import _put_back_frame, write_pagemap
         from crpy.dump.pages import PagePlan
-        from crpy.dump.predump_pages import MAX_PIPES, HeldPages, PipeBudget, take_pages
+        from crpy.dump.predump_pages import HeldPages, PipeBudget, take_pages
         from crpy.images import framing
         from crpy.pagesio import open_out
 
         if self.budget is None:        # no byte limit: the tree is killed, pinning costs no memory
-            self.budget = PipeBudget("splice", limit=1 << 62, pipes=MAX_PIPES)
+            self.budget = PipeBudget("splice", limit=1 << 62)
         path = framing.image_path(self.images_dir, "pages", pages_id)
         held = HeldPages(pid, plan, parasite.saved)
         try:
