@@ -24,7 +24,8 @@ class _Restorer:
 
     def __init__(self):
         self.worker = None
-        self.serving = None            # the worker of a lazy restore from the images here, until all pages are in
+        self.serving = None            # the worker that restored, until it exits (and, serving_lazy:
+        self.serving_lazy = False      # its lazy-pages daemon for the images here has every page in)
 
     def prepare(self):
         if self.worker is not None:
@@ -53,9 +54,9 @@ class _Restorer:
                     break
         except OSError as e:
             answer = f"error the restore worker is gone: {e.strerror}"
-        if answer.startswith("pid ") and lazy == ["local"]:
-            self.serving = worker      # its daemon serves the pages: finish() waits for it
-            status = None
+        status = None
+        if answer.startswith("pid "):  # answered: its exit (and its daemon's pages) waits for finish()
+            self.serving, self.serving_lazy = worker, lazy == ["local"]
         else:
             status = worker.wait()
         if not answer.startswith("pid "):
@@ -66,13 +67,15 @@ class _Restorer:
         return pid
 
     def finish(self):
-        """DONE: a lazy restore from the images here has every page in (Refused if its daemon failed)."""
+        """DONE: the worker that restored has exited (not waited for before RESTORE's answer:
+        its exit is no part of the frozen time); a lazy restore from the images here has every
+        page in (Refused if its daemon failed)."""
         from crpy.pageserver.server import Refused
 
         worker, self.serving = self.serving, None
         if worker is None:
             return
-        line = worker.stdout.readline().strip()
+        line = worker.stdout.readline().strip() if self.serving_lazy else "pages in"
         worker.wait()
         if line != "pages in":
             raise Refused(f"the restored tree lost its pages: {line.removeprefix('error ') or 'the restore worker died'}")
