@@ -1,7 +1,9 @@
 """Benchmark: live migration of a task holding MIB MiB (1 GiB) of touched data that rewrites a
 64 MiB hot set without pause, to `crpy receive` over loopback (images on /dev/shm).  Each rep
-migrates one such task with pre-copy (`crpy migrate`, rounds until the dirty set stops shrinking),
-one with none (`--max-rounds 0`: stop-and-copy, i.e. dump + send + restore, all frozen) and one
+migrates one such task with pre-copy (`crpy migrate`, rounds until the dirty set stops shrinking;
+the destination restores lazily from the pages it has, --restore-mode lazy), the same with
+`--restore-mode eager` (the whole memory filled before the tree runs), one with none
+(`--max-rounds 0 --restore-mode eager`: stop-and-copy, i.e. dump + send + restore, all frozen) and one
 post-copy (`--lazy --max-rounds 0`: the final dump keeps the pages on the source, the destination
 runs at once and fetches them) and one pre-copy then post-copy (`--lazy`, rounds as pre-copy's),
 in rotating order; printed: the median frozen time of each and the
@@ -56,7 +58,7 @@ def _receive(dst):
     return proc, int(line.rsplit(":", 1)[1])
 
 
-def _migrate(exe, mib, workdir, rounds, lazy=False):
+def _migrate(exe, mib, workdir, rounds, lazy=False, eager=False):
     """One migration of a fresh writer; ((frozen s, of which the restore s), [(pages, MiB sent)] per round)."""
     ready = os.path.join(workdir, "ready")
     target = common.start_target([exe, str(mib), str(HOT_MIB), ready], ready, "bench.migrate: the writer",
@@ -64,7 +66,8 @@ def _migrate(exe, mib, workdir, rounds, lazy=False):
     with common.killed_after([target.pid]), common.image_dir("crpy-bench-mig-") as imgs:
         receiver, port = _receive(os.path.join(imgs, "dst"))
         args = [sys.executable, "-m", "crpy", "migrate", "-t", str(target.pid), "--to", f"127.0.0.1:{port}",
-                "--max-rounds", str(rounds), "-D", os.path.join(imgs, "src")] + (["--lazy"] if lazy else [])
+                "--max-rounds", str(rounds), "-D", os.path.join(imgs, "src")] + (["--lazy"] if lazy else []) \
+            + (["--restore-mode", "eager"] if eager else [])
         mig = subprocess.Popen(args, cwd=common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while mig.poll() is None:
             target.poll()                 # reaps the source once the final dump killed it
@@ -81,12 +84,12 @@ def _migrate(exe, mib, workdir, rounds, lazy=False):
 def run(reps=3, mib=1024):
     with common.child_subreaper(), common.work_dir("crpy-bench-mig-") as workdir:
         exe = common.build_c(workdir, "writer", WRITER_C, "-O2")
-        kinds = ("pre", "stop", "lazy", "pre+lazy")
+        kinds = ("pre", "pre-eager", "stop", "lazy", "pre+lazy")
         runs, last = {k: [] for k in kinds}, None
         for n in range(reps):
-            for kind in kinds[n % 4:] + kinds[:n % 4]:
+            for kind in kinds[n % 5:] + kinds[:n % 5]:
                 frozen, sent = _migrate(exe, mib, workdir, 5 if kind.startswith("pre") else 0,
-                                        lazy=kind.endswith("lazy"))
+                                        lazy=kind.endswith("lazy"), eager=kind in ("pre-eager", "stop"))
                 runs[kind].append(frozen)
                 if kind == "pre":
                     last = sent
@@ -100,7 +103,9 @@ def run(reps=3, mib=1024):
                 f"destination's restore {statistics.median(r for _, r in runs) * 1e3:.1f} ms)")
 
     lines = [f"migrate: {mib} MiB task rewriting a {HOT_MIB} MiB hot set, loopback, {reps} reps (median frozen):",
-             row("pre-copy", pre, p), row("stop-and-copy", stop, s), row("lazy", lazy, z),
+             row("pre-copy", pre, p),
+             row("pre-copy eager", runs["pre-eager"], statistics.median(f for f, _ in runs["pre-eager"])),
+             row("stop-and-copy", stop, s), row("lazy", lazy, z),
              row("pre-copy+lazy", runs["pre+lazy"], pz),
              f"  pre-copy/stop-and-copy {p / s:.3f} (aim <= 0.1); lazy/stop-and-copy {z / s:.3f}; "
              f"pre-copy+lazy/stop-and-copy {pz / s:.3f}",

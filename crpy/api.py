@@ -123,7 +123,9 @@ class PageServer:
 def Migration(pid, host, port, work_dir, max_rounds=5, min_rounds=1, on_round=None, **opts):
     """A pre-copy migration to `crpy receive` at host:port; .run() -> result with .pid, .rounds
     (crpy.migrate.source.Round: pages, bytes_sent, seconds, dirty_rate) and .frozen_seconds;
-    on_round(Round) is called after each round (the final dump's too)."""
+    on_round(Round) is called after each round (the final dump's too).  opts: lazy=True (post-copy),
+    restore_mode="lazy" (default: the destination runs the tree before its memory is filled) or
+    "eager", and those of crpy.migrate.source.Migration."""
     from crpy.migrate.source import Migration as _Migration
 
     return _Migration(pid, host, port, work_dir, max_rounds, min_rounds, on_round, **opts)

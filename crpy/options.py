@@ -32,6 +32,8 @@ class DumpOptions:
     tcp_established: bool = False     # criu --tcp-established: dump established TCP connections (repair mode)
     skip_in_flight: bool = False      # criu --skip-in-flight: drop connections not yet accepted
     tcp_close: bool = False           # criu --tcp-close: established TCP connections not saved (restored closed)
+    lazy_pages: bool = False          # criu dump --lazy-pages: private pages left in pipes for the caller to
+                                      # serve (crpy migrate --lazy; crpy.dump.held_pages), no crpy-digests
 
 
 @dataclass(frozen=True)

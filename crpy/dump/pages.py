@@ -218,12 +218,16 @@ def dump_shmem(images_dir, pid, plan, pages_ids, done):
     return written
 
 
-def dump_pages(parasite, images_dir, pid, plan, pages_ids=None, shmem_done=None):
+def dump_pages(parasite, images_dir, pid, plan, pages_ids=None, shmem_done=None, held=None):
     """All page data of the task: private memory, then anonymous shared memory; byte counts.
-    pages_ids: the tree's counter of pages-N.img numbers; shmem_done: shmids written already."""
+    pages_ids: the tree's counter of pages-N.img numbers; shmem_done: shmids written already;
+    held: a crpy.dump.held_pages.HeldDump (--lazy-pages): private pages kept in pipes, not copied."""
     import itertools
 
     pages_ids = pages_ids if pages_ids is not None else itertools.count(1)
     shmem_done = shmem_done if shmem_done is not None else set()
+    if held is not None:
+        return {"pages_bytes": held.take(parasite, pid, plan, next(pages_ids)),
+                "shmem_bytes": dump_shmem(images_dir, pid, plan, pages_ids, shmem_done)}
     return {"pages_bytes": dump_private_pages(parasite, images_dir, pid, plan, next(pages_ids)),
             "shmem_bytes": dump_shmem(images_dir, pid, plan, pages_ids, shmem_done)}

@@ -88,7 +88,8 @@ def _dump(opts):
                              opts.tcp_established, opts.skip_in_flight, opts.tcp_close)
     check_target(pid)
     track = _tracking(opts)
-    begin_image_digests(opts.images_dir, skip=opts.skip_integrity)
+    # --lazy-pages: the pages images are filled after the dump; its caller writes crpy-digests then
+    begin_image_digests(opts.images_dir, skip=opts.skip_integrity or opts.lazy_pages)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(ghost.links_removed_on_failure())    # unwound last: after the detach
         cleanup.push(_network_lock(opts))
@@ -99,7 +100,8 @@ def _dump(opts):
         cleanup.callback(_finish_tcp, killed=False)   # a failed dump: connections go on
         resources.set_dump_tree([t.pid for t in tasks if not t.zombie])
         pages_ids = itertools.count(1)
-        tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks, track)
+        tree = _TreeDump(opts.images_dir, FileTable(opts.images_dir, pages_ids), pages_ids, set(), tasks, track,
+                         _held_pages(opts, cleanup))
         faults.point("after-seize")
         tick("seize")
         progress.start("dump", len(tasks))
@@ -152,6 +154,7 @@ class _TreeDump:
     shmem_done: set
     tasks: list
     track: object = None              # crpy.dump.memtrack.Tracking with --track-mem --prev-images-dir
+    held: object = None               # crpy.dump.held_pages.HeldDump with --lazy-pages
 
     def __post_init__(self):
         self.by_pid = {t.pid: t for t in self.tasks}
@@ -205,7 +208,8 @@ def _dump_task(tree, task, n, stats, tick):
     with infected(pid) as infection:
         tick("infect")
         start_preload()                   # imports ride along while the pages move GIL-free
-        written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done)
+        written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done,
+                             tree.held)
         _add(stats, written)
         tick("pages")
         # hashed beside the rest of the dump (private pages were, as they were written)
@@ -243,6 +247,20 @@ def _finish_tcp(killed):
 
     if "crpy.resources.tcp_stream" in sys.modules:
         sys.modules["crpy.resources.tcp_stream"].finish_dump(killed)
+
+
+def _held_pages(opts, cleanup):
+    """--lazy-pages: the HeldDump the pages go to (crpy.dump.held_pages), released if the dump fails."""
+    if not opts.lazy_pages:
+        return None
+    from crpy.dump import held_pages
+
+    def release(exc_type, exc, tb):
+        if exc_type is not None:
+            held_pages.abandon(opts.images_dir)
+        return False
+    cleanup.push(release)
+    return held_pages.begin(opts.images_dir)
 
 
 def _tracking(opts):

@@ -52,8 +52,10 @@ class HeldPages:
 class PipeBudget:
     """What the tree's pipes may still hold in this round (shared by its tasks)."""
 
-    def __init__(self, mode):
-        self.bytes, self.pipes = (BUDGET, MAX_PIPES) if mode == "splice" else (0, 0)
+    def __init__(self, mode, limit=None, pipes=None):
+        """limit, pipes: bytes and pipes at most (default BUDGET and MAX_PIPES, read now)."""
+        self.bytes, self.pipes = ((BUDGET if limit is None else limit, MAX_PIPES if pipes is None else pipes)
+                                  if mode == "splice" else (0, 0))
 
     def take(self, nbytes):
         if nbytes > self.bytes or self.pipes < 1:

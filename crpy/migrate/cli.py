@@ -36,7 +36,7 @@ def _migrate(args, verbosity):
 
     result = migrate(args.tree, args.to, work, max_rounds=args.max_rounds, min_rounds=args.min_rounds,
                      on_round=lambda r: print(r.line(), flush=True), verbosity=verbosity,
-                     log_file=args.log_file, lazy=args.lazy, on_restored=restored,
+                     log_file=args.log_file, lazy=args.lazy, on_restored=restored, restore_mode=args.restore_mode,
                      dump_opts={"file_locks": args.file_locks, "link_remap": args.link_remap,
                                 "shell_job": args.shell_job, "ghost_limit": args.ghost_limit})
     print(f"migrated {args.tree} to {args.to}: restored as pid {result.pid}; frozen "
@@ -78,6 +78,9 @@ def add_parsers(sub):
                    help="pre-copy rounds at least, even when the dirty set stops shrinking")
     m.add_argument("-D", "--images-dir", metavar="DIR", help="local work directory (default: a new one in /tmp)")
     m.add_argument("--lazy", action="store_true", help="post-copy: the destination runs at once, its pages pulled from here after")
+    m.add_argument("--restore-mode", choices=("lazy", "eager"), default="lazy",
+                   help="without --lazy, how the destination restores the pages it has: lazy (default: the tree "
+                        "runs before its memory is filled, from a local lazy-pages) or eager (filled first)")
     m.add_argument("-l", "--file-locks", action="store_true", help="as crpy dump --file-locks (every round)")
     m.add_argument("--link-remap", action="store_true", help="as crpy dump --link-remap")
     m.add_argument("-j", "--shell-job", action="store_true", help="as crpy dump --shell-job")

@@ -2,7 +2,9 @@
 
 One connection: each round of the source arrives in DIR/NAME (a page server session,
 crpy.pageserver.server, with SUBDIR), checked file by file; RESTORE restores DIR/dump (through its
-parent chain) with `crpy restore -d` and answers with the root's pid; DONE ends it.  If anything
+parent chain) with `crpy restore -d` and answers with the root's pid (RESTORE "local": with
+--lazy-pages from these images, served by a `crpy lazy-pages` the restore worker forks; DONE is
+answered once it has every page in, refused if it failed); DONE ends it.  If anything
 fails before DONE (the source goes away, a damaged stream, the restore), every directory this
 session made is removed, the source is told, and receive exits 1 with one line: nothing is left
 behind (a failed restore kills what it made: crpy restore's own guarantee).
@@ -22,6 +24,8 @@ class _Restorer:
 
     def __init__(self):
         self.worker = None
+        self.serving = None            # the worker that restored, until it exits (and, serving_lazy:
+        self.serving_lazy = False      # its lazy-pages daemon for the images here has every page in)
 
     def prepare(self):
         if self.worker is not None:
@@ -34,13 +38,14 @@ class _Restorer:
                                        stderr=subprocess.DEVNULL, text=True)
 
     def restore(self, images_dir, lazy=None):
-        """lazy: (address, port, NAME=SIZE ...) of crpy migrate --lazy (crpy.migrate.lazy)."""
+        """lazy: ("lazy", address, port, NAME=SIZE ...) of crpy migrate --lazy, or ("local",): a
+        lazy restore from the images here (crpy.migrate.lazy)."""
         from crpy.pageserver.server import Refused
 
         self.prepare()
         worker, self.worker = self.worker, None
         try:
-            worker.stdin.write("\t".join([images_dir, *(["lazy", *lazy] if lazy else [])]) + "\n")
+            worker.stdin.write("\t".join([images_dir, *(lazy or [])]) + "\n")
             worker.stdin.close()
             answer = ""
             for line in worker.stdout:
@@ -49,7 +54,11 @@ class _Restorer:
                     break
         except OSError as e:
             answer = f"error the restore worker is gone: {e.strerror}"
-        status = worker.wait()
+        status = None
+        if answer.startswith("pid "):  # answered: its exit (and its daemon's pages) waits for finish()
+            self.serving, self.serving_lazy = worker, lazy == ["local"]
+        else:
+            status = worker.wait()
         if not answer.startswith("pid "):
             why = answer.removeprefix("error ") or f"the restore worker ended with {status}"
             raise Refused(f"the restore on the destination failed: {why}")
@@ -57,8 +66,29 @@ class _Restorer:
         log.info("Receive: restored %s as pid %d", images_dir, pid)
         return pid
 
+    def finish(self):
+        """DONE: the worker that restored has exited (not waited for before RESTORE's answer:
+        its exit is no part of the frozen time); a lazy restore from the images here has every
+        page in (Refused if its daemon failed)."""
+        from crpy.pageserver.server import Refused
+
+        worker, self.serving = self.serving, None
+        if worker is None:
+            return
+        line = worker.stdout.readline().strip() if self.serving_lazy else "pages in"
+        worker.wait()
+        if line != "pages in":
+            raise Refused(f"the restored tree lost its pages: {line.removeprefix('error ') or 'the restore worker died'}")
+        log.info("Receive: every page of the lazy restore in")
+
     def abandon(self):
-        """The session failed: the worker goes without restoring anything."""
+        """The session failed: the worker goes without restoring anything (a restored tree still
+        being served its pages keeps its images until they are all in)."""
+        if self.serving is not None:
+            try:
+                self.finish()
+            except Exception as e:  # noqa: BLE001 - the session fails anyway; say it
+                log.error("Receive: %s", e)
         worker, self.worker = self.worker, None
         if worker is not None:
             try:

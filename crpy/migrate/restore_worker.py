@@ -8,10 +8,14 @@ machine) are paid before the source tree is frozen, not in its frozen time.
                                                 "DIR\tlazy\tADDR\tPORT\tNAME=SIZE...": restored
                                                 with --lazy-pages from that page server
                                                 (crpy.migrate.lazy.prepare_lazy)
+                                                "DIR\tlocal": restored with --lazy-pages from
+                                                the local images; after "pid N" it waits for
+                                                that daemon and prints "pages in" or "error LINE"
 
 End of input instead of a line: it exits and does nothing.
 """
 
+import os
 import sys
 
 
@@ -23,14 +27,14 @@ def _preload():
     import crpy.resources
     import crpy.restore
 
-    for package in (crpy.restore, crpy.resources):
+    import crpy.lazy
+
+    for package in (crpy.restore, crpy.resources, crpy.lazy):
         for info in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 def main():
-    import os
-
     from crpy.errors import CrpyError
 
     _preload()
@@ -44,7 +48,11 @@ def main():
 
     daemon = None
     try:
-        if lazy:
+        if lazy == ["local"]:
+            from crpy.migrate.lazy import start_daemon
+
+            daemon = start_daemon(images_dir)
+        elif lazy:
             from crpy.migrate.lazy import parse_request, prepare_lazy
 
             daemon = prepare_lazy(images_dir, *parse_request(lazy[1:]))
@@ -52,8 +60,9 @@ def main():
                                          pidfile=os.path.join(images_dir, "restored.pid"),
                                          lazy_pages=bool(lazy),
                                          # lazy: the sent images were checked at FIN by the receiver
-                                         # a moment ago; the pages images are placeholders filled
-                                         # from the source, which crpy-digests cannot list
+                                         # a moment ago (every file against the sender's digest of
+                                         # its stream); remote, the pages images are placeholders
+                                         # filled from the source, which crpy-digests cannot list
                                          skip_integrity=bool(lazy)))
     except CrpyError as e:
         _stop(daemon)
@@ -64,14 +73,23 @@ def main():
         print(f"error internal error in the restore: {type(e).__name__}: {e}", flush=True)
         return 1
     print(f"pid {pid}", flush=True)
+    if lazy == ["local"]:
+        from crpy.migrate.lazy import daemon_result
+
+        failed = daemon_result(daemon, images_dir)
+        print("pages in" if failed is None else f"error {failed}", flush=True)
+        return 0 if failed is None else 1
     return 0
 
 
 def _stop(daemon):
     """The restore failed: its lazy-pages daemon has nothing to serve."""
-    if daemon is not None and daemon.poll() is None:
-        daemon.kill()
-        daemon.wait()
+    if daemon is not None:
+        try:
+            os.kill(daemon, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(daemon, 0)
 
 
 if __name__ == "__main__":

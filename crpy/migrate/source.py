@@ -20,9 +20,17 @@ is restored here from the local copy of the same images (same pids, same state a
 and migrate fails saying so; only if that local restore fails too is the tree lost (said in the
 error).
 
+--restore-mode lazy (the default; eager: the whole memory filled before the tree runs, as
+before): every page is on the destination already, in the chain, so the receiver restores with
+--lazy-pages from its own images (a local `crpy lazy-pages` forked by its restore worker): the
+tree runs there before its memory is filled, and the frozen time ends there.  The receiver
+answers DONE once that daemon has every page in; if it fails (its guard then kills the tasks
+there) DONE is refused and the tree is restored here as above.
+
 --lazy (post-copy): the pre-copy rounds as above (optional: --max-rounds 0), then a final dump
-whose pages images stay here (written locally; every other image is sent), a page server on
-this side serving them (crpy.pageserver.serve, on the address of this end of the connection),
+whose pages stay here, in page pipes while frozen (crpy.dump.held_pages: no copy, so the frozen
+time does not grow with memory), drained into the local pages images after (every other image
+is sent), a page server on this side serving them (crpy.pageserver.serve, on the address of this end of the connection),
 and RESTORE asks the receiver for `crpy restore --lazy-pages` with `crpy lazy-pages --page-server`
 fetching from it (crpy.migrate.restore_worker).  The restored tree runs at once; the frozen time
 ends there.  migrate then serves pages until the destination's daemon says it has them all (DONE),
@@ -37,6 +45,7 @@ from crpy.log import log
 from crpy.record import dataclass, field
 
 MiB = 1 << 20
+RESTORE_MODES = ("lazy", "eager")   # --restore-mode: how the destination restores the pages it has
 
 
 @dataclass
@@ -58,7 +67,7 @@ class Round:
 class Result:
     pid: int                  # the restored root, on the destination
     rounds: list = field(default_factory=list)
-    frozen_seconds: float = 0.0   # from the final dump's start to the destination's restore done
+    frozen_seconds: float = 0.0   # from the final dump's start to the tree running on the destination
     restore_seconds: float = 0.0  # of which the destination's restore (the rest: the final dump)
 
 
@@ -81,8 +90,14 @@ class Migration:
     """migrate(pid) to `crpy receive` at host:port; on_round(Round) is called after each round."""
 
     def __init__(self, pid, host, port, work_dir, max_rounds=5, min_rounds=1, on_round=None,
-                 verbosity=2, log_file=None, lazy=False, dump_opts=None, on_restored=None):
+                 verbosity=2, log_file=None, lazy=False, dump_opts=None, on_restored=None, restore_mode="lazy"):
+        if restore_mode not in RESTORE_MODES:
+            from crpy.errors import OptionError
+
+            raise OptionError(f"--restore-mode {restore_mode!r}: not one of {', '.join(RESTORE_MODES)}",
+                              "lazy: the tree runs there before its memory is filled; eager: after")
         self.lazy, self.serving, self.on_restored = lazy, None, on_restored
+        self.restore_mode = restore_mode
         self.pid, self.host, self.port, self.work_dir = pid, host, port, work_dir
         self.max_rounds, self.min_rounds = max_rounds, min(min_rounds, max_rounds)
         self.on_round, self.verbosity, self.log_file = on_round, verbosity, log_file
@@ -116,17 +131,22 @@ class Migration:
         try:
             asked = time.monotonic()
             request = b"dump"
+            if self.serving is None and self.restore_mode == "lazy":
+                request += b"\0local"     # every page is there: restored lazily from its own images
             if self.serving is not None:
                 request += b"\0" + self.serving.request()
                 self.serving.start()
             self.result.pid = client.call(_restore_cmd(), 0, request, what="RESTORE")
             self.result.frozen_seconds = time.monotonic() - started
             self.result.restore_seconds = time.monotonic() - asked
+            if self.serving is not None:
+                self.serving.drain_in_background()
             client.call(_done_cmd(), what="DONE")
         except BaseException as e:
             client.close()
             if self.serving is not None:
                 self.serving.close()
+                self.serving.complete_local()      # the held pages, for the restore here
             self._restore_here(e)
         client.close()
         log.info("Migration of %d done: frozen %.3f s", self.pid, self.result.frozen_seconds)
@@ -141,13 +161,16 @@ class Migration:
         (lazy: the pages images stay here, served by a page server started now)."""
         if not self.lazy:
             return self._round(client, "dump", prev, len(self.result.rounds) + 1)
+        from crpy.dump import held_pages
         from crpy.migrate.lazy import LazyServing
 
         # listening before the final dump: once it is done the source tree is gone
         self.serving = LazyServing(os.path.join(self.work_dir, "dump"), client.sock.getsockname()[0])
         client.pages_local = True
         try:
-            return self._round(client, "dump", prev, len(self.result.rounds) + 1)
+            r = self._round(client, "dump", prev, len(self.result.rounds) + 1, lazy_pages=True)
+            self.serving.held = held_pages.claim(self.serving.images_dir)
+            return r
         except BaseException:
             self.serving.close()
             self.serving = None
@@ -155,7 +178,7 @@ class Migration:
         finally:
             client.pages_local = False
 
-    def _round(self, client, name, prev, number):
+    def _round(self, client, name, prev, number, lazy_pages=False):
         from crpy.dump.pipeline import run_dump
         from crpy.options import DumpOptions
         from crpy import pageserver
@@ -170,7 +193,7 @@ class Migration:
         pre = name != "dump"
         opts = DumpOptions(pid=self.pid, images_dir=images_dir, pre_dump=pre, leave_running=pre,
                            track_mem=pre or prev is not None, prev_images_dir=f"../{prev}" if prev else None,
-                           verbosity=self.verbosity, log_file=self.log_file, **self.dump_opts)
+                           verbosity=self.verbosity, log_file=self.log_file, lazy_pages=lazy_pages, **self.dump_opts)
         pageserver.attach(images_dir, client)
         try:
             stats = run_dump(opts)

@@ -21,16 +21,16 @@ from crpy.pageserver import protocol as P
 class PageServing:
     """The pages images of one dump (and its parents), served by GET."""
 
-    def __init__(self, images_dir):
+    def __init__(self, images_dir, held=None):
         self.root = os.path.realpath(images_dir)
         self.dirs = _chain_dirs(self.root)
-        self.fds = {}                  # name -> an open fd of the image
+        self.fds = {}                  # name -> (an open fd of the image, its path)
         self.bytes = 0
+        self.held = held               # crpy.dump.held_pages.HeldDump: images still in page pipes
 
     def _image_fd(self, name):
-        fd = self.fds.get(name)
-        if fd is not None:
-            return fd
+        if name in self.fds:
+            return self.fds[name]
         path = os.path.realpath(os.path.join(self.root, name))
         base = os.path.basename(path)
         if (os.path.dirname(path) not in self.dirs or not base.startswith("pages-")
@@ -40,17 +40,19 @@ class PageServing:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise P.StreamError(f"GET {name}: {e.strerror}") from None
-        self.fds[name] = fd
-        return fd
+        self.fds[name] = fd, path
+        return fd, path
 
     def _get(self, sock, offset, payload):
         name, _, length = payload.decode(errors="replace").partition("\0")
         if not length.isdigit():
             raise P.StreamError(f"malformed GET {payload[:80]!r}")
         length = int(length)
-        fd = self._image_fd(name)
+        fd, path = self._image_fd(name)
         if offset + length > os.fstat(fd).st_size:
             raise P.StreamError(f"GET {name}: {length} bytes at offset {offset} beyond its end")
+        if self.held is not None:
+            self.held.ensure(path, offset, length)
         P.send_data_header(sock, length)
         done = 0
         while done < length:
@@ -96,7 +98,7 @@ class PageServing:
             return False
 
     def close(self):
-        for fd in self.fds.values():
+        for fd, _ in self.fds.values():
             os.close(fd)
         self.fds = {}
 

@@ -64,8 +64,8 @@ class _OpenFile:
 
 class Session:
     """Serve one connection.  receive: None for `crpy page-server` (one dump, ends at FIN), or an
-    object with prepare(), restore(dir) -> pid and abandon() (crpy receive: SUBDIR per round,
-    RESTORE, DONE)."""
+    object with prepare(), restore(dir, lazy) -> pid, finish() and abandon() (crpy receive: SUBDIR
+    per round, RESTORE, DONE)."""
 
     def __init__(self, sock, root_dir, receive=None):
         self.sock, self.root, self.dir, self.receive = sock, root_dir, root_dir, receive
@@ -211,14 +211,18 @@ class Session:
         if self.receive is None:
             raise Refused("RESTORE is for crpy receive, not crpy page-server")
         # payload: the subdirectory, then (crpy migrate --lazy) "\0lazy\0ADDR\0PORT\0NAME=SIZE..."
+        # or (a lazy restore from the images here) "\0local"
         name, *lazy = self._payload(b).decode(errors="replace").split("\0")
-        if lazy and (lazy[0] != "lazy" or len(lazy) < 3 or any("\t" in f or "\n" in f for f in lazy)):
+        if lazy and not ((lazy[0] == "lazy" and len(lazy) >= 3) or lazy == ["local"]) \
+                or any("\t" in f or "\n" in f for f in lazy):
             raise Refused(f"malformed RESTORE request {lazy[:3]!r}")
         pid = self.receive.restore(os.path.join(self.root, _check_name(name, "directory")),
-                                   lazy[1:] or None)  # Refused if it failed
+                                   lazy or None)  # Refused if it failed
         self._reply(P.OK, pid)
 
     def _done(self, a, b):
+        if self.receive is not None:
+            self.receive.finish()      # a lazy restore here: every page in (Refused if not)
         self.created = []              # the migration is over: the images stay, as criu's do
         self._reply(P.OK)
         return "end"

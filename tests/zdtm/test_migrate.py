@@ -71,10 +71,95 @@ def test_migrate_prints_its_rounds(tmp_path, netns, rounds):
         assert f"restored as pid {test.pid}; frozen" in lines[-1], proc.stdout
         # it runs on the other side of the link now
         assert os.readlink(f"/proc/{test.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        # --restore-mode lazy (the default): restored from the destination's own images by a local
+        # lazy-pages, which had every page in before DONE
+        lazy_log = str(tmp_path / "dst" / "dump" / "lazy-pages.log")
+        assert "all pages in" in harness.tail(lazy_log, 400), harness.tail(lazy_log)
         harness.check_vmas_back(vmas)
         assert test.stop() == (True, "PASS")
     finally:
         test.kill()
+
+
+def test_migrate_restore_mode_eager(tmp_path, netns):
+    """--restore-mode eager: the destination fills the memory before the tree runs (no lazy-pages)."""
+    test = start_test(tmp_path, "dirtymem")
+    try:
+        vmas = {test.pid: procstate.vmas(test.pid)}
+        server = _receive(netns, tmp_path / "dst")
+        proc = run_migrate(test.pid, f"{netns.there}:{server.port}", str(tmp_path / "src"), 1,
+                           extra=["--restore-mode", "eager"])
+        rc, err = server.wait()
+        assert proc.returncode == 0 and rc == 0, proc.stderr + err
+        assert not (tmp_path / "dst" / "dump" / "lazy-pages.log").exists()
+        assert "integrity-wait" in harness.tail(str(tmp_path / "dst" / "dump" / "restore.log"), 400)
+        harness.check_vmas_back(vmas)
+        assert test.stop() == (True, "PASS")
+    finally:
+        test.kill()
+
+
+def test_destination_lazy_pages_dying_brings_the_tree_back(tmp_path, netns):
+    """--restore-mode lazy: the destination's local lazy-pages killed while it still pushes pages
+    (slowed down): its guard kills the restored task, the receiver refuses DONE, and the tree is
+    restored on the source from its local images, where it passes its own check."""
+    import signal
+    import subprocess
+    import time
+
+    test = start_test(tmp_path, "dirtymem")
+    proc = None
+    try:
+        server = _receive(netns, tmp_path / "dst", env={"CRPY_LAZY_PUSH_DELAY_MS": "1000"})
+        out = open(tmp_path / "migrate.out", "w+")
+        proc = subprocess.Popen(harness.crpy_command("migrate", "-t", test.pid, "--to", f"{netns.there}:{server.port}",
+                                                     "--max-rounds", "1", "-D", tmp_path / "src", "-v4",
+                                                     "-o", "migrate.log"),
+                                cwd=harness.REPO, env=harness.crpy_env(), stdout=out, stderr=subprocess.STDOUT)
+        daemon, deadline = None, time.monotonic() + 120
+        while daemon is None:
+            harness._try_reap(test.pid)
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "migrate.out").read_text()
+            daemon = _lazy_pages_daemon(server.proc.pid)
+            time.sleep(0.01)
+        while "Receive: restored" not in harness.tail(str(tmp_path / "receive.log"), 400):
+            harness._try_reap(test.pid)
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(daemon, signal.SIGKILL)
+        while proc.poll() is None:           # the guard kills the restored task: reap it
+            harness._try_reap(test.pid)
+            assert time.monotonic() < deadline, (tmp_path / "migrate.out").read_text()
+            time.sleep(0.005)
+        said = (tmp_path / "migrate.out").read_text()
+        assert proc.returncode == 1 and "the tree was restored here" in said and "lost its pages" in said, said
+        rc, err = server.wait()
+        assert rc == 1, err
+        assert listing(tmp_path / "dst") == []
+        assert os.readlink(f"/proc/{test.pid}/ns/net") == os.readlink("/proc/self/ns/net")
+        assert test.stop() == (True, "PASS")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        test.kill()
+
+
+def _lazy_pages_daemon(root):
+    """The pid of the lazy-pages daemon forked by the receiver's restore worker (below root), or None."""
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+            kids = [int(k) for t in os.listdir(f"/proc/{pid}/task")
+                    for k in open(f"/proc/{pid}/task/{t}/children").read().split()]
+        except OSError:
+            continue
+        if b"crpy.migrate.restore_worker" in cmdline and kids:
+            return kids[0]
+        todo += kids
+    return None
 
 
 def _must_fail_untouched(tmp_path, netns, rounds, migrate_env=None, relay=None):
