@@ -99,23 +99,30 @@ def test_migrate_restore_mode_eager(tmp_path, netns):
         test.kill()
 
 
+def _slow_lazy_migration(tmp_path, netns, test, *args):
+    """(receiver, migrate process) of a migration of `test` whose destination pushes pages
+    slowly (1 s between pushes), its output in migrate.out."""
+    import subprocess
+
+    server = _receive(netns, tmp_path / "dst", env={"CRPY_LAZY_PUSH_DELAY_MS": "1000"})
+    out = open(tmp_path / "migrate.out", "w+")
+    proc = subprocess.Popen(harness.crpy_command("migrate", "-t", test.pid, "--to", f"{netns.there}:{server.port}",
+                                                 *args, "-D", tmp_path / "src", "-v4", "-o", "migrate.log"),
+                            cwd=harness.REPO, env=harness.crpy_env(), stdout=out, stderr=subprocess.STDOUT)
+    return server, proc
+
+
 def test_destination_lazy_pages_dying_brings_the_tree_back(tmp_path, netns):
     """--restore-mode lazy: the destination's local lazy-pages killed while it still pushes pages
     (slowed down): its guard kills the restored task, the receiver refuses DONE, and the tree is
     restored on the source from its local images, where it passes its own check."""
     import signal
-    import subprocess
     import time
 
     test = start_test(tmp_path, "dirtymem")
     proc = None
     try:
-        server = _receive(netns, tmp_path / "dst", env={"CRPY_LAZY_PUSH_DELAY_MS": "1000"})
-        out = open(tmp_path / "migrate.out", "w+")
-        proc = subprocess.Popen(harness.crpy_command("migrate", "-t", test.pid, "--to", f"{netns.there}:{server.port}",
-                                                     "--max-rounds", "1", "-D", tmp_path / "src", "-v4",
-                                                     "-o", "migrate.log"),
-                                cwd=harness.REPO, env=harness.crpy_env(), stdout=out, stderr=subprocess.STDOUT)
+        server, proc = _slow_lazy_migration(tmp_path, netns, test, "--max-rounds", "1")
         daemon, deadline = None, time.monotonic() + 120
         while daemon is None:
             harness._try_reap(test.pid)
@@ -262,18 +269,12 @@ def test_migrate_lazy_source_killed_mid_transfer_kills_the_destination_task(tmp_
     """The source side killed while the destination still fetches pages (the daemon's background
     push slowed down): the restored task, which needs them, is killed, said in one line."""
     import signal
-    import subprocess
     import time
 
     test = start_test(tmp_path, "dirtymem")
     proc = None
     try:
-        server = _receive(netns, tmp_path / "dst", env={"CRPY_LAZY_PUSH_DELAY_MS": "1000"})
-        out = open(tmp_path / "migrate.out", "w+")
-        proc = subprocess.Popen(harness.crpy_command("migrate", "-t", test.pid, "--to", f"{netns.there}:{server.port}",
-                                                     "--max-rounds", "0", "-D", tmp_path / "src", "--lazy",
-                                                     "-v4", "-o", "migrate.log"),
-                                cwd=harness.REPO, env=harness.crpy_env(), stdout=out, stderr=subprocess.STDOUT)
+        server, proc = _slow_lazy_migration(tmp_path, netns, test, "--max-rounds", "0", "--lazy")
         deadline = time.monotonic() + 120
         while "serving its pages" not in (tmp_path / "migrate.out").read_text():
             harness._try_reap(test.pid)
