@@ -32,12 +32,20 @@ int main(int argc, char **argv)
 	kid = test_fork();
 	if (kid == 0) {
 		pthread_t th;
+		sigset_t cont, before;
+
+		/* SIGCONT's handler runs in this thread only, and only inside sigsuspend: blocked
+		 * here (the idle thread inherits the block), it still continues the stopped task,
+		 * and a pause() could miss it (run on the other thread, or just before the pause) */
+		sigemptyset(&cont);
+		sigaddset(&cont, SIGCONT);
+		sigprocmask(SIG_BLOCK, &cont, &before);
 		signal(SIGCONT, on_cont);
 		if (pthread_create(&th, NULL, idle_thread, NULL))
 			_exit(1);
 		raise(SIGSTOP);
 		while (!continued)
-			pause();
+			sigsuspend(&before);
 		_exit(17);
 	}
 	wait_proc_state(kid, 'T');
