@@ -27,9 +27,9 @@ def _remove_listed(listed):
         try:
             if ident and ident != _identity(os.lstat(path)):
                 continue
-            os.rmdir(path) if is_dir(value) else os.unlink(path)
         except OSError:
-            pass
+            continue
+        _remove_quietly(path, is_dir(value))
 
 
 _janitor = Janitor(_remove_listed)

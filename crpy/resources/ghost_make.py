@@ -44,8 +44,7 @@ def create(items, orig):
                                             lambda tmp: _make_file(tmp, head, items))
             _names.append((path, False))
             return path
-        if not (_stat.S_ISDIR(head.mode) or _stat.S_ISLNK(head.mode) or _stat.S_ISFIFO(head.mode)
-                or _stat.S_ISCHR(head.mode) or _stat.S_ISBLK(head.mode)):
+        if _stat.S_IFMT(head.mode) not in _SPECIAL_KINDS:
             raise RestoreError(f"cannot re-create unlinked file {orig}: file type {_stat.S_IFMT(head.mode):o}")
         ghost_janitor.make_named([orig], lambda tmp: _make_special(tmp, head), _stat.S_ISDIR(head.mode))
         _names.append((orig, _stat.S_ISDIR(head.mode)))
@@ -58,9 +57,13 @@ def create(items, orig):
                            "its file system must be writable at restore") from None
 
 
+# the other kinds of ghost _make_special makes, by what error lines call them
+_SPECIAL_KINDS = {_stat.S_IFDIR: "directory", _stat.S_IFIFO: "FIFO", _stat.S_IFCHR: "device",
+                  _stat.S_IFBLK: "device", _stat.S_IFLNK: "symlink"}
+
+
 def _what(mode):
-    return {_stat.S_IFDIR: "directory", _stat.S_IFIFO: "FIFO", _stat.S_IFCHR: "device",
-            _stat.S_IFBLK: "device", _stat.S_IFLNK: "symlink"}.get(_stat.S_IFMT(mode), "file")
+    return _SPECIAL_KINDS.get(_stat.S_IFMT(mode), "file")
 
 
 def _make_file(path, head, items):
