@@ -176,7 +176,7 @@ def main(argv=None):
         args = _parser().parse_args(argv)
         return _run(args, 2 if verbosity is None else verbosity)
     except CrpyError as e:
-        print(f"crpy: error: {e.one_line()}", file=sys.stderr)
+        print(e.error_line(), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("crpy: interrupted", file=sys.stderr)

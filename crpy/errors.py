@@ -25,6 +25,10 @@ class CrpyError(Exception):
             text += f" (hint: {self.hint})"
         return text
 
+    def error_line(self):
+        """The line a command prints on stderr for this error."""
+        return f"crpy: error: {self.one_line()}"
+
 
 class KernelError(CrpyError):
     """A syscall failed; `errno` and `what` say which and how."""

@@ -164,7 +164,7 @@ def show(paths, pretty=False, out=None, err=None):
     if errors and len(paths) == 1 and not os.path.isdir(paths[0]):
         raise errors[0]                   # the CLI prints it, as for any other error
     for e in errors:
-        err.write(f"crpy: error: {e.one_line()}\n")
+        err.write(e.error_line() + "\n")
     single = len(paths) == 1 and not os.path.isdir(paths[0])
     doc = next(iter(result.values())) if single else result
     try:

@@ -226,7 +226,7 @@ def _daemon_child(images_dir, page_server, out_path):
         try:
             code = run_lazy_pages(images_dir, "lazy-pages.log", 4, page_server)
         except CrpyError as e:         # one line, as the command line says it
-            print(f"crpy: error: {e.one_line()}", file=sys.stderr)
+            print(e.error_line(), file=sys.stderr)
     except BaseException as e:  # noqa: BLE001 - a bug: still one line
         print(f"crpy: internal error in lazy-pages: {type(e).__name__}: {e}", file=sys.stderr)
     finally:

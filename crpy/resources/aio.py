@@ -23,6 +23,7 @@ at restore.
 import struct
 
 from crpy.errors import UnsupportedResource
+from crpy.images.vma_status import VMA_AREA_AIORING
 
 RING_NAME = "/[aio]"
 PAGE = 4096
@@ -100,7 +101,6 @@ def check_ring(pid, start, end, header):
 def plan(pid, vma):
     """VmaPlan fields of a ring (CRIU's: status VMA_AREA_AIORING alone, MAP_SHARED; its pages
     are saved) after checking its header; the tail is kept to see whether it moves."""
-    from crpy.images.vma_status import VMA_AREA_AIORING
 
     if vma.prot != PROT_READ_WRITE:      # the new ring comes read-write, as io_setup maps it
         raise UnsupportedResource(pid, KIND, target=f"with its ring at {vma.start:#x} mprotect()ed to {vma.prot:#x}",
@@ -113,7 +113,6 @@ def plan(pid, vma):
 def refuse_in_flight(pid, plans):
     """A completion that arrived while the task was frozen (its pages are saved by now) shows a
     request was in flight: what the dumped ring holds may miss it, so the dump is refused."""
-    from crpy.images.vma_status import VMA_AREA_AIORING
 
     for p in plans:
         if not p.status & VMA_AREA_AIORING:
@@ -127,7 +126,6 @@ def refuse_in_flight(pid, plans):
 def ring_entries(plans):
     """mm_entry.aios: one aio_ring_entry (id = ring address, nr_req, ring_len) per ring VMA."""
     from crpy.images.pb import mm_pb2
-    from crpy.images.vma_status import VMA_AREA_AIORING
 
     return [mm_pb2.aio_ring_entry(id=p.start, ring_len=p.end - p.start, nr_req=estimate_nr_req(p.end - p.start))
             for p in plans if p.status & VMA_AREA_AIORING]

@@ -361,12 +361,11 @@ def _check_droppable(path, i, v):
 
 def _mapped_file_path(mm_path, v, files):
     """The path VMA entry v maps: its ghost, or the existing file once checked (found once per
-    file id when files keeps the paths found, crpy.restore.load.FilesById)."""
-    paths = getattr(files, "paths", {})
-    found = paths.get(v.shmid)
+    file id: files is a FilesById, which keeps the paths found)."""
+    found = files.paths.get(v.shmid)
     if found is None:
         reg = files[v.shmid]
-        found = paths[v.shmid] = (_mapped_ghost(mm_path, v.shmid, reg)
+        found = files.paths[v.shmid] = (_mapped_ghost(mm_path, v.shmid, reg)
                                   or _existing_file(reg, f"the file mapped at {v.start:#x}",
                                                     os.path.dirname(mm_path)))
     return found
