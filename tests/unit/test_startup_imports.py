@@ -18,6 +18,7 @@ NOT_FOR_DUMP = {
     "socket": "the parasite channel uses _socket; memtrack imports socket only with --track-mem",
     "json": "memtrack's record, with --track-mem only",
     "crpy.resources.ghost_make": "only when files are remapped",
+    "ctypes": "a pipe's tee() and FIONREAD go through crpy's cffi module and fcntl",
 }
 NOT_FOR_RESTORE = {
     "uuid": "as for the dump",
