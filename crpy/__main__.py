@@ -1,5 +1,5 @@
 """`python -m crpy` is the crpy command."""
 
-from crpy.cli import main
+from crpy.cli import run
 
-raise SystemExit(main())
+run()

@@ -37,14 +37,21 @@ def _verbosity(argv):
     return level, rest
 
 
-def _parser():
+def _parser(command=None):
+    """The argument parser: with a known command, its subparser alone (building all of them costs
+    ms of every run's start-up), else every command's, so `crpy --help` lists them all."""
     from crpy import __version__
 
     p = argparse.ArgumentParser(prog="crpy", description="checkpoint/restore of Linux process trees")
     p.add_argument("--version", action="version", version=f"crpy {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name in [command] if command in _COMMANDS else _COMMANDS:
+        help_line, add = _COMMANDS[name]
+        add(sub.add_parser(name, help=help_line))
+    return p
 
-    d = sub.add_parser("dump", help="checkpoint a process tree")
+
+def _dump_args(d):
     d.add_argument("-t", "--tree", type=int, required=True, metavar="PID")
     d.add_argument("-D", "--images-dir", default=".", metavar="DIR")
     d.add_argument("-o", "--log-file", metavar="FILE")
@@ -63,17 +70,35 @@ def _parser():
     d.add_argument("--ghost-limit", type=_size, default=1 << 20, metavar="SIZE",
                    help="largest unlinked file whose contents go into the images (criu's: 1M; K, M, G)")
     _network_lock_arg(d)
+    _round_args(d)
 
-    for parser in (d, _pre_dump_parser(sub)):
-        parser.add_argument("--prev-images-dir", metavar="REL",
-                            help="the previous pre-dump's images, relative to -D (linked as DIR/parent)")
-        parser.add_argument("--track-mem", action="store_true",
-                            help="dump only pages written since --prev-images-dir (userfaultfd tracking)")
-        parser.add_argument("--compress", action="store_true",
-                            help="write the page images compressed (lz4); restore reads them as they are")
-        _page_server_client_args(parser)
 
-    r = sub.add_parser("restore", help="restore a process tree")
+def _pre_dump_args(p):
+    p.add_argument("-t", "--tree", type=int, required=True, metavar="PID")
+    p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    p.add_argument("-o", "--log-file", metavar="FILE")
+    p.add_argument("--skip-integrity", action="store_true", help="write no digests of the images")
+    p.add_argument("--pre-dump-mode", choices=("splice", "read"), default="splice",
+                   help="how pages are copied after the tree resumed: from page references taken while "
+                        "it was frozen (splice), or read from the running tree (read)")
+    _round_args(p)
+
+
+def _round_args(parser):
+    """What dump and pre-dump share: the rounds of a pre-copy, and where the pages go."""
+    parser.add_argument("--prev-images-dir", metavar="REL",
+                        help="the previous pre-dump's images, relative to -D (linked as DIR/parent)")
+    parser.add_argument("--track-mem", action="store_true",
+                        help="dump only pages written since --prev-images-dir (userfaultfd tracking)")
+    parser.add_argument("--compress", action="store_true",
+                        help="write the page images compressed (lz4); restore reads them as they are")
+    parser.add_argument("--page-server", action="store_true",
+                        help="send the page data to `crpy page-server` at --address/--port (all images sent at the end)")
+    parser.add_argument("--address", metavar="A", help="the page server's address (default localhost)")
+    parser.add_argument("--port", type=int, default=0, metavar="N", help="the page server's port")
+
+
+def _restore_args(r):
     r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
     r.add_argument("-d", "--restore-detached", action="store_true")
     r.add_argument("--pidfile", metavar="FILE")
@@ -89,22 +114,6 @@ def _parser():
     _network_lock_arg(r)
     r.add_argument("--lazy-pages", action="store_true",
                    help="private anonymous memory comes on first touch from `crpy lazy-pages -D DIR`")
-    _lazy_pages_parser(sub)
-
-    sub.add_parser("check", help="check that this kernel has what crpy needs")
-    _migration_parsers(sub)
-
-    c = sub.add_parser("cpuinfo", help="write this CPU's cpuinfo.img, or check images' against this CPU")
-    c.add_argument("action", choices=["dump", "check"])
-    c.add_argument("-D", "--images-dir", default=".", metavar="DIR")
-
-    i = sub.add_parser("check-images", help="check the images against the digests the dump wrote, without restoring")
-    i.add_argument("-D", "--images-dir", default=".", metavar="DIR")
-
-    s = sub.add_parser("show", help="print images as JSON (like crit decode)")
-    s.add_argument("paths", nargs="+", metavar="FILE|DIR")
-    s.add_argument("--pretty", action="store_true", help="indent the JSON")
-    return p
 
 
 def _network_lock_arg(parser):
@@ -113,36 +122,55 @@ def _network_lock_arg(parser):
                              "(the default where nft works), iptables or skip")
 
 
-def _pre_dump_parser(sub):
-    p = sub.add_parser("pre-dump", help="save the tree's memory and let it run on (rounds before a dump)")
-    p.add_argument("-t", "--tree", type=int, required=True, metavar="PID")
-    p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
-    p.add_argument("-o", "--log-file", metavar="FILE")
-    p.add_argument("--skip-integrity", action="store_true", help="write no digests of the images")
-    p.add_argument("--pre-dump-mode", choices=("splice", "read"), default="splice",
-                   help="how pages are copied after the tree resumed: from page references taken while "
-                        "it was frozen (splice), or read from the running tree (read)")
-    return p
-
-
-def _page_server_client_args(parser):
-    parser.add_argument("--page-server", action="store_true",
-                        help="send the page data to `crpy page-server` at --address/--port (all images sent at the end)")
-    parser.add_argument("--address", metavar="A", help="the page server's address (default localhost)")
-    parser.add_argument("--port", type=int, default=0, metavar="N", help="the page server's port")
-
-
-def _migration_parsers(sub):
-    from crpy.migrate.cli import add_parsers
-
-    add_parsers(sub)
-def _lazy_pages_parser(sub):
-    z = sub.add_parser("lazy-pages", help="serve the pages of a `restore --lazy-pages` (post-copy)")
+def _lazy_pages_args(z):
     z.add_argument("-D", "--images-dir", default=".", metavar="DIR")
     z.add_argument("-o", "--log-file", metavar="FILE")
     z.add_argument("--page-server", action="store_true", help="fetch the pages from a `crpy page-server`")
     z.add_argument("--address", metavar="A")
     z.add_argument("--port", type=int, metavar="N")
+
+
+def _no_args(parser):
+    pass
+
+
+def _cpuinfo_args(c):
+    c.add_argument("action", choices=["dump", "check"])
+    c.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+
+
+def _images_dir_arg(i):
+    i.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+
+
+def _show_args(s):
+    s.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    s.add_argument("--pretty", action="store_true", help="indent the JSON")
+
+
+def _migration_args(name):
+    """The arguments of a migration command: they live with it, in crpy.migrate.cli."""
+    def add(parser):
+        from crpy.migrate.cli import add_arguments
+
+        add_arguments(name, parser)
+    return add
+
+
+# every command, in the order `crpy --help` lists them: (its line there, what adds its arguments)
+_COMMANDS = {
+    "dump": ("checkpoint a process tree", _dump_args),
+    "pre-dump": ("save the tree's memory and let it run on (rounds before a dump)", _pre_dump_args),
+    "restore": ("restore a process tree", _restore_args),
+    "lazy-pages": ("serve the pages of a `restore --lazy-pages` (post-copy)", _lazy_pages_args),
+    "check": ("check that this kernel has what crpy needs", _no_args),
+    "page-server": ("receive the images of a dump --page-server into -D", _migration_args("page-server")),
+    "receive": ("the destination of crpy migrate: receive a tree and restore it", _migration_args("receive")),
+    "migrate": ("move a running tree to `crpy receive` (pre-copy)", _migration_args("migrate")),
+    "cpuinfo": ("write this CPU's cpuinfo.img, or check images' against this CPU", _cpuinfo_args),
+    "check-images": ("check the images against the digests the dump wrote, without restoring", _images_dir_arg),
+    "show": ("print images as JSON (like crit decode)", _show_args),
+}
 
 
 def _size(text):
@@ -173,7 +201,7 @@ def main(argv=None):
     try:
         if argv:
             _refuse_not_yet(argv[0], argv[1:])
-        args = _parser().parse_args(argv)
+        args = _parser(argv[0] if argv else None).parse_args(argv)
         return _run(args, 2 if verbosity is None else verbosity)
     except CrpyError as e:
         print(e.error_line(), file=sys.stderr)
@@ -181,6 +209,25 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("crpy: interrupted", file=sys.stderr)
         return 130
+
+
+def run():
+    """The console script's entry: main(), then exit at once.  Interpreter teardown (garbage
+    collecting the module graph of a dump or a restore, running finalizers) costs several ms and
+    does nothing for a process that is about to end.  What must still happen does: the atexit
+    hooks run (weakref.finalize's, such as the restore's removal of its zombies' cores, and
+    logging's flush), and buffered output is flushed."""
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1                 # stdout closed or a broken pipe: say so in the status
+    os._exit(code if isinstance(code, int) else 1)
 
 
 def _start_integrity_check(images_dir):

@@ -14,10 +14,7 @@ not), it was not written, and the previous round's chain holds data for it.  Any
 dumped again; a lost holder just means a full round.
 """
 
-import json
 import os
-import socket
-import uuid
 
 from crpy.errors import UnsupportedResource
 from crpy.log import log
@@ -57,7 +54,7 @@ class Tracking:
         self.images_dir, self.root, self.prev, self.keep = images_dir, root, prev, keep
         self.fds, self.conn, self.continuous = {}, None, False
         self.holder = None                 # pidfd of the holder lent from: it ends unless it keeps
-        self.token, self.generation = uuid.uuid4().hex, 1
+        self.token, self.generation = os.urandom(16).hex(), 1   # no uuid module: one id, no import
 
     # ---- the round ----
 
@@ -138,6 +135,8 @@ class Tracking:
     def finish(self):
         """The round's images are written: record the state (pre-dump)."""
         if self.keep:
+            import json
+
             with open(os.path.join(self.images_dir, RECORD), "w") as f:
                 json.dump(self._state(), f)
 
@@ -145,6 +144,9 @@ class Tracking:
         """After the tree resumed: the holder keeps the fds (pre-dump), or tracking ends (dump)."""
         if not self.keep:
             return self.abandon()
+        import json
+        import socket
+
         try:
             if self.conn is None:
                 self.conn = _start_holder(self.root)
@@ -182,6 +184,9 @@ class Tracking:
         self.fds = {}
 
     def _lend(self):
+        import json
+        import socket
+
         from crpy.dump.memtrack_holder import socket_name
 
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
@@ -253,6 +258,8 @@ def _fd_links(pid):
 
 
 def _read_record(images_dir):
+    import json
+
     try:
         with open(os.path.join(images_dir, RECORD)) as f:
             return json.load(f)
@@ -261,6 +268,7 @@ def _read_record(images_dir):
 
 
 def _start_holder(root):
+    import socket
     import subprocess
     import sys
 

@@ -51,9 +51,12 @@ def _size(text):
     return size(text)
 
 
-def add_parsers(sub):
-    """page-server, receive, migrate."""
-    p = sub.add_parser("page-server", help="receive the images of a dump --page-server into -D")
+def add_arguments(command, parser):
+    """The arguments of page-server, receive or migrate (crpy.cli makes the parser)."""
+    {"page-server": _page_server_args, "receive": _receive_args, "migrate": _migrate_args}[command](parser)
+
+
+def _page_server_args(p):
     p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
     p.add_argument("--port", type=int, required=True, metavar="N", help="TCP port (0: any, printed)")
     p.add_argument("--address", metavar="A", help="address to listen on (default: all)")
@@ -63,14 +66,16 @@ def add_parsers(sub):
                    help="serve the pages of the dump in -D to `crpy lazy-pages --page-server` instead")
     p.add_argument("-o", "--log-file", metavar="FILE")
 
-    r = sub.add_parser("receive", help="the destination of crpy migrate: receive a tree and restore it")
+
+def _receive_args(r):
     r.add_argument("--listen", type=int, required=True, metavar="PORT", help="TCP port (0: any, printed)")
     r.add_argument("--address", metavar="A", help="address to listen on (default: all)")
     r.add_argument("-D", "--images-dir", required=True, metavar="DIR", help="where the images go")
     r.add_argument("--status-fd", type=int, metavar="FD", help="write one byte to FD once listening")
     r.add_argument("-o", "--log-file", metavar="FILE")
 
-    m = sub.add_parser("migrate", help="move a running tree to `crpy receive` (pre-copy)")
+
+def _migrate_args(m):
     m.add_argument("-t", "--tree", type=int, required=True, metavar="PID")
     m.add_argument("--to", required=True, metavar="HOST:PORT", help="where `crpy receive` listens")
     m.add_argument("--max-rounds", type=int, default=5, metavar="N", help="pre-copy rounds at most (0: none)")

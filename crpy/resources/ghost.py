@@ -336,6 +336,11 @@ def mapped_path(images_dir, file_id, orig_name):
 def unlink_materialized():
     """Remove the ghosts made by this restore (every task has them open and mapped, or the
     restore failed), then the parent directories made for them."""
+    import sys
+
+    if "crpy.resources.ghost_make" not in sys.modules:   # it made nothing: no import for nothing
+        _remaps_read.clear()
+        return
     from crpy.resources import ghost_make
 
     ghost_make.remove_all()

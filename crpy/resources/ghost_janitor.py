@@ -11,7 +11,6 @@ inode: a kill before the rename cannot make it remove somebody else's file of th
 
 import errno
 import os
-import secrets
 
 from crpy.janitor import Janitor
 
@@ -48,7 +47,7 @@ def make_named(paths, create, is_dir=False):
     """Make a file system object by create(tmp_path) at a temporary name beside paths[0], then
     give it the first of `paths` that is free, and return that; the janitor knows of it at every
     moment.  FileExistsError when every one is taken."""
-    tmp = os.path.join(os.path.dirname(paths[0]), f".crpy-new.{os.getpid()}.{secrets.token_hex(6)}")
+    tmp = os.path.join(os.path.dirname(paths[0]), f".crpy-new.{os.getpid()}.{os.urandom(6).hex()}")
     made(tmp, is_dir)
     try:
         create(tmp)

@@ -6,9 +6,9 @@ copy.  The task's pipe keeps its data; nothing is read from it.  Restore: a fres
 the dumped F_GETPIPE_SZ and the bytes written back before any fd is handed to the task.
 """
 
-import ctypes
 import fcntl
 import os
+import struct
 
 F_SETPIPE_SZ = 1031
 F_GETPIPE_SZ = 1032
@@ -16,26 +16,21 @@ FIONREAD = 0x541B
 SPLICE_F_NONBLOCK = 2
 O_CLOEXEC = 0o2000000
 
-_libc = None
+_NR_TEE = 276                  # x86_64; through crpy's cffi module: ctypes costs ms of a dump's start-up
 
 
 def _tee(src, dst, length):
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.tee.restype = ctypes.c_ssize_t
-        _libc.tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
-    n = _libc.tee(src, dst, length, SPLICE_F_NONBLOCK)
-    if n < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return n
+    from crpy.errors import KernelError
+    from crpy.kernel.syscalls import sys_call
+
+    try:
+        return sys_call(_NR_TEE, src, dst, length, SPLICE_F_NONBLOCK, what="tee")
+    except KernelError as e:
+        raise OSError(e.errno, os.strerror(e.errno)) from None
 
 
 def _in_flight(fd):
-    buf = ctypes.c_int(0)
-    fcntl.ioctl(fd, FIONREAD, buf)
-    return buf.value
+    return struct.unpack("i", fcntl.ioctl(fd, FIONREAD, bytes(4)))[0]
 
 
 def peek(pid, fd):

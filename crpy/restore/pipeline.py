@@ -222,11 +222,12 @@ def _unlock_network(opts, root_pid):
     """The tree runs again: lift the network lock its dump left (crpy.netlock, named after the
     root's pid, which the restore gives back), if its images hold inet sockets (else there is
     none, and no firewall tool is run)."""
-    from crpy import netlock
     from crpy.images.pb import fdinfo_pb2
     from crpy.resources.fdtable import read_files
 
     if any(e.type == fdinfo_pb2.INETSK for e in read_files(opts.images_dir).values()):
+        from crpy import netlock                  # only now: start-up of the common case
+
         if netlock.release_after_restore(root_pid, opts.network_lock):
             log.info("network lock of pid %d lifted", root_pid)
 

@@ -79,7 +79,9 @@ def states(test):
     return {pid: procstate.snapshot(pid) for pid in test.tree}
 
 
-def assert_tree_untouched(test, before, when, wait=0.0):
+def assert_tree_untouched(test, before, when, wait=SELF_CURE_WAIT):
+    """The tree's state (signal mask & co) is `before` again within `wait` s: polled, never read
+    once, as crpy exits at once (os._exit) and a task may be a moment from its last sigreturn."""
     deadline = time.monotonic() + wait
     while True:
         diffs = [f"pid {pid}: " + "; ".join(d) for pid, snap in before.items()
