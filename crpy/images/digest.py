@@ -7,7 +7,8 @@ CPU has SSE4.2 (crpy.kernel.crc32c: the crc32 instruction, and AVX-512 VPCLMULQD
 present, ~30 GB/s from cache): the parasite computes it where the pages already are, as it
 splices them into the pipe (_Fed), so the dump never reads page data back; the other images are
 hashed over their page cache, and the restore's check reads every image through a cache-sized
-buffer in C, the GIL released.  Without SSE4.2: xxh3_64 of python-xxhash over a read-only
+buffer in C, the GIL released -- but for the page chunks a restored task reads whole: that task
+hashes them as it reads them into place (crpy.restore.pagecheck), so they are read once.  Without SSE4.2: xxh3_64 of python-xxhash over a read-only
 mapping, a window at a time, and zlib.crc32 without xxhash (bench/digests.py measures them all).
 The file names its hash and the version of its format (VERSION: digests of older crpys, format 1
 without crc32c, are still checked; a newer format is refused).
@@ -22,6 +23,8 @@ image.  One file per images directory: a pre-dump chain would have one in each d
     rec.hash_written()                    # in the background, the big files written so far
     rec.write()                           # the rest, then crpy-digests
     damaged_images(images_dir) -> [ImageError]   # one per damaged image; [] when intact
+    damaged_images(dir, names, skip_chunks)      # some images; chunks the tasks check skipped
+    chunk_error(path, i, ...)                    # the one line of a damaged chunk
 """
 
 import mmap
