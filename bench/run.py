@@ -6,7 +6,8 @@ Timings on these VMs swing 2-5x, so every figure is the median (and minimum) of 
 alternating runs.  The cost of the image digests (crpy-digests): each round dumps and restores
 two targets back to back, one with digests and one with --skip-integrity (in alternating order),
 and the median of the per-round ratios is printed, with crpy's own CPU time with and without
-(the hashing's price where a loaded machine makes the wall ratios swing).  crpy's own peak
+(the hashing's price where a loaded machine makes the wall ratios swing), and the restored
+task's CPU with and without (it hashes the pages it reads: crpy.restore.pagecheck).  crpy's own peak
 RSS (GNU time's %M) is printed for those runs and for one round with a 4 GiB task (--rss-mib;
 target: under 64 MiB).  As in bench/startup.py, crpy runs from .pyc files (common.bytecode_cached,
 warmed by one uncounted round with a 16 MiB task), as an installed crpy does.
