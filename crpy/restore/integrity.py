@@ -7,7 +7,7 @@ the pages images (crpy.restore.pagecheck: each task hashes the pages it reads in
 reads them, and reports damage before it says it is ready), the chunks no task checks: a GiB of
 pages is never read twice.  With --check-pages-before-fork (plan_pages never called) every
 chunk is hashed here, before the first fork, as the issue asked to the letter; it costs a
-read of all the page data, ~20% of the restore of a GiB.  A damaged image is
+read of all the page data, +20-60% on the restore of a GiB here.  A damaged image is
 refused in one line naming it, the byte range that differs and the digest expected; if reading
 the images failed first (a damaged image often cannot be parsed), the damage is the error told.
 Images without crpy-digests (criu's, another tool's) are refused too, with a hint: crpy cannot tell
