@@ -6,7 +6,8 @@ Timings on these VMs swing 2-5x, so every figure is the median (and minimum) of 
 alternating runs.  The cost of the image digests (crpy-digests): each round dumps and restores
 two targets back to back, one with digests and one with --skip-integrity (in alternating order),
 and the median of the per-round ratios is printed, with crpy's own CPU time with and without
-(the hashing's price where a loaded machine makes the wall ratios swing).  crpy's own peak
+(the hashing's price where a loaded machine makes the wall ratios swing), and the restored
+task's CPU with and without (it hashes the pages it reads: crpy.restore.pagecheck).  crpy's own peak
 RSS (GNU time's %M) is printed for those runs and for one round with a 4 GiB task (--rss-mib;
 target: under 64 MiB).  As in bench/startup.py, crpy runs from .pyc files (common.bytecode_cached,
 warmed by one uncounted round with a 16 MiB task), as an installed crpy does.
@@ -63,9 +64,10 @@ def baseline_pvr(pid, mib):
 
 def one_round(exe, mib, workdir, n, peaks=None):
     """(baseline, (dump, restore) with digests, (dump, restore) without, crpy's CPU seconds of
-    (dump, restore) with digests, the same without): one back-to-back pair.
+    (dump, restore) with digests, the same without, the restored task's CPU seconds with digests,
+    without): one back-to-back pair.
     peaks: a list to which crpy's (dump, restore) peak RSS in MiB are appended."""
-    times, cpus, base = {}, {}, None
+    times, cpus, task_cpus, base = {}, {}, {}, None
     for digests in ((True, False) if n % 2 == 0 else (False, True)):
         pidfile = os.path.join(workdir, "hold.pid")
         proc = common.start_target([exe, str(mib), pidfile], pidfile, "bench: the target", timeout=120,
@@ -78,7 +80,16 @@ def one_round(exe, mib, workdir, n, peaks=None):
             times[digests] = common.dump_then_restore("bench", proc, imgs, extra=extra, peaks=peaks,
                                                       cpus=cpu)
             cpus[digests] = cpu[0]
-    return base, times[True], times[False], cpus[True], cpus[False]
+            task_cpus[digests] = _task_cpu(proc.pid)
+    return base, times[True], times[False], cpus[True], cpus[False], task_cpus[True], task_cpus[False]
+
+
+def _task_cpu(pid):
+    """CPU seconds (user+sys) the restored target has used: its part of the restore (premap, and
+    the check of its pages as it reads them), the target then sleeping."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report(name, times, gib):
@@ -122,6 +133,10 @@ def main():
         print(f"digests cost: {what} crpy CPU (user+sys) median {with_cpu * 1e3:.0f} ms with, "
               f"{without_cpu * 1e3:.0f} ms without (+{(with_cpu - without_cpu) * 1e3:.0f} ms per "
               f"{args.mib} MiB)")
+    with_cpu, without_cpu = (statistics.median(r[k] for r in rows) for k in (5, 6))
+    print(f"digests cost: restore, the restored task's CPU median {with_cpu * 1e3:.0f} ms with, "
+          f"{without_cpu * 1e3:.0f} ms without (+{(with_cpu - without_cpu) * 1e3:.0f} ms per {args.mib} MiB: "
+          f"it checks the pages it reads)")
     for mib, got in ((args.mib, peaks), (args.rss_mib, big_peaks)):
         if got:
             print(f"crpy peak RSS, {mib} MiB task: dump {max(p[0] for p in got):.0f} MiB, restore "

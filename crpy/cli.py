@@ -106,6 +106,9 @@ def _restore_args(r):
     r.add_argument("-j", "--shell-job", action="store_true")
     r.add_argument("--skip-integrity", action="store_true",
                    help="restore without checking the images against crpy-digests (images of criu or another tool)")
+    r.add_argument("--check-pages-before-fork", action="store_true",
+                   help="hash the page data too before the first fork (slower), not in each task as it reads "
+                        "its pages (either way no task runs before its pages are checked)")
     r.add_argument("-l", "--file-locks", action="store_true", help="accepted: dumped locks are always taken again")
     r.add_argument("--tcp-established", action="store_true", help="accepted: dumped connections are always restored")
     r.add_argument("--tcp-close", action="store_true", help="restore established TCP connections closed")
@@ -278,6 +281,7 @@ def _run(args, verbosity):
         opts = RestoreOptions(images_dir=args.images_dir, detach=args.restore_detached,
                               pidfile=args.pidfile, shell_job=args.shell_job, log_file=args.log_file,
                               verbosity=verbosity, skip_integrity=args.skip_integrity,
+                              check_pages_before_fork=args.check_pages_before_fork,
                               network_lock=args.network_lock, tcp_close=args.tcp_close,
                               lazy_pages=args.lazy_pages)
         result = run_restore(opts, checked)

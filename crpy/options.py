@@ -45,6 +45,7 @@ class RestoreOptions:
     log_file: str | None = None
     verbosity: int = 2
     skip_integrity: bool = False      # take the images as they are: no crpy-digests check (criu's images)
+    check_pages_before_fork: bool = False   # hash the page data before the first fork too (not as it is read)
     network_lock: str | None = None   # criu --network-lock: how the dump locked it (lifted once the tree runs)
     tcp_close: bool = False           # criu --tcp-close: established TCP connections come back closed
     lazy_pages: bool = False          # criu --lazy-pages: private anonymous memory from `crpy lazy-pages`

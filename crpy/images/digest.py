@@ -7,7 +7,8 @@ CPU has SSE4.2 (crpy.kernel.crc32c: the crc32 instruction, and AVX-512 VPCLMULQD
 present, ~30 GB/s from cache): the parasite computes it where the pages already are, as it
 splices them into the pipe (_Fed), so the dump never reads page data back; the other images are
 hashed over their page cache, and the restore's check reads every image through a cache-sized
-buffer in C, the GIL released.  Without SSE4.2: xxh3_64 of python-xxhash over a read-only
+buffer in C, the GIL released -- but for the page chunks a restored task reads whole: that task
+hashes them as it reads them into place (crpy.restore.pagecheck), so they are read once.  Without SSE4.2: xxh3_64 of python-xxhash over a read-only
 mapping, a window at a time, and zlib.crc32 without xxhash (bench/digests.py measures them all).
 The file names its hash and the version of its format (VERSION: digests of older crpys, format 1
 without crc32c, are still checked; a newer format is refused).
@@ -22,6 +23,8 @@ image.  One file per images directory: a pre-dump chain would have one in each d
     rec.hash_written()                    # in the background, the big files written so far
     rec.write()                           # the rest, then crpy-digests
     damaged_images(images_dir) -> [ImageError]   # one per damaged image; [] when intact
+    damaged_images(dir, names, skip_chunks)      # some images; chunks the tasks check skipped
+    chunk_error(path, i, ...)                    # the one line of a damaged chunk
 """
 
 import mmap
@@ -453,9 +456,10 @@ def read_digests(images_dir):
     return head.algo, head.chunk_size, {e.name: e for e in entries}
 
 
-def damaged_images(images_dir):
+def damaged_images(images_dir, names=None, skip_chunks=None):
     """[ImageError], one per image that differs from what the dump wrote ([] when all intact);
-    a missing or damaged crpy-digests is the one error then."""
+    a missing or damaged crpy-digests is the one error then.  names(name): which images to check
+    (all by default); skip_chunks: {real path: {chunk}} left to the restored tasks (crc32c only)."""
     images_dir = os.fspath(images_dir)
     try:
         algo, chunk_size, recorded = read_digests(images_dir)
@@ -463,19 +467,25 @@ def damaged_images(images_dir):
         return [e]
     errors = []
     for name in sorted(set(recorded) | set(image_names(images_dir))):
-        error = _check_one(images_dir, name, recorded.get(name), algo, chunk_size)
+        if names is not None and not names(name):
+            continue
+        skip = (skip_chunks or {}).get(os.path.realpath(os.path.join(images_dir, name))) if algo == "crc32c" else None
+        error = _check_one(images_dir, name, recorded.get(name), algo, chunk_size, skip)
         if error is not None:
             errors.append(error)
     return errors
 
 
-def _check_one(images_dir, name, want, algo, chunk_size):
+def _check_one(images_dir, name, want, algo, chunk_size, skip=None):
     path = os.path.join(images_dir, name)
     if want is None:
         return ImageError(path, "this image is not in the dump's digests: added after the dump?",
                           hint=HINT_DAMAGED)
     try:
-        have = file_digest(path, algo, chunk_size, threads=_CHECK_THREADS)
+        if skip:
+            have = _digest_except(path, algo, chunk_size, skip)
+        else:
+            have = file_digest(path, algo, chunk_size, threads=_CHECK_THREADS)
     except FileNotFoundError:
         return ImageError(path, f"image is missing (the dump wrote {want.size} bytes)", hint=HINT_DAMAGED)
     except OSError as e:
@@ -485,15 +495,44 @@ def _check_one(images_dir, name, want, algo, chunk_size):
         what = "missing (truncated)" if have.size < want.size else "added after its end"
         return ImageError(path, f"holds {have.size} bytes, the dump wrote {want.size}: bytes "
                           f"[{lo:#x}, {hi:#x}) {what}", lo, HINT_DAMAGED)
-    bad = [i for i, (a, b) in enumerate(zip(have.chunks, want.chunks)) if a != b]
+    bad = [i for i, (a, b) in enumerate(zip(have.chunks, want.chunks)) if a is not None and a != b]
     if len(have.chunks) != len(want.chunks):
         bad = bad or [min(len(have.chunks), len(want.chunks))]
     if not bad:
         return None
     i = bad[0]
-    lo, hi = i * chunk_size, min((i + 1) * chunk_size, want.size)
     found = have.chunks[i] if i < len(have.chunks) else 0
     expected = want.chunks[i] if i < len(want.chunks) else 0
-    more = f" (and {len(bad) - 1} more chunks)" if len(bad) > 1 else ""
+    return chunk_error(path, i, chunk_size, want.size, algo, found, expected, len(bad) - 1)
+
+
+def chunk_error(path, i, chunk_size, size, algo, found, expected, more=0):
+    """The one-line error of chunk i of an image (size bytes long) that hashes to found."""
+    lo, hi = i * chunk_size, min((i + 1) * chunk_size, size)
+    tail = f" (and {more} more chunks)" if more else ""
     return ImageError(path, f"bytes [{lo:#x}, {hi:#x}) differ from the dump: {algo} {found:#018x}, "
-                      f"expected {expected:#018x}{more}", lo, HINT_DAMAGED)
+                      f"expected {expected:#018x}{tail}", lo, HINT_DAMAGED)
+
+
+def _digest_except(path, algo, chunk_size, skip):
+    """FileDigest of path with None for the chunks in skip (a restored task checks those as it
+    reads them: crpy.restore.pagecheck); the others hashed in C, a run of chunks at a time."""
+    from crpy.kernel.crc32c import file_chunks
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        count = -(-st.st_size // chunk_size)
+        chunks, i = [None] * count, 0
+        while i < count:
+            if i in skip:
+                i += 1
+                continue
+            j = i
+            while j < count and j not in skip:
+                j += 1
+            chunks[i:j] = file_chunks(fd, i * chunk_size, min(j * chunk_size, st.st_size), chunk_size)
+            i = j
+        return FileDigest(st.st_size, chunks, _stamp(st))
+    finally:
+        os.close(fd)

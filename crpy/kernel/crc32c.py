@@ -4,6 +4,8 @@ pages (parasite/crc32c.h), through the cffi module, with the GIL released.
     crc32c(buf, crc=0) -> int               buf: any buffer; crc: of the bytes before it
     file_chunks(fd, start, end, chunk)      [crc32c of each chunk of bytes [start, end) of fd]
     fast()                                  True if the CPU has SSE4.2's crc32 instruction
+    combine(crc_a, crc_b, len_b)            crc32c of A then B, from their digests
+    pread_crc(fd, iovs, offset, chunk)      read into [(address, length)], [crc32c of each part]
 """
 
 def crc32c(buf, crc=0):
@@ -31,3 +33,27 @@ def fast():
     from crpy.kernel._sys import lib
 
     return bool(lib.crpy_crc32c_sse42())
+
+
+def combine(crc_a, crc_b, len_b):
+    """crc32c of bytes A followed by bytes B, from crc32c(A), crc32c(B) and len(B)."""
+    from crpy.kernel._sys import lib
+
+    return lib.crpy_crc32c_combine(crc_a, crc_b, len_b)
+
+
+def pread_crc(fd, iovs, offset, chunk):
+    """Read bytes [offset, ...) of fd into the buffers iovs [(address, length)] in order, hashing
+    each piece right after it is read: [crc32c of each part of the read], the parts cut at the
+    multiples of chunk in the file.  OSError if the read fails or the file ends first."""
+    from crpy.kernel._sys import ffi, lib
+
+    total = sum(n for _, n in iovs)
+    first = offset // chunk
+    out = ffi.new("uint32_t[]", (offset + total - 1) // chunk - first + 1 if total else 1)
+    got = lib.crpy_pread_crc(fd, [a for a, _ in iovs], [n for _, n in iovs], len(iovs), offset, chunk, out)
+    if got < 0:
+        import os
+
+        raise OSError(-got, os.strerror(-got))
+    return list(out[0:got])

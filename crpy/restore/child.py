@@ -79,7 +79,7 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
 
         lazy.mark_lazy(task, hooks.node)
     t1 = time.perf_counter()
-    nbytes = premap.premap_all(plan.slots)
+    nbytes = premap.premap_all(plan.slots, task.page_checks)
     premap.close_pages()
     t2 = time.perf_counter()
     log.info("premapped %d bytes in %.3f s (%.2f GiB/s)", nbytes, t2 - t1,

@@ -102,6 +102,7 @@ class TaskImage:
     threads: list = field(default_factory=list)   # crpy.restore.threads.ThreadImage, leader aside
     exe_memfd: int = None      # the exe is a memfd (fexecve): its inode_id in memfd.img
     aio_rings: list = field(default_factory=list)   # [(address, ring_len, nr_req)] (crpy.resources.aio)
+    page_checks: dict = None   # the page chunks this task checks as it reads them (crpy.restore.pagecheck)
 
 
 def _framing():

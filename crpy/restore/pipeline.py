@@ -3,7 +3,9 @@ task -> barrier -> go.
 
 One named step per line; each step lives in its own module of crpy/restore:
     integrity   every image is what the dump wrote (crpy-digests), checked beside the loading,
-                waited for before the first fork; or a refusal naming the image and the bytes
+                waited for before the first fork; or a refusal naming the image and the bytes;
+                the page chunks a task reads are checked by that task as it reads them
+                (pagecheck), before any task runs
     cpuinfo     this CPU has every XSAVE feature of the images (crpy.cpuinfo), or a refusal
     load, tree  read and check every image of every task, before anything is forked
     tree        every saved PID must be free; crpy's fds in the tasks go above keep_above
@@ -155,6 +157,8 @@ def _restore(opts, images_checked):
     tick("ghosts-shmem")
     tree_preload.preload(nodes, opts.images_dir)
     tick("preload")
+    if not (opts.check_pages_before_fork or opts.lazy_pages):   # lazy pages: read by the daemon
+        images_checked.plan_pages(nodes)
     images_checked.wait()                  # intact (or refused): nothing is forked before
     tick("integrity-wait")
     faults.point("restore-after-preload")

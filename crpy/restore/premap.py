@@ -4,7 +4,9 @@ Each slot gets a mapping of the VMA's final kind (anonymous private or shared, g
 stack, private or shared of the right file at the right offset), its saved pages are read in
 with preadv straight from pages-N.img (big chunks, no copy through Python objects; anonymous
 memory allocated first by MADV_POPULATE_WRITE, a big fill in two threads), then it gets its
-final protection and madvise flags.  The blob then only has to mremap each slot into place;
+final protection and madvise flags.  The pages images' chunks this task was given to check
+(crpy.restore.pagecheck) are read a piece at a time and hashed as they land, in C, and checked
+before the task goes on: damage is this task's one-line error, and no task runs.  The blob then only has to mremap each slot into place;
 VMA flags, file and offset travel with the mapping.  This is the hot path of a restore.
 """
 
@@ -55,12 +57,13 @@ def reserve_region(plan):
         raise RestoreError(f"restorer region landed at {addr:#x}, not {plan.start:#x}")
 
 
-def premap_all(slots):
+def premap_all(slots, checks=None):
     """Premap every slot, fill them all, then give each its final protection and advice.
+    checks: the task's page_checks (crpy.restore.pagecheck), verified once all is read.
     Returns the number of page bytes read."""
     for slot in slots:
         _map(slot.area, slot.addr)
-    total = fill(slots)
+    total = fill(slots, checks)
     for slot in slots:
         _protect(slot.area, slot.addr)
     return total
@@ -246,7 +249,7 @@ FILL_THREADS = 2                    # the machines have 2 cores; page faults of 
 _PARALLEL_MIN = 64 << 20            # below this, a second thread costs more than it saves
 
 
-def fill(slots):
+def fill(slots, checks=None):
     """Read every run into place.  Runs that follow each other in a pages image are read by one
     preadv with one iovec per run (up to CHUNK bytes and IOV_MAX iovecs), so a fragmented
     address space costs few syscalls.  Big fills are cut in FILL_THREADS parts read at once
@@ -257,11 +260,18 @@ def fill(slots):
         _pages_fd(path)
     total = sum(n for _, _, iovs, _ in batches for _, n in iovs)
     parts = FILL_THREADS if total >= _PARALLEL_MIN and (os.cpu_count() or 1) > 1 else 1
+    hashed = None
+    if checks:
+        from crpy.restore import pagecheck
+
+        hashed = pagecheck.Parts()
     if parts == 1:
-        _fill_batches(batches)
+        _fill_batches(batches, checks, hashed)
     else:
-        _fill_parallel(_split(batches, total, parts))
+        _fill_parallel(_split(batches, total, parts), checks, hashed)
     log.debug("read %d bytes of pages", total)
+    if checks:
+        pagecheck.verify(checks, hashed)
     return total
 
 
@@ -276,14 +286,14 @@ def _split(batches, total, parts):
     return out
 
 
-def _fill_parallel(parts):
+def _fill_parallel(parts, checks, hashed):
     import threading
 
     errors = []
 
     def run(batches):
         try:
-            _fill_batches(batches)
+            _fill_batches(batches, checks, hashed)
         except BaseException as e:  # noqa: BLE001 - raised below, in the task's thread
             errors.append(e)
 
@@ -297,7 +307,7 @@ def _fill_parallel(parts):
         raise errors[0]
 
 
-def _fill_batches(batches):
+def _fill_batches(batches, checks=None, hashed=None):
     from crpy.kernel._sys import lib
 
     for path, offset, iovs, populate in batches:
@@ -306,9 +316,24 @@ def _fill_batches(batches):
         if populate:   # one call allocates what preadv would fault in page by page; a failure
             for addr, n in iovs:                                     # only costs time
                 lib.crpy_syscall6(NR.madvise, addr, n, MADV_POPULATE_WRITE, 0, 0, 0)
+        check = checks.get(path) if checks else None
+        if check is not None:
+            _read_hashed(fd, path, offset, iovs, want, check[0], hashed)
+            continue
         got = os.preadv(fd, [(ctypes.c_char * n).from_address(a) for a, n in iovs], offset)
         if got < want:
             _finish_short(fd, path, offset, iovs, got)
+
+
+def _read_hashed(fd, path, offset, iovs, want, chunk_size, hashed):
+    """Read a batch a piece at a time, each hashed while in the cache (pagecheck verifies them)."""
+    from crpy.kernel.crc32c import pread_crc
+
+    try:
+        crcs = pread_crc(fd, iovs, offset, chunk_size)
+    except OSError as e:
+        raise RestoreError(f"{path}: cannot read {want} bytes at offset {offset}: {e.strerror}") from None
+    hashed.add(path, offset, want, chunk_size, crcs)
 
 
 def _batches(slots):
