@@ -220,14 +220,15 @@ def check_same_netns(pid):
                             "dumping tasks of other network namespaces is not supported yet")
 
 
-def infect(pid, idle_ms=30000):
-    """-> (saved, channel) with the parasite connected.  On any error the infection is
-    undone (forced unload) before the error propagates: the task is left as seized."""
+def infect(pid, idle_ms=30000, vmas=None):
+    """-> (saved, channel) with the parasite connected.  vmas: the task's crpy.kernel.proc.Vma
+    list read since it was stopped (None: /proc/PID/maps is read here).  On any error the
+    infection is undone (forced unload) before the error propagates: the task is left as seized."""
     check_same_netns(pid)
     saved = Saved(pid)
     saved.seccomp_suspended = suspend_seccomp(pid)
     rseq_abort_fixup(pid, saved.regs)
-    maps = infect_mem.mappings(pid)
+    maps = infect_mem.mappings(pid) if vmas is None else infect_mem.from_vmas(vmas)
     saved.gadget = infect_gadgets.find_syscall_ret(pid, maps)
     saved.restorer, saved.pops = infect_gadgets.find_code_gadgets(pid, maps)
     blob = blobs.load("parasite")

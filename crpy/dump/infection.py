@@ -22,11 +22,12 @@ class Infection:
 
 
 @contextlib.contextmanager
-def infected(pid):
+def infected(pid, vmas=None):
+    """vmas: the task's maps as the dump read them since it stopped (not read again)."""
     from crpy.dump.parasite import Parasite
 
     log.info("Infecting task %d", pid)
-    inf = Infection(Parasite.infect(pid))
+    inf = Infection(Parasite.infect(pid, vmas=vmas))
     try:
         faults.point("after-infect", pid)
         yield inf
