@@ -227,7 +227,7 @@ def _dump_task(tree, task, n, stats, tick):
         infection.cure()
     faults.point("after-cure", pid)
     tick("cure")
-    regs = dump_regs(pid)
+    regs = dump_regs(pid, infection.parasite.saved)
     _drop_stop_signal(regs, task.seized.stop_signal)
     mm = mm_entry(facts, plans, page_plan, misc, exe_id)
     creds = dump_creds(facts.status, misc)

@@ -383,8 +383,14 @@ RLIM_INFINITY = (1 << 64) - 1
 
 def limits(pid):
     """[(soft, hard)] for RLIMIT 0..15 from /proc/PID/limits (readable without CAP_SYS_RESOURCE)."""
+    return parse_limits(read_text(pid, "limits"))
+
+
+def parse_limits(text):
+    """[(soft, hard)] of the text of a /proc/PID/limits (a caller that saw the same text before
+    need not parse it again)."""
     out = []
-    for ln in read_text(pid, "limits").splitlines()[1:]:
+    for ln in text.splitlines()[1:]:
         soft, hard = ln[26:47].strip(), ln[47:68].strip()
         out.append(tuple(RLIM_INFINITY if v == "unlimited" else int(v) for v in (soft, hard)))
     return out
