@@ -38,7 +38,6 @@ def check_task(pid):
     the session and foreground group of a pty it has (resources.dump_memo["ctty"])."""
     from crpy import resources
     from crpy.errors import UnsupportedResource
-    from crpy.kernel import proc
     from crpy.resources import pty
 
     st = _task_stat(pid)
