@@ -22,12 +22,14 @@ class Infection:
 
 
 @contextlib.contextmanager
-def infected(pid, vmas=None):
-    """vmas: the task's maps as the dump read them since it stopped (not read again)."""
+def infected(pid, facts=None):
+    """facts: the task's crpy.dump.facts.TaskFacts, read since it stopped: its maps and seccomp
+    mode are not read again."""
     from crpy.dump.parasite import Parasite
 
     log.info("Infecting task %d", pid)
-    inf = Infection(Parasite.infect(pid, vmas=vmas))
+    known = {} if facts is None else {"vmas": facts.vmas, "seccomp": facts.status.seccomp}
+    inf = Infection(Parasite.infect(pid, **known))
     try:
         faults.point("after-infect", pid)
         yield inf

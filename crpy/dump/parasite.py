@@ -51,10 +51,10 @@ class Parasite:
         self._busy = False  # a command may still be running in the parasite
 
     @classmethod
-    def infect(cls, pid, idle_ms=30000, vmas=None):
+    def infect(cls, pid, idle_ms=30000, vmas=None, seccomp=None):
         """Load and start the parasite in `pid`, which must be seized and at an event-stop
-        (vmas: its maps as read since it stopped, crpy.dump.infect.infect)."""
-        saved, channel = infect.infect(pid, idle_ms, vmas)
+        (vmas, seccomp: its maps and seccomp mode as read since it stopped, crpy.dump.infect.infect)."""
+        saved, channel = infect.infect(pid, idle_ms, vmas, seccomp)
         return cls(saved, channel)
 
     @property

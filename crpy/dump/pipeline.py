@@ -205,7 +205,7 @@ def _dump_task(tree, task, n, stats, tick):
     task.plans = plans
     faults.point("after-collect", pid)
     tick("collect")
-    with infected(pid, facts.vmas) as infection:
+    with infected(pid, facts) as infection:
         tick("infect")
         start_preload()                   # imports ride along while the pages move GIL-free
         written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done,
