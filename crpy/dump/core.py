@@ -28,7 +28,7 @@ def fpregs_entry(xstate):
     from crpy.kernel import cpuid
 
     try:
-        return xsave.from_raw(xstate, cpuid.xsave_layout())
+        return _once(("fpregs", xstate), lambda: xsave.from_raw(xstate, cpuid.xsave_layout()))
     except ValueError as e:
         raise DumpError(f"cannot save the XSAVE state: {e}") from None
 
@@ -43,12 +43,28 @@ def _tls_slots():
             for n in (12, 13, 14)]
 
 
+# Entries built for one task and identical in the next ones (the tasks of a tree mostly share
+# their signal handlers and rlimits): key -> the entries.  core-PID.img holds its own copy of
+# each (the image format has no shared table), so only the parsing and building is saved; the
+# protobuf constructors copy what they are given, so one list serves every task.
+_built = {}
+
+
+def _once(key, build):
+    entries = _built.get(key)
+    if entries is None:
+        entries = _built[key] = build()
+    return entries
+
+
 def sigaction_entries(sigactions):
     """sa_entry for signals 1..64 except SIGKILL and SIGSTOP (62 entries, as CRIU writes them)."""
     from crpy.images.pb import sa_pb2
 
-    return [sa_pb2.sa_entry(sigaction=h, flags=f, restorer=r, mask=m, compat_sigaction=False)
-            for sig, (h, f, r, m) in enumerate(sigactions, 1) if sig not in (signal.SIGKILL, signal.SIGSTOP)]
+    def build():
+        return [sa_pb2.sa_entry(sigaction=h, flags=f, restorer=r, mask=m, compat_sigaction=False)
+                for sig, (h, f, r, m) in enumerate(sigactions, 1) if sig not in (signal.SIGKILL, signal.SIGSTOP)]
+    return _once(("sigactions", tuple(sigactions)), build)
 
 
 def _signal_queue(raw_siginfos):
@@ -73,8 +89,9 @@ def _timers(misc):
 def _rlimits(pid):
     from crpy.images.pb import core_pb2, rlimit_pb2
 
-    return core_pb2.task_rlimits_entry(
-        rlimits=[rlimit_pb2.rlimit_entry(cur=s, max=h) for s, h in proc.limits(pid)])
+    text = proc.read_text(pid, "limits")
+    return _once(("rlimits", text), lambda: core_pb2.task_rlimits_entry(
+        rlimits=[rlimit_pb2.rlimit_entry(cur=s, max=h) for s, h in proc.parse_limits(text)]))
 
 
 def task_core(facts, regs, sigactions, misc, stop_signal):

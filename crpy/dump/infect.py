@@ -79,13 +79,15 @@ def rseq_abort_fixup(pid, regs):
         regs.rip = abort
 
 
-def suspend_seccomp(pid):
+def suspend_seccomp(pid, mode=None):
     """A seccomp filter (or strict mode) would kill or refuse the parasite's syscalls: suspend it
-    for as long as we trace the task (PTRACE_O_SUSPEND_SECCOMP, needs CAP_SYS_ADMIN).  Returns
-    True if it did, so the cure can put the plain options back."""
-    with open(f"/proc/{pid}/status") as f:
-        mode = next((line.split()[1] for line in f if line.startswith("Seccomp:")), "0")
-    if mode == "0":
+    for as long as we trace the task (PTRACE_O_SUSPEND_SECCOMP, needs CAP_SYS_ADMIN).  mode: the
+    Seccomp: of its /proc status as the caller read it since the task stopped (None: read here).
+    Returns True if it did, so the cure can put the plain options back."""
+    if mode is None:
+        with open(f"/proc/{pid}/status") as f:
+            mode = next((int(line.split()[1]) for line in f if line.startswith("Seccomp:")), 0)
+    if not mode:
         return False
     try:
         ptrace.set_options(pid, ptrace.O_TRACESYSGOOD | ptrace.O_SUSPEND_SECCOMP)
@@ -215,19 +217,32 @@ def start_blob(saved, blob, channel, idle_ms):
 
 def check_same_netns(pid):
     """The channel is an abstract unix socket: it only reaches tasks of our network namespace."""
-    if os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino:
+    if os.stat(f"/proc/{pid}/ns/net").st_ino != _own_netns():
         raise ParasiteError(f"pid {pid} lives in another network namespace",
                             "dumping tasks of other network namespaces is not supported yet")
 
 
-def infect(pid, idle_ms=30000):
-    """-> (saved, channel) with the parasite connected.  On any error the infection is
-    undone (forced unload) before the error propagates: the task is left as seized."""
+def _own_netns():
+    """The inode of crpy's own network namespace, looked at once per run."""
+    global _netns
+    if _netns is None:
+        _netns = os.stat("/proc/self/ns/net").st_ino
+    return _netns
+
+
+_netns = None
+
+
+def infect(pid, idle_ms=30000, vmas=None, seccomp=None):
+    """-> (saved, channel) with the parasite connected.  vmas: the task's crpy.kernel.proc.Vma
+    list, seccomp: its seccomp mode, as read since it was stopped (None: read here).  On any
+    error the infection is undone (forced unload) before the error propagates: the task is
+    left as seized."""
     check_same_netns(pid)
     saved = Saved(pid)
-    saved.seccomp_suspended = suspend_seccomp(pid)
+    saved.seccomp_suspended = suspend_seccomp(pid, seccomp)
     rseq_abort_fixup(pid, saved.regs)
-    maps = infect_mem.mappings(pid)
+    maps = infect_mem.mappings(pid) if vmas is None else infect_mem.from_vmas(vmas)
     saved.gadget = infect_gadgets.find_syscall_ret(pid, maps)
     saved.restorer, saved.pops = infect_gadgets.find_code_gadgets(pid, maps)
     blob = blobs.load("parasite")

@@ -92,7 +92,8 @@ class Channel:
             self._watch(poller, timeout)
             conn = socket.socket(fileno=self.listener._accept()[0])   # _socket has no accept()
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            if struct.unpack("3i", creds)[0] in (self.pid, _tgid(self.pid)):
+            peer = struct.unpack("3i", creds)[0]
+            if peer == self.pid or peer == _tgid(self.pid):   # /proc read only for a thread's parasite
                 self.conn = conn
             else:
                 conn.close()

@@ -26,10 +26,19 @@ def find_syscall_ret(pid, maps):
     if not vdso:
         raise ParasiteError(f"pid {pid}: has no [vdso]", "crpy needs the vDSO's syscall gadget")
     m = vdso[0]
+    # every task has this kernel's one vDSO: the gadget found in the last one is checked in
+    # place (a few bytes read) before the whole vDSO is read and searched again
+    known = _vdso_gadget.get(m.end - m.start)
+    if known is not None and infect_mem.read(pid, m.start + known[0], len(known[1])) == known[1]:
+        return m.start + known[0]
     hit = _G.search(infect_mem.read(pid, m.start, m.end - m.start))
     if not hit:
         raise ParasiteError(f"pid {pid}: no `syscall; ...; ret` gadget in the vDSO")
+    _vdso_gadget[m.end - m.start] = (hit.start(), hit.group())
     return m.start + hit.start()
+
+
+_vdso_gadget = {}  # vDSO size -> (offset of G, its bytes)
 
 
 def _code_mappings(maps):

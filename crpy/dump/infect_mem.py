@@ -5,11 +5,10 @@ short transfer is an error: the caller asked for bytes that are not all mapped.
 """
 
 from crpy.errors import ParasiteError, from_errno
+from crpy.kernel._sys import ffi, lib
 
 
 def _xfer(pid, addr, buf, size, write):
-    from crpy.kernel._sys import ffi, lib
-
     local = ffi.new("struct iovec *", {"iov_base": buf, "iov_len": size})
     remote = ffi.new("struct iovec *", {"iov_base": ffi.cast("void *", addr), "iov_len": size})
     fn = lib.process_vm_writev if write else lib.process_vm_readv
@@ -22,16 +21,12 @@ def _xfer(pid, addr, buf, size, write):
 
 
 def read(pid, addr, size):
-    from crpy.kernel._sys import ffi
-
     buf = ffi.new("unsigned char[]", size)
     _xfer(pid, addr, buf, size, False)
     return bytes(ffi.buffer(buf))
 
 
 def write(pid, addr, data):
-    from crpy.kernel._sys import ffi
-
     if data:
         _xfer(pid, addr, ffi.from_buffer(data), len(data), True)
 
@@ -55,6 +50,17 @@ def mappings(pid):
             lo, hi = parts[0].split("-")
             path = parts[5].strip() if len(parts) > 5 else ""
             out.append(Mapping(int(lo, 16), int(hi, 16), parts[1], path))
+    return out
+
+
+def from_vmas(vmas):
+    """The same Mappings from the crpy.kernel.proc.Vma list the dump read before the infection
+    (the task has been stopped since: its maps cannot have changed), without reading them again."""
+    out = []
+    for v in vmas:
+        perms = "".join(c if v.prot & b else "-" for c, b in (("r", 1), ("w", 2), ("x", 4)))
+        path = v.path + " (deleted)" if v.deleted else v.path
+        out.append(Mapping(v.start, v.end, perms + ("s" if v.shared else "p"), path))
     return out
 
 

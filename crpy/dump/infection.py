@@ -22,11 +22,14 @@ class Infection:
 
 
 @contextlib.contextmanager
-def infected(pid):
+def infected(pid, facts=None):
+    """facts: the task's crpy.dump.facts.TaskFacts, read since it stopped: its maps and seccomp
+    mode are not read again."""
     from crpy.dump.parasite import Parasite
 
     log.info("Infecting task %d", pid)
-    inf = Infection(Parasite.infect(pid))
+    known = {} if facts is None else {"vmas": facts.vmas, "seccomp": facts.status.seccomp}
+    inf = Infection(Parasite.infect(pid, **known))
     try:
         faults.point("after-infect", pid)
         yield inf

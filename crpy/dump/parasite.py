@@ -21,7 +21,7 @@ from crpy.dump import infect, infect_cure
 from crpy.dump import infect_channel as ch
 from crpy.errors import ParasiteError
 
-F_SETPIPE_SZ = 1031
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
 MAX_PIPE = 64 << 20
 MIN_PIPE = 1 << 20
 MAX_IOVS = (ch.CMD_BUF - ch.CMD.size) // 16
@@ -51,9 +51,10 @@ class Parasite:
         self._busy = False  # a command may still be running in the parasite
 
     @classmethod
-    def infect(cls, pid, idle_ms=30000):
-        """Load and start the parasite in `pid`, which must be seized and at an event-stop."""
-        saved, channel = infect.infect(pid, idle_ms)
+    def infect(cls, pid, idle_ms=30000, vmas=None, seccomp=None):
+        """Load and start the parasite in `pid`, which must be seized and at an event-stop
+        (vmas, seccomp: its maps and seccomp mode as read since it stopped, crpy.dump.infect.infect)."""
+        saved, channel = infect.infect(pid, idle_ms, vmas, seccomp)
         return cls(saved, channel)
 
     @property
@@ -68,13 +69,14 @@ class Parasite:
 
     # ---- pages ----
 
-    def _open_pipe(self):
+    def _open_pipe(self, nbytes):
         """The page pipe, both ends handed to the parasite (SCM_RIGHTS): holding the read end
         too, the task can never get EPIPE/SIGPIPE from it, even if this process dies; and no
-        /proc access from the task is needed (a task of another user could not open ours)."""
+        /proc access from the task is needed (a task of another user could not open ours).
+        Sized for nbytes, the first command's pages: a small task keeps the default pipe."""
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            size = _grow_pipe(w)
+            size = _grow_pipe(w, nbytes)
             task_fd, _, _ = self._chan.call(ch.RECVFD, fds=[w, r])
         except BaseException:
             os.close(r)
@@ -90,7 +92,7 @@ class Parasite:
         Pipelined: the pipe holds two half-pipe chunks, so the parasite vmsplices chunk i+1
         while this process splices chunk i out to the file."""
         if self._pipe is None:
-            self._open_pipe()
+            self._open_pipe(sum(length for _, length in runs))
         r, _, size, task_fd = self._pipe
         chunks = _chunks(runs, size // 2 if PIPELINE else size)
         total, pending = 0, None
@@ -227,16 +229,25 @@ class Parasite:
             self._pipe = None
 
 
-def _grow_pipe(fd):
+def _grow_pipe(fd, nbytes=None):
+    """The pipe's size once grown to hold nbytes twice (two pipelined chunks; None: as large as
+    the system allows) within the system's limit.  A pipe whose own size holds them is left as
+    it is: F_SETPIPE_SZ allocates a new page array, wasted on a task of a few pages."""
     import fcntl
 
+    if nbytes is not None:
+        have = fcntl.fcntl(fd, F_GETPIPE_SZ)
+        if 2 * nbytes <= have:
+            return have
     want = pipe_size_limit()
+    if nbytes is not None:
+        want = min(want, 1 << (2 * nbytes - 1).bit_length())
     while True:
         try:
             return fcntl.fcntl(fd, F_SETPIPE_SZ, want)
         except OSError:
             if want <= MIN_PIPE:
-                return fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ: keep what we have
+                return fcntl.fcntl(fd, F_GETPIPE_SZ)  # keep what we have
             want //= 2
 
 

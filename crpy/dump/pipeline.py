@@ -205,7 +205,7 @@ def _dump_task(tree, task, n, stats, tick):
     task.plans = plans
     faults.point("after-collect", pid)
     tick("collect")
-    with infected(pid) as infection:
+    with infected(pid, facts) as infection:
         tick("infect")
         start_preload()                   # imports ride along while the pages move GIL-free
         written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done,
@@ -227,7 +227,7 @@ def _dump_task(tree, task, n, stats, tick):
         infection.cure()
     faults.point("after-cure", pid)
     tick("cure")
-    regs = dump_regs(pid)
+    regs = dump_regs(pid, infection.parasite.saved)
     _drop_stop_signal(regs, task.seized.stop_signal)
     mm = mm_entry(facts, plans, page_plan, misc, exe_id)
     creds = dump_creds(facts.status, misc)

@@ -68,10 +68,16 @@ class Regs:
         return "Regs(" + ", ".join(f"{n}={getattr(self, n):#x}" for n in REG_NAMES) + ")"
 
 
-def _ffi():
-    from crpy.kernel._sys import ffi, lib
+_loaded = None      # (ffi, lib) of the compiled module, imported on the first request of the run
 
-    return ffi, lib
+
+def _ffi():
+    global _loaded
+    if _loaded is None:
+        from crpy.kernel._sys import ffi, lib
+
+        _loaded = ffi, lib
+    return _loaded
 
 
 def _addr(ffi, buf):

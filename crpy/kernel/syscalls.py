@@ -21,16 +21,22 @@ class NR:
     process_mrelease = 448
 
 
-def _lib():
-    from crpy.kernel._sys import ffi, lib
+_loaded = None      # (ffi, lib, ffi.CData), imported on the first syscall of the run
 
-    return ffi, lib
+
+def _lib():
+    global _loaded
+    if _loaded is None:
+        from crpy.kernel._sys import ffi, lib
+
+        _loaded = ffi, lib, ffi.CData
+    return _loaded
 
 
 def sys_call(nr, *args, what=None, pid=None):
     """Issue syscall `nr` with up to six integer (or cffi pointer) arguments."""
-    ffi, lib = _lib()
-    a = [int(ffi.cast("long", x)) if isinstance(x, ffi.CData) else int(x) for x in args]
+    ffi, lib, cdata = _lib()
+    a = [int(ffi.cast("long", x)) if isinstance(x, cdata) else int(x) for x in args]
     a += [0] * (6 - len(a))
     ret = lib.crpy_syscall6(nr, *a)
     if ret == -1:

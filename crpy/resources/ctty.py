@@ -38,15 +38,14 @@ def check_task(pid):
     the session and foreground group of a pty it has (resources.dump_memo["ctty"])."""
     from crpy import resources
     from crpy.errors import UnsupportedResource
-    from crpy.kernel import proc
     from crpy.resources import pty
 
-    st = proc.stat(pid)
+    st = _task_stat(pid)
     if resources.allowed("shell_job") or st.session not in resources.tree_pids:
         return       # the shell's terminal (crpy.resources.tty), or restored into crpy's session with its terminal
     if not st.tty_nr:
         leader = st.session
-        if leader != pid and proc.stat(leader).tty_nr:
+        if leader != pid and _task_stat(leader).tty_nr:
             raise UnsupportedResource(pid, "session member without the controlling terminal of its leader "
                                       f"{leader}", hint="a restored member would inherit it; dump a tree "
                                       "whose session members all have it")
@@ -62,10 +61,24 @@ def check_task(pid):
         raise UnsupportedResource(pid, f"controlling terminal {name} of session {st.session}, whose leader is "
                                   "not this task or an ancestor of it", hint="dump the tree from the session leader")
     tpgid = _foreground_group(pid)
-    if tpgid > 0 and not any(proc.stat(p).pgrp == tpgid for p in resources.tree_pids):
+    if tpgid > 0 and not any(_task_stat(p).pgrp == tpgid for p in resources.tree_pids):
         raise UnsupportedResource(pid, f"controlling terminal {name} whose foreground process group {tpgid} "
                                   "is outside the dumped tree", hint="bring a group of the tree to the foreground")
     resources.dump_memo.setdefault("ctty", {})[index] = (st.session, max(tpgid, 0))
+
+
+def _task_stat(pid):
+    """/proc/PID/stat of a task of the dumped tree, read once per dump: every task stays stopped
+    for the whole dump, so its session and terminal cannot change (a tree of 128 tasks in one
+    session looked up its leader's 128 times)."""
+    from crpy import resources
+    from crpy.kernel import proc
+
+    seen = resources.dump_memo.setdefault("ctty stat", {})
+    st = seen.get(pid)
+    if st is None:
+        st = seen[pid] = proc.stat(pid)
+    return st
 
 
 def _tty_name(rdev):
@@ -75,12 +88,11 @@ def _tty_name(rdev):
 
 def _leader_is_ancestor(pid, sid):
     from crpy import resources
-    from crpy.kernel import proc
 
     while pid in resources.tree_pids:
         if pid == sid:
             return True
-        pid = proc.stat(pid).ppid
+        pid = _task_stat(pid).ppid
     return False
 
 
@@ -98,10 +110,9 @@ def check_dev_tty(pid, fd, target):
     """UnsupportedResource unless /dev/tty fd `fd` of task pid is on the task's controlling
     terminal, a pty of the tree."""
     from crpy.errors import UnsupportedResource
-    from crpy.kernel import proc
     from crpy.resources import pty, taskfd
 
-    tty_nr = proc.stat(pid).tty_nr
+    tty_nr = _task_stat(pid).tty_nr
     mine = taskfd.duplicate(pid, fd)
     try:
         dev = _tiocgdev(mine)

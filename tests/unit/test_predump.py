@@ -336,7 +336,7 @@ def test_pages_past_the_pipe_budget_are_read_after_the_resume(target_bin, tmp_pa
     from crpy.dump import parasite, predump_pages
 
     monkeypatch.setattr(predump_pages, "MAX_PIPES", 1)
-    monkeypatch.setattr(parasite, "_grow_pipe", lambda fd: fcntl.fcntl(fd, parasite.F_SETPIPE_SZ, 64 << 10))
+    monkeypatch.setattr(parasite, "_grow_pipe", lambda fd, nbytes=None: fcntl.fcntl(fd, parasite.F_SETPIPE_SZ, 64 << 10))
     with SelfCheckingTarget(target_bin, tmp_path) as t:
         _step(t, 1)
         os.mkdir(tmp_path / "p1")

@@ -62,6 +62,23 @@ def test_maps_and_vmflags(child):
     assert [(v.start, v.end, v.prot, v.path) for v in plain] == [(v.start, v.end, v.prot, v.path) for v in vmas]
 
 
+def test_smaps_parse_every_vma_and_odd_names(tmp_path):
+    """maps() cuts smaps at its VmFlags lines: a mapped file whose name holds a newline (the
+    kernel escapes it) and the words of smaps' own lines changes nothing; every VMA has flags."""
+    path = tmp_path / "a\nVmFlags: zz\nKernelPageSize: 9 kB"
+    path.write_bytes(b"z" * 4096)
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ)
+        try:
+            vmas = proc.maps(os.getpid())
+        finally:
+            m.close()
+    assert vmas == sorted(vmas, key=lambda v: v.start)
+    assert all(v.vmflags and "zz" not in v.vmflags for v in vmas)
+    odd = [v for v in vmas if "VmFlags" in v.path]
+    assert len(odd) == 1 and odd[0].page_size == 4096 and "rd" in odd[0].vmflags
+
+
 def test_deleted_suffix(tmp_path):
     path = tmp_path / "gone"
     path.write_bytes(b"z" * 4096)
