@@ -5,6 +5,8 @@ PyOS_AfterFork_Child / PyOS_AfterFork_Parent (the import lock, the thread states
 it runs in one C call holding the GIL (crpy/kernel/cdef/45_fork.c): the child must not run any
 bytecode before PyOS_AfterFork_Child, or a GIL drop request from one of the parent's threads can
 leave it waiting forever for a thread it does not have (restore-recipe.md, facts 4-5, 13).
+fork_many forks a task's children in one C call (crpy/kernel/cdef/46_fork_many.c), without those
+hooks while the interpreter has one thread (its banner says why the child is safe then).
 """
 
 import errno

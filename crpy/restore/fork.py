@@ -200,8 +200,8 @@ class Hooks:
                 area.cow_src = src
 
     def fork_children(self, plan):
-        """The children with fd tables of their own; those sharing this task's table wait for
-        it to be filled (fork_table_sharers)."""
+        """The children with fd tables of their own, in one batch (fork_batch); those sharing
+        this task's table wait for it to be filled (fork_table_sharers)."""
         if plan is not None:
             self.node.slots = {(s.area.start, s.area.end): s.addr for s in plan.slots}
         _files_before_children(self.node, self.run)
