@@ -69,7 +69,8 @@ def _children(pid):
 
 
 def _one_round(exe, workdir, tasks=TASKS):
-    """(dump s, restore s, restored child's page faults, its CPU ms): medians over the children."""
+    """(dump s, restore s, restored child's page faults, its CPU ms, the root's page faults, its CPU
+    ms): the children's are medians."""
     p = _start(exe, workdir, tasks)
     pids = [p.pid] + _children(p.pid)
     with common.killed_after(pids), common.image_dir("crpy-bench-tree-") as imgs:
@@ -77,7 +78,8 @@ def _one_round(exe, workdir, tasks=TASKS):
         if len(_children(p.pid)) != tasks - 1:
             raise SystemExit("bench.tree: the restored tree is incomplete")
         faults, cpu = _restore_cost(pids[1:]) if tasks > 1 else (0, 0)
-        return dump, restore, faults, cpu
+        root_faults, root_cpu = _restore_cost(pids[:1])
+        return dump, restore, faults, cpu, root_faults, root_cpu
 
 
 def _restore_cost(pids):
@@ -120,6 +122,9 @@ def run(reps=3):
                      f"  target < {TARGETS_MS[name]} ms")
     lines.append(f"  each restored child: {statistics.median(r[2] for r in trees):.0f} page faults, "
                  f"{statistics.median(r[3] for r in trees):.2f} ms of CPU (medians)")
+    lines.append(f"  the restored root (the Python parent that forked them): "
+                 f"{statistics.median(r[4] for r in trees):.0f} page faults, "
+                 f"{statistics.median(r[5] for r in trees):.0f} ms of CPU (medians)")
     lines.append(f"  baseline: fork+exit+wait of {TASKS} processes {fork_ms:.1f} ms "
                  f"({fork_ms / TASKS:.3f} ms per process)")
     return lines

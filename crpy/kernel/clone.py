@@ -5,6 +5,8 @@ PyOS_AfterFork_Child / PyOS_AfterFork_Parent (the import lock, the thread states
 it runs in one C call holding the GIL (crpy/kernel/cdef/45_fork.c): the child must not run any
 bytecode before PyOS_AfterFork_Child, or a GIL drop request from one of the parent's threads can
 leave it waiting forever for a thread it does not have (restore-recipe.md, facts 4-5, 13).
+fork_many forks a task's children in one C call (crpy/kernel/cdef/46_fork_many.c), without those
+hooks while the interpreter has one thread (its banner says why the child is safe then).
 """
 
 import errno
@@ -30,11 +32,35 @@ def fork_with_pid(pid, flags=0):
     ret = lib.crpy_fork_with_pid(pid, flags, exit_signal, err)
     if ret >= 0:
         return ret
-    if err[0] == errno.EEXIST:
-        raise RestoreError(f"pid {pid} is taken by another task",
-                           f"stop the task holding pid {pid} (or its group/session) and retry")
-    raise RestoreError(f"clone3 with pid {pid}: {errno.errorcode.get(err[0], err[0])} ({_strerror(err[0])})",
-                       "restore needs root (CAP_CHECKPOINT_RESTORE) in the task's pid namespace")
+    raise _clone_error(pid, err[0])
+
+
+def fork_many(pids):
+    """Fork one child per PID in `pids` in one C call (crpy/kernel/cdef/46_fork_many.c); each
+    child starts with every signal blocked and SIGKILL as its parent-death signal.  Returns the
+    child's index in `pids` in the child, None in the parent.
+
+    RestoreError as fork_with_pid; the children forked before the failing one run on."""
+    from crpy.kernel._sys import ffi, lib
+
+    if not pids:
+        return None
+    err, index = ffi.new("int *"), ffi.new("int *")
+    ret = lib.crpy_fork_many(ffi.new("int[]", list(pids)), len(pids), 0, signal.SIGCHLD,
+                             signal.SIGKILL, err, index)
+    if ret == 0:
+        return index[0]
+    if ret > 0:
+        return None
+    raise _clone_error(pids[index[0]], err[0])
+
+
+def _clone_error(pid, err):
+    if err == errno.EEXIST:
+        return RestoreError(f"pid {pid} is taken by another task",
+                            f"stop the task holding pid {pid} (or its group/session) and retry")
+    return RestoreError(f"clone3 with pid {pid}: {errno.errorcode.get(err, err)} ({_strerror(err)})",
+                        "restore needs root (CAP_CHECKPOINT_RESTORE) in the task's pid namespace")
 
 
 def _strerror(err):

@@ -61,7 +61,8 @@ def prepare_process(parent):
 
 def _become_task(task, report_fd, keep_above, parent, hooks):
     t0 = time.perf_counter()
-    prepare_process(parent)
+    if not (hooks and hooks.prepared):
+        prepare_process(parent)
     faults.point("restore-after-fork", task.pid)
     warnings.simplefilter("ignore")            # fd 2 is about to be the task's stderr
     _lift_log(keep_above)

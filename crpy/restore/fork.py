@@ -89,6 +89,31 @@ def fork_node(node, run, close_in_child=()):
     return pid
 
 
+def fork_batch(kids, run):
+    """Fork `kids` (none sharing this task's fd table) in their order: each run of those forked
+    directly in one C call (crpy.kernel.clone.fork_many), their plans made before it; those that
+    need a helper one by one (fork_node)."""
+    from crpy.kernel.clone import fork_many
+
+    batch = []
+    for kid in kids + [None]:
+        if kid is not None and not (kid.helper_sid or kid.helper_pgid):
+            if kid.task is not None:
+                from crpy.restore.child import plan_for_child
+
+                kid.plan = plan_for_child(kid.task)
+            batch.append(kid)
+            continue
+        parent = os.getpid()
+        index = fork_many([k.pid for k in batch])
+        if index is not None:
+            batch[index].prepared = True       # signals blocked, death signal set: in C
+            _run_node(batch[index], run, parent)
+        batch = []
+        if kid is not None:
+            fork_node(kid, run)
+
+
 def _fork_through_helper(node, run):
     """A task whose session leader (a daemon's setsid parent) or group leader (the first command
     of a pipeline) is gone: a helper with the leader's PID makes the session (and its group) or
@@ -122,7 +147,8 @@ def _run_node(node, run, parent):
 
     if node.zombie:
         try:
-            child.prepare_process(parent)
+            if not getattr(node, "prepared", False):
+                child.prepare_process(parent)
             Hooks(node, run).after_session()
             _ready_and_wait(node, run)
         except CrpyError as e:
@@ -151,6 +177,11 @@ class Hooks:
         self.session()
         self.fork_children(None)
 
+    @property
+    def prepared(self):
+        """Forked by fork_many, which blocked its signals and set its parent-death signal."""
+        return getattr(self.node, "prepared", False)
+
     def premade_plan(self):
         """The restorer region its parent planned for it (crpy.restore.child.plan_for_child)."""
         return self.node.plan
@@ -169,14 +200,12 @@ class Hooks:
                 area.cow_src = src
 
     def fork_children(self, plan):
-        """The children with fd tables of their own; those sharing this task's table wait for
-        it to be filled (fork_table_sharers)."""
+        """The children with fd tables of their own, in one batch (fork_batch); those sharing
+        this task's table wait for it to be filled (fork_table_sharers)."""
         if plan is not None:
             self.node.slots = {(s.area.start, s.area.end): s.addr for s in plan.slots}
         _files_before_children(self.node, self.run)
-        for kid in self.node.children:
-            if not kid.shares_files:
-                fork_node(kid, self.run)
+        fork_batch([k for k in self.node.children if not k.shares_files], self.run)
         join_group(self.node, self.run.groups)
 
     @property
