@@ -286,7 +286,11 @@ def test_migrate_lazy_source_killed_mid_transfer_kills_the_destination_task(tmp_
         assert rc == 0, err                  # the restore itself was done and confirmed
         passed, why = test.stop()            # the task dies of SIGKILL rather than read zeros or hang
         assert not passed and "SIGKILL" in why, why
-        said = [l for l in (tmp_path / "dst" / "dump" / "lazy-pages.out").read_text().splitlines() if l.strip()]
+        # the daemon says it after the kill (the line names the pids killed): wait for its write
+        out, said, deadline = tmp_path / "dst" / "dump" / "lazy-pages.out", [], time.monotonic() + 10
+        while not said and time.monotonic() < deadline:
+            said = [l for l in out.read_text().splitlines() if l.strip()]
+            time.sleep(0.01)
         assert len(said) == 1 and "killed the restored task" in said[0] and str(netns.here) in said[0], said
     finally:
         if proc is not None and proc.poll() is None:
