@@ -43,17 +43,18 @@ def _tls_slots():
             for n in (12, 13, 14)]
 
 
-# Entries built for one task and identical in the next ones (the tasks of a tree mostly share
-# their signal handlers and rlimits): key -> the entries.  core-PID.img holds its own copy of
-# each (the image format has no shared table), so only the parsing and building is saved; the
-# protobuf constructors copy what they are given, so one list serves every task.
-_built = {}
-
-
 def _once(key, build):
-    entries = _built.get(key)
+    """Entries built for one task and identical in the next ones (the tasks of a tree mostly
+    share their signal handlers and rlimits).  core-PID.img holds its own copy of each (the image
+    format has no shared table), so only the parsing and building is saved; the protobuf
+    constructors copy what they are given, so one list serves every task.  Kept in the dump's
+    memo, emptied when a dump begins: a long-lived caller (migrate rounds) does not collect them."""
+    from crpy import resources
+
+    built = resources.dump_memo.setdefault("core entries", {})
+    entries = built.get(key)
     if entries is None:
-        entries = _built[key] = build()
+        entries = built[key] = build()
     return entries
 
 

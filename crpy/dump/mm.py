@@ -26,17 +26,18 @@ def mm_entry(facts, plans, page_plan, misc, exe_file_id):
     return e
 
 
-# vma_entry by every field it is made of: forked tasks have most of their VMAs alike (same
-# bounds, same files), and copying a built entry costs a third of building it again
-_vma_entries = {}
-
-
 def _vma_entry(plan):
+    """vma_entry by every field it is made of: forked tasks have most of their VMAs alike (same
+    bounds, same files), and copying a built entry costs a third of building it again.  Kept in
+    the dump's memo (emptied when a dump begins)."""
+    from crpy import resources
+
     key = (plan.start, plan.end, plan.pgoff, plan.shmid, plan.prot, plan.flags, plan.status, plan.madv,
            plan.fdflags, plan.pkey, plan.shmem_size)
-    entry = _vma_entries.get(key)
+    built = resources.dump_memo.setdefault("vma entries", {})
+    entry = built.get(key)
     if entry is None:
-        entry = _vma_entries[key] = plan.entry()
+        entry = built[key] = plan.entry()
     return entry
 
 

@@ -147,7 +147,7 @@ def _run_node(node, run, parent):
 
     if node.zombie:
         try:
-            if not getattr(node, "prepared", False):
+            if not node.prepared:
                 child.prepare_process(parent)
             Hooks(node, run).after_session()
             _ready_and_wait(node, run)
@@ -180,7 +180,7 @@ class Hooks:
     @property
     def prepared(self):
         """Forked by fork_many, which blocked its signals and set its parent-death signal."""
-        return getattr(self.node, "prepared", False)
+        return self.node.prepared
 
     def premade_plan(self):
         """The restorer region its parent planned for it (crpy.restore.child.plan_for_child)."""

@@ -6,8 +6,9 @@ with preadv straight from pages-N.img (big chunks, no copy through Python object
 memory allocated first by MADV_POPULATE_WRITE, a big fill in two threads), then it gets its
 final protection and madvise flags.  The pages images' chunks this task was given to check
 (crpy.restore.pagecheck) are read a piece at a time and hashed as they land, in C, and checked
-before the task goes on: damage is this task's one-line error, and no task runs.  The blob then only has to mremap each slot into place;
-VMA flags, file and offset travel with the mapping.  This is the hot path of a restore.
+before the task goes on: damage is this task's one-line error, and no task runs.  The blob then
+only has to mremap each slot into place; VMA flags, file and offset travel with the mapping.
+This is the hot path of a restore.
 """
 
 import ctypes

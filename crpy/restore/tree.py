@@ -36,6 +36,7 @@ class Node:
     files_id: int = 0                # ids.files_id; equal to its parent's: one fd table (CLONE_FILES)
     shares_files: bool = False       # forked with CLONE_FILES into its parent's fd table
     files_done: tuple = None         # (read, write) fds: its table's sharers say "done with crpy's fds"
+    prepared: bool = False           # forked by fork_many: signals blocked, death signal set in C
 
 
 def load_tree(images_dir):

@@ -145,7 +145,7 @@ class SelfCheckingTarget:
         the flag, and the main thread then pause()s for ever.  main_sleeps_in=None: no wait
         (a target that polls its flag, as a Python program's main thread does)."""
         if main_sleeps_in is not None:
-            wait_for(lambda: _sleeps_in(self.pid, main_sleeps_in), what="the restored main thread back in pause()")
+            wait_for(lambda: sleeps_in(self.pid, main_sleeps_in), what="the restored main thread back in pause()")
         os.kill(self.pid, signal.SIGTERM)
         wait_for(lambda: "PASS" in read_text(self.out) or "FAIL" in read_text(self.out), what="the verdict")
         text = read_text(self.out)
@@ -159,7 +159,7 @@ class SelfCheckingTarget:
         kill_quietly(self.pid)
 
 
-def _sleeps_in(tid, nr):
+def sleeps_in(tid, nr):
     """True while thread tid sleeps in syscall nr (/proc/TID/syscall starts with the number of
     the syscall a sleeping thread last entered; "running" while it runs)."""
     return read_text(f"/proc/{tid}/syscall").split(" ", 1)[0] == str(nr)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.crhelpers import ROOT, SelfCheckingTarget, build_c, crpy, log_tail, read_text, wait_for
+from tests.unit.crhelpers import (NR_PAUSE, ROOT, SelfCheckingTarget, build_c, crpy, log_tail, read_text, sleeps_in,
+                                  wait_for)
 
 HERE = Path(__file__).parent
 PE_PARENT = 1
@@ -239,6 +240,8 @@ int main(int argc, char **argv)
 def test_task_using_userfaultfd_is_refused(target_bin, tmp_path):
     exe = build_c(tmp_path, "uffd_user", UFFD_USER)
     with SelfCheckingTarget(exe, tmp_path) as t:
+        # "ready" is written before fclose: the fd table is settled once the task sits in pause()
+        wait_for(lambda: sleeps_in(t.pid, NR_PAUSE), what="the target to sit in pause()")
         fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
         r = _pre_dump(t, tmp_path / "p1")
         assert r.returncode == 1, r.stderr
