@@ -106,6 +106,12 @@ def main():
                     help="size of the task whose dump and restore measure crpy's peak RSS (0: skip)")
     ap.add_argument("--only-memory", action="store_true", help="skip the further benchmarks")
     args = ap.parse_args()
+    notes = []
+    with common.steady_host_memory(notes):
+        _measure(args, notes)
+
+
+def _measure(args, notes):
     peaks, big_peaks = [], []
     with common.child_subreaper(), common.work_dir("crpy-bench-") as workdir, common.bytecode_cached(workdir):
         with open(os.path.join(common.ROOT, "bench", "hold.c")) as f:
@@ -116,6 +122,8 @@ def main():
             one_round(exe, args.rss_mib, workdir, 0, big_peaks)
     gib = args.mib / 1024
     print(f"crpy bench: {args.mib} MiB of touched random data, images on /dev/shm, {args.reps} rounds")
+    for line in notes:
+        print(line)
     base = report("baseline process_vm_readv", [r[0] for r in rows], gib)
     dump = report("crpy dump", [r[1][0] for r in rows], gib)
     restore = report("crpy restore", [r[1][1] for r in rows], gib)
