@@ -234,6 +234,10 @@ class Barrier:
         raise RestoreError(reason(line, None))
 
     def kill_all(self):
+        """SIGKILL every task and return once none of them runs: the root is reaped; the others,
+        not crpy's children, are waited for until gone or zombies (a killed task still tears
+        down its memory for a while, and a caller checking "nothing left" right after crpy
+        exits must not see it)."""
         for pid in self.pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -243,3 +247,24 @@ class Barrier:
             os.waitpid(self.root, 0)
         except ChildProcessError:
             pass
+        _wait_dead(set(self.pids) - {self.root}, timeout=10)
+
+
+def _wait_dead(pids, timeout):
+    import time
+
+    deadline = time.monotonic() + timeout
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        left = {pid for pid in left if _running(pid)}
+        if left:
+            time.sleep(0.001)
+
+
+def _running(pid):
+    """pid exists and is neither a zombie nor dead (/proc/PID/stat's state letter)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
