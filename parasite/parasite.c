@@ -105,11 +105,58 @@ static void close_all_owned(void)
 
 /* ---- the one way out ---- */
 
+#define __NR_rt_sigpending 127
+#define FRAME_RAX_OFF 152       /* in the emergency frame (crpy/dump/emergency_frame.py) */
+#define FRAME_RIP_OFF 176
+#define FRAME_SIGMASK_OFF 304
+#define SIG_IGN_ 1UL
+#define SA_RESTART_ 0x10000000UL
+#define ERESTARTSYS_ 512
+#define ERESTARTNOHAND_ 514
+#define ERESTART_RESTARTBLOCK_ 516
+/* Signals whose default action is to ignore (CHLD CONT URG WINCH) or stop (STOP TSTP TTIN TTOU):
+ * the kernel passes over them to the next pending one. */
+#define SIGS_PASSED_OVER ((1UL << 16) | (1UL << 17) | (1UL << 22) | (1UL << 27) | \
+                          (1UL << 18) | (1UL << 19) | (1UL << 20) | (1UL << 21))
+
+/* See parasite_args.restart_rip: the first pending signal the kernel delivers after the
+ * rt_sigreturn (lowest number, not blocked by the task's own mask, not ignored) decides, as
+ * handle_signal() would for a syscall interrupted by it.  A signal arriving after this look
+ * (during the munmap, microseconds) still meets the re-issued syscall: no way around that
+ * from user space, since rt_sigreturn sets orig_ax = -1. */
+static void end_interrupted_syscall(void)
+{
+    u8 *frame = (u8 *)args->frame;
+    u64 pending = 0, mask = *(u64 *)(frame + FRAME_SIGMASK_OFF), ready;
+    long err = -args->restart_err;
+
+    if (!args->restart_rip || IS_ERR(sys2(__NR_rt_sigpending, (long)&pending, 8)))
+        return;
+    for (ready = pending & ~mask; ready; ready &= ready - 1) {
+        int sig = __builtin_ctzll(ready) + 1;
+        struct blob_ksigaction k;
+        if (sys4(__NR_rt_sigaction, sig, 0, (long)&k, 8) < 0 || k.handler == SIG_IGN_)
+            continue;
+        if (k.handler == 0) {                   /* SIG_DFL */
+            if (SIGS_PASSED_OVER & (1UL << (sig - 1)))
+                continue;
+            return;                             /* fatal: the task ends anyway */
+        }
+        if (err == ERESTARTNOHAND_ || err == ERESTART_RESTARTBLOCK_ ||
+            (err == ERESTARTSYS_ && !(k.flags & SA_RESTART_))) {
+            *(u64 *)(frame + FRAME_RAX_OFF) = (u64)-EINTR;
+            *(u64 *)(frame + FRAME_RIP_OFF) = args->restart_rip;
+        }
+        return;
+    }
+}
+
 static BLOB_NORETURN void cure(int err)
 {
     args->state = PST_CURING;
     args->last_err = err;
     close_all_owned();
+    end_interrupted_syscall();
     /* Everything after the loads runs from registers only: the munmap takes the stack away.
      * rdi/rsi = the mapping, rsp = the frame (G's `ret` pops R), rcx = G. */
     asm volatile("mov 8(%%rax), %%rdi\n"

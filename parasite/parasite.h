@@ -28,6 +28,13 @@ struct parasite_args {
     /* written by the parasite, for post-mortem debugging */
     s32 state;
     s32 last_err;
+    /* restart_rip != 0: the frame re-issues the syscall the task slept in (restart_rip: just
+     * after its `syscall`; restart_err: the -ERESTART* it was interrupted with).  A signal
+     * that came during the infection is delivered after the self-cure's rt_sigreturn, before
+     * the re-issued syscall: if its handler would have ended that syscall with -EINTR, the
+     * cure makes the frame do so (else a pause() loop sleeps on, its wakeup lost). */
+    u64 restart_rip;
+    s64 restart_err;
 };
 
 #define PAR_HASH 1              /* PAR_DUMP a1: hash what is spliced, going on from the state kept */

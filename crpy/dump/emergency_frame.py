@@ -57,6 +57,15 @@ def restart_fixup(regs):
     return r
 
 
+def restart_info(regs):
+    """(rip just after the `syscall`, its -ERESTART* code) when the frame re-issues the
+    task's interrupted syscall, else (0, 0): the parasite's self-cure ends that syscall with
+    -EINTR instead when a signal whose handler would do so is pending (parasite_args)."""
+    if restart_fixup(regs).rip == regs.rip:
+        return 0, 0
+    return regs.rip, regs.signed("rax")
+
+
 def build(regs, xstate, sigmask, restorer):
     """The frame for a task stopped with `regs`; rt_sigreturn through `restorer` (address R)."""
     fpstate = sigframe_xstate(xstate)

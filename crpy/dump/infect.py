@@ -205,7 +205,8 @@ def start_blob(saved, blob, channel, idle_ms):
         raise ParasiteError(f"pid {pid}: the parasite was mapped at {base:#x}, not {saved.map_addr:#x}")
     infect_mem.write(pid, base, blob.relocated(base))
     args = base + args_off
-    infect_mem.write(pid, args, pack_args(base, map_len, saved.frame.addr, saved.gadget, channel, idle_ms))
+    infect_mem.write(pid, args, pack_args(base, map_len, saved.frame.addr, saved.gadget, channel, idle_ms,
+                                               emergency_frame.restart_info(saved.regs)))
     r = saved.regs.copy()
     r.rip, r.rdi, r.rsp = base + blob.sym("parasite_start"), args, base + map_len
     r.rax, r.orig_rax = 0, MINUS_ONE

@@ -25,7 +25,7 @@ MAX_FDS = 253
 CMD_BUF = 256 * 1024
 CMD = struct.Struct("<II4Q")
 REPLY = struct.Struct("<qII")
-ARGS = struct.Struct("<QQQQQii110s2xii")  # struct parasite_args
+ARGS = struct.Struct("<QQQQQii110s2xiiQq")  # struct parasite_args
 MAGIC = 0x7261702D79707263
 _WATCH_MS = 100
 _GROUP_STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
@@ -181,8 +181,9 @@ def _close_all(fds):
         os.close(fd)
 
 
-def pack_args(map_base, map_len, frame, gadget, channel, idle_ms):
+def pack_args(map_base, map_len, frame, gadget, channel, idle_ms, restart=(0, 0)):
+    """restart: (rip just after the syscall the frame re-issues, its -ERESTART* code), or (0, 0)."""
     path, addr_len = channel.sockaddr()
     sun = struct.pack("<H", socket.AF_UNIX) + path
     return ARGS.pack(MAGIC, map_base, map_len, frame, gadget, addr_len, idle_ms,
-                     sun.ljust(110, b"\0"), 0, 0)
+                     sun.ljust(110, b"\0"), 0, 0, *restart)

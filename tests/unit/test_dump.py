@@ -15,7 +15,8 @@ import pytest
 from crpy.dump import vmas as V
 from crpy.images import framing
 from crpy.kernel import proc
-from tests.unit.crhelpers import ROOT, build_c, crpy, kill_quietly, read_text, start_target
+from tests.unit.crhelpers import (NR_PAUSE, ROOT, build_c, crpy, kill_quietly, read_text, sleeps_in, start_target,
+                                  wait_for)
 
 SOURCE = Path(__file__).with_name("dump_target.c")
 PAGE = 4096
@@ -37,18 +38,23 @@ class Target:
         self.pid = self.p.pid
 
     def alive_and_clean(self):
-        """Running (not stopped, not traced), and still answering SIGUSR1 with its own check."""
+        """Running (not stopped, not traced), back in its pause(), and still answering SIGUSR1
+        with its own check.  The wait for pause() matters: a SIGUSR1 whose handler runs before
+        the task (re-)enters pause() is a wakeup the target's loop never sees, e.g. one sent as
+        a self-cure's munmap ends, before its rt_sigreturn re-issues the pause()."""
         st = proc.status(self.pid)
         assert st.state in "SR" and st.tracer_pid == 0
+        wait_for(lambda: sleeps_in(self.pid, NR_PAUSE), 10, what="the target back in pause()")
+        self.answers_usr1()
+
+    def answers_usr1(self, count=1):
+        """SIGUSR1 ends its pause(); it writes "COUNT X shared page" (COUNT: the handler's runs)."""
         usr1 = self.dir / "usr1"
         if usr1.exists():
             usr1.unlink()
         os.kill(self.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 5
-        while not usr1.exists() or not usr1.read_text().endswith("\n"):
-            assert time.monotonic() < deadline, "target did not answer SIGUSR1"
-            time.sleep(0.01)
-        assert usr1.read_text() == "1 X shared page\n"
+        wait_for(lambda: usr1.exists() and usr1.read_text().endswith("\n"), 10, what="the target's answer to SIGUSR1")
+        assert usr1.read_text() == f"{count} X shared page\n"
 
     def stop(self):
         if self.p.poll() is None:
@@ -386,13 +392,23 @@ def test_stopped_task_is_dumped_and_stays_stopped(target, tmp_path):
     target.alive_and_clean()
 
 
-def test_crpy_killed_in_pages_leaves_the_task_running(target, tmp_path):
-    maps = proc.maps(target.pid, vmflags=False)
+def dump_paused_in_pages(target, tmp_path):
+    """`crpy dump` of the target, paused (CRPY_FAULT) with the parasite in, the first pages out."""
     p = subprocess.Popen([sys.executable, "-m", "crpy", "dump", "-t", str(target.pid), "-D", str(tmp_path / "i")],
                          cwd=ROOT, stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, CRPY_FAULT="pause-in-pages"))
+    line = p.stderr.readline().strip()
+    if line != "crpy-fault: paused in pages":
+        p.kill()
+        p.wait()
+        raise AssertionError(f"crpy dump did not pause in pages: {line!r}")
+    return p
+
+
+def test_crpy_killed_in_pages_leaves_the_task_running(target, tmp_path):
+    maps = proc.maps(target.pid, vmflags=False)
+    p = dump_paused_in_pages(target, tmp_path)
     try:
-        assert p.stderr.readline().strip() == "crpy-fault: paused in pages"
         assert len(proc.maps(target.pid, vmflags=False)) > len(maps), "the parasite is in"
     finally:
         p.kill()
@@ -401,6 +417,31 @@ def test_crpy_killed_in_pages_leaves_the_task_running(target, tmp_path):
     while proc.maps(target.pid, vmflags=False) != maps:
         assert time.monotonic() < deadline, "the parasite did not cure itself"
         time.sleep(0.02)
+    target.alive_and_clean()
+
+
+def pending(pid):
+    st = proc.status(pid)
+    return st.sig_pnd | st.shd_pnd
+
+
+def test_signal_during_the_dump_still_ends_the_pause_when_crpy_is_killed(target, tmp_path):
+    """A SIGUSR1 sent while the parasite runs (every signal blocked) waits; crpy dies and the
+    parasite cures itself: the handler runs and the task's pause() returns, as it would have
+    had the task been left alone.  (Re-issued under the handler, pause() would sleep on and
+    the target, which looks at its flag after pause() returns, would never answer.)"""
+    maps = proc.maps(target.pid, vmflags=False)
+    p = dump_paused_in_pages(target, tmp_path)
+    try:
+        os.kill(target.pid, signal.SIGUSR1)
+        wait_for(lambda: pending(target.pid) & 1 << signal.SIGUSR1 - 1, 10, what="SIGUSR1 pending")
+    finally:
+        p.kill()
+        p.wait()
+    usr1 = target.dir / "usr1"
+    wait_for(lambda: usr1.exists() and usr1.read_text().endswith("\n"), 10, what="the target's answer to SIGUSR1")
+    assert usr1.read_text() == "1 X shared page\n"
+    wait_for(lambda: proc.maps(target.pid, vmflags=False) == maps, 10, what="the parasite's self-cure")
     target.alive_and_clean()
 
 
