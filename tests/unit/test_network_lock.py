@@ -69,10 +69,11 @@ out["udp_locked"] = udp_locked
 udp_sender.send(b"u2")
 out["udp_after"] = udp.recv(10).decode()
 out["exists_after"] = netlock.backend(METHOD).exists("crpy-4242")
-acc.settimeout(5)
+# what was held back comes at the next retransmission, seconds apart once backed off
+acc.settimeout(20)
 out["arrived_after"] = acc.recv(100).decode()
 new.setblocking(True); new.settimeout(5)
-deadline = time.time() + 5
+deadline = time.time() + 20
 while time.time() < deadline:
     try:
         new.getpeername(); out["connected_after"] = True; break

@@ -13,11 +13,11 @@ the test's checks see it (so they can fail).
 import os
 import signal
 import socket
-import time
 
 import pytest
 
 from crpy.images import framing
+from crpy.kernel import proc as kproc
 from tests.unit.crhelpers import build_c, crpy, gone, kill_quietly, log_tail, read_text, start_target, wait_for
 
 ECHO_UPPER = r"""
@@ -77,6 +77,29 @@ def _recv_exactly(conn, n, timeout=10.0):
     return got
 
 
+def _stop(proc):
+    """SIGSTOP the target and wait until it is stopped: a task woken by the signal but not yet
+    stopped would still read (and echo) what is sent next."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    wait_for(lambda: kproc.stat(proc.pid).state == "T", what="the target stopped")
+
+
+def _queued(conn, n, state="01"):
+    """Wait until the target's end of conn holds n unread bytes (and is in `state`, hex as in
+    /proc/net/tcp: 01 ESTABLISHED, 08 CLOSE_WAIT): over loopback the bytes sent land in its queue
+    from a softirq, which a loaded machine can run late."""
+    ends = (f"0100007F:{conn.getpeername()[1]:04X}", f"0100007F:{conn.getsockname()[1]:04X}")
+
+    def target_end():
+        for line in read_text("/proc/net/tcp").splitlines()[1:]:
+            f = line.split()
+            if (f[1], f[2]) == ends:
+                return f[3] == state and int(f[4].split(":")[1], 16) == n
+        return False
+
+    wait_for(target_end, what=f"{n} bytes in the target's receive queue")
+
+
 def _dump(proc, tmp_path, *options):
     """`crpy dump` of the target into tmp_path/img with these options; the target is gone (reaped)
     after.  Returns the images directory."""
@@ -120,9 +143,9 @@ def test_connection_to_a_peer_outside_survives(echo_target, tmp_path, restore_mo
     conn, proc, pids, out = echo_target
     conn.sendall(b"before the dump\n")
     assert _recv_exactly(conn, 16) == b"BEFORE THE DUMP\n"
-    os.kill(proc.pid, signal.SIGSTOP)           # stopped: these bytes wait in its receive queue
+    _stop(proc)                                 # stopped: these bytes wait in its receive queue
     conn.sendall(b"queued at the dump\n")
-    time.sleep(0.1)
+    _queued(conn, 19)
     images = _dump(proc, tmp_path, "--tcp-established")
     assert gone(proc.pid)
     conn.setblocking(False)                     # the target is gone: no FIN, no RST came
@@ -163,9 +186,9 @@ def test_sent_but_unacknowledged_data_is_sent_again(echo_target, tmp_path):
     conn, proc, pids, out = echo_target
     table = f"crpy_test_unacked_{os.getpid()}"
     ours, theirs = conn.getsockname()[1], conn.getpeername()[1]
-    os.kill(proc.pid, signal.SIGSTOP)
+    _stop(proc)
     conn.sendall(b"echo me\n")                  # in its receive queue, acknowledged
-    time.sleep(0.1)
+    _queued(conn, 8)
     r = _nft("add", "table", "inet", table)
     if r.returncode:
         pytest.skip(f"nftables refuses a table here: {r.stderr.strip()}")
@@ -195,10 +218,10 @@ def test_half_closed_by_the_peer_outside(echo_target, tmp_path):
     in CLOSE_WAIT with the data unread when it is dumped.  Restored, it reads the data, then end-of-
     file (the peer's FIN made again), echoes, and its close reaches the peer as a FIN."""
     conn, proc, pids, out = echo_target
-    os.kill(proc.pid, signal.SIGSTOP)
+    _stop(proc)
     conn.sendall(b"last words\n")
     conn.shutdown(socket.SHUT_WR)
-    time.sleep(0.1)
+    _queued(conn, 11 + 1, state="08")             # rx_queue counts the FIN's sequence number too
     images = _dump(proc, tmp_path, "--tcp-established")
     files = framing.read_image(str(images / "files.img"), "files")
     assert [e.isk.state for e in files if e.HasField("isk")] == [8]      # CLOSE_WAIT

@@ -14,7 +14,7 @@ import pytest
 
 from crpy.images import framing
 from crpy.kernel import proc
-from tests.unit.crhelpers import build_c, crpy, kill_quietly, start_target
+from tests.unit.crhelpers import NR_PAUSE, build_c, crpy, kill_quietly, read_text, sleeps_in, start_target, wait_for
 from tests.zdtm import procs
 
 TREE_C = r"""
@@ -192,7 +192,19 @@ def tree_of(p):
         p.wait()
 
 
-def wait_file(path, timeout=5):
+def in_pause(pids):
+    """Wait until every task of pids sleeps in pause(): these targets look at the flag their
+    handler sets only when pause() returns, so a signal that comes before they (re-)enter it (just
+    started, just restored, just back from the last one) is a wakeup they never see."""
+    wait_for(lambda: all(sleeps_in(pid, NR_PAUSE) for pid in pids), what=f"{list(pids)} to sleep in pause()")
+
+
+def voluntary_switches(pid):
+    lines = read_text(f"/proc/{pid}/status").splitlines()
+    return int(next(line.split()[1] for line in lines if line.startswith("voluntary_ctxt_switches:")))
+
+
+def wait_file(path, timeout=10):
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert time.monotonic() < deadline, f"{path.name} never appeared"
@@ -212,6 +224,7 @@ def test_tree_dump_and_restore(tree_bin, tmp_path, subreaper):
         dump_tree(p, before, tmp_path / "imgs")
         exit_codes = _check_images(tmp_path / "imgs", p.pid, before, zombies)
         restore_tree(tmp_path / "imgs")
+        in_pause([pid for pid in before if pid not in zombies])
         after = snapshot(p.pid)
         assert set(after) == set(before)
         for pid, (ppid, pgid, sid, state) in before.items():
@@ -239,8 +252,12 @@ def _check_images(imgs, root, before, zombies):
 def _check_running(work, root, before, exit_codes):
     live = [pid for pid in before if pid not in exit_codes]
     a_child = next(pid for pid in live if pid != root)
+    in_pause(live)
+    switches = voluntary_switches(a_child)
     os.kill(a_child, signal.SIGUSR2)                     # one task bumps the shared counter
-    time.sleep(0.2)
+    # bumped once it sleeps again: it bumps as its pause() returns, before the next one
+    wait_for(lambda: voluntary_switches(a_child) > switches and sleeps_in(a_child, NR_PAUSE),
+             what="the bump of the shared counter")
     for pid in live:
         os.kill(pid, signal.SIGUSR1)
     for pid in live:
@@ -310,8 +327,8 @@ def test_stopped_task_and_subreaper(tmp_path, subreaper):
         assert len(before) == 4 and len(stopped) == 1
         dump_tree(p, before, tmp_path / "imgs")
         restore_tree(tmp_path / "imgs")
-        time.sleep(0.1)
-        assert proc.stat(stopped[0]).state == "T", "restored stopped"
+        # the restored task stops itself at the very end of its restore, maybe after crpy returned
+        wait_for(lambda: proc.stat(stopped[0]).state == "T", what="the task restored stopped")
         os.kill(stopped[0], signal.SIGCONT)
         deadline = time.monotonic() + 5
         while proc.stat(stopped[0]).state != "S":
@@ -363,6 +380,7 @@ def _pss_anon_kib(pid):
 
 
 def _sums(work, pids):
+    in_pause(pids)
     for pid in pids:
         out = work / f"ready.{pid}"
         if out.exists():
