@@ -18,6 +18,7 @@ from tests.unit.crhelpers import (NR_PAUSE, ROOT, SelfCheckingTarget, build_c, c
 
 HERE = Path(__file__).parent
 PE_PARENT = 1
+NR_RT_SIGSUSPEND = 130              # x86_64
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,18 @@ def _wp_async_available():
 def _step(t, n):
     os.kill(t.pid, signal.SIGUSR1)
     wait_for(lambda: f"step {n}\n" in read_text(t.out), what=f"step {n}")
+    _settle(t)
+
+
+def _settle(t):
+    """Wait until the target sits in sigsuspend(): it writes "ready" and each "step" with an
+    fopen'ed file whose fclose comes after the write, so its fd table is settled only then."""
+    wait_for(lambda: sleeps_in(t.pid, NR_RT_SIGSUSPEND), what="the target to sit in sigsuspend()")
+
+
+def _settled_fds(t):
+    _settle(t)
+    return sorted(os.listdir(f"/proc/{t.pid}/fd"))
 
 
 def _pre_dump(t, d, prev=None, env=None):
@@ -76,7 +89,7 @@ def _uffd_areas(pid):
 @pytest.mark.parametrize("rounds", [1, 2, 5])
 def test_chain_restores_byte_exact(target_bin, tmp_path, rounds):
     with SelfCheckingTarget(target_bin, tmp_path) as t:
-        fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+        fds = _settled_fds(t)
         sizes = []
         for i in range(1, rounds + 1):
             _step(t, i)
@@ -156,7 +169,7 @@ def test_restore_checks_the_chain(target_bin, tmp_path):
 @pytest.mark.parametrize("failing_round", [1, 2])
 def test_failed_pre_dump_leaves_task_untracked(target_bin, tmp_path, failing_round):
     with SelfCheckingTarget(target_bin, tmp_path) as t:
-        fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+        fds = _settled_fds(t)
         if failing_round == 2:
             _step(t, 1)
             assert _pre_dump(t, tmp_path / "p1").returncode == 0
@@ -169,7 +182,7 @@ def test_failed_pre_dump_leaves_task_untracked(target_bin, tmp_path, failing_rou
 
 def test_killed_pre_dump_leaves_task_untracked(target_bin, tmp_path):
     with SelfCheckingTarget(target_bin, tmp_path) as t:
-        fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+        fds = _settled_fds(t)
         _step(t, 1)
         assert _pre_dump(t, tmp_path / "p1").returncode == 0
         p = subprocess.Popen([sys.executable, "-m", "crpy", "pre-dump", "-t", str(t.pid), "-D", str(tmp_path / "p2"),
@@ -189,7 +202,7 @@ def test_pre_dump_ending_while_it_copies_leaves_task_untracked(target_bin, tmp_p
     """A round that fails, or is SIGKILLed, after the tree resumed and before its pages are
     copied leaves the task running, intact and untracked (its page references just go)."""
     with SelfCheckingTarget(target_bin, tmp_path) as t:
-        fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+        fds = _settled_fds(t)
         _step(t, 1)
         assert _pre_dump(t, tmp_path / "p1").returncode == 0
         argv = [sys.executable, "-m", "crpy", "pre-dump", "-t", str(t.pid), "-D", str(tmp_path / "p2"),
