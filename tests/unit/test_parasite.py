@@ -435,3 +435,10 @@ def test_frame_restart_fixup():
     sw = struct.unpack_from("<IIQI", frame.data, fp - frame.start + 464)
     assert sw == (0x46505853, 2444, 0x207, 2440)
     assert struct.unpack_from("<I", frame.data, fp - frame.start + 2440)[0] == 0x46505845
+    # where the parasite's self-cure reads the mask and rewrites rax/rip (FRAME_*_OFF in parasite.c)
+    assert struct.unpack_from("<Q", frame.data, 152)[0] == 230
+    assert struct.unpack_from("<Q", frame.data, 176)[0] == 0x1000
+    assert struct.unpack_from("<Q", frame.data, 304)[0] == 0x4000
+    assert emergency_frame.restart_info(r) == (0x1002, -516)
+    r.rax = 0
+    assert emergency_frame.restart_info(r) == (0, 0)
