@@ -53,8 +53,9 @@ def restore_saved(saved):
         saved.stopped_by = 0
 
 
-def cure(saved, channel):
+def cure(saved, channel, finish_sent=False):
     """The normal path; the task ends seized, at an event-stop, with its original state.
+    finish_sent: FINISH was sent already (crpy.dump.parasite.Parasite.ask), only its answer is read.
 
     FINISH makes the parasite close its fds but the channel and wait on it; the task is
     interrupted in that wait and the close of the channel and the munmap are injected: six
@@ -62,7 +63,8 @@ def cure(saved, channel):
     pid = saved.pid
     if _is_stopped(pid) is not None:  # a stop already reported (a fault): no normal cure
         raise ParasiteError(f"pid {pid}: the parasite is stopped, not idle")
-    channel.send(FINISH)
+    if not finish_sent:
+        channel.send(FINISH)
     sock, _, _ = channel.receive(FINISH, timeout=5)
     ptrace.interrupt(pid)
     status = _wait_stop(pid)

@@ -175,7 +175,7 @@ def _dump_task(tree, task, n, stats, tick):
     from crpy.dump.pages import PAGE, dump_pages, scan_pages
     from crpy.dump.preload import start_preload
     from crpy.dump.regs import dump_regs
-    from crpy.dump.task_state import dump_misc, dump_sigactions
+    from crpy.dump.task_state import ask_task_state, dump_misc, dump_sigactions
     from crpy.dump.timers import discount_frozen_time
     from crpy.dump.threads import dump_threads
     from crpy.dump.tree import zombie_core
@@ -211,6 +211,7 @@ def _dump_task(tree, task, n, stats, tick):
         written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done,
                              tree.held)
         _add(stats, written)
+        asked = ask_task_state(infection.parasite)   # answered while the digests and fds are done here
         tick("pages")
         # hashed beside the rest of the dump (private pages were, as they were written)
         digest_written_images(images_dir, written["shmem_bytes"])
@@ -220,8 +221,8 @@ def _dump_task(tree, task, n, stats, tick):
         fs = dump_fs(facts, files)
         faults.point("after-fds", pid)
         sigactions = dump_sigactions(infection.parasite)
-        misc = dump_misc(infection.parasite)
-        discount_frozen_time(misc, task.seized.frozen_at)
+        misc = dump_misc(infection.parasite, asked)
+        discount_frozen_time(misc, task.seized.frozen_at, asked.at)
         faults.point("before-cure", pid)
         tick("parasite-cmds")
         infection.cure()
