@@ -60,6 +60,13 @@ def cure(saved, channel, finish_sent=False):
     FINISH makes the parasite close its fds but the channel and wait on it; the task is
     interrupted in that wait and the close of the channel and the munmap are injected: six
     stops per task where stepping the parasite through its own cure took fifteen."""
+    finish_cure(saved, channel, begin_cure(saved, channel, finish_sent))
+
+
+def begin_cure(saved, channel, finish_sent=False):
+    """cure()'s first half: FINISH answered, the task interrupted in its wait on the channel;
+    -> the channel's fd in the task, for finish_cure.  Between the two the caller may work while
+    the task takes its stop (a dump does the task's fds)."""
     pid = saved.pid
     if _is_stopped(pid) is not None:  # a stop already reported (a fault): no normal cure
         raise ParasiteError(f"pid {pid}: the parasite is stopped, not idle")
@@ -67,6 +74,12 @@ def cure(saved, channel, finish_sent=False):
         channel.send(FINISH)
     sock, _, _ = channel.receive(FINISH, timeout=5)
     ptrace.interrupt(pid)
+    return sock
+
+
+def finish_cure(saved, channel, sock):
+    """cure()'s second half, from begin_cure's interrupt on."""
+    pid = saved.pid
     status = _wait_stop(pid)
     if not ptrace.is_event_stop(status):
         raise ParasiteError(f"pid {pid}: parasite stopped: {ptrace.describe_status(status)}")

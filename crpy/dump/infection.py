@@ -14,6 +14,11 @@ class Infection:
         self.parasite = parasite
         self.cured = False
 
+    def begin_cure(self):
+        """The task is let stop for the cure while the caller works on (Parasite.begin_cure)."""
+        if not self.cured:
+            self.parasite.begin_cure()
+
     def cure(self):
         if not self.cured:
             self.cured = True

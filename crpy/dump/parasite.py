@@ -60,6 +60,7 @@ class Parasite:
         self._pipe = None  # (read end, write end, size); the parasite has them from the first DUMP on
         self._busy = False  # a command may still be running in the parasite
         self._asked = []  # commands sent by ask() whose answers are not read yet, in order
+        self._cure_sock = None  # begin_cure() done: the channel's fd in the task
 
     @classmethod
     def infect(cls, pid, idle_ms=30000, vmas=None, seccomp=None):
@@ -233,6 +234,18 @@ class Parasite:
 
     # ---- the end ----
 
+    def begin_cure(self):
+        """The first half of cure(), when no answer is left unread (else cure() does it all):
+        the task is interrupted and takes its stop while the caller works on; cure() then ends it."""
+        if self._busy or self._asked not in ([], [ch.FINISH]) or self._cure_sock is not None:
+            return
+        try:
+            self._cure_sock = infect_cure.begin_cure(self._saved, self._chan, finish_sent=bool(self._asked))
+        except BaseException:
+            self._busy = True                # cure() removes it by force
+            raise
+        self._asked = []
+
     def cure(self):
         """Unload the parasite; the task is left seized, at an event-stop, exactly as seized.
         If the normal path fails, the parasite is removed by force (same end state)."""
@@ -240,7 +253,10 @@ class Parasite:
             return self.abort()        # or answers are unread: do not wait for it
         self._close_pipe()
         try:
-            infect_cure.cure(self._saved, self._chan, finish_sent=bool(self._asked))
+            if self._cure_sock is None:
+                infect_cure.cure(self._saved, self._chan, finish_sent=bool(self._asked))
+            else:
+                infect_cure.finish_cure(self._saved, self._chan, self._cure_sock)
         except ParasiteError:
             self.abort()
             raise
