@@ -52,6 +52,7 @@ class Saved:
         self.map_addr = 0  # where the mmap goes (0: the kernel chooses)
         self.syscall_sp = 0  # rsp of injected syscalls: the unmap chain, or the frame
         self.injected = False  # registers were changed at least once
+        self.resumed = False  # let run towards a stop not taken yet (inject_syscalls)
         self.seccomp_suspended = False
         self.stopped_by = 0  # the group-stop signal we broke with SIGCONT (sent again at the cure)
 
@@ -144,13 +145,20 @@ def place_frame(saved, maps):
 
 
 def resume_to_syscall_stop(saved):
-    """PTRACE_SYSCALL to the next syscall-stop.  A task that was group-stopped when seized
-    (kill -STOP) stops again at once when resumed: break the group-stop with a SIGCONT (its
-    own delivery suppressed), and remember the stop signal: the cure sends it again."""
+    """PTRACE_SYSCALL to the next syscall-stop (await_syscall_stop)."""
+    ptrace.syscall(saved.pid)
+    await_syscall_stop(saved)
+
+
+def await_syscall_stop(saved):
+    """The syscall-stop a PTRACE_SYSCALL of the task leads to.  A task that was group-stopped
+    when seized (kill -STOP) stops again at once when resumed: break the group-stop with a
+    SIGCONT (its own delivery suppressed), and remember the stop signal: the cure sends it again."""
     pid = saved.pid
     for _ in range(8):
-        ptrace.syscall(pid)
+        saved.resumed = True
         status = ptrace.wait(pid)
+        saved.resumed = False
         if ptrace.is_syscall_stop(status):
             return
         stop = os.WSTOPSIG(status) if os.WIFSTOPPED(status) else 0
@@ -158,24 +166,40 @@ def resume_to_syscall_stop(saved):
             saved.stopped_by = stop
             os.kill(pid, signal.SIGCONT)
         elif saved.stopped_by and (ptrace.is_event_stop(status) or stop == signal.SIGCONT):
-            continue  # the SIGCONT's notification trap, or its delivery (suppressed)
+            pass  # the SIGCONT's notification trap, or its delivery (suppressed)
         else:
             raise ParasiteError(f"pid {pid}: injected syscall: {ptrace.describe_status(status)}")
+        ptrace.syscall(pid)
     raise ParasiteError(f"pid {pid}: injected syscall: the task keeps stopping")
 
 
-def _syscall_stop(saved, want_op):
-    """Resume to the next syscall-stop and check it is the entry/exit we expect."""
-    resume_to_syscall_stop(saved)
+def settle(saved):
+    """After an error: the stop a resumed task was heading for, taken (the forced unload then
+    starts from a stop, as after a failed inject_syscall)."""
+    if saved.resumed:
+        saved.resumed = False
+        try:
+            ptrace.wait(saved.pid)
+        except Exception:          # gone, or not ours any more: force_unload says it
+            pass
+
+
+def _check_op(saved, want_op):
+    """The syscall-stop the task is at, checked to be the entry/exit we expect."""
     info = ptrace.get_syscall_info(saved.pid)
     if info.op != want_op:
         raise ParasiteError(f"pid {saved.pid}: injected syscall: unexpected stop {info}")
     return info
 
 
-def inject_syscall(saved, nr, *args):
-    """Run one syscall in the task through G with rsp at the frame; returns the raw result.
-    Leaves the task at that syscall's exit-stop."""
+def _syscall_stop(saved, want_op):
+    """Resume to the next syscall-stop and check it is the entry/exit we expect."""
+    resume_to_syscall_stop(saved)
+    return _check_op(saved, want_op)
+
+
+def _set_syscall(saved, nr, args):
+    """The task's registers made to run syscall nr(args) through G, with rsp at the frame."""
     pid = saved.pid
     r = saved.regs.copy()
     r.rip, r.rsp, r.rax, r.orig_rax = saved.gadget, saved.syscall_sp, nr, MINUS_ONE
@@ -186,10 +210,38 @@ def inject_syscall(saved, nr, *args):
     if first:  # no signal delivery (SIGALRM of an itimer...) in the middle of the injection; set
         # only now that the regs lead into the unmap chain, whose sigreturn restores the task's mask
         ptrace.set_sigmask(pid, ALL_SIGNALS)
+
+
+def inject_syscall(saved, nr, *args):
+    """Run one syscall in the task through G with rsp at the frame; returns the raw result.
+    Leaves the task at that syscall's exit-stop."""
+    _set_syscall(saved, nr, args)
     entry = _syscall_stop(saved, ptrace.SYSCALL_INFO_ENTRY)
     if entry.nr != nr:
-        raise ParasiteError(f"pid {pid}: injected syscall {nr} entered as {entry.nr}")
+        raise ParasiteError(f"pid {saved.pid}: injected syscall {nr} entered as {entry.nr}")
     return _syscall_stop(saved, ptrace.SYSCALL_INFO_EXIT).rval
+
+
+def inject_syscalls(calls):
+    """inject_syscall in several tasks at once: [(saved, nr, args)] -> [raw result]; each task
+    runs to its next stop while the others' are taken, so their scheduling overlaps.  After an
+    error, settle() each before unloading it."""
+    for saved, nr, args in calls:
+        _set_syscall(saved, nr, args)
+        saved.resumed = True
+        ptrace.syscall(saved.pid)
+    for saved, nr, _ in calls:
+        await_syscall_stop(saved)
+        entry = _check_op(saved, ptrace.SYSCALL_INFO_ENTRY)
+        if entry.nr != nr:
+            raise ParasiteError(f"pid {saved.pid}: injected syscall {nr} entered as {entry.nr}")
+        saved.resumed = True
+        ptrace.syscall(saved.pid)
+    out = []
+    for saved, _, _ in calls:
+        await_syscall_stop(saved)
+        out.append(_check_op(saved, ptrace.SYSCALL_INFO_EXIT).rval)
+    return out
 
 
 def start_blob(saved, blob, channel, idle_ms):

@@ -26,6 +26,21 @@ class Infection:
             log.info("Parasite cured")
 
 
+def cure_all(infections):
+    """Infection.cure of several tasks: those whose cure began (Infection.begin_cure) at once,
+    their stops taken side by side (crpy.dump.parasite.Parasite.cure_all), any other one by one."""
+    from crpy.dump.parasite import Parasite
+
+    for inf in infections:
+        if not inf.cured and not inf.parasite.cure_begun:
+            inf.cure()
+    together = [inf for inf in infections if not inf.cured]
+    for inf in together:
+        inf.cured = True               # a failure unloads them all by force already
+    Parasite.cure_all([inf.parasite for inf in together])
+    log.info("Parasites of %d tasks cured", len(together))
+
+
 @contextlib.contextmanager
 def infected(pid, facts=None):
     """facts: the task's crpy.dump.facts.TaskFacts, read since it stopped: its maps and seccomp

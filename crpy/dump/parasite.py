@@ -263,6 +263,34 @@ class Parasite:
         finally:
             self._chan.close()
 
+    @property
+    def cure_begun(self):
+        """begin_cure() done and nothing else pending: cure_all can take it."""
+        return self._cure_sock is not None and not self._busy and not self._asked
+
+    @staticmethod
+    def cure_all(parasites):
+        """cure() of several parasites whose cure began (cure_begun), at once: their tasks are
+        taken through its stops together (infect_cure.finish_cures).  If that fails, the ones
+        not cured yet are removed by force and the error raised."""
+        if not all(p.cure_begun for p in parasites):
+            raise ParasiteError("cure_all: a parasite whose cure did not begin")
+        for p in parasites:
+            p._close_pipe()
+        try:
+            infect_cure.finish_cures([(p._saved, p._chan, p._cure_sock) for p in parasites])
+        except BaseException:
+            for p in parasites:
+                if p._chan.conn is not None:          # not cured yet
+                    infect.settle(p._saved)
+                    try:
+                        p.abort()
+                    except Exception as e:          # keep the first error; say this one
+                        from crpy.log import log
+
+                        log.error("pid %d: undoing the infection failed too: %s", p.pid, e)
+            raise
+
     def abort(self):
         """Forced unload without the parasite's help (after an error).  The task is stopped
         first: closing the channel while it runs would make the parasite cure itself."""

@@ -1,8 +1,9 @@
 """The dump pipeline, one step per line (DESIGN.md).  Tree steps run once, task steps per task:
 
   seize_tree (every descendant, until stable) ─► for each task: /proc facts (unsupported fds,
-  VMAs refused here) ─► infect ─► pages, fds, sigactions, misc ─► cure ─► registers, mm, creds
-  ─► task images ─► pstree, inventory, files ─► kill_tree (or --leave-running)
+  VMAs refused here) ─► infect ─► pages, fds, sigactions, misc ─► cure (CURE_BATCH tasks at
+  once: their stops overlap) ─► registers, mm, creds ─► task images ─► pstree, inventory,
+  files ─► kill_tree (or --leave-running)
 
 Every step lives in its own module of crpy.dump.  Cleanup is a context-manager stack: whatever
 fails after the seize (an error, Ctrl-C, a fault point), the parasite is cured and the task
@@ -106,9 +107,16 @@ def _dump(opts):
         tick("seize")
         progress.start("dump", len(tasks))
         cleanup.callback(progress.finish)
+        curing = []                       # tasks whose cure began, cured CURE_BATCH at a time
         for n, task in enumerate(tasks, 1):
-            _dump_task(tree, task, n, stats, tick)
-            progress.task_done()
+            rest = _dump_task(tree, task, n, stats, tick, cleanup)
+            if rest is None:
+                progress.task_done()
+            else:
+                curing.append(rest)
+            if len(curing) >= CURE_BATCH or n == len(tasks) and curing:
+                _cure_and_finish(curing, tick)
+                curing = []
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries, opts.tcp_close)
         faults.point("after-tree-images")
         tick("tree-images")
@@ -160,24 +168,39 @@ class _TreeDump:
         self.by_pid = {t.pid: t for t in self.tasks}
 
 
-def _dump_task(tree, task, n, stats, tick):
-    """The per-task steps: facts -> vmas -> pages scan -> infect -> pages, fds, fs, sigactions,
-    misc -> cure -> regs, mm, creds, core -> task images."""
+CURE_BATCH = 16        # tasks cured side by side: their stops overlap (each holds a socket till then)
+
+
+def _cure_and_finish(curing, tick):
+    """The cure of tasks whose cure began, all at once (crpy.dump.infection.cure_all), then the
+    rest of each one's steps."""
     from crpy import faults
-    from crpy.dump.core import core_entry
-    from crpy.dump.creds import dump_creds
+    from crpy.dump.infection import cure_all
+
+    cure_all([infection for infection, _ in curing])
+    tick("cure")
+    for infection, rest in curing:
+        faults.point("after-cure", infection.parasite.pid)
+        rest()
+        progress.task_done()
+
+
+def _dump_task(tree, task, n, stats, tick, cleanup):
+    """The per-task steps: facts -> vmas -> pages scan -> infect -> pages, fds, fs, sigactions,
+    misc -> cure begins; -> (infection, rest) for the cure, done for several tasks at once
+    (_cure_and_finish), after which rest() does regs, mm, creds, core -> task images.  None for
+    a zombie, dumped already.  The infection is in `cleanup`: a failure cures it on the way out."""
+    from crpy import faults
     from crpy.dump.facts import collect_facts
     from crpy.dump.fds import dump_fds
     from crpy.dump.fs import dump_fs
     from crpy.dump.images import digest_written_images, write_task_images
     from crpy.dump.infection import infected
-    from crpy.dump.mm import exe_file_id, mm_entry
+    from crpy.dump.mm import exe_file_id
     from crpy.dump.pages import PAGE, dump_pages, scan_pages
     from crpy.dump.preload import start_preload
-    from crpy.dump.regs import dump_regs
     from crpy.dump.task_state import ask_task_state, dump_misc, dump_sigactions
     from crpy.dump.timers import discount_frozen_time
-    from crpy.dump.threads import dump_threads
     from crpy.dump.tree import zombie_core
     from crpy.dump.tree_cow import split_cow_runs
     from crpy.dump.vmas import plan_vmas
@@ -185,7 +208,7 @@ def _dump_task(tree, task, n, stats, tick):
     pid, images_dir, files = task.pid, tree.images_dir, tree.files
     if task.zombie:
         write_task_images(images_dir, pid, n, {"core": zombie_core(task)})
-        return
+        return None
     facts = collect_facts(pid, task.seized.stop_signal)
     task.files_id = _files_id(tree, task, n, facts.stat.ppid)
     exe_id = exe_file_id(facts, files)
@@ -205,30 +228,43 @@ def _dump_task(tree, task, n, stats, tick):
     task.plans = plans
     faults.point("after-collect", pid)
     tick("collect")
-    with infected(pid, facts) as infection:
-        tick("infect")
-        start_preload()                   # imports ride along while the pages move GIL-free
-        written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done,
-                             tree.held)
-        _add(stats, written)
-        asked = ask_task_state(infection.parasite)   # answered while the digests and fds are done here
-        tick("pages")
-        # hashed beside the rest of the dump (private pages were, as they were written)
-        digest_written_images(images_dir, written["shmem_bytes"])
-        faults.point("after-pages", pid)
-        tick("digests")
-        sigactions = dump_sigactions(infection.parasite)
-        misc = dump_misc(infection.parasite, asked)
-        discount_frozen_time(misc, task.seized.frozen_at, asked.at)
-        infection.begin_cure()            # the task stops for the cure while its fds are done here
-        fdinfo = dump_fds(facts, files)
-        fs = dump_fs(facts, files)
-        faults.point("after-fds", pid)
-        faults.point("before-cure", pid)
-        tick("parasite-cmds")
-        infection.cure()
-    faults.point("after-cure", pid)
-    tick("cure")
+    infection = cleanup.enter_context(infected(pid, facts))
+    tick("infect")
+    start_preload()                   # imports ride along while the pages move GIL-free
+    written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done,
+                         tree.held)
+    _add(stats, written)
+    asked = ask_task_state(infection.parasite)   # answered while the digests and fds are done here
+    tick("pages")
+    # hashed beside the rest of the dump (private pages were, as they were written)
+    digest_written_images(images_dir, written["shmem_bytes"])
+    faults.point("after-pages", pid)
+    tick("digests")
+    sigactions = dump_sigactions(infection.parasite)
+    misc = dump_misc(infection.parasite, asked)
+    discount_frozen_time(misc, task.seized.frozen_at, asked.at)
+    infection.begin_cure()            # the task stops for the cure while its fds are done here
+    fdinfo = dump_fds(facts, files)
+    fs = dump_fs(facts, files)
+    faults.point("after-fds", pid)
+    faults.point("before-cure", pid)
+    tick("parasite-cmds")
+    return infection, lambda: _task_images(tree, task, n, stats, tick, facts, infection, plans, page_plan,
+                                           misc, exe_id, sigactions, fs, fdinfo)
+
+
+def _task_images(tree, task, n, stats, tick, facts, infection, plans, page_plan, misc, exe_id, sigactions, fs,
+                 fdinfo):
+    """The per-task steps after the cure: regs, mm, creds, core -> task images."""
+    from crpy import faults
+    from crpy.dump.core import core_entry
+    from crpy.dump.creds import dump_creds
+    from crpy.dump.images import write_task_images
+    from crpy.dump.mm import mm_entry
+    from crpy.dump.regs import dump_regs
+    from crpy.dump.threads import dump_threads
+
+    pid, images_dir = task.pid, tree.images_dir
     regs = dump_regs(pid, infection.parasite.saved)
     _drop_stop_signal(regs, task.seized.stop_signal)
     mm = mm_entry(facts, plans, page_plan, misc, exe_id)
