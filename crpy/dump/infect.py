@@ -244,12 +244,15 @@ def inject_syscalls(calls):
     return out
 
 
-def start_blob(saved, blob, channel, idle_ms):
-    """mmap, write and start the parasite; returns its args address."""
+def _mmap_args(saved, map_len):
+    flags = MAP_PRIVATE_ANON | (MAP_FIXED_NOREPLACE if saved.map_addr else 0)
+    return saved.map_addr, map_len, PROT_RWX, flags, -1, 0
+
+
+def _run_blob(saved, blob, channel, idle_ms, base):
+    """The blob written at `base` (the injected mmap's result) and started; -> its args address."""
     pid = saved.pid
     args_off, map_len = layout(blob)
-    flags = MAP_PRIVATE_ANON | (MAP_FIXED_NOREPLACE if saved.map_addr else 0)
-    base = inject_syscall(saved, NR_MMAP, saved.map_addr, map_len, PROT_RWX, flags, -1, 0)
     if base < 0:
         raise ParasiteError(f"pid {pid}: mmap of the parasite failed: {os.strerror(-base)}")
     saved.map_base = base
@@ -290,6 +293,45 @@ def infect(pid, idle_ms=30000, vmas=None, seccomp=None):
     list, seccomp: its seccomp mode, as read since it was stopped (None: read here).  On any
     error the infection is undone (forced unload) before the error propagates: the task is
     left as seized."""
+    return infect_all([(pid, vmas, seccomp)], idle_ms)[0]
+
+
+def infect_all(tasks, idle_ms=30000):
+    """infect() of several tasks at once, [(pid, vmas, seccomp)] -> [(saved, channel)]: the
+    injected mmap's stops of one task are taken while the others run to theirs, and the blobs
+    start side by side.  On any error every one of them is undone (forced unload) before the
+    error propagates."""
+    from crpy.dump.infect_cure import force_unload
+
+    blob = blobs.load("parasite")
+    started = []
+    try:
+        for pid, vmas, seccomp in tasks:
+            started.append(_prepare(pid, vmas, seccomp, blob))
+        map_len = layout(blob)[1]
+        bases = inject_syscalls([(saved, NR_MMAP, _mmap_args(saved, map_len)) for saved, _ in started])
+        for (saved, channel), base in zip(started, bases):
+            _run_blob(saved, blob, channel, idle_ms, base)
+        for _, channel in started:
+            channel.accept()
+    except BaseException:
+        for saved, channel in started:
+            settle(saved)
+            try:
+                force_unload(saved)  # stop the task before the channel goes away
+            except Exception as e:  # keep the first error; say the second one
+                from crpy.log import log
+
+                log.error("pid %d: undoing the failed infection failed too: %s", saved.pid, e)
+            finally:
+                channel.close()
+        raise
+    return started
+
+
+def _prepare(pid, vmas, seccomp, blob):
+    """Everything of the infection up to the mmap: saved state, gadgets, the address, the
+    channel listening, the emergency frame on the stack; -> (saved, channel)."""
     check_same_netns(pid)
     saved = Saved(pid)
     saved.seccomp_suspended = suspend_seccomp(pid, seccomp)
@@ -297,23 +339,16 @@ def infect(pid, idle_ms=30000, vmas=None, seccomp=None):
     maps = infect_mem.mappings(pid) if vmas is None else infect_mem.from_vmas(vmas)
     saved.gadget = infect_gadgets.find_syscall_ret(pid, maps)
     saved.restorer, saved.pops = infect_gadgets.find_code_gadgets(pid, maps)
-    blob = blobs.load("parasite")
     saved.map_len = layout(blob)[1]
     saved.map_addr = pick_address(maps, saved.map_len, saved.regs.rsp)
     channel = Channel(pid)
     try:
         place_frame(saved, maps)
-        start_blob(saved, blob, channel, idle_ms)
-        channel.accept()
     except BaseException:
         from crpy.dump.infect_cure import force_unload
 
         try:
-            force_unload(saved)  # stop the task before the channel goes away
-        except Exception as e:  # keep the first error; say the second one
-            from crpy.log import log
-
-            log.error("pid %d: undoing the failed infection failed too: %s", pid, e)
+            force_unload(saved)
         finally:
             channel.close()
         raise

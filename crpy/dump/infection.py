@@ -41,6 +41,35 @@ def cure_all(infections):
     log.info("Parasites of %d tasks cured", len(together))
 
 
+def infected_all(tasks, cleanup):
+    """infected() of several tasks at once, [(pid, facts)] -> [Infection] (their stops overlap:
+    crpy.dump.parasite.Parasite.infect_all); each one is cured on the way out of `cleanup`
+    (a contextlib.ExitStack) unless cured before."""
+    from crpy.dump.parasite import Parasite
+
+    for pid, _ in tasks:
+        log.info("Infecting task %d", pid)
+    parasites = Parasite.infect_all([(pid, facts.vmas, facts.status.seccomp) for pid, facts in tasks])
+    infections = [Infection(p) for p in parasites]
+    for inf in infections:
+        cleanup.push(_cure_on_exit(inf))
+    for pid, _ in tasks:
+        faults.point("after-infect", pid)
+    return infections
+
+
+def _cure_on_exit(inf):
+    def exit_(exc_type, exc, tb):
+        if not inf.cured:
+            try:
+                inf.cure()
+            except BaseException as e:        # keep the first error; this one goes to the log
+                log.error("Curing task %d failed: %s", inf.parasite.pid, e)
+                raise
+        return False
+    return exit_
+
+
 @contextlib.contextmanager
 def infected(pid, facts=None):
     """facts: the task's crpy.dump.facts.TaskFacts, read since it stopped: its maps and seccomp

@@ -69,6 +69,12 @@ class Parasite:
         saved, channel = infect.infect(pid, idle_ms, vmas, seccomp)
         return cls(saved, channel)
 
+    @classmethod
+    def infect_all(cls, tasks, idle_ms=30000):
+        """infect() of several tasks at once, [(pid, vmas, seccomp)] -> [Parasite]
+        (crpy.dump.infect.infect_all: their stops overlap)."""
+        return [cls(saved, channel) for saved, channel in infect.infect_all(tasks, idle_ms)]
+
     @property
     def saved(self):
         """Registers, XSAVE area and signal mask as seized (Saved.regs/.xstate/.sigmask)."""

@@ -1,9 +1,9 @@
 """The dump pipeline, one step per line (DESIGN.md).  Tree steps run once, task steps per task:
 
   seize_tree (every descendant, until stable) ─► for each task: /proc facts (unsupported fds,
-  VMAs refused here) ─► infect ─► pages, fds, sigactions, misc ─► cure (CURE_BATCH tasks at
-  once: their stops overlap) ─► registers, mm, creds ─► task images ─► pstree, inventory,
-  files ─► kill_tree (or --leave-running)
+  VMAs refused here) ─► infect ─► pages, fds, sigactions, misc ─► cure ─► registers, mm, creds
+  ─► task images ─► pstree, inventory, files ─► kill_tree (or --leave-running).  The tasks go
+  BATCH at a time: infected together and cured together, their stops overlap.
 
 Every step lives in its own module of crpy.dump.  Cleanup is a context-manager stack: whatever
 fails after the seize (an error, Ctrl-C, a fault point), the parasite is cured and the task
@@ -107,16 +107,8 @@ def _dump(opts):
         tick("seize")
         progress.start("dump", len(tasks))
         cleanup.callback(progress.finish)
-        curing = []                       # tasks whose cure began, cured CURE_BATCH at a time
-        for n, task in enumerate(tasks, 1):
-            rest = _dump_task(tree, task, n, stats, tick, cleanup)
-            if rest is None:
-                progress.task_done()
-            else:
-                curing.append(rest)
-            if len(curing) >= CURE_BATCH or n == len(tasks) and curing:
-                _cure_and_finish(curing, tick)
-                curing = []
+        for first in range(0, len(tasks), BATCH):
+            _dump_tasks(tree, tasks[first:first + BATCH], first + 1, stats, tick, cleanup)
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries, opts.tcp_close)
         faults.point("after-tree-images")
         tick("tree-images")
@@ -168,46 +160,64 @@ class _TreeDump:
         self.by_pid = {t.pid: t for t in self.tasks}
 
 
-CURE_BATCH = 16        # tasks cured side by side: their stops overlap (each holds a socket till then)
+BATCH = 16        # tasks infected and cured side by side: their stops overlap (each holds a socket)
 
 
-def _cure_and_finish(curing, tick):
-    """The cure of tasks whose cure began, all at once (crpy.dump.infection.cure_all), then the
-    rest of each one's steps."""
+def _dump_tasks(tree, batch, n, stats, tick, cleanup):
+    """The per-task steps of a batch of tasks (n: the first one's index): each one's facts, the
+    infection of all at once, each one's pages, fds and state, the cure of all at once, each
+    one's images.  Done side by side, the infections and cures wait for the scheduler once per
+    step, not once per task and step.  The infections are in `cleanup`: a failure cures them on
+    the way out."""
     from crpy import faults
-    from crpy.dump.infection import cure_all
+    from crpy.dump.infection import cure_all, infected_all
 
-    cure_all([infection for infection, _ in curing])
+    collected = []
+    for i, task in enumerate(batch, n):
+        got = _collect_task(tree, task, i, tick)
+        if got is None:
+            progress.task_done()              # a zombie, dumped already
+        else:
+            collected.append(got)
+    if not collected:
+        return
+    infections = infected_all([(got.task.pid, got.facts) for got in collected], cleanup)
+    tick("infect")
+    rests = [_parasite_steps(tree, got, infection, stats, tick) for got, infection in zip(collected, infections)]
+    cure_all(infections)
     tick("cure")
-    for infection, rest in curing:
-        faults.point("after-cure", infection.parasite.pid)
+    for got, rest in zip(collected, rests):
+        faults.point("after-cure", got.task.pid)
         rest()
         progress.task_done()
 
 
-def _dump_task(tree, task, n, stats, tick, cleanup):
-    """The per-task steps: facts -> vmas -> pages scan -> infect -> pages, fds, fs, sigactions,
-    misc -> cure begins; -> (infection, rest) for the cure, done for several tasks at once
-    (_cure_and_finish), after which rest() does regs, mm, creds, core -> task images.  None for
-    a zombie, dumped already.  The infection is in `cleanup`: a failure cures it on the way out."""
+@dataclass
+class _Collected:
+    """A task's facts and plans, read before its infection."""
+    task: object
+    n: int
+    facts: object
+    exe_id: int
+    plans: list
+    page_plan: object
+
+
+def _collect_task(tree, task, n, tick):
+    """/proc facts -> vmas -> pages scan of one task: a _Collected; None for a zombie (its images
+    are written here)."""
     from crpy import faults
     from crpy.dump.facts import collect_facts
-    from crpy.dump.fds import dump_fds
-    from crpy.dump.fs import dump_fs
-    from crpy.dump.images import digest_written_images, write_task_images
-    from crpy.dump.infection import infected
+    from crpy.dump.images import write_task_images
     from crpy.dump.mm import exe_file_id
-    from crpy.dump.pages import PAGE, dump_pages, scan_pages
-    from crpy.dump.preload import start_preload
-    from crpy.dump.task_state import ask_task_state, dump_misc, dump_sigactions
-    from crpy.dump.timers import discount_frozen_time
+    from crpy.dump.pages import PAGE, scan_pages
     from crpy.dump.tree import zombie_core
     from crpy.dump.tree_cow import split_cow_runs
     from crpy.dump.vmas import plan_vmas
 
-    pid, images_dir, files = task.pid, tree.images_dir, tree.files
+    pid, files = task.pid, tree.files
     if task.zombie:
-        write_task_images(images_dir, pid, n, {"core": zombie_core(task)})
+        write_task_images(tree.images_dir, pid, n, {"core": zombie_core(task)})
         return None
     facts = collect_facts(pid, task.seized.stop_signal)
     task.files_id = _files_id(tree, task, n, facts.stat.ppid)
@@ -228,10 +238,25 @@ def _dump_task(tree, task, n, stats, tick, cleanup):
     task.plans = plans
     faults.point("after-collect", pid)
     tick("collect")
-    infection = cleanup.enter_context(infected(pid, facts))
-    tick("infect")
+    return _Collected(task, n, facts, exe_id, plans, page_plan)
+
+
+def _parasite_steps(tree, got, infection, stats, tick):
+    """pages, fds, fs, sigactions, misc of an infected task, then its cure begins; -> rest(), the
+    steps after its cure."""
+    from crpy import faults
+    from crpy.dump.fds import dump_fds
+    from crpy.dump.fs import dump_fs
+    from crpy.dump.images import digest_written_images
+    from crpy.dump.pages import dump_pages
+    from crpy.dump.preload import start_preload
+    from crpy.dump.task_state import ask_task_state, dump_misc, dump_sigactions
+    from crpy.dump.timers import discount_frozen_time
+
+    task, facts, images_dir, files = got.task, got.facts, tree.images_dir, tree.files
+    pid = task.pid
     start_preload()                   # imports ride along while the pages move GIL-free
-    written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done,
+    written = dump_pages(infection.parasite, images_dir, pid, got.page_plan, tree.pages_ids, tree.shmem_done,
                          tree.held)
     _add(stats, written)
     asked = ask_task_state(infection.parasite)   # answered while the digests and fds are done here
@@ -249,8 +274,8 @@ def _dump_task(tree, task, n, stats, tick, cleanup):
     faults.point("after-fds", pid)
     faults.point("before-cure", pid)
     tick("parasite-cmds")
-    return infection, lambda: _task_images(tree, task, n, stats, tick, facts, infection, plans, page_plan,
-                                           misc, exe_id, sigactions, fs, fdinfo)
+    return lambda: _task_images(tree, task, got.n, stats, tick, facts, infection, got.plans, got.page_plan,
+                                misc, got.exe_id, sigactions, fs, fdinfo)
 
 
 def _task_images(tree, task, n, stats, tick, facts, infection, plans, page_plan, misc, exe_id, sigactions, fs,
