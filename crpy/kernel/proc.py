@@ -158,14 +158,19 @@ def maps(pid, vmflags=True):
 
 
 # Parsed once per run: the tasks of a tree map the same libraries at the same addresses (a fork
-# copies the maps), so most smaps head lines and VmFlags recur from task to task.
+# copies the maps), so most smaps head lines and VmFlags recur from task to task.  Emptied when
+# full: a long-lived caller (migrate rounds) keeps no more than _SEEN_MAX of them.
 _heads_seen, _vmflags_seen = {}, {}
+_SEEN_MAX = 8192
 
 
 def _head_vma(line):
     """A new Vma of a maps head line, parsed once per distinct line (the rest of it its own)."""
     seen = _heads_seen.get(line)
     if seen is None:
+        if len(_heads_seen) >= _SEEN_MAX:
+            _heads_seen.clear()
+            _vmflags_seen.clear()
         seen = _heads_seen[line] = _parse_maps_line(line)
     vma = object.__new__(Vma)
     vma.__dict__.update(seen.__dict__)
