@@ -25,6 +25,7 @@ DUMP_POINTS = (
     "after-pages",           # (per task) its pages written
     "after-fds",             # (per task) its fds and fs dumped
     "before-cure",           # (per task) sigactions and misc read, the parasite still in
+    "mid-cure",              # (per task) its channel closed, the parasite still mapped (tasks cured side by side)
     "after-cure",            # (per task) the parasite gone, the task still seized
     "after-task-images",     # (per task) core, mm, fs, fdinfo and thread images written
     "after-tree-images",     # pstree, files and the rest of the tree's images written

@@ -61,6 +61,7 @@ static struct parasite_args *args;
 static int sock = -1;
 static int owned[PAR_OWNED_FDS];
 static int n_owned;
+static int dump_pipe = -1;      /* the first fd the last DUMP carrying fds brought (PAR_DUMP a0 = -1) */
 static u8 cmdbuf[PAR_CMD_BUF] BLOB_ALIGNED(16);
 static u8 reply_data[4096] BLOB_ALIGNED(16);
 static u8 ctlbuf[16 + 4 * PAR_MAX_FDS + 8] BLOB_ALIGNED(16);
@@ -506,8 +507,10 @@ static void serve(struct parasite_cmd *cmd, long got_fd)
             hash.into = (u32)cmd->a[3];
         }
         hash.n = 0;
-        r = do_dump((int)cmd->a[0], (struct blob_iovec *)data, cmd->len / sizeof(struct blob_iovec),
-                    cmd->a[1] & PAR_HASH);
+        if (got_fd != -ENOENT)         /* it brought fds (a negative got_fd: not kept, EBADF) */
+            dump_pipe = (int)got_fd;
+        r = do_dump((s64)cmd->a[0] < 0 ? dump_pipe : (int)cmd->a[0], (struct blob_iovec *)data,
+                    cmd->len / sizeof(struct blob_iovec), cmd->a[1] & PAR_HASH);
         if (!(cmd->a[1] & PAR_HASH) || r < 0)
             return reply(cmd->op, r, 0, 0, 0, 0);
         ((u32 *)reply_data)[0] = hash.crc;

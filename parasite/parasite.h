@@ -62,7 +62,9 @@ enum parasite_op {
     PAR_OPEN = 2,       /* data = path\0, a0 = flags, a1 = mode; ret = fd (owned by the parasite) */
     PAR_CLOSE = 3,      /* a0 = fd that OPEN/RECVFD gave */
     PAR_RECVFD = 4,     /* fds arrive with the command; ret = first fd (owned) */
-    PAR_DUMP = 5,       /* a0 = pipe fd (owned); data = {u64 base, u64 len}[]; ret = bytes spliced;
+    PAR_DUMP = 5,       /* a0 = pipe fd (owned), or -1: the pipe fd a DUMP carried (SCM_RIGHTS: a
+                         * DUMP may bring the pipe itself, no RECVFD round trip before it);
+                         * data = {u64 base, u64 len}[]; ret = bytes spliced;
                          * a1 = PAR_HASH_*: also crc32c the bytes per PAR_HASH_CHUNK of the file
                          * (SET: a2 = crc of the a3 bytes of the current chunk written before);
                          * reply = u32 {crc, bytes} of the current chunk, then a u32 crc per chunk

@@ -87,12 +87,18 @@ def _timers(misc):
                                        posix=misc.get("posix_timers", []))
 
 
-def _rlimits(pid):
+def _rlimits(pid, misc):
+    """The task's 16 rlimits, as its own getrlimit told the parasite (misc), else as
+    /proc/PID/limits shows them (the same values: a tree's dump reads no file per task)."""
     from crpy.images.pb import core_pb2, rlimit_pb2
 
-    text = proc.read_text(pid, "limits")
-    return _once(("rlimits", text), lambda: core_pb2.task_rlimits_entry(
-        rlimits=[rlimit_pb2.rlimit_entry(cur=s, max=h) for s, h in proc.parse_limits(text)]))
+    asked = list((misc.get("rlimits") or {}).values())
+    if len(asked) == 16 and None not in asked:
+        limits = tuple(asked)
+    else:
+        limits = tuple(proc.parse_limits(proc.read_text(pid, "limits")))
+    return _once(("rlimits", limits), lambda: core_pb2.task_rlimits_entry(
+        rlimits=[rlimit_pb2.rlimit_entry(cur=s, max=h) for s, h in limits]))
 
 
 def task_core(facts, regs, sigactions, misc, stop_signal):
@@ -103,7 +109,7 @@ def task_core(facts, regs, sigactions, misc, stop_signal):
     tc = core_pb2.task_core_entry(
         task_state=TASK_STOPPED if stopped else TASK_ALIVE, exit_code=0,
         personality=misc["personality"] if "personality" in misc else proc.personality(pid), flags=facts.stat.flags,
-        blk_sigset=regs.sigmask, comm=facts.comm, timers=_timers(misc), rlimits=_rlimits(pid),
+        blk_sigset=regs.sigmask, comm=facts.comm, timers=_timers(misc), rlimits=_rlimits(pid, misc),
         signals_s=_signal_queue(regs.pending_shared), oom_score_adj=proc.oom_score_adj(pid),
         sigactions=sigaction_entries(sigactions), child_subreaper=bool(misc.get("child_subreaper", False)))
     if stopped:

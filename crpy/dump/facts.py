@@ -34,11 +34,15 @@ def collect_facts(pid, stop_signal, memory_only=False):
     from crpy.dump.target import check_shape
     from crpy.resources.fdtable import collect_fds
 
+    from crpy.resources import ctty
+
     status = proc.status(pid)
     check_shape(pid, status, stop_signal)
     vmas = proc.maps(pid)
     check_vmas(pid, vmas)
-    facts = TaskFacts(pid=pid, stat=proc.stat(pid), status=status, vmas=vmas, auxv=proc.auxv(pid),
+    stat = proc.stat(pid)
+    ctty.remember_stat(pid, stat)        # collect_fds' terminal checks want it too: not read again
+    facts = TaskFacts(pid=pid, stat=stat, status=status, vmas=vmas, auxv=proc.auxv(pid),
                       exe=proc.exe(pid), cwd=proc.cwd(pid), root=proc.root(pid),
                       exe_st=proc.stat_link(pid, "exe"), cwd_st=proc.stat_link(pid, "cwd"),
                       root_st=proc.stat_link(pid, "root"), fds=[] if memory_only else collect_fds(pid),

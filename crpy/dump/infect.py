@@ -52,6 +52,7 @@ class Saved:
         self.map_addr = 0  # where the mmap goes (0: the kernel chooses)
         self.syscall_sp = 0  # rsp of injected syscalls: the unmap chain, or the frame
         self.injected = False  # registers were changed at least once
+        self.resumed = False  # let run towards a stop not taken yet (inject_syscalls)
         self.seccomp_suspended = False
         self.stopped_by = 0  # the group-stop signal we broke with SIGCONT (sent again at the cure)
 
@@ -144,13 +145,20 @@ def place_frame(saved, maps):
 
 
 def resume_to_syscall_stop(saved):
-    """PTRACE_SYSCALL to the next syscall-stop.  A task that was group-stopped when seized
-    (kill -STOP) stops again at once when resumed: break the group-stop with a SIGCONT (its
-    own delivery suppressed), and remember the stop signal: the cure sends it again."""
+    """PTRACE_SYSCALL to the next syscall-stop (await_syscall_stop)."""
+    ptrace.syscall(saved.pid)
+    await_syscall_stop(saved)
+
+
+def await_syscall_stop(saved):
+    """The syscall-stop a PTRACE_SYSCALL of the task leads to.  A task that was group-stopped
+    when seized (kill -STOP) stops again at once when resumed: break the group-stop with a
+    SIGCONT (its own delivery suppressed), and remember the stop signal: the cure sends it again."""
     pid = saved.pid
     for _ in range(8):
-        ptrace.syscall(pid)
+        saved.resumed = True
         status = ptrace.wait(pid)
+        saved.resumed = False
         if ptrace.is_syscall_stop(status):
             return
         stop = os.WSTOPSIG(status) if os.WIFSTOPPED(status) else 0
@@ -158,24 +166,40 @@ def resume_to_syscall_stop(saved):
             saved.stopped_by = stop
             os.kill(pid, signal.SIGCONT)
         elif saved.stopped_by and (ptrace.is_event_stop(status) or stop == signal.SIGCONT):
-            continue  # the SIGCONT's notification trap, or its delivery (suppressed)
+            pass  # the SIGCONT's notification trap, or its delivery (suppressed)
         else:
             raise ParasiteError(f"pid {pid}: injected syscall: {ptrace.describe_status(status)}")
+        ptrace.syscall(pid)
     raise ParasiteError(f"pid {pid}: injected syscall: the task keeps stopping")
 
 
-def _syscall_stop(saved, want_op):
-    """Resume to the next syscall-stop and check it is the entry/exit we expect."""
-    resume_to_syscall_stop(saved)
+def settle(saved):
+    """After an error: the stop a resumed task was heading for, taken (the forced unload then
+    starts from a stop, as after a failed inject_syscall)."""
+    if saved.resumed:
+        saved.resumed = False
+        try:
+            ptrace.wait(saved.pid)
+        except Exception:          # gone, or not ours any more: force_unload says it
+            pass
+
+
+def _check_op(saved, want_op):
+    """The syscall-stop the task is at, checked to be the entry/exit we expect."""
     info = ptrace.get_syscall_info(saved.pid)
     if info.op != want_op:
         raise ParasiteError(f"pid {saved.pid}: injected syscall: unexpected stop {info}")
     return info
 
 
-def inject_syscall(saved, nr, *args):
-    """Run one syscall in the task through G with rsp at the frame; returns the raw result.
-    Leaves the task at that syscall's exit-stop."""
+def _syscall_stop(saved, want_op):
+    """Resume to the next syscall-stop and check it is the entry/exit we expect."""
+    resume_to_syscall_stop(saved)
+    return _check_op(saved, want_op)
+
+
+def _set_syscall(saved, nr, args):
+    """The task's registers made to run syscall nr(args) through G, with rsp at the frame."""
     pid = saved.pid
     r = saved.regs.copy()
     r.rip, r.rsp, r.rax, r.orig_rax = saved.gadget, saved.syscall_sp, nr, MINUS_ONE
@@ -186,18 +210,49 @@ def inject_syscall(saved, nr, *args):
     if first:  # no signal delivery (SIGALRM of an itimer...) in the middle of the injection; set
         # only now that the regs lead into the unmap chain, whose sigreturn restores the task's mask
         ptrace.set_sigmask(pid, ALL_SIGNALS)
+
+
+def inject_syscall(saved, nr, *args):
+    """Run one syscall in the task through G with rsp at the frame; returns the raw result.
+    Leaves the task at that syscall's exit-stop."""
+    _set_syscall(saved, nr, args)
     entry = _syscall_stop(saved, ptrace.SYSCALL_INFO_ENTRY)
     if entry.nr != nr:
-        raise ParasiteError(f"pid {pid}: injected syscall {nr} entered as {entry.nr}")
+        raise ParasiteError(f"pid {saved.pid}: injected syscall {nr} entered as {entry.nr}")
     return _syscall_stop(saved, ptrace.SYSCALL_INFO_EXIT).rval
 
 
-def start_blob(saved, blob, channel, idle_ms):
-    """mmap, write and start the parasite; returns its args address."""
+def inject_syscalls(calls):
+    """inject_syscall in several tasks at once: [(saved, nr, args)] -> [raw result]; each task
+    runs to its next stop while the others' are taken, so their scheduling overlaps.  After an
+    error, settle() each before unloading it."""
+    for saved, nr, args in calls:
+        _set_syscall(saved, nr, args)
+        saved.resumed = True
+        ptrace.syscall(saved.pid)
+    for saved, nr, _ in calls:
+        await_syscall_stop(saved)
+        entry = _check_op(saved, ptrace.SYSCALL_INFO_ENTRY)
+        if entry.nr != nr:
+            raise ParasiteError(f"pid {saved.pid}: injected syscall {nr} entered as {entry.nr}")
+        saved.resumed = True
+        ptrace.syscall(saved.pid)
+    out = []
+    for saved, _, _ in calls:
+        await_syscall_stop(saved)
+        out.append(_check_op(saved, ptrace.SYSCALL_INFO_EXIT).rval)
+    return out
+
+
+def _mmap_args(saved, map_len):
+    flags = MAP_PRIVATE_ANON | (MAP_FIXED_NOREPLACE if saved.map_addr else 0)
+    return saved.map_addr, map_len, PROT_RWX, flags, -1, 0
+
+
+def _run_blob(saved, blob, channel, idle_ms, base):
+    """The blob written at `base` (the injected mmap's result) and started; -> its args address."""
     pid = saved.pid
     args_off, map_len = layout(blob)
-    flags = MAP_PRIVATE_ANON | (MAP_FIXED_NOREPLACE if saved.map_addr else 0)
-    base = inject_syscall(saved, NR_MMAP, saved.map_addr, map_len, PROT_RWX, flags, -1, 0)
     if base < 0:
         raise ParasiteError(f"pid {pid}: mmap of the parasite failed: {os.strerror(-base)}")
     saved.map_base = base
@@ -239,6 +294,45 @@ def infect(pid, idle_ms=30000, vmas=None, seccomp=None):
     list, seccomp: its seccomp mode, as read since it was stopped (None: read here).  On any
     error the infection is undone (forced unload) before the error propagates: the task is
     left as seized."""
+    return infect_all([(pid, vmas, seccomp)], idle_ms)[0]
+
+
+def infect_all(tasks, idle_ms=30000):
+    """infect() of several tasks at once, [(pid, vmas, seccomp)] -> [(saved, channel)]: the
+    injected mmap's stops of one task are taken while the others run to theirs, and the blobs
+    start side by side.  On any error every one of them is undone (forced unload) before the
+    error propagates."""
+    from crpy.dump.infect_cure import force_unload
+
+    blob = blobs.load("parasite")
+    started = []
+    try:
+        for pid, vmas, seccomp in tasks:
+            started.append(_prepare(pid, vmas, seccomp, blob))
+        map_len = layout(blob)[1]
+        bases = inject_syscalls([(saved, NR_MMAP, _mmap_args(saved, map_len)) for saved, _ in started])
+        for (saved, channel), base in zip(started, bases):
+            _run_blob(saved, blob, channel, idle_ms, base)
+        for _, channel in started:
+            channel.accept()
+    except BaseException:
+        for saved, channel in started:
+            settle(saved)
+            try:
+                force_unload(saved)  # stop the task before the channel goes away
+            except Exception as e:  # keep the first error; say the second one
+                from crpy.log import log
+
+                log.error("pid %d: undoing the failed infection failed too: %s", saved.pid, e)
+            finally:
+                channel.close()
+        raise
+    return started
+
+
+def _prepare(pid, vmas, seccomp, blob):
+    """Everything of the infection up to the mmap: saved state, gadgets, the address, the
+    channel listening, the emergency frame on the stack; -> (saved, channel)."""
     check_same_netns(pid)
     saved = Saved(pid)
     saved.seccomp_suspended = suspend_seccomp(pid, seccomp)
@@ -246,23 +340,16 @@ def infect(pid, idle_ms=30000, vmas=None, seccomp=None):
     maps = infect_mem.mappings(pid) if vmas is None else infect_mem.from_vmas(vmas)
     saved.gadget = infect_gadgets.find_syscall_ret(pid, maps)
     saved.restorer, saved.pops = infect_gadgets.find_code_gadgets(pid, maps)
-    blob = blobs.load("parasite")
     saved.map_len = layout(blob)[1]
     saved.map_addr = pick_address(maps, saved.map_len, saved.regs.rsp)
     channel = Channel(pid)
     try:
         place_frame(saved, maps)
-        start_blob(saved, blob, channel, idle_ms)
-        channel.accept()
     except BaseException:
         from crpy.dump.infect_cure import force_unload
 
         try:
-            force_unload(saved)  # stop the task before the channel goes away
-        except Exception as e:  # keep the first error; say the second one
-            from crpy.log import log
-
-            log.error("pid %d: undoing the failed infection failed too: %s", pid, e)
+            force_unload(saved)
         finally:
             channel.close()
         raise

@@ -13,8 +13,9 @@ injected syscalls through G, then restore the same way.
 
 import os
 
+from crpy import faults
 from crpy.dump import infect_mem
-from crpy.dump.infect import inject_syscall
+from crpy.dump.infect import inject_syscall, inject_syscalls
 from crpy.dump.infect_channel import FINISH
 from crpy.errors import KernelError, ParasiteError
 from crpy.kernel import ptrace
@@ -53,18 +54,33 @@ def restore_saved(saved):
         saved.stopped_by = 0
 
 
-def cure(saved, channel):
+def cure(saved, channel, finish_sent=False):
     """The normal path; the task ends seized, at an event-stop, with its original state.
+    finish_sent: FINISH was sent already (crpy.dump.parasite.Parasite.ask), only its answer is read.
 
     FINISH makes the parasite close its fds but the channel and wait on it; the task is
     interrupted in that wait and the close of the channel and the munmap are injected: six
     stops per task where stepping the parasite through its own cure took fifteen."""
+    finish_cure(saved, channel, begin_cure(saved, channel, finish_sent))
+
+
+def begin_cure(saved, channel, finish_sent=False):
+    """cure()'s first half: FINISH answered, the task interrupted in its wait on the channel;
+    -> the channel's fd in the task, for finish_cure.  Between the two the caller may work while
+    the task takes its stop (a dump does the task's fds)."""
     pid = saved.pid
     if _is_stopped(pid) is not None:  # a stop already reported (a fault): no normal cure
         raise ParasiteError(f"pid {pid}: the parasite is stopped, not idle")
-    channel.send(FINISH)
+    if not finish_sent:
+        channel.send(FINISH)
     sock, _, _ = channel.receive(FINISH, timeout=5)
     ptrace.interrupt(pid)
+    return sock
+
+
+def finish_cure(saved, channel, sock):
+    """cure()'s second half, from begin_cure's interrupt on."""
+    pid = saved.pid
     status = _wait_stop(pid)
     if not ptrace.is_event_stop(status):
         raise ParasiteError(f"pid {pid}: parasite stopped: {ptrace.describe_status(status)}")
@@ -78,6 +94,38 @@ def cure(saved, channel):
     to_event_stop(pid)
     channel.close()
     restore_saved(saved)
+
+
+def finish_cures(items):
+    """finish_cure of several tasks at once, [(saved, channel, sock)]: each of its stops is asked
+    of every task before any is waited for, so the tasks run to them side by side (a tree's dump
+    waits for the scheduler once per step, not once per task and step).  After an error the
+    tasks not cured yet are to be settled (crpy.dump.infect.settle) and unloaded by force;
+    -> nothing, each cured one's channel is closed."""
+    for saved, _, _ in items:
+        status = _wait_stop(saved.pid)
+        if not ptrace.is_event_stop(status):
+            raise ParasiteError(f"pid {saved.pid}: parasite stopped: {ptrace.describe_status(status)}")
+    for (saved, _, sock), rval in zip(items, inject_syscalls([(saved, NR_CLOSE, (sock,)) for saved, _, sock in items])):
+        if rval != 0:
+            raise ParasiteError(f"pid {saved.pid}: closing the parasite's channel (fd {sock}) failed: "
+                                f"{os.strerror(-rval)}")
+    for saved, _, _ in items:
+        faults.point("mid-cure", saved.pid)
+    calls = [(saved, NR_MUNMAP, (saved.map_base, saved.map_len)) for saved, _, _ in items]
+    for (saved, _, _), rval in zip(items, inject_syscalls(calls)):
+        if rval != 0:
+            raise ParasiteError(f"pid {saved.pid}: munmap of the parasite failed: {os.strerror(-rval)}")
+        saved.map_base = 0
+    for saved, _, _ in items:          # to_event_stop, side by side
+        ptrace.interrupt(saved.pid)
+        saved.resumed = True
+        ptrace.cont(saved.pid)
+    for saved, channel, _ in items:
+        saved.resumed = False
+        _wait_stop(saved.pid, want_event=True)
+        restore_saved(saved)
+        channel.close()
 
 
 def _is_stopped(pid):

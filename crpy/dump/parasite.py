@@ -5,6 +5,8 @@
     p.dump_pages(runs, out_fd)        # [(vaddr, length)] -> bytes written to out_fd
     p.dump_pages(runs, out_fd, fed)   # and crc32c digests of the file's chunks into `fed`
     p.sigactions(), p.misc(), p.drain_fds(fds)
+    p.ask(SIGACTS); p.ask(MISC)       # queued: answered while the caller does other work;
+    p.sigactions(), p.misc()          # ... these then read the answers (one round trip, not two)
     p.cure()                          # task as seized: still seized, at an event-stop
 
 Pages travel without a copy through Python: the parasite vmsplices the task's pages into a
@@ -26,6 +28,7 @@ MAX_PIPE = 64 << 20
 MIN_PIPE = 1 << 20
 MAX_IOVS = (ch.CMD_BUF - ch.CMD.size) // 16
 PIPELINE = True
+_THE_PIPE = -1  # DUMP's fd: the pipe the first DUMP brought (parasite.h)
 
 MISC_FIELDS = ("pid tid ppid pgid sid umask personality dumpable no_new_privs pdeathsig child_subreaper "
                "timerslack thp_disable seccomp securebits keepcaps brk tid_address tid_address_ret "
@@ -36,19 +39,28 @@ RLIMIT_NAMES = ("cpu fsize data stack core rss nproc nofile memlock as locks sig
 
 
 def pipe_size_limit():
-    try:
-        with open("/proc/sys/fs/pipe-max-size") as f:
-            return max(MIN_PIPE, min(MAX_PIPE, int(f.read())))
-    except (OSError, ValueError):
-        return MIN_PIPE
+    """The largest page pipe, within the system's limit (read once per run: a tree asks per task)."""
+    global _pipe_limit
+    if _pipe_limit is None:
+        try:
+            with open("/proc/sys/fs/pipe-max-size") as f:
+                _pipe_limit = max(MIN_PIPE, min(MAX_PIPE, int(f.read())))
+        except (OSError, ValueError):
+            _pipe_limit = MIN_PIPE
+    return _pipe_limit
+
+
+_pipe_limit = None
 
 
 class Parasite:
     def __init__(self, saved, channel):
         self.pid = saved.pid
         self._saved, self._chan = saved, channel
-        self._pipe = None  # (read end, write end, size, fd number in the task)
+        self._pipe = None  # (read end, write end, size); the parasite has them from the first DUMP on
         self._busy = False  # a command may still be running in the parasite
+        self._asked = []  # commands sent by ask() whose answers are not read yet, in order
+        self._cure_sock = None  # begin_cure() done: the channel's fd in the task
 
     @classmethod
     def infect(cls, pid, idle_ms=30000, vmas=None, seccomp=None):
@@ -56,6 +68,12 @@ class Parasite:
         (vmas, seccomp: its maps and seccomp mode as read since it stopped, crpy.dump.infect.infect)."""
         saved, channel = infect.infect(pid, idle_ms, vmas, seccomp)
         return cls(saved, channel)
+
+    @classmethod
+    def infect_all(cls, tasks, idle_ms=30000):
+        """infect() of several tasks at once, [(pid, vmas, seccomp)] -> [Parasite]
+        (crpy.dump.infect.infect_all: their stops overlap)."""
+        return [cls(saved, channel) for saved, channel in infect.infect_all(tasks, idle_ms)]
 
     @property
     def saved(self):
@@ -70,19 +88,19 @@ class Parasite:
     # ---- pages ----
 
     def _open_pipe(self, nbytes):
-        """The page pipe, both ends handed to the parasite (SCM_RIGHTS): holding the read end
-        too, the task can never get EPIPE/SIGPIPE from it, even if this process dies; and no
-        /proc access from the task is needed (a task of another user could not open ours).
-        Sized for nbytes, the first command's pages: a small task keeps the default pipe."""
+        """The page pipe, both ends handed to the parasite (SCM_RIGHTS, with the first DUMP: no
+        round trip of its own): holding the read end too, the task can never get EPIPE/SIGPIPE
+        from it, even if this process dies; and no /proc access from the task is needed (a task
+        of another user could not open ours).  Sized for nbytes, the first command's pages: a
+        small task keeps the default pipe."""
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             size = _grow_pipe(w, nbytes)
-            task_fd, _, _ = self._chan.call(ch.RECVFD, fds=[w, r])
         except BaseException:
             os.close(r)
             os.close(w)
             raise
-        self._pipe = (r, w, size, task_fd)
+        self._pipe = (r, w, size)
 
     def dump_pages(self, runs, out_fd, fed=None):
         """Write the task's memory `runs` [(vaddr, length)], in order, to out_fd; -> bytes.
@@ -91,17 +109,19 @@ class Parasite:
 
         Pipelined: the pipe holds two half-pipe chunks, so the parasite vmsplices chunk i+1
         while this process splices chunk i out to the file."""
+        fds = None
         if self._pipe is None:
             self._open_pipe(sum(length for _, length in runs))
-        r, _, size, task_fd = self._pipe
+            fds = [self._pipe[1], self._pipe[0]]   # the parasite's pipe from the first DUMP on
+        r, _, size = self._pipe
         chunks = _chunks(runs, size // 2 if PIPELINE else size)
         total, pending = 0, None
         # the first command says where the digest of the file's current chunk is; the rest go on
         hashing = (ch.HASH | ch.HASH_SET, *fed.state()) if fed is not None else (0,)
         self._busy = True  # until the end: an error leaves a DUMP in flight
         for iovs, nbytes in chunks:
-            self._chan.send(ch.DUMP, (task_fd, *hashing), _pack_iovs(iovs))
-            hashing = (ch.HASH,) if fed is not None else (0,)
+            self._chan.send(ch.DUMP, (_THE_PIPE, *hashing), _pack_iovs(iovs), fds)
+            hashing, fds = (ch.HASH,) if fed is not None else (0,), None
             if pending is not None:
                 total += self._drain(r, out_fd, pending, fed)
             pending = nbytes
@@ -141,13 +161,29 @@ class Parasite:
 
     # ---- state only the task can see ----
 
+    def ask(self, op, args=(), data=b""):
+        """Send command `op` now and read its answer later (the method of that command reads it):
+        the parasite answers the commands in the order sent, so several asked in a row cost one
+        round trip, and the caller works meanwhile.  FINISH may be asked last: cure() reads it."""
+        self._chan.send(op, args, data)
+        self._asked.append(op)
+
+    def _call(self, op, args=(), data=b""):
+        """The answer to `op`: the one asked earlier, or sent and read now."""
+        if not self._asked:
+            return self._chan.call(op, args, data)
+        if self._asked[0] != op:
+            raise ParasiteError(f"pid {self.pid}: command {op} read before the answer to {self._asked[0]}")
+        self._asked.pop(0)
+        return self._chan.receive(op)
+
     def sigactions(self):
         """[(handler, flags, restorer, mask)] for signals 1..64."""
-        _, data, _ = self._chan.call(ch.SIGACTS)
+        _, data, _ = self._call(ch.SIGACTS)
         return [struct.unpack_from("<4Q", data, 32 * i) for i in range(64)]
 
     def misc(self):
-        _, data, _ = self._chan.call(ch.MISC)
+        _, data, _ = self._call(ch.MISC)
         return _parse_misc(data)
 
     def posix_timers(self, ids):
@@ -155,13 +191,18 @@ class Parasite:
         out = {}
         for i in range(0, len(ids), ch.MAX_TIMERS):
             batch = list(ids[i:i + ch.MAX_TIMERS])
-            _, data, _ = self._chan.call(ch.TIMERS, (), struct.pack("<%di" % len(batch), *batch))
+            _, data, _ = self._call(ch.TIMERS, (), _pack_timer_ids(batch))
             for k, tid in enumerate(batch):
                 ret, isec, insec, vsec, vnsec, overrun = struct.unpack_from("<6q", data, 48 * k)
                 if ret < 0:
                     raise ParasiteError(f"pid {self.pid}: timer_gettime({tid}): {os.strerror(-ret)}")
                 out[tid] = (isec * 10**9 + insec, vsec * 10**9 + vnsec, max(overrun, 0))
         return out
+
+    def ask_timers(self, ids):
+        """posix_timers(ids) asked now (ask)."""
+        for i in range(0, len(ids), ch.MAX_TIMERS):
+            self.ask(ch.TIMERS, (), _pack_timer_ids(ids[i:i + ch.MAX_TIMERS]))
 
     def drain_fds(self, fds):
         """Copies of the task's `fds` in this process (same open files), in the same order."""
@@ -199,19 +240,62 @@ class Parasite:
 
     # ---- the end ----
 
+    def begin_cure(self):
+        """The first half of cure(), when no answer is left unread (else cure() does it all):
+        the task is interrupted and takes its stop while the caller works on; cure() then ends it."""
+        if self._busy or self._asked not in ([], [ch.FINISH]) or self._cure_sock is not None:
+            return
+        try:
+            self._cure_sock = infect_cure.begin_cure(self._saved, self._chan, finish_sent=bool(self._asked))
+        except BaseException:
+            self._busy = True                # cure() removes it by force
+            raise
+        self._asked = []
+
     def cure(self):
         """Unload the parasite; the task is left seized, at an event-stop, exactly as seized.
         If the normal path fails, the parasite is removed by force (same end state)."""
-        if self._busy:  # it may be blocked on a full pipe: do not wait for it
-            return self.abort()
+        if self._busy or self._asked not in ([], [ch.FINISH]):  # it may be blocked on a full pipe,
+            return self.abort()        # or answers are unread: do not wait for it
         self._close_pipe()
         try:
-            infect_cure.cure(self._saved, self._chan)
+            if self._cure_sock is None:
+                infect_cure.cure(self._saved, self._chan, finish_sent=bool(self._asked))
+            else:
+                infect_cure.finish_cure(self._saved, self._chan, self._cure_sock)
         except ParasiteError:
             self.abort()
             raise
         finally:
             self._chan.close()
+
+    @property
+    def cure_begun(self):
+        """begin_cure() done and nothing else pending: cure_all can take it."""
+        return self._cure_sock is not None and not self._busy and not self._asked
+
+    @staticmethod
+    def cure_all(parasites):
+        """cure() of several parasites whose cure began (cure_begun), at once: their tasks are
+        taken through its stops together (infect_cure.finish_cures).  If that fails, the ones
+        not cured yet are removed by force and the error raised."""
+        if not all(p.cure_begun for p in parasites):
+            raise ParasiteError("cure_all: a parasite whose cure did not begin")
+        for p in parasites:
+            p._close_pipe()
+        try:
+            infect_cure.finish_cures([(p._saved, p._chan, p._cure_sock) for p in parasites])
+        except BaseException:
+            for p in parasites:
+                if p._chan.conn is not None:          # not cured yet
+                    infect.settle(p._saved)
+                    try:
+                        p.abort()
+                    except Exception as e:          # keep the first error; say this one
+                        from crpy.log import log
+
+                        log.error("pid %d: undoing the infection failed too: %s", p.pid, e)
+            raise
 
     def abort(self):
         """Forced unload without the parasite's help (after an error).  The task is stopped
@@ -266,6 +350,10 @@ def _chunks(runs, limit):
                 iovs, nbytes = [], 0
     if iovs:
         yield iovs, nbytes
+
+
+def _pack_timer_ids(ids):
+    return struct.pack("<%di" % len(ids), *ids)
 
 
 def _pack_iovs(iovs):

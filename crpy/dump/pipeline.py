@@ -2,7 +2,8 @@
 
   seize_tree (every descendant, until stable) ─► for each task: /proc facts (unsupported fds,
   VMAs refused here) ─► infect ─► pages, fds, sigactions, misc ─► cure ─► registers, mm, creds
-  ─► task images ─► pstree, inventory, files ─► kill_tree (or --leave-running)
+  ─► task images ─► pstree, inventory, files ─► kill_tree (or --leave-running).  The tasks go
+  BATCH at a time: infected together and cured together, their stops overlap.
 
 Every step lives in its own module of crpy.dump.  Cleanup is a context-manager stack: whatever
 fails after the seize (an error, Ctrl-C, a fault point), the parasite is cured and the task
@@ -106,9 +107,8 @@ def _dump(opts):
         tick("seize")
         progress.start("dump", len(tasks))
         cleanup.callback(progress.finish)
-        for n, task in enumerate(tasks, 1):
-            _dump_task(tree, task, n, stats, tick)
-            progress.task_done()
+        for first in range(0, len(tasks), BATCH):
+            _dump_tasks(tree, tasks[first:first + BATCH], first + 1, stats, tick, cleanup)
         write_tree_images(opts.images_dir, pstree_entries(tasks), tree.files.entries, opts.tcp_close)
         faults.point("after-tree-images")
         tick("tree-images")
@@ -160,32 +160,65 @@ class _TreeDump:
         self.by_pid = {t.pid: t for t in self.tasks}
 
 
-def _dump_task(tree, task, n, stats, tick):
-    """The per-task steps: facts -> vmas -> pages scan -> infect -> pages, fds, fs, sigactions,
-    misc -> cure -> regs, mm, creds, core -> task images."""
+BATCH = 16        # tasks infected and cured side by side: their stops overlap (each holds a socket)
+
+
+def _dump_tasks(tree, batch, n, stats, tick, cleanup):
+    """The per-task steps of a batch of tasks (n: the first one's index): each one's facts, the
+    infection of all at once, each one's pages, fds and state, the cure of all at once, each
+    one's images.  Done side by side, the infections and cures wait for the scheduler once per
+    step, not once per task and step.  The infections are in `cleanup`: a failure cures them on
+    the way out."""
     from crpy import faults
-    from crpy.dump.core import core_entry
-    from crpy.dump.creds import dump_creds
+    from crpy.dump.infection import cure_all, infected_all
+
+    collected = []
+    for i, task in enumerate(batch, n):
+        got = _collect_task(tree, task, i, tick)
+        if got is None:
+            progress.task_done()              # a zombie, dumped already
+        else:
+            collected.append(got)
+    if not collected:
+        return
+    infections = infected_all([(got.task.pid, got.facts) for got in collected], cleanup)
+    tick("infect")
+    rests = [_parasite_steps(tree, got, infection, stats, tick) for got, infection in zip(collected, infections)]
+    cure_all(infections)
+    tick("cure")
+    for got, rest in zip(collected, rests):
+        faults.point("after-cure", got.task.pid)
+        rest()
+        progress.task_done()
+
+
+@dataclass
+class _Collected:
+    """A task's facts and plans, read before its infection."""
+    task: object
+    n: int
+    facts: object
+    exe_id: int
+    plans: list
+    page_plan: object
+
+
+def _collect_task(tree, task, n, tick):
+    """/proc facts -> vmas -> pages scan of one task: a _Collected; None for a zombie (its images
+    are written here)."""
+    from crpy import faults
     from crpy.dump.facts import collect_facts
-    from crpy.dump.fds import dump_fds
-    from crpy.dump.fs import dump_fs
-    from crpy.dump.images import digest_written_images, write_task_images
-    from crpy.dump.infection import infected
-    from crpy.dump.mm import exe_file_id, mm_entry
-    from crpy.dump.pages import PAGE, dump_pages, scan_pages
-    from crpy.dump.preload import start_preload
-    from crpy.dump.regs import dump_regs
-    from crpy.dump.task_state import dump_misc, dump_sigactions
-    from crpy.dump.timers import discount_frozen_time
-    from crpy.dump.threads import dump_threads
+    from crpy.dump.images import write_task_images
+    from crpy.dump.mm import exe_file_id
+    from crpy.dump.pages import PAGE, scan_pages
     from crpy.dump.tree import zombie_core
     from crpy.dump.tree_cow import split_cow_runs
     from crpy.dump.vmas import plan_vmas
 
-    pid, images_dir, files = task.pid, tree.images_dir, tree.files
+    pid, files = task.pid, tree.files
     if task.zombie:
-        write_task_images(images_dir, pid, n, {"core": zombie_core(task)})
-        return
+        write_task_images(tree.images_dir, pid, n, {"core": zombie_core(task)})
+        return None
     facts = collect_facts(pid, task.seized.stop_signal)
     task.files_id = _files_id(tree, task, n, facts.stat.ppid)
     exe_id = exe_file_id(facts, files)
@@ -205,28 +238,58 @@ def _dump_task(tree, task, n, stats, tick):
     task.plans = plans
     faults.point("after-collect", pid)
     tick("collect")
-    with infected(pid, facts) as infection:
-        tick("infect")
-        start_preload()                   # imports ride along while the pages move GIL-free
-        written = dump_pages(infection.parasite, images_dir, pid, page_plan, tree.pages_ids, tree.shmem_done,
-                             tree.held)
-        _add(stats, written)
-        tick("pages")
-        # hashed beside the rest of the dump (private pages were, as they were written)
-        digest_written_images(images_dir, written["shmem_bytes"])
-        faults.point("after-pages", pid)
-        tick("digests")
-        fdinfo = dump_fds(facts, files)
-        fs = dump_fs(facts, files)
-        faults.point("after-fds", pid)
-        sigactions = dump_sigactions(infection.parasite)
-        misc = dump_misc(infection.parasite)
-        discount_frozen_time(misc, task.seized.frozen_at)
-        faults.point("before-cure", pid)
-        tick("parasite-cmds")
-        infection.cure()
-    faults.point("after-cure", pid)
-    tick("cure")
+    return _Collected(task, n, facts, exe_id, plans, page_plan)
+
+
+def _parasite_steps(tree, got, infection, stats, tick):
+    """pages, fds, fs, sigactions, misc of an infected task, then its cure begins; -> rest(), the
+    steps after its cure."""
+    from crpy import faults
+    from crpy.dump.fds import dump_fds
+    from crpy.dump.fs import dump_fs
+    from crpy.dump.images import digest_written_images
+    from crpy.dump.pages import dump_pages
+    from crpy.dump.preload import start_preload
+    from crpy.dump.task_state import ask_task_state, dump_misc, dump_sigactions
+    from crpy.dump.timers import discount_frozen_time
+
+    task, facts, images_dir, files = got.task, got.facts, tree.images_dir, tree.files
+    pid = task.pid
+    start_preload()                   # imports ride along while the pages move GIL-free
+    written = dump_pages(infection.parasite, images_dir, pid, got.page_plan, tree.pages_ids, tree.shmem_done,
+                         tree.held)
+    _add(stats, written)
+    asked = ask_task_state(infection.parasite)   # answered while the digests and fds are done here
+    tick("pages")
+    # hashed beside the rest of the dump (private pages were, as they were written)
+    digest_written_images(images_dir, written["shmem_bytes"])
+    faults.point("after-pages", pid)
+    tick("digests")
+    sigactions = dump_sigactions(infection.parasite)
+    misc = dump_misc(infection.parasite, asked)
+    discount_frozen_time(misc, task.seized.frozen_at, asked.at)
+    infection.begin_cure()            # the task stops for the cure while its fds are done here
+    fdinfo = dump_fds(facts, files)
+    fs = dump_fs(facts, files)
+    faults.point("after-fds", pid)
+    faults.point("before-cure", pid)
+    tick("parasite-cmds")
+    return lambda: _task_images(tree, task, got.n, stats, tick, facts, infection, got.plans, got.page_plan,
+                                misc, got.exe_id, sigactions, fs, fdinfo)
+
+
+def _task_images(tree, task, n, stats, tick, facts, infection, plans, page_plan, misc, exe_id, sigactions, fs,
+                 fdinfo):
+    """The per-task steps after the cure: regs, mm, creds, core -> task images."""
+    from crpy import faults
+    from crpy.dump.core import core_entry
+    from crpy.dump.creds import dump_creds
+    from crpy.dump.images import write_task_images
+    from crpy.dump.mm import mm_entry
+    from crpy.dump.regs import dump_regs
+    from crpy.dump.threads import dump_threads
+
+    pid, images_dir = task.pid, tree.images_dir
     regs = dump_regs(pid, infection.parasite.saved)
     _drop_stop_signal(regs, task.seized.stop_signal)
     mm = mm_entry(facts, plans, page_plan, misc, exe_id)

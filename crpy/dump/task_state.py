@@ -3,6 +3,7 @@ altstack, clear_child_tid, personality, dumpable, securebits, itimers, ...; and 
 scheduling state (policy, SCHED_RESET_ON_FORK, rt priority, nice), which any task may read."""
 
 import os
+import time
 
 from crpy.errors import DumpError, NoSuchProcess, UnsupportedResource
 from crpy.log import log
@@ -10,6 +11,31 @@ from crpy.log import log
 NSIG = 64
 SCHED_DEADLINE = 6
 SCHED_RESET_ON_FORK = 0x40000000
+
+
+class Asked:
+    """What ask_task_state sent: the task's timers (crpy.dump.timers.read_timers) and when."""
+
+    def __init__(self, timers, at):
+        self.timers, self.at = timers, at
+
+
+def ask_task_state(parasite):
+    """Send the parasite every command the task's state needs (SIGACTS, MISC, TIMERS) and FINISH
+    after them, in one go: it answers them in order while the dumper works on (fds, digests),
+    and dump_sigactions/dump_misc then read the answers; no other command may follow before the
+    cure.  -> Asked, for dump_misc and crpy.dump.timers.discount_frozen_time."""
+    from crpy.dump import infect_channel as ch
+    from crpy.dump.timers import read_timers
+
+    timers = read_timers(parasite.pid)
+    at = time.monotonic()                # the parasite reads the timers from now on, idle before
+    parasite.ask(ch.SIGACTS)
+    parasite.ask(ch.MISC)
+    if timers:
+        parasite.ask_timers([t["id"] for t in timers])
+    parasite.ask(ch.FINISH)
+    return Asked(timers, at)
 
 
 def dump_sigactions(parasite):
@@ -22,13 +48,14 @@ def dump_sigactions(parasite):
     return acts
 
 
-def dump_misc(parasite):
-    """The parasite's misc keys, plus "posix_timers": [posix_timer_entry]."""
+def dump_misc(parasite, asked=None):
+    """The parasite's misc keys, plus "posix_timers": [posix_timer_entry].  asked: what
+    ask_task_state sent (None: the commands are sent now)."""
     from crpy.dump.timers import dump_posix_timers
 
     misc = dict(parasite.misc())
     log.debug("Task misc: %s", misc)
-    misc["posix_timers"] = dump_posix_timers(parasite.pid, parasite)
+    misc["posix_timers"] = dump_posix_timers(parasite.pid, parasite, None if asked is None else asked.timers)
     if misc["posix_timers"]:
         log.info("%d POSIX timers", len(misc["posix_timers"]))
     return misc

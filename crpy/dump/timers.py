@@ -35,21 +35,15 @@ def parse_proc_timers(text):
     return timers
 
 
-def dump_posix_timers(pid, parasite):
-    """posix_timer_entry of every POSIX timer of the task."""
+def dump_posix_timers(pid, parasite, timers=None):
+    """posix_timer_entry of every POSIX timer of the task.  timers: its read_timers(pid), read
+    earlier (the parasite may have been asked their times already: Parasite.ask_timers)."""
     from crpy.images.pb import timer_pb2
 
-    try:
-        with open(f"/proc/{pid}/timers") as f:
-            timers = parse_proc_timers(f.read())
-    except FileNotFoundError:
-        return []
+    if timers is None:
+        timers = read_timers(pid)
     if not timers:
         return []
-    for t in timers:
-        if t["clock"] < 0 or t["clock"] > 11:
-            raise UnsupportedResource(pid, "POSIX timer", target=f"(id {t['id']} on clock {t['clock']})",
-                                      hint="timers on CPU-time clocks of other tasks are not supported")
     times = parasite.posix_timers([t["id"] for t in timers])
     out = []
     for t in timers:
@@ -64,15 +58,31 @@ def dump_posix_timers(pid, parasite):
     return out
 
 
+def read_timers(pid):
+    """The task's POSIX timers as /proc/PID/timers tells them (parse_proc_timers), refused
+    where crpy cannot save them."""
+    try:
+        with open(f"/proc/{pid}/timers") as f:
+            timers = parse_proc_timers(f.read())
+    except FileNotFoundError:
+        return []
+    for t in timers:
+        if t["clock"] < 0 or t["clock"] > 11:
+            raise UnsupportedResource(pid, "POSIX timer", target=f"(id {t['id']} on clock {t['clock']})",
+                                      hint="timers on CPU-time clocks of other tasks are not supported")
+    return timers
+
+
 # Clocks that run on while a task is frozen (CPU-time clocks stand still with it).
 _WALL_CLOCKS = {0, 1, 7, 8, 9, 11}   # REALTIME, MONOTONIC, BOOTTIME, their ALARM forms, TAI
 
 
-def discount_frozen_time(misc, frozen_at):
+def discount_frozen_time(misc, frozen_at, read_at=None):
     """Give back to the itimer and the POSIX timers on wall clocks the time the task stood frozen
-    between its seize and the reading of its timers (misc, as the parasite read them just now):
-    a timer armed for 2.5 s must still fire after 2.5 s of the task's own running time."""
-    lost_ns = max(int((time.monotonic() - frozen_at) * 1e9), 0)
+    between its seize and the reading of its timers (misc, as the parasite read them at read_at,
+    time.monotonic(); None: just now): a timer armed for 2.5 s must still fire after 2.5 s of the
+    task's own running time."""
+    lost_ns = max(int(((time.monotonic() if read_at is None else read_at) - frozen_at) * 1e9), 0)
     itimers = misc.get("itimers")
     if itimers and itimers[0] and (itimers[0][2] or itimers[0][3]):   # ITIMER_REAL armed
         isec, iusec, vsec, vusec = itimers[0]

@@ -164,9 +164,22 @@ def merge_vvar(plans):
 
 def plan_vmas(facts, files):
     from crpy.dump.facts import map_file_stat
+    from crpy.resources import aio
 
     stat_of = lambda v: _mapped_file_stat(facts.pid, v, files, map_file_stat)  # noqa: E731
-    return merge_vvar([plan_vma(facts.pid, v, files, stat_of) for v in facts.vmas])
+    plans = []
+    for v in facts.vmas:
+        if v.deleted or aio.is_ring(v):      # planned from the task itself (ghost, shmem, memfd, ring)
+            plans.append(plan_vma(facts.pid, v, files, stat_of))
+            continue
+        # a VMA another task of the dump has (a fork copies them) has its plan already: copied
+        key = ("vma plan", v.start, v.end, v.prot, v.shared, v.pgoff, v.dev, v.inode, v.path, v.vmflags, v.pkey,
+               v.page_size)
+        seen = files.once(key, lambda v=v: plan_vma(facts.pid, v, files, stat_of))
+        plan = object.__new__(VmaPlan)
+        plan.__dict__.update(seen.__dict__)
+        plans.append(plan)
+    return merge_vvar(plans)
 
 
 def _mapped_file_stat(pid, vma, files, map_file_stat):

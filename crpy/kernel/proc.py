@@ -140,18 +140,41 @@ def maps(pid, vmflags=True):
     for i, piece in enumerate(pieces):
         if i:
             end = piece.find("\n")
-            vmas[-1].vmflags = frozenset((piece if end < 0 else piece[:end]).split())
+            flags = piece if end < 0 else piece[:end]
+            vmflags = _vmflags_seen.get(flags)
+            if vmflags is None:
+                vmflags = _vmflags_seen[flags] = frozenset(flags.split())
+            vmas[-1].vmflags = vmflags
             if end < 0:
                 break
             piece = piece[end + 1:]
         end = piece.find("\n")
         if end < 0:
             break
-        vma = _parse_maps_line(piece[:end])
-        vma.page_size = _field_kb(piece, "\nKernelPageSize:", end) * 1024
-        vma.pkey = _field_kb(piece, "\nProtectionKey:", end)
-        vmas.append(vma)
+        vmas.append(_head_vma(piece[:end]))
+        vmas[-1].page_size = _field_kb(piece, "\nKernelPageSize:", end) * 1024
+        vmas[-1].pkey = _field_kb(piece, "\nProtectionKey:", end)
     return vmas
+
+
+# Parsed once per run: the tasks of a tree map the same libraries at the same addresses (a fork
+# copies the maps), so most smaps head lines and VmFlags recur from task to task.  Emptied when
+# full: a long-lived caller (migrate rounds) keeps no more than _SEEN_MAX of them.
+_heads_seen, _vmflags_seen = {}, {}
+_SEEN_MAX = 8192
+
+
+def _head_vma(line):
+    """A new Vma of a maps head line, parsed once per distinct line (the rest of it its own)."""
+    seen = _heads_seen.get(line)
+    if seen is None:
+        if len(_heads_seen) >= _SEEN_MAX:
+            _heads_seen.clear()
+            _vmflags_seen.clear()
+        seen = _heads_seen[line] = _parse_maps_line(line)
+    vma = object.__new__(Vma)
+    vma.__dict__.update(seen.__dict__)
+    return vma
 
 
 def _field_kb(piece, name, start):

@@ -81,6 +81,13 @@ def _task_stat(pid):
     return st
 
 
+def remember_stat(pid, st):
+    """/proc/PID/stat of a task of the dumped tree, just read by the caller: _task_stat's."""
+    from crpy import resources
+
+    resources.dump_memo.setdefault("ctty stat", {})[pid] = st
+
+
 def _tty_name(rdev):
     index = _pty_index(rdev)
     return f"/dev/pts/{index}" if index is not None else f"tty {os.major(rdev)}:{os.minor(rdev)}"

@@ -26,14 +26,14 @@ from crpy.dump.parasite import Parasite
 pid, mode, heap, length, out = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 if mode in ("mmap-entry", "mmap-exit"):
     import crpy.dump.infect as infect
-    stop_at = infect._syscall_stop
+    check_at = infect._check_op       # each syscall-stop of an injection is checked there
     def stop_and_hang(saved, want_op):
-        info = stop_at(saved, want_op)
+        info = check_at(saved, want_op)
         if info.op == (1 if mode == "mmap-entry" else 2):
             print("injecting", flush=True)
             time.sleep(60)
         return info
-    infect._syscall_stop = stop_and_hang
+    infect._check_op = stop_and_hang
 ptrace.seize(pid)
 p = Parasite.infect(pid)
 p.ping()

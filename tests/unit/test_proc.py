@@ -62,6 +62,25 @@ def test_maps_and_vmflags(child):
     assert [(v.start, v.end, v.prot, v.path) for v in plain] == [(v.start, v.end, v.prot, v.path) for v in vmas]
 
 
+def test_maps_again_gives_equal_vmas_of_their_own(child, monkeypatch):
+    """maps() parses a head line once per run: a second read of the same task gives equal
+    Vmas, each its own object (a caller may change one), also once the cache was emptied."""
+    p, _, _, _ = child
+    first, again = None, proc.maps(p.pid)
+    for _ in range(100):                 # once the child is in its sleep, its maps stay as they are
+        first, again = again, proc.maps(p.pid)
+        if again == first:
+            break
+        time.sleep(0.02)
+    assert again == first and all(a is not b for a, b in zip(first, again))
+    again[0].pgoff += 4096
+    assert proc.maps(p.pid) == first
+    monkeypatch.setattr(proc, "_heads_seen", {})
+    monkeypatch.setattr(proc, "_vmflags_seen", {})
+    monkeypatch.setattr(proc, "_SEEN_MAX", 2)        # emptied as it fills: kept small, same result
+    assert proc.maps(p.pid) == first and len(proc._heads_seen) <= 2
+
+
 def test_smaps_parse_every_vma_and_odd_names(tmp_path):
     """maps() cuts smaps at its VmFlags lines: a mapped file whose name holds a newline (the
     kernel escapes it) and the words of smaps' own lines changes nothing; every VMA has flags."""

@@ -37,7 +37,7 @@ from tests.zdtm.test_sacred import assert_one_error_line, start_paused, wait_sto
 
 VICTIM = "tree5"
 KILL_MOMENTS = int(os.environ.get("CRPY_KILL_MOMENTS", "10"))
-PER_TASK_IN_LAST = ("after-collect", "after-infect", "after-pages", "before-cure", "after-task-images")
+PER_TASK_IN_LAST = ("after-collect", "after-infect", "after-pages", "before-cure", "mid-cure", "after-task-images")
 PER_TASK_RESTORE_IN_LAST = ("restore-after-fork", "restore-after-fds", "restore-before-ready")
 GONE_WAIT = 10.0
 SELF_CURE_WAIT = 5.0
