@@ -450,6 +450,7 @@ def test_an_unsupported_grandchild_leaves_the_whole_tree_untouched(tmp_path, sub
         r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "UDP-Lite socket" in r.stderr
+        in_pause(list(before))                # detached, each goes back into its pause()
         assert snapshot(p.pid) == before
         for pid in before:
             st = proc.status(pid)
@@ -487,6 +488,7 @@ def test_a_daemon_whose_session_leader_is_gone(tmp_path, subreaper):
         assert ppid == p.pid and sid == pgid and sid not in before, before
         dump_tree(p, before, tmp_path / "imgs")
         restore_tree(tmp_path / "imgs")
+        in_pause(list(before))                # crpy may return before they are back in pause()
         after = snapshot(p.pid)
         assert after[daemon] == before[daemon], "its own session and group back, its parent too"
-        assert not os.path.exists(f"/proc/{sid}"), "the session helper is gone"
+        wait_for(lambda: not os.path.exists(f"/proc/{sid}"), timeout=10, what="the session helper to be gone")
