@@ -105,7 +105,10 @@ def fork_batch(kids, run):
             batch.append(kid)
             continue
         parent = os.getpid()
-        index = fork_many([k.pid for k in batch])
+        # held by this frame, which a child never leaves: a child freeing the list would write
+        # to every pid object in it (a page copied for each, ~90 in a task with 127 siblings)
+        pids = [k.pid for k in batch]
+        index = fork_many(pids)
         if index is not None:
             batch[index].prepared = True       # signals blocked, death signal set: in C
             _run_node(batch[index], run, parent)

@@ -53,6 +53,9 @@ def _preload(nodes, images_dir):
     blob.blob()
     child._self_maps()                        # compiles its regex once for every task
     child._current_rseq()
+    from crpy.restore import task_state
+
+    task_state.own()                          # crpy's own limits, nice...: every task has them
     from crpy.kernel.libc import libc
 
     for name in ("prctl", "personality"):     # looked up once: every task calls them
