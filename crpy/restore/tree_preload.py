@@ -56,6 +56,9 @@ def _preload(nodes, images_dir):
     from crpy.restore import task_state
 
     task_state.own()                          # crpy's own limits, nice...: every task has them
+    from crpy.restore import exe
+
+    exe._own_exe()
     from crpy.kernel.libc import libc
 
     for name in ("prctl", "personality"):     # looked up once: every task calls them
