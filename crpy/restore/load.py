@@ -173,6 +173,7 @@ class FilesById(dict):
     def __init__(self):
         super().__init__()
         self.paths = {}
+        self.areas = {}        # a vma_entry's bytes -> its Area (_area_once)
 
 
 def files_by_id(images_dir):
@@ -274,7 +275,7 @@ def _add_mm(task, mm, files):
         task.exe_path = _existing_file(files[mm.exe_file_id], "the executable", task.images_dir)
     prev_end = 0
     for i, v in enumerate(mm.vmas):
-        area = _area(path, i, v, files)
+        area = _area_once(path, i, v, files)
         if area is None:
             continue
         if area.kind == "guard":
@@ -300,6 +301,28 @@ def _check_mm_fields(path, f):
                            ("env_start", "env_end", False)):
         if f[lo] > f[hi] or (strict and f[lo] == f[hi]):
             raise _framing().entry_error(path, f"mm field {lo} {f[lo]:#x} is above {hi} {f[hi]:#x}")
+
+
+_NOT_MADE = object()
+
+
+def _area_once(path, i, v, files):
+    """_area, made and checked once per distinct vma_entry of the restore (the tasks of a tree
+    share most of theirs: 128 forked tasks, ~22 VMAs each, ~25 distinct), each task given its own
+    copy (its page runs are its own)."""
+    made = getattr(files, "areas", None)
+    if made is None:
+        return _area(path, i, v, files)
+    key = v.SerializeToString()
+    proto = made.get(key, _NOT_MADE)
+    if proto is _NOT_MADE:
+        proto = made[key] = _area(path, i, v, files)
+    if proto is None:
+        return None
+    area = Area.__new__(Area)
+    area.__dict__.update(proto.__dict__)
+    area.runs, area.cow_runs, area.object_runs = [], [], []
+    return area
 
 
 def _area(path, i, v, files):
