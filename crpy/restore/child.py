@@ -262,16 +262,20 @@ def _reserve_region(task, plan):
     return plan
 
 
+_spans_here = [None, None]     # [maps, layout.widened_spans of them]: the maps plan_for_child reads once
+
+
 def _plan(task, maps=None):
     maps = _self_maps() if maps is None else maps
-    taken = [(s, e) for s, e, _ in maps if e <= layout.TASK_SIZE]
-    taken += [(a.start, a.end) for a in task.areas] + [(s, s + n) for s, n in task.guards]
+    if _spans_here[0] is not maps:
+        _spans_here[:] = [maps, layout.widened_spans([(s, e) for s, e, _ in maps if e <= layout.TASK_SIZE])]
+    taken = [(a.start, a.end) for a in task.areas] + [(s, s + n) for s, n in task.guards]
     movable = [a for a in task.areas if a.kind not in ("vdso", "vvar")]
     specials = [(k, a.start, a.end) for a in task.areas for k in (a.kind,) if k in ("vdso", "vvar")]
     scratch = sum(a.length for a in task.areas if a.kind in ("vdso", "vvar"))
     try:
         plan = layout.plan_region(movable, blob.blob().size, blob.args_size(blob.nr_siginfo(task)), scratch,
-                                  taken)
+                                  taken, _spans_here[1])
     except ValueError as e:
         from crpy.errors import RestoreError
 

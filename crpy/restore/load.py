@@ -31,6 +31,9 @@ _GPREG_FIELDS = {"rbp": "bp", "rbx": "bx", "rax": "ax", "rcx": "cx", "rdx": "dx"
                  "rdi": "di", "orig_rax": "orig_ax", "rip": "ip", "eflags": "flags", "rsp": "sp"}
 
 
+_MAP_HUGETLB = 0x40000         # crpy.kernel.hugetlb.MAP_HUGETLB
+
+
 @dataclass
 class Area:
     """One VMA of the task, as the restore side uses it."""
@@ -59,6 +62,8 @@ class Area:
     @property
     def page_align(self):
         """The huge page size of a hugetlb VMA (its slot must keep that alignment), else 0."""
+        if not self.flags & _MAP_HUGETLB:         # (asked for every VMA of every task planned)
+            return 0
         from crpy.kernel import hugetlb
 
         return hugetlb.page_size(self.flags)
