@@ -19,7 +19,7 @@ from crpy.kernel.libc import libc
 from crpy.log import log
 from crpy.record import dataclass, field
 
-PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER = 3, 4, 29, 36
+PR_SET_DUMPABLE, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER = 4, 29, 36
 PR_SET_NO_NEW_PRIVS, PR_SET_THP_DISABLE = 38, 41
 RLIM_INFINITY = resource.RLIM_INFINITY
 _ITIMERS = ("real", "virt", "prof")
@@ -146,7 +146,6 @@ class _Own:
     def __init__(self):
         lib = libc()
         self.personality = lib.personality(ctypes.c_ulong(0xffffffff))
-        self.dumpable = lib.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
         self.nice = os.getpriority(os.PRIO_PROCESS, 0)
         self.sched = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
         self.oom_score_adj = _read_oom_score_adj()
@@ -164,8 +163,10 @@ class _Own:
 _own = []
 
 
-def own():
-    """This process's _Own (read at the first call)."""
+def own(fresh=False):
+    """This process's _Own (read at the first call, or again if fresh: each restore's preload)."""
+    if fresh:
+        _own.clear()                       # (if reading fails, each task reads its own)
     if not _own:
         _own.append(_Own())
     return _own[0]
@@ -188,9 +189,8 @@ def apply(state):
             log.warning("personality %#x: %s", state.personality, os.strerror(ctypes.get_errno()))
         else:
             mine.personality = state.personality
-    if state.dumpable in (0, 1) and state.dumpable != mine.dumpable:
+    if state.dumpable in (0, 1):          # always: a change of euid (fown) resets it
         _prctl(lib, PR_SET_DUMPABLE, state.dumpable)
-        mine.dumpable = lib.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
     if state.thp_disabled:
         _prctl(lib, PR_SET_THP_DISABLE, 1)
     if state.child_subreaper:
