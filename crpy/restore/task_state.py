@@ -22,6 +22,7 @@ from crpy.record import dataclass, field
 PR_SET_DUMPABLE, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER = 4, 29, 36
 PR_SET_NO_NEW_PRIVS, PR_SET_THP_DISABLE = 38, 41
 RLIM_INFINITY = resource.RLIM_INFINITY
+SCHED_RESET_ON_FORK = 0x40000000
 _ITIMERS = ("real", "virt", "prof")
 
 
@@ -148,6 +149,8 @@ class _Own:
         self.personality = lib.personality(ctypes.c_ulong(0xffffffff))
         self.nice = os.getpriority(os.PRIO_PROCESS, 0)
         self.sched = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+        if self.sched[0] & SCHED_RESET_ON_FORK:    # crpy's children do not have them: always set
+            self.nice = self.sched = None
         self.oom_score_adj = _read_oom_score_adj()
         self.rlimits = {}
         for res in range(len(_RLIMIT_NAMES)):
