@@ -76,6 +76,8 @@ class Log:
         import fcntl
 
         old = self.stream if self.stream is not None else sys.stderr
+        if isinstance(old, _FdStream) and old.fd >= above:
+            return old                        # a tree's task: its parent lifted it already
         try:
             old.flush()
             new = fcntl.fcntl(old.fileno(), fcntl.F_DUPFD_CLOEXEC, above)

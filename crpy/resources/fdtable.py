@@ -475,7 +475,22 @@ def _move(tmp, fd, e, close):
             os.close(tmp)
 
 
+NR_CLOSE_RANGE = 436           # Linux 5.9
+
+
 def _close_others(keep, keep_above):
+    """Close every fd below keep_above but those in keep: close_range over the gaps between them
+    (a few syscalls, no /proc/self/fd to list, in each task of a tree); listed one by one on a
+    kernel without close_range."""
+    from crpy.kernel._sys import lib
+
+    lo = 0
+    for fd in sorted(keep) + [keep_above]:
+        if fd > lo and lib.crpy_syscall6(NR_CLOSE_RANGE, lo, fd - 1, 0, 0, 0, 0) == -1:
+            break
+        lo = fd + 1
+    else:
+        return
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd < keep_above and fd not in keep:

@@ -27,6 +27,7 @@ from crpy.restore import blob, exe, gadgets, layout, premap, sigframe, task_stat
 ARCH_GET_FS = 0x1003
 RSEQ_SIG = 0x53053053
 RSEQ_LEN = 32                  # glibc registers 32 bytes (its __rseq_size may say 20)
+_IGNORE_ALL = [("ignore", None, Warning, None, 0)]    # warnings.filters after simplefilter("ignore")
 _kept_streams = []             # old log streams: never closed, their fd numbers now belong to the task
 
 
@@ -64,7 +65,8 @@ def _become_task(task, report_fd, keep_above, parent, hooks):
     if not (hooks and hooks.prepared):
         prepare_process(parent)
     faults.point("restore-after-fork", task.pid)
-    warnings.simplefilter("ignore")            # fd 2 is about to be the task's stderr
+    if warnings.filters[:1] != _IGNORE_ALL:    # (a tree's task inherits its parent's)
+        warnings.simplefilter("ignore")        # fd 2 is about to be the task's stderr
     _lift_log(keep_above)
     log.debug("child %d running (%.1f ms)", os.getpid(), (time.perf_counter() - t0) * 1e3)
     with _step("session"):
@@ -235,7 +237,8 @@ def plan_for_child(task):
     except CrpyError:
         return None
     try:                      # its signal frame too: the task's own registers, this vDSO
-        plan.frame = _frame_and_gadget(task, _vdso_moves(plan)[3])
+        plan.vdso_moves = _vdso_moves(plan)
+        plan.frame = _frame_and_gadget(task, plan.vdso_moves[3])
     except CrpyError:
         pass                  # the child builds it, and says why it cannot
     return plan
@@ -259,16 +262,20 @@ def _reserve_region(task, plan):
     return plan
 
 
+_spans_here = [None, None]     # [maps, layout.widened_spans of them]: the maps plan_for_child reads once
+
+
 def _plan(task, maps=None):
     maps = _self_maps() if maps is None else maps
-    taken = [(s, e) for s, e, _ in maps if e <= layout.TASK_SIZE]
-    taken += [(a.start, a.end) for a in task.areas] + [(s, s + n) for s, n in task.guards]
+    if _spans_here[0] is not maps:
+        _spans_here[:] = [maps, layout.widened_spans([(s, e) for s, e, _ in maps if e <= layout.TASK_SIZE])]
+    taken = [(a.start, a.end) for a in task.areas] + [(s, s + n) for s, n in task.guards]
     movable = [a for a in task.areas if a.kind not in ("vdso", "vvar")]
     specials = [(k, a.start, a.end) for a in task.areas for k in (a.kind,) if k in ("vdso", "vvar")]
     scratch = sum(a.length for a in task.areas if a.kind in ("vdso", "vvar"))
     try:
         plan = layout.plan_region(movable, blob.blob().size, blob.args_size(blob.nr_siginfo(task)), scratch,
-                                  taken)
+                                  taken, _spans_here[1])
     except ValueError as e:
         from crpy.errors import RestoreError
 
@@ -306,7 +313,8 @@ def _find_rseq():
 
 
 def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
-    pairs, hop, cur_block, vdso_pair = _vdso_moves(plan)
+    moves = getattr(plan, "vdso_moves", None)        # found by the parent (plan_for_child)
+    pairs, hop, cur_block, vdso_pair = moves if moves is not None else _vdso_moves(plan)
     log.debug("vdso block %#x-%#x -> %#x%s", cur_block[0], cur_block[1], pairs[0][1],
               " (overlapping: through scratch)" if hop else "")
     unmap = layout.unmap_list([(plan.start, plan.start + plan.length), cur_block])

@@ -42,8 +42,15 @@ def open_above(path, keep_above):
         os.close(fd)
 
 
+_own = []                      # [(path, stat)] of crpy's interpreter: every task of a tree forks from it
+
+
 def _own_exe():
-    return os.readlink("/proc/self/exe"), os.stat("/proc/self/exe")
+    """(path, stat) of the interpreter crpy runs on, looked up once (crpy.restore.tree_preload
+    does it before the first fork, for all the tasks)."""
+    if not _own:
+        _own.append((os.readlink("/proc/self/exe"), os.stat("/proc/self/exe")))
+    return _own[0]
 
 
 def _same_inode(a, b):

@@ -39,9 +39,10 @@ class RegionPlan:
     slots: list        # Slot per movable area
 
 
-def plan_region(areas, blob_size, args_size, scratch_size, taken):
+def plan_region(areas, blob_size, args_size, scratch_size, taken, spans=()):
     """Lay the region out and put it in the lowest hole (above 4 GiB) free of every range in
-    `taken` [(start, end)]: the task's VMAs and the current process's mappings."""
+    `taken` [(start, end)]: the task's VMAs and the current process's mappings (or some of them
+    in `spans`, as widened_spans made them: a process planning many tasks makes its own once)."""
     off = page_up(blob_size) + PAGE
     args_off = off
     off += page_up(args_size) + PAGE
@@ -54,7 +55,7 @@ def plan_region(areas, blob_size, args_size, scratch_size, taken):
         rel_slots.append((a, off))
         off += a.length + PAGE
     length = (off + HUGE - 1) & ~(HUGE - 1)
-    start = find_hole(length, taken, align=align)
+    start = find_hole(length, taken, align=align, spans=spans)
     return RegionPlan(start, length, start, start + args_off, start + scratch_off,
                       [Slot(a, start + o) for a, o in rel_slots])
 
@@ -66,10 +67,15 @@ def _align_like(off, target, align=HUGE):
     return off + (want - off) % align
 
 
-def find_hole(length, taken, floor=REGION_FLOOR, ceiling=TASK_SIZE, align=HUGE):
+def widened_spans(taken):
+    """Ranges [(start, end)] as find_hole compares them: widened by MARGIN, sorted."""
+    return sorted((max(s - MARGIN, 0), e + MARGIN) for s, e in taken)
+
+
+def find_hole(length, taken, floor=REGION_FLOOR, ceiling=TASK_SIZE, align=HUGE, spans=()):
     """Lowest `align` (2 MiB) aligned start >= floor with [start - MARGIN, start + length + MARGIN)
-    free."""
-    spans = sorted((max(s - MARGIN, 0), e + MARGIN) for s, e in taken)
+    free of `taken` and of `spans` (widened_spans)."""
+    spans = sorted(list(spans) + widened_spans(taken)) if spans else widened_spans(taken)
     start = (floor + align - 1) & ~(align - 1)
     for s, e in spans:
         if e <= start:

@@ -31,6 +31,9 @@ _GPREG_FIELDS = {"rbp": "bp", "rbx": "bx", "rax": "ax", "rcx": "cx", "rdx": "dx"
                  "rdi": "di", "orig_rax": "orig_ax", "rip": "ip", "eflags": "flags", "rsp": "sp"}
 
 
+_MAP_HUGETLB = 0x40000         # crpy.kernel.hugetlb.MAP_HUGETLB
+
+
 @dataclass
 class Area:
     """One VMA of the task, as the restore side uses it."""
@@ -59,6 +62,8 @@ class Area:
     @property
     def page_align(self):
         """The huge page size of a hugetlb VMA (its slot must keep that alignment), else 0."""
+        if not self.flags & _MAP_HUGETLB:         # (asked for every VMA of every task planned)
+            return 0
         from crpy.kernel import hugetlb
 
         return hugetlb.page_size(self.flags)
@@ -173,6 +178,7 @@ class FilesById(dict):
     def __init__(self):
         super().__init__()
         self.paths = {}
+        self.areas = {}        # a vma_entry's bytes -> its Area (_area_once)
 
 
 def files_by_id(images_dir):
@@ -274,7 +280,7 @@ def _add_mm(task, mm, files):
         task.exe_path = _existing_file(files[mm.exe_file_id], "the executable", task.images_dir)
     prev_end = 0
     for i, v in enumerate(mm.vmas):
-        area = _area(path, i, v, files)
+        area = _area_once(path, i, v, files)
         if area is None:
             continue
         if area.kind == "guard":
@@ -300,6 +306,28 @@ def _check_mm_fields(path, f):
                            ("env_start", "env_end", False)):
         if f[lo] > f[hi] or (strict and f[lo] == f[hi]):
             raise _framing().entry_error(path, f"mm field {lo} {f[lo]:#x} is above {hi} {f[hi]:#x}")
+
+
+_NOT_MADE = object()
+
+
+def _area_once(path, i, v, files):
+    """_area, made and checked once per distinct vma_entry of the restore (the tasks of a tree
+    share most of theirs: 128 forked tasks, ~22 VMAs each, ~25 distinct), each task given its own
+    copy (its page runs are its own)."""
+    made = getattr(files, "areas", None)
+    if made is None:
+        return _area(path, i, v, files)
+    key = v.SerializeToString()
+    proto = made.get(key, _NOT_MADE)
+    if proto is _NOT_MADE:
+        proto = made[key] = _area(path, i, v, files)
+    if proto is None:
+        return None
+    area = Area.__new__(Area)
+    area.__dict__.update(proto.__dict__)
+    area.runs, area.cow_runs, area.object_runs = [], [], []
+    return area
 
 
 def _area(path, i, v, files):

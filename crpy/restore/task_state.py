@@ -22,6 +22,7 @@ from crpy.record import dataclass, field
 PR_SET_DUMPABLE, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER = 4, 29, 36
 PR_SET_NO_NEW_PRIVS, PR_SET_THP_DISABLE = 38, 41
 RLIM_INFINITY = resource.RLIM_INFINITY
+SCHED_RESET_ON_FORK = 0x40000000
 _ITIMERS = ("real", "virt", "prof")
 
 
@@ -137,12 +138,61 @@ def check_creds(pid, state):
     creds.check(pid, state.creds)
 
 
+class _Own:
+    """This process's own values of what apply() sets, read once (crpy.restore.tree_preload reads
+    them before the tree's first fork): a task of a tree has crpy's (each task forks its children
+    before it applies its own state), and a value it already has is not set again: no syscall,
+    no /proc file opened, in each of a tree's tasks.  apply() keeps it up to date with what it sets."""
+
+    def __init__(self):
+        lib = libc()
+        self.personality = lib.personality(ctypes.c_ulong(0xffffffff))
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
+        self.sched = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+        if self.sched[0] & SCHED_RESET_ON_FORK:    # crpy's children do not have them: always set
+            self.nice = self.sched = None
+        self.oom_score_adj = _read_oom_score_adj()
+        self.rlimits = {}
+        for res in range(len(_RLIMIT_NAMES)):
+            try:
+                self.rlimits[res] = resource.getrlimit(res)
+            except ValueError:               # a limit this Python does not know: asked each time
+                pass
+        from crpy.kernel import proc
+
+        self.loginuid = proc.loginuid("self")
+
+
+_own = []
+
+
+def own(fresh=False):
+    """This process's _Own (read at the first call, or again if fresh: each restore's preload)."""
+    if fresh:
+        _own.clear()                       # (if reading fails, each task reads its own)
+    if not _own:
+        _own.append(_Own())
+    return _own[0]
+
+
+def _read_oom_score_adj():
+    try:
+        with open("/proc/self/oom_score_adj", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def apply(state):
     """Set everything; the parts the kernel refuses without CAP_SYS_RESOURCE are logged."""
     lib = libc()
-    if lib.personality(ctypes.c_ulong(state.personality)) == -1:
-        log.warning("personality %#x: %s", state.personality, os.strerror(ctypes.get_errno()))
-    if state.dumpable in (0, 1):
+    mine = own()
+    if state.personality != mine.personality:
+        if lib.personality(ctypes.c_ulong(state.personality)) == -1:
+            log.warning("personality %#x: %s", state.personality, os.strerror(ctypes.get_errno()))
+        else:
+            mine.personality = state.personality
+    if state.dumpable in (0, 1):          # always: a change of euid (fown) resets it
         _prctl(lib, PR_SET_DUMPABLE, state.dumpable)
     if state.thp_disabled:
         _prctl(lib, PR_SET_THP_DISABLE, 1)
@@ -152,10 +202,10 @@ def apply(state):
         _prctl(lib, PR_SET_TIMERSLACK, state.timerslack_ns)
     if state.no_new_privs:
         _prctl(lib, PR_SET_NO_NEW_PRIVS, 1)     # one way: crpy execs nothing after this
-    _sched(state)
-    _loginuid(state.loginuid)
+    _sched(state, mine)
+    _loginuid(state.loginuid, mine)
     _membarrier(state.membarrier)
-    _rlimits(state.rlimits)
+    _rlimits(state.rlimits, mine)
     _itimers(state.itimers)
 
 
@@ -164,22 +214,28 @@ def _prctl(lib, option, value):
         log.warning("prctl(%d, %d): %s", option, value, os.strerror(ctypes.get_errno()))
 
 
-def _sched(state):
+def _sched(state, mine):
     """Policy (with its SCHED_RESET_ON_FORK bit) and nice of the main thread, exactly: a task
     that cannot get them back is not restored (the other threads set theirs in the blob).  Nice
-    first: sched_setscheduler to SCHED_IDLE/BATCH keeps it, and a real-time task keeps one too."""
-    try:
-        if state.nice is not None:
-            os.setpriority(os.PRIO_PROCESS, 0, state.nice)
-        if state.sched:
-            os.sched_setscheduler(0, state.sched[0], os.sched_param(state.sched[1]))
-    except OSError as e:
-        raise RestoreError(f"scheduling policy {state.sched} nice {state.nice}: {os.strerror(e.errno)}",
-                           "restore as root (CAP_SYS_NICE) or raise RLIMIT_RTPRIO / RLIMIT_NICE") from None
-    if state.oom_score_adj is not None:
+    first: sched_setscheduler to SCHED_IDLE/BATCH keeps it, and a real-time task keeps one too.
+    (Both set, in that order, unless the process has them already.)"""
+    sched = tuple(state.sched) if state.sched else None
+    if (state.nice is not None and state.nice != mine.nice) or (sched and sched != mine.sched):
+        try:
+            if state.nice is not None:
+                os.setpriority(os.PRIO_PROCESS, 0, state.nice)
+                mine.nice = state.nice
+            if sched:
+                os.sched_setscheduler(0, sched[0], os.sched_param(sched[1]))
+                mine.sched = sched
+        except OSError as e:
+            raise RestoreError(f"scheduling policy {state.sched} nice {state.nice}: {os.strerror(e.errno)}",
+                               "restore as root (CAP_SYS_NICE) or raise RLIMIT_RTPRIO / RLIMIT_NICE") from None
+    if state.oom_score_adj is not None and state.oom_score_adj != mine.oom_score_adj:
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(state.oom_score_adj))
+            mine.oom_score_adj = state.oom_score_adj
         except OSError as e:
             log.warning("oom_score_adj: %s", e)
 
@@ -187,14 +243,12 @@ def _sched(state):
 AUDIT_UID_UNSET = 4294967295
 
 
-def _loginuid(loginuid):
+def _loginuid(loginuid, mine):
     """Write the saved audit login uid (the child has crpy's) before the creds change: it takes
     CAP_AUDIT_CONTROL once a loginuid is set.  A kernel without audit has none to give back."""
-    from crpy.kernel import proc
-
     if loginuid is None:
         return
-    own = proc.loginuid("self")
+    own = mine.loginuid
     if own == loginuid:
         return
     if own is None:
@@ -205,6 +259,7 @@ def _loginuid(loginuid):
     try:
         with open("/proc/self/loginuid", "w") as f:
             f.write(str(loginuid))
+        mine.loginuid = loginuid
     except OSError as e:
         raise RestoreError(f"audit loginuid {loginuid}: {os.strerror(e.errno)}",
                            "restore with CAP_AUDIT_CONTROL (the loginuid may be immutable: "
@@ -230,10 +285,13 @@ def _rlim(v):
     return RLIM_INFINITY if v >= (1 << 63) - 1 else v
 
 
-def _rlimits(rlimits):
+def _rlimits(rlimits, mine):
     for res, soft, hard in rlimits:
         soft, hard = _rlim(soft), _rlim(hard)
-        _, cur_hard = resource.getrlimit(res)
+        cur = mine.rlimits.get(res)
+        if cur == (soft, hard):
+            continue                          # the process has it already
+        _, cur_hard = cur if cur is not None else resource.getrlimit(res)
         want = (soft, hard)
         if _above(hard, cur_hard):
             # Raising a hard limit needs CAP_SYS_RESOURCE, which this machine's root lacks.
@@ -241,6 +299,7 @@ def _rlimits(rlimits):
             log.warning("rlimit %d: hard limit %s above crpy's %s, kept at %s", res, hard, cur_hard, cur_hard)
         try:
             resource.setrlimit(res, want)
+            mine.rlimits[res] = want
         except (OSError, ValueError) as e:
             log.warning("rlimit %d = %s: %s", res, want, e)
 

@@ -10,12 +10,20 @@ from crpy.log import log
 
 
 def preload(nodes, images_dir):
-    for step in (_preload, _find_sigreturns):
+    for step in (_own_state, _preload, _find_sigreturns):
         try:
             step(nodes, images_dir)
         except Exception as e:                # noqa: BLE001 - the task reports it properly
             log.debug("preload: %s", e)
     _quiet_gc()
+
+
+def _own_state(nodes, images_dir):
+    """crpy's own limits, nice, policy... (crpy.restore.task_state.own), read again for this
+    restore: every task has them until it applies its own."""
+    from crpy.restore import task_state
+
+    task_state.own(fresh=True)
 
 
 def _find_sigreturns(nodes, images_dir):
@@ -53,6 +61,9 @@ def _preload(nodes, images_dir):
     blob.blob()
     child._self_maps()                        # compiles its regex once for every task
     child._current_rseq()
+    from crpy.restore import exe
+
+    exe._own_exe()
     from crpy.kernel.libc import libc
 
     for name in ("prctl", "personality"):     # looked up once: every task calls them
