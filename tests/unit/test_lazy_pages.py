@@ -116,7 +116,9 @@ def test_daemon_killed_mid_way_kills_the_task_with_one_line(tmp_path, lazy_mem):
         os.kill(pid, signal.SIGTERM)        # it now reads its pages: none may come back as zeros
         wait_for(lambda: gone(pid) or read_text(f"/proc/{pid}/stat").split(") ")[-1][:1] == "Z",
                  timeout=30, what="the restored task killed")
-        said = [ln for ln in read_text(images / "lazy-pages.out").splitlines() if "killed" in ln]
+        # the guard says so after the kill (its line names the pids it killed): wait for the line
+        said = wait_for(lambda: [ln for ln in read_text(images / "lazy-pages.out").splitlines() if "killed" in ln],
+                        timeout=10, what="the guard's line in lazy-pages.out")
         assert len(said) == 1 and str(pid) in said[0] and "died" in said[0], said
         assert "PASS" not in read_text(outfile) and "FAIL" not in read_text(outfile), read_text(outfile)
     finally:
