@@ -234,9 +234,10 @@ def steady_host_memory(notes):
 
 def run_alone(run):
     """`python3 -m bench.NAME [reps]`: one benchmark's run(reps) by itself (3 reps unless told),
-    with free page reporting off (steady_host_memory)."""
+    with free page reporting off (steady_host_memory) and .pyc files kept (bytecode_cached), as
+    `make bench` runs it."""
     notes = []
-    with steady_host_memory(notes):
+    with steady_host_memory(notes), work_dir("crpy-bench-") as workdir, bytecode_cached(workdir):
         lines = list(run(int(sys.argv[1]) if len(sys.argv) > 1 else 3))
     for line in notes + lines:
         print(line)
