@@ -262,9 +262,11 @@ def _wait_dead(pids, timeout):
 
 
 def _running(pid):
-    """pid exists and is neither a zombie nor dead (/proc/PID/stat's state letter)."""
+    """pid exists and is neither a zombie nor dead."""
+    from crpy.errors import NoSuchProcess
+    from crpy.kernel import proc
+
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (FileNotFoundError, ProcessLookupError):
+        return proc.stat(pid).state not in ("Z", "X")
+    except NoSuchProcess:
         return False
