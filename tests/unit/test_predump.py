@@ -260,7 +260,8 @@ def test_task_using_userfaultfd_is_refused(target_bin, tmp_path):
         assert r.returncode == 1, r.stderr
         assert r.stderr.count("\n") == 1 and f"pid {t.pid}" in r.stderr and "userfaultfd" in r.stderr, r.stderr
         assert sorted(os.listdir(f"/proc/{t.pid}/fd")) == fds and not _holder_alive(t.pid)
-        assert read_text(f"/proc/{t.pid}/status").count("State:\tS")
+        # detached, it is running until it is back in its pause()
+        wait_for(lambda: "State:\tS" in read_text(f"/proc/{t.pid}/status"), what="the refused task asleep again")
 
 
 def test_range_arithmetic():
