@@ -3,9 +3,10 @@
 Target: a process holding 1 GiB of touched random data; images on /dev/shm.  Baseline:
 process_vm_readv of the same memory into a reused 64 MiB buffer (the cheapest way to read it out).
 Timings on these VMs swing 2-5x, so every figure is the median (and minimum) of several
-alternating runs.  The cost of the image digests (crpy-digests): each round dumps and restores
-two targets back to back, one with digests and one with --skip-integrity (in alternating order),
-and the median of the per-round ratios is printed, with crpy's own CPU time with and without
+alternating runs.  The cost of the image digests (crpy-digests): each round dumps two targets
+back to back, one with digests and one with --skip-integrity (in alternating order), then
+restores the two image sets in three back-to-back pairs (a restore is half a second: one pair a
+round left its ratio to the machine's mood), and the median of the pairs' ratios is printed, with crpy's own CPU time with and without
 (the hashing's price where a loaded machine makes the wall ratios swing), and the restored
 task's CPU with and without (it hashes the pages it reads: crpy.restore.pagecheck).  crpy's own peak
 RSS (GNU time's %M) is printed for those runs and for one round with a 4 GiB task (--rss-mib;
@@ -62,25 +63,43 @@ def baseline_pvr(pid, mib):
     return dt
 
 
-def one_round(exe, mib, workdir, n, peaks=None):
-    """(baseline, (dump, restore) with digests, (dump, restore) without, crpy's CPU seconds of
-    (dump, restore) with digests, the same without, the restored task's CPU seconds with digests,
-    without): one back-to-back pair.
+def one_round(exe, mib, workdir, n, peaks=None, restores=3):
+    """(baseline, [(dump, restore)] with digests, the same without, crpy's CPU seconds of
+    [(dump, restore)] with digests, the same without, the restored task's CPU seconds with
+    digests, without): two targets, one dumped with digests and one with --skip-integrity (the
+    order alternating with n), then `restores` back-to-back pairs of restores of the two image
+    sets (each checked or not as it was dumped; the order alternating), the restored task killed
+    after each: a restore is short, so several pairs per round make the ratio less of a draw.
     peaks: a list to which crpy's (dump, restore) peak RSS in MiB are appended."""
-    times, cpus, task_cpus, base = {}, {}, {}, None
-    for digests in ((True, False) if n % 2 == 0 else (False, True)):
-        pidfile = os.path.join(workdir, "hold.pid")
-        proc = common.start_target([exe, str(mib), pidfile], pidfile, "bench: the target", timeout=120,
-                                   new_session=False)
-        with common.killed_after([proc.pid]), common.image_dir("crpy-bench-") as imgs:
-            if base is None:
-                base = baseline_pvr(proc.pid, mib)
-            extra = () if digests else ("--skip-integrity",)
-            cpu = []
-            times[digests] = common.dump_then_restore("bench", proc, imgs, extra=extra, peaks=peaks,
-                                                      cpus=cpu)
-            cpus[digests] = cpu[0]
-            task_cpus[digests] = _task_cpu(proc.pid)
+    order = (True, False) if n % 2 == 0 else (False, True)
+    times, cpus, task_cpus, pids = ({True: [], False: []} for _ in range(4))
+    extra = {True: (), False: ("--skip-integrity",)}
+    base = None
+    with common.image_dir("crpy-bench-") as with_digests, common.image_dir("crpy-bench-") as without:
+        dirs = {True: with_digests, False: without}
+        for digests in order:
+            pidfile = os.path.join(workdir, "hold.pid")
+            proc = common.start_target([exe, str(mib), pidfile], pidfile, "bench: the target", timeout=120,
+                                       new_session=False)
+            with common.killed_after([proc.pid]):
+                if base is None:
+                    base = baseline_pvr(proc.pid, mib)
+                dump, rss, cpu = common.crpy_run("bench", "dump", "-t", str(proc.pid), "-D", dirs[digests],
+                                                 *extra[digests])
+                proc.wait()
+                common.wait_gone([proc.pid])
+            pids[digests] = (proc.pid, dump, rss, cpu)
+        for k in range(restores):
+            for digests in (order if k % 2 == 0 else order[::-1]):
+                pid, dump, dump_rss, dump_cpu = pids[digests]
+                with common.killed_after([pid]):
+                    restore, rss, cpu = common.crpy_run("bench", "restore", "-d", "-D", dirs[digests],
+                                                        *extra[digests])
+                    task_cpus[digests].append(_task_cpu(pid))
+                times[digests].append((dump, restore))
+                cpus[digests].append((dump_cpu, cpu))
+                if peaks is not None:
+                    peaks.append((dump_rss, rss))
     return base, times[True], times[False], cpus[True], cpus[False], task_cpus[True], task_cpus[False]
 
 
@@ -125,25 +144,30 @@ def _measure(args, notes):
     for line in notes:
         print(line)
     base = report("baseline process_vm_readv", [r[0] for r in rows], gib)
-    dump = report("crpy dump", [r[1][0] for r in rows], gib)
-    restore = report("crpy restore", [r[1][1] for r in rows], gib)
-    report("crpy dump, no digests", [r[2][0] for r in rows], gib)
-    report("crpy restore, no check", [r[2][1] for r in rows], gib)
+    # per round one dump of each kind; per round `restores` restores of each
+    dumps = {k: [r[k][0][0] for r in rows] for k in (1, 2)}
+    restores = {k: [t[1] for r in rows for t in r[k]] for k in (1, 2)}
+    dump = report("crpy dump", dumps[1], gib)
+    restore = report("crpy restore", restores[1], gib)
+    report("crpy dump, no digests", dumps[2], gib)
+    report("crpy restore, no check", restores[2], gib)
     print(f"ratio dump/baseline {dump / base:.2f}x, restore/baseline {restore / base:.2f}x, "
           f"restore/dump {restore / dump:.2f}x")
-    for i, what in enumerate(("dump", "restore")):
-        ratios = sorted(r[1][i] / r[2][i] for r in rows)
-        print(f"digests cost: {what} with/without, median of {len(rows)} pairs {statistics.median(ratios):.3f}x "
+    pairs = {"dump": [(r[1][0][0], r[2][0][0], r[3][0][0], r[4][0][0]) for r in rows],
+             "restore": [(a[1], b[1], ca[1], cb[1]) for r in rows for a, b, ca, cb in zip(r[1], r[2], r[3], r[4])]}
+    for what, got in pairs.items():
+        ratios = sorted(w / wo for w, wo, _, _ in got)
+        print(f"digests cost: {what} with/without, median of {len(got)} pairs {statistics.median(ratios):.3f}x "
               f"(pairs {' '.join(f'{x:.3f}' for x in ratios)})")
         # crpy's own CPU (its threads too; not the restored task's): the hashing's real price,
         # which the wall ratios above show only on a quiet machine
-        with_cpu, without_cpu = (statistics.median(r[k][i] for r in rows) for k in (3, 4))
+        with_cpu, without_cpu = (statistics.median(p[k] for p in got) for k in (2, 3))
         print(f"digests cost: {what} crpy CPU (user+sys) median {with_cpu * 1e3:.0f} ms with, "
-              f"{without_cpu * 1e3:.0f} ms without (+{(with_cpu - without_cpu) * 1e3:.0f} ms per "
+              f"{without_cpu * 1e3:.0f} ms without ({(with_cpu - without_cpu) * 1e3:+.0f} ms per "
               f"{args.mib} MiB)")
-    with_cpu, without_cpu = (statistics.median(r[k] for r in rows) for k in (5, 6))
+    with_cpu, without_cpu = (statistics.median(c for r in rows for c in r[k]) for k in (5, 6))
     print(f"digests cost: restore, the restored task's CPU median {with_cpu * 1e3:.0f} ms with, "
-          f"{without_cpu * 1e3:.0f} ms without (+{(with_cpu - without_cpu) * 1e3:.0f} ms per {args.mib} MiB: "
+          f"{without_cpu * 1e3:.0f} ms without ({(with_cpu - without_cpu) * 1e3:+.0f} ms per {args.mib} MiB: "
           f"it checks the pages it reads)")
     for mib, got in ((args.mib, peaks), (args.rss_mib, big_peaks)):
         if got:
