@@ -53,7 +53,7 @@ def _parser(command=None):
 
 def _dump_args(d):
     d.add_argument("-t", "--tree", type=int, required=True, metavar="PID")
-    d.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    _images_dir_arg(d)
     d.add_argument("-o", "--log-file", metavar="FILE")
     d.add_argument("-R", "--leave-running", action="store_true")
     d.add_argument("-j", "--shell-job", action="store_true")
@@ -75,7 +75,7 @@ def _dump_args(d):
 
 def _pre_dump_args(p):
     p.add_argument("-t", "--tree", type=int, required=True, metavar="PID")
-    p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    _images_dir_arg(p)
     p.add_argument("-o", "--log-file", metavar="FILE")
     p.add_argument("--skip-integrity", action="store_true", help="write no digests of the images")
     p.add_argument("--pre-dump-mode", choices=("splice", "read"), default="splice",
@@ -99,7 +99,7 @@ def _round_args(parser):
 
 
 def _restore_args(r):
-    r.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    _images_dir_arg(r)
     r.add_argument("-d", "--restore-detached", action="store_true")
     r.add_argument("--pidfile", metavar="FILE")
     r.add_argument("-o", "--log-file", metavar="FILE")
@@ -126,7 +126,7 @@ def _network_lock_arg(parser):
 
 
 def _lazy_pages_args(z):
-    z.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    _images_dir_arg(z)
     z.add_argument("-o", "--log-file", metavar="FILE")
     z.add_argument("--page-server", action="store_true", help="fetch the pages from a `crpy page-server`")
     z.add_argument("--address", metavar="A")
@@ -139,11 +139,12 @@ def _no_args(parser):
 
 def _cpuinfo_args(c):
     c.add_argument("action", choices=["dump", "check"])
-    c.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    _images_dir_arg(c)
 
 
-def _images_dir_arg(i):
-    i.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+def _images_dir_arg(parser, default=".", **how):
+    """-D/--images-dir DIR, the images' directory (default: here); how: required, help."""
+    parser.add_argument("-D", "--images-dir", default=default, metavar="DIR", **how)
 
 
 def _show_args(s):

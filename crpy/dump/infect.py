@@ -144,12 +144,6 @@ def place_frame(saved, maps):
     saved.syscall_sp = frame.start
 
 
-def resume_to_syscall_stop(saved):
-    """PTRACE_SYSCALL to the next syscall-stop (await_syscall_stop)."""
-    ptrace.syscall(saved.pid)
-    await_syscall_stop(saved)
-
-
 def await_syscall_stop(saved):
     """The syscall-stop a PTRACE_SYSCALL of the task leads to.  A task that was group-stopped
     when seized (kill -STOP) stops again at once when resumed: break the group-stop with a
@@ -192,12 +186,6 @@ def _check_op(saved, want_op):
     return info
 
 
-def _syscall_stop(saved, want_op):
-    """Resume to the next syscall-stop and check it is the entry/exit we expect."""
-    resume_to_syscall_stop(saved)
-    return _check_op(saved, want_op)
-
-
 def _set_syscall(saved, nr, args):
     """The task's registers made to run syscall nr(args) through G, with rsp at the frame."""
     pid = saved.pid
@@ -215,11 +203,7 @@ def _set_syscall(saved, nr, args):
 def inject_syscall(saved, nr, *args):
     """Run one syscall in the task through G with rsp at the frame; returns the raw result.
     Leaves the task at that syscall's exit-stop."""
-    _set_syscall(saved, nr, args)
-    entry = _syscall_stop(saved, ptrace.SYSCALL_INFO_ENTRY)
-    if entry.nr != nr:
-        raise ParasiteError(f"pid {saved.pid}: injected syscall {nr} entered as {entry.nr}")
-    return _syscall_stop(saved, ptrace.SYSCALL_INFO_EXIT).rval
+    return inject_syscalls([(saved, nr, args)])[0]
 
 
 def inject_syscalls(calls):

@@ -79,29 +79,19 @@ def begin_cure(saved, channel, finish_sent=False):
 
 
 def finish_cure(saved, channel, sock):
-    """cure()'s second half, from begin_cure's interrupt on."""
-    pid = saved.pid
-    status = _wait_stop(pid)
-    if not ptrace.is_event_stop(status):
-        raise ParasiteError(f"pid {pid}: parasite stopped: {ptrace.describe_status(status)}")
-    rval = inject_syscall(saved, NR_CLOSE, sock)
-    if rval != 0:
-        raise ParasiteError(f"pid {pid}: closing the parasite's channel (fd {sock}) failed: {os.strerror(-rval)}")
-    rval = inject_syscall(saved, NR_MUNMAP, saved.map_base, saved.map_len)
-    if rval != 0:
-        raise ParasiteError(f"pid {pid}: munmap of the parasite failed: {os.strerror(-rval)}")
-    saved.map_base = 0
-    to_event_stop(pid)
-    channel.close()
-    restore_saved(saved)
+    """cure()'s second half, from begin_cure's interrupt on.  A lone cure (a thread's, a
+    pre-dump's, one after an error) has no mid-cure fault point: Parasite.cure unloads by force
+    after a ParasiteError only, not after the point's DumpError."""
+    finish_cures([(saved, channel, sock)], mid_cure_point=False)
 
 
-def finish_cures(items):
+def finish_cures(items, mid_cure_point=True):
     """finish_cure of several tasks at once, [(saved, channel, sock)]: each of its stops is asked
     of every task before any is waited for, so the tasks run to them side by side (a tree's dump
     waits for the scheduler once per step, not once per task and step).  After an error the
     tasks not cured yet are to be settled (crpy.dump.infect.settle) and unloaded by force;
-    -> nothing, each cured one's channel is closed."""
+    -> nothing, each cured one's channel is closed.  mid_cure_point: the fault point "mid-cure"
+    (crpy.faults) is reached in each task between the close of its channel and the munmap."""
     for saved, _, _ in items:
         status = _wait_stop(saved.pid)
         if not ptrace.is_event_stop(status):
@@ -111,7 +101,8 @@ def finish_cures(items):
             raise ParasiteError(f"pid {saved.pid}: closing the parasite's channel (fd {sock}) failed: "
                                 f"{os.strerror(-rval)}")
     for saved, _, _ in items:
-        faults.point("mid-cure", saved.pid)
+        if mid_cure_point:
+            faults.point("mid-cure", saved.pid)
     calls = [(saved, NR_MUNMAP, (saved.map_base, saved.map_len)) for saved, _, _ in items]
     for (saved, _, _), rval in zip(items, inject_syscalls(calls)):
         if rval != 0:

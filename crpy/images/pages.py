@@ -18,6 +18,11 @@ PE_PRESENT = 1 << 2
 Run = namedtuple("Run", "vaddr nr_pages flags offset")
 
 
+def is_pages_image(name):
+    """Is this file name a pages-N.img (the raw page data, not its pagemap)?"""
+    return name.startswith("pages-") and name.endswith(".img")
+
+
 def has_data(entry):
     flags = entry.flags if entry.HasField("flags") else PE_PRESENT
     return bool(flags & PE_PRESENT) and not (flags & PE_PARENT) and not entry.in_parent

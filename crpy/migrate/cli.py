@@ -2,6 +2,8 @@
 
 import sys
 
+from crpy.cli import _images_dir_arg
+
 
 def run_command(args, verbosity):
     from crpy import log
@@ -57,7 +59,7 @@ def add_arguments(command, parser):
 
 
 def _page_server_args(p):
-    p.add_argument("-D", "--images-dir", default=".", metavar="DIR")
+    _images_dir_arg(p)
     p.add_argument("--port", type=int, required=True, metavar="N", help="TCP port (0: any, printed)")
     p.add_argument("--address", metavar="A", help="address to listen on (default: all)")
     p.add_argument("-d", "--daemon", action="store_true", help="go to the background once listening")
@@ -70,7 +72,7 @@ def _page_server_args(p):
 def _receive_args(r):
     r.add_argument("--listen", type=int, required=True, metavar="PORT", help="TCP port (0: any, printed)")
     r.add_argument("--address", metavar="A", help="address to listen on (default: all)")
-    r.add_argument("-D", "--images-dir", required=True, metavar="DIR", help="where the images go")
+    _images_dir_arg(r, None, required=True, help="where the images go")
     r.add_argument("--status-fd", type=int, metavar="FD", help="write one byte to FD once listening")
     r.add_argument("-o", "--log-file", metavar="FILE")
 
@@ -81,7 +83,7 @@ def _migrate_args(m):
     m.add_argument("--max-rounds", type=int, default=5, metavar="N", help="pre-copy rounds at most (0: none)")
     m.add_argument("--min-rounds", type=int, default=1, metavar="N",
                    help="pre-copy rounds at least, even when the dirty set stops shrinking")
-    m.add_argument("-D", "--images-dir", metavar="DIR", help="local work directory (default: a new one in /tmp)")
+    _images_dir_arg(m, None, help="local work directory (default: a new one in /tmp)")
     m.add_argument("--lazy", action="store_true", help="post-copy: the destination runs at once, its pages pulled from here after")
     m.add_argument("--restore-mode", choices=("lazy", "eager"), default="lazy",
                    help="without --lazy, how the destination restores the pages it has: lazy (default: the tree "

@@ -41,8 +41,10 @@ class LazyServing:
 
     def request(self):
         """RESTORE's lazy part: b"lazy\\0ADDR\\0PORT\\0NAME=SIZE..." (the pages images kept here)."""
+        from crpy.images.pages import is_pages_image
+
         sizes = [f"{e.name}={e.stat().st_size}" for e in os.scandir(self.images_dir)
-                 if e.name.startswith("pages-") and e.name.endswith(".img") and e.is_file(follow_symlinks=False)]
+                 if is_pages_image(e.name) and e.is_file(follow_symlinks=False)]
         return "\0".join(["lazy", self.address, str(self.port), *sorted(sizes)]).encode()
 
     def start(self):

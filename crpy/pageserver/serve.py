@@ -31,10 +31,10 @@ class PageServing:
     def _image_fd(self, name):
         if name in self.fds:
             return self.fds[name]
+        from crpy.images.pages import is_pages_image
+
         path = os.path.realpath(os.path.join(self.root, name))
-        base = os.path.basename(path)
-        if (os.path.dirname(path) not in self.dirs or not base.startswith("pages-")
-                or not base.endswith(".img")):
+        if os.path.dirname(path) not in self.dirs or not is_pages_image(os.path.basename(path)):
             raise P.StreamError(f"refused GET of {name!r}: not a pages image of {self.root} or its parents")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

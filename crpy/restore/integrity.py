@@ -38,7 +38,7 @@ class IntegrityCheck:
 
     def _run(self):
         from crpy.images import digest
-        from crpy.restore.pagecheck import is_pages_image
+        from crpy.images.pages import is_pages_image
 
         try:
             # a pre-dump chain: the previous rounds' images are read too, so they are checked too

@@ -20,6 +20,7 @@ so a damaged chunk still stops the whole tree before any of the dumped code runs
 import os
 
 from crpy.images import digest
+from crpy.images.pages import is_pages_image
 
 _ALGO = "crc32c"                   # the only hash a task computes as it reads (in C)
 
@@ -66,10 +67,6 @@ def _expected_digests(images_dirs):
             if is_pages_image(name):
                 out[os.path.realpath(os.path.join(d, name))] = (chunk_size, entry.size, list(entry.chunks))
     return out
-
-
-def is_pages_image(name):
-    return name.startswith("pages-") and name.endswith(".img")
 
 
 def _reads(task):

@@ -10,6 +10,7 @@ import pytest
 
 from crpy.errors import ImageError
 from crpy.images import digest
+from crpy.images.pages import is_pages_image
 from crpy.kernel import crc32c
 from crpy.restore import pagecheck
 
@@ -146,9 +147,9 @@ def test_the_pre_fork_check_skips_the_planned_chunks_only(images):
         f.seek(100)
         f.write(bytes([data[100] ^ 1]))                            # chunk 0
     real = os.path.realpath(path)
-    assert digest.damaged_images(d, pagecheck.is_pages_image, {real: {0}}) == []
-    errors = digest.damaged_images(d, pagecheck.is_pages_image, {real: {1, 2, 3}})
+    assert digest.damaged_images(d, is_pages_image, {real: {0}}) == []
+    errors = digest.damaged_images(d, is_pages_image, {real: {1, 2, 3}})
     assert len(errors) == 1 and "bytes [0x0, 0x100000)" in str(errors[0])
     with open(path, "ab") as f:                                    # sizes: always checked
         f.write(b"x")
-    assert "bytes" in str(digest.damaged_images(d, pagecheck.is_pages_image, {real: {0, 1, 2, 3}})[0])
+    assert "bytes" in str(digest.damaged_images(d, is_pages_image, {real: {0, 1, 2, 3}})[0])
