@@ -206,30 +206,28 @@ def steady_host_memory(notes):
     allocation of it faults into the host again: measured, the same 1 GiB dump took 0.6 s or
     3.5 s depending on which blocks tmpfs got (the guest's sys time, not steal).  Such figures
     measure the host, not crpy; a line for `notes` says what was done."""
+    before, note = None, None
     try:
         with open(_PAGE_REPORTING) as f:
             before = f.read().strip()
-    except OSError:
-        yield
-        return
-    try:
         if int(before) >= _NO_REPORTING:
-            notes.append(f"free page reporting is off (order {before})")
-            yield
-            return
-        with open(_PAGE_REPORTING, "w") as f:
-            f.write(str(_NO_REPORTING))
+            note, before = f"free page reporting is off (order {before})", None
+        else:
+            with open(_PAGE_REPORTING, "w") as f:
+                f.write(str(_NO_REPORTING))
+            note = (f"free page reporting off for the run (order {before} -> {_NO_REPORTING}, restored after): "
+                    "memory freed and taken again would otherwise be faulted in from the host")
     except (OSError, ValueError) as e:
-        notes.append(f"free page reporting stays at order {before} ({e}): memory figures vary with the host")
-        yield
-        return
-    notes.append(f"free page reporting off for the run (order {before} -> {_NO_REPORTING}, restored after): "
-                 "memory freed and taken again would otherwise be faulted in from the host")
+        if before is not None:
+            note, before = f"free page reporting stays at order {before} ({e}): memory figures vary with the host", None
+    if note:
+        notes.append(note)
     try:
         yield
     finally:
-        with open(_PAGE_REPORTING, "w") as f:
-            f.write(before)
+        if before is not None:      # what it was, put back
+            with open(_PAGE_REPORTING, "w") as f:
+                f.write(before)
 
 
 def run_alone(run):

@@ -4,7 +4,8 @@ Target: a process holding 1 GiB of touched random data; images on /dev/shm.  Bas
 process_vm_readv of the same memory into a reused 64 MiB buffer (the cheapest way to read it out).
 Timings on these VMs swing 2-5x, so every figure is the median (and minimum) of several
 alternating runs.  The cost of the image digests (crpy-digests): each round dumps two targets
-back to back, one with digests and one with --skip-integrity (in alternating order), then
+back to back, one with digests and one with --skip-integrity (in alternating order; before its
+own, the first is dumped in two such pairs with --leave-running, for more pairs), then
 restores the two image sets in three back-to-back pairs (a restore is half a second: one pair a
 round left its ratio to the machine's mood), and the median of the pairs' ratios is printed, with crpy's own CPU time with and without
 (the hashing's price where a loaded machine makes the wall ratios swing), and the restored
@@ -84,6 +85,7 @@ def one_round(exe, mib, workdir, n, peaks=None, restores=3):
             with common.killed_after([proc.pid]):
                 if base is None:
                     base = baseline_pvr(proc.pid, mib)
+                    more_dumps = _leave_running_pairs(proc.pid, extra, order, 2)
                 dump, rss, cpu = common.crpy_run("bench", "dump", "-t", str(proc.pid), "-D", dirs[digests],
                                                  *extra[digests])
                 proc.wait()
@@ -100,7 +102,25 @@ def one_round(exe, mib, workdir, n, peaks=None, restores=3):
                 cpus[digests].append((dump_cpu, cpu))
                 if peaks is not None:
                     peaks.append((dump_rss, rss))
-    return base, times[True], times[False], cpus[True], cpus[False], task_cpus[True], task_cpus[False]
+    return (base, times[True], times[False], cpus[True], cpus[False], task_cpus[True], task_cpus[False],
+            more_dumps)
+
+
+def _leave_running_pairs(pid, extra, order, pairs):
+    """[(seconds with digests, without, crpy's CPU with, without, the target's CPU (the parasite's
+    work: it hashes the pages it sends) with, without)] of `pairs` back-to-back pairs
+    of `crpy dump --leave-running` of the same target (the same page step as a dump that kills;
+    several pairs a round for the digests' dump cost, as for the restore's)."""
+    out = []
+    for k in range(pairs):
+        got = {}
+        for digests in (order if k % 2 == 0 else order[::-1]):
+            with common.image_dir("crpy-bench-") as scratch:
+                before = _task_cpu(pid)
+                got[digests] = common.crpy_run("bench", "dump", "--leave-running", "-t", str(pid), "-D", scratch,
+                                               *extra[digests]) + (_task_cpu(pid) - before,)
+        out.append((got[True][0], got[False][0], got[True][2], got[False][2], got[True][3], got[False][3]))
+    return out
 
 
 def _task_cpu(pid):
@@ -153,10 +173,10 @@ def _measure(args, notes):
     report("crpy restore, no check", restores[2], gib)
     print(f"ratio dump/baseline {dump / base:.2f}x, restore/baseline {restore / base:.2f}x, "
           f"restore/dump {restore / dump:.2f}x")
-    pairs = {"dump": [(r[1][0][0], r[2][0][0], r[3][0][0], r[4][0][0]) for r in rows],
+    pairs = {"dump": [(r[1][0][0], r[2][0][0], r[3][0][0], r[4][0][0]) for r in rows] + [p for r in rows for p in r[7]],
              "restore": [(a[1], b[1], ca[1], cb[1]) for r in rows for a, b, ca, cb in zip(r[1], r[2], r[3], r[4])]}
     for what, got in pairs.items():
-        ratios = sorted(w / wo for w, wo, _, _ in got)
+        ratios = sorted(p[0] / p[1] for p in got)
         print(f"digests cost: {what} with/without, median of {len(got)} pairs {statistics.median(ratios):.3f}x "
               f"(pairs {' '.join(f'{x:.3f}' for x in ratios)})")
         # crpy's own CPU (its threads too; not the restored task's): the hashing's real price,
@@ -165,6 +185,10 @@ def _measure(args, notes):
         print(f"digests cost: {what} crpy CPU (user+sys) median {with_cpu * 1e3:.0f} ms with, "
               f"{without_cpu * 1e3:.0f} ms without ({(with_cpu - without_cpu) * 1e3:+.0f} ms per "
               f"{args.mib} MiB)")
+    with_cpu, without_cpu = (statistics.median(p[k] for r in rows for p in r[7]) for k in (4, 5))
+    print(f"digests cost: dump, the target's CPU median {with_cpu * 1e3:.0f} ms with, {without_cpu * 1e3:.0f} ms "
+          f"without ({(with_cpu - without_cpu) * 1e3:+.0f} ms per {args.mib} MiB: the parasite hashes the pages "
+          f"it sends; --leave-running pairs)")
     with_cpu, without_cpu = (statistics.median(c for r in rows for c in r[k]) for k in (5, 6))
     print(f"digests cost: restore, the restored task's CPU median {with_cpu * 1e3:.0f} ms with, "
           f"{without_cpu * 1e3:.0f} ms without ({(with_cpu - without_cpu) * 1e3:+.0f} ms per {args.mib} MiB: "
