@@ -20,7 +20,7 @@ from crpy import blobs
 from crpy.dump import emergency_frame, infect_gadgets, infect_mem
 from crpy.dump.infect_channel import Channel, pack_args
 from crpy.errors import KernelError, ParasiteError
-from crpy.kernel import ptrace
+from crpy.kernel import proc, ptrace
 
 PAGE = 4096
 STACK_SIZE = 64 * 1024
@@ -257,7 +257,7 @@ def _run_blob(saved, blob, channel, idle_ms, base):
 
 def check_same_netns(pid):
     """The channel is an abstract unix socket: it only reaches tasks of our network namespace."""
-    if os.stat(f"/proc/{pid}/ns/net").st_ino != _own_netns():
+    if proc.ns_inode(pid, "net") != _own_netns():
         raise ParasiteError(f"pid {pid} lives in another network namespace",
                             "dumping tasks of other network namespaces is not supported yet")
 
@@ -266,7 +266,7 @@ def _own_netns():
     """The inode of crpy's own network namespace, looked at once per run."""
     global _netns
     if _netns is None:
-        _netns = os.stat("/proc/self/ns/net").st_ino
+        _netns = proc.ns_inode("self", "net")
     return _netns
 
 

@@ -83,9 +83,10 @@ def _interrupt_all(pids, stack, seized):
     candidates = []
     for pid in pids:
         try:
-            if proc.stat(pid).state == "Z":
+            st = proc.stat(pid)
+            if st.state == "Z":
                 continue
-            check_before_seize(pid)
+            check_before_seize(pid, st)
         except NoSuchProcess:
             continue
         candidates.append(pid)
@@ -131,7 +132,7 @@ def _seize_child(pid, ppid, stack, seized):
             st = proc.stat(pid)
             if st.state == "Z" and proc.status(pid).threads == 1:
                 break
-            check_before_seize(pid)   # UnsupportedResource: the dump stops here, nothing touched
+            check_before_seize(pid, st)   # UnsupportedResource: the dump stops here, nothing touched
         except NoSuchProcess:
             return None
         try:

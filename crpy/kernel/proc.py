@@ -362,9 +362,20 @@ def read_mem(pid, addr, length):
 def ns_inodes(pid):
     """{name: inode} of the namespaces in /proc/PID/ns (mnt, net, pid, pid_for_children, time, ...)."""
     try:
-        return {name: os.stat(_path(pid, f"ns/{name}")).st_ino for name in os.listdir(_path(pid, "ns"))}
+        return {name: _ns_link_inode(os.readlink(_path(pid, f"ns/{name}"))) for name in os.listdir(_path(pid, "ns"))}
     except OSError as e:
         raise _fail(pid, "ns", e) from None
+
+
+def ns_inode(pid, name):
+    """The inode of namespace /proc/PID/ns/NAME."""
+    return _ns_link_inode(read_link(pid, f"ns/{name}"))
+
+
+def _ns_link_inode(link):
+    """The inode in an ns link's text ('net:[4026531833]'): the nsfs inode a stat would give,
+    read at a third of a stat's cost (no nsfs dentry to find; ten per task of a tree)."""
+    return int(link[link.index("[") + 1:-1])
 
 
 # ---------------------------------------------------------------- fds

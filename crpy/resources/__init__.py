@@ -149,12 +149,14 @@ def configure_dump(file_locks=False, link_remap=False, shell_job=False, ghost_li
                    tcp_established=tcp_established, skip_in_flight=skip_in_flight, tcp_close=tcp_close)
     fd_tables_seen.clear()
     fd_table_owners.clear()
+    fd_descriptions.clear()
     tree_pids.clear()
     dump_memo.clear()
 
 
 fd_tables_seen = []          # one pid per fd table this dump has met, in kcmp's order of the tables
 fd_table_owners = {}         # pid -> the earlier pid whose fd table it shares
+fd_descriptions = {}         # (dev, ino) -> [(pid, fd)]: one fd per distinct open description collected
 tree_pids = []               # every live task of the tree being dumped (all stopped for the whole dump)
 dump_memo = {}               # what a kind module found out once for the whole dump (pty masters, ttys)
 

@@ -76,3 +76,65 @@ def test_tiocgdev_decodes_the_kernels_device_encoding():
 
 def _ptsname(m):
     return f"/dev/pts/{struct.unpack('I', fcntl.ioctl(m, 0x80045430, b'0000'))[0]}"
+
+
+TREE_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    int p[2], q[2];
+    pipe(p);
+    fcntl(p[0], F_SETOWN, getpid());        /* owned by the root, inherited by every child */
+    dup2(p[0], 10);
+    open("/dev/null", O_RDONLY);            /* fd 5 and fd 6: two descriptions of one inode */
+    open("/dev/null", O_RDONLY);
+    for (int i = 0; i < 3; i++)
+        if (fork() == 0) {
+            if (i == 1) {                   /* a description of its own, owned by itself */
+                pipe(q);
+                fcntl(q[0], F_SETOWN, getpid());
+            }
+            for (;;) pause();
+        }
+    FILE *f = fopen(argv[1], "w");
+    fprintf(f, "%d\n", getpid());
+    fclose(f);
+    for (;;) pause();
+}
+"""
+
+
+def test_a_tree_shares_inherited_descriptions_and_each_owner_is_dumped_once(tmp_path):
+    """An owner belongs to the open description: the root's, inherited by its children, is in the
+    one files.img entry all of them point at; the child's own pipe has its owner in its entry.
+    Two descriptions of one inode stay two ids, shared by every task that inherited them."""
+    from crpy.resources.fdtable import read_fdinfo, read_files
+    from tests.unit.crhelpers import build_c, crpy, kill_quietly, start_target
+
+    exe = build_c(tmp_path, "fown_tree", TREE_C)
+    ready = tmp_path / "ready"
+    p = start_target([exe, ready], lambda: ready.exists() and ready.read_text().endswith("\n"))
+    try:
+        kids = []
+        while len(kids) < 3:
+            kids = [int(x) for x in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+        res = crpy("dump", "-t", p.pid, "-D", tmp_path, "--leave-running")
+        assert res.returncode == 0, res.stderr
+        files = read_files(tmp_path)
+        fds = {pid: {e.fd: e.id for e in read_fdinfo(tmp_path, pid)} for pid in [p.pid] + kids}
+        root = fds[p.pid]
+        assert root[3] == root[10] and root[5] != root[6], root
+        for kid in kids:
+            assert all(fds[kid][fd] == root[fd] for fd in (0, 1, 2, 3, 4, 5, 6, 10)), (kid, fds[kid], root)
+        assert files[root[3]].pipe.fown.pid == p.pid
+        owned = [(kid, fds[kid][fd]) for kid in kids for fd in fds[kid] if fd not in root]
+        assert len(owned) == 2                          # the one child's own pipe, both ends
+        assert sorted(files[fid].pipe.fown.pid for _, fid in owned) == [0, owned[0][0]]
+    finally:
+        kill_quietly(p.pid)
+        for kid in kids:
+            kill_quietly(kid)
+        p.wait()
