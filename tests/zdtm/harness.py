@@ -31,7 +31,8 @@ START_TIMEOUT = 60
 CRPY_TIMEOUT = 300
 STOP_TIMEOUT = 60
 RUN_AFTER_RESTORE = 0.2   # seconds the restored task runs before the next step
-SETTLE = 0.1              # seconds a started test gets to reach its waiting point
+SETTLE = 0.1              # seconds a busy test (desc "busy": never all asleep) gets to reach its loop
+SETTLE_MAX = 2.0          # seconds any other test gets to be asleep at its waiting point
 
 
 SKIP_EXIT = 77             # a test's exit code when it skips itself (zdtmtst.h ZDTM_SKIP_EXIT)
@@ -121,8 +122,13 @@ class ZdtmTest:
             self.pid = int(f.read().strip())
         self.tree = self._read_tree()
         # Let it get from test_daemon() to its waiting point (sigsuspend, its loop): whoever looks
-        # at it next (a dump, a snapshot) should see the steady state, not the way there.
-        time.sleep(SETTLE)
+        # at it next (a dump, a snapshot) should see the steady state, not the way there.  A fixed
+        # 0.1 s was too short on a loaded machine; a test that sleeps there is waited for until
+        # every thread of its tree sleeps (or is stopped), one that spins only for SETTLE.
+        if self.opts.get("busy"):
+            time.sleep(SETTLE)
+        else:
+            wait_asleep(self.tree or [self.pid], SETTLE_MAX)
         return self.pid
 
     def _read_tree(self):
@@ -165,6 +171,26 @@ class ZdtmTest:
         if self.pid:
             kill_and_reap(self.pid)
             self.pid = None
+
+
+def thread_states(pid):
+    """The State letters of every thread of pid (empty once it is gone)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [proc_state(f"{pid}/task/{tid}") for tid in tids]
+
+
+def wait_asleep(pids, timeout):
+    """Wait until no thread of pids runs or waits in D (each sleeps, is stopped, or is a zombie);
+    returns whether that happened within timeout (a test that keeps a thread busy never does)."""
+    deadline = time.monotonic() + timeout
+    while any(st in ("R", "D") for pid in pids for st in thread_states(pid)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def check_tree_gone(tree):
