@@ -254,7 +254,7 @@ def _refused(pid, before, proc, what):
         raise HarnessError(f"a failed {what} must print one line, printed {len(lines)}: {proc.stderr!r}")
     if proc_state(pid) in (None, "Z", "X"):
         raise HarnessError(f"pid {pid} did not survive the failed {what}")
-    diffs = procstate.differences(before, procstate.snapshot(pid))
+    diffs = procstate.settled_differences(pid, before)
     if diffs:
         raise HarnessError(f"the failed {what} changed pid {pid}: " + "; ".join(diffs))
     return lines[0]
@@ -299,7 +299,7 @@ def dump(pid, images_dir, env=None, leave_running=False, extra=()):
 def _check_left_running(pid, before, status):
     if status is not None or proc_state(pid) in (None, "Z", "X"):
         raise HarnessError(f"pid {pid} did not survive a --leave-running dump ({describe_status(status)})")
-    diffs = procstate.differences(before, procstate.snapshot(pid))
+    diffs = procstate.settled_differences(pid, before)
     if diffs:
         raise HarnessError(f"--leave-running changed pid {pid}: " + "; ".join(diffs))
     kill_and_reap(pid)
