@@ -217,7 +217,22 @@ def check_vmas_back(before, ignore_flag=None):
     """Every VMA of every task of the tree as before the dump: range, protection, offset, path,
     VmFlags (madvise state, mlock, hugetlb ...) and page size.  (A task restored stopped stands
     in the restorer until SIGCONT: it is not compared.)  ignore_flag: a VmFlag the restored side
-    may carry (lazy restore: "um" while the daemon serves)."""
+    may carry (lazy restore: "um" while the daemon serves).  Polled up to procstate.SETTLE_BACK
+    s, never read once: `crpy restore -d` returns once the root is past its restorer, while the
+    other tasks of a tree, given the go, may still be on their way out of theirs (its mapping in)."""
+    deadline = time.monotonic() + procstate.SETTLE_BACK
+    while True:
+        diffs = _vma_differences(before, ignore_flag)
+        if not diffs or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if diffs:
+        raise HarnessError(diffs[0])
+
+
+def _vma_differences(before, ignore_flag):
+    """["pid P: how its VMAs differ"] for each task of before whose VMAs are not as before."""
+    out = []
     for pid, vmas in before.items():
         if proc_state(pid) in ("T", "t"):
             continue
@@ -227,7 +242,8 @@ def check_vmas_back(before, ignore_flag=None):
                      for line, flags, size in after]
         diffs = procstate.vma_differences(vmas, after)
         if diffs:
-            raise HarnessError(f"pid {pid}: " + "; ".join(diffs))
+            out.append(f"pid {pid}: " + "; ".join(diffs))
+    return out
 
 
 def dump_must_fail(pid, images_dir, extra=(), pre=0, pre_mode=None):
