@@ -271,8 +271,17 @@ def run_lazy_pages(images_dir, log_file, verbosity, page_server):
     except FileNotFoundError:
         pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    listener.bind(path)
+    # bound under a name of its own and renamed once it listens: whoever waits for the path to
+    # exist (the restore worker, the tests) may connect at once, never between bind and listen
+    # (ECONNREFUSED).  The name is shorter than the socket's: no path too long for bind.
+    fresh = os.path.join(os.path.dirname(path), ".lp-new")
+    try:
+        os.unlink(fresh)
+    except FileNotFoundError:
+        pass
+    listener.bind(fresh)
     listener.listen(64)
+    os.rename(fresh, path)
     log_path = log_file and (log_file if os.path.isabs(log_file) else os.path.join(images_dir, log_file))
     daemon = Daemon(source, Guard(log_path))
     log.info("lazy-pages: listening on %s", path)

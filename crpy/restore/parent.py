@@ -15,7 +15,9 @@ from crpy.restore import blob
 
 SETTLE_MS = 20          # how long a just-restored task is watched for an immediate death
 SETTLE_POLL_S = 0.001   # how often its state is looked at meanwhile (asleep: settled)
-LEAVE_RESTORER_S = 2.0  # how long a multi-threaded task's main thread may take to leave the restorer
+# how long the tasks may take to leave the restorer (main threads) or stop again (stopped tasks):
+# milliseconds, but a loaded machine may not run them for seconds (2 s was passed silently)
+LEAVE_RESTORER_S = 10.0
 RESTORER_MASK = ~((1 << 8) | (1 << 18)) & (1 << 64) - 1     # all blocked (SIGKILL, SIGSTOP cannot be)
 
 
@@ -33,6 +35,8 @@ def wait_main_threads_out(nodes):
             continue
         while _blocked(node.pid) == RESTORER_MASK and time.monotonic() < deadline:
             time.sleep(0.0005)
+        if _blocked(node.pid) == RESTORER_MASK:
+            log.warning("pid %d: main thread still in the restorer after %.0f s", node.pid, LEAVE_RESTORER_S)
 
 
 def check_settled(pid):
@@ -64,6 +68,8 @@ def wait_stopped(nodes):
             except NoSuchProcess:
                 break
             time.sleep(0.0005)
+        else:
+            log.warning("pid %d: not stopped again after %.0f s", node.pid, LEAVE_RESTORER_S)
 
 
 def _blocked(pid):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NR_PAUSE = 34                       # x86_64
+NR_NANOSLEEP = 35
+NR_CLOCK_NANOSLEEP = 230             # glibc's nanosleep() and sleep() enter this one
 # Images CRIU 4.2 wrote of two small programs (README there); the programs' sources sit beside them.
 CRIU_FIXTURES = Path(ROOT) / "tests" / "fixtures" / "criu-4.2"
 

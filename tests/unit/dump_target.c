@@ -59,11 +59,16 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, NULL);
-    snprintf(path, sizeof path, "%s/ready", dir);
+    /* written under another name and renamed once closed: the test, which dumps as soon as it
+     * sees DIR/ready, must not find this file's fd still open */
+    snprintf(path, sizeof path, "%s/ready.new", dir);
     FILE *r = fopen(path, "w");
     fprintf(r, "ready %lx %lx %lx %lx\n", (unsigned long)heap, (unsigned long)g, (unsigned long)fp,
             (unsigned long)shared);
     fclose(r);
+    char done[sizeof path];
+    snprintf(done, sizeof done, "%s/ready", dir);
+    rename(path, done);
     for (;;) {
         pause();
         if (usr1) {                              /* prove the task still works after a dump */

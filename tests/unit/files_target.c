@@ -77,11 +77,13 @@ static void expect_empty(int fd, const char *what)
 
 static void wait_go(void)
 {
-	FILE *f;
-	char tmp[4096];
-	snprintf(tmp, sizeof(tmp), "%s.ready", result);
-	f = fopen(tmp, "w");
-	fclose(f);
+	char tmp[4096], path[4096];
+	/* made under another name and renamed once closed: a test that sees RESULT.ready may dump
+	 * at once, and must not find the ready file's fd still open */
+	snprintf(path, sizeof(path), "%s.ready", result);
+	snprintf(tmp, sizeof(tmp), "%s.ready.new", result);
+	close(open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+	rename(tmp, path);
 	while (!go) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from crpy.images import framing, magic, pages, show
-from tests.unit.crhelpers import CRIU_FIXTURES, build_c, image_samples, kill_quietly, start_target
+from tests.unit.crhelpers import (CRIU_FIXTURES, NR_CLOCK_NANOSLEEP, NR_NANOSLEEP, NR_PAUSE, build_c, image_samples,
+                                  kill_quietly, sleeps_in, start_target, wait_for)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = CRIU_FIXTURES
@@ -164,6 +165,10 @@ def test_fixture_programs_build_and_run(tmp_path, name, want_fds):
     try:
         pids = [int(w) for w in state.read_text().split()]
         assert pids[0] == proc.pid and len(pids) == (2 if name == "tree" else 1)
+        # the state file's text is there before its fclose() closes the fd: count once the
+        # program sleeps in its loop (counter: nanosleep, tree: pause)
+        wait_for(lambda: any(sleeps_in(proc.pid, nr) for nr in (NR_PAUSE, NR_NANOSLEEP, NR_CLOCK_NANOSLEEP)),
+                 what=f"fixture program {name} asleep in its loop")
         fds = os.listdir(f"/proc/{proc.pid}/fd")
         assert len(fds) == want_fds, fds  # stdio, (/dev/null,) the pipe's two ends
         if name == "counter":

@@ -213,7 +213,7 @@ def differences(before, after):
     return out
 
 
-def wait_untraced(pid, timeout=5):
+def wait_untraced(pid, timeout=10):
     """Wait until nobody traces pid (after the tracer died); returns its status dict."""
     deadline = time.monotonic() + timeout
     while True:

@@ -11,6 +11,7 @@ import pytest
 
 from crpy.errors import NoSuchProcess
 from crpy.kernel import pagemap, proc
+from tests.unit.crhelpers import read_text, wait_for
 
 CHILD = r"""
 import ctypes, mmap, os, signal, sys, time
@@ -145,7 +146,8 @@ def test_comm_with_parens_and_spaces(tmp_path):
     os.symlink("/bin/sleep", exe)
     p = subprocess.Popen([str(exe), "30"])
     try:
-        time.sleep(0.05)
+        # until the exec is done the child is a copy of pytest, named as it (0.05 s was too short under load)
+        wait_for(lambda: read_text(f"/proc/{p.pid}/comm") == "a) b (c\n", what="the exec of the renamed sleep")
         st = proc.stat(p.pid)
         assert st.comm == "a) b (c" and st.ppid == os.getpid()
     finally:

@@ -236,7 +236,18 @@ class Target:
 
     def fds(self):
         d = f"/proc/{self.pid}/fd"
-        return {fd: os.readlink(f"{d}/{fd}") for fd in os.listdir(d)}
+        out = {}
+        for fd in os.listdir(d):
+            try:
+                out[fd] = os.readlink(f"{d}/{fd}")
+            except FileNotFoundError:      # closed since the listing: not in the table
+                pass
+        return out
+
+    def fds_without(self, path):
+        """fds() if none of them is path, else None."""
+        fds = self.fds()
+        return None if str(path) in fds.values() else fds
 
     def dump(self):
         res = crpy("dump", "-t", self.pid, "-D", self.images, "-v4", "-o", "dump.log")
@@ -249,7 +260,9 @@ class Target:
 def test_dump_restore_same_pid_maps_and_state(target_bin, tmp_path, mode):
     with Target(target_bin, tmp_path, mode) as t:
         counter = poke(t.pid, t.outfile)
-        maps_before, fds_before = t.maps(), t.fds()
+        # its OK line is in the outfile before fclose() closes the fd: listed once it is closed
+        fds_before = wait_for(lambda: t.fds_without(t.outfile), what="the target's outfile closed after its OK line")
+        maps_before = t.maps()
         t.dump()
         pidfile = tmp_path / "pidfile"
         res = crpy("restore", "-D", t.images, "-d", "--pidfile", pidfile, "-v4", "-o", "restore.log")

@@ -5,9 +5,10 @@ the network lock on restore, ghost_make), each named here with the run that woul
 import os
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.unit.crhelpers import read_text, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,7 +52,9 @@ def test_dump_and_restore_import_only_what_they_use(tmp_path):
     sleeper = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        time.sleep(0.05)                    # the exec into sleep
+        # a dump before the exec into sleep would dump a copy of pytest (other fd kinds, other imports)
+        wait_for(lambda: read_text(f"/proc/{sleeper.pid}/comm") == "sleep\n"
+                 and "State:\tS" in read_text(f"/proc/{sleeper.pid}/status"), what="sleep asleep")
         images = tmp_path / "images"
         images.mkdir()
         dumped = _crpy_modules(tmp_path, "dump", "-t", str(sleeper.pid), "-D", str(images))

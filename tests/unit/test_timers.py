@@ -136,4 +136,6 @@ def test_timers_fire_after_restore_at_the_time_left(timers_bin, tmp_path):
         fired = dict(line.split() for line in text.splitlines() if line.startswith(("alarm ", "oneshot ")))
         for name, left in (("alarm", alarm_left), ("oneshot", oneshot_left)):
             at = float(fired[name])
-            assert t0 + left - 0.25 <= at <= t1 + left + 0.5, (name, t0, t1, left, at)
+            # late by up to 1.5 s (a loaded machine runs the handler late), still less than FROZEN:
+            # a timer that counted the frozen time would fire FROZEN s early or late
+            assert t0 + left - 0.25 <= at <= t1 + left + 1.5, (name, t0, t1, left, at)

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from crpy.errors import NoSuchProcess
 from crpy.images import framing
 from crpy.kernel import proc
 from tests.unit.crhelpers import NR_PAUSE, build_c, crpy, kill_quietly, read_text, sleeps_in, start_target, wait_for
@@ -180,11 +181,34 @@ def kill_tree(pids):
     reap_gone(pids)
 
 
+def settled(root, tasks):
+    """snapshot(root) once it holds `tasks` tasks, each asleep in pause(), stopped or a zombie.
+    The targets write "ready" after a fixed usleep() for their children to set up, which a
+    loaded machine outruns: a task not forked yet, a zombie still exiting, a task still on its
+    way into pause() (its state R, not the S of every later snapshot)."""
+    def steady():
+        try:
+            snap = snapshot(root)
+        except NoSuchProcess:          # a task exiting while we walked (one of the zombies to be)
+            return None
+        asleep = all(v[3] in "TZ" or (v[3] == "S" and sleeps_in(pid, NR_PAUSE)) for pid, v in snap.items())
+        return snap if len(snap) == tasks and asleep else None
+    return wait_for(steady, what=f"the tree under {root}: {tasks} tasks, each in pause(), stopped or a zombie")
+
+
 @contextlib.contextmanager
-def tree_of(p):
-    """The tree under p as snapshot() sees it now; on the way out, whatever happened, every task
-    of it is killed and reaped, p too."""
-    before = snapshot(p.pid)
+def tree_of(p, tasks):
+    """The tree under p (`tasks` tasks) once settled; on the way out, whatever happened, every
+    task of it is killed and reaped, p too."""
+    try:
+        before = settled(p.pid, tasks)
+    except BaseException:
+        try:
+            kill_tree(snapshot(p.pid))
+        except NoSuchProcess:
+            kill_tree([p.pid])
+        p.wait()
+        raise
     try:
         yield before
     finally:
@@ -216,8 +240,7 @@ def test_tree_dump_and_restore(tree_bin, tmp_path, subreaper):
     work = tmp_path / "work"
     work.mkdir()
     p = start_tree(tree_bin, work)
-    with tree_of(p) as before:
-        assert len(before) == 10, before
+    with tree_of(p, 10) as before:
         assert len({v[2] for v in before.values()}) == 2, "two sessions"
         zombies = {pid for pid, v in before.items() if v[3] == "Z"}
         assert len(zombies) == 2
@@ -273,9 +296,10 @@ def test_taken_pids_fail_cleanly(tree_bin, tmp_path, subreaper):
     work = tmp_path / "work"
     work.mkdir()
     p = start_tree(tree_bin, work)
-    with tree_of(p) as before:
+    with tree_of(p, 10) as before:
         r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs", "--leave-running")
         assert r.returncode == 0, r.stderr
+        in_pause([pid for pid, v in before.items() if v[3] == "S"])   # detached, each runs back into pause()
         assert snapshot(p.pid) == before, "--leave-running leaves the tree as it was"
         kids = set(proc.children(os.getpid()))
         r = crpy("restore", "-d", "-D", tmp_path / "imgs")
@@ -306,7 +330,7 @@ def test_a_failure_in_one_task_kills_the_whole_tree(tree_bin, tmp_path, subreape
     work = tmp_path / "work"
     work.mkdir()
     p = start_tree(tree_bin, work)
-    with tree_of(p) as before:
+    with tree_of(p, 10) as before:
         dump_tree(p, before, tmp_path / "imgs")
         for step in ("close-fds", "sigreturn"):              # every task fails after the go
             r = crpy("restore", "-d", "-D", tmp_path / "imgs", env=dict(os.environ, CRPY_FAULT=f"restorer:{step}"))
@@ -321,10 +345,10 @@ def test_stopped_task_and_subreaper(tmp_path, subreaper):
     work = tmp_path / "work"
     work.mkdir()
     p = start_c(tmp_path, "stop", STOP_C, work / "ready", "-O1")
-    with tree_of(p) as before:
+    with tree_of(p, 4) as before:
         stopped = [pid for pid, v in before.items() if v[3] == "T"]
         middle = next(pid for pid, v in before.items() if v[0] == p.pid and proc.children(pid))
-        assert len(before) == 4 and len(stopped) == 1
+        assert len(stopped) == 1
         dump_tree(p, before, tmp_path / "imgs")
         restore_tree(tmp_path / "imgs")
         # the restored task stops itself at the very end of its restore, maybe after crpy returned
@@ -444,8 +468,7 @@ int main(int argc, char **argv)
 
 def test_an_unsupported_grandchild_leaves_the_whole_tree_untouched(tmp_path, subreaper):
     p = start_c(tmp_path, "sock", SOCKET_KID_C, tmp_path / "ready", "-O1")
-    with tree_of(p) as before:
-        assert len(before) == 3
+    with tree_of(p, 3) as before:
         maps = {pid: proc.maps(pid, vmflags=False) for pid in before}
         r = crpy("dump", "-t", p.pid, "-D", tmp_path / "imgs")
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -482,7 +505,7 @@ int main(int argc, char **argv)
 
 def test_a_daemon_whose_session_leader_is_gone(tmp_path, subreaper):
     p = start_c(tmp_path, "daemon", DAEMON_C, tmp_path / "ready", "-O1")
-    with tree_of(p) as before:
+    with tree_of(p, 2) as before:
         daemon = next(pid for pid in before if pid != p.pid)
         ppid, pgid, sid, _ = before[daemon]
         assert ppid == p.pid and sid == pgid and sid not in before, before

@@ -11,6 +11,9 @@
                     flags named (a pytest skip with that reason), never counted as passed or failed.
     needs_cr      : the test checks what a dump and restore did to it (tcp_close: its connections
                     come back closed): run without C/R (--no-cr) it is a SKIP saying so
+    busy          : at its waiting point a thread of the test never sleeps (it spins, or waits in
+                    D as vfork's parent does): the harness does not wait for the whole tree to be
+                    asleep after the start, it gives it a fixed harness.SETTLE
 
 Trees need no entry: a test that forks writes the pids of its whole tree, one per line, to
 OUTFILE.pids before it is ready; the harness then checks that every one is gone after the dump and
@@ -41,7 +44,10 @@ DESC = {
     "ghost_limit": {"dump_fails": True},
     "nsfs_foreign": {"dump_fails": True},
     "fown_outside": {"dump_fails": True},
-    "vfork": {"dump_fails": True},
+    "vfork": {"dump_fails": True, "busy": True},
+    "busyloop": {"busy": True},
+    "vector": {"busy": True},
+    "threads_fpu": {"busy": True},
     "ns_uts": {"dump_fails": True},
     "ns_time": {"dump_fails": True},
     "zombie_leader": {"dump_fails": True},

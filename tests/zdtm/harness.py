@@ -31,7 +31,8 @@ START_TIMEOUT = 60
 CRPY_TIMEOUT = 300
 STOP_TIMEOUT = 60
 RUN_AFTER_RESTORE = 0.2   # seconds the restored task runs before the next step
-SETTLE = 0.1              # seconds a started test gets to reach its waiting point
+SETTLE = 0.1              # seconds a busy test (desc "busy": never all asleep) gets to reach its loop
+SETTLE_MAX = 2.0          # seconds any other test gets to be asleep at its waiting point
 
 
 SKIP_EXIT = 77             # a test's exit code when it skips itself (zdtmtst.h ZDTM_SKIP_EXIT)
@@ -121,8 +122,13 @@ class ZdtmTest:
             self.pid = int(f.read().strip())
         self.tree = self._read_tree()
         # Let it get from test_daemon() to its waiting point (sigsuspend, its loop): whoever looks
-        # at it next (a dump, a snapshot) should see the steady state, not the way there.
-        time.sleep(SETTLE)
+        # at it next (a dump, a snapshot) should see the steady state, not the way there.  A fixed
+        # 0.1 s was too short on a loaded machine; a test that sleeps there is waited for until
+        # every thread of its tree sleeps (or is stopped), one that spins only for SETTLE.
+        if self.opts.get("busy"):
+            time.sleep(SETTLE)
+        else:
+            wait_asleep(self.tree or [self.pid], SETTLE_MAX)
         return self.pid
 
     def _read_tree(self):
@@ -167,6 +173,26 @@ class ZdtmTest:
             self.pid = None
 
 
+def thread_states(pid):
+    """The State letters of every thread of pid (empty once it is gone)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [proc_state(f"{pid}/task/{tid}") for tid in tids]
+
+
+def wait_asleep(pids, timeout):
+    """Wait until no thread of pids runs or waits in D (each sleeps, is stopped, or is a zombie);
+    returns whether that happened within timeout (a test that keeps a thread busy never does)."""
+    deadline = time.monotonic() + timeout
+    while any(st in ("R", "D") for pid in pids for st in thread_states(pid)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def check_tree_gone(tree):
     """After a dump every pid of the tree must be gone: the subreaper (us) reaps what was reparented."""
     deadline = time.monotonic() + 10
@@ -191,7 +217,22 @@ def check_vmas_back(before, ignore_flag=None):
     """Every VMA of every task of the tree as before the dump: range, protection, offset, path,
     VmFlags (madvise state, mlock, hugetlb ...) and page size.  (A task restored stopped stands
     in the restorer until SIGCONT: it is not compared.)  ignore_flag: a VmFlag the restored side
-    may carry (lazy restore: "um" while the daemon serves)."""
+    may carry (lazy restore: "um" while the daemon serves).  Polled up to procstate.SETTLE_BACK
+    s, never read once: `crpy restore -d` returns once the root is past its restorer, while the
+    other tasks of a tree, given the go, may still be on their way out of theirs (its mapping in)."""
+    deadline = time.monotonic() + procstate.SETTLE_BACK
+    while True:
+        diffs = _vma_differences(before, ignore_flag)
+        if not diffs or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if diffs:
+        raise HarnessError(diffs[0])
+
+
+def _vma_differences(before, ignore_flag):
+    """["pid P: how its VMAs differ"] for each task of before whose VMAs are not as before."""
+    out = []
     for pid, vmas in before.items():
         if proc_state(pid) in ("T", "t"):
             continue
@@ -201,7 +242,8 @@ def check_vmas_back(before, ignore_flag=None):
                      for line, flags, size in after]
         diffs = procstate.vma_differences(vmas, after)
         if diffs:
-            raise HarnessError(f"pid {pid}: " + "; ".join(diffs))
+            out.append(f"pid {pid}: " + "; ".join(diffs))
+    return out
 
 
 def dump_must_fail(pid, images_dir, extra=(), pre=0, pre_mode=None):
@@ -228,7 +270,7 @@ def _refused(pid, before, proc, what):
         raise HarnessError(f"a failed {what} must print one line, printed {len(lines)}: {proc.stderr!r}")
     if proc_state(pid) in (None, "Z", "X"):
         raise HarnessError(f"pid {pid} did not survive the failed {what}")
-    diffs = procstate.differences(before, procstate.snapshot(pid))
+    diffs = procstate.settled_differences(pid, before)
     if diffs:
         raise HarnessError(f"the failed {what} changed pid {pid}: " + "; ".join(diffs))
     return lines[0]
@@ -273,7 +315,7 @@ def dump(pid, images_dir, env=None, leave_running=False, extra=()):
 def _check_left_running(pid, before, status):
     if status is not None or proc_state(pid) in (None, "Z", "X"):
         raise HarnessError(f"pid {pid} did not survive a --leave-running dump ({describe_status(status)})")
-    diffs = procstate.differences(before, procstate.snapshot(pid))
+    diffs = procstate.settled_differences(pid, before)
     if diffs:
         raise HarnessError(f"--leave-running changed pid {pid}: " + "; ".join(diffs))
     kill_and_reap(pid)

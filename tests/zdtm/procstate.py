@@ -8,6 +8,7 @@ vmas(pid) is what a restore must give back of every VMA: its maps line but for d
 
 import os
 import re
+import time
 
 STATUS_FIELDS = ("SigBlk", "SigPnd", "ShdPnd", "SigIgn", "SigCgt", "TracerPid", "Umask", "NoNewPrivs",
                  "Seccomp")
@@ -86,6 +87,22 @@ def differences(before, after):
     if leftovers:
         diffs.append(f"anonymous rwx mappings left: {leftovers}")
     return diffs
+
+
+SETTLE_BACK = 10.0   # seconds a task crpy has left running gets to look as before again
+
+
+def settled_differences(pid, before, timeout=SETTLE_BACK):
+    """differences(before, snapshot(pid)) once pid has had `timeout` seconds to settle ([] as
+    soon as there are none).  A task crpy has just detached runs back into its wait: until it
+    is there again its state is R, its SigBlk may be its real mask instead of its sigsuspend()'s,
+    and a test that reads /proc may hold a descriptor for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        diffs = differences(before, snapshot(pid))
+        if not diffs or time.monotonic() >= deadline:
+            return diffs
+        time.sleep(0.02)
 
 
 # An O_TMPFILE file shows as DIR/#INODE: a restore makes a new inode, so its number cannot be kept.

@@ -40,7 +40,7 @@ KILL_MOMENTS = int(os.environ.get("CRPY_KILL_MOMENTS", "10"))
 PER_TASK_IN_LAST = ("after-collect", "after-infect", "after-pages", "before-cure", "mid-cure", "after-task-images")
 PER_TASK_RESTORE_IN_LAST = ("restore-after-fork", "restore-after-fds", "restore-before-ready")
 GONE_WAIT = 10.0
-SELF_CURE_WAIT = 5.0
+SELF_CURE_WAIT = 10.0    # a parasite cures itself once its task is scheduled: late on a loaded machine
 
 pytestmark = pytest.mark.usefixtures("subreaper")
 

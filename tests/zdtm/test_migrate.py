@@ -186,7 +186,7 @@ def _must_fail_untouched(tmp_path, netns, rounds, migrate_env=None, relay=None):
         assert rc == 1, err
         assert listing(tmp_path / "dst") == []
         assert not tracked(test.pid)
-        diffs = procstate.differences(before, procstate.snapshot(test.pid))
+        diffs = procstate.settled_differences(test.pid, before)   # detached, it runs back into its wait
         assert not diffs, diffs
         assert test.stop() == (True, "PASS")
         return lines[0]
