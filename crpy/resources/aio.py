@@ -161,7 +161,7 @@ def fill_args(lib, a, rings, keep_above):
     """struct rst_aio per ring for the restorer blob's aio step, and the /dev/zero its reads
     move the new rings' tails with (an fd of crpy's, above keep_above: the blob closes it)."""
     from crpy.errors import RestoreError
-    from crpy.restore.exe import open_above
+    from crpy.resources.fdtable import open_above
 
     if len(rings) > lib.RST_MAX_AIO:
         raise RestoreError(f"{len(rings)} AIO contexts; the restorer takes at most {lib.RST_MAX_AIO}")

@@ -40,6 +40,17 @@ class FdFacts:
     owner: object = None               # crpy.resources.fown.Owner (F_SETOWN, F_SETSIG), None: none
 
 
+def open_above(path, keep_above):
+    """path opened read-only, close-on-exec, at an fd number >= keep_above (among crpy's fds,
+    which the restorer closes): the restore's exe file and the aio step's /dev/zero."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, keep_above)
+    finally:
+        os.close(fd)
+
 def _kcmp(pid1, pid2, kind, idx1=0, idx2=0):
     """-1, 0, 1: kcmp's order of two kernel objects (0: the same one).  Without kcmp (an error)
     every object is its own (ordered by the arguments, so sorting stays consistent).  The

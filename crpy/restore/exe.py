@@ -10,10 +10,10 @@ A task that maps crpy's interpreter without it being its exe cannot be given its
 way: that is refused here in one line, before the jump.
 """
 
-import fcntl
 import os
 
 from crpy.errors import RestoreError
+from crpy.resources.fdtable import open_above
 
 KEEP_INHERITED = 0xFFFFFFFF    # prctl_mm_map.exe_fd (u32) -1: leave mm->exe_file as it is
 
@@ -30,16 +30,6 @@ def exe_fd(task, keep_above):
                                "that exe while crpy's is mapped",
                                "restore it with crpy running on another python3 binary")
     return open_above(task.exe_path, keep_above)
-
-
-def open_above(path, keep_above):
-    """path opened read-only, close-on-exec, at an fd number >= keep_above (among crpy's fds,
-    which the restorer closes)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, keep_above)
-    finally:
-        os.close(fd)
 
 
 _own = []                      # [(path, stat)] of crpy's interpreter: every task of a tree forks from it
