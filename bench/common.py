@@ -87,23 +87,14 @@ def crpy_run(label, *args):
         return dt, int(kib) / 1024, float(user) + float(system)
 
 
-def dump_then_restore(label, proc, images, pids=None, extra=(), peaks=None, cpus=None):
+def dump_then_restore(label, proc, images, pids=None, extra=()):
     """(dump seconds, restore seconds): `crpy dump` of proc's tree into images, then, once all
     its tasks (pids, default proc alone) are gone, `crpy restore -d` of it under the same pids.
-    extra: options given to both (--skip-integrity: no digests written, none checked).
-    peaks: a list to which (dump, restore) peak RSS in MiB of crpy itself is appended;
-    cpus: one to which crpy's (dump, restore) CPU seconds are appended."""
-    timed = peaks is not None or cpus is not None
-    run = crpy_run if timed else lambda *a: (crpy_seconds(*a), None, None)
-    dump, dump_rss, dump_cpu = run(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
+    extra: options given to both (--tcp-established, ...)."""
+    dump = crpy_seconds(label, "dump", "-t", str(proc.pid), "-D", images, *extra)
     proc.wait()
     wait_gone(pids or [proc.pid])
-    restore, restore_rss, restore_cpu = run(label, "restore", "-d", "-D", images, *extra)
-    if peaks is not None:
-        peaks.append((dump_rss, restore_rss))
-    if cpus is not None:
-        cpus.append((dump_cpu, restore_cpu))
-    return dump, restore
+    return dump, crpy_seconds(label, "restore", "-d", "-D", images, *extra)
 
 
 def wait_gone(pids, timeout=30):
