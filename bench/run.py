@@ -21,6 +21,8 @@ Run as root from the project root:
 """
 
 import argparse
+import collections
+import dataclasses
 import importlib
 import os
 import signal
@@ -67,18 +69,35 @@ def baseline_pvr(pid, mib):
     return dt
 
 
-def one_round(exe, mib, workdir, n, peaks=None, restores=3):
-    """(baseline, [(dump, restore)] with digests, the same without, crpy's CPU seconds of
-    [(dump, restore)] with digests, the same without, the restored task's CPU seconds with
-    digests, without): two targets, one dumped with digests and one with --skip-integrity (the
-    order alternating with n), then `restores` back-to-back pairs of restores of the image set
-    with digests, checked and with --skip-integrity (the order alternating), the restored task
+@dataclasses.dataclass
+class Round:
+    """What one_round measured.  digests: True for the run with digests (checked), False for the
+    one with --skip-integrity."""
+    baseline: float             # seconds of process_vm_readv of the target's data
+    dumps: dict                 # {digests: Run} of the dump that kills the target (one of each)
+    restores: list              # back-to-back pairs [{digests: Run}] of restores of the same images
+    leave_running: list         # back-to-back pairs [{digests: Run}] of dumps with --leave-running
+
+
+# One crpy run: seconds, crpy's CPU seconds, crpy's peak RSS in MiB, and the CPU seconds the
+# target spent on it (the parasite's hashing, the restored task's check; None where unmeasured).
+Run = collections.namedtuple("Run", "seconds cpu rss task_cpu")
+
+
+def _run(*args):
+    seconds, rss, cpu = common.crpy_run("bench", *args)
+    return Run(seconds, cpu, rss, None)
+
+
+def one_round(exe, mib, workdir, n, restores=3):
+    """A Round: two targets, one dumped with digests and one with --skip-integrity (the order
+    alternating with n), then `restores` back-to-back pairs of restores of the image set with
+    digests, checked and with --skip-integrity (the order alternating), the restored task
     killed after each: a restore is short, so several pairs per round make the ratio less of a
-    draw, and the same images on both sides leave the check as the only difference.
-    peaks: a list to which crpy's (dump, restore) peak RSS in MiB are appended."""
+    draw, and the same images on both sides leave the check as the only difference."""
     order = (True, False) if n % 2 == 0 else (False, True)
-    times, cpus, task_cpus, pids = ({True: [], False: []} for _ in range(4))
     extra = {True: (), False: ("--skip-integrity",)}
+    dumps, pids = {}, {}
     base = None
     with common.image_dir("crpy-bench-") as with_digests, common.image_dir("crpy-bench-") as without:
         dirs = {True: with_digests, False: without}
@@ -90,41 +109,36 @@ def one_round(exe, mib, workdir, n, peaks=None, restores=3):
                 if base is None:
                     base = baseline_pvr(proc.pid, mib)
                     more_dumps = _leave_running_pairs(proc.pid, extra, order, 2)
-                dump, rss, cpu = common.crpy_run("bench", "dump", "-t", str(proc.pid), "-D", dirs[digests],
-                                                 *extra[digests])
+                dumps[digests] = _run("dump", "-t", str(proc.pid), "-D", dirs[digests], *extra[digests])
                 proc.wait()
                 common.wait_gone([proc.pid])
-            pids[digests] = (proc.pid, dump, rss, cpu)
+            pids[digests] = proc.pid
+        pairs = []
         for k in range(restores):
+            pair = {}
             for digests in (order if k % 2 == 0 else order[::-1]):
-                _, dump, dump_rss, dump_cpu = pids[digests]
-                pid = pids[True][0]                 # the image set with digests, either way
+                pid = pids[True]                    # the image set with digests, either way
                 with common.killed_after([pid]):
-                    restore, rss, cpu = common.crpy_run("bench", "restore", "-d", "-D", dirs[True],
-                                                        *extra[digests])
-                    task_cpus[digests].append(_task_cpu(pid))
-                times[digests].append((dump, restore))
-                cpus[digests].append((dump_cpu, cpu))
-                if peaks is not None:
-                    peaks.append((dump_rss, rss))
-    return (base, times[True], times[False], cpus[True], cpus[False], task_cpus[True], task_cpus[False],
-            more_dumps)
+                    run = _run("restore", "-d", "-D", dirs[True], *extra[digests])
+                    pair[digests] = run._replace(task_cpu=_task_cpu(pid))
+            pairs.append(pair)
+    return Round(base, dumps, pairs, more_dumps)
 
 
 def _leave_running_pairs(pid, extra, order, pairs):
-    """[(seconds with digests, without, crpy's CPU with, without, the target's CPU (the parasite's
-    work: it hashes the pages it sends) with, without)] of `pairs` back-to-back pairs
-    of `crpy dump --leave-running` of the same target (the same page step as a dump that kills;
-    several pairs a round for the digests' dump cost, as for the restore's)."""
+    """[{digests: Run}] of `pairs` back-to-back pairs of `crpy dump --leave-running` of the same
+    target (the same page step as a dump that kills; several pairs a round for the digests' dump
+    cost, as for the restore's), with the target's CPU (the parasite's work: it hashes the pages
+    it sends)."""
     out = []
     for k in range(pairs):
         got = {}
         for digests in (order if k % 2 == 0 else order[::-1]):
             with common.image_dir("crpy-bench-") as scratch:
                 before = _task_cpu(pid)
-                got[digests] = common.crpy_run("bench", "dump", "--leave-running", "-t", str(pid), "-D", scratch,
-                                               *extra[digests]) + (_task_cpu(pid) - before,)
-        out.append((got[True][0], got[False][0], got[True][2], got[False][2], got[True][3], got[False][3]))
+                run = _run("dump", "--leave-running", "-t", str(pid), "-D", scratch, *extra[digests])
+                got[digests] = run._replace(task_cpu=_task_cpu(pid) - before)
+        out.append(got)
     return out
 
 
@@ -156,53 +170,55 @@ def main():
 
 
 def _measure(args, notes):
-    peaks, big_peaks = [], []
     with common.child_subreaper(), common.work_dir("crpy-bench-") as workdir, common.bytecode_cached(workdir):
         with open(os.path.join(common.ROOT, "bench", "hold.c")) as f:
             exe = common.build_c(workdir, "hold", f.read(), "-O2")
         one_round(exe, 16, workdir, 0)          # warm-up: writes the .pyc files
-        rows = [one_round(exe, args.mib, workdir, n, peaks) for n in range(args.reps)]
-        if args.rss_mib:
-            one_round(exe, args.rss_mib, workdir, 0, big_peaks)
+        rows = [one_round(exe, args.mib, workdir, n) for n in range(args.reps)]
+        big = [one_round(exe, args.rss_mib, workdir, 0)] if args.rss_mib else []
     gib = args.mib / 1024
     print(f"crpy bench: {args.mib} MiB of touched random data, images on /dev/shm, {args.reps} rounds")
     for line in notes:
         print(line)
-    base = report("baseline process_vm_readv", [r[0] for r in rows], gib)
+    base = report("baseline process_vm_readv", [r.baseline for r in rows], gib)
     # per round one dump of each kind; per round `restores` restores of each
-    dumps = {k: [r[k][0][0] for r in rows] for k in (1, 2)}
-    restores = {k: [t[1] for r in rows for t in r[k]] for k in (1, 2)}
-    dump = report("crpy dump", dumps[1], gib)
-    restore = report("crpy restore", restores[1], gib)
-    report("crpy dump, no digests", dumps[2], gib)
-    report("crpy restore, no check", restores[2], gib)
+    dumps = {d: [r.dumps[d].seconds for r in rows] for d in (True, False)}
+    restores = {d: [p[d].seconds for r in rows for p in r.restores] for d in (True, False)}
+    dump = report("crpy dump", dumps[True], gib)
+    restore = report("crpy restore", restores[True], gib)
+    report("crpy dump, no digests", dumps[False], gib)
+    report("crpy restore, no check", restores[False], gib)
     print(f"ratio dump/baseline {dump / base:.2f}x, restore/baseline {restore / base:.2f}x, "
           f"restore/dump {restore / dump:.2f}x")
-    pairs = {"dump": [(r[1][0][0], r[2][0][0], r[3][0][0], r[4][0][0]) for r in rows] + [p for r in rows for p in r[7]],
-             "restore": [(a[1], b[1], ca[1], cb[1]) for r in rows for a, b, ca, cb in zip(r[1], r[2], r[3], r[4])]}
+    # the dump pairs: each round's two dumps that kill, and its --leave-running pairs
+    leave_running = [p for r in rows for p in r.leave_running]
+    pairs = {"dump": [r.dumps for r in rows] + leave_running,
+             "restore": [p for r in rows for p in r.restores]}
     for what, got in pairs.items():
-        ratios = sorted(p[0] / p[1] for p in got)
+        ratios = sorted(p[True].seconds / p[False].seconds for p in got)
         print(f"digests cost: {what} with/without, median of {len(got)} pairs {statistics.median(ratios):.3f}x "
               f"(pairs {' '.join(f'{x:.3f}' for x in ratios)})")
         # crpy's own CPU (its threads too; not the restored task's): the hashing's real price,
         # which the wall ratios above show only on a quiet machine
-        with_cpu, without_cpu = (statistics.median(p[k] for p in got) for k in (2, 3))
+        with_cpu, without_cpu = (statistics.median(p[d].cpu for p in got) for d in (True, False))
         print(f"digests cost: {what} crpy CPU (user+sys) median {with_cpu * 1e3:.0f} ms with, "
               f"{without_cpu * 1e3:.0f} ms without ({(with_cpu - without_cpu) * 1e3:+.0f} ms per "
               f"{args.mib} MiB)")
-    with_cpu, without_cpu = (statistics.median(p[k] for r in rows for p in r[7]) for k in (4, 5))
+    with_cpu, without_cpu = (statistics.median(p[d].task_cpu for p in leave_running) for d in (True, False))
     print(f"digests cost: dump, the target's CPU median {with_cpu * 1e3:.0f} ms with, {without_cpu * 1e3:.0f} ms "
           f"without ({(with_cpu - without_cpu) * 1e3:+.0f} ms per {args.mib} MiB: the parasite hashes the pages "
           f"it sends; --leave-running pairs)")
-    with_cpu, without_cpu = (statistics.median(c for r in rows for c in r[k]) for k in (5, 6))
+    with_cpu, without_cpu = (statistics.median(p[d].task_cpu for p in pairs["restore"]) for d in (True, False))
     print(f"digests cost: restore, the restored task's CPU median {with_cpu * 1e3:.0f} ms with, "
           f"{without_cpu * 1e3:.0f} ms without ({(with_cpu - without_cpu) * 1e3:+.0f} ms per {args.mib} MiB: "
           f"it checks the pages it reads)")
-    for mib, got in ((args.mib, peaks), (args.rss_mib, big_peaks)):
+    for mib, got in ((args.mib, rows), (args.rss_mib, big)):
         if got:
-            print(f"crpy peak RSS, {mib} MiB task: dump {max(p[0] for p in got):.0f} MiB, restore "
-                  f"{max(p[1] for p in got):.0f} MiB (largest of {len(got)}, digests or not; "
-                  f"target < 64 MiB)")
+            # "largest of" counts the restores (as when each restore carried its round's dump beside it)
+            count = sum(len(p) for r in got for p in r.restores)
+            print(f"crpy peak RSS, {mib} MiB task: dump {max(r.dumps[d].rss for r in got for d in r.dumps):.0f} "
+                  f"MiB, restore {max(p[d].rss for r in got for p in r.restores for d in p):.0f} MiB (largest "
+                  f"of {count}, digests or not; target < 64 MiB)")
     for name in EXTRA_BENCHES if not args.only_memory else ():
         module = importlib.import_module(f"bench.{name}")
         for line in module.run(args.reps):
