@@ -217,15 +217,11 @@ def check_vmas_back(before, ignore_flag=None):
     """Every VMA of every task of the tree as before the dump: range, protection, offset, path,
     VmFlags (madvise state, mlock, hugetlb ...) and page size.  (A task restored stopped stands
     in the restorer until SIGCONT: it is not compared.)  ignore_flag: a VmFlag the restored side
-    may carry (lazy restore: "um" while the daemon serves).  Polled up to procstate.SETTLE_BACK
-    s, never read once: `crpy restore -d` returns once the root is past its restorer, while the
-    other tasks of a tree, given the go, may still be on their way out of theirs (its mapping in)."""
-    deadline = time.monotonic() + procstate.SETTLE_BACK
-    while True:
-        diffs = _vma_differences(before, ignore_flag)
-        if not diffs or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+    may carry (lazy restore: "um" while the daemon serves).  Polled (procstate.poll_differences,
+    up to SETTLE_BACK s), never read once: `crpy restore -d` returns once the root is past its
+    restorer, while the other tasks of a tree, given the go, may still be on their way out of
+    theirs (its mapping in)."""
+    diffs = procstate.poll_differences(lambda: _vma_differences(before, ignore_flag))
     if diffs:
         raise HarnessError(diffs[0])
 

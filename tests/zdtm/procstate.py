@@ -92,17 +92,23 @@ def differences(before, after):
 SETTLE_BACK = 10.0   # seconds a task crpy has left running gets to look as before again
 
 
+def poll_differences(fn, timeout=SETTLE_BACK):
+    """fn()'s list of differences, polled until it is [] or `timeout` seconds have passed (then
+    the last list): what a task settles into is read again, never judged from one look."""
+    deadline = time.monotonic() + timeout
+    while True:
+        diffs = fn()
+        if not diffs or time.monotonic() >= deadline:
+            return diffs
+        time.sleep(0.02)
+
+
 def settled_differences(pid, before, timeout=SETTLE_BACK):
     """differences(before, snapshot(pid)) once pid has had `timeout` seconds to settle ([] as
     soon as there are none).  A task crpy has just detached runs back into its wait: until it
     is there again its state is R, its SigBlk may be its real mask instead of its sigsuspend()'s,
     and a test that reads /proc may hold a descriptor for a moment."""
-    deadline = time.monotonic() + timeout
-    while True:
-        diffs = differences(before, snapshot(pid))
-        if not diffs or time.monotonic() >= deadline:
-            return diffs
-        time.sleep(0.02)
+    return poll_differences(lambda: differences(before, snapshot(pid)), timeout)
 
 
 # An O_TMPFILE file shows as DIR/#INODE: a restore makes a new inode, so its number cannot be kept.
