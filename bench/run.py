@@ -32,7 +32,7 @@ import time
 from bench import common
 
 # Further benchmarks, each a module of bench/ with run(reps) -> printed lines.
-EXTRA_BENCHES = ["tree", "threads", "files", "epoll", "digests", "startup", "predump", "compress", "migrate",
+EXTRA_BENCHES = ["tmpfs_huge", "tree", "threads", "files", "epoll", "digests", "startup", "predump", "compress", "migrate",
                  "lazy", "tcp"]
 
 
