@@ -18,6 +18,7 @@ parasite sees EOF and cures itself (parasite-recipe.md).
 import errno
 import os
 import struct
+import typing
 
 from crpy.dump import infect, infect_cure
 from crpy.dump import infect_channel as ch
@@ -26,8 +27,9 @@ from crpy.errors import ParasiteError
 F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
 MAX_PIPE = 64 << 20
 MIN_PIPE = 1 << 20
+CHUNK_PIPE = 32 << 20  # each of dump_pages' two pipes, and its chunks when not hashing
+HASHED_CHUNK = 4 << 20  # its chunks when the parasite hashes them: still in the L3 cache when spliced
 MAX_IOVS = (ch.CMD_BUF - ch.CMD.size) // 16
-PIPELINE = True
 _THE_PIPE = -1  # DUMP's fd: the pipe the first DUMP brought (parasite.h)
 
 MISC_FIELDS = ("pid tid ppid pgid sid umask personality dumpable no_new_privs pdeathsig child_subreaper "
@@ -57,7 +59,7 @@ class Parasite:
     def __init__(self, saved, channel):
         self.pid = saved.pid
         self._saved, self._chan = saved, channel
-        self._pipe = None  # (read end, write end, size); the parasite has them from the first DUMP on
+        self._pipes = []  # [_Pipe]: the page pipes, the parasite holds both ends of each
         self._busy = False  # a command may still be running in the parasite
         self._asked = []  # commands sent by ask() whose answers are not read yet, in order
         self._cure_sock = None  # begin_cure() done: the channel's fd in the task
@@ -87,49 +89,63 @@ class Parasite:
 
     # ---- pages ----
 
-    def _open_pipe(self, nbytes):
-        """The page pipe, both ends handed to the parasite (SCM_RIGHTS, with the first DUMP: no
-        round trip of its own): holding the read end too, the task can never get EPIPE/SIGPIPE
-        from it, even if this process dies; and no /proc access from the task is needed (a task
-        of another user could not open ours).  Sized for nbytes, the first command's pages: a
-        small task keeps the default pipe."""
-        r, w = os.pipe2(os.O_CLOEXEC)
-        try:
-            size = _grow_pipe(w, nbytes)
-        except BaseException:
-            os.close(r)
-            os.close(w)
-            raise
-        self._pipe = (r, w, size)
+    def _open_pipes(self, nbytes, chunk):
+        """The page pipes for a dump_pages of nbytes in chunks of at most `chunk` bytes: one
+        while a chunk (also at most a pipe's size, grown for nbytes up to CHUNK_PIPE) holds them
+        all, else two, filled and drained in turn.
+        Both ends of each are handed to the parasite (SCM_RIGHTS): holding the read end too, the
+        task can never get EPIPE/SIGPIPE from it, even if this process dies; and no /proc access
+        from the task is needed (a task of another user could not open ours).  The first pipe
+        goes with the first DUMP (no round trip of its own; the parasite names it _THE_PIPE), the
+        second with a RECVFD that says its fd in the task.  Returns the fds the next DUMP brings."""
+        fds = None
+        if not self._pipes:
+            self._pipes.append(_new_pipe(nbytes, _THE_PIPE))
+            fds = [self._pipes[0].w, self._pipes[0].r]
+        else:               # empty between calls: grown for a larger call than the first
+            self._pipes = [p._replace(size=_grow_pipe(p.w, nbytes, CHUNK_PIPE)) for p in self._pipes]
+        if len(self._pipes) == 1 and nbytes > min(chunk, self._pipes[0].size):
+            second = _new_pipe(nbytes, None)
+            try:
+                task_fd, _, _ = self._chan.call(ch.RECVFD, fds=[second.w, second.r])
+            except BaseException:
+                second.close()
+                raise
+            self._pipes.append(second._replace(task_fd=task_fd))
+        return fds
 
     def dump_pages(self, runs, out_fd, fed=None):
         """Write the task's memory `runs` [(vaddr, length)], in order, to out_fd; -> bytes.
         fed (crpy.images.digest._Fed): the parasite also computes the crc32c digests of the
         file's chunks as it splices the pages, from fed.state() on, and feeds them to it.
 
-        Pipelined: the pipe holds two half-pipe chunks, so the parasite vmsplices chunk i+1
-        while this process splices chunk i out to the file."""
-        fds = None
-        if self._pipe is None:
-            self._open_pipe(sum(length for _, length in runs))
-            fds = [self._pipe[1], self._pipe[0]]   # the parasite's pipe from the first DUMP on
-        r, _, size = self._pipe
-        chunks = _chunks(runs, size // 2 if PIPELINE else size)
+        Pipelined over two pipes: the parasite vmsplices (and hashes) chunk i+1 into one while
+        this process splices chunk i out of the other (a splice into a file holds its pipe's
+        mutex until it is done: a vmsplice into the same pipe would wait for it).  Hashed chunks
+        are small (HASHED_CHUNK): the hash has just read chunk i+1 into the CPU's last-level
+        cache when the splice copies it, so the page data crosses the memory bus once, not
+        twice (splice time 1 GiB, /dev/shm, load 3.5: 451 ms hashed in 4 MiB chunks, 523 ms in
+        32 MiB ones, 480 ms not hashed)."""
+        nbytes = sum(length for _, length in runs)
+        if not nbytes:
+            return 0        # no DUMP: the first pipe must go with one
+        chunk = CHUNK_PIPE if fed is None else HASHED_CHUNK
+        fds = self._open_pipes(nbytes, chunk)
+        pipes = self._pipes
+        chunk = min([chunk] + [p.size for p in pipes])
         total, pending = 0, None
         # the first command says where the digest of the file's current chunk is; the rest go on
         hashing = (ch.HASH | ch.HASH_SET, *fed.state()) if fed is not None else (0,)
         self._busy = True  # until the end: an error leaves a DUMP in flight
-        for iovs, nbytes in chunks:
-            self._chan.send(ch.DUMP, (_THE_PIPE, *hashing), _pack_iovs(iovs), fds)
+        for k, (iovs, nbytes) in enumerate(_chunks(runs, chunk)):
+            pipe = pipes[k % len(pipes)]
+            self._chan.send(ch.DUMP, (pipe.task_fd, *hashing), _pack_iovs(iovs), fds)
             hashing, fds = (ch.HASH,) if fed is not None else (0,), None
             if pending is not None:
-                total += self._drain(r, out_fd, pending, fed)
-            pending = nbytes
-            if not PIPELINE:
-                total += self._drain(r, out_fd, pending, fed)
-                pending = None
+                total += self._drain(*pending, out_fd, fed)
+            pending = (pipe.r, nbytes)
         if pending is not None:
-            total += self._drain(r, out_fd, pending, fed)
+            total += self._drain(*pending, out_fd, fed)
         self._busy = False
         return total
 
@@ -144,7 +160,7 @@ class Parasite:
         if ret != nbytes:
             raise ParasiteError(f"pid {self.pid}: vmsplice moved {ret} of {nbytes} bytes")
 
-    def _drain(self, pipe_r, out_fd, nbytes, fed=None):
+    def _drain(self, pipe_r, nbytes, out_fd, fed=None):
         ret, data, _ = self._chan.receive(ch.DUMP)
         if ret != nbytes:
             raise ParasiteError(f"pid {self.pid}: vmsplice moved {ret} of {nbytes} bytes")
@@ -307,25 +323,44 @@ class Parasite:
             self._chan.close()
 
     def _close_pipe(self):
-        if self._pipe is not None:
-            os.close(self._pipe[0])
-            os.close(self._pipe[1])
-            self._pipe = None
+        while self._pipes:
+            self._pipes.pop().close()
 
 
-def _grow_pipe(fd, nbytes=None):
-    """The pipe's size once grown to hold nbytes twice (two pipelined chunks; None: as large as
-    the system allows) within the system's limit.  A pipe whose own size holds them is left as
-    it is: F_SETPIPE_SZ allocates a new page array, wasted on a task of a few pages."""
+class _Pipe(typing.NamedTuple):
+    r: int
+    w: int
+    size: int
+    task_fd: int          # its write end in the task, for DUMP
+
+    def close(self):
+        os.close(self.r)
+        os.close(self.w)
+
+
+def _new_pipe(nbytes, task_fd):
+    """A _Pipe grown to hold nbytes, at most CHUNK_PIPE (_grow_pipe)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        return _Pipe(r, w, _grow_pipe(w, nbytes, CHUNK_PIPE), task_fd)
+    except BaseException:
+        os.close(r)
+        os.close(w)
+        raise
+
+
+def _grow_pipe(fd, nbytes=None, most=MAX_PIPE):
+    """The pipe's size once grown to hold nbytes (None: as large as the system allows), at most
+    `most` and within the system's limit.  A pipe whose own size holds them is left as it is:
+    F_SETPIPE_SZ allocates a new page array, wasted on a task of a few pages."""
     import fcntl
 
+    want = min(pipe_size_limit(), most)
     if nbytes is not None:
-        have = fcntl.fcntl(fd, F_GETPIPE_SZ)
-        if 2 * nbytes <= have:
-            return have
-    want = pipe_size_limit()
-    if nbytes is not None:
-        want = min(want, 1 << (2 * nbytes - 1).bit_length())
+        want = min(want, 1 << max(nbytes - 1, 1).bit_length())
+    have = fcntl.fcntl(fd, F_GETPIPE_SZ)
+    if want <= have:
+        return have
     while True:
         try:
             return fcntl.fcntl(fd, F_SETPIPE_SZ, want)
