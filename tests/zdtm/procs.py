@@ -103,11 +103,21 @@ def children_of(ppid):
     return out
 
 
+LEFTOVER_GRACE_S = 1.0
+
+
 def kill_leftovers():
     """Kill and reap whatever child is still alive (a subreaper inherits what crpy leaves);
-    returns {pid: name} of what was found."""
+    returns {pid: name} of what was found.  A child still dying gets LEFTOVER_GRACE_S to end
+    first: epoll_outside SIGKILLs its holder (a grandchild, ours once its parent exited) as its
+    last act, and the holder could be seen alive a moment after the test itself was gone."""
     reap_strays()
     left = children_of(os.getpid())
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while left and time.monotonic() < deadline:
+        time.sleep(0.01)
+        reap_strays()
+        left = children_of(os.getpid())
     for pid in left:
         kill_and_reap(pid)
     return left
