@@ -9,9 +9,9 @@
     p.sigactions(), p.misc()          # ... these then read the answers (one round trip, not two)
     p.cure()                          # task as seized: still seized, at an event-stop
 
-Pages travel without a copy through Python: the parasite vmsplices the task's pages into a
-pipe whose both ends it received by SCM_RIGHTS (so a dead dumper can never mean EPIPE/SIGPIPE),
-and the dumper splices the pipe into the image file.  If the dumper dies at any moment, the
+Pages travel without a copy through Python: the parasite vmsplices the task's pages into
+pipes whose both ends it received by SCM_RIGHTS (so a dead dumper can never mean EPIPE/SIGPIPE),
+and the dumper splices them into the image file.  If the dumper dies at any moment, the
 parasite sees EOF and cures itself (parasite-recipe.md).
 """
 

@@ -7,6 +7,8 @@ bytecode before PyOS_AfterFork_Child, or a GIL drop request from one of the pare
 leave it waiting forever for a thread it does not have (restore-recipe.md, facts 4-5, 13).
 fork_many forks a task's children in one C call (crpy/kernel/cdef/46_fork_many.c), without those
 hooks while the interpreter has one thread (its banner says why the child is safe then).
+Neither takes glibc's malloc locks as its fork() does: a thread of crpy's that ends before a fork
+is joined with join_before_fork, which also waits for its exit from glibc.
 """
 
 import errno
@@ -53,6 +55,25 @@ def fork_many(pids):
     if ret > 0:
         return None
     raise _clone_error(pids[index[0]], err[0])
+
+
+THREAD_EXIT_S = 1.0
+
+
+def join_before_fork(thread):
+    """Join a thread of crpy's that ends before a fork, and return only once it has left the
+    kernel (/proc/self/task/TID gone).  join() returns while the thread still runs glibc's exit,
+    which gives its malloc cache back to the arenas under their locks; the forks here are bare
+    clone3 calls, without the malloc locks glibc's fork takes, so a child forked right then
+    inherits an arena locked for good and hangs in its first malloc (a tree's restore, forked
+    just after the integrity check's thread ended, stalled in about one run in 20)."""
+    import os
+    import time
+
+    thread.join()
+    deadline = time.monotonic() + THREAD_EXIT_S
+    while os.path.exists(f"/proc/self/task/{thread.native_id}") and time.monotonic() < deadline:
+        time.sleep(0.0001)
 
 
 def _clone_error(pid, err):

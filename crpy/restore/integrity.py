@@ -73,7 +73,9 @@ class IntegrityCheck:
         """The one-line error of the damaged images, or None (waits for the check)."""
         self._pages_planned.set()            # no plan by now: the check hashes every chunk
         if self._thread is not None:
-            self._thread.join()
+            from crpy.kernel.clone import join_before_fork
+
+            join_before_fork(self._thread)
             self._thread = None
         if not self._damage:
             return None

@@ -302,8 +302,10 @@ def _fill_parallel(parts, checks, hashed):
     for t in helpers:
         t.start()
     run(parts[0])
+    from crpy.kernel.clone import join_before_fork
+
     for t in helpers:
-        t.join()
+        join_before_fork(t)                 # a tree's task forks its children next
     if errors:
         raise errors[0]
 

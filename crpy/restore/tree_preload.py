@@ -4,18 +4,34 @@ what every task would otherwise compute alike (where the sigreturn code is in li
 of a tree then inherits it through fork instead of importing it again (hundreds of milliseconds
 each, times the number of tasks).  Only what the images use: a kind no task holds is never
 imported (start-up of a small restore).  Best effort: anything that fails here fails again,
-with its proper error, in the task that needs it."""
+with its proper error, in the task that needs it.  It also reads every task's fd table, whose
+highest number decides where crpy's own fds go in the tasks (crpy.restore.pipeline._keep_above)."""
 
 from crpy.log import log
 
 
 def preload(nodes, images_dir):
-    for step in (_own_state, _preload, _find_sigreturns):
+    """Returns the highest fd number of any task of the tree (-1: none), None if unknown."""
+    top = None
+    for step in (_own_state, _preload, _find_sigreturns, _fd_tables):
         try:
-            step(nodes, images_dir)
+            got = step(nodes, images_dir)
         except Exception as e:                # noqa: BLE001 - the task reports it properly
             log.debug("preload: %s", e)
+            continue
+        if step is _fd_tables:
+            top = got
     _quiet_gc()
+    return top
+
+
+def _fd_tables(nodes, images_dir):
+    """Every task's fdinfo entries, parsed here once (each task finds its own parse, inherited,
+    instead of parsing it again: crpy.resources.fdtable._parsed); the highest fd number."""
+    from crpy.resources import fdtable
+
+    return max((e.fd for n in nodes if n.task is not None for e in fdtable.read_fdinfo(images_dir, n.pid)),
+               default=-1)
 
 
 def _own_state(nodes, images_dir):
