@@ -111,13 +111,12 @@ def kill_leftovers():
     returns {pid: name} of what was found.  A child still dying gets LEFTOVER_GRACE_S to end
     first: epoll_outside SIGKILLs its holder (a grandchild, ours once its parent exited) as its
     last act, and the holder could be seen alive a moment after the test itself was gone."""
-    reap_strays()
-    left = children_of(os.getpid())
-    deadline = time.monotonic() + LEFTOVER_GRACE_S
-    while left and time.monotonic() < deadline:
-        time.sleep(0.01)
+    from tests.zdtm.procstate import poll_differences
+
+    def alive():
         reap_strays()
-        left = children_of(os.getpid())
+        return children_of(os.getpid())
+    left = poll_differences(alive, LEFTOVER_GRACE_S)
     for pid in left:
         kill_and_reap(pid)
     return left
