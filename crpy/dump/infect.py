@@ -46,6 +46,7 @@ class Saved:
         self.fds = set(os.listdir(f"/proc/{pid}/fd"))
         self.frame = None
         self.stack_bytes = None  # what the frame overwrote
+        self.rseq = None  # (address, size) of its rseq area, which the kernel writes as the parasite runs
         self.gadget = self.restorer = 0
         self.pops = None
         self.map_base = self.map_len = 0
@@ -57,26 +58,32 @@ class Saved:
         self.stopped_by = 0  # the group-stop signal we broke with SIGCONT (sent again at the cure)
 
 
-def rseq_abort_fixup(pid, regs):
+def rseq_area(pid):
+    """(address, size) of the task's registered rseq area, or None (none, or a kernel without
+    PTRACE_GET_RSEQ_CONFIGURATION)."""
+    try:
+        config = ptrace.get_rseq_config(pid)
+    except KernelError:
+        return None
+    return (config["pointer"], config["size"]) if config["pointer"] else None
+
+
+def rseq_abort_fixup(pid, regs, area):
     """A task stopped inside an rseq critical section restarts at its abort handler on the
     next return to user mode (a ptrace stop is a preemption).  Running the parasite first
     would make the kernel forget that (it clears rseq_cs once rip is outside), so do now
-    what the kernel would do: clear rseq_cs and move rip to abort_ip."""
-    try:
-        area = ptrace.get_rseq_config(pid)["pointer"]
-    except KernelError:
-        return
-    if not area:
+    what the kernel would do: clear rseq_cs and move rip to abort_ip.  area: rseq_area(pid)."""
+    if area is None:
         return
     try:
-        cs = struct.unpack("<Q", infect_mem.read(pid, area + 8, 8))[0]
+        cs = struct.unpack("<Q", infect_mem.read(pid, area[0] + 8, 8))[0]
         if not cs:
             return
         _, _, start, length, abort = struct.unpack("<IIQQQ", infect_mem.read(pid, cs, 32))
     except (KernelError, ParasiteError):
         return  # a bad rseq_cs: the kernel will kill the task with SIGSEGV itself
     if start <= regs.rip < start + length:
-        infect_mem.write(pid, area + 8, bytes(8))
+        infect_mem.write(pid, area[0] + 8, bytes(8))
         regs.rip = abort
 
 
@@ -320,7 +327,8 @@ def _prepare(pid, vmas, seccomp, blob):
     check_same_netns(pid)
     saved = Saved(pid)
     saved.seccomp_suspended = suspend_seccomp(pid, seccomp)
-    rseq_abort_fixup(pid, saved.regs)
+    saved.rseq = rseq_area(pid)
+    rseq_abort_fixup(pid, saved.regs, saved.rseq)
     maps = infect_mem.mappings(pid) if vmas is None else infect_mem.from_vmas(vmas)
     saved.gadget = infect_gadgets.find_syscall_ret(pid, maps)
     saved.restorer, saved.pops = infect_gadgets.find_code_gadgets(pid, maps)

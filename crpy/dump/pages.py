@@ -149,6 +149,8 @@ def dump_private_pages(parasite, images_dir, pid, plan, pages_id=1):
             if n == 0:
                 faults.point("pause-in-pages")
         _put_back_frame(fd, plan.runs, parasite, hashed)
+        if fed is not None:
+            _settle_rseq(fd, plan.runs, parasite, hashed)
     except BaseException:
         hashed.abandon()
         raise
@@ -183,17 +185,36 @@ def _put_back_frame(fd, runs, parasite, hashed):
     must hold the bytes the task had there (the parasite saved them), not the frame."""
     saved = getattr(parasite, "saved", None)
     frame, old = getattr(saved, "frame", None), getattr(saved, "stack_bytes", None)
-    if frame is None or old is None:
-        return
-    start, end = frame.start, frame.start + len(old)
-    offset = 0
+    if frame is not None and old is not None:
+        _overwrite(fd, runs, frame.start, old, hashed)
+
+
+def _settle_rseq(fd, runs, parasite, hashed):
+    """The kernel writes the rseq area (cpu_id, mm_cid) of the thread that runs the parasite
+    each time it returns to user mode after a switch, which it does between commands: a page
+    the parasite hashed could change before the splice copied it out of the pipe (seen under
+    load; 17 dumps in 30 with the task's CPU affinity flipping: /work/notes/exp/rseqrace.py).
+    So the area as it is now goes over the image, and its chunk is hashed again from the file.
+    Its values do not matter to a restore: the kernel fills them in before the task runs."""
+    from crpy.dump import infect_mem
+
+    saved = getattr(parasite, "saved", None)
+    area = getattr(saved, "rseq", None)
+    if area is not None:
+        _overwrite(fd, runs, area[0], infect_mem.read(saved.pid, *area), hashed)
+
+
+def _overwrite(fd, runs, start, data, hashed):
+    """`data`, the task's bytes at address `start`, over the image wherever its runs (in file
+    order) hold them; those bytes are hashed again (hashed.rewritten)."""
+    end, offset = start + len(data), 0
     for s, e, _, _ in runs:
         lo, hi = max(s, start), min(e, end)
         if lo < hi:
             if hasattr(fd, "pwrite"):               # a page server's stream
-                fd.pwrite(old[lo - start:hi - start], offset + lo - s)
+                fd.pwrite(data[lo - start:hi - start], offset + lo - s)
             else:
-                os.pwrite(fd, old[lo - start:hi - start], offset + lo - s)
+                os.pwrite(fd, data[lo - start:hi - start], offset + lo - s)
             hashed.rewritten(offset + lo - s, hi - lo)
         offset += e - s
 
