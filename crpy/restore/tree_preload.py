@@ -12,17 +12,20 @@ from crpy.log import log
 
 def preload(nodes, images_dir):
     """Returns the highest fd number of any task of the tree (-1: none), None if unknown."""
-    top = None
-    for step in (_own_state, _preload, _find_sigreturns, _fd_tables):
-        try:
-            got = step(nodes, images_dir)
-        except Exception as e:                # noqa: BLE001 - the task reports it properly
-            log.debug("preload: %s", e)
-            continue
-        if step is _fd_tables:
-            top = got
+    for step in (_own_state, _preload, _find_sigreturns):
+        _best_effort(step, nodes, images_dir)
+    top = _best_effort(_fd_tables, nodes, images_dir)
     _quiet_gc()
     return top
+
+
+def _best_effort(step, nodes, images_dir):
+    """step(nodes, images_dir), or None if it fails (the task that needs it fails properly)."""
+    try:
+        return step(nodes, images_dir)
+    except Exception as e:                    # noqa: BLE001 - the task reports it properly
+        log.debug("preload: %s", e)
+        return None
 
 
 def _fd_tables(nodes, images_dir):
