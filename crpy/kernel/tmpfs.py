@@ -28,14 +28,17 @@ def huge_mode(path):
 
 
 def _mount_of(path):
-    """(fstype, super options) of the mount `path` (a real path) is on, or None: the last of
-    the mounts at the longest mount point above it (a later mount hides an earlier one)."""
-    best, best_len = None, -1
+    """(fstype, super options) of the mount `path` (a real path) is on, or None: of the mounts
+    of its device (st_dev: mountinfo's major:minor), the last at the longest mount point above
+    it (a later mount hides an earlier one; a bind mount of another directory has its own)."""
     try:
+        dev = os.stat(path).st_dev
         with open("/proc/self/mountinfo") as f:
             lines = f.read().splitlines()
     except OSError:
         return None
+    dev = f"{os.major(dev)}:{os.minor(dev)}"
+    best, best_len = None, -1
     for line in lines:
         fields = line.split()
         try:
@@ -44,7 +47,7 @@ def _mount_of(path):
             continue
         point = fields[4].replace("\\040", " ")
         inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= best_len and len(fields) > sep + 3:
+        if inside and fields[2] == dev and len(point) >= best_len and len(fields) > sep + 3:
             best, best_len = (fields[sep + 1], fields[sep + 3]), len(point)
     return best
 
