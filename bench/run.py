@@ -214,11 +214,11 @@ def _measure(args, notes):
           f"it checks the pages it reads)")
     for mib, got in ((args.mib, rows), (args.rss_mib, big)):
         if got:
-            # "largest of" counts the restores (as when each restore carried its round's dump beside it)
-            count = sum(len(p) for r in got for p in r.restores)
-            print(f"crpy peak RSS, {mib} MiB task: dump {max(r.dumps[d].rss for r in got for d in r.dumps):.0f} "
-                  f"MiB, restore {max(p[d].rss for r in got for p in r.restores for d in p):.0f} MiB (largest "
-                  f"of {count}, digests or not; target < 64 MiB)")
+            dumps = [r.dumps[d].rss for r in got for d in r.dumps]
+            restores = [p[d].rss for r in got for p in r.restores for d in p]
+            print(f"crpy peak RSS, {mib} MiB task: dump {max(dumps):.0f} MiB (largest of {len(dumps)}), "
+                  f"restore {max(restores):.0f} MiB (largest of {len(restores)}), digests or not; "
+                  f"target < 64 MiB")
     for name in EXTRA_BENCHES if not args.only_memory else ():
         module = importlib.import_module(f"bench.{name}")
         for line in module.run(args.reps):
