@@ -3,7 +3,6 @@
 whole and sent through a raw socket arriving from their sender's address and port, v4 and v6."""
 
 import socket
-import time
 
 import pytest
 
@@ -22,7 +21,7 @@ def test_read_walks_the_queue_without_consuming_it():
     with r, s:
         for d in (b"one", b"", b"three"):
             s.sendto(d, r.getsockname())
-        time.sleep(0.05)
+        udp_queue._wait_queued(r, 3)          # loopback delivers in a softirq: maybe later; no peek
         got = udp_queue.read(r, 1 << 16)
         assert [(d, a) for d, a in got] == [(d, s.getsockname()) for d in (b"one", b"", b"three")]
         assert r.getsockopt(socket.SOL_SOCKET, udp_queue.SO_PEEK_OFF) == -1, "the task's SO_PEEK_OFF changed"
@@ -34,7 +33,7 @@ def test_a_zero_byte_head_peeked_before_is_refused():
     with r, s:
         s.sendto(b"", r.getsockname())
         s.sendto(b"after", r.getsockname())
-        time.sleep(0.05)
+        udp_queue._wait_queued(r, 2)
         assert r.recv(10, socket.MSG_PEEK) == b""             # the task peeks: the kernel marks it
         with pytest.raises(OSError, match="peeked before"):
             udp_queue.read(r, 1 << 16)
@@ -51,5 +50,6 @@ def test_requeue_sends_each_datagram_from_its_sender(family, host):
                                                   sender_port=sender[1]), d) for d in (b"a", b"", b"xyz" * 1000)]
         s.close()                                               # the sender is gone: its port is free
         udp_queue.requeue(r, family, r.getsockname(), entries)
-        got = [r.recvfrom(1 << 16, socket.MSG_DONTWAIT) for _ in entries]
+        r.settimeout(5)                       # requeue waited for them, but never wait forever
+        got = [r.recvfrom(1 << 16) for _ in entries]
         assert [(d, a[:2]) for d, a in got] == [(d, sender[:2]) for _, d in entries]
