@@ -197,11 +197,18 @@ def _settle_rseq(fd, runs, parasite, hashed):
     So the area as it is now goes over the image, and its chunk is hashed again from the file.
     Its values do not matter to a restore: the kernel fills them in before the task runs."""
     from crpy.dump import infect_mem
+    from crpy.errors import CrpyError
 
     saved = getattr(parasite, "saved", None)
     area = getattr(saved, "rseq", None)
-    if area is not None:
-        _overwrite(fd, runs, area[0], infect_mem.read(saved.pid, *area), hashed)
+    if area is None:
+        return
+    try:
+        data = infect_mem.read(saved.pid, *area)
+    except CrpyError as e:      # not mapped (so not in the image either): nothing to settle
+        log.debug("pid %d: rseq area %#x not read: %s", saved.pid, area[0], e)
+        return
+    _overwrite(fd, runs, area[0], data, hashed)
 
 
 def _overwrite(fd, runs, start, data, hashed):
