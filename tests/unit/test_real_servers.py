@@ -10,6 +10,7 @@ gets its answers afterwards."""
 
 import os
 import pty
+import random
 import shutil
 import socket
 import subprocess
@@ -23,9 +24,18 @@ KEYS = 200
 
 
 def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and below the ephemeral range, which the kernel hands to connect() and
+    bind(0): none of those can take it before the server binds it (a bind(0) port could be)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for port in random.sample(range(max(low - 8000, 1024), low), 64):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail(f"no free port below {low}")
 
 
 def _need(binary):
