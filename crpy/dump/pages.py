@@ -193,7 +193,7 @@ def _settle_rseq(fd, runs, parasite, hashed):
     """The kernel writes the rseq area (cpu_id, mm_cid) of the thread that runs the parasite
     each time it returns to user mode after a switch, which it does between commands: a page
     the parasite hashed could change before the splice copied it out of the pipe (seen under
-    load; 17 dumps in 30 with the task's CPU affinity flipping: /work/notes/exp/rseqrace.py).
+    load; 17 dumps in 30 when the task was moved between CPUs during the dump).
     So the area as it is now goes over the image, and its chunk is hashed again from the file.
     Its values do not matter to a restore: the kernel fills them in before the task runs."""
     from crpy.dump import infect_mem
