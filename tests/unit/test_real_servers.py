@@ -28,7 +28,8 @@ def _free_port():
     bind(0): none of those can take it before the server binds it (a bind(0) port could be)."""
     with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
         low = int(f.read().split()[0])
-    for port in random.sample(range(max(low - 8000, 1024), low), 64):
+    below = range(max(low - 8000, 1024), low)
+    for port in random.sample(below, min(64, len(below))):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
