@@ -37,10 +37,12 @@ def fork_with_pid(pid, flags=0):
     raise _clone_error(pid, err[0])
 
 
-def fork_many(pids):
+def fork_many(pids, programs=None):
     """Fork one child per PID in `pids` in one C call (crpy/kernel/cdef/46_fork_many.c); each
     child starts with every signal blocked and SIGKILL as its parent-death signal.  Returns the
-    child's index in `pids` in the child, None in the parent.
+    child's index in `pids` in the child, None in the parent.  programs: per PID, None or the
+    (program, strings) cdata of its whole restore (crpy.restore.leaf), which the child runs in C
+    instead of returning (it returns only if the program falls back to Python).
 
     RestoreError as fork_with_pid; the children forked before the failing one run on."""
     from crpy.kernel._sys import ffi, lib
@@ -48,8 +50,12 @@ def fork_many(pids):
     if not pids:
         return None
     err, index = ffi.new("int *"), ffi.new("int *")
+    progs = strs = ffi.NULL
+    if programs and any(programs):
+        progs = ffi.new("int64_t *[]", [p[0] if p else ffi.NULL for p in programs])
+        strs = ffi.new("char *[]", [p[1] if p else ffi.NULL for p in programs])
     ret = lib.crpy_fork_many(ffi.new("int[]", list(pids)), len(pids), 0, signal.SIGCHLD,
-                             signal.SIGKILL, err, index)
+                             signal.SIGKILL, err, index, progs, strs)
     if ret == 0:
         return index[0]
     if ret > 0:

@@ -130,6 +130,12 @@ def _kind_entry(file_entry):
 
 # ---------------------------------------------------------------- restore side
 
+def is_plain(file_entry):
+    """restore() has nothing to do for this entry: no O_ASYNC, no owner, no signal."""
+    sub = _kind_entry(file_entry)
+    return sub is None or not (getattr(sub, "flags", 0) & O_ASYNC or sub.fown.pid or sub.fown.signum)
+
+
 def restore(fd, file_entry):
     """Give the fd just placed the O_ASYNC and owner of its files.img entry."""
     sub = _kind_entry(file_entry)

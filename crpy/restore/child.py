@@ -312,7 +312,9 @@ def _find_rseq():
     return (fs.value + offset, RSEQ_LEN, RSEQ_SIG)
 
 
-def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
+def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync, a=None):
+    """The restorer's argument block, filled: at plan.args (made writable here), or `a`, a block
+    elsewhere (crpy.restore.leaf builds a leaf's in its parent; the leaf copies it there)."""
     moves = getattr(plan, "vdso_moves", None)        # found by the parent (plan_for_child)
     pairs, hop, cur_block, vdso_pair = moves if moves is not None else _vdso_moves(plan)
     log.debug("vdso block %#x-%#x -> %#x%s", cur_block[0], cur_block[1], pairs[0][1],
@@ -320,7 +322,8 @@ def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync):
     unmap = layout.unmap_list([(plan.start, plan.start + plan.length), cur_block])
     premade = getattr(plan, "frame", None)           # built by the parent (plan_for_child)
     frame, gadget, kind = premade if premade is not None else _frame_and_gadget(task, vdso_pair)
-    a = blob.new_args(plan.args, blob.nr_siginfo(task))
+    if a is None:
+        a = blob.new_args(plan.args, blob.nr_siginfo(task))
     blob.fill_args(a, report_fd=report_fd, close_from=keep_above, region=(plan.start, plan.length),
                    cur_rseq=_current_rseq(), unmap=unmap, specials=pairs, hop=hop,
                    scratch=plan.scratch, moves=[(s.area.start, s.area.length, s.addr) for s in plan.slots],

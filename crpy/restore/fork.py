@@ -94,33 +94,41 @@ COLLAPSE_MIN = 16              # children in one batch from which crpy's heap is
 
 def fork_batch(kids, run, region=None):
     """Fork `kids` (none sharing this task's fd table) in their order: each run of those forked
-    directly in one C call (crpy.kernel.clone.fork_many), their plans made before it; those that
+    directly in one C call (crpy.kernel.clone.fork_many), their plans made before it, and the
+    leaves among them with their whole restore compiled for C (crpy.restore.leaf); those that
     need a helper one by one (fork_node).  region: (start, end) of this task's restorer region
     (its premapped memory), which collapse_heap leaves alone."""
     from crpy.kernel.clone import fork_many
+    from crpy.restore import leaf
+    from crpy.restore.child import plan_for_child
 
     if sum(1 for k in kids if not (k.helper_sid or k.helper_pgid)) >= COLLAPSE_MIN:
         collapse_heap(region)
-    batch = []
-    for kid in kids + [None]:
-        if kid is not None and not (kid.helper_sid or kid.helper_pgid):
-            if kid.task is not None:
-                from crpy.restore.child import plan_for_child
-
-                kid.plan = plan_for_child(kid.task)
-            batch.append(kid)
-            continue
-        parent = os.getpid()
-        # held by this frame, which a child never leaves: a child freeing the list would write
-        # to every pid object in it (a page copied for each, ~90 in a task with 127 siblings)
-        pids = [k.pid for k in batch]
-        index = fork_many(pids)
-        if index is not None:
-            batch[index].prepared = True       # signals blocked, death signal set: in C
-            _run_node(batch[index], run, parent)
-        batch = []
-        if kid is not None:
-            fork_node(kid, run)
+    pool = leaf.Pool()
+    parent_slots = getattr(run.nodes.get(os.getpid()), "slots", None) or {}
+    batch, programs = [], []
+    try:
+        for kid in kids + [None]:
+            if kid is not None and not (kid.helper_sid or kid.helper_pgid):
+                if kid.task is not None:
+                    kid.plan = plan_for_child(kid.task)
+                batch.append(kid)
+                programs.append(leaf.compile_leaf(kid, run, pool, parent_slots)
+                                if leaf.eligible(kid, run) else None)
+                continue
+            parent = os.getpid()
+            # held by this frame, which a child never leaves: a child freeing the list would write
+            # to every pid object in it (a page copied for each, ~90 in a task with 127 siblings)
+            pids = [k.pid for k in batch]
+            index = fork_many(pids, pool.finish(programs))
+            if index is not None:              # (a leaf here only if its program fell back)
+                batch[index].prepared = True       # signals blocked, death signal set: in C
+                _run_node(batch[index], run, parent)
+            batch, programs = [], []
+            if kid is not None:
+                fork_node(kid, run)
+    finally:
+        pool.drop()
 
 
 HUGE = 2 << 20

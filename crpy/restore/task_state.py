@@ -209,6 +209,30 @@ def apply(state):
     _itimers(state.itimers)
 
 
+def prctls_only(state):
+    """[(option, value)] of the prctl calls apply(state) makes, if those are all it would do in
+    this process (everything else it sets is what the process has already), else None: a leaf
+    task's restore compiled for C (crpy.restore.leaf) makes just these calls (their failures,
+    logged by apply, are ignored there)."""
+    mine = own()
+    sched = tuple(state.sched) if state.sched else None
+    if (state.personality != mine.personality or state.membarrier
+            or (state.nice is not None and state.nice != mine.nice) or (sched and sched != mine.sched)
+            or (state.oom_score_adj is not None and state.oom_score_adj != mine.oom_score_adj)
+            or (state.loginuid is not None and state.loginuid != mine.loginuid)
+            or any(mine.rlimits.get(res) != (_rlim(soft), _rlim(hard)) for res, soft, hard in state.rlimits)
+            or any(any(interval) or any(value) for _, interval, value in state.itimers)):
+        return None
+    calls = [(PR_SET_DUMPABLE, state.dumpable)] if state.dumpable in (0, 1) else []
+    for flag, option, value in ((state.thp_disabled, PR_SET_THP_DISABLE, 1),
+                                (state.child_subreaper, PR_SET_CHILD_SUBREAPER, 1),
+                                (state.timerslack_ns, PR_SET_TIMERSLACK, state.timerslack_ns),
+                                (state.no_new_privs, PR_SET_NO_NEW_PRIVS, 1)):
+        if flag:
+            calls.append((option, value))
+    return calls
+
+
 def _prctl(lib, option, value):
     if lib.prctl(option, ctypes.c_ulong(value), 0, 0, 0) == -1:
         log.warning("prctl(%d, %d): %s", option, value, os.strerror(ctypes.get_errno()))

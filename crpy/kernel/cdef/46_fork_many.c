@@ -21,6 +21,8 @@
  *    parent but not yet handled (_PySignal_AfterFork would clear it) runs no handler in the child
  *    before the restorer sets the task's own mask and actions.
  * With more than one thread state the hooks run around the batch, as os.fork runs them.
+ * progs (or NULL): per child, NULL or its whole restore compiled into a program
+ * (44_leaf_prog.c), which it runs instead of returning to Python (unless it falls back).
  * Returns: in the child 0, with *index = its place in pids; in the parent the number forked (n),
  * or -1 with *err = errno and *index = the child that failed (those before it run). */
 #include <signal.h>
@@ -51,7 +53,8 @@ static void crpy_child_ready(int parent, int pdeathsig)
 }
 
 static long crpy_fork_many(const int *pids, int n, uint64_t flags, uint64_t exit_signal,
-                           int pdeathsig, int *err, int *index)
+                           int pdeathsig, int *err, int *index, const int64_t *const *progs,
+                           const char *const *strs)
 {
     struct crpy_clone_args args;
     PyGILState_STATE gil = PyGILState_Ensure();
@@ -74,6 +77,8 @@ static long crpy_fork_many(const int *pids, int n, uint64_t flags, uint64_t exit
         ret = syscall(SYS_clone3, &args, sizeof(args));
         if (ret == 0) {
             crpy_child_ready(parent, pdeathsig);
+            if (progs && progs[i])      /* its whole restore, compiled: returns only to fall back */
+                crpy_run_prog(progs[i], strs[i]);
             if (hooks)
                 PyOS_AfterFork_Child();
             *index = i;
