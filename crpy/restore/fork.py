@@ -95,15 +95,15 @@ COLLAPSE_MIN = 16              # children in one batch from which crpy's heap is
 def fork_batch(kids, run, region=None):
     """Fork `kids` (none sharing this task's fd table) in their order: each run of those forked
     directly in one C call (crpy.kernel.clone.fork_many), their plans made before it, and the
-    leaves among them with their whole restore compiled for C (crpy.restore.leaf); those that
-    need a helper one by one (fork_node).  region: (start, end) of this task's restorer region
-    (its premapped memory), which collapse_heap leaves alone."""
+    leaves among them with their whole restore compiled for C (crpy.restore.leaf), most of them
+    forked by the first (_spawned_by_a_leaf); those that need a helper one by one (fork_node).
+    region: (start, end) of this task's restorer region (its premapped memory), which
+    collapse_heap leaves alone."""
     from crpy.kernel.clone import fork_many
     from crpy.restore import leaf
     from crpy.restore.child import plan_for_child
 
-    if sum(1 for k in kids if not (k.helper_sid or k.helper_pgid)) >= COLLAPSE_MIN:
-        collapse_heap(region)
+    collapse = True
     pool = leaf.Pool()
     parent_slots = getattr(run.nodes.get(os.getpid()), "slots", None) or {}
     batch, programs = [], []
@@ -117,10 +117,17 @@ def fork_batch(kids, run, region=None):
                                 if leaf.eligible(kid, run) else None)
                 continue
             parent = os.getpid()
+            batch, programs, spawner = _spawned_by_a_leaf(batch, programs, pool)
+            if collapse and len(batch) >= COLLAPSE_MIN:
+                collapse_heap(region)
+                collapse = False
+            finished = pool.finish(programs)
+            if spawner is not None:
+                spawner.place(finished[programs.index(spawner.first)][0], region)
             # held by this frame, which a child never leaves: a child freeing the list would write
             # to every pid object in it (a page copied for each, ~90 in a task with 127 siblings)
             pids = [k.pid for k in batch]
-            index = fork_many(pids, pool.finish(programs))
+            index = fork_many(pids, finished)
             if index is not None:              # (a leaf here only if its program fell back)
                 batch[index].prepared = True       # signals blocked, death signal set: in C
                 _run_node(batch[index], run, parent)
@@ -129,6 +136,21 @@ def fork_batch(kids, run, region=None):
                 fork_node(kid, run)
     finally:
         pool.drop()
+
+
+def _spawned_by_a_leaf(batch, programs, pool):
+    """(batch, programs, Spawner or None): with enough compiled leaves, the first of them forks
+    the others (crpy.restore.leaf.Spawner), which leave the batch this process forks."""
+    from crpy.restore import leaf
+
+    compiled = [i for i, p in enumerate(programs) if p is not None]
+    if len(compiled) < leaf.SPAWN_MIN:
+        return batch, programs, None
+    spawned = set(compiled[1:])
+    spawner = leaf.Spawner(pool, programs[compiled[0]], [(batch[i].pid, programs[i]) for i in compiled[1:]],
+                           os.getpid())
+    keep = [i for i in range(len(batch)) if i not in spawned]
+    return [batch[i] for i in keep], [programs[i] for i in keep], spawner
 
 
 HUGE = 2 << 20

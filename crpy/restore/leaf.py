@@ -24,9 +24,11 @@ from crpy.kernel.syscalls import NR
 from crpy.log import log
 from crpy.restore import premap
 
-OP_WORDS = 11                      # int64 words per op, as 44_leaf_prog.c reads them
-SYSCALL, STORE32, READ, READ_CRC, VERIFY, EXPECT_BYTE, JUMP, MEMCPY = range(1, 9)
+OP_WORDS, HEADER = 11, 3           # int64 words per op, and before them, as 44_leaf_prog.c reads them
+SYSCALL, STORE32, READ, READ_CRC, VERIFY, EXPECT_BYTE, JUMP, MEMCPY, UNMAP, SPAWN = range(1, 11)
 NONE, NONNEG, EQ, EXIT, FALLBACK = range(5)
+SPAWN_MIN = 8                      # compiled leaves from which one of them forks the others
+MAX_UNMAP = 1024                   # mappings the forker leaf can unmap
 NR_OPENAT, NR_DUP3, NR_FCNTL, NR_UMASK, NR_CHDIR, NR_MLOCK, NR_CLOSE_RANGE = 257, 292, 72, 95, 80, 149, 436
 AT_FDCWD, F_DUPFD_CLOEXEC, PR_SET_PDEATHSIG = -100, 1030, 1
 MADV_DONTNEED, MADV_NOHUGEPAGE = 4, 15
@@ -84,13 +86,23 @@ class Pool:
         self.keep.append(buf)
         return int(ffi.cast("uintptr_t", buf))
 
-    def finish(self, programs):
-        """[(int64_t[] program, char[] strings) or None] for crpy.kernel.clone.fork_many."""
+    def finish(self, programs, fallback=None):
+        """[(int64_t[] program, char[] strings) or None] for crpy.kernel.clone.fork_many (kept
+        here).  fallback: False for programs that may not fall back to Python (a spawned leaf's)."""
         from crpy.kernel._sys import ffi
 
         strs = ffi.new("char[]", bytes(self.strs) + b"\0")
         self.keep.append(strs)
-        return [(ffi.new("int64_t[]", p.words), strs) if p is not None else None for p in programs]
+        out = []
+        for p in programs:
+            if p is None:
+                out.append(None)
+                continue
+            if fallback is not None:
+                p.words[2] = int(fallback)
+            out.append((ffi.new("int64_t[]", p.words), strs))
+            self.keep.append(out[-1][0])
+        return out
 
     def drop(self):
         self.scratch.drop()
@@ -101,7 +113,7 @@ class Program:
     """The ops of one child (words, as the C runner reads them)."""
 
     def __init__(self, pool, report_fd):
-        self.pool, self.words, self.regs = pool, [0, report_fd], 0
+        self.pool, self.words, self.regs = pool, [0, report_fd, 1], 0
 
     def reg(self):
         self.regs += 1
@@ -198,6 +210,93 @@ class Scratch:
         if self.size:
             premap._syscall(NR.munmap, self.addr, self.size, what=lambda: "unmap the leaves' argument scratch")
             self.addr = self.size = 0
+
+
+class Spawner:
+    """One compiled leaf (`first`, a Program) made the forker of the others ([(pid, Program)]):
+    its program starts by unmapping what no leaf needs of crpy's memory, then forks them with
+    CLONE_PARENT (44_leaf_prog.c, OP_UNMAP and OP_SPAWN).  Their programs cannot fall back to
+    Python (none is left there).  Call place() once every buffer the programs use exists (just
+    before the fork): it lists what to unmap."""
+
+    def __init__(self, pool, first, others, parent):
+        from crpy.kernel._sys import ffi
+
+        self.pool, self.first = pool, first
+        finished = pool.finish([p for _, p in others], fallback=False)
+        pids = pool.words64([pid for pid, _ in others])
+        progs = pool.words64([int(ffi.cast("uintptr_t", f[0])) for f in finished])
+        self.ranges = pool.words64([0] * (2 * MAX_UNMAP))
+        head = Program(pool, 0)
+        head.op(UNMAP, (self.ranges, 0))
+        head.op(SPAWN, (pids, progs, len(others), int(ffi.cast("uintptr_t", finished[0][1])), parent))
+        first.words[HEADER:HEADER] = head.words[HEADER:]
+        first.words[0] += head.words[0]
+        first.words[2] = 0                # (its own restore runs on without crpy's heap, too)
+
+    def place(self, first_cdata, region):
+        """Fill the unmap list of the forker's program (first_cdata: its int64_t[] as finished)."""
+        from crpy.kernel._sys import ffi
+
+        needed = sorted((int(ffi.cast("uintptr_t", c)), ffi.sizeof(c))
+                        for c in list(self.pool.keep) + [b[0] for b in _blobs.values()])
+        ranges = _unneeded(needed, region)[:MAX_UNMAP]
+        buf = ffi.cast("int64_t *", self.ranges)
+        for i, (start, end) in enumerate(ranges):
+            buf[2 * i], buf[2 * i + 1] = start, end - start
+        first_cdata[HEADER + 3] = len(ranges)            # the UNMAP op's second argument
+        log.debug("the forker leaf unmaps %d mappings (%d KiB) of crpy's", len(ranges),
+                  sum(e - s for s, e in ranges) >> 10)
+
+
+_KEEP_NAMES = ("[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[heap]")
+TLS_ROOM = 1 << 20                 # below the thread pointer: the static TLS block
+
+
+def _unneeded(needed, region):
+    """[(start, end)] of this process's mappings that the forker leaf unmaps; needed: sorted
+    [(address, size)] of the buffers its programs read.  Kept: the special mappings, [heap],
+    every shared mapping (objects the tree shares), libc, ld.so and crpy's C module (with the
+    bss after each), the TLS block (at the thread pointer), this task's restorer region (its own
+    memory, where the leaves take their copy-on-write pages from), and every mapping that holds
+    a needed buffer."""
+    import bisect
+
+    from crpy.kernel import _sys
+
+    libs = {os.path.realpath(_sys.__file__).encode()}
+    starts = [a for a, _ in needed]
+    longest = max((n for _, n in needed), default=0)
+    fs = _thread_pointer()
+    with open("/proc/self/maps", "rb") as f:
+        lines = f.read().splitlines()
+    out, kept_lib_end = [], None
+    for line in lines:
+        parts = line.split(None, 5)
+        start, end = (int(x, 16) for x in parts[0].split(b"-"))
+        name = parts[5].strip() if len(parts) > 5 else b""
+        lib = name in libs or name.endswith((b"/libc.so.6", b"/ld-linux-x86-64.so.2"))
+        bss = not name and kept_lib_end == start
+        kept_lib_end = end if lib else None
+        if lib or bss or name.decode(errors="replace") in _KEEP_NAMES or parts[1][3:4] == b"s":
+            continue
+        if (region and start < region[1] and region[0] < end) or (start <= fs + PAGE and fs - TLS_ROOM < end):
+            continue
+        lo, hi = bisect.bisect_left(starts, start - longest), bisect.bisect_left(starts, end)
+        if any(a + n > start for a, n in needed[lo:hi]):
+            continue
+        out.append((start, end))
+    return out
+
+
+def _thread_pointer():
+    import ctypes
+
+    from crpy.kernel.syscalls import NR, sys_call
+
+    fs = ctypes.c_ulong()
+    sys_call(NR.arch_prctl, 0x1003, ctypes.addressof(fs), what="arch_prctl(ARCH_GET_FS)")
+    return fs.value
 
 
 def compile_leaf(node, run, pool, parent_slots):

@@ -1,9 +1,11 @@
 """The leaves of a restored tree run no Python after their fork: their parent compiles their
-whole restore for C (crpy.restore.leaf).  A real tree of leaves, each with private memory of its
-own, a file all of them share (one open description) and a cwd of their own, is dumped and restored; the log
-says which tasks ran compiled, and each leaf then checks its memory and writes through the
-shared fd.  A damaged pages image of one leaf, and a leaf step that fails (its cwd gone), fail
-the restore in one line naming what, with no task left."""
+whole restore for C (crpy.restore.leaf), and the first of them, rid of crpy's interpreter,
+forks the others as its siblings.  A real tree of leaves, each with private memory of its own,
+a file all of them share (one open description) and a cwd of their own, is dumped and
+restored; the log says which tasks ran compiled, every leaf is the root's child, and each then
+checks its memory and writes through the shared fd.  A damaged pages image of one leaf, and a
+leaf step that fails (its cwd gone), fail the restore in one line naming what, with no task
+left."""
 
 import os
 import signal
@@ -15,7 +17,7 @@ from tests.unit.test_tree import dump_tree, kill_tree, start_c, subreaper  # noq
 from tests.zdtm.test_faults import assert_tree_gone
 from tests.zdtm.test_sacred import assert_one_error_line
 
-LEAVES = 6
+LEAVES = 12                        # above crpy.restore.leaf.SPAWN_MIN: the first forks the others
 LEAVES_C = r"""
 #include <fcntl.h>
 #include <signal.h>
@@ -99,6 +101,7 @@ def test_leaves_restored_without_python(dumped):
         assert f"pid {pid}: its restore compiled for C" in log, f"leaf {pid} ran Python:\n{log[-3000:]}"
         assert f"child {pid} running" not in log
     assert f"child {root} running" in log              # the root has children: Python
+    assert "the forker leaf unmaps" in log, "no leaf forked its siblings"
     assert sorted(_children(root)) == sorted(leaves)
     for pid in leaves:
         assert os.readlink(f"/proc/{pid}/cwd") == str(work / "sub")
