@@ -262,24 +262,34 @@ def _reserve_region(task, plan):
     return plan
 
 
-_spans_here = [None, None]     # [maps, layout.widened_spans of them]: the maps plan_for_child reads once
+_spans_here = [None, None, {}]  # [maps, layout.widened_spans of them, {VMAs: layout}]: the maps plan_for_child reads once
 
 
 def _plan(task, maps=None):
     maps = _self_maps() if maps is None else maps
     if _spans_here[0] is not maps:
-        _spans_here[:] = [maps, layout.widened_spans([(s, e) for s, e, _ in maps if e <= layout.TASK_SIZE])]
-    taken = [(a.start, a.end) for a in task.areas] + [(s, s + n) for s, n in task.guards]
+        _spans_here[:] = [maps, layout.widened_spans([(s, e) for s, e, _ in maps if e <= layout.TASK_SIZE]), {}]
     movable = [a for a in task.areas if a.kind not in ("vdso", "vvar")]
     specials = [(k, a.start, a.end) for a in task.areas for k in (a.kind,) if k in ("vdso", "vvar")]
-    scratch = sum(a.length for a in task.areas if a.kind in ("vdso", "vvar"))
-    try:
-        plan = layout.plan_region(movable, blob.blob().size, blob.args_size(blob.nr_siginfo(task)), scratch,
-                                  taken, _spans_here[1])
-    except ValueError as e:
-        from crpy.errors import RestoreError
+    # siblings of a tree usually have the same VMAs: the same layout, found once
+    key = (tuple((a.start, a.end, a.page_align, a.kind) for a in task.areas), tuple(task.guards),
+           blob.nr_siginfo(task))
+    found = _spans_here[2].get(key)
+    if found is None:
+        taken = [(a.start, a.end) for a in task.areas] + [(s, s + n) for s, n in task.guards]
+        scratch = sum(a.length for a in task.areas if a.kind in ("vdso", "vvar"))
+        try:
+            plan = layout.plan_region(movable, blob.blob().size, blob.args_size(blob.nr_siginfo(task)), scratch,
+                                      taken, _spans_here[1])
+        except ValueError as e:
+            from crpy.errors import RestoreError
 
-        raise RestoreError(f"no room for the restorer region: {e}") from None
+            raise RestoreError(f"no room for the restorer region: {e}") from None
+        found = _spans_here[2][key] = (plan.start, plan.length, plan.blob, plan.args, plan.scratch,
+                                       [s.addr for s in plan.slots])
+    start, length, blob_at, args_at, scratch_at, addrs = found
+    plan = layout.RegionPlan(start, length, blob_at, args_at, scratch_at,
+                             [layout.Slot(a, addr) for a, addr in zip(movable, addrs)])
     plan.maps = maps
     plan.specials = specials
     log.debug("restorer region %#x-%#x (%d slots)", plan.start, plan.start + plan.length, len(plan.slots))
@@ -334,7 +344,17 @@ def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync, a=None):
 
 def _vdso_moves(plan):
     """(vDSO/vvar moves [(current, target, length)], whether they need the scratch hop, the
-    current block, the vDSO's own move)."""
+    current block, the vDSO's own move); the same for every task with the same vDSO place."""
+    key = (id(plan.maps), tuple(plan.specials))
+    if _moves_here[0] != key:
+        _moves_here[:] = [key, _find_vdso_moves(plan)]
+    return _moves_here[1]
+
+
+_moves_here = [None, None]      # [(maps, the task's vvar/vdso), _vdso_moves of them]
+
+
+def _find_vdso_moves(plan):
     from crpy.errors import RestoreError
 
     cur_specials = [(n, s, e) for s, e, n in plan.maps if n in layout.SPECIAL_NAMES]
@@ -360,6 +380,9 @@ def _xsave_sizes():
     return _xsave[0]
 
 
+_gadget_here = [None, None]     # [(vDSO address, length), find_unmap_gadget of its bytes]
+
+
 def _frame_and_gadget(task, vdso_pair):
     """The rt_sigframe, and the vDSO gadget that unmaps the region on the way out (if any)."""
     xsize, xcr0 = _xsave_sizes()
@@ -367,7 +390,9 @@ def _frame_and_gadget(task, vdso_pair):
     gadget, kind = 0, 0
     if pretcode:
         vdso_cur, vdso_target, vdso_len = vdso_pair
-        found = gadgets.find_unmap_gadget(ctypes.string_at(vdso_cur, vdso_len))
+        if _gadget_here[0] != (vdso_cur, vdso_len):   # (the vDSO crpy runs with: the same for all)
+            _gadget_here[:] = [(vdso_cur, vdso_len), gadgets.find_unmap_gadget(ctypes.string_at(vdso_cur, vdso_len))]
+        found = _gadget_here[1]
         if found:
             gadget, kind = vdso_target + found[0], found[1]
     if not gadget:

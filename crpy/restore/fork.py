@@ -108,14 +108,16 @@ def fork_batch(kids, run, region=None):
     parent_slots = getattr(run.nodes.get(os.getpid()), "slots", None) or {}
     batch, programs = [], []
     try:
-        for kid in kids + [None]:
+        for pos, kid in enumerate(kids + [None]):     # (None: the end, fork what is left)
             if kid is not None and not (kid.helper_sid or kid.helper_pgid):
                 if kid.task is not None:
                     kid.plan = plan_for_child(kid.task)
                 batch.append(kid)
                 programs.append(leaf.compile_leaf(kid, run, pool, parent_slots)
                                 if leaf.eligible(kid, run) else None)
-                continue
+                if sum(1 for p in programs if p is not None) < leaf.SPAWN_CHUNK or pos + 1 == len(kids):
+                    continue
+                kid = None             # a chunk of leaves compiled: they start while the next compiles
             parent = os.getpid()
             batch, programs, spawner = _spawned_by_a_leaf(batch, programs, pool)
             if collapse and len(batch) >= COLLAPSE_MIN:

@@ -28,6 +28,7 @@ OP_WORDS, HEADER = 11, 3           # int64 words per op, and before them, as 44_
 SYSCALL, STORE32, READ, READ_CRC, VERIFY, EXPECT_BYTE, JUMP, MEMCPY, UNMAP, SPAWN = range(1, 11)
 NONE, NONNEG, EQ, EXIT, FALLBACK = range(5)
 SPAWN_MIN = 8                      # compiled leaves from which one of them forks the others
+SPAWN_CHUNK = 32                   # leaves one forker forks: the next ones compile meanwhile
 MAX_UNMAP = 1024                   # mappings the forker leaf can unmap
 NR_OPENAT, NR_DUP3, NR_FCNTL, NR_UMASK, NR_CHDIR, NR_MLOCK, NR_CLOSE_RANGE = 257, 292, 72, 95, 80, 149, 436
 AT_FDCWD, F_DUPFD_CLOEXEC, PR_SET_PDEATHSIG = -100, 1030, 1
@@ -56,6 +57,7 @@ class Pool:
     def __init__(self):
         self.strs, self.offsets, self.buffers, self.keep = bytearray(), {}, {}, []
         self.fragments = {}         # ops made alike for siblings (the same VMA at the same place)
+        self.files = {}             # images dir -> fdtable._parse_files of it
         self.scratch = Scratch()
 
     def text(self, s):
@@ -320,7 +322,7 @@ def _compile(node, run, pool, parent_slots):
     prctls = task_state.prctls_only(task.state)
     if prctls is None:
         return None
-    fd_ops = _fd_plan(task, run.keep_above)
+    fd_ops = _fd_plan(task, run.keep_above, pool)
     if fd_ops is None:
         return None
     own_path, own = exe._own_exe()
@@ -535,14 +537,16 @@ def _madvise(prog, area, addr, advices):
                          what=f"madvise({adv}) the VMA at {area.start:#x} as it was at dump time")
 
 
-def _fd_plan(task, keep_above):
+def _fd_plan(task, keep_above, pool):
     """[(syscall, args, what)] that put the task's fds in place (fdtable.restore_fds), when every
     one is an object held open for the whole tree; None otherwise."""
     from crpy import resources
     from crpy.resources import fdtable, fown, locks
 
     fdinfos = fdtable.read_fdinfo(task.images_dir, task.pid)
-    _, files, has_tty = fdtable._parse_files(task.images_dir)
+    if task.images_dir not in pool.files:           # (read once for all the leaves of a pool)
+        pool.files[task.images_dir] = fdtable._parse_files(task.images_dir)
+    _, files, has_tty = pool.files[task.images_dir]
     shared = fdtable.inherited()
     if has_tty or shared is None or locks.load(task.images_dir, task.pid):
         return None
