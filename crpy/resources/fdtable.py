@@ -528,17 +528,26 @@ def _move(tmp, fd, e, close):
 NR_CLOSE_RANGE = 436           # Linux 5.9
 
 
+def fd_gaps(keep, keep_above):
+    """[(first, last)] fd ranges below keep_above that hold none of `keep`: what close_range
+    closes to leave only those."""
+    gaps, lo = [], 0
+    for fd in sorted(keep) + [keep_above]:
+        if fd > lo:
+            gaps.append((lo, fd - 1))
+        lo = fd + 1
+    return gaps
+
+
 def _close_others(keep, keep_above):
     """Close every fd below keep_above but those in keep: close_range over the gaps between them
     (a few syscalls, no /proc/self/fd to list, in each task of a tree); listed one by one on a
     kernel without close_range."""
     from crpy.kernel._sys import lib
 
-    lo = 0
-    for fd in sorted(keep) + [keep_above]:
-        if fd > lo and lib.crpy_syscall6(NR_CLOSE_RANGE, lo, fd - 1, 0, 0, 0, 0) == -1:
+    for lo, hi in fd_gaps(keep, keep_above):
+        if lib.crpy_syscall6(NR_CLOSE_RANGE, lo, hi, 0, 0, 0, 0) == -1:
             break
-        lo = fd + 1
     else:
         return
     for name in os.listdir("/proc/self/fd"):

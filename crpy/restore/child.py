@@ -315,11 +315,16 @@ def _find_rseq():
         return None
     if not size:
         return None
-    fs = ctypes.c_ulong()
+    return (thread_pointer() + offset, RSEQ_LEN, RSEQ_SIG)
+
+
+def thread_pointer():
+    """This thread's fs base: where glibc's TLS block and thread descriptor are."""
     from crpy.kernel.syscalls import NR, sys_call
 
+    fs = ctypes.c_ulong()
     sys_call(NR.arch_prctl, ARCH_GET_FS, ctypes.addressof(fs), what="arch_prctl(ARCH_GET_FS)")
-    return (fs.value + offset, RSEQ_LEN, RSEQ_SIG)
+    return fs.value
 
 
 def _build_args(task, plan, report_fd, keep_above, exe_fd, files_sync, a=None):

@@ -106,7 +106,7 @@ def fork_batch(kids, run, region=None):
     collapse = True
     pool = leaf.Pool()
     parent_slots = getattr(run.nodes.get(os.getpid()), "slots", None) or {}
-    batch, programs = [], []
+    batch, programs, compiled = [], [], 0
     try:
         for pos, kid in enumerate(kids + [None]):     # (None: the end, fork what is left)
             if kid is not None and not (kid.helper_sid or kid.helper_pgid):
@@ -115,7 +115,8 @@ def fork_batch(kids, run, region=None):
                 batch.append(kid)
                 programs.append(leaf.compile_leaf(kid, run, pool, parent_slots)
                                 if leaf.eligible(kid, run) else None)
-                if sum(1 for p in programs if p is not None) < leaf.SPAWN_CHUNK or pos + 1 == len(kids):
+                compiled += programs[-1] is not None
+                if compiled < leaf.SPAWN_CHUNK or pos + 1 == len(kids):
                     continue
                 kid = None             # a chunk of leaves compiled: they start while the next compiles
             parent = os.getpid()
@@ -133,7 +134,7 @@ def fork_batch(kids, run, region=None):
             if index is not None:              # (a leaf here only if its program fell back)
                 batch[index].prepared = True       # signals blocked, death signal set: in C
                 _run_node(batch[index], run, parent)
-            batch, programs = [], []
+            batch, programs, compiled = [], [], 0
             if kid is not None:
                 fork_node(kid, run)
     finally:

@@ -8,7 +8,8 @@ The parent also fills the child's restorer argument block (child._build_args, as
 would) in a scratch mapping of its own, and the program copies the pages of it that were
 written (pagemap says which) and the relocated blob into the child's region.  The program's
 first step reserves that region; if its place is taken, the child goes on in Python (which
-plans another).
+plans another), unless a forker leaf forked it (see Spawner): that one has no Python left, and
+its child fails in one line instead.
 
 Only the plain cases are compiled; compile_leaf says None (and the child runs Python as before)
 for a task with children, threads, a session or group of its own, lazy pages, a shared fd table,
@@ -144,19 +145,17 @@ _ZEROS = (0,) * 6
 _TOUCHED = bytes(b"1"[0] if i & 0xC0 else b"0"[0] for i in range(256))
 
 
-def _refused():
-    """Why no leaf of this process is compiled (fault points want the Python steps), or None."""
+def _faults_armed():
+    """Fault points other than the restorer's want the Python steps: no leaf is compiled."""
     fault = os.environ.get("CRPY_FAULT", "")
-    if fault and not fault.startswith("restorer:"):
-        return "fault points armed"
-    return None
+    return bool(fault) and not fault.startswith("restorer:")
 
 
 def eligible(node, run):
     """Can `node`, about to be forked by this process, be restored by a compiled program?"""
     task = node.task
     if task is None or node.zombie or node.children or node.shares_files or node.helper_sid \
-            or node.helper_pgid or getattr(run, "lazy_socket", None) or _refused():
+            or node.helper_pgid or getattr(run, "lazy_socket", None) or _faults_armed():
         return False
     plan = node.plan
     if plan is None or getattr(plan, "frame", None) is None or getattr(task, "threads", None) \
@@ -265,11 +264,12 @@ def _unneeded(needed, region):
     import bisect
 
     from crpy.kernel import _sys
+    from crpy.restore import child
 
     libs = {os.path.realpath(_sys.__file__).encode()}
     starts = [a for a, _ in needed]
     longest = max((n for _, n in needed), default=0)
-    fs = _thread_pointer()
+    fs = child.thread_pointer()
     with open("/proc/self/maps", "rb") as f:
         lines = f.read().splitlines()
     out, kept_lib_end = [], None
@@ -289,16 +289,6 @@ def _unneeded(needed, region):
             continue
         out.append((start, end))
     return out
-
-
-def _thread_pointer():
-    import ctypes
-
-    from crpy.kernel.syscalls import NR, sys_call
-
-    fs = ctypes.c_ulong()
-    sys_call(NR.arch_prctl, 0x1003, ctypes.addressof(fs), what="arch_prctl(ARCH_GET_FS)")
-    return fs.value
 
 
 def compile_leaf(node, run, pool, parent_slots):
@@ -343,8 +333,7 @@ def _compile(node, run, pool, parent_slots):
     prog.syscall(NR.mprotect, plan.blob, (blob.blob().size + 4095) & ~4095, blob.PROT_RWX,
                  what="make the restorer blob executable")
     prog.op(MEMCPY, (plan.blob, image, length))
-    pages_fds = _premap(prog, plan.slots, task.page_checks, cow)
-    if pages_fds is None:
+    if not _premap(prog, plan.slots, task.page_checks, cow):
         return None
     if task.umask is not None:
         prog.syscall(NR_UMASK, task.umask, check=NONE)
@@ -382,10 +371,11 @@ def _compile(node, run, pool, parent_slots):
 
 def _premap(prog, slots, checks, cow):
     """premap.premap_all's calls: map every slot, read (and check) the pages, protect; then close
-    the pages images.  None if premap would read them in threads (a big task: no gain here)."""
+    the pages images.  False if premap would read them in threads (a big task: no gain here) or
+    a chunk is not tiled by this task's reads."""
     batches = list(premap._batches(slots))
     if sum(n for _, _, iovs, _ in batches for _, n in iovs) >= premap._PARALLEL_MIN:
-        return None
+        return False
     for slot in slots:
         src = cow.get(id(slot.area))
         _cached(prog, ("map", _area_key(slot.area, src is not None), slot.addr, src), _map,
@@ -417,14 +407,14 @@ def _premap(prog, slots, checks, cow):
     for path, (chunk_size, size, chunks) in sorted((checks or {}).items()):
         parts = [(off, n, k) for k, (off, n) in enumerate(cuts.get(path, []))]
         if not _verify(prog, path, chunk_size, size, chunks, parts, crcs.get(path)):
-            return None
+            return False
     for slot in slots:
         src = cow.get(id(slot.area))
         _cached(prog, ("protect", _area_key(slot.area, False), slot.addr, src is not None), _protect,
                 slot.area, slot.addr, src is not None)
     for reg in fds.values():
         prog.syscall(NR.close, 0, regs={0: reg}, what="close a pages image")
-    return fds
+    return True
 
 
 def _parts(offset, length, chunk):
@@ -565,11 +555,8 @@ def _fd_plan(task, keep_above, pool):
         wanted.append(e.fd)
     if not all(resources.supported(k) and not hasattr(resources.module(k), "after_placed") for k in kinds):
         return None
-    lo = 0
-    for fd in wanted + [keep_above]:
-        if fd > lo:
-            ops.append((NR_CLOSE_RANGE, (lo, fd - 1, 0), "close the fds the task did not have"))
-        lo = fd + 1
+    for lo, hi in fdtable.fd_gaps(wanted, keep_above):
+        ops.append((NR_CLOSE_RANGE, (lo, hi, 0), "close the fds the task did not have"))
     return ops
 
 

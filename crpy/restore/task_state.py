@@ -192,16 +192,8 @@ def apply(state):
             log.warning("personality %#x: %s", state.personality, os.strerror(ctypes.get_errno()))
         else:
             mine.personality = state.personality
-    if state.dumpable in (0, 1):          # always: a change of euid (fown) resets it
-        _prctl(lib, PR_SET_DUMPABLE, state.dumpable)
-    if state.thp_disabled:
-        _prctl(lib, PR_SET_THP_DISABLE, 1)
-    if state.child_subreaper:
-        _prctl(lib, PR_SET_CHILD_SUBREAPER, 1)
-    if state.timerslack_ns:
-        _prctl(lib, PR_SET_TIMERSLACK, state.timerslack_ns)
-    if state.no_new_privs:
-        _prctl(lib, PR_SET_NO_NEW_PRIVS, 1)     # one way: crpy execs nothing after this
+    for option, value in prctl_calls(state):
+        _prctl(lib, option, value)
     _sched(state, mine)
     _loginuid(state.loginuid, mine)
     _membarrier(state.membarrier)
@@ -223,6 +215,13 @@ def prctls_only(state):
             or any(mine.rlimits.get(res) != (_rlim(soft), _rlim(hard)) for res, soft, hard in state.rlimits)
             or any(any(interval) or any(value) for _, interval, value in state.itimers)):
         return None
+    return prctl_calls(state)
+
+
+def prctl_calls(state):
+    """[(option, value)] of the prctl calls that set `state`'s flags, in the order made.  Dumpable
+    always (a change of euid, by fown, resets it); no-new-privs is one way, but crpy execs nothing
+    after it."""
     calls = [(PR_SET_DUMPABLE, state.dumpable)] if state.dumpable in (0, 1) else []
     for flag, option, value in ((state.thp_disabled, PR_SET_THP_DISABLE, 1),
                                 (state.child_subreaper, PR_SET_CHILD_SUBREAPER, 1),
