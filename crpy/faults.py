@@ -7,7 +7,8 @@ command (DumpError or RestoreError): the normal error path must then leave every
                  a test can SIGKILL or SIGINT crpy right there (then it fails as above)
     pause-in-pages  (no failure) after the first chunk of pages, "crpy-fault: paused in pages", and
                  a 60 s sleep: crpy SIGKILLed in the middle of the page dump
-    restorer:STEP  the restorer blob fails at STEP (crpy.restore.blob), after the go
+    restorer:STEP  the restorer blob fails at STEP (crpy.restore.blob), after the go;
+                 restorer:STEP:kill: it dies there by SIGKILL instead, without a word
     pre-dump-copy  (pre-dump only) the tree resumed, its pages not copied yet (PRE_DUMP_POINTS)
 
 DUMP_POINTS, RESTORE_POINTS and RESTORER_POINTS list every point in the order the steps run (the

@@ -12,6 +12,7 @@
 
 /* Steps of the blob, in order.  A failing step ends the task with exit_group(RST_EXIT_BASE +
  * step) after writing "rst STEP ADDR ERRNO\n" (decimal) to report_fd.  Python names them. */
+#define RST_FAULT_KILL 0x100   /* or'ed into rst_args.fault_step (crpy.restore.blob.FAULT_KILL) */
 #define RST_STEP_RSEQ_UNREG 1
 #define RST_STEP_UNMAP 2
 #define RST_STEP_VDSO 3
@@ -170,7 +171,8 @@ struct rst_args {
     /* sizeof(struct rst_args) as Python's cffi module sees it: a blob and a _sys module built
      * from different versions of this file refuse to run together. */
     uint64_t args_size;
-    /* Test hook (CRPY_FAULT=restorer:STEP): fail on purpose at the start of that step. */
+    /* Test hook (CRPY_FAULT=restorer:STEP): fail on purpose at the start of that step; with
+     * RST_FAULT_KILL or'ed in, die there by SIGKILL without a word. */
     uint32_t fault_step;
     /* A fd table several tasks share (CLONE_FILES) holds all their crpy fds: it is closed once,
      * by its first task, after every other one is done with them.  files_done_fd >= 0: this

@@ -76,7 +76,7 @@ def fill_args(a, *, report_fd, close_from, region, cur_rseq, unmap, specials, ho
     a.report_fd, a.close_from = report_fd, close_from
     a.files_done_fd, a.files_wait_fd, a.files_wait_count = files_sync
     a.args_size = ffi.sizeof("struct rst_args")
-    a.fault_step = fault_step()
+    a.fault_step = fault_step(task.pid)
     a.region_start, a.region_len = region
     if cur_rseq:
         a.cur_rseq, a.cur_rseq_len, a.rseq_sig = cur_rseq
@@ -133,18 +133,26 @@ def _fill_timers(ffi, lib, a, timers):
     a.nr_timers = len(timers)
 
 
-def fault_step():
+FAULT_KILL = 0x100                 # with a step: the blob SIGKILLs itself there, without a word
+
+
+def fault_step(pid):
     """Test hook: CRPY_FAULT=restorer:STEP makes the blob fail at the start of STEP (a name of
-    STEP_NAMES), so tests can see every failure after the fork reported and cleaned up."""
+    STEP_NAMES), so tests can see every failure after the fork reported and cleaned up;
+    restorer:STEP:kill makes it die there by SIGKILL instead (as a fault would kill it: no line
+    on the report pipe).  @PID after either: in that task only."""
     import os
 
     fault = os.environ.get("CRPY_FAULT", "")
     if not fault.startswith("restorer:"):
         return 0
-    name = fault.split(":", 1)[1]
+    spec, _, at_pid = fault.partition("@")
+    if at_pid and at_pid != str(pid):
+        return 0
+    name, _, how = spec.split(":", 1)[1].partition(":")
     for step, step_name in STEP_NAMES.items():
-        if step_name.split()[0] == name:
-            return step
+        if step_name.split()[0] == name and how in ("", "kill"):
+            return step | (FAULT_KILL if how else 0)
     raise RestoreError(f"CRPY_FAULT={fault}: no restorer step {name}")
 
 

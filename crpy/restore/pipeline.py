@@ -181,7 +181,7 @@ def _restore(opts, images_checked):
     tick("fork-root")
     # only now: no thread of crpy's may run while it forks
     progress.start("restore", len(nodes), sum(n.task.pages_bytes for n in nodes if n.task), poll=_read_by(pids))
-    barrier = tree.Barrier(read_fd, go_write, pid, pids)
+    barrier = tree.Barrier(read_fd, go_write, pid, pids, [n.pid for n in nodes if not n.zombie])
     try:
         barrier.run(before_go=lambda: _before_go(opts.images_dir, pids))
     finally:

@@ -159,8 +159,10 @@ def _pid_state(pid):
 class Barrier:
     """crpy's end of the two pipes every task shares: reports (tasks write) and go (crpy)."""
 
-    def __init__(self, report_fd, go_fd, root, pids):
+    def __init__(self, report_fd, go_fd, root, pids, running=None):
+        """running: the pids whose restorer says "run PID" after the go (zombies do not)."""
         self.report_fd, self.go_fd, self.root, self.pids = report_fd, go_fd, root, pids
+        self.running = set(pids if running is None else running)
         self.buf = b""
 
     def run(self, before_go=None):
@@ -192,12 +194,23 @@ class Barrier:
         log.info("all %d tasks stand at their restorer", len(ready))
 
     def _await_eof(self):
+        """Every task's "run PID", then EOF: a task killed in its restorer says nothing, and its
+        report fd closes all the same."""
+        missing = set(self.running)
         while True:
             lines = self._lines(None)
             if lines is None:
-                return
+                break
             for line in lines:
-                self._fail(line)
+                pid = line[4:]
+                if line.startswith("run ") and pid.isdigit() and int(pid) in missing:
+                    missing.discard(int(pid))
+                else:
+                    self._fail(line)
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise RestoreError(f"pid {min(missing)}{more} died in its restorer after the go without a word, "
+                               "killed by a signal; the tree is killed (hint: the kernel log may name the fault)")
 
     def _lines(self, eof_means):
         """The next complete lines; None at EOF (a failure if eof_means says when)."""

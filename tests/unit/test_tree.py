@@ -337,6 +337,15 @@ def test_a_failure_in_one_task_kills_the_whole_tree(tree_bin, tmp_path, subreape
             assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
             assert f"restorer step {step}" in r.stderr
             reap_gone(before)                                # all of them, killed and reaped
+        # one leaf dies by a signal in its restorer without a word: its report fd closes all the
+        # same, and only its missing "run PID" tells
+        leaf = max(pid for pid, v in before.items() if pid != p.pid and v[3] != "Z" and
+                   not any(w[0] == pid for w in before.values()))
+        r = crpy("restore", "-d", "-D", tmp_path / "imgs",
+                 env=dict(os.environ, CRPY_FAULT=f"restorer:mm-map:kill@{leaf}"))
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"pid {leaf} died in its restorer after the go" in r.stderr, r.stderr
+        reap_gone(before)
         restore_tree(tmp_path / "imgs")
         assert set(snapshot(p.pid)) == set(before), "nothing left behind: the same tree comes back"
 
