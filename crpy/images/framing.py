@@ -272,12 +272,19 @@ def _check_version(path, k, messages, end):
                          "dump again with this crpy, or with CRIU 4.x")
 
 
-def read_any(path, kind=None):
-    """Read an image; returns (Kind, header magic or None, messages, payloads or None)."""
+def read_bytes(path):
+    """The whole file of an image (ImageError if it cannot be read), for read_any(data=...)."""
+    return _load(path)
+
+
+def read_any(path, kind=None, data=None):
+    """Read an image (or decode `data`, its bytes already read); returns (Kind, header magic or
+    None, messages, payloads or None)."""
     want = magic.kind(kind) if kind is not None else None
     if want is not None and want.magic is None:
         raise ValueError(f"{kind} is a raw image, not a framed one")
-    data = _load(path)
+    if data is None:
+        data = _load(path)
     k, header, off = _parse_header(path, data, want)
     messages, payloads = _parse_entries(path, data, off, k)
     _check_version(path, k, messages, len(data))
@@ -310,9 +317,9 @@ def _file_size(path):
         return None
 
 
-def read_image(path, kind=None):
+def read_image(path, kind=None, data=None):
     """Every entry of an image (for pagemap the head first); kind=None accepts any known kind."""
-    return read_any(path, kind)[2]
+    return read_any(path, kind, data)[2]
 
 
 def read_payload_image(path, kind=None):
@@ -323,9 +330,9 @@ def read_payload_image(path, kind=None):
     return list(zip(messages, payloads))
 
 
-def read_one(path, kind):
+def read_one(path, kind, data=None):
     """The single entry of a one-entry image (inventory, mm, fs, ids ...)."""
-    entries = read_image(path, kind)
+    entries = read_image(path, kind, data)
     if len(entries) != 1:     # the offset of the second entry, or of the end where the first should be
         offset = entry_offset(path, 1) if entries else _file_size(path)
         raise ImageError(path, f"expected exactly one entry, found {len(entries)}", offset, _HINT_CORRUPT)

@@ -159,13 +159,33 @@ def read_ids(images_dir, pid):
 
 def load_one_task(images_dir, item, core, files):
     """The TaskImage of one live task of the tree (pstree item, its core, files.img by id)."""
-    mm = _read("mm", item.pid, one=True, images_dir=images_dir)
-    task = _task_from_core(images_dir, item, core)
-    task.state = task_state.from_images(core, mm)
-    task_state.check_creds(task.pid, task.state)
-    task_state.check_rlimits(task.pid, task.state)
+    framing = _framing()
+    mms, states = getattr(files, "mms", None), getattr(files, "states", None)    # (None: no memo)
+    mm_path = framing.image_path(images_dir, "mm", item.pid)
+    mm_bytes = framing.read_bytes(mm_path)
+    made = mms.get(mm_bytes) if mms is not None else None
+    mm = made[0] if made else framing.read_one(mm_path, "mm", mm_bytes)
+    tc_bytes = core.tc.SerializeToString()
+    task = _task_from_core(images_dir, item, core, getattr(files, "xsaves", None),
+                           getattr(files, "sigactions", None), tc_bytes)
+    key = (tc_bytes, core.thread_core.SerializeToString(), mm_bytes)
+    state = states.get(key) if states is not None else None
+    if state is None:
+        state = task_state.from_images(core, mm)
+        task_state.check_creds(task.pid, state)
+        task_state.check_rlimits(task.pid, state)
+        if states is not None:
+            states[key] = task_state.copy(state)
+    else:
+        state = task_state.copy(state)
+    task.state = state
+    if made:
+        _copy_mm(made[1], task)
+    else:
+        _add_mm(task, mm, files)
+        if mms is not None:
+            mms[mm_bytes] = (mm, _copy_mm(task, TaskImage.__new__(TaskImage)))
     task.threads = load_threads(images_dir, item)
-    _add_mm(task, mm, files)
     _add_pages(task, images_dir)
     _add_fs(task, images_dir, files)
     return task
@@ -179,6 +199,27 @@ class FilesById(dict):
         super().__init__()
         self.paths = {}
         self.areas = {}        # a vma_entry's bytes -> its Area (_area_once)
+        self.mms = {}          # mm image bytes -> (its entry, a TaskImage holding what _add_mm made)
+        self.xsaves = {}       # fpregs entry bytes -> the raw XSAVE area made of it
+        self.states = {}       # (task core, thread core, mm bytes) -> the TaskState made, checked
+        self.sigactions = {}   # task core bytes -> its sigactions
+
+
+def _copy_mm(src, dst):
+    """dst gets what _add_mm made of src's mm image, its own copies: the tasks of a tree forked
+    from one program (siblings) have byte-identical mm images, each made once."""
+    dst.mm, dst.auxv, dst.exe_memfd, dst.exe_path = dict(src.mm), list(src.auxv), src.exe_memfd, src.exe_path
+    dst.areas, dst.guards = [_copy_area(a) for a in src.areas], list(src.guards)
+    dst.aio_rings = list(src.aio_rings)
+    return dst
+
+
+def _copy_area(proto):
+    """An Area like proto with page runs of its own (none yet)."""
+    area = Area.__new__(Area)
+    area.__dict__.update(proto.__dict__)
+    area.runs, area.cow_runs, area.object_runs = [], [], []
+    return area
 
 
 def files_by_id(images_dir):
@@ -204,7 +245,9 @@ def _memfd_inode(entry):
     return entry.inode_id if entry.DESCRIPTOR.name == "memfd_file_entry" else None
 
 
-def _task_from_core(images_dir, item, core):
+def _task_from_core(images_dir, item, core, xsaves=None, sigactions=None, tc_bytes=None):
+    """xsaves, sigactions: {bytes: what was made of them} for the tasks of a tree (their images
+    are alike), tc_bytes the task core's."""
     path = _framing().image_path(images_dir, "core", item.pid)
     if core.mtype != 1 or not core.HasField("thread_info"):
         raise _framing().entry_error(path, "not an x86_64 task (no thread_info)")
@@ -220,8 +263,8 @@ def _task_from_core(images_dir, item, core):
     sas = (th.sas.ss_sp, th.sas.ss_flags, th.sas.ss_size) if th.HasField("sas") else (0, 2, 0)
     return TaskImage(
         images_dir=images_dir, pid=item.pid, ppid=item.ppid, pgid=item.pgid, sid=item.sid,
-        regs=regs, xsave=_xsave_bytes(path, ti.fpregs), sigmask=sigmask,
-        sigactions=_sigactions(path, tc.sigactions), comm=th.comm if th.HasField("comm") else tc.comm,
+        regs=regs, xsave=_xsave_bytes(path, ti.fpregs, xsaves), sigmask=sigmask,
+        sigactions=_sigactions_of(path, tc, sigactions, tc_bytes), comm=th.comm if th.HasField("comm") else tc.comm,
         rseq=rseq, altstack=sas, tid_address=ti.clear_tid_addr,
         robust_list=(th.futex_rla, th.futex_rla_len), mm={}, auxv=[], exe_path=None, areas=[],
         guards=[])
@@ -233,17 +276,32 @@ def _reg_names():
     return REG_NAMES
 
 
-def _xsave_bytes(path, fpregs):
+def _xsave_bytes(path, fpregs, made=None):
     """The raw XSAVE area for this CPU, in its layout (the image's components moved to this CPU's
     offsets; those this CPU has and the image lacks in their init state); an image holding state
-    of a feature this CPU lacks is refused."""
+    of a feature this CPU lacks is refused.  made: {entry bytes: area} of those made already."""
     from crpy.images import xsave
     from crpy.kernel import cpuid
 
+    key = fpregs.SerializeToString() if made is not None else None
+    if key is not None and key in made:
+        return made[key]
     try:
-        return bytes(xsave.to_raw(fpregs, cpuid.xsave_layout()))
+        raw = bytes(xsave.to_raw(fpregs, cpuid.xsave_layout()))
     except (ValueError, KeyError) as e:
         raise _framing().entry_error(path, f"bad FPU/XSAVE state: {e}") from None
+    if made is not None:
+        made[key] = raw
+    return raw
+
+
+def _sigactions_of(path, tc, made, key):
+    """_sigactions of task core tc, a list of its own; made: {key: the list made} or None."""
+    if made is None:
+        return _sigactions(path, tc.sigactions)
+    if key not in made:
+        made[key] = _sigactions(path, tc.sigactions)
+    return list(made[key])
 
 
 def _sigactions(path, entries):
@@ -324,10 +382,7 @@ def _area_once(path, i, v, files):
         proto = made[key] = _area(path, i, v, files)
     if proto is None:
         return None
-    area = Area.__new__(Area)
-    area.__dict__.update(proto.__dict__)
-    area.runs, area.cow_runs, area.object_runs = [], [], []
-    return area
+    return _copy_area(proto)
 
 
 def _area(path, i, v, files):

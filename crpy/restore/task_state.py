@@ -104,6 +104,15 @@ def from_images(core, mm):
     return st
 
 
+def copy(state):
+    """A TaskState equal to `state`, its lists its own (the restore changes a task's state)."""
+    new = TaskState.__new__(TaskState)
+    new.__dict__.update(state.__dict__)
+    new.rlimits, new.itimers = list(state.rlimits), list(state.itimers)
+    new.pending, new.posix_timers = list(state.pending), list(state.posix_timers)
+    return new
+
+
 _RLIMIT_NAMES = ("cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile", "memlock", "as",
                  "locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime")
 

@@ -117,6 +117,33 @@ def test_leaves_restored_without_python(dumped):
     assert lines == sorted(f"{pid} intact" for pid in leaves), "the shared fd lost a write (offset not shared?)"
 
 
+def test_siblings_images_made_once_each_task_its_own(dumped, monkeypatch):
+    """The leaves' mm images are byte-identical: the load makes their areas, state, sigactions
+    and XSAVE area once (crpy.restore.load.FilesById), yet each task gets objects of its own,
+    equal to what a load without that memo makes."""
+    from crpy.restore import load, tree
+
+    _, leaves, imgs, _ = dumped
+    mms = {(imgs / f"mm-{pid}.img").read_bytes() for pid in leaves}
+    assert len(mms) == 1, "the leaves' mm images differ: nothing here to make once"
+    nodes = {n.pid: n.task for n in tree.load_tree(imgs)}
+    first, second = nodes[leaves[0]], nodes[leaves[1]]
+    for name in ("areas", "mm", "auxv", "regs", "sigactions", "state"):
+        assert getattr(first, name) is not getattr(second, name), name
+    assert not {id(a) for a in first.areas} & {id(a) for a in second.areas}
+    assert first.areas[0].runs is not second.areas[0].runs
+    assert first.state.pending is not second.state.pending
+    made = load.FilesById.__init__
+
+    def without_memo(self):
+        made(self)
+        self.mms = self.xsaves = self.states = self.sigactions = None
+
+    monkeypatch.setattr(load.FilesById, "__init__", without_memo)
+    plain = {n.pid: n.task for n in tree.load_tree(imgs)}
+    assert all(repr(plain[pid]) == repr(nodes[pid]) for pid in nodes)
+
+
 def _pages_image(imgs, pid):
     """The pages image of task pid (its pagemap's head names it)."""
     from crpy.images import framing
