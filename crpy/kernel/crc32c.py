@@ -3,10 +3,13 @@ pages (parasite/crc32c.h), through the cffi module, with the GIL released.
 
     crc32c(buf, crc=0) -> int               buf: any buffer; crc: of the bytes before it
     file_chunks(fd, start, end, chunk)      [crc32c of each chunk of bytes [start, end) of fd]
+    files_chunks(dirfd, files, chunk)       the same of many whole files in one call
     fast()                                  True if the CPU has SSE4.2's crc32 instruction
     combine(crc_a, crc_b, len_b)            crc32c of A then B, from their digests
     pread_crc(fd, iovs, offset, chunk)      read into [(address, length)], [crc32c of each part]
 """
+
+import os
 
 def crc32c(buf, crc=0):
     from crpy.kernel._sys import ffi, lib
@@ -23,10 +26,26 @@ def file_chunks(fd, start, end, chunk):
     out = ffi.new("uint64_t[]", -(-(end - start) // chunk))
     n = lib.crpy_crc32c_file(fd, start, end, chunk, out)
     if n < 0:
-        import os
-
         raise OSError(-n, os.strerror(-n))
     return list(out[0:n])
+
+
+def files_chunks(dirfd, files, chunk):
+    """files: [(name under dirfd, size the dump recorded)] -> [(size, [crc32c of each chunk])],
+    each file hashed whole in one C call for all (the GIL released); (size, None) for a file whose
+    size is not the recorded one, (-errno, None) for one that cannot be read."""
+    from crpy.kernel._sys import ffi, lib
+
+    names = [ffi.new("char[]", os.fsencode(name)) for name, _ in files]
+    first, total = [], 0
+    for _, size in files:
+        first.append(total)
+        total += -(-size // chunk)
+    sizes = ffi.new("int64_t[]", [size for _, size in files])
+    out = ffi.new("uint64_t[]", max(total, 1))
+    lib.crpy_crc32c_files(dirfd, ffi.new("char *[]", names), len(files), chunk, sizes, first, out)
+    return [(sizes[i], list(out[first[i]:first[i] + -(-size // chunk)]) if sizes[i] == size else None)
+            for i, (_, size) in enumerate(files)]
 
 
 def fast():
@@ -53,7 +72,5 @@ def pread_crc(fd, iovs, offset, chunk):
     out = ffi.new("uint32_t[]", (offset + total - 1) // chunk - first + 1 if total else 1)
     got = lib.crpy_pread_crc(fd, [a for a, _ in iovs], [n for _, n in iovs], len(iovs), offset, chunk, out)
     if got < 0:
-        import os
-
         raise OSError(-got, os.strerror(-got))
     return list(out[0:got])

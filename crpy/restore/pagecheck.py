@@ -28,7 +28,8 @@ _ALGO = "crc32c"                   # the only hash a task computes as it reads (
 def plan(nodes, images_dirs):
     """Give each task (node.task.page_checks: {path as its runs name it: (chunk size, size,
     {chunk: digest})}) the chunks it checks; {real path: {chunk}} of them all."""
-    expected = _expected_digests(images_dirs)
+    dirs = {}
+    expected = _expected_digests(images_dirs, dirs)
     planned = {}
     if not expected:
         return planned
@@ -38,7 +39,7 @@ def plan(nodes, images_dirs):
             continue
         checks = {}
         for path, reads in _reads(task).items():     # path as premap opens it
-            real = os.path.realpath(path)
+            real = digest.real_path(path, dirs)
             want = expected.get(real)
             if want is None:
                 continue
@@ -52,7 +53,7 @@ def plan(nodes, images_dirs):
     return {path: chunks for path, chunks in planned.items() if chunks}
 
 
-def _expected_digests(images_dirs):
+def _expected_digests(images_dirs, dirs):
     """{real path of a pages image: (chunk size, size, [digest])} of the directories whose
     crpy-digests can be read and use crc32c (the pre-fork check tells what is wrong with others)."""
     out = {}
@@ -65,7 +66,7 @@ def _expected_digests(images_dirs):
             continue
         for name, entry in recorded.items():
             if is_pages_image(name):
-                out[os.path.realpath(os.path.join(d, name))] = (chunk_size, entry.size, list(entry.chunks))
+                out[digest.real_path(os.path.join(d, name), dirs)] = (chunk_size, entry.size, list(entry.chunks))
     return out
 
 

@@ -1,7 +1,7 @@
 """crpy.kernel.crc32c (the digest of crpy-digests, same C as the parasite's) and the digest
 file format around it: the known check value and a bit-at-a-time reference over every length
 and alignment class; the SSE4.2 path against the table path; file_chunks against per-chunk
-hashing; a writer-fed pages image (_Fed) equals hashing the finished file; digests files of
+hashing, files_chunks against file_chunks; a writer-fed pages image (_Fed) equals hashing the finished file; digests files of
 format version 1 (no version field, xxh3_64 or crc32) are still checked, a newer version and an
 algorithm its version does not know are refused in one line.
 """
@@ -70,6 +70,28 @@ def test_file_chunks(tmp_path):
             C.file_chunks(fd, 0, len(data) + MIB, MIB)
     finally:
         os.close(fd)
+
+
+def test_files_chunks_many_files_in_one_call(tmp_path):
+    """files_chunks: each file as file_chunks hashes it; a file of another size than the one
+    given, and a missing one, are told apart (size, None) and (-errno, None)."""
+    import errno
+
+    sizes = [0, 1, 4096, MIB, MIB + 7, 3 * MIB]
+    files = []
+    for i, size in enumerate(sizes):
+        (tmp_path / f"f{i}").write_bytes(os.urandom(size))
+        files.append((f"f{i}", size))
+    dirfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        got = C.files_chunks(dirfd, files + [("f1", 2), ("gone", 10)], MIB)
+    finally:
+        os.close(dirfd)
+    for (name, size), (found, chunks) in zip(files, got):
+        fd = os.open(tmp_path / name, os.O_RDONLY)
+        assert (found, chunks) == (size, C.file_chunks(fd, 0, size, MIB)), name
+        os.close(fd)
+    assert got[-2:] == [(1, None), (-errno.ENOENT, None)]
 
 
 def test_a_writer_fed_image_equals_the_finished_file(tmp_path):
