@@ -40,15 +40,58 @@ _blobs = {}                        # address -> the restorer blob relocated ther
 
 
 def _relocated_blob(addr):
-    """The restorer blob relocated for `addr`, made once per address (siblings share a layout)."""
+    """The restorer blob relocated for `addr`, made once per address (siblings share a layout),
+    in a mapping of its own (not crpy's heap: see Arena)."""
     if addr not in _blobs:
-        from crpy.kernel._sys import ffi
         from crpy.restore import blob
 
         image = bytes(blob.blob().relocated(addr))
-        buf = ffi.new("char[]", image)
-        _blobs[addr] = (buf, int(ffi.cast("uintptr_t", buf)), len(image))
+        at = _map_anon(len(image), "map a relocated restorer blob")
+        _copy_to(at, image)
+        _blobs[addr] = (None, at, len(image))
     return _blobs[addr]
+
+
+def _map_anon(size, what):
+    return premap._syscall(NR.mmap, 0, (size + PAGE - 1) & ~(PAGE - 1), premap.PROT_READ | premap.PROT_WRITE,
+                           premap.MAP_PRIVATE | premap.MAP_ANONYMOUS | premap.MAP_NORESERVE, -1, 0,
+                           what=lambda: what)
+
+
+def _copy_to(addr, data):
+    import ctypes
+
+    ctypes.memmove(addr, data, len(data))
+
+
+class Arena:
+    """The buffers of a pool's programs, one after the other in an anonymous mapping of their
+    own: out of crpy's [heap], which the forker leaf can then unmap (Spawner) rather than have
+    every fork of it copy the heap's page tables and every restorer unmap them again (~1500
+    pages of them here)."""
+
+    RESERVE = 256 << 20            # address space only: pages are backed as they are written
+
+    def __init__(self):
+        self.addr, self.used = 0, 0
+
+    def put(self, data):
+        """Address of a copy of bytes `data` (16-byte aligned)."""
+        if not self.addr:
+            self.addr = _map_anon(self.RESERVE, "map the leaves' program buffers")
+            premap._syscall(NR.madvise, self.addr, self.RESERVE, MADV_NOHUGEPAGE,   # (leaves write to
+                            what=lambda: "keep the leaves' program buffers in small pages")  # a few)
+        at = self.used
+        if at + len(data) > self.RESERVE:
+            raise CrpyError(f"leaf programs: more than {self.RESERVE >> 20} MiB of buffers")
+        self.used = (at + len(data) + 15) & ~15
+        _copy_to(self.addr + at, data)
+        return self.addr + at
+
+    def drop(self):
+        if self.addr:
+            premap._syscall(NR.munmap, self.addr, self.RESERVE, what=lambda: "unmap the leaves' program buffers")
+            self.addr = self.used = 0
 
 
 class Pool:
@@ -56,7 +99,7 @@ class Pool:
     they point into (kept alive here until the fork), the scratch of their argument blocks."""
 
     def __init__(self):
-        self.strs, self.offsets, self.buffers, self.keep = bytearray(), {}, {}, []
+        self.strs, self.offsets, self.buffers, self.arena = bytearray(), {}, {}, Arena()
         self.fragments = {}         # ops made alike for siblings (the same VMA at the same place)
         self.files = {}             # images dir -> fdtable._parse_files of it
         self.scratch = Scratch()
@@ -71,31 +114,24 @@ class Pool:
 
     def buffer(self, data, share=False):
         """Address of a copy of bytes `data` (NUL-ended); share: one copy for equal data."""
-        from crpy.kernel._sys import ffi
-
         if share and data in self.buffers:
             return self.buffers[data]
-        buf = ffi.new("char[]", data + b"\0")
-        self.keep.append(buf)
-        addr = int(ffi.cast("uintptr_t", buf))
+        addr = self.arena.put(data + b"\0")
         if share:
             self.buffers[data] = addr
         return addr
 
     def words64(self, values):
-        from crpy.kernel._sys import ffi
+        import array
 
-        buf = ffi.new("int64_t[]", values)
-        self.keep.append(buf)
-        return int(ffi.cast("uintptr_t", buf))
+        return self.arena.put(array.array("q", values).tobytes())
 
     def finish(self, programs, fallback=None):
-        """[(int64_t[] program, char[] strings) or None] for crpy.kernel.clone.fork_many (kept
-        here).  fallback: False for programs that may not fall back to Python (a spawned leaf's)."""
+        """[(int64_t * program, char * strings) or None] for crpy.kernel.clone.fork_many.
+        fallback: False for programs that may not fall back to Python (a spawned leaf's)."""
         from crpy.kernel._sys import ffi
 
-        strs = ffi.new("char[]", bytes(self.strs) + b"\0")
-        self.keep.append(strs)
+        strs = ffi.cast("char *", self.arena.put(bytes(self.strs) + b"\0"))
         out = []
         for p in programs:
             if p is None:
@@ -103,13 +139,13 @@ class Pool:
                 continue
             if fallback is not None:
                 p.words[2] = int(fallback)
-            out.append((ffi.new("int64_t[]", p.words), strs))
-            self.keep.append(out[-1][0])
+            out.append((ffi.cast("int64_t *", self.words64(p.words)), strs))
         return out
 
     def drop(self):
         self.scratch.drop()
-        self.keep, self.buffers = [], {}
+        self.arena.drop()
+        self.buffers = {}
 
 
 class Program:
@@ -239,8 +275,7 @@ class Spawner:
         """Fill the unmap list of the forker's program (first_cdata: its int64_t[] as finished)."""
         from crpy.kernel._sys import ffi
 
-        needed = sorted((int(ffi.cast("uintptr_t", c)), ffi.sizeof(c))
-                        for c in list(self.pool.keep) + [b[0] for b in _blobs.values()])
+        needed = sorted([(self.pool.arena.addr, self.pool.arena.used)] + [b[1:] for b in _blobs.values()])
         ranges = _unneeded(needed, region)[:MAX_UNMAP]
         buf = ffi.cast("int64_t *", self.ranges)
         for i, (start, end) in enumerate(ranges):
@@ -250,14 +285,14 @@ class Spawner:
                   sum(e - s for s, e in ranges) >> 10)
 
 
-_KEEP_NAMES = ("[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[heap]")
+_KEEP_NAMES = ("[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]")
 TLS_ROOM = 1 << 20                 # below the thread pointer: the static TLS block
 
 
 def _unneeded(needed, region):
     """[(start, end)] of this process's mappings that the forker leaf unmaps; needed: sorted
-    [(address, size)] of the buffers its programs read.  Kept: the special mappings, [heap],
-    every shared mapping (objects the tree shares), libc, ld.so and crpy's C module (with the
+    [(address, size)] of the buffers its programs read (the Arena, the relocated blobs).  Kept:
+    the special mappings ([heap] goes: nothing of the programs is there), every shared mapping (objects the tree shares), libc, ld.so and crpy's C module (with the
     bss after each), the TLS block (at the thread pointer), this task's restorer region (its own
     memory, where the leaves take their copy-on-write pages from), and every mapping that holds
     a needed buffer."""
