@@ -47,6 +47,7 @@ class Saved:
         self.frame = None
         self.stack_bytes = None  # what the frame overwrote
         self.rseq = None  # (address, size) of its rseq area, which the kernel writes as the parasite runs
+        self.rseq_config = None  # PTRACE_GET_RSEQ_CONFIGURATION, asked once
         self.gadget = self.restorer = 0
         self.pops = None
         self.map_base = self.map_len = 0
@@ -58,21 +59,24 @@ class Saved:
         self.stopped_by = 0  # the group-stop signal we broke with SIGCONT (sent again at the cure)
 
 
-def rseq_area(pid):
-    """(address, size) of the task's registered rseq area, or None (none, or a kernel without
-    PTRACE_GET_RSEQ_CONFIGURATION)."""
+def rseq_config(pid):
+    """The task's PTRACE_GET_RSEQ_CONFIGURATION (a dict), or None on a kernel without it."""
     try:
-        config = ptrace.get_rseq_config(pid)
+        return ptrace.get_rseq_config(pid)
     except KernelError:
         return None
-    return (config["pointer"], config["size"]) if config["pointer"] else None
+
+
+def rseq_area(config):
+    """(address, size) of the registered rseq area of rseq_config(pid), or None."""
+    return (config["pointer"], config["size"]) if config and config["pointer"] else None
 
 
 def rseq_abort_fixup(pid, regs, area):
     """A task stopped inside an rseq critical section restarts at its abort handler on the
     next return to user mode (a ptrace stop is a preemption).  Running the parasite first
     would make the kernel forget that (it clears rseq_cs once rip is outside), so do now
-    what the kernel would do: clear rseq_cs and move rip to abort_ip.  area: rseq_area(pid)."""
+    what the kernel would do: clear rseq_cs and move rip to abort_ip.  area: rseq_area(...)."""
     if area is None:
         return
     try:
@@ -327,7 +331,8 @@ def _prepare(pid, vmas, seccomp, blob):
     check_same_netns(pid)
     saved = Saved(pid)
     saved.seccomp_suspended = suspend_seccomp(pid, seccomp)
-    saved.rseq = rseq_area(pid)
+    saved.rseq_config = rseq_config(pid)     # (the registration stays: dump_regs takes it)
+    saved.rseq = rseq_area(saved.rseq_config)
     rseq_abort_fixup(pid, saved.regs, saved.rseq)
     maps = infect_mem.mappings(pid) if vmas is None else infect_mem.from_vmas(vmas)
     saved.gadget = infect_gadgets.find_syscall_ret(pid, maps)

@@ -28,14 +28,16 @@ def robust_list(pid):
 def dump_regs(pid, saved=None):
     """saved: the infection's crpy.dump.infect.Saved of the cured task.  The cure set exactly its
     registers, XSAVE area and signal mask back (infect_cure.restore_saved) and the task has not
-    run since, so they are taken from it instead of asked for again (three ptrace calls)."""
+    run since, so they are taken from it instead of asked for again (four ptrace calls: the rseq
+    registration too)."""
     from crpy.kernel import ptrace
 
+    rseq = None
     if saved is not None:
-        regs, xstate, sigmask = saved.regs.copy(), saved.xstate, saved.sigmask
+        regs, xstate, sigmask, rseq = saved.regs.copy(), saved.xstate, saved.sigmask, saved.rseq_config
     else:
         regs, xstate, sigmask = ptrace.get_regs(pid), ptrace.get_xstate(pid), ptrace.get_sigmask(pid)
-    r = TaskRegs(regs=regs, xstate=xstate, sigmask=sigmask, rseq=ptrace.get_rseq_config(pid),
+    r = TaskRegs(regs=regs, xstate=xstate, sigmask=sigmask, rseq=rseq or ptrace.get_rseq_config(pid),
                  robust_list=robust_list(pid), pending=ptrace.peek_siginfo(pid),
                  pending_shared=ptrace.peek_siginfo(pid, shared=True))
     log.info("Registers of %d: rip %#x rsp %#x orig_rax %d, %d bytes of XSAVE, sigmask %#x",
