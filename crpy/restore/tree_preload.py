@@ -73,6 +73,15 @@ def _preload(nodes, images_dir):
     import crpy.restore.task_state  # noqa: F401
     from crpy import resources
     from crpy.resources import fdtable, fown, locks  # noqa: F401  (every task's fd restore uses them)
+    # what a parent of the tree imports before its children (its shared objects, the leaves'
+    # programs): imported in a task, a module costs its bytecode run and the pages it writes
+    import array  # noqa: F401
+    import bisect  # noqa: F401
+    import re  # noqa: F401
+
+    import crpy.kernel.clone  # noqa: F401
+    import crpy.resources.shared  # noqa: F401
+    import crpy.restore.leaf  # noqa: F401
 
     from crpy.restore import child
 
