@@ -70,28 +70,34 @@ class Arena:
     every fork of it copy the heap's page tables and every restorer unmap them again (~1500
     pages of them here)."""
 
-    RESERVE = 256 << 20            # address space only: pages are backed as they are written
+    SEGMENT = 64 << 20             # address space only: pages are backed as they are written
 
     def __init__(self):
-        self.addr, self.used = 0, 0
+        self.segments = []         # [[address, size, used]], the last one filling
 
     def put(self, data):
-        """Address of a copy of bytes `data` (16-byte aligned)."""
-        if not self.addr:
-            self.addr = _map_anon(self.RESERVE, "map the leaves' program buffers")
-            premap._syscall(NR.madvise, self.addr, self.RESERVE, MADV_NOHUGEPAGE,   # (leaves write to
-                            what=lambda: "keep the leaves' program buffers in small pages")  # a few)
-        at = self.used
-        if at + len(data) > self.RESERVE:
-            raise CrpyError(f"leaf programs: more than {self.RESERVE >> 20} MiB of buffers")
-        self.used = (at + len(data) + 15) & ~15
-        _copy_to(self.addr + at, data)
-        return self.addr + at
+        """Address of a copy of bytes `data` (16-byte aligned); a new segment when one is full."""
+        last = self.segments[-1] if self.segments else None
+        if last is None or last[2] + len(data) > last[1]:
+            size = max(self.SEGMENT, (len(data) + PAGE - 1) & ~(PAGE - 1))
+            addr = _map_anon(size, "map the leaves' program buffers")
+            premap._syscall(NR.madvise, addr, size, MADV_NOHUGEPAGE,      # (the leaves write to a few)
+                            what=lambda: "keep the leaves' program buffers in small pages")
+            last = [addr, size, 0]
+            self.segments.append(last)
+        at = last[0] + last[2]
+        last[2] = (last[2] + len(data) + 15) & ~15
+        _copy_to(at, data)
+        return at
+
+    def spans(self):
+        """[(address, bytes used)] of every segment."""
+        return [(addr, used) for addr, _, used in self.segments]
 
     def drop(self):
-        if self.addr:
-            premap._syscall(NR.munmap, self.addr, self.RESERVE, what=lambda: "unmap the leaves' program buffers")
-            self.addr = self.used = 0
+        for addr, size, _ in self.segments:
+            premap._syscall(NR.munmap, addr, size, what=lambda: "unmap the leaves' program buffers")
+        self.segments = []
 
 
 class Pool:
@@ -275,7 +281,7 @@ class Spawner:
         """Fill the unmap list of the forker's program (first_cdata: its int64_t[] as finished)."""
         from crpy.kernel._sys import ffi
 
-        needed = sorted([(self.pool.arena.addr, self.pool.arena.used)] + [b[1:] for b in _blobs.values()])
+        needed = sorted(self.pool.arena.spans() + [b[1:] for b in _blobs.values()])
         ranges = _unneeded(needed, region)[:MAX_UNMAP]
         buf = ffi.cast("int64_t *", self.ranges)
         for i, (start, end) in enumerate(ranges):
