@@ -42,6 +42,17 @@ def _tree_fd_tables(images_dir):
         return {}, {}                     # no files.img: each task's own fd restore says so
 
 
+_preloaded = None                  # (images dir, fd tables, files by id) read by this restore's preload
+
+
+def preloaded(images_dir, tables=None, files=None):
+    """The fd tables {pid: fdinfo entries} and files.img entries by id of the tree in images_dir,
+    as the restore read them before the root's fork (crpy.restore.tree_preload): make_shared, in
+    the root, takes them instead of reading two images of every task again.  None: forget them."""
+    global _preloaded
+    _preloaded = None if images_dir is None else (images_dir, tables, files)
+
+
 def highest_wanted_fd(images_dir, floor=0):
     """The highest fd number any task of the tree wants (at least `floor`): what the restore
     opens for several tasks goes above it."""
@@ -87,7 +98,10 @@ def make_shared(images_dir, keep_above):
     from crpy import resources
     from crpy.resources.fdtable import RestoreContext, kind_of_entry
 
-    tables, files = _tree_fd_tables(images_dir)
+    if _preloaded is not None and _preloaded[0] == images_dir:
+        tables, files = _preloaded[1:]
+    else:
+        tables, files = _tree_fd_tables(images_dir)
     users = {}
     for pid, entries in tables.items():
         for e in entries:

@@ -30,11 +30,14 @@ def _best_effort(step, nodes, images_dir):
 
 def _fd_tables(nodes, images_dir):
     """Every task's fdinfo entries, parsed here once (each task finds its own parse, inherited,
-    instead of parsing it again: crpy.resources.fdtable._parsed); the highest fd number."""
-    from crpy.resources import fdtable
+    instead of parsing it again: crpy.resources.fdtable._parsed), and all of them handed to the
+    root's crpy.resources.shared.make_shared; the highest fd number."""
+    from crpy.resources import fdtable, shared
 
-    return max((e.fd for n in nodes if n.task is not None for e in fdtable.read_fdinfo(images_dir, n.pid)),
-               default=-1)
+    shared.preloaded(None)
+    tables = {n.pid: fdtable.read_fdinfo(images_dir, n.pid) for n in nodes if n.task is not None}
+    shared.preloaded(images_dir, tables, fdtable.read_files(images_dir))
+    return max((e.fd for entries in tables.values() for e in entries), default=-1)
 
 
 def _own_state(nodes, images_dir):
