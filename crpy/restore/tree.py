@@ -1,8 +1,9 @@
 """Restore of a process tree, crpy's side: read pstree.img into nodes (parents before children),
 check every saved PID is free before anything is forked, and hold the barrier: every task
 reports "ok PID" when it stands at its restorer; only when all of them did, crpy lets them go
-(one byte each on the go pipe).  Any failure anywhere kills every task of the tree and becomes
-one RestoreError.  The tasks' side is crpy.restore.fork."""
+(one byte each on the go pipe), and then wants "run PID" from each restorer (zombies aside)
+before every report fd is closed.  Any failure anywhere kills every task of the tree and
+becomes one RestoreError.  The tasks' side is crpy.restore.fork."""
 
 import os
 import select
