@@ -134,6 +134,7 @@ def fork_batch(kids, run, region=None):
             if index is not None:              # (a leaf here only if its program fell back)
                 batch[index].prepared = True       # signals blocked, death signal set: in C
                 _run_node(batch[index], run, parent)
+            pool.forked()
             batch, programs, compiled = [], [], 0
             if kid is not None:
                 fork_node(kid, run)

@@ -148,6 +148,12 @@ class Pool:
             out.append((ffi.cast("int64_t *", self.words64(p.words)), strs))
         return out
 
+    def forked(self):
+        """The programs made so far are forked (each child has its own copy of their buffers):
+        they go, so that the next chunk's forker inherits only its own."""
+        self.arena.drop()
+        self.strs, self.offsets, self.buffers, self.fragments = bytearray(), {}, {}, {}
+
     def drop(self):
         self.scratch.drop()
         self.arena.drop()
