@@ -158,27 +158,19 @@ def read_ids(images_dir, pid):
 
 
 def load_one_task(images_dir, item, core, files):
-    """The TaskImage of one live task of the tree (pstree item, its core, files.img by id)."""
+    """The TaskImage of one live task of the tree (pstree item, its core, files.img by id).
+    What siblings' alike images make is made once (FilesById's memos; none in a plain dict)."""
     framing = _framing()
-    mms, states = getattr(files, "mms", None), getattr(files, "states", None)    # (None: no memo)
     mm_path = framing.image_path(images_dir, "mm", item.pid)
     mm_bytes = framing.read_bytes(mm_path)
+    mms = getattr(files, "mms", None)
     made = mms.get(mm_bytes) if mms is not None else None
     mm = made[0] if made else framing.read_one(mm_path, "mm", mm_bytes)
     tc_bytes = core.tc.SerializeToString()
     task = _task_from_core(images_dir, item, core, getattr(files, "xsaves", None),
                            getattr(files, "sigactions", None), tc_bytes)
-    key = (tc_bytes, core.thread_core.SerializeToString(), mm_bytes)
-    state = states.get(key) if states is not None else None
-    if state is None:
-        state = task_state.from_images(core, mm)
-        task_state.check_creds(task.pid, state)
-        task_state.check_rlimits(task.pid, state)
-        if states is not None:
-            states[key] = task_state.copy(state)
-    else:
-        state = task_state.copy(state)
-    task.state = state
+    task.state = _checked_state(task.pid, core, mm, getattr(files, "states", None),
+                                (tc_bytes, core.thread_core.SerializeToString(), mm_bytes))
     if made:
         _copy_mm(made[1], task)
     else:
@@ -203,6 +195,19 @@ class FilesById(dict):
         self.xsaves = {}       # fpregs entry bytes -> the raw XSAVE area made of it
         self.states = {}       # (task core, thread core, mm bytes) -> the TaskState made, checked
         self.sigactions = {}   # task core bytes -> its sigactions
+
+
+def _checked_state(pid, core, mm, made, key):
+    """The task's TaskState, its creds and limits checked; made: {key: state} of those made
+    already (each task gets a copy of its own), or None."""
+    state = made.get(key) if made is not None else None
+    if state is None:
+        state = task_state.from_images(core, mm)
+        task_state.check_creds(pid, state)
+        task_state.check_rlimits(pid, state)
+        if made is not None:
+            made[key] = state
+    return task_state.copy(state)
 
 
 def _copy_mm(src, dst):
