@@ -36,7 +36,7 @@ AT_FDCWD, F_DUPFD_CLOEXEC, PR_SET_PDEATHSIG = -100, 1030, 1
 MADV_DONTNEED, MADV_NOHUGEPAGE = 4, 15
 PAGE = 4096
 SENTINEL = 0x0123456789ABCDEF      # stands for the digest found, in a chunk's error line
-_blobs = {}                        # address -> the restorer blob relocated there (char[])
+_blobs = {}                        # address -> (where a copy of the blob relocated there is, its size)
 
 
 def _relocated_blob(addr):
@@ -48,7 +48,7 @@ def _relocated_blob(addr):
         image = bytes(blob.blob().relocated(addr))
         at = _map_anon(len(image), "map a relocated restorer blob")
         _copy_to(at, image)
-        _blobs[addr] = (None, at, len(image))
+        _blobs[addr] = (at, len(image))
     return _blobs[addr]
 
 
@@ -287,7 +287,7 @@ class Spawner:
         """Fill the unmap list of the forker's program (first_cdata: its int64_t[] as finished)."""
         from crpy.kernel._sys import ffi
 
-        needed = sorted(self.pool.arena.spans() + [b[1:] for b in _blobs.values()])
+        needed = sorted(self.pool.arena.spans() + list(_blobs.values()))
         ranges = _unneeded(needed, region)[:MAX_UNMAP]
         buf = ffi.cast("int64_t *", self.ranges)
         for i, (start, end) in enumerate(ranges):
@@ -376,7 +376,7 @@ def _compile(node, run, pool, parent_slots):
     prog = Program(pool, run.report_fd)
     prog.syscall(NR.mmap, plan.start, plan.length, 0, premap.MAP_PRIVATE | premap.MAP_ANONYMOUS |
                  premap.MAP_NORESERVE | premap.MAP_FIXED_NOREPLACE, -1, 0, check=FALLBACK, expect=plan.start)
-    _, image, length = _relocated_blob(plan.blob)
+    image, length = _relocated_blob(plan.blob)
     prog.syscall(NR.mprotect, plan.blob, (blob.blob().size + 4095) & ~4095, blob.PROT_RWX,
                  what="make the restorer blob executable")
     prog.op(MEMCPY, (plan.blob, image, length))
