@@ -24,6 +24,7 @@ image.  One file per images directory: a pre-dump chain would have one in each d
     rec.write()                           # the rest, then crpy-digests
     damaged_images(images_dir) -> [ImageError]   # one per damaged image; [] when intact
     damaged_images(dir, names, skip_chunks)      # some images; chunks the tasks check skipped
+    c = ImagesCheck(dir, ...); c.hash(); c.errors()   # the same in steps (hash() on a thread)
     chunk_error(path, i, ...)                    # the one line of a damaged chunk
 """
 
@@ -489,26 +490,54 @@ def damaged_images(images_dir, names=None, skip_chunks=None):
     """[ImageError], one per image that differs from what the dump wrote ([] when all intact);
     a missing or damaged crpy-digests is the one error then.  names(name): which images to check
     (all by default); skip_chunks: {real path: {chunk}} left to the restored tasks (crc32c only)."""
-    images_dir = os.fspath(images_dir)
-    try:
-        algo, chunk_size, recorded = read_digests(images_dir)
-    except ImageError as e:
-        return [e]
-    errors, batch, dirs = {}, [], {}
-    for name in sorted(set(recorded) | set(image_names(images_dir))):
-        if names is not None and not names(name):
-            continue
-        skip = None
-        if skip_chunks and algo == "crc32c":
-            skip = skip_chunks.get(real_path(os.path.join(images_dir, name), dirs))
-        want = recorded.get(name)
-        if algo == "crc32c" and not skip and want is not None and want.size < _WINDOW:
-            batch.append(name)
-        else:
-            errors[name] = _check_one(images_dir, name, want, algo, chunk_size, skip)
-    for name in _differing(images_dir, batch, recorded, chunk_size):     # (what differs, in words)
-        errors[name] = _check_one(images_dir, name, recorded[name], algo, chunk_size)
-    return [errors[name] for name in sorted(errors) if errors[name] is not None]
+    check = ImagesCheck(images_dir, names, skip_chunks)
+    check.hash()
+    return check.errors()
+
+
+class ImagesCheck:
+    """damaged_images in three steps, so that a restore hashes beside its own work without its
+    Python competing for the GIL: made in the caller's thread (crpy-digests read, the images
+    listed), hash() in any thread (C, the GIL released), errors() in the caller's again (the
+    one-line errors, worded only when something differs)."""
+
+    def __init__(self, images_dir, names=None, skip_chunks=None):
+        self.images_dir = os.fspath(images_dir)
+        self._errors, self._batch, self._each, self._differ = {}, [], [], []
+        try:
+            self._algo, self._chunk_size, self._recorded = read_digests(self.images_dir)
+        except ImageError as e:
+            self._errors[FILE_NAME] = e
+            return
+        dirs = {}
+        for name in sorted(set(self._recorded) | set(image_names(self.images_dir))):
+            if names is not None and not names(name):
+                continue
+            skip = None
+            if skip_chunks and self._algo == "crc32c":
+                skip = skip_chunks.get(real_path(os.path.join(self.images_dir, name), dirs))
+            want = self._recorded.get(name)
+            if self._algo == "crc32c" and not skip and want is not None and want.size < _WINDOW:
+                self._batch.append(name)
+            else:
+                self._each.append((name, skip))
+
+    def hash(self):
+        """Hash the images (the slow part; most of it in C with the GIL released)."""
+        if FILE_NAME in self._errors:
+            return
+        for name, skip in self._each:
+            self._errors[name] = _check_one(self.images_dir, name, self._recorded.get(name), self._algo,
+                                            self._chunk_size, skip)
+        self._differ = _differing(self.images_dir, self._batch, self._recorded, self._chunk_size)
+
+    def errors(self):
+        """[ImageError] of the images hash() found different, by name."""
+        for name in self._differ:          # (what differs, in words)
+            self._errors[name] = _check_one(self.images_dir, name, self._recorded[name], self._algo,
+                                            self._chunk_size)
+        self._differ = []
+        return [self._errors[name] for name in sorted(self._errors) if self._errors[name] is not None]
 
 
 def _differing(images_dir, names, recorded, chunk_size):
