@@ -153,3 +153,31 @@ def test_the_pre_fork_check_skips_the_planned_chunks_only(images):
     with open(path, "ab") as f:                                    # sizes: always checked
         f.write(b"x")
     assert "bytes" in str(digest.damaged_images(d, is_pages_image, {real: {0, 1, 2, 3}})[0])
+
+
+def test_a_big_fill_is_read_by_threads_in_turn_and_checked(tmp_path):
+    """A fill over premap's threshold is read by FILL_THREADS threads taking its batches in
+    turn: every byte lands in place, and a damaged chunk in one thread's batch is refused."""
+    from crpy.restore import premap
+
+    size = premap._PARALLEL_MIN + 3 * MIB + 4096
+    data = bytearray(os.urandom(size))
+    path = tmp_path / "pages-1.img"
+    path.write_bytes(data)
+    digest.write_digests(tmp_path)
+    buf = mmap.mmap(-1, size)
+    area = SimpleNamespace(lazy=False, kind="anon", runs=[(0, size, str(path), 0)])
+    node = SimpleNamespace(task=SimpleNamespace(areas=[area], page_checks=None))
+    pagecheck.plan([node], [str(tmp_path)])
+    slots = [SimpleNamespace(area=area, addr=ctypes.addressof(ctypes.c_char.from_buffer(buf)))]
+    try:
+        assert premap.fill(slots, node.task.page_checks) == size
+        assert buf[:] == data
+        with open(path, "r+b") as f:                  # a byte of chunk 50, in a later batch
+            f.seek(50 * MIB + 77)
+            f.write(bytes([data[50 * MIB + 77] ^ 0x10]))
+        with pytest.raises(ImageError) as e:
+            premap.fill(slots, node.task.page_checks)
+    finally:
+        premap.close_pages()
+    assert f"bytes [{50 * MIB:#x}, {51 * MIB:#x}) differ" in e.value.one_line()
