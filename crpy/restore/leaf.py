@@ -102,7 +102,8 @@ class Arena:
 
 class Pool:
     """What the programs of one batch of leaves share: their strings (each once), the buffers
-    they point into (kept alive here until the fork), the scratch of their argument blocks."""
+    they point into (in the Arena, until forked() drops them), the scratch of their argument
+    blocks."""
 
     def __init__(self):
         self.strs, self.offsets, self.buffers, self.arena = bytearray(), {}, {}, Arena()
