@@ -6,7 +6,8 @@ pages (parasite/crc32c.h), through the cffi module, with the GIL released.
     files_chunks(dirfd, files, chunk)       the same of many whole files in one call
     fast()                                  True if the CPU has SSE4.2's crc32 instruction
     combine(crc_a, crc_b, len_b)            crc32c of A then B, from their digests
-    pread_crc(fd, iovs, offset, chunk)      read into [(address, length)], [crc32c of each part]
+    pread_crc(fd, iovs, offset, chunk, populate=False, hashed=True)
+                                            read into [(address, length)], [crc32c of each part]
 """
 
 import os
@@ -61,16 +62,19 @@ def combine(crc_a, crc_b, len_b):
     return lib.crpy_crc32c_combine(crc_a, crc_b, len_b)
 
 
-def pread_crc(fd, iovs, offset, chunk):
-    """Read bytes [offset, ...) of fd into the buffers iovs [(address, length)] in order, hashing
-    each piece right after it is read: [crc32c of each part of the read], the parts cut at the
-    multiples of chunk in the file.  OSError if the read fails or the file ends first."""
+def pread_crc(fd, iovs, offset, chunk, populate=False, hashed=True):
+    """Read bytes [offset, ...) of fd into the buffers iovs [(address, length)] in order, a piece
+    of at most one chunk at a time, each populated first if `populate` (anonymous memory the read
+    overwrites whole) and hashed right after its read if `hashed`: [crc32c of each part of the
+    read], the parts cut at the multiples of chunk in the file (None if not hashed).  OSError if
+    the read fails or the file ends first (EIO)."""
     from crpy.kernel._sys import ffi, lib
 
     total = sum(n for _, n in iovs)
     first = offset // chunk
-    out = ffi.new("uint32_t[]", (offset + total - 1) // chunk - first + 1 if total else 1)
-    got = lib.crpy_pread_crc(fd, [a for a, _ in iovs], [n for _, n in iovs], len(iovs), offset, chunk, out)
+    out = ffi.new("uint32_t[]", (offset + total - 1) // chunk - first + 1 if total else 1) if hashed else ffi.NULL
+    got = lib.crpy_read_pieces(fd, [a for a, _ in iovs], [n for _, n in iovs], len(iovs), offset, chunk, out,
+                               int(populate))
     if got < 0:
         raise OSError(-got, os.strerror(-got))
-    return list(out[0:got])
+    return list(out[0:got]) if hashed else None

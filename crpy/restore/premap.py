@@ -3,7 +3,8 @@
 Each slot gets a mapping of the VMA's final kind (anonymous private or shared, growsdown for a
 stack, private or shared of the right file at the right offset), its saved pages are read in
 with preadv straight from pages-N.img (big chunks, no copy through Python objects; anonymous
-memory allocated first by MADV_POPULATE_WRITE, a big fill in two threads), then it gets its
+memory allocated by MADV_POPULATE_WRITE a MiB at a time right before its read, a big fill in two
+threads), then it gets its
 final protection and madvise flags.  The pages images' chunks this task was given to check
 (crpy.restore.pagecheck) are read a piece at a time and hashed as they land, in C, and checked
 before the task goes on: damage is this task's one-line error, and no task runs.  The blob then
@@ -12,6 +13,7 @@ This is the hot path of a restore.
 """
 
 import ctypes
+import errno
 import os
 
 from crpy.errors import RestoreError
@@ -304,32 +306,37 @@ def _fill_parallel(batches, threads, checks, hashed):
 
 
 def _fill_batches(batches, checks=None, hashed=None):
-    from crpy.kernel._sys import lib
-
     for path, offset, iovs, populate in batches:
         fd = _pages_fd(path)
-        want = sum(n for _, n in iovs)
-        if populate:   # one call allocates what preadv would fault in page by page; a failure
-            for addr, n in iovs:                                     # only costs time
-                lib.crpy_syscall6(NR.madvise, addr, n, MADV_POPULATE_WRITE, 0, 0, 0)
         check = checks.get(path) if checks else None
-        if check is not None:
-            _read_hashed(fd, path, offset, iovs, want, check[0], hashed)
+        if check is not None or populate:
+            _read_pieces(fd, path, offset, iovs, populate, check, hashed)
             continue
+        want = sum(n for _, n in iovs)
         got = os.preadv(fd, [(ctypes.c_char * n).from_address(a) for a, n in iovs], offset)
         if got < want:
             _finish_short(fd, path, offset, iovs, got)
 
 
-def _read_hashed(fd, path, offset, iovs, want, chunk_size, hashed):
-    """Read a batch a piece at a time, each hashed while in the cache (pagecheck verifies them)."""
+PIECE = 1 << 20                     # populated and read at a time (L2-sized: see 21_pread_crc.c)
+
+
+def _read_pieces(fd, path, offset, iovs, populate, check, hashed):
+    """Read a batch a piece at a time (crpy.kernel.crc32c.pread_crc): each piece of anonymous
+    memory populated right before its read (one call allocates what preadv would fault in page
+    by page), and, where this task checks the image, hashed while in the cache (pagecheck
+    verifies the digests)."""
     from crpy.kernel.crc32c import pread_crc
 
+    chunk_size = check[0] if check is not None else PIECE
     try:
-        crcs = pread_crc(fd, iovs, offset, chunk_size)
+        crcs = pread_crc(fd, iovs, offset, chunk_size, populate=populate, hashed=check is not None)
     except OSError as e:
-        raise RestoreError(f"{path}: cannot read {want} bytes at offset {offset}: {e.strerror}") from None
-    hashed.add(path, offset, want, chunk_size, crcs)
+        want = sum(n for _, n in iovs)
+        why = "short read (the image ends first)" if e.errno == errno.EIO else e.strerror
+        raise RestoreError(f"{path}: cannot read {want} bytes at offset {offset}: {why}") from None
+    if check is not None:
+        hashed.add(path, offset, sum(n for _, n in iovs), chunk_size, crcs)
 
 
 def _batches(slots):

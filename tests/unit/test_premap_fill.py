@@ -1,6 +1,7 @@
 """premap.fill: the restore's page reads (preadv straight into place, anonymous memory populated
-first, a big fill in two threads) put every byte of pages-N.img where the runs say, and touch
-nothing else: checked in this process over anonymous mappings, with and without threads."""
+a piece at a time right before its read, a big fill in two threads) put every byte of
+pages-N.img where the runs say, and touch nothing else: checked in this process over anonymous
+mappings, with and without threads."""
 
 import ctypes
 import mmap
