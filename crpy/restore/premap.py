@@ -3,13 +3,12 @@
 Each slot gets a mapping of the VMA's final kind (anonymous private or shared, growsdown for a
 stack, private or shared of the right file at the right offset), its saved pages are read in
 with preadv straight from pages-N.img (big chunks, no copy through Python objects; anonymous
-memory allocated by MADV_POPULATE_WRITE a MiB at a time right before its read, a big fill in two
-threads), then it gets its
-final protection and madvise flags.  The pages images' chunks this task was given to check
-(crpy.restore.pagecheck) are read a piece at a time and hashed as they land, in C, and checked
-before the task goes on: damage is this task's one-line error, and no task runs.  The blob then
-only has to mremap each slot into place; VMA flags, file and offset travel with the mapping.
-This is the hot path of a restore.
+memory allocated by MADV_POPULATE_WRITE a MiB at a time right before its read, a big fill in
+two threads), then it gets its final protection and madvise flags.  The pages images' chunks
+this task was given to check (crpy.restore.pagecheck) are read a piece at a time and hashed as
+they land, in C, and checked before the task goes on: damage is this task's one-line error, and
+no task runs.  The blob then only has to mremap each slot into place; VMA flags, file and offset
+travel with the mapping.  This is the hot path of a restore.
 """
 
 import ctypes
