@@ -503,7 +503,7 @@ class ImagesCheck:
 
     def __init__(self, images_dir, names=None, skip_chunks=None):
         self.images_dir = os.fspath(images_dir)
-        self._errors, self._batch, self._each, self._differ = {}, [], [], []
+        self._errors, self._batch, self._each, self._sized, self._differ = {}, [], [], [], []
         try:
             self._algo, self._chunk_size, self._recorded = read_digests(self.images_dir)
         except ImageError as e:
@@ -519,6 +519,8 @@ class ImagesCheck:
             want = self._recorded.get(name)
             if self._algo == "crc32c" and not skip and want is not None and want.size < _WINDOW:
                 self._batch.append(name)
+            elif skip and want is not None and len(skip) >= len(want.chunks):
+                self._sized.append(name)     # every chunk checked elsewhere: its size here
             else:
                 self._each.append((name, skip))
 
@@ -530,6 +532,13 @@ class ImagesCheck:
             self._errors[name] = _check_one(self.images_dir, name, self._recorded.get(name), self._algo,
                                             self._chunk_size, skip)
         self._differ = _differing(self.images_dir, self._batch, self._recorded, self._chunk_size)
+        for name in self._sized:
+            try:
+                same = os.stat(os.path.join(self.images_dir, name)).st_size == self._recorded[name].size
+            except OSError:
+                same = False
+            if not same:                     # (missing, or its size: worded by errors())
+                self._differ.append(name)
 
     def errors(self):
         """[ImageError] of the images hash() found different, by name."""

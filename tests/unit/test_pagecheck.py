@@ -181,3 +181,18 @@ def test_a_big_fill_is_read_by_threads_in_turn_and_checked(tmp_path):
     finally:
         premap.close_pages()
     assert f"bytes [{50 * MIB:#x}, {51 * MIB:#x}) differ" in e.value.one_line()
+
+
+def test_an_image_whose_chunks_all_go_to_the_tasks_is_still_looked_for(images):
+    """Every chunk planned: the pre-fork check only looks at its size, and that it is there."""
+    d, _ = images
+    path = d / "pages-1.img"
+    real = os.path.realpath(path)
+    all_chunks = {real: {0, 1, 2, 3}}
+    assert digest.damaged_images(d, is_pages_image, all_chunks) == []
+    os.truncate(path, SIZE - 4096)
+    (error,) = digest.damaged_images(d, is_pages_image, all_chunks)
+    assert "missing (truncated)" in str(error), error
+    os.unlink(path)
+    (error,) = digest.damaged_images(d, is_pages_image, all_chunks)
+    assert "image is missing" in str(error), error
