@@ -72,7 +72,9 @@ def pread_crc(fd, iovs, offset, chunk, populate=False, hashed=True):
 
     total = sum(n for _, n in iovs)
     first = offset // chunk
-    out = ffi.new("uint32_t[]", (offset + total - 1) // chunk - first + 1 if total else 1) if hashed else ffi.NULL
+    out = ffi.NULL
+    if hashed:
+        out = ffi.new("uint32_t[]", (offset + total - 1) // chunk - first + 1 if total else 1)
     got = lib.crpy_read_pieces(fd, [a for a, _ in iovs], [n for _, n in iovs], len(iovs), offset, chunk, out,
                                int(populate))
     if got < 0:

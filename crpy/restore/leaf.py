@@ -305,10 +305,10 @@ TLS_ROOM = 1 << 20                 # below the thread pointer: the static TLS bl
 def _unneeded(needed, region):
     """[(start, end)] of this process's mappings that the forker leaf unmaps; needed: sorted
     [(address, size)] of the buffers its programs read (the Arena, the relocated blobs).  Kept:
-    the special mappings ([heap] goes: nothing of the programs is there), every shared mapping (objects the tree shares), libc, ld.so and crpy's C module (with the
-    bss after each), the TLS block (at the thread pointer), this task's restorer region (its own
-    memory, where the leaves take their copy-on-write pages from), and every mapping that holds
-    a needed buffer."""
+    the special mappings ([heap] goes: nothing of the programs is there), every shared mapping
+    (objects the tree shares), libc, ld.so and crpy's C module (with the bss after each), the
+    TLS block (at the thread pointer), this task's restorer region (its own memory, where the
+    leaves take their copy-on-write pages from), and every mapping that holds a needed buffer."""
     import bisect
 
     from crpy.kernel import _sys
