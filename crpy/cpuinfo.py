@@ -1,12 +1,14 @@
 """cpuinfo.img: which CPU the images were dumped on, and which XSAVE state their tasks hold.
 
 The dump writes it (CRIU's cpuinfo_entry: vendor, signature, feature words, model name, the XSAVE
-features XCR0 enables and their sizes, plus crpy's field with each component's offset).  A restore
+features XCR0 enables that an image can hold and their sizes -- as CRIU, not AMX's --, plus crpy's
+field with each component's offset).  A restore
 reads it first, before anything is forked: a CPU that lacks an XSAVE feature of the images (their
 registers would come back different) is refused in one line naming the features; a CPU with more
 features is fine (the extra state starts in its init state).  `crpy cpuinfo dump|check` as criu.
 """
 
+import functools
 import os
 
 from crpy.errors import ImageError, RestoreError
@@ -23,17 +25,40 @@ def this_cpu_layout():
     return cpuid.xsave_layout()
 
 
+@functools.lru_cache(maxsize=None)
+def stored_layout():
+    """The XSAVE layout of the state the images of this CPU hold (this CPU's, without the
+    components an image has no field for: AMX tiles, which a dump refuses in use) and of the
+    signal frames a restore builds."""
+    from crpy.images import xsave
+
+    return xsave.stored_layout(this_cpu_layout())
+
+
+@functools.lru_cache(maxsize=None)
+def frame_xsave():
+    """(size, xfeatures) of the XSAVE area of the signal frames a restore builds (stored_layout:
+    the kernel takes no bigger one from a task that never used AMX, see xsave.DYNAMIC_COMPONENTS)."""
+    from crpy.images import xsave
+
+    return xsave.layout_size(stored_layout()), xsave.layout_mask(stored_layout())
+
+
 def this_cpu_entry():
     """cpuinfo_entry of the CPU crpy runs on."""
     from crpy.images.pb import cpuinfo_pb2
     from crpy.kernel import cpuid
 
+    from crpy.images import xsave
+
     family, model, stepping = cpuid.signature()
+    layout = stored_layout()
     x86 = cpuinfo_pb2.cpuinfo_x86_entry(
         vendor_id=_VENDORS.get(cpuid.vendor(), 0), cpu_family=family, model=model, stepping=stepping,
         capability_ver=CAPABILITY_VER, capability=cpuid.capability_words(), model_id=cpuid.model_name(),
-        xfeatures_mask=cpuid.xcr0(), xsave_size=cpuid.xsave_size(), xsave_size_max=cpuid.xsave_size_max())
-    for comp, (offset, size) in sorted(cpuid.xsave_layout().items()):
+        xfeatures_mask=xsave.layout_mask(layout), xsave_size=xsave.layout_size(layout),
+        xsave_size_max=cpuid.xsave_size_max())
+    for comp, (offset, size) in sorted(layout.items()):
         if comp >= 2:
             x86.xsave_components.add(feature=comp, offset=offset, size=size)
     return cpuinfo_pb2.cpuinfo_entry(x86_entry=[x86])

@@ -38,12 +38,23 @@ class Frame:
 
 
 def sigframe_xstate(xstate):
-    """The ptrace XSAVE image made valid for a signal frame (sw bytes + trailing magic2)."""
-    size = len(xstate)
+    """The ptrace XSAVE image made valid for a signal frame (sw bytes + trailing magic2).
+
+    ptrace gives every component the kernel knows, AMX tile data included (11 KiB where the CPU
+    has AMX); the frame holds only those a frame of this task may (xsave.frame_layout): from a
+    frame bigger than the task's own, rt_sigreturn restores x87 and SSE alone and quietly puts
+    AVX, AVX-512 and PKRU in their init state."""
+    from crpy.images import xsave
+    from crpy.kernel import cpuid
+
     xcr0 = struct.unpack_from("<Q", xstate, SW_BYTES_OFF)[0]
-    fp = bytearray(xstate)
+    xstate_bv = struct.unpack_from("<Q", xstate, xsave.LEGACY_SIZE)[0]
+    layout = xsave.frame_layout({c: p for c, p in cpuid.xsave_layout().items() if xcr0 >> c & 1}, xstate_bv)
+    size, features = min(len(xstate), xsave.layout_size(layout)), xsave.layout_mask(layout)
+    fp = bytearray(xstate[:size])
     fp[SW_BYTES_OFF:512] = bytes(512 - SW_BYTES_OFF)
-    struct.pack_into("<IIQI", fp, SW_BYTES_OFF, FP_XSTATE_MAGIC1, size + 4, xcr0, size)
+    struct.pack_into("<IIQI", fp, SW_BYTES_OFF, FP_XSTATE_MAGIC1, size + 4, features, size)
+    struct.pack_into("<Q", fp, xsave.LEGACY_SIZE, xstate_bv & features)
     return bytes(fp) + struct.pack("<I", FP_XSTATE_MAGIC2)
 
 

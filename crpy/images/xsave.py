@@ -14,9 +14,11 @@ A layout is {component number: (offset, size)}: the dump passes the dumping CPU'
 it in cpuinfo.img), a restore the running CPU's; this module never asks a CPU.  Offsets differ
 between CPUs (Intel puts the AVX-512 opmask at 1088 and PKRU at 2688; an AMD EPYC of family 25
 puts the opmask at 832, others PKRU at 2432), so a raw area is only ever read or written with the layout it was or will be used in.
-Every component enabled in the layout is stored whole (even when its xstate_bv bit says it is
-in its init state), so from_raw() then to_raw() gives back the same bytes, except 416..511,
-and except holes between components, which to_raw() leaves zero (as the kernel does).
+Every component of COMPONENT_FIELDS enabled in the layout is stored whole (even when its
+xstate_bv bit says it is in its init state), so from_raw() then to_raw() gives back the same
+bytes, except 416..511, and except holes between components, which to_raw() leaves zero (as
+the kernel does).  Components the image format has no field for (AMX tiles, APX) are left out
+when in their init state and refused when in use: stored_layout() is what an image can hold.
 CET state (xsave.cet) is not part of this layout (the kernel gives it through its own regset):
 from_raw() leaves it unset and to_raw() ignores it.
 """
@@ -43,6 +45,10 @@ LEGACY_LAYOUT = {0: (0, 160), 1: (160, 256)}
 # record their layout (CRIU's cpuinfo.img has no offsets): other CPUs use other offsets.
 STANDARD_LAYOUT = {**LEGACY_LAYOUT, 2: (576, 256), 3: (960, 64), 4: (1024, 64), 5: (1088, 64),
                    6: (1152, 512), 7: (1664, 1024), 9: (2688, 8)}
+# AMX tile data: the kernel gives a task room for it (in its own buffer and in its signal frames)
+# only once the task asked (arch_prctl ARCH_REQ_XCOMP_PERM) and used it; a signal frame holding
+# it is too big for any other task, and rt_sigreturn then restores x87 and SSE alone, silently.
+DYNAMIC_COMPONENTS = frozenset({18})
 LEGACY_SIZE = 512
 HEADER_SIZE = 64
 _LEGACY = struct.Struct("<HHHHQQII")   # cwd swd twd fop rip rdp mxcsr mxcsr_mask (32 bytes)
@@ -71,6 +77,19 @@ def layout_mask(layout):
 def layout_size(layout):
     """The size of the standard-format area for a layout (at least legacy area + header)."""
     return max([LEGACY_SIZE + HEADER_SIZE] + [off + size for off, size in layout.values()])
+
+
+def stored_layout(layout):
+    """The components of layout an image can hold (x87, SSE and those of COMPONENT_FIELDS): the
+    layout of cpuinfo.img and of the signal frames a restore builds."""
+    return {comp: place for comp, place in layout.items() if comp < 2 or comp in COMPONENT_FIELDS}
+
+
+def frame_layout(layout, xstate_bv):
+    """The components a signal frame of a task whose XSAVE header says xstate_bv may hold: all
+    of layout but the dynamic ones the task does not use (DYNAMIC_COMPONENTS)."""
+    return {comp: place for comp, place in layout.items()
+            if comp not in DYNAMIC_COMPONENTS or xstate_bv >> comp & 1}
 
 
 def standard_layout(mask):
@@ -126,7 +145,10 @@ def from_raw(raw, layout):
         if comp < 2:
             continue
         if comp not in COMPONENT_FIELDS:
-            raise XsaveError(f"XSAVE component {comp} is enabled but crpy cannot store it yet")
+            if xstate_bv >> comp & 1:
+                raise XsaveError(f"the task uses {feature_names(1 << comp)[0]} (XSAVE component "
+                                 f"{comp} is not in its init state), which crpy cannot store yet")
+            continue                       # in its init state: a restore leaves it there
         if offset + size > len(raw):
             raise XsaveError(f"XSAVE area of {len(raw)} bytes ends inside component {comp}")
         field, width = COMPONENT_FIELDS[comp]

@@ -372,17 +372,12 @@ def _find_vdso_moves(plan):
     return pairs, layout.needs_hop(pairs), cur_block, next(p for p in pairs if p[0] == vdso_start)
 
 
-_xsave = []                    # [(user XSAVE size, XCR0)] of this CPU, asked once per process
-
-
 def _xsave_sizes():
-    """(XSAVE size, XCR0): a CPUID that traps to the hypervisor (~30 us in a VM), asked once for
-    all the frames crpy builds (one per task of a tree) rather than once each."""
-    if not _xsave:
-        from crpy.kernel._sys import lib
+    """(XSAVE size, xfeatures) of the frames: CPUID traps to the hypervisor (~30 us in a VM), so
+    it is asked once (cached) for all the frames crpy builds (one per task of a tree)."""
+    from crpy.cpuinfo import frame_xsave
 
-        _xsave.append((lib.crpy_xsave_user_size(), lib.crpy_xgetbv0()))
-    return _xsave[0]
+    return frame_xsave()
 
 
 _gadget_here = [None, None]     # [(vDSO address, length), find_unmap_gadget of its bytes]

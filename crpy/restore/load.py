@@ -285,14 +285,14 @@ def _xsave_bytes(path, fpregs, made=None):
     """The raw XSAVE area for this CPU, in its layout (the image's components moved to this CPU's
     offsets; those this CPU has and the image lacks in their init state); an image holding state
     of a feature this CPU lacks is refused.  made: {entry bytes: area} of those made already."""
+    from crpy.cpuinfo import stored_layout
     from crpy.images import xsave
-    from crpy.kernel import cpuid
 
     key = fpregs.SerializeToString() if made is not None else None
     if key is not None and key in made:
         return made[key]
     try:
-        raw = bytes(xsave.to_raw(fpregs, cpuid.xsave_layout()))
+        raw = bytes(xsave.to_raw(fpregs, stored_layout()))
     except (ValueError, KeyError) as e:
         raise _framing().entry_error(path, f"bad FPU/XSAVE state: {e}") from None
     if made is not None:

@@ -73,7 +73,9 @@ def fill_threads(ffi, lib, a, threads, pretcode, task_sigactions):
 
     if len(threads) > lib.RST_MAX_THREADS:
         raise RestoreError(f"{len(threads) + 1} threads; the restorer takes at most {lib.RST_MAX_THREADS + 1}")
-    xsize, xcr0 = lib.crpy_xsave_user_size(), lib.crpy_xgetbv0()
+    from crpy.cpuinfo import frame_xsave
+
+    xsize, xcr0 = frame_xsave()
     n, entries = a.nr_siginfo, siginfo_list(a)
     for i, th in enumerate(threads):
         t = a.threads[i]

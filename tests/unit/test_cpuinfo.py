@@ -7,6 +7,7 @@ from crpy.kernel import cpuid
 from tests.unit.crhelpers import image_samples
 
 S = image_samples()
+INTEL_AMX = {**S.INTEL_AVX512_PKRU, 17: (2752, 64), 18: (2816, 8192)}      # Sapphire Rapids on
 AMD_ZEN4 = {0: (0, 160), 1: (160, 256), 2: (576, 256), 5: (832, 64), 6: (896, 512), 7: (1408, 1024)}
 
 
@@ -20,7 +21,7 @@ def _x86(layout=S.INTEL_AVX512_PKRU, offsets=True):
 def test_this_cpu_takes_its_own_images(tmp_path):
     cpuinfo.write(tmp_path)
     x86 = cpuinfo.read(tmp_path)
-    assert cpuinfo.image_layout(x86) == cpuid.xsave_layout()
+    assert cpuinfo.image_layout(x86) == cpuinfo.stored_layout()
     assert cpuinfo.incompatibility(x86, cpuid.xsave_layout()) is None
     assert framing.read_one(framing.image_path(tmp_path, "cpuinfo"), "cpuinfo").x86_entry[0] == x86
 
@@ -49,3 +50,18 @@ def test_a_component_of_another_size_is_refused():
 def test_no_cpuinfo_image(tmp_path):
     assert cpuinfo.read(tmp_path) is None
     cpuinfo.check_images(tmp_path)              # older images: each task's state is checked alone
+
+
+def test_images_of_an_amx_cpu_need_no_amx(monkeypatch):
+    """AMX state is never in an image (a dump refuses a task using it): a CPU with AMX records
+    the features of what its images hold, and they restore on a CPU without AMX."""
+    monkeypatch.setattr(cpuinfo, "this_cpu_layout", lambda: INTEL_AMX)
+    cpuinfo.stored_layout.cache_clear()
+    try:
+        x86 = cpuinfo.this_cpu_entry().x86_entry[0]
+        assert x86.xfeatures_mask == 0x2e7 and x86.xsave_size == 2696
+        assert 17 not in cpuinfo.image_layout(x86) and 18 not in cpuinfo.image_layout(x86)
+        assert cpuinfo.incompatibility(x86, S.INTEL_AVX512_PKRU) is None
+        assert cpuinfo.frame_xsave.__wrapped__() == (2696, 0x2e7)   # the restore's signal frames
+    finally:
+        cpuinfo.stored_layout.cache_clear()

@@ -54,10 +54,10 @@ def cpuinfo_entry(layout=INTEL_AVX512_PKRU):
 
 
 def core_entry(layout=None):
+    from crpy.cpuinfo import stored_layout
     from crpy.images import xsave
-    from crpy.kernel import cpuid
 
-    layout = cpuid.xsave_layout() if layout is None else layout
+    layout = stored_layout() if layout is None else layout
     core = _cls("core_pb2.core_entry")()
     core.mtype = core.X86_64
     ti = core.thread_info

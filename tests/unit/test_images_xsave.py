@@ -224,3 +224,29 @@ def test_layout_helpers():
     assert xsave.compare({**AMD_ZEN4, 5: (832, 128)}, INTEL) == ([], [5])
     with pytest.raises(xsave.XsaveError, match="17"):
         xsave.standard_layout(0b11 | 1 << 17)
+
+
+INTEL_AMX = {**INTEL, 17: (2752, 64), 18: (2816, 8192)}      # Sapphire and Emerald Rapids
+
+
+def test_amx_in_its_init_state_is_left_out_and_in_use_refused():
+    """An image has no field for AMX tiles (nor has CRIU's): a task whose tiles are in their init
+    state (every task that never asked for AMX) converts without them, one using them is refused."""
+    raw = bytearray(_synthetic(INTEL_AMX))
+    struct.pack_into("<Q", raw, 512, 0x2E7)               # tiles in their init state
+    fp = xsave.from_raw(bytes(raw), INTEL_AMX)
+    assert xsave.entry_mask(fp) == 0x2E7 and fp.xsave.xstate_bv == 0x2E7
+    back = xsave.to_raw(fp, xsave.stored_layout(INTEL_AMX))
+    assert len(back) == 2696 and back[512:] == bytes(raw[512:2696])
+    for comp in (17, 18):
+        struct.pack_into("<Q", raw, 512, 0x2E7 | 1 << comp)
+        with pytest.raises(xsave.XsaveError, match=f"uses amx \\(XSAVE component {comp} "):
+            xsave.from_raw(bytes(raw), INTEL_AMX)
+
+
+def test_frame_layouts():
+    """A signal frame of a task that never used AMX tile data has no room for it (the kernel
+    takes no bigger frame from such a task); the stored layout is the same on CPUs without AMX."""
+    assert xsave.stored_layout(INTEL_AMX) == INTEL and xsave.stored_layout(AMD_ZEN4) == AMD_ZEN4
+    assert xsave.frame_layout(INTEL_AMX, 0x2E7) == {**INTEL, 17: (2752, 64)}
+    assert xsave.frame_layout(INTEL_AMX, 0x2E7 | 1 << 18) == INTEL_AMX

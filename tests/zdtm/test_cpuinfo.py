@@ -9,13 +9,14 @@ import subprocess
 import pytest
 
 from crpy import cpuinfo
-from crpy.images import digest, framing
+from crpy.images import digest, framing, xsave
 from crpy.kernel import cpuid
 from tests.unit.crhelpers import image_samples
 from tests.zdtm import harness
 
 pytestmark = pytest.mark.usefixtures("subreaper")
 AMX = 1 << 17 | 1 << 18
+APX = 1 << 19
 
 
 @pytest.fixture
@@ -41,8 +42,11 @@ def test_dump_records_this_cpu(dumped):
     _, images = dumped
     path = framing.image_path(images, "cpuinfo")
     (x86,) = framing.read_one(path, "cpuinfo").x86_entry
-    assert x86.xfeatures_mask == cpuid.xcr0() and x86.xsave_size == cpuid.xsave_size()
-    assert cpuinfo.image_layout(x86) == cpuid.xsave_layout()
+    # this CPU's features, but those an image has no field for (AMX's, whose state a dump refuses)
+    stored = xsave.stored_layout(cpuid.xsave_layout())
+    assert x86.xfeatures_mask == cpuid.xcr0() & xsave.layout_mask(stored)
+    assert x86.xsave_size == xsave.layout_size(stored) <= cpuid.xsave_size()
+    assert cpuinfo.image_layout(x86) == stored
     assert len(x86.capability) == 19 and x86.capability[0] & 1     # word 0 bit 0: FPU
     crit = image_samples().crit_decode(path)                      # crit reads it, CRIU's fields alike
     assert crit["magic"] == "CPUINFO"
@@ -53,8 +57,9 @@ def test_dump_records_this_cpu(dumped):
 
 def test_restore_refuses_a_feature_this_cpu_lacks(dumped):
     test, images = dumped
-    lacking = next(bit for bit in (1 << 9, AMX) if not cpuid.xcr0() & bit)   # PKRU, else AMX
-    name = "pkru" if lacking == 1 << 9 else "amx"
+    # a feature this CPU lacks: PKRU, else AMX, else APX (XSAVE component 19)
+    lacking = next(bit for bit in (1 << 9, AMX, APX) if not cpuid.xcr0() & bit)
+    name = {1 << 9: "pkru", AMX: "amx", APX: "apx"}[lacking]
     _edit_cpuinfo(images, lambda x86: setattr(x86, "xfeatures_mask", x86.xfeatures_mask | lacking))
     res = _crpy("restore", "-D", images, "-d", "-v4", "-o", "restore.log")
     lines = res.stderr.strip().splitlines()
