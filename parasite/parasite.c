@@ -397,6 +397,7 @@ static BLOB_EXPORT void do_misc(void)
         m->rlimit_ret[i] = sys4(__NR_prlimit64, 0, i, 0, (long)&m->rlimits[i]);
     sys2(__NR_prctl, PR_GET_NAME, (long)m->name);
     m->membarrier = membarrier_registrations();
+    m->xcomp_perm_ret = sys2(__NR_arch_prctl, 0x1022 /* ARCH_GET_XCOMP_PERM */, (long)&m->xcomp_perm);
     reply(PAR_MISC, 0, m, sizeof(*m), 0, 0);
 }
 

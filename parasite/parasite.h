@@ -105,6 +105,8 @@ struct parasite_misc {
     s64 rlimit_ret[16];
     char name[16];
     s64 membarrier;             /* MEMBARRIER_CMD_REGISTER_* bits the mm is registered for */
+    s64 xcomp_perm_ret;         /* arch_prctl(ARCH_GET_XCOMP_PERM): 0, or -EINVAL without XSAVE */
+    u64 xcomp_perm;             /* the XSAVE features the process may use (AMX once it asked) */
 };
 
 #endif

@@ -22,15 +22,18 @@ def gpregs_entry(regs):
     return e
 
 
-def fpregs_entry(xstate):
-    """The image entry of a task's XSAVE area, read in this CPU's layout (cpuinfo.img records it)."""
+def fpregs_entry(xstate, who):
+    """The image entry of a task's XSAVE area, read in this CPU's layout (cpuinfo.img records it);
+    who: "pid N" or "thread T of pid N", for the error."""
     from crpy.images import xsave
     from crpy.kernel import cpuid
 
     try:
         return _once(("fpregs", xstate), lambda: xsave.from_raw(xstate, cpuid.xsave_layout()))
     except ValueError as e:
-        raise DumpError(f"cannot save the XSAVE state: {e}") from None
+        hint = ("AMX tiles are in use only inside an AMX computation: dump again a moment later"
+                if "amx" in str(e) else None)
+        raise DumpError(f"{who}: cannot save its XSAVE state: {e}", hint) from None
 
 
 def _tls_slots():
@@ -122,7 +125,16 @@ def task_core(facts, regs, sigactions, misc, stop_signal):
         raise DumpError(f"pid {pid}: cannot tell its membarrier() registrations: errno {-membarrier}")
     if membarrier:
         tc.membarrier_registration_mask = membarrier
+    dynamic = misc.get("xcomp_perm", 0) & xsave_dynamic_mask()
+    if dynamic:
+        tc.xcomp_perm_dynamic = dynamic
     return tc
+
+
+def xsave_dynamic_mask():
+    from crpy.images.xsave import DYNAMIC_COMPONENTS
+
+    return sum(1 << comp for comp in DYNAMIC_COMPONENTS)
 
 
 def _loginuid(pid):
@@ -167,7 +179,7 @@ def core_entry(facts, regs, sigactions, misc, creds, stop_signal):
 
     info = core_x86_pb2.thread_info_x86(
         clear_tid_addr=misc.get("tid_address", 0), gpregs=gpregs_entry(regs.regs),
-        fpregs=fpregs_entry(regs.xstate), tls=_tls_slots())
+        fpregs=fpregs_entry(regs.xstate, f"pid {facts.pid}"), tls=_tls_slots())
     return core_pb2.core_entry(mtype=core_pb2.core_entry.X86_64, thread_info=info,
                                tc=task_core(facts, regs, sigactions, misc, stop_signal),
                                thread_core=thread_core(facts, regs, misc, creds))

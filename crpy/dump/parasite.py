@@ -35,7 +35,7 @@ _THE_PIPE = -1  # DUMP's fd: the pipe the first DUMP brought (parasite.h)
 MISC_FIELDS = ("pid tid ppid pgid sid umask personality dumpable no_new_privs pdeathsig child_subreaper "
                "timerslack thp_disable seccomp securebits keepcaps brk tid_address tid_address_ret "
                "ruid euid suid rgid egid sgid fsuid fsgid altstack_ret").split()
-_MISC = struct.Struct("<%dq QiiQ 3q 12q 32Q 16q 16s q" % len(MISC_FIELDS))
+_MISC = struct.Struct("<%dq QiiQ 3q 12q 32Q 16q 16s q qQ" % len(MISC_FIELDS))
 RLIMIT_NAMES = ("cpu fsize data stack core rss nproc nofile memlock as locks sigpending msgqueue nice "
                 "rtprio rttime").split()
 
@@ -417,4 +417,5 @@ def _parse_misc(data):
                       for i, name in enumerate(RLIMIT_NAMES)}
     out["name"] = v[p + 48].split(b"\0", 1)[0].decode(errors="replace")
     out["membarrier"] = v[p + 49]          # REGISTER_* bits, or -errno
+    out["xcomp_perm"] = v[p + 51] if v[p + 50] == 0 else 0    # XSAVE features permitted
     return out

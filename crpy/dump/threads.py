@@ -128,7 +128,7 @@ def _thread_core_entry(tid, misc, creds):
         tc.timerslack_ns = misc["timerslack"]
     info = core_x86_pb2.thread_info_x86(
         clear_tid_addr=misc.get("tid_address", 0), gpregs=gpregs_entry(regs.regs),
-        fpregs=fpregs_entry(regs.xstate))
+        fpregs=fpregs_entry(regs.xstate, f"thread {tid}"))
     return core_pb2.core_entry(mtype=core_pb2.core_entry.X86_64, thread_info=info, thread_core=tc)
 
 

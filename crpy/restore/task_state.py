@@ -23,6 +23,7 @@ PR_SET_DUMPABLE, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER = 4, 29, 36
 PR_SET_NO_NEW_PRIVS, PR_SET_THP_DISABLE = 38, 41
 RLIM_INFINITY = resource.RLIM_INFINITY
 SCHED_RESET_ON_FORK = 0x40000000
+ARCH_REQ_XCOMP_PERM = 0x1023
 _ITIMERS = ("real", "virt", "prof")
 
 
@@ -60,6 +61,7 @@ class TaskState:
     creds: object = None                 # crpy.restore.creds.Creds, switched to by the restorer blob
     loginuid: int = None                 # audit login uid (None: the image has none)
     membarrier: int = 0                  # MEMBARRIER_CMD_REGISTER_* bits of its mm
+    xcomp_perm: int = 0                  # dynamic XSAVE features it may use (AMX: bit 18)
 
 
 def from_images(core, mm):
@@ -99,6 +101,7 @@ def from_images(core, mm):
         st.creds = creds.from_entry(th.creds)
     st.loginuid = tc.loginuid if tc.HasField("loginuid") else None
     st.membarrier = tc.membarrier_registration_mask
+    st.xcomp_perm = tc.xcomp_perm_dynamic
     if "timerslack_ns" in th.DESCRIPTOR.fields_by_name and th.HasField("timerslack_ns"):
         st.timerslack_ns = th.timerslack_ns
     return st
@@ -206,6 +209,7 @@ def apply(state):
     _sched(state, mine)
     _loginuid(state.loginuid, mine)
     _membarrier(state.membarrier)
+    _xcomp_perm(state.xcomp_perm)
     _rlimits(state.rlimits, mine)
     _itimers(state.itimers)
 
@@ -217,7 +221,7 @@ def prctls_only(state):
     logged by apply, are ignored there)."""
     mine = own()
     sched = tuple(state.sched) if state.sched else None
-    if (state.personality != mine.personality or state.membarrier
+    if (state.personality != mine.personality or state.membarrier or state.xcomp_perm
             or (state.nice is not None and state.nice != mine.nice) or (sched and sched != mine.sched)
             or (state.oom_score_adj is not None and state.oom_score_adj != mine.oom_score_adj)
             or (state.loginuid is not None and state.loginuid != mine.loginuid)
@@ -310,6 +314,22 @@ def _membarrier(mask):
                 sys_call(NR.membarrier, cmd, 0, 0, what=f"membarrier(REGISTER {cmd:#x})")
             except CrpyError as e:
                 raise RestoreError(f"membarrier() registration {cmd:#x}: {e}") from None
+
+
+def _xcomp_perm(mask):
+    """Ask for the dynamic XSAVE features the process had asked for (AMX): without them its next
+    AMX instruction would kill it with SIGILL."""
+    from crpy.errors import CrpyError
+    from crpy.images.xsave import feature_names
+    from crpy.kernel.syscalls import NR, sys_call
+
+    for comp in range(64):
+        if mask >> comp & 1:
+            try:
+                sys_call(NR.arch_prctl, ARCH_REQ_XCOMP_PERM, comp, what=f"arch_prctl(ARCH_REQ_XCOMP_PERM, {comp})")
+            except CrpyError as e:
+                raise RestoreError(f"the task may use {feature_names(1 << comp)[0]} (XSAVE component {comp}), "
+                                   f"this process cannot: {e}", "restore on a CPU and kernel with it") from None
 
 
 def _rlim(v):

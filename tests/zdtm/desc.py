@@ -39,6 +39,8 @@ DESC = {
     "refused_bpf": {"dump_fails": True},
     "refused_aio": {"dump_fails": True},
     "pkeys": {"needs": ["pku", "ospke"]},
+    "amx": {"needs": ["amx_tile"]},
+    "amx_inuse": {"needs": ["amx_tile"], "dump_fails": True},
     "unlinked": {"dump": ["--ghost-limit", "16M"]},          # criu's default limit is 1 MiB
     "unlinked_sparse": {"dump": ["--ghost-limit", "2G"]},
     "ghost_limit": {"dump_fails": True},
