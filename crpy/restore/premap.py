@@ -317,7 +317,7 @@ def _fill_batches(batches, checks=None, hashed=None):
             _finish_short(fd, path, offset, iovs, got)
 
 
-PIECE = 1 << 20                     # populated and read at a time (L2-sized: see 21_pread_crc.c)
+PIECE = 1 << 20                     # the parts an unchecked read is counted in (its pieces: 21_pread_crc.c)
 
 
 def _read_pieces(fd, path, offset, iovs, populate, check, hashed):
