@@ -45,7 +45,11 @@ def plan(nodes, images_dirs):
                 continue
             chunk_size, size, chunks = want
             taken = planned.setdefault(real, set())
-            mine = {i: chunks[i] for i in _covered(reads, chunk_size, size) if i not in taken and i < len(chunks)}
+            mine = {}
+            for lo, hi in _covered(reads, chunk_size, min(size, len(chunks) * chunk_size)):
+                mine.update(zip(range(lo, hi), chunks[lo:hi]))
+            if taken:
+                mine = {i: d for i, d in mine.items() if i not in taken}
             if mine:
                 taken.update(mine)
                 checks[path] = (chunk_size, size, mine)
@@ -92,12 +96,14 @@ def _merged(pieces):
 
 
 def _covered(merged, chunk_size, size):
-    """The chunks of a size-byte file that the merged [start, end) ranges cover whole."""
+    """(first, end) of each run of chunks of a size-byte file that one of the merged [start, end)
+    ranges covers whole (worked out, not looped over: a GiB's 1024 chunks)."""
+    count = -(-size // chunk_size)
     for start, end in merged:
-        for i in range(-(-start // chunk_size), -(-size // chunk_size)):
-            if min((i + 1) * chunk_size, size) > end:
-                break
-            yield i
+        first = -(-start // chunk_size)
+        last = count if end >= size else min(end // chunk_size, count)
+        if first < last:
+            yield first, last
 
 
 class Parts:

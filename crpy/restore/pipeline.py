@@ -155,10 +155,12 @@ def _restore(opts, images_checked):
     tree_shmem.share_objects(nodes)
     faults.point("restore-after-ghosts")
     tick("ghosts-shmem")
-    highest_fd = tree_preload.preload(nodes, opts.images_dir)
-    tick("preload")
+    # which task checks which page chunks: once no step changes what a task reads (shared
+    # objects are filled by crpy, not by their tasks); the check hashes the rest beside the preload
     if not (opts.check_pages_before_fork or opts.lazy_pages):   # lazy pages: read by the daemon
         images_checked.plan_pages(nodes)
+    highest_fd = tree_preload.preload(nodes, opts.images_dir)
+    tick("preload")
     images_checked.wait()                  # intact (or refused): nothing is forked before
     tick("integrity-wait")
     faults.point("restore-after-preload")

@@ -81,6 +81,20 @@ def test_each_chunk_goes_to_the_first_task_that_reads_it_whole(images):
     assert c.task.page_checks is None and hole.task.page_checks is None
 
 
+def test_covered_chunks_are_worked_out_as_a_loop_would_find_them():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        chunk, size = rng.choice((4096, 3 * 4096)), rng.randrange(1, 40000)
+        cuts = sorted(rng.sample(range(size + 5000), 2 * rng.randrange(1, 4)))
+        merged = pagecheck._merged([(a, b - a) for a, b in zip(cuts[::2], cuts[1::2])])
+        by_loop = [i for start, end in merged for i in range(-(-size // chunk))
+                   if i * chunk >= start and min((i + 1) * chunk, size) <= end]
+        worked_out = [i for first, last in pagecheck._covered(merged, chunk, size) for i in range(first, last)]
+        assert worked_out == by_loop, (chunk, size, merged)
+
+
 def test_no_plan_without_digests_or_with_another_hash(tmp_path):
     (tmp_path / "pages-1.img").write_bytes(os.urandom(MIB))
     t = _task((0, MIB), path=str(tmp_path / "pages-1.img"))
