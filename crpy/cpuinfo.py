@@ -2,10 +2,10 @@
 
 The dump writes it (CRIU's cpuinfo_entry: vendor, signature, feature words, model name, the XSAVE
 features XCR0 enables that an image can hold and their sizes -- as CRIU, not AMX's --, plus crpy's
-field with each component's offset).  A restore
-reads it first, before anything is forked: a CPU that lacks an XSAVE feature of the images (their
-registers would come back different) is refused in one line naming the features; a CPU with more
-features is fine (the extra state starts in its init state).  `crpy cpuinfo dump|check` as criu.
+field with each component's offset).  A restore reads it first, before anything is forked: a CPU
+that lacks an XSAVE feature of the images (their registers would come back different) is refused
+in one line naming the features; a CPU with more features is fine (the extra state starts in its
+init state).  `crpy cpuinfo dump|check` as criu.
 """
 
 import functools
@@ -46,10 +46,9 @@ def frame_xsave():
 
 def this_cpu_entry():
     """cpuinfo_entry of the CPU crpy runs on."""
+    from crpy.images import xsave
     from crpy.images.pb import cpuinfo_pb2
     from crpy.kernel import cpuid
-
-    from crpy.images import xsave
 
     family, model, stepping = cpuid.signature()
     layout = stored_layout()

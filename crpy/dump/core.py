@@ -24,7 +24,7 @@ def gpregs_entry(regs):
 
 def fpregs_entry(xstate, who):
     """The image entry of a task's XSAVE area, read in this CPU's layout (cpuinfo.img records it);
-    who: "pid N" or "thread T of pid N", for the error."""
+    who: "pid N" or "thread T", for the error."""
     from crpy.images import xsave
     from crpy.kernel import cpuid
 
@@ -125,13 +125,13 @@ def task_core(facts, regs, sigactions, misc, stop_signal):
         raise DumpError(f"pid {pid}: cannot tell its membarrier() registrations: errno {-membarrier}")
     if membarrier:
         tc.membarrier_registration_mask = membarrier
-    dynamic = misc.get("xcomp_perm", 0) & xsave_dynamic_mask()
-    if dynamic:
+    dynamic = misc.get("xcomp_perm", 0) & _xsave_dynamic_mask()
+    if dynamic:                       # asked for AMX: asked for again on restore
         tc.xcomp_perm_dynamic = dynamic
     return tc
 
 
-def xsave_dynamic_mask():
+def _xsave_dynamic_mask():
     from crpy.images.xsave import DYNAMIC_COMPONENTS
 
     return sum(1 << comp for comp in DYNAMIC_COMPONENTS)

@@ -323,13 +323,12 @@ def _xcomp_perm(mask):
     from crpy.images.xsave import feature_names
     from crpy.kernel.syscalls import NR, sys_call
 
-    for comp in range(64):
-        if mask >> comp & 1:
-            try:
-                sys_call(NR.arch_prctl, ARCH_REQ_XCOMP_PERM, comp, what=f"arch_prctl(ARCH_REQ_XCOMP_PERM, {comp})")
-            except CrpyError as e:
-                raise RestoreError(f"the task may use {feature_names(1 << comp)[0]} (XSAVE component {comp}), "
-                                   f"this process cannot: {e}", "restore on a CPU and kernel with it") from None
+    for comp in (c for c in range(64) if mask >> c & 1):
+        try:
+            sys_call(NR.arch_prctl, ARCH_REQ_XCOMP_PERM, comp, what=f"arch_prctl(ARCH_REQ_XCOMP_PERM, {comp})")
+        except CrpyError as e:
+            raise RestoreError(f"the task may use {feature_names(1 << comp)[0]} (XSAVE component {comp}), "
+                               f"this process cannot: {e}", "restore on a CPU and kernel with it") from None
 
 
 def _rlim(v):

@@ -91,7 +91,7 @@ def test_covered_chunks_are_worked_out_as_a_loop_would_find_them():
         merged = pagecheck._merged([(a, b - a) for a, b in zip(cuts[::2], cuts[1::2])])
         by_loop = [i for start, end in merged for i in range(-(-size // chunk))
                    if i * chunk >= start and min((i + 1) * chunk, size) <= end]
-        worked_out = [i for first, last in pagecheck._covered(merged, chunk, size) for i in range(first, last)]
+        worked_out = [i for lo, hi in pagecheck._covered(merged, chunk, size) for i in range(lo, hi)]
         assert worked_out == by_loop, (chunk, size, merged)
 
 

@@ -74,9 +74,9 @@ static long crpy_read_piece(int fd, struct iovec *iov, int left, uint64_t pos, u
  * piece's memory is allocated (MADV_POPULATE_WRITE) right before its read, so the zeroed lines
  * are still in the CPU's cache when the read overwrites them (a batch populated whole first had
  * them evicted: 2 threads filling a GiB, 255 against 247 ms, 261 against 250 with crcs); a
- * failure only costs time, the read faults them in.  crcs (or NULL): each piece hashed right after its read, crcs[k] =
- * crc32c of the k-th part of the read, the parts being its bytes cut at the multiples of chunk
- * in the file.  Returns the number of parts, or -errno. */
+ * failure only costs time, the read faults them in.  crcs (or NULL): each piece hashed right
+ * after its read, crcs[k] = crc32c of the k-th part of the read, the parts being its bytes cut
+ * at the multiples of chunk in the file.  Returns the number of parts, or -errno. */
 static long crpy_read_pieces(int fd, const uint64_t *addrs, const uint64_t *lens, int n, uint64_t offset,
                              uint32_t chunk, uint32_t *crcs, int populate)
 {
