@@ -125,16 +125,12 @@ def task_core(facts, regs, sigactions, misc, stop_signal):
         raise DumpError(f"pid {pid}: cannot tell its membarrier() registrations: errno {-membarrier}")
     if membarrier:
         tc.membarrier_registration_mask = membarrier
-    dynamic = misc.get("xcomp_perm", 0) & _xsave_dynamic_mask()
+    from crpy.images.xsave import DYNAMIC_MASK
+
+    dynamic = misc.get("xcomp_perm", 0) & DYNAMIC_MASK
     if dynamic:                       # asked for AMX: asked for again on restore
         tc.xcomp_perm_dynamic = dynamic
     return tc
-
-
-def _xsave_dynamic_mask():
-    from crpy.images.xsave import DYNAMIC_COMPONENTS
-
-    return sum(1 << comp for comp in DYNAMIC_COMPONENTS)
 
 
 def _loginuid(pid):

@@ -18,8 +18,6 @@ UC_FLAGS = 1 | 2 | 4  # UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS
 # An invalid ss_flags: rt_sigreturn's sigaltstack restore fails with EINVAL, which it ignores,
 # so the task's own altstack is left as it is and we never need to know it.
 SS_FLAGS_INVALID = 4
-FP_XSTATE_MAGIC1 = 0x46505853
-FP_XSTATE_MAGIC2 = 0x46505845
 SW_BYTES_OFF = 464  # in the FXSAVE area; the ptrace image keeps XCR0 there
 RESTART_CODES = (-512, -513, -514, -516)  # ERESTARTSYS, NOINTR, NOHAND, RESTART_BLOCK
 
@@ -43,19 +41,16 @@ def sigframe_xstate(xstate):
     ptrace gives every component the kernel knows, AMX tile data included (11 KiB where the CPU
     has AMX); the frame holds only those a frame of this task may (xsave.frame_layout): from a
     frame bigger than the task's own, rt_sigreturn restores x87 and SSE alone and quietly puts
-    AVX, AVX-512 and PKRU in their init state."""
+    AVX, AVX-512 and PKRU in their init state.  The bytes are made a frame's as the restore makes
+    its own (crpy.restore.sigframe.patch_fpstate)."""
     from crpy.images import xsave
     from crpy.kernel import cpuid
+    from crpy.restore.sigframe import patch_fpstate
 
     xcr0 = struct.unpack_from("<Q", xstate, SW_BYTES_OFF)[0]
     xstate_bv = struct.unpack_from("<Q", xstate, xsave.LEGACY_SIZE)[0]
     layout = xsave.frame_layout({c: p for c, p in cpuid.xsave_layout().items() if xcr0 >> c & 1}, xstate_bv)
-    size, features = min(len(xstate), xsave.layout_size(layout)), xsave.layout_mask(layout)
-    fp = bytearray(xstate[:size])
-    fp[SW_BYTES_OFF:512] = bytes(512 - SW_BYTES_OFF)
-    struct.pack_into("<IIQI", fp, SW_BYTES_OFF, FP_XSTATE_MAGIC1, size + 4, features, size)
-    struct.pack_into("<Q", fp, xsave.LEGACY_SIZE, xstate_bv & features)
-    return bytes(fp) + struct.pack("<I", FP_XSTATE_MAGIC2)
+    return patch_fpstate(xstate, min(len(xstate), xsave.layout_size(layout)), xsave.layout_mask(layout))
 
 
 def restart_fixup(regs):

@@ -49,6 +49,7 @@ STANDARD_LAYOUT = {**LEGACY_LAYOUT, 2: (576, 256), 3: (960, 64), 4: (1024, 64), 
 # only once the task asked (arch_prctl ARCH_REQ_XCOMP_PERM) and used it; a signal frame holding
 # it is too big for any other task, and rt_sigreturn then restores x87 and SSE alone, silently.
 DYNAMIC_COMPONENTS = frozenset({18})
+DYNAMIC_MASK = sum(1 << comp for comp in DYNAMIC_COMPONENTS)
 LEGACY_SIZE = 512
 HEADER_SIZE = 64
 _LEGACY = struct.Struct("<HHHHQQII")   # cwd swd twd fop rip rdp mxcsr mxcsr_mask (32 bytes)

@@ -372,20 +372,14 @@ def _find_vdso_moves(plan):
     return pairs, layout.needs_hop(pairs), cur_block, next(p for p in pairs if p[0] == vdso_start)
 
 
-def _xsave_sizes():
-    """(XSAVE size, xfeatures) of the frames: CPUID traps to the hypervisor (~30 us in a VM), so
-    it is asked once (cached) for all the frames crpy builds (one per task of a tree)."""
-    from crpy.cpuinfo import frame_xsave
-
-    return frame_xsave()
-
-
 _gadget_here = [None, None]     # [(vDSO address, length), find_unmap_gadget of its bytes]
 
 
 def _frame_and_gadget(task, vdso_pair):
     """The rt_sigframe, and the vDSO gadget that unmaps the region on the way out (if any)."""
-    xsize, xcr0 = _xsave_sizes()
+    from crpy.cpuinfo import frame_xsave
+
+    xsize, xcr0 = frame_xsave()            # (cached: CPUID traps to the hypervisor, ~30 us in a VM)
     pretcode = gadgets.task_restorer(task.sigactions) or gadgets.find_sigreturn(task.areas, read_range)
     gadget, kind = 0, 0
     if pretcode:
